@@ -1,0 +1,99 @@
+"""``agentstage check``: does a stack comply? Our rules and checkov, one report, offline.
+
+Exit status: 0 when no stack has an unwaived mandatory failure, 1 when one has, 2 for usage errors
+(unknown stack, unreadable graph file, invalid stack file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from agentstage.console import Console
+from agentstage.engine import available_stacks, build_graph, project_dir
+from agentstage.errors import AgentstageError, ExitStatus
+from agentstage.graph import ResourceGraph
+from policies.checking import check_graph
+from policies.report import FORMATS, CheckReport, StackReport, verdict_text
+from policies.rules import load_context
+
+HELP = "check stacks against agentstage's policy rules and checkov (offline); exit 1 on a blocking failure"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--stack", help="stack name: stacks/Pulumi.<stack>.yaml")
+    target.add_argument("--all", action="store_true", help="every stack in the project")
+    target.add_argument(
+        "--graph", type=Path, metavar="FILE", help="a graph saved by `agentstage plan --out FILE`"
+    )
+    parser.add_argument(
+        "--format", choices=tuple(FORMATS), default="table", help="report format (default: table)"
+    )
+    parser.add_argument("--out", type=Path, metavar="FILE", help="write the report to FILE instead of stdout")
+    parser.add_argument(
+        "--no-checkov", action="store_true", help="run agentstage's rules only (skip checkov)"
+    )
+    parser.add_argument(
+        "--project-dir",
+        type=Path,
+        default=None,
+        help="the Pulumi project (default: this directory if it has one)",
+    )
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    project = project_dir(args.project_dir)
+    checkov = not args.no_checkov
+    reports: list[StackReport] = []
+    if args.graph is not None:
+        graph = _read_graph(args.graph)
+        context = load_context(graph.stack, project)
+        if context.stack_file is None:
+            console.warn(f"{args.graph}: {context.source}")
+        console.info(f"checking saved graph {args.graph} (stack {graph.stack})...")
+        reports.append(check_graph(graph, context, checkov=checkov, graph_file=args.graph))
+    else:
+        stacks = available_stacks(project) if args.all else [args.stack]
+        if not stacks:
+            raise AgentstageError(f"no stacks in {project}: nothing to check")
+        for stack in stacks:
+            console.info(
+                f"checking stack {stack} (planning offline, then rules{' and checkov' if checkov else ''})..."
+            )
+            graph = build_graph(stack, project)
+            reports.append(check_graph(graph, load_context(stack, project), checkov=checkov))
+    report = CheckReport(reports)
+    _emit(FORMATS[args.format](report), args.out, console)
+    for stack in report.stacks:
+        for waiver in stack.unused_waivers:
+            console.warn(
+                f"stack {stack.stack}: waiver {waiver.check} for {waiver.resource} matches no finding"
+            )
+        if args.out is not None or args.format != "table":
+            console.info(f"{stack.stack}: {verdict_text(stack)}")
+    return ExitStatus.OK if report.ok else ExitStatus.POLICY_FAILED
+
+
+def _read_graph(path: Path) -> ResourceGraph:
+    try:
+        return ResourceGraph.from_json(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise AgentstageError(f"--graph {path}: cannot read it ({error.strerror})") from None
+    except (ValueError, KeyError, TypeError) as error:
+        detail = error.msg if isinstance(error, json.JSONDecodeError) else str(error)
+        raise AgentstageError(
+            f"--graph {path}: not a graph saved by `agentstage plan --out` ({detail})"
+        ) from None
+
+
+def _emit(text: str, out: Path | None, console: Console) -> None:
+    if out is None:
+        console.print(text)
+        return
+    try:
+        out.write_text(text + "\n", encoding="utf-8")
+    except OSError as error:
+        raise AgentstageError(f"cannot write --out {out}: {error.strerror}") from None
+    console.info(f"report written to {out}")

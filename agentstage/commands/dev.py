@@ -1,0 +1,149 @@
+"""``agentstage dev``: run the agent runtime locally, offline, with embedded defaults.
+
+The runtime is served on ``--host``/``--port`` with SQLite state (``.agentstage/state.db``) and, unless a
+real model is configured, the scripted model server started beside it on another loopback port (it
+answers arithmetic questions through the calculator tool and echoes everything else).
+
+- Real model: set ``AGENTSTAGE_LLM_ENDPOINT`` (and ``AGENTSTAGE_LLM_PROVIDER``, ``AGENTSTAGE_LLM_API_KEY``,
+  ``AGENTSTAGE_DEFAULT_MODEL`` as needed) and the runtime talks to it instead.
+- API key: ``AGENTSTAGE_API_KEY``, default ``dev-key``.
+- Agents: ``--agents FILE`` (a JSON or YAML list of definitions), else ``AGENTSTAGE_AGENTS``, else one
+  ``assistant`` agent with the calculator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agentstage.console import Console
+from agentstage.errors import AgentstageError
+
+HELP = "run the agent runtime locally (scripted model unless AGENTSTAGE_LLM_ENDPOINT is set)"
+
+DEFAULT_API_KEY = "dev-key"
+ENDPOINT_VARIABLE = "AGENTSTAGE_LLM_ENDPOINT"
+API_KEY_VARIABLE = "AGENTSTAGE_API_KEY"
+DEFAULT_AGENTS: list[dict[str, Any]] = [
+    {
+        "name": "assistant",
+        "description": "A helpful assistant that does arithmetic with the calculator tool.",
+        "instructions": "You are a helpful assistant. Use the calculator tool for any arithmetic.",
+        "tools": ["calculator"],
+    }
+]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=8000, help="port of the runtime (default: 8000)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--agents", type=Path, metavar="FILE", help="JSON or YAML list of agent definitions")
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    # The runtime is imported here so that other verbs never pay for FastAPI and openai at startup.
+    import uvicorn
+    from agent_runtime.testing import ScriptedModelServer, default_script
+
+    overrides = _overrides(args)
+    with contextlib.ExitStack() as stack:
+        listener = stack.enter_context(_listen(args.host, args.port))
+        if os.environ.get(ENDPOINT_VARIABLE):
+            model_note = f"model endpoint {os.environ[ENDPOINT_VARIABLE]}"
+        else:
+            model = stack.enter_context(ScriptedModelServer(default_script()))
+            overrides |= {"llm_provider": "openai", "llm_endpoint": model.base_url, "llm_auth": "none"}
+            model_note = f"scripted model server at {model.base_url}"
+        settings, app = _runtime(overrides)
+        # Show the audit and usage records (the runtime's own loggers); keep HTTP client chatter out.
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        _print_usage(console, args, settings, model_note)
+        uvicorn.Server(uvicorn.Config(app, log_level="info", lifespan="on")).run(sockets=[listener])
+    return 0
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Dev defaults for what the environment leaves unset: the API key and the agents."""
+    overrides: dict[str, Any] = {}
+    if not os.environ.get(API_KEY_VARIABLE):
+        overrides["api_key"] = DEFAULT_API_KEY
+    if args.agents is not None:
+        overrides["agents"] = json.dumps(_read_agents(args.agents))
+    elif os.environ.get("AGENTSTAGE_AGENTS", "").strip() in ("", "[]"):
+        overrides["agents"] = json.dumps(DEFAULT_AGENTS)
+    return overrides
+
+
+def _runtime(overrides: dict[str, Any]) -> tuple[Any, Any]:
+    """The settings (environment plus ``overrides``) and the app; configuration mistakes are user errors."""
+    from agent_runtime.api import create_app
+    from agent_runtime.errors import ConfigurationError
+    from agent_runtime.settings import Settings
+    from pydantic import ValidationError
+
+    try:
+        settings = Settings(**overrides)
+        return settings, create_app(settings)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        prefix = f"{where}: " if where else ""
+        raise AgentstageError(f"invalid runtime settings: {prefix}{first['msg']}") from None
+    except ConfigurationError as error:
+        raise AgentstageError(str(error)) from None
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind now, so a busy port is a clear user error instead of a server crash."""
+    from agent_runtime.testing.serve import bind_socket
+
+    if not 0 < port < 65536:
+        raise AgentstageError(f"--port must be between 1 and 65535, got {port}")
+    try:
+        return bind_socket(host, port)
+    except OSError as error:
+        message = f"cannot listen on {host}:{port}: {error.strerror}; choose another --port"
+        raise AgentstageError(message) from None
+
+
+def _read_agents(path: Path) -> list[Any]:
+    try:
+        data = yaml.safe_load(path.read_text())  # YAML is a superset of JSON
+    except OSError as error:
+        raise AgentstageError(f"cannot read {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise AgentstageError(f"{path} is not valid JSON or YAML: {error}") from None
+    if isinstance(data, dict) and "agents" in data:
+        data = data["agents"]
+    if not isinstance(data, list):
+        raise AgentstageError(f"{path} must hold a list of agent definitions (or {{agents: [...]}})")
+    return data
+
+
+def _print_usage(console: Console, args: argparse.Namespace, settings: Any, model_note: str) -> None:
+    url = f"http://{args.host}:{args.port}"
+    key = DEFAULT_API_KEY if not os.environ.get(API_KEY_VARIABLE) else f"${API_KEY_VARIABLE}"
+    names = [agent["name"] for agent in json.loads(settings.agents)]
+    agent = names[0] if names else "<agent>"
+    console.info(f"agentstage dev: runtime at {url} ({model_note})")
+    console.info(f"agents: {', '.join(names) or 'none configured'}")
+    console.info(f"API key: {key} (set {API_KEY_VARIABLE} to change it)")
+    console.info("try it:")
+    console.info(
+        f"  curl -s {url}/v1/agents/{agent}/invoke -H 'Authorization: Bearer {key}' "
+        "-H 'Content-Type: application/json' -d '{\"input\": \"what is 6*7?\"}'"
+    )
+    console.info(
+        f"  python -c \"from openai import OpenAI; c = OpenAI(base_url='{url}/v1', api_key='{key}'); "
+        f"print(c.chat.completions.create(model='{agent}', "
+        "messages=[{'role': 'user', 'content': 'hello'}]).choices[0].message.content)\""
+    )

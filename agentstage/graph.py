@@ -1,0 +1,110 @@
+"""The resource graph: the one artifact every offline tool reads.
+
+``agentstage plan`` records it by running the real Pulumi program under mocks; policies, exporters,
+the diagram, the cost estimate and the tests all read it. It is plain data (JSON round-trips exactly),
+so a saved plan can be audited or edited later.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+UNKNOWN = "<unknown>"
+"""An input whose value is only known after deployment (preview semantics)."""
+
+SECRET = "<secret>"
+"""An input Pulumi marks secret; its value is never written to the graph."""
+
+GRAPH_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One registered resource: a component (``custom=False``) or a cloud resource."""
+
+    urn: str
+    type: str
+    name: str
+    custom: bool
+    parent: str | None = None
+    provider: str | None = None
+    dependencies: tuple[str, ...] = ()
+    inputs: dict[str, Any] = field(default_factory=dict)
+    mock_id: str | None = None
+
+    def get(self, path: str, default: Any = None) -> Any:
+        """The input at a dotted path (``"properties.disableLocalAuth"``), or ``default``."""
+        value: Any = self.inputs
+        for key in path.split("."):
+            if not isinstance(value, dict) or key not in value:
+                return default
+            value = value[key]
+        return value
+
+
+@dataclass
+class ResourceGraph:
+    """All resources of one stack, in registration order."""
+
+    stack: str
+    project: str
+    resources: list[Resource]
+
+    def __iter__(self) -> Iterator[Resource]:
+        return iter(self.resources)
+
+    def __len__(self) -> int:
+        return len(self.resources)
+
+    def by_urn(self, urn: str) -> Resource:
+        for resource in self.resources:
+            if resource.urn == urn:
+                return resource
+        raise KeyError(urn)
+
+    def of_type(self, type_: str) -> list[Resource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def children(self, urn: str | None) -> list[Resource]:
+        return [r for r in self.resources if r.parent == urn]
+
+    def by_mock_id(self, resource_id: str) -> Resource | None:
+        """The resource whose (mock) id another resource's input references, if any."""
+        for resource in self.resources:
+            if resource.mock_id == resource_id:
+                return resource
+        return None
+
+    def cloud_resources(self) -> list[Resource]:
+        """Resources a deployment creates (components and providers excluded)."""
+        return [r for r in self.resources if r.custom and not r.type.startswith("pulumi:providers:")]
+
+    def type_counts(self) -> Counter[str]:
+        return Counter(r.type for r in self.cloud_resources())
+
+    def to_json(self) -> str:
+        payload = {
+            "format": GRAPH_FORMAT,
+            "stack": self.stack,
+            "project": self.project,
+            "resources": [asdict(r) for r in self.resources],
+        }
+        return json.dumps(payload, indent=2, sort_keys=False)
+
+    def write(self, path: Path) -> None:
+        path.write_text(self.to_json() + "\n", encoding="utf-8")
+
+    @classmethod
+    def from_json(cls, text: str) -> ResourceGraph:
+        payload = json.loads(text)
+        if payload.get("format") != GRAPH_FORMAT:
+            raise ValueError(f"unsupported graph format {payload.get('format')!r}; expected {GRAPH_FORMAT}")
+        resources = [
+            Resource(**{**r, "dependencies": tuple(r.get("dependencies", ()))}) for r in payload["resources"]
+        ]
+        return cls(stack=payload["stack"], project=payload["project"], resources=resources)

@@ -1,0 +1,96 @@
+"""A flat Pulumi program that registers exactly a graph's resources, for the plan benchmark.
+
+It replays every cloud resource of a saved graph (``agentstage plan --out``) with the same SDK class,
+the same inputs and the same dependency edges, but without agentstage's layers: no stack config, no
+blueprint, no components, no naming or grant helpers. Run under the same mocks as ``agentstage plan``,
+the time difference between the two is what agentstage's abstractions cost.
+
+    python benchmarks/flat_program.py graph.json
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pulumi
+
+from agentstage.engine import record
+from agentstage.graph import SECRET, UNKNOWN, Resource, ResourceGraph
+
+
+def sdk_class(type_: str) -> type[pulumi.CustomResource]:
+    """``azure-native:keyvault:Vault`` -> ``pulumi_azure_native.keyvault.Vault``."""
+    package, module, name = type_.split(":")
+    return getattr(importlib.import_module(f"pulumi_{package.replace('-', '_')}.{module}"), name)
+
+
+def snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def constructor_kwargs(cls: type[pulumi.CustomResource], inputs: dict[str, Any]) -> dict[str, Any]:
+    """Top-level inputs as the constructor's snake_case parameters (``resource_name_`` and the like)."""
+    parameters = inspect.signature(cls._internal_init).parameters  # type: ignore[attr-defined]
+    kwargs = {}
+    for key, value in inputs.items():
+        name = snake(key)
+        name = name if name in parameters and name != "resource_name" else f"{name}_"
+        if name not in parameters:
+            raise KeyError(f"{cls.__name__} has no parameter for input '{key}'")
+        kwargs[name] = replay_value(value)
+    return kwargs
+
+
+def replay_value(value: Any) -> Any:
+    """Recorded values back into program values: secrets stay secret, archives become archives."""
+    if value == SECRET:
+        return pulumi.Output.secret("redacted")
+    if value == UNKNOWN:
+        return pulumi.Output.from_input("unknown-until-deployed")
+    if isinstance(value, dict):
+        if set(value) == {"path"}:
+            path = Path(value["path"])
+            return pulumi.FileArchive(str(path)) if path.is_dir() else pulumi.FileAsset(str(path))
+        return {k: replay_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [replay_value(v) for v in value]
+    return value
+
+
+def flat_program(graph: ResourceGraph) -> None:
+    created: dict[str, pulumi.CustomResource] = {}
+    names: set[str] = set()
+    for resource in graph.cloud_resources():
+        name = unique_name(resource, names)
+        cls = sdk_class(resource.type)
+        depends_on = [created[urn] for urn in resource.dependencies if urn in created]
+        created[resource.urn] = cls(
+            name, opts=pulumi.ResourceOptions(depends_on=depends_on), **constructor_kwargs(cls, resource.inputs)
+        )
+
+
+def unique_name(resource: Resource, taken: set[str]) -> str:
+    name = resource.name
+    while name in taken:
+        name += "-"
+    taken.add(name)
+    return name
+
+
+def main(path: str) -> int:
+    graph = ResourceGraph.from_json(Path(path).read_text(encoding="utf-8"))
+    replayed = record(lambda: flat_program(graph), stack=graph.stack)
+    expected = len(graph.cloud_resources())
+    if len(replayed.cloud_resources()) != expected:
+        print(f"replayed {len(replayed.cloud_resources())} of {expected} resources", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1]))

@@ -1,0 +1,76 @@
+"""Role assignments: readable built-in role names, and the one function that creates an assignment.
+
+Every ``grant_*`` method of every Azure component goes through :func:`assign_role`, which refuses the
+broad roles (Owner, Contributor, User Access Administrator) outright, so least privilege is enforced in
+one place rather than trusted to each call site.
+"""
+
+from __future__ import annotations
+
+import pulumi
+from pulumi_azure_native import authorization
+
+from components.azure.context import AzureContext
+from components.azure.identity import ManagedIdentity
+
+# Built-in role definition ids (identical in every Azure tenant).
+BUILTIN_ROLES: dict[str, str] = {
+    "Cognitive Services OpenAI User": "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd",
+    "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
+    "Key Vault Secrets Officer": "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
+    "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+    "Storage Blob Data Reader": "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1",
+    "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+    "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
+    "Search Index Data Reader": "1407120a-92aa-4202-b7e9-c0e197c71c8f",
+    "Search Index Data Contributor": "8ebe5a00-799e-43f5-93ac-243d3dce84a7",
+    "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+    "Azure Service Bus Data Sender": "69a216fc-b8fb-44d8-bc22-1f3c2cd27a39",
+    "Azure Service Bus Data Receiver": "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0",
+    "AcrPull": "7f951dda-4ed3-4680-a7ca-43fe172d538d",
+}
+
+# Roles no agentstage grant may ever use: they allow changing resources or access itself.
+FORBIDDEN_ROLES: dict[str, str] = {
+    "Owner": "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+    "Contributor": "b24988ac-6180-42a0-ab88-20f7382dd24c",
+    "User Access Administrator": "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",
+}
+
+
+def role_definition_id(subscription_id: pulumi.Input[str], role: str) -> pulumi.Output[str]:
+    """The subscription-scoped id of a built-in role, as ARM expects in a role assignment."""
+    if role in FORBIDDEN_ROLES:
+        raise ValueError(f"role '{role}' is too broad for an agentstage grant; use a data-plane role")
+    if role not in BUILTIN_ROLES:
+        raise KeyError(f"unknown role '{role}'; known roles: {', '.join(sorted(BUILTIN_ROLES))}")
+    guid = BUILTIN_ROLES[role]
+    return pulumi.Output.concat(
+        "/subscriptions/", subscription_id, "/providers/Microsoft.Authorization/roleDefinitions/", guid
+    )
+
+
+def assign_role(
+    name: str,
+    *,
+    context: AzureContext,
+    scope: pulumi.Input[str],
+    role: str,
+    identity: ManagedIdentity,
+    parent: pulumi.Resource,
+) -> authorization.RoleAssignment:
+    """Grant ``identity`` the built-in ``role`` on exactly ``scope``.
+
+    ``principal_type`` is set so that ARM does not wait for directory replication of a new identity
+    (without it, a role assignment to a just-created identity fails intermittently).
+    """
+    return authorization.RoleAssignment(
+        name,
+        principal_id=identity.principal_id,
+        principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
+        role_definition_id=role_definition_id(context.subscription_id, role),
+        scope=scope,
+        description=f"agentstage: {role} for {identity.label}",
+        opts=pulumi.ResourceOptions(parent=parent),
+    )

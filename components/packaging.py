@@ -1,0 +1,177 @@
+"""The agent runtime's deployment package: one deterministic zip, built from ``runtime/``.
+
+Layout (the Azure Functions Python layout; AWS Lambda reads the same zip once its handler is in it)::
+
+    function_app.py  host.json  requirements*.txt   the host (no logic)
+    agent_runtime/                                   the runtime package
+    .python_packages/lib/site-packages/              the dependencies, when vendored
+
+Why dependencies are vendored. A Flex Consumption app runs the package it is given as is: we publish
+with OneDeploy *without* a remote build (no Oryx/SCM build on Flex, no ``SCM_DO_BUILD_DURING_DEPLOYMENT``),
+so every dependency must already be in the zip, built for the platform (Linux x86_64, CPython 3.11), under
+``.python_packages/lib/site-packages`` -- the folder the Python worker puts on ``sys.path`` ("Install local
+packages", learn.microsoft.com/azure/azure-functions/functions-reference-python). ``pip install --target
+... --platform manylinux2014_x86_64 --implementation cp --python-version 3.11 --only-binary=:all:`` builds
+that folder from any machine; a dependency without such a wheel fails the build, naming the requirement.
+
+Offline plan versus ``pulumi up``. The package's hash is an input of the deployment, so ``pulumi preview``
+and ``pulumi up`` must build the same package: vendoring cannot depend on ``is_dry_run()``. It depends on
+whether a real engine is on the other end (:func:`vendoring_needed`): ``agentstage plan`` and the tests
+run the program under Pulumi's mocks, where nothing is ever deployed, so they build the lean package
+(sources only: milliseconds, no download); ``pulumi preview`` and ``pulumi up`` both build the vendored
+one, so the preview shows the very hash that ``up`` publishes. The first vendored build downloads the
+wheels (tens of MB); later builds reuse ``<out_dir>/site-packages-<key>``, keyed by the requirements and
+the target platform. ``ServerlessAgent`` refuses a lean package when a real engine runs, so a package
+without its dependencies can never reach the cloud.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pulumi.runtime.mocks import MockMonitor
+from pulumi.runtime.settings import get_monitor
+
+HOST_FILES = ("function_app.py", "host.json")
+"""Host files at the root of every package, besides the requirements files."""
+
+RUNTIME_PACKAGE = "agent_runtime"
+SITE_PACKAGES = ".python_packages/lib/site-packages"
+
+PLATFORM = "manylinux2014_x86_64"
+"""Linux x86_64 with glibc >= 2.17: what Azure Functions Flex Consumption (and AWS Lambda x86_64) run."""
+
+PYTHON_VERSION = "3.11"
+
+_CACHES = frozenset({"__pycache__"})
+# Never shipped from our sources: caches, tests, and agent_runtime.testing (the scripted model server, a
+# development aid that needs uvicorn and serves no deployed agent).
+_SOURCE_ONLY = frozenset({"__pycache__", "tests", "testing", ".venv", ".pytest_cache"})
+_EXCLUDED_SUFFIXES = (".pyc", ".pyo")
+_FIXED_TIMESTAMP = (1980, 1, 1, 0, 0, 0)  # the earliest a zip can hold: no build time leaks into the hash
+_INCLUDE = re.compile(r"^\s*-r\s+(\S+)")
+_NO_WHEEL = re.compile(r"No matching distribution found for ([^\s]+)")
+
+
+class PackagingError(Exception):
+    """The deployment package could not be built; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Package:
+    """A built deployment package.
+
+    ``sha256`` identifies its content (entries, bytes and names; never timestamps), so the same sources
+    and dependencies always give the same hash. ``vendored`` is true when the dependencies for
+    ``platform`` / ``python_version`` are inside.
+    """
+
+    path: Path
+    sha256: str
+    vendored: bool
+    python_version: str = PYTHON_VERSION
+    platform: str = PLATFORM
+
+
+def vendoring_needed() -> bool:
+    """Whether the running Pulumi program can deploy: true under a real engine, false under mocks."""
+    return not isinstance(get_monitor(), MockMonitor)
+
+
+def build_function_package(runtime_dir: Path, out_dir: Path, *, vendor_dependencies: bool) -> Package:
+    """Zip ``runtime_dir``'s host files and ``agent_runtime/`` (plus, if asked, its dependencies) into ``out_dir``."""
+    runtime_dir = runtime_dir.resolve()
+    for name in (*HOST_FILES, "requirements.txt", RUNTIME_PACKAGE):
+        if not (runtime_dir / name).exists():
+            raise PackagingError(f"{runtime_dir} is not a runtime directory: '{name}' is missing")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    requirements = _requirement_files(runtime_dir, "requirements.txt")
+    entries: dict[str, Path] = {name: runtime_dir / name for name in (*HOST_FILES, *requirements)}
+    entries.update(_tree(runtime_dir / RUNTIME_PACKAGE, RUNTIME_PACKAGE, _SOURCE_ONLY))
+    if vendor_dependencies:
+        site_packages = _vendored_site_packages(runtime_dir, requirements, out_dir)
+        entries.update(_tree(site_packages, SITE_PACKAGES, _CACHES))
+    flavour = "vendored" if vendor_dependencies else "lean"
+    return _write_zip(entries, out_dir / f"function-app-{flavour}.zip", vendored=vendor_dependencies)
+
+
+def _requirement_files(runtime_dir: Path, name: str) -> list[str]:
+    """``name`` and every file it includes with ``-r``, relative to ``runtime_dir``, in include order."""
+    path = runtime_dir / name
+    if not path.is_file():
+        raise PackagingError(f"requirements file '{name}' (included from the runtime) does not exist")
+    found = [name]
+    for line in path.read_text(encoding="utf-8").splitlines():
+        match = _INCLUDE.match(line)
+        if match:
+            found += [f for f in _requirement_files(runtime_dir, match.group(1)) if f not in found]
+    return found
+
+
+def _tree(root: Path, prefix: str, excluded_dirs: frozenset[str]) -> Iterator[tuple[str, Path]]:
+    """Archive names and files under ``root``, skipping ``excluded_dirs`` and bytecode."""
+    for directory, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in excluded_dirs]
+        for filename in filenames:
+            if filename.endswith(_EXCLUDED_SUFFIXES):
+                continue
+            path = Path(directory, filename)
+            yield f"{prefix}/{path.relative_to(root).as_posix()}", path
+
+
+def _vendored_site_packages(runtime_dir: Path, requirements: list[str], out_dir: Path) -> Path:
+    """The platform's site-packages for ``requirements``, installed once per content and reused after."""
+    digest = hashlib.sha256(f"{PLATFORM} cp{PYTHON_VERSION}\n".encode())
+    for name in requirements:
+        digest.update(name.encode() + b"\0" + (runtime_dir / name).read_bytes())
+    cached = out_dir / f"site-packages-{digest.hexdigest()[:16]}"
+    if cached.is_dir():
+        return cached
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".building-") as building:
+        target = Path(building, "site-packages")
+        _pip_install(runtime_dir / "requirements.txt", target)
+        shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts, with this machine's shebangs
+        target.rename(cached)
+    return cached
+
+
+def _pip_install(requirements: Path, target: Path) -> None:
+    command = [
+        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input",
+        "--no-compile", "--target", str(target),
+        "--platform", PLATFORM, "--implementation", "cp", "--python-version", PYTHON_VERSION,
+        "--only-binary=:all:", "-r", requirements.name,
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=requirements.parent, capture_output=True, text=True, check=False)
+    if result.returncode == 0:
+        return
+    missing = _NO_WHEEL.search(result.stderr)
+    if missing:
+        raise PackagingError(
+            f"requirement '{missing.group(1)}' has no wheel for {PLATFORM} / CPython {PYTHON_VERSION}; "
+            "pin a version that publishes one, or replace the dependency"
+        )
+    raise PackagingError(f"pip could not install {requirements}:\n{result.stderr.strip()}")
+
+
+def _write_zip(entries: dict[str, Path], path: Path, *, vendored: bool) -> Package:
+    """Write ``entries`` sorted, with fixed timestamps and modes, so equal content gives equal bytes."""
+    partial = path.with_suffix(".partial")
+    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=_FIXED_TIMESTAMP)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o100644 << 16
+            archive.writestr(info, entries[name].read_bytes())
+    partial.replace(path)
+    return Package(path=path, sha256=hashlib.sha256(path.read_bytes()).hexdigest(), vendored=vendored)

@@ -1,0 +1,1 @@
+"""Custom checkov checks, loaded by checkov with ``--external-checks-dir`` (it needs this file to load any)."""

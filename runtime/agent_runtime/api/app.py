@@ -1,0 +1,47 @@
+"""``create_app``: the FastAPI application every host serves (Function App, Lambda, container, dev)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from agent_runtime.api import agents, chat, health
+from agent_runtime.api.errors import install_error_handlers
+from agent_runtime.api.limits import BodyLimit
+from agent_runtime.memory.factory import open_stores
+from agent_runtime.services import Assembly, Lifecycle
+from agent_runtime.settings import Settings
+from agent_runtime.tools import ToolRegistry, default_registry
+
+
+def create_app(settings: Settings | None = None, *, registry: ToolRegistry | None = None) -> FastAPI:
+    """The runtime's HTTP API, configured by ``settings`` (read from the environment when omitted).
+
+    Configuration is checked here, so a bad agent definition or key mapping fails at import of the host
+    (:class:`~agent_runtime.errors.ConfigurationError`), not at the first request. ``registry`` defaults to
+    the default tool registry (built-ins plus tools registered with ``@tool``).
+    """
+    settings = settings or Settings()
+    lifecycle = Lifecycle(Assembly.from_settings(settings, registry or default_registry, open_stores))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await lifecycle.get()
+        yield
+        await lifecycle.close()
+
+    app = FastAPI(
+        title="agentstage agent runtime",
+        version="0.1.0",
+        description="Run configured agents over HTTP: a native API and an OpenAI-compatible one, "
+        'where `model` names the agent. Errors are JSON `{"error": {"code", "message", "field"?}}`.',
+        lifespan=lifespan,
+    )
+    app.state.lifecycle = lifecycle
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    install_error_handlers(app)
+    for module in (health, agents, chat):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,186 @@
+"""Caller authentication: API keys or JWT bearer tokens, mapped to a :class:`Caller` with roles.
+
+The mode is a setting (``AGENTSTAGE_AUTH_MODE``). API keys are kept only as SHA-256 digests in memory, so
+a lookup never compares secrets byte by byte and a key never appears in a repr or a log. JWTs are verified
+against the issuer's JWKS, fetched asynchronously and cached; an unknown ``kid`` triggers one refresh, so
+key rotation works without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from typing import Any, Protocol
+
+import httpx
+import jwt
+
+from agent_runtime.caller import Caller
+from agent_runtime.errors import ConfigurationError, Unauthorized, Unavailable
+from agent_runtime.settings import Settings
+
+API_KEY_CALLER = "api-key"
+"""Caller id of the single ``AGENTSTAGE_API_KEY``."""
+
+JWKS_MIN_REFRESH_SECONDS = 10.0
+"""Unknown ``kid`` values refresh the key set at most this often, so forged tokens cannot flood the issuer."""
+
+
+class Authenticator(Protocol):
+    async def authenticate(self, *, bearer: str | None, api_key: str | None) -> Caller:
+        """The caller the credentials prove, or :class:`Unauthorized`."""
+
+
+class Anonymous:
+    """``auth_mode=none``: everyone is the same caller without roles (tests and local experiments only)."""
+
+    caller = Caller("anonymous")
+
+    async def authenticate(self, *, bearer: str | None, api_key: str | None) -> Caller:
+        return self.caller
+
+
+class ApiKeyAuthenticator:
+    def __init__(self, callers: dict[bytes, Caller]) -> None:
+        self._callers = callers
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ApiKeyAuthenticator:
+        callers: dict[bytes, Caller] = {}
+        if settings.api_key is not None:
+            callers[_digest(settings.api_key.get_secret_value())] = Caller(
+                API_KEY_CALLER, frozenset(settings.api_key_roles)
+            )
+        if settings.api_keys is not None:
+            callers.update(_parse_api_keys(settings.api_keys.get_secret_value()))
+        return cls(callers)
+
+    async def authenticate(self, *, bearer: str | None, api_key: str | None) -> Caller:
+        key = api_key or bearer
+        if not key:
+            raise Unauthorized("send an API key in 'Authorization: Bearer <key>' or the 'api-key' header")
+        caller = self._callers.get(_digest(key))
+        if caller is None:
+            raise Unauthorized("the API key is not valid")
+        return caller
+
+
+class JwksCache:
+    """The issuer's signing keys by ``kid``, refreshed after ``ttl`` seconds or on an unknown ``kid``."""
+
+    def __init__(self, url: str, http: httpx.AsyncClient, ttl: float) -> None:
+        self._url = url
+        self._http = http
+        self._ttl = ttl
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def key(self, kid: str) -> jwt.PyJWK:
+        now = asyncio.get_running_loop().time()
+        stale = now - self._fetched_at > self._ttl
+        if stale or (kid not in self._keys and now - self._fetched_at > JWKS_MIN_REFRESH_SECONDS):
+            async with self._lock:
+                if self._fetched_at < now:  # nobody refreshed while this task waited for the lock
+                    await self._refresh()
+        try:
+            return self._keys[kid]
+        except KeyError:
+            raise Unauthorized("the token's signing key is unknown") from None
+
+    async def _refresh(self) -> None:
+        try:
+            response = await self._http.get(self._url, timeout=5.0)
+            response.raise_for_status()
+            key_set = jwt.PyJWKSet.from_dict(response.json())
+        except (httpx.HTTPError, ValueError, jwt.PyJWTError) as error:
+            raise Unavailable(
+                f"cannot fetch the token issuer's signing keys: {type(error).__name__}"
+            ) from error
+        self._keys = {key.key_id: key for key in key_set.keys if key.key_id}
+        self._fetched_at = asyncio.get_running_loop().time()
+
+
+class JwtAuthenticator:
+    def __init__(
+        self, *, issuer: str, audience: str, keys: JwksCache, algorithms: list[str], roles_claim: str
+    ) -> None:
+        self._issuer = issuer
+        self._audience = audience
+        self._keys = keys
+        self._algorithms = algorithms
+        self._roles_claim = roles_claim
+
+    async def authenticate(self, *, bearer: str | None, api_key: str | None) -> Caller:
+        if not bearer:
+            raise Unauthorized("send a JWT in 'Authorization: Bearer <token>'")
+        try:
+            kid = jwt.get_unverified_header(bearer).get("kid")
+            if not isinstance(kid, str):
+                raise Unauthorized("the token has no 'kid' header")
+            key = await self._keys.key(kid)
+            claims = jwt.decode(
+                bearer,
+                key.key,
+                algorithms=self._algorithms,
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+        except jwt.PyJWTError as error:
+            raise Unauthorized(f"the token is not valid: {error}") from error
+        return Caller(str(claims["sub"]), _roles(claims.get(self._roles_claim)))
+
+
+def build_authenticator(settings: Settings, http: httpx.AsyncClient) -> Authenticator:
+    if settings.auth_mode == "none":
+        return Anonymous()
+    if settings.auth_mode == "api_key":
+        return ApiKeyAuthenticator.from_settings(settings)
+    # Settings guarantee these are set when auth_mode is jwt.
+    assert settings.jwt_issuer and settings.jwt_audience and settings.jwt_jwks_url
+    return JwtAuthenticator(
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        keys=JwksCache(settings.jwt_jwks_url, http, settings.jwks_cache_seconds),
+        algorithms=settings.jwt_algorithms,
+        roles_claim=settings.jwt_roles_claim,
+    )
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def _parse_api_keys(raw: str) -> dict[bytes, Caller]:
+    """``{"<key>": {"caller": "id", "roles": [...]}}``; errors never quote the keys."""
+    try:
+        entries: Any = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ConfigurationError(f"AGENTSTAGE_API_KEYS is not valid JSON (at position {error.pos})") from None
+    if not isinstance(entries, dict):
+        raise ConfigurationError("AGENTSTAGE_API_KEYS must be a JSON object mapping keys to callers")
+    callers: dict[bytes, Caller] = {}
+    for position, (key, entry) in enumerate(entries.items(), start=1):
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("caller"), str)
+            and isinstance(entry.get("roles", []), list)
+            and all(isinstance(role, str) for role in entry.get("roles", []))
+        ):
+            raise ConfigurationError(
+                f"AGENTSTAGE_API_KEYS entry #{position} must be "
+                '{"caller": "<id>", "roles": ["<role>", ...]}'
+            )
+        callers[_digest(key)] = Caller(entry["caller"], frozenset(entry.get("roles", [])))
+    return callers
+
+
+def _roles(claim: Any) -> frozenset[str]:
+    """Roles from a JSON list (Entra ID app roles) or a space-separated string (OAuth scopes)."""
+    if isinstance(claim, str):
+        return frozenset(claim.split())
+    if isinstance(claim, list):
+        return frozenset(role for role in claim if isinstance(role, str))
+    return frozenset()

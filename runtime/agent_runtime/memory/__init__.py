@@ -1,0 +1,20 @@
+"""Externalized conversation state and vector memory; see :mod:`.base` for the interfaces.
+
+``open_stores(settings)`` returns the configured pair. Backend modules (and their client libraries) are
+imported only when a backend is chosen.
+"""
+
+from .base import ConversationStore, Message, VectorHit, VectorItem, VectorStore
+from .common import DimensionMismatchError
+from .factory import MemoryConfigurationError, open_stores
+
+__all__ = [
+    "ConversationStore",
+    "DimensionMismatchError",
+    "MemoryConfigurationError",
+    "Message",
+    "VectorHit",
+    "VectorItem",
+    "VectorStore",
+    "open_stores",
+]

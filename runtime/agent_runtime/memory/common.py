@@ -1,0 +1,124 @@
+"""Validation, encoding and closing helpers shared by every backend.
+
+Every backend checks its input here, before touching its service, so that a bad request fails the same way
+(and with the same message) whichever backend is configured, and never half-way through a write.
+This module is pure Python on purpose: the PostgreSQL and Cosmos DB backends score on the server and must
+not pay numpy's import time at cold start.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from .base import Message, VectorItem
+
+_SCALAR_TYPES = (str, int, float, bool, type(None))
+_FILTER_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+class DimensionMismatchError(ValueError):
+    """An embedding's length differs from the store's configured dimensions."""
+
+
+class CloseOnce:
+    """Wraps a store's release function so that ``close()`` may be called any number of times."""
+
+    def __init__(self, release: Callable[[], Awaitable[object]]):
+        self._release: Callable[[], Awaitable[object]] | None = release
+
+    async def __call__(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            await release()
+
+
+def dump_json(value: Any) -> str:
+    """Compact JSON that keeps non-ASCII text readable; control characters are still escaped."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def check_id(value: str, what: str) -> str:
+    """Refuse empty or non-string identifiers (conversation ids, namespaces, item ids)."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a non-empty string, got {value!r}")
+    return value
+
+
+def check_messages(messages: Sequence[Message]) -> list[Message]:
+    """Messages must be JSON objects; checked up front so an append is all-or-nothing."""
+    checked = list(messages)
+    for index, message in enumerate(checked):
+        if not isinstance(message, dict):
+            raise TypeError(f"message {index} must be a dict, got {type(message).__name__}")
+    return checked
+
+
+def check_count(value: int | None, what: str, *, optional: bool = False) -> int | None:
+    """``limit`` / ``top_k``: zero means none, negative is an error; ``None`` (all) only where ``optional``."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{what} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def check_embedding(embedding: Sequence[float], dimensions: int) -> list[float]:
+    """The embedding as floats, refusing a wrong length, non-finite values and the zero vector.
+
+    Cosine similarity is undefined for the zero vector, and each backend would otherwise answer differently
+    (NaN, an error, or silently last), so it is refused everywhere.
+    """
+    values = [float(x) for x in embedding]
+    if len(values) != dimensions:
+        raise DimensionMismatchError(
+            f"embedding has {len(values)} dimensions but this store holds {dimensions}-dimensional vectors "
+            "(AGENTSTAGE_EMBEDDING_DIMENSIONS must match the embedding model)"
+        )
+    if not all(math.isfinite(x) for x in values):
+        raise ValueError("embedding contains NaN or infinite values")
+    if not any(values):
+        raise ValueError("embedding is the zero vector; cosine similarity is undefined for it")
+    return values
+
+
+def check_items(items: Sequence[VectorItem], dimensions: int) -> list[tuple[VectorItem, list[float]]]:
+    """Each item with its checked embedding; the whole batch is checked before anything is written."""
+    checked = []
+    for item in items:
+        check_id(item.id, "item id")
+        if not isinstance(item.metadata, dict):
+            raise TypeError(f"metadata of item {item.id!r} must be a dict")
+        checked.append((item, check_embedding(item.embedding, dimensions)))
+    return checked
+
+
+def check_where(where: dict[str, Any] | None) -> dict[str, Any]:
+    """A metadata filter: top-level keys that are identifiers, compared with scalar JSON values.
+
+    Keys are restricted to identifiers because Cosmos DB cannot take a property name as a query parameter;
+    the same rule everywhere keeps a filter portable between backends.
+    """
+    if not where:
+        return {}
+    for key, value in where.items():
+        if not isinstance(key, str) or not _FILTER_KEY.match(key):
+            raise ValueError(f"filter key {key!r} must be an identifier ([A-Za-z_][A-Za-z0-9_]*)")
+        if not isinstance(value, _SCALAR_TYPES):
+            raise TypeError(f"filter value for {key!r} must be a string, number, boolean or None")
+    return dict(where)
+
+
+def metadata_matches(metadata: dict[str, Any], where: dict[str, Any]) -> bool:
+    """JSON equality as the database backends apply it: ``True`` does not equal ``1``, ``1`` equals ``1.0``."""
+    return all(key in metadata and _json_equal(metadata[key], expected) for key, expected in where.items())
+
+
+def _json_equal(actual: Any, expected: Any) -> bool:
+    if isinstance(actual, bool) or isinstance(expected, bool):
+        return actual is expected
+    both_numbers = isinstance(actual, (int, float)) and isinstance(expected, (int, float))
+    return (both_numbers or type(actual) is type(expected)) and actual == expected

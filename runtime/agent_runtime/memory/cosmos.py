@@ -1,0 +1,367 @@
+"""Azure Cosmos DB for NoSQL backends (``azure.cosmos.aio``), authenticated with Entra ID only.
+
+The runtime never holds an account key: it uses the user-assigned managed identity named by
+``identity_client_id`` when set, and ``DefaultAzureCredential`` otherwise (``az login`` on a laptop). The
+identity needs the *Cosmos DB Built-in Data Contributor* data-plane role.
+
+Containers are opened with ``create_container_if_not_exists`` and the policies below, which is idempotent:
+an existing container is only read. Cosmos DB's data-plane RBAC cannot create containers, so in Azure the
+infrastructure creates them (with exactly :data:`CONVERSATIONS_CONTAINER` / :data:`VECTORS_CONTAINER`, the
+partition keys and the vector policies of :func:`vector_embedding_policy` / :func:`vector_indexing_policy`,
+on an account with the ``EnableNoSQLVectorSearch`` capability); if one is missing the error says so.
+
+Conversations: one document per message in a container partitioned by conversation id, plus a ``head``
+document holding the next sequence number. An append replaces the head (with its ETag) and creates the
+messages in one transactional batch, so concurrent appends never interleave or reuse a number; a lost race
+is retried. Vectors: one document per item, partitioned by namespace, searched with ``VectorDistance``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Awaitable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from .base import Message, VectorHit, VectorItem
+from .common import (
+    CloseOnce,
+    DimensionMismatchError,
+    check_count,
+    check_embedding,
+    check_id,
+    check_items,
+    check_messages,
+    check_where,
+)
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
+    from azure.cosmos.aio import ContainerProxy, CosmosClient
+
+CONVERSATION_PARTITION_KEY = "/conversationId"
+MEMORY_PARTITION_KEY = "/namespace"
+"""The containers' layout. Infrastructure (components/azure/state_store.py) creates them to match."""
+_HEAD_ID = "head"
+_BATCH_LIMIT = 100  # operations per transactional batch (service limit)
+_APPEND_ATTEMPTS = 8
+_WRITE_CONCURRENCY = 16
+
+
+def vector_embedding_policy(dimensions: int) -> dict[str, Any]:
+    """The vectors container's embedding policy: float32 cosine vectors at ``/embedding``."""
+    return {
+        "vectorEmbeddings": [
+            {
+                "path": "/embedding",
+                "dataType": "float32",
+                "distanceFunction": "cosine",
+                "dimensions": dimensions,
+            }
+        ]
+    }
+
+
+def vector_indexing_policy() -> dict[str, Any]:
+    """Index everything but the raw vector; a quantizedFlat index on it, exact enough per namespace partition.
+
+    The vector path is excluded from the regular index because indexing 384+ numbers per document as ordinary
+    values costs RU on every write and serves no query.
+    """
+    return {
+        "indexingMode": "consistent",
+        "automatic": True,
+        "includedPaths": [{"path": "/*"}],
+        "excludedPaths": [{"path": '/"_etag"/?'}, {"path": "/embedding/*"}],
+        "vectorIndexes": [{"path": "/embedding", "type": "quantizedFlat"}],
+    }
+
+
+def document_id(item_id: str) -> str:
+    """A Cosmos DB id for ``item_id``: ids may not contain ``/ \\ ? #``, so they are percent-encoded."""
+    return quote(item_id, safe="")
+
+
+def vector_query(
+    embedding: list[float], top_k: int, where: dict[str, Any]
+) -> tuple[str, list[dict[str, Any]]]:
+    """The parameterised search; ``where`` keys are identifiers (checked), written as quoted property names."""
+    conditions = "".join(f" AND c.metadata[{json.dumps(key)}] = @where{i}" for i, key in enumerate(where))
+    text = (
+        "SELECT TOP @top_k c.itemId, c.text, c.metadata, VectorDistance(c.embedding, @embedding) AS score"
+        f" FROM c WHERE true{conditions}"
+        " ORDER BY VectorDistance(c.embedding, @embedding)"
+    )
+    parameters = [{"name": "@top_k", "value": top_k}, {"name": "@embedding", "value": embedding}]
+    parameters += [{"name": f"@where{i}", "value": value} for i, value in enumerate(where.values())]
+    return text, parameters
+
+
+def history_query(limit: int | None) -> tuple[str, list[dict[str, Any]]]:
+    """Newest messages first (so ``TOP`` keeps the newest); the caller reverses them."""
+    top = "TOP @limit " if limit is not None else ""
+    text = f"SELECT {top}c.message FROM c WHERE c.type = 'message' ORDER BY c.seq DESC"
+    return text, [{"name": "@limit", "value": limit}] if limit is not None else []
+
+
+class _Account:
+    """The Cosmos client and its credential, closed together and once."""
+
+    def __init__(self, client: CosmosClient, credential: AsyncTokenCredential):
+        self.client = client
+        self._credential = credential
+        self.close = CloseOnce(self._release)
+
+    @classmethod
+    def connect(cls, endpoint: str, client_id: str | None) -> _Account:
+        # Lazy imports: only deployments that use Cosmos DB pay for them.
+        from azure.cosmos.aio import CosmosClient
+        from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
+
+        credential: AsyncTokenCredential = (
+            ManagedIdentityCredential(client_id=client_id) if client_id else DefaultAzureCredential()
+        )
+        return cls(CosmosClient(endpoint, credential=credential), credential)
+
+    async def container(
+        self, database: str, name: str, partition_key_path: str, **policies: Any
+    ) -> tuple[ContainerProxy, dict[str, Any]]:
+        """Open (or, where the identity may, create) a container; returns it with its properties."""
+        from azure.cosmos import PartitionKey
+        from azure.cosmos.exceptions import CosmosHttpResponseError
+
+        try:
+            return await self.client.get_database_client(database).create_container_if_not_exists(
+                id=name,
+                partition_key=PartitionKey(path=partition_key_path),
+                return_properties=True,
+                **policies,
+            )
+        except CosmosHttpResponseError as error:
+            if error.status_code in (403, 404):
+                raise RuntimeError(
+                    f"Cosmos DB container {database}/{name} does not exist and this identity cannot create it "
+                    "(data-plane RBAC cannot create databases or containers): create it in the infrastructure "
+                    f"with partition key {partition_key_path}"
+                ) from error
+            raise
+
+    async def _release(self) -> None:
+        await self.client.close()
+        await self._credential.close()
+
+
+async def _bounded(calls: Iterable[Awaitable[Any]]) -> None:
+    """Await ``calls`` with at most a few in flight, so a large upsert is not one burst of throttled requests."""
+    gate = asyncio.Semaphore(_WRITE_CONCURRENCY)
+
+    async def run(call: Awaitable[Any]) -> None:
+        async with gate:
+            await call
+
+    await asyncio.gather(*(run(call) for call in calls))
+
+
+def _document(conversation_id: str, kind: str, id_: str) -> dict[str, Any]:
+    return {"id": id_, "conversationId": conversation_id, "type": kind}
+
+
+class CosmosConversationStore:
+    """Messages as documents ``{conversationId, seq, message}`` in a container partitioned by conversation."""
+
+    def __init__(self, account: _Account, container: ContainerProxy):
+        self._account = account
+        self._container = container
+
+    @classmethod
+    async def connect(
+        cls,
+        endpoint: str,
+        database: str,
+        *,
+        client_id: str | None = None,
+        container: str,
+    ) -> CosmosConversationStore:
+        account = _Account.connect(endpoint, client_id)
+        try:
+            proxy, _ = await account.container(database, container, CONVERSATION_PARTITION_KEY)
+        except BaseException:
+            await account.close()
+            raise
+        return cls(account, proxy)
+
+    async def append(self, conversation_id: str, messages: Sequence[Message]) -> None:
+        check_id(conversation_id, "conversation id")
+        checked = check_messages(messages)
+        # One batch holds the head and at most 99 messages; a longer append is split, each part atomic.
+        for start in range(0, len(checked), _BATCH_LIMIT - 1):
+            await self._append_batch(conversation_id, checked[start : start + _BATCH_LIMIT - 1])
+
+    async def _append_batch(self, conversation_id: str, messages: list[Message]) -> None:
+        from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosResourceNotFoundError
+
+        for attempt in range(_APPEND_ATTEMPTS):
+            try:
+                head = await self._container.read_item(_HEAD_ID, partition_key=conversation_id)
+            except CosmosResourceNotFoundError:
+                head = None
+            first = head["next"] if head else 0
+            new_head = {**_document(conversation_id, "head", _HEAD_ID), "next": first + len(messages)}
+            operations: list[tuple[Any, ...]] = [
+                ("replace", (_HEAD_ID, new_head), {"if_match_etag": head["_etag"]})
+                if head
+                else ("create", (new_head,))
+            ]
+            operations += [
+                (
+                    "create",
+                    ({**_document(conversation_id, "message", f"{seq:012d}"), "seq": seq, "message": m},),
+                )
+                for seq, m in enumerate(messages, start=first)
+            ]
+            try:
+                await self._container.execute_item_batch(operations, partition_key=conversation_id)
+                return
+            except CosmosBatchOperationError as error:
+                if error.status_code not in (409, 412):  # 409/412: another writer moved the head first
+                    raise
+            await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
+        raise RuntimeError(
+            f"could not append to conversation {conversation_id!r}: {_APPEND_ATTEMPTS} attempts lost to "
+            "concurrent writers"
+        )
+
+    async def history(self, conversation_id: str, limit: int | None = None) -> list[Message]:
+        check_id(conversation_id, "conversation id")
+        limit = check_count(limit, "limit", optional=True)
+        if limit == 0:
+            return []
+        text, parameters = history_query(limit)
+        rows = self._container.query_items(text, parameters=parameters, partition_key=conversation_id)
+        newest_first = [row["message"] async for row in rows]
+        return newest_first[::-1]
+
+    async def delete(self, conversation_id: str) -> None:
+        from azure.cosmos.exceptions import CosmosBatchOperationError
+
+        check_id(conversation_id, "conversation id")
+        while True:
+            rows = self._container.query_items("SELECT c.id FROM c", partition_key=conversation_id)
+            ids = [row["id"] async for row in rows]
+            if not ids:
+                return
+            try:
+                for start in range(0, len(ids), _BATCH_LIMIT):
+                    operations = [("delete", (id_,)) for id_ in ids[start : start + _BATCH_LIMIT]]
+                    await self._container.execute_item_batch(operations, partition_key=conversation_id)
+            except CosmosBatchOperationError as error:
+                if error.status_code != 404:  # 404: a concurrent delete got there first; list again
+                    raise
+
+    async def close(self) -> None:
+        await self._account.close()
+
+
+class CosmosVectorStore:
+    """Items as documents ``{namespace, itemId, embedding, text, metadata}``, partitioned by namespace."""
+
+    def __init__(self, account: _Account, container: ContainerProxy, dimensions: int):
+        self._account = account
+        self._container = container
+        self._dimensions = dimensions
+
+    @classmethod
+    async def connect(
+        cls,
+        endpoint: str,
+        database: str,
+        dimensions: int,
+        *,
+        client_id: str | None = None,
+        container: str,
+    ) -> CosmosVectorStore:
+        account = _Account.connect(endpoint, client_id)
+        try:
+            proxy, properties = await account.container(
+                database,
+                container,
+                MEMORY_PARTITION_KEY,
+                vector_embedding_policy=vector_embedding_policy(dimensions),
+                indexing_policy=vector_indexing_policy(),
+            )
+            _check_dimensions(properties, container, dimensions)
+        except BaseException:
+            await account.close()
+            raise
+        return cls(account, proxy, dimensions)
+
+    async def upsert(self, namespace: str, items: Sequence[VectorItem]) -> None:
+        check_id(namespace, "namespace")
+        documents = [
+            {
+                "id": document_id(item.id),
+                "namespace": namespace,
+                "itemId": item.id,
+                "embedding": values,
+                "text": item.text,
+                "metadata": item.metadata,
+            }
+            for item, values in check_items(items, self._dimensions)
+        ]
+        # Individual upserts, not a batch: a batch is capped at 2 MB, about 60 items of 1536 dimensions.
+        await _bounded(self._container.upsert_item(document) for document in documents)
+
+    async def query(
+        self,
+        namespace: str,
+        embedding: Sequence[float],
+        top_k: int = 5,
+        where: dict[str, Any] | None = None,
+    ) -> list[VectorHit]:
+        check_id(namespace, "namespace")
+        values = check_embedding(embedding, self._dimensions)
+        top_k = check_count(top_k, "top_k")
+        where = check_where(where)
+        if top_k == 0:
+            return []
+        text, parameters = vector_query(values, top_k, where)
+        rows = self._container.query_items(text, parameters=parameters, partition_key=namespace)
+        return [
+            VectorHit(id=row["itemId"], text=row["text"], score=float(row["score"]), metadata=row["metadata"])
+            async for row in rows
+        ]
+
+    async def delete(self, namespace: str, ids: Sequence[str]) -> None:
+        from azure.cosmos.exceptions import CosmosResourceNotFoundError
+
+        check_id(namespace, "namespace")
+        ids = [check_id(id_, "item id") for id_ in ids]
+
+        async def delete_one(item_id: str) -> None:
+            try:
+                await self._container.delete_item(document_id(item_id), partition_key=namespace)
+            except CosmosResourceNotFoundError:
+                pass  # unknown ids are ignored, as the interface promises
+
+        await _bounded(delete_one(id_) for id_ in ids)
+
+    async def close(self) -> None:
+        await self._account.close()
+
+
+def _check_dimensions(properties: dict[str, Any], container: str, dimensions: int) -> None:
+    """Refuse a container whose vector policy was created for another embedding size."""
+    embeddings = (properties.get("vectorEmbeddingPolicy") or {}).get("vectorEmbeddings") or []
+    policy = next((e for e in embeddings if e.get("path") == "/embedding"), None)
+    if policy is None:
+        raise RuntimeError(
+            f"Cosmos DB container {container} has no vector embedding policy for /embedding; "
+            "recreate it with vector_embedding_policy() and vector_indexing_policy()"
+        )
+    if policy.get("dimensions") != dimensions:
+        raise DimensionMismatchError(
+            f"Cosmos DB container {container} holds {policy.get('dimensions')}-dimensional vectors but "
+            f"AGENTSTAGE_EMBEDDING_DIMENSIONS is {dimensions}"
+        )

@@ -1,0 +1,262 @@
+"""PostgreSQL backends (psycopg 3, async pool), with pgvector for vectors.
+
+Tables live in their own schema (``agentstage`` by default) and are created idempotently at startup, under
+an advisory lock because concurrent ``CREATE ... IF NOT EXISTS`` from several starting replicas can still
+collide in the catalog. Vectors are sent as pgvector's text form cast with ``::vector``, so the ``pgvector``
+Python package is not needed.
+
+Search is ``ORDER BY embedding <=> query`` (cosine distance) over an HNSW index. HNSW is approximate, and
+it applies ``WHERE`` (the namespace and metadata filters) only to the ``hnsw.ef_search`` candidates it
+found, so a selective filter can leave fewer than ``top_k`` rows (pgvector 0.6 has no iterative scan). When
+that happens the query is repeated exactly over the filtered rows, which the planner reaches through the
+``(namespace, id)`` primary key. ``top_k`` above 40 raises ``ef_search`` for that query, since HNSW never
+returns more rows than that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .base import Message, VectorHit, VectorItem
+from .common import (
+    CloseOnce,
+    DimensionMismatchError,
+    check_count,
+    check_embedding,
+    check_id,
+    check_items,
+    check_messages,
+    check_where,
+    dump_json,
+)
+
+if TYPE_CHECKING:
+    from psycopg import AsyncConnection
+    from psycopg_pool import AsyncConnectionPool
+
+DEFAULT_SCHEMA = "agentstage"
+DEFAULT_EF_SEARCH = 40
+_SCHEMA_LOCK = 7_412_001  # advisory lock key serialising schema creation across replicas
+_CONVERSATION_LOCK = 7_412_002  # advisory lock class for appends to one conversation
+
+
+def _vector_literal(values: Sequence[float]) -> str:
+    return "[" + ",".join(map(repr, values)) + "]"
+
+
+async def _create_schema(conn: AsyncConnection, schema: str, ddl: list[str]) -> None:
+    """Run ``ddl`` (``{schema}`` is filled in as a quoted identifier) once across concurrently starting replicas."""
+    from psycopg import sql
+
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+        await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        for statement in ddl:
+            await conn.execute(sql.SQL(statement).format(schema=sql.Identifier(schema)))
+
+
+async def _setup_connection(dsn: str) -> AsyncConnection:
+    from psycopg import AsyncConnection  # lazy: only deployments that use PostgreSQL pay for the import
+
+    return await AsyncConnection.connect(dsn, autocommit=True)
+
+
+async def _open_pool(dsn: str) -> AsyncConnectionPool:
+    """A small pool of autocommit connections: a single statement needs no BEGIN/COMMIT round trips, and
+    multi-statement operations open an explicit transaction. ``wait=True`` fails now if the server is down.
+    """
+    from psycopg_pool import AsyncConnectionPool
+
+    pool = AsyncConnectionPool(dsn, min_size=1, max_size=10, open=False, kwargs={"autocommit": True})
+    await pool.open(wait=True)
+    return pool
+
+
+class PostgresConversationStore:
+    """Messages as ``json`` rows ordered by an identity column.
+
+    ``json`` rather than ``jsonb``: the message is stored as sent, and jsonb would refuse a ``\\u0000`` that a
+    model or a user can put in content.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool, schema: str):
+        from psycopg import sql
+
+        self._pool = pool
+        self._close = CloseOnce(pool.close)
+        table = sql.Identifier(schema, "conversation_messages")
+        self._insert = sql.SQL("INSERT INTO {} (conversation_id, message) VALUES (%s, %s)").format(table)
+        self._select = sql.SQL(
+            "SELECT message FROM {} WHERE conversation_id = %s ORDER BY seq DESC LIMIT %s"
+        ).format(table)
+        self._delete = sql.SQL("DELETE FROM {} WHERE conversation_id = %s").format(table)
+
+    @classmethod
+    async def connect(cls, dsn: str, *, schema: str = DEFAULT_SCHEMA) -> PostgresConversationStore:
+        ddl = [
+            """CREATE TABLE IF NOT EXISTS {schema}.conversation_messages (
+                seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                conversation_id text NOT NULL,
+                message json NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now())""",
+            """CREATE INDEX IF NOT EXISTS conversation_messages_by_conversation
+                ON {schema}.conversation_messages (conversation_id, seq)""",
+        ]
+        async with await _setup_connection(dsn) as conn:
+            await _create_schema(conn, schema, ddl)
+        return cls(await _open_pool(dsn), schema)
+
+    async def append(self, conversation_id: str, messages: Sequence[Message]) -> None:
+        check_id(conversation_id, "conversation id")
+        rows = [(conversation_id, dump_json(m)) for m in check_messages(messages)]
+        if not rows:
+            return
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            # Serialise appends to this conversation until commit, so one append's messages get consecutive
+            # sequence numbers and become visible in sequence order.
+            await cur.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_CONVERSATION_LOCK, conversation_id)
+            )
+            await cur.executemany(self._insert, rows)
+
+    async def history(self, conversation_id: str, limit: int | None = None) -> list[Message]:
+        check_id(conversation_id, "conversation id")
+        limit = check_count(limit, "limit", optional=True)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(self._select, (conversation_id, limit))  # LIMIT NULL means no limit
+            rows = await cur.fetchall()
+        return [message for (message,) in reversed(rows)]
+
+    async def delete(self, conversation_id: str) -> None:
+        check_id(conversation_id, "conversation id")
+        async with self._pool.connection() as conn:
+            await conn.execute(self._delete, (conversation_id,))
+
+    async def close(self) -> None:
+        await self._close()
+
+
+class PostgresVectorStore:
+    """Items in a ``vector(n)`` table keyed by (namespace, id), searched by cosine distance over HNSW."""
+
+    def __init__(self, pool: AsyncConnectionPool, schema: str, dimensions: int):
+        from psycopg import sql
+
+        self._pool = pool
+        self._close = CloseOnce(pool.close)
+        self._dimensions = dimensions
+        table = sql.Identifier(schema, "vector_items")
+        self._upsert = sql.SQL(
+            "INSERT INTO {} (namespace, id, embedding, text, metadata) VALUES (%s, %s, %s::vector, %s, %s::jsonb)"
+            " ON CONFLICT (namespace, id) DO UPDATE SET"
+            " embedding = excluded.embedding, text = excluded.text, metadata = excluded.metadata"
+        ).format(table)
+        self._approximate = sql.SQL(
+            "SELECT id, text, metadata, 1 - (embedding <=> %(q)s::vector) FROM {}"
+            " WHERE namespace = %(namespace)s AND metadata @> %(where)s::jsonb"
+            " ORDER BY embedding <=> %(q)s::vector LIMIT %(top_k)s"
+        ).format(table)
+        # MATERIALIZED keeps the planner from ordering through the HNSW index: the filter runs first, exactly.
+        self._exact = sql.SQL(
+            "WITH candidates AS MATERIALIZED ("
+            " SELECT id, text, metadata, embedding <=> %(q)s::vector AS distance FROM {}"
+            " WHERE namespace = %(namespace)s AND metadata @> %(where)s::jsonb)"
+            " SELECT id, text, metadata, 1 - distance FROM candidates ORDER BY distance LIMIT %(top_k)s"
+        ).format(table)
+        self._delete = sql.SQL("DELETE FROM {} WHERE namespace = %s AND id = ANY(%s)").format(table)
+
+    @classmethod
+    async def connect(cls, dsn: str, dimensions: int, *, schema: str = DEFAULT_SCHEMA) -> PostgresVectorStore:
+        ddl = [
+            "CREATE EXTENSION IF NOT EXISTS vector",
+            f"""CREATE TABLE IF NOT EXISTS {{schema}}.vector_items (
+                namespace text NOT NULL,
+                id text NOT NULL,
+                embedding vector({int(dimensions)}) NOT NULL,
+                text text NOT NULL,
+                metadata jsonb NOT NULL DEFAULT '{{{{}}}}',
+                PRIMARY KEY (namespace, id))""",
+            """CREATE INDEX IF NOT EXISTS vector_items_embedding_hnsw
+                ON {schema}.vector_items USING hnsw (embedding vector_cosine_ops)""",
+        ]
+        async with await _setup_connection(dsn) as conn:
+            await _require_pgvector(conn)
+            await _create_schema(conn, schema, ddl)
+            cur = await conn.execute(
+                "SELECT a.atttypmod FROM pg_attribute a"
+                " JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = %s AND c.relname = 'vector_items' AND a.attname = 'embedding'",
+                (schema,),
+            )
+            (stored,) = await cur.fetchone()
+        if stored != dimensions:  # refuse to start rather than fail every write
+            raise DimensionMismatchError(
+                f"table {schema}.vector_items holds {stored}-dimensional vectors but "
+                f"AGENTSTAGE_EMBEDDING_DIMENSIONS is {dimensions}"
+            )
+        return cls(await _open_pool(dsn), schema, dimensions)
+
+    async def upsert(self, namespace: str, items: Sequence[VectorItem]) -> None:
+        check_id(namespace, "namespace")
+        rows = [
+            (namespace, item.id, _vector_literal(values), item.text, dump_json(item.metadata))
+            for item, values in check_items(items, self._dimensions)
+        ]
+        if not rows:
+            return
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.executemany(self._upsert, rows)
+
+    async def query(
+        self,
+        namespace: str,
+        embedding: Sequence[float],
+        top_k: int = 5,
+        where: dict[str, Any] | None = None,
+    ) -> list[VectorHit]:
+        check_id(namespace, "namespace")
+        params = {
+            "namespace": namespace,
+            "q": _vector_literal(check_embedding(embedding, self._dimensions)),
+            "top_k": check_count(top_k, "top_k"),
+            "where": dump_json(check_where(where)),  # jsonb containment: exact match of each key's value
+        }
+        if top_k == 0:
+            return []
+        async with self._pool.connection() as conn:
+            if top_k <= DEFAULT_EF_SEARCH:
+                rows = await self._search(conn, params)
+            else:
+                async with conn.transaction():  # HNSW never returns more than ef_search rows: raise it
+                    await conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(top_k),))
+                    rows = await self._search(conn, params)
+        return [
+            VectorHit(id=id_, text=text, score=float(score), metadata=meta) for id_, text, meta, score in rows
+        ]
+
+    async def _search(self, conn: AsyncConnection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        rows = await (await conn.execute(self._approximate, params)).fetchall()
+        if len(rows) < params["top_k"]:  # the filters discarded index candidates, or there are fewer matches
+            rows = await (await conn.execute(self._exact, params)).fetchall()
+        return rows
+
+    async def delete(self, namespace: str, ids: Sequence[str]) -> None:
+        check_id(namespace, "namespace")
+        ids = [check_id(id_, "item id") for id_ in ids]
+        if ids:
+            async with self._pool.connection() as conn:
+                await conn.execute(self._delete, (namespace, ids))
+
+    async def close(self) -> None:
+        await self._close()
+
+
+async def _require_pgvector(conn: AsyncConnection) -> None:
+    """Fail with the fix, rather than with CREATE EXTENSION's "could not open extension control file"."""
+    cur = await conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")
+    if await cur.fetchone() is None:
+        raise RuntimeError(
+            "the pgvector extension is not available on this PostgreSQL server "
+            "(on Azure Database for PostgreSQL, allow-list VECTOR in the azure.extensions parameter)"
+        )

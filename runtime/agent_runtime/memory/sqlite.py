@@ -1,0 +1,264 @@
+"""Embedded SQLite backends: the local default, one file, no server.
+
+Each store owns one connection used from one dedicated thread, so calls from many asyncio tasks are
+serialised in the order they were made and the event loop never blocks on disk. The file is in WAL mode, so
+readers in other processes (another worker, ``agentstage dev`` beside a test) are not blocked by a writer;
+the busy timeout makes concurrent writers wait instead of failing. Similarity search is exact cosine in
+numpy (see :mod:`.scoring`): this Python's ``sqlite3`` cannot load extensions such as sqlite-vec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .base import Message, VectorHit, VectorItem
+from .common import (
+    check_count,
+    check_embedding,
+    check_id,
+    check_items,
+    check_messages,
+    check_where,
+    dump_json,
+)
+from .scoring import Document, Snapshot, SnapshotCache, pack_embedding
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversation_messages (
+    seq INTEGER PRIMARY KEY,
+    conversation_id TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS conversation_messages_by_conversation
+    ON conversation_messages (conversation_id, seq);
+CREATE TABLE IF NOT EXISTS vector_items (
+    namespace TEXT NOT NULL,
+    id TEXT NOT NULL,
+    embedding BLOB NOT NULL,
+    text TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    PRIMARY KEY (namespace, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS vector_namespaces (
+    namespace TEXT PRIMARY KEY,
+    revision TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+_NEW_REVISION = """
+INSERT INTO vector_namespaces (namespace, revision) VALUES (?, lower(hex(randomblob(8))))
+ON CONFLICT (namespace) DO UPDATE SET revision = excluded.revision
+"""
+
+
+class _Database:
+    """One SQLite connection confined to its own thread."""
+
+    def __init__(self, path: str):
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentstage-sqlite")
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+
+    async def open(self) -> None:
+        try:
+            await self.run(self._connect)
+        except BaseException:
+            self._closed = True
+            self._executor.shutdown(wait=False)
+            raise
+
+    def _connect(self) -> None:
+        if self._path != ":memory:":
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit mode: transactions are explicit (read() and write()), never implicit. ``timeout`` is
+        # SQLite's busy timeout: a writer in another process makes us wait up to 5 s instead of failing.
+        conn = sqlite3.connect(self._path, isolation_level=None, timeout=5.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode NORMAL cannot corrupt the file; a power cut may only lose the last commits.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(_SCHEMA)
+        self._conn = conn
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise RuntimeError("the SQLite store is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one read transaction, so everything it reads belongs to the same commit.
+
+        ``fn`` must return plain data (rows, not a cursor), for the reason given in :meth:`write`.
+        """
+        return await self.run(self._transaction, "BEGIN", fn)
+
+    async def write(self, fn: Callable[[sqlite3.Connection], object]) -> None:
+        """Run ``fn`` in one write transaction; ``IMMEDIATE`` takes the write lock up front (no upgrade deadlock).
+
+        Its result is dropped on the database thread: a cursor freed on another thread finalises its statement
+        while this thread uses the connection ("bad parameter or other API misuse").
+        """
+        await self.run(self._write, fn)
+
+    def _write(self, fn: Callable[[sqlite3.Connection], object]) -> None:
+        self._transaction("BEGIN IMMEDIATE", fn)
+
+    def _transaction(self, begin: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        assert self._conn is not None
+        self._conn.execute(begin)
+        try:
+            result = fn(self._conn)
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+        return result
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        if self._conn is not None:
+            await self.run(self._conn.close)
+        self._closed = True
+        self._executor.shutdown(wait=False)
+
+
+class SqliteConversationStore:
+    """Conversation history in the ``conversation_messages`` table, ordered by a global sequence."""
+
+    def __init__(self, db: _Database):
+        self._db = db
+
+    @classmethod
+    async def open(cls, path: str) -> SqliteConversationStore:
+        db = _Database(path)
+        await db.open()
+        return cls(db)
+
+    async def append(self, conversation_id: str, messages: Sequence[Message]) -> None:
+        check_id(conversation_id, "conversation id")
+        rows = [(conversation_id, dump_json(m)) for m in check_messages(messages)]
+        if rows:
+            await self._db.write(
+                lambda c: c.executemany(
+                    "INSERT INTO conversation_messages (conversation_id, message) VALUES (?, ?)", rows
+                )
+            )
+
+    async def history(self, conversation_id: str, limit: int | None = None) -> list[Message]:
+        check_id(conversation_id, "conversation id")
+        limit = check_count(limit, "limit", optional=True)
+        rows = await self._db.read(
+            lambda c: c.execute(
+                "SELECT message FROM conversation_messages WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?",
+                (conversation_id, -1 if limit is None else limit),
+            ).fetchall()
+        )
+        return [json.loads(message) for (message,) in reversed(rows)]
+
+    async def delete(self, conversation_id: str) -> None:
+        check_id(conversation_id, "conversation id")
+        await self._db.write(
+            lambda c: c.execute(
+                "DELETE FROM conversation_messages WHERE conversation_id = ?", (conversation_id,)
+            )
+        )
+
+    async def close(self) -> None:
+        await self._db.close()
+
+
+class SqliteVectorStore:
+    """Vectors as float32 blobs in ``vector_items``; exact cosine search over a cached namespace snapshot."""
+
+    def __init__(self, db: _Database, dimensions: int):
+        self._db = db
+        self._dimensions = dimensions
+        self._cache = SnapshotCache()
+
+    @classmethod
+    async def open(cls, path: str, dimensions: int) -> SqliteVectorStore:
+        db = _Database(path)
+        await db.open()
+        return cls(db, dimensions)
+
+    async def upsert(self, namespace: str, items: Sequence[VectorItem]) -> None:
+        check_id(namespace, "namespace")
+        rows = [
+            (namespace, item.id, pack_embedding(values), item.text, dump_json(item.metadata))
+            for item, values in check_items(items, self._dimensions)
+        ]
+        if not rows:
+            return
+
+        def write(c: sqlite3.Connection) -> None:
+            c.executemany(
+                "INSERT INTO vector_items (namespace, id, embedding, text, metadata) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (namespace, id) DO UPDATE SET "
+                "embedding = excluded.embedding, text = excluded.text, metadata = excluded.metadata",
+                rows,
+            )
+            c.execute(_NEW_REVISION, (namespace,))
+
+        await self._db.write(write)
+
+    async def query(
+        self,
+        namespace: str,
+        embedding: Sequence[float],
+        top_k: int = 5,
+        where: dict[str, Any] | None = None,
+    ) -> list[VectorHit]:
+        check_id(namespace, "namespace")
+        values = check_embedding(embedding, self._dimensions)
+        top_k = check_count(top_k, "top_k")
+        where = check_where(where)
+        snapshot = await self._snapshot(namespace)
+        return snapshot.search(values, top_k, where) if snapshot else []
+
+    async def _snapshot(self, namespace: str) -> Snapshot | None:
+        """The namespace's snapshot, reloaded only when its revision changed (None if never written)."""
+
+        def revision(c: sqlite3.Connection) -> str | None:
+            row = c.execute(
+                "SELECT revision FROM vector_namespaces WHERE namespace = ?", (namespace,)
+            ).fetchone()
+            return row[0] if row else None
+
+        def load(c: sqlite3.Connection) -> Snapshot:
+            # Runs on the database thread: parsing 10k rows must not stall the event loop.
+            current = revision(c) or ""
+            rows = c.execute(
+                "SELECT id, embedding, text, metadata FROM vector_items WHERE namespace = ?", (namespace,)
+            ).fetchall()
+            documents = [Document(id_, text, json.loads(metadata)) for id_, _, text, metadata in rows]
+            return Snapshot(current, documents, [blob for _, blob, _, _ in rows], self._dimensions)
+
+        current = await self._db.read(revision)
+        if current is None:
+            return None
+        return self._cache.get(namespace, current) or self._cache.put(namespace, await self._db.read(load))
+
+    async def delete(self, namespace: str, ids: Sequence[str]) -> None:
+        check_id(namespace, "namespace")
+        rows = [(namespace, check_id(id_, "item id")) for id_ in ids]
+        if not rows:
+            return
+
+        def write(c: sqlite3.Connection) -> None:
+            c.executemany("DELETE FROM vector_items WHERE namespace = ? AND id = ?", rows)
+            c.execute(_NEW_REVISION, (namespace,))
+
+        await self._db.write(write)
+
+    async def close(self) -> None:
+        self._cache.clear()
+        await self._db.close()

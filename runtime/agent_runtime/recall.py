@@ -1,0 +1,20 @@
+"""Vector recall over an agent's namespace: embed the text, search the vector store.
+
+Shared by the ``memory_search`` tool (the model asks) and the agent loop's automatic recall (the
+agent's memory policy asks), so both see the same embeddings and the same namespace.
+"""
+
+from __future__ import annotations
+
+from agent_runtime.llm import LLM
+from agent_runtime.memory.base import VectorHit, VectorStore
+from agent_runtime.settings import Settings
+
+
+async def recall(
+    text: str, *, namespace: str, top_k: int, llm: LLM, vectors: VectorStore, settings: Settings
+) -> list[VectorHit]:
+    [embedding] = await llm.embed(
+        [text], model=settings.embedding_model, dimensions=settings.embedding_dimensions
+    )
+    return await vectors.query(namespace, embedding, top_k=top_k)

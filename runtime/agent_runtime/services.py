@@ -1,0 +1,111 @@
+"""The runtime's composition root: the long-lived clients and stores one process shares.
+
+Everything here is built once per process (connection pools, the SDK client, the stores) and reused by
+every request; nothing is constructed per request. The API opens it at startup, or on the first request
+when a host does not run ASGI lifespan events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+
+from agent_runtime.agents import AgentCatalog, AgentRunner
+from agent_runtime.auth import Authenticator, build_authenticator
+from agent_runtime.errors import ConfigurationError
+from agent_runtime.llm import LLM
+from agent_runtime.memory.base import ConversationStore, VectorStore
+from agent_runtime.settings import Settings
+from agent_runtime.tools import ToolExecutor, ToolRegistry
+
+StoreOpener = Callable[[Settings], Awaitable[tuple[ConversationStore, VectorStore]]]
+
+
+@dataclass(frozen=True)
+class Assembly:
+    """What can be built and checked without an event loop, so configuration errors surface at import."""
+
+    settings: Settings
+    registry: ToolRegistry
+    catalog: AgentCatalog
+    llm: LLM
+    http: httpx.AsyncClient
+    auth: Authenticator
+    open_stores: StoreOpener
+
+    @classmethod
+    def from_settings(cls, settings: Settings, registry: ToolRegistry, open_stores: StoreOpener) -> Assembly:
+        import_tool_modules(settings)
+        catalog = AgentCatalog.from_settings(settings, registry)
+        # httpx binds to the event loop on first use, so the shared client can be built here.
+        http = httpx.AsyncClient(limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+        auth = build_authenticator(settings, http)
+        return cls(settings, registry, catalog, LLM.from_settings(settings), http, auth, open_stores)
+
+    async def close(self) -> None:
+        await asyncio.gather(self.llm.close(), self.http.aclose())
+
+
+@dataclass(frozen=True)
+class Services:
+    """The opened runtime: stores, model client and the agent runner, shared by every request."""
+
+    settings: Settings
+    catalog: AgentCatalog
+    conversations: ConversationStore
+    vectors: VectorStore
+    runner: AgentRunner
+    auth: Authenticator
+
+    @classmethod
+    async def open(cls, assembly: Assembly) -> Services:
+        settings = assembly.settings
+        conversations, vectors = await assembly.open_stores(settings)
+        runner = AgentRunner(
+            settings=settings,
+            llm=assembly.llm,
+            conversations=conversations,
+            vectors=vectors,
+            tools=ToolExecutor(assembly.registry, timeout_seconds=settings.tool_timeout_seconds),
+            http=assembly.http,
+        )
+        return cls(settings, assembly.catalog, conversations, vectors, runner, assembly.auth)
+
+    async def close(self) -> None:
+        await asyncio.gather(self.conversations.close(), self.vectors.close())
+
+
+class Lifecycle:
+    """Opens :class:`Services` once (at startup or on first use) and closes them at shutdown."""
+
+    def __init__(self, assembly: Assembly) -> None:
+        self.assembly = assembly
+        self._services: Services | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Services:
+        if self._services is None:
+            async with self._lock:
+                if self._services is None:
+                    self._services = await Services.open(self.assembly)
+        return self._services
+
+    async def close(self) -> None:
+        """Close the stores (if opened) and the shared clients; the app is done after this."""
+        if self._services is not None:
+            services, self._services = self._services, None
+            await services.close()
+        await self.assembly.close()
+
+
+def import_tool_modules(settings: Settings) -> None:
+    """Import the modules of ``AGENTSTAGE_TOOL_MODULES`` so their ``@tool`` decorators register tools."""
+    for name in settings.tool_modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as error:
+            raise ConfigurationError(f"AGENTSTAGE_TOOL_MODULES: cannot import '{name}': {error}") from error

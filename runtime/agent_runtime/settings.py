@@ -1,0 +1,210 @@
+"""The runtime's environment contract.
+
+Every environment variable the agent runtime reads is a field of :class:`Settings`. The infrastructure
+components build a deployed agent's app settings / container env with :func:`env_for`, which checks the
+field names against this class, so infrastructure and code cannot drift apart: a renamed or missing
+variable fails the offline plan instead of the first request in production.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "AGENTSTAGE_"
+
+
+class Settings(BaseSettings):
+    """Runtime settings; each field is read from ``AGENTSTAGE_<FIELD NAME IN CAPITALS>``.
+
+    Defaults are safe for local use: an embedded SQLite store, the scripted local model server, and an
+    API key for dev mode. Fields marked ``json_schema_extra={"cloud_required": True}`` must be set by
+    every component that deploys the runtime to a cloud.
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    environment: str = Field(
+        default="local",
+        description="Deployment environment name (local, dev, prod, ...); shown in traces and logs.",
+        json_schema_extra={"cloud_required": True},
+    )
+    llm_provider: Literal["openai", "azure_openai"] = Field(
+        default="openai",
+        description="'openai' for any OpenAI-compatible endpoint, 'azure_openai' for an Azure OpenAI account.",
+        json_schema_extra={"cloud_required": True},
+    )
+    llm_endpoint: str = Field(
+        default="http://127.0.0.1:8400/v1",
+        description="Base URL of the model endpoint (the local model server by default).",
+        json_schema_extra={"cloud_required": True},
+    )
+    llm_auth: Literal["api_key", "entra", "none"] = Field(
+        default="api_key",
+        description="How to authenticate to the model: an API key (local only) or an Entra ID token.",
+        json_schema_extra={"cloud_required": True},
+    )
+    llm_api_key: str | None = Field(
+        default=None,
+        description="API key for llm_auth=api_key. Never set in the cloud: deployed agents use Entra ID.",
+    )
+    llm_api_version: str = Field(
+        default="2024-10-21",
+        description="Azure OpenAI data-plane API version (ignored for plain OpenAI endpoints).",
+    )
+    identity_client_id: str | None = Field(
+        default=None,
+        description="Client id of the user-assigned managed identity the runtime authenticates as.",
+        json_schema_extra={"cloud_required": True},
+    )
+    state_backend: Literal["sqlite", "redis", "postgres", "cosmos"] = Field(
+        default="sqlite",
+        description="Where conversation state lives.",
+    )
+    vector_backend: Literal["sqlite", "redis", "postgres", "cosmos"] = Field(
+        default="sqlite",
+        description="Where long-term vector memory lives.",
+    )
+    sqlite_path: str = Field(
+        default=".agentstage/state.db",
+        description="File of the embedded SQLite store (state, memory and, later, the task queue).",
+    )
+    redis_url: str | None = Field(
+        default=None, description="redis:// or rediss:// URL for the Redis backends."
+    )
+    postgres_dsn: str | None = Field(
+        default=None, description="libpq connection string for the PostgreSQL + pgvector backends."
+    )
+    cosmos_endpoint: str | None = Field(
+        default=None, description="Cosmos DB for NoSQL account endpoint; reached with the managed identity."
+    )
+    cosmos_database: str = Field(default="agentstage", description="Cosmos DB database name.")
+    cosmos_conversations_container: str = Field(
+        default="conversations",
+        description="Container of conversation history, partitioned by /conversation_id. With Entra ID "
+        "data-plane roles the runtime cannot create containers: infrastructure creates it with this name.",
+    )
+    cosmos_memories_container: str = Field(
+        default="memories",
+        description="Container of vector memory, partitioned by /namespace, vector policy on /embedding.",
+    )
+    embedding_model: str = Field(default="text-embedding-3-small", description="Embedding model/deployment.")
+    embedding_dimensions: int = Field(default=384, description="Dimensions of the stored embeddings.")
+    agents: str = Field(
+        default="[]",
+        description="JSON list of agent definitions (name, instructions, model, tools, token_budget).",
+        json_schema_extra={"cloud_required": True},
+    )
+
+    default_model: str = Field(
+        default="gpt-4o-mini",
+        description="Model (or Azure OpenAI deployment) of agents whose definition names none.",
+    )
+    llm_timeout_seconds: float = Field(default=60.0, gt=0, description="Timeout of one model call.")
+    llm_max_retries: int = Field(
+        default=2, ge=0, description="Retries of a failed model call (the openai SDK's own backoff)."
+    )
+    auth_mode: Literal["api_key", "jwt", "none"] = Field(
+        default="api_key",
+        description="How callers authenticate: an API key, a JWT bearer token, or not at all (tests only).",
+        json_schema_extra={"cloud_required": True},
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="A single API key (dev mode, small deployments); its caller id is 'api-key' and its "
+        "roles are api_key_roles. `agentstage dev` defaults it to 'dev-key'.",
+    )
+    api_key_roles: list[str] = Field(
+        default=["user"], description="JSON list of the roles of the caller holding api_key."
+    )
+    api_keys: SecretStr | None = Field(
+        default=None,
+        description="JSON object mapping API keys to callers: "
+        '{"<key>": {"caller": "id", "roles": ["user"]}}.',
+    )
+    jwt_issuer: str | None = Field(default=None, description="Required `iss` of JWT bearer tokens.")
+    jwt_audience: str | None = Field(default=None, description="Required `aud` of JWT bearer tokens.")
+    jwt_jwks_url: str | None = Field(default=None, description="URL of the issuer's JSON Web Key Set.")
+    jwt_algorithms: list[str] = Field(default=["RS256"], description="JSON list of accepted JWT algorithms.")
+    jwt_roles_claim: str = Field(default="roles", description="JWT claim holding the caller's roles.")
+    jwks_cache_seconds: float = Field(
+        default=300.0, gt=0, description="How long fetched signing keys are trusted before a refresh."
+    )
+    max_request_bytes: int = Field(
+        default=1_048_576, gt=0, description="Largest request body accepted (HTTP 413 above it)."
+    )
+    max_prompt_chars: int = Field(
+        default=100_000, gt=0, description="Largest total text of a request's messages (HTTP 413 above it)."
+    )
+    max_steps: int = Field(
+        default=8, gt=0, description="Model calls one request may make, unless an agent sets its own."
+    )
+    deadline_seconds: float = Field(
+        default=60.0, gt=0, description="Wall-clock limit of one agent run, model and tool calls included."
+    )
+    default_token_budget: int = Field(
+        default=50_000, gt=0, description="Tokens one request may spend, unless an agent sets token_budget."
+    )
+    tool_timeout_seconds: float = Field(default=15.0, gt=0, description="Timeout of one tool call.")
+    http_allowed_hosts: list[str] = Field(
+        default=[], description="JSON list of the host names the http_get tool may reach (exact match)."
+    )
+    http_allow_loopback: bool = Field(
+        default=False, description="Let http_get reach loopback hosts over plain http (tests, dev only)."
+    )
+    http_max_bytes: int = Field(default=262_144, gt=0, description="Largest body http_get reads.")
+    http_timeout_seconds: float = Field(default=10.0, gt=0, description="Timeout of one http_get request.")
+    tool_modules: list[str] = Field(
+        default=[],
+        description="JSON list of Python modules imported at startup; they register custom tools.",
+    )
+
+    @model_validator(mode="after")
+    def _jwt_settings_complete(self) -> Settings:
+        """Fail at startup, not at the first request, when JWT auth lacks what it verifies tokens with."""
+        if self.auth_mode == "jwt":
+            missing = [
+                env_name(name)
+                for name in ("jwt_issuer", "jwt_audience", "jwt_jwks_url")
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ValueError(f"auth_mode 'jwt' needs {', '.join(missing)}")
+        return self
+
+
+def cloud_required_fields() -> set[str]:
+    """Names of the fields every cloud deployment must set."""
+    return {
+        name
+        for name, field in Settings.model_fields.items()
+        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("cloud_required")
+    }
+
+
+def env_name(field: str) -> str:
+    """The environment variable that carries ``field``."""
+    if field not in Settings.model_fields:
+        known = ", ".join(sorted(Settings.model_fields))
+        raise KeyError(f"'{field}' is not a runtime setting; known settings: {known}")
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def env_for(values: dict[str, Any], *, cloud: bool = True) -> dict[str, Any]:
+    """Map setting names to environment variables, checking them against the contract.
+
+    Values may be any object (infrastructure passes Pulumi outputs); only the names are checked. With
+    ``cloud=True`` every cloud-required field must be present, and an API key is refused.
+    """
+    env = {env_name(name): value for name, value in values.items()}
+    if cloud:
+        missing = sorted(cloud_required_fields() - values.keys())
+        if missing:
+            raise ValueError(f"runtime settings missing for a cloud deployment: {', '.join(missing)}")
+        if "llm_api_key" in values:
+            raise ValueError(
+                "llm_api_key must not be set in the cloud: deployed agents authenticate with Entra ID"
+            )
+    return env

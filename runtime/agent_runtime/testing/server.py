@@ -1,0 +1,206 @@
+"""The scripted OpenAI-compatible model server: chat completions (plain and streaming, with usage) and
+embeddings, all deterministic, on OpenAI's paths and Azure OpenAI's deployment paths.
+
+Run it in-process for tests::
+
+    from agent_runtime.testing import Rule, Script, ScriptedModelServer, ScriptedToolCall
+
+    script = Script([Rule(pattern="weather", tool_calls=[ScriptedToolCall(name="weather",
+                                                                          arguments={"city": "Oslo"})])])
+    with ScriptedModelServer(script) as model:
+        settings = Settings(llm_endpoint=model.base_url, ...)
+        ...
+        assert model.requests[0]["tools"][0]["function"]["name"] == "weather"
+
+or standalone: ``python -m agent_runtime.testing --port 8400 [--script rules.json]``.
+
+Token counts are words, not real tokens: stable numbers for assertions, not a tokenizer. Embeddings hash
+each word into a dimension (feature hashing), so texts sharing words are similar and a text is always
+identical to itself; they carry no meaning beyond that.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import base64
+import hashlib
+import json
+import math
+import re
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from agent_runtime.testing.script import Reply, Script
+from agent_runtime.testing.serve import ServerThread
+
+DEFAULT_DIMENSIONS = 384
+_WORD = re.compile(r"\w+")
+
+
+def create_model_app(script: Script, requests: list[dict[str, Any]] | None = None) -> Starlette:
+    """The server as an ASGI app; every chat request body is appended to ``requests`` when given."""
+    recorded = requests if requests is not None else []
+
+    async def chat(request: Request) -> Response:
+        body = await request.json()
+        recorded.append(body)
+        messages = body.get("messages") or []
+        reply = script.reply(messages)
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        if reply.status != 200:
+            error = {
+                "message": f"scripted failure (HTTP {reply.status})",
+                "type": "server_error",
+                "code": None,
+            }
+            return JSONResponse({"error": error}, status_code=reply.status)
+        usage = _usage(messages, reply)
+        model = str(body.get("model", "scripted"))
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return StreamingResponse(
+                _chunks(model, reply, usage, include_usage), media_type="text/event-stream"
+            )
+        return JSONResponse(_completion(model, reply, usage))
+
+    async def embeddings(request: Request) -> Response:
+        body = await request.json()
+        texts = body.get("input")
+        texts = [texts] if isinstance(texts, str) else texts
+        if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
+            return JSONResponse({"error": {"message": "input must be a string or a list of strings"}}, 400)
+        dimensions = int(body.get("dimensions") or DEFAULT_DIMENSIONS)
+        as_base64 = body.get("encoding_format") == "base64"
+        data = [
+            {"object": "embedding", "index": index, "embedding": _encode(embed(text, dimensions), as_base64)}
+            for index, text in enumerate(texts)
+        ]
+        tokens = sum(_words(text) for text in texts)
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model", "scripted"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
+    # Azure OpenAI's deployment-scoped paths too, so the Azure client can be tested against the same script.
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/embeddings", embeddings, methods=["POST"]),
+            Route("/openai/deployments/{deployment}/chat/completions", chat, methods=["POST"]),
+            Route("/openai/deployments/{deployment}/embeddings", embeddings, methods=["POST"]),
+        ]
+    )
+
+
+class ScriptedModelServer(ServerThread):
+    """The model server on a free loopback port, in a thread; ``base_url`` is what ``llm_endpoint`` takes."""
+
+    def __init__(self, script: Script | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.requests: list[dict[str, Any]] = []
+        super().__init__(create_model_app(script or Script(), self.requests), host=host, port=port)
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+
+def embed(text: str, dimensions: int) -> list[float]:
+    """A deterministic unit vector: each word hashed to a dimension and a sign."""
+    vector = [0.0] * dimensions
+    for word in _WORD.findall(text.lower()) or [text]:
+        digest = hashlib.sha256(word.encode()).digest()
+        vector[int.from_bytes(digest[:4], "little") % dimensions] += 1.0 if digest[4] & 1 else -1.0
+    norm = math.sqrt(sum(x * x for x in vector))
+    if norm == 0.0:  # words cancelled out: fall back to one hashed dimension of the whole text
+        digest = hashlib.sha256(text.encode()).digest()
+        vector[int.from_bytes(digest[:4], "little") % dimensions] = 1.0
+        return vector
+    return [x / norm for x in vector]
+
+
+def _encode(vector: list[float], as_base64: bool) -> list[float] | str:
+    """Floats, or base64 of little-endian float32 as the ``openai`` SDK asks for by default."""
+    return base64.b64encode(array.array("f", vector).tobytes()).decode() if as_base64 else vector
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _usage(messages: Sequence[dict[str, Any]], reply: Reply) -> dict[str, int]:
+    prompt = sum(_words(json.dumps(message.get("content") or "")) + 1 for message in messages)
+    completion = _words(reply.content or "") + sum(5 for _ in reply.tool_calls)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _tool_calls(reply: Reply) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": call_id,
+            "type": "function",
+            "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)},
+        }
+        for call_id, name, args in reply.tool_calls
+    ]
+
+
+def _finish_reason(reply: Reply) -> str:
+    return "tool_calls" if reply.tool_calls else "stop"
+
+
+def _completion(model: str, reply: Reply, usage: dict[str, int]) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": reply.content}
+    if reply.tool_calls:
+        message["tool_calls"] = _tool_calls(reply)
+    return {
+        "id": f"chatcmpl-scripted-{len(reply.content or '')}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": _finish_reason(reply)}],
+        "usage": usage,
+    }
+
+
+async def _chunks(model: str, reply: Reply, usage: dict[str, int], include_usage: bool) -> AsyncIterator[str]:
+    base = {
+        "id": "chatcmpl-scripted",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+    }
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> str:
+        payload = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+        return f"data: {json.dumps(payload)}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    for piece in re.findall(r"\S+\s*|\s+", reply.content or ""):
+        yield chunk({"content": piece})
+    for index, call in enumerate(_tool_calls(reply)):
+        arguments = call["function"]["arguments"]
+        half = len(arguments) // 2
+        head = {
+            "index": index,
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["function"]["name"], "arguments": arguments[:half]},
+        }
+        yield chunk({"tool_calls": [head]})
+        yield chunk({"tool_calls": [{"index": index, "function": {"arguments": arguments[half:]}}]})
+    yield chunk({}, _finish_reason(reply))
+    if include_usage:
+        yield f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n"
+    yield "data: [DONE]\n\n"

@@ -1,0 +1,90 @@
+"""Running one tool call the model asked for: authorize, validate, execute with a timeout, audit.
+
+Nothing here raises to the agent loop: every failure becomes a tool result the model reads (so it can
+recover or explain) plus a trace step and an audit record saying what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from agent_runtime.errors import ToolArgumentsInvalid, ToolError, ToolTimeout
+from agent_runtime.llm import ToolCall
+from agent_runtime.tools import audit
+from agent_runtime.tools.access import authorize
+from agent_runtime.tools.base import ToolContext
+from agent_runtime.tools.registry import ToolRegistry
+from agent_runtime.trace import ToolStep
+
+log = logging.getLogger("agentstage.tools")
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """The tool message content for the model, and the step for the trace."""
+
+    content: str
+    step: ToolStep
+
+
+class ToolExecutor:
+    def __init__(self, registry: ToolRegistry, *, timeout_seconds: float) -> None:
+        self.registry = registry
+        self._timeout = timeout_seconds
+
+    async def run(self, call: ToolCall, *, agent_tools: Collection[str], context: ToolContext) -> ToolResult:
+        started = time.perf_counter()
+        error: ToolError | None = None
+        content = ""
+        try:
+            content = await self._execute(call, agent_tools, context)
+        except ToolError as failure:
+            error = failure
+            content = json.dumps({"error": failure.to_dict()})
+        step = ToolStep(
+            tool=call.name,
+            call_id=call.id,
+            outcome=error.outcome if error else "ok",
+            args_sha256=audit.digest(call.arguments),
+            latency_ms=round((time.perf_counter() - started) * 1000, 3),
+            error=error.message if error else None,
+        )
+        audit.record(step, caller=context.caller, agent=context.agent)
+        return ToolResult(content, step)
+
+    async def _execute(self, call: ToolCall, agent_tools: Collection[str], context: ToolContext) -> str:
+        tool = authorize(call.name, agent_tools=agent_tools, caller=context.caller, registry=self.registry)
+        try:
+            raw = json.loads(call.arguments or "{}")
+            args = tool.args.model_validate(raw)
+        except json.JSONDecodeError as error:
+            raise ToolArgumentsInvalid(f"arguments are not valid JSON: {error.msg}") from error
+        except ValidationError as error:
+            raise ToolArgumentsInvalid(f"invalid arguments: {_summary(error)}") from error
+        try:
+            async with asyncio.timeout(self._timeout):
+                result = await tool.handler(args, context)
+        except TimeoutError as error:
+            raise ToolTimeout(f"tool '{tool.name}' did not finish within {self._timeout:g}s") from error
+        except ToolError:
+            raise
+        except Exception as error:
+            # A bug or an outage in the tool: operators get the traceback, the model only the fact.
+            log.exception("tool %s failed", tool.name)
+            raise ToolError(f"tool '{tool.name}' failed: {type(error).__name__}") from error
+        return result if isinstance(result, str) else json.dumps(result)
+
+
+def _summary(error: ValidationError) -> str:
+    """Field paths and messages, without echoing the (possibly sensitive) input values."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in item['loc']) or 'arguments'}: {item['msg']}"
+        for item in error.errors()
+    )

@@ -1,0 +1,113 @@
+"""``agentstage dev``: the stock openai client chats with the default agent, offline."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+from agent_runtime.testing.serve import bind_socket
+
+from agentstage.commands import dev
+from agentstage.console import Console
+from agentstage.errors import AgentstageError
+
+
+def free_port() -> int:
+    with bind_socket("127.0.0.1", 0) as probe:
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]:
+    """``agentstage dev`` in a subprocess, in an empty directory, with no AGENTSTAGE_* variables set."""
+    port = free_port()
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AGENTSTAGE_")}
+    code = "import sys; from agentstage.cli import main; sys.exit(main(sys.argv[1:]))"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, "dev", "--port", str(port)],
+        cwd=tmp_path_factory.mktemp("dev"),
+        env=env | {"PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    banner: list[str] = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        banner.append(line)
+        if "Uvicorn running" in line or "Application startup complete" in line:
+            break
+    try:
+        assert process.poll() is None, "".join(banner)
+        yield port, "".join(banner)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_dev_prints_how_to_call_it(dev_server: tuple[int, str]) -> None:
+    port, banner = dev_server
+    assert (
+        f"agentstage dev: runtime at http://127.0.0.1:{port} (scripted model server at http://127.0.0.1:"
+        in banner
+    )
+    assert "API key: dev-key (set AGENTSTAGE_API_KEY to change it)" in banner
+    assert "agents: assistant" in banner
+
+
+def test_the_openai_client_chats_with_the_dev_agent(dev_server: tuple[int, str]) -> None:
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{dev_server[0]}/v1", api_key="dev-key", max_retries=0)
+    assert [model.id for model in client.models.list()] == ["assistant"]
+    reply = client.chat.completions.create(
+        model="assistant", messages=[{"role": "user", "content": "what is 6*7?"}]
+    )
+    assert reply.choices[0].message.content == "The answer is 42."
+    stream = client.chat.completions.create(
+        model="assistant", messages=[{"role": "user", "content": "hello agent"}], stream=True
+    )
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices) == "hello agent"
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    dev.configure(parser)
+    return parser.parse_args(argv)
+
+
+def test_a_busy_port_is_a_user_error() -> None:
+    with bind_socket("127.0.0.1", 0) as busy:
+        port = busy.getsockname()[1]
+        busy.listen()
+        with pytest.raises(
+            AgentstageError, match=f"cannot listen on 127.0.0.1:{port}: .*choose another --port"
+        ):
+            dev.run(parse("--port", str(port)), Console(io.StringIO(), io.StringIO()))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[{name: a, tools: [shell]}]", "agent 'a': unknown tool 'shell'"),
+        ("{agents: {name: a}}", "must hold a list of agent definitions"),
+        ("[{", "is not valid JSON or YAML"),
+    ],
+)
+def test_a_bad_agents_file_is_a_user_error(tmp_path: Path, content: str, message: str) -> None:
+    agents = tmp_path / "agents.yaml"
+    agents.write_text(content)
+    with pytest.raises(AgentstageError, match=message):
+        dev.run(
+            parse("--port", str(free_port()), "--agents", str(agents)), Console(io.StringIO(), io.StringIO())
+        )
+
+
+def test_a_missing_agents_file_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(AgentstageError, match="cannot read"):
+        dev.run(parse("--agents", str(tmp_path / "none.json")), Console(io.StringIO(), io.StringIO()))
