@@ -1,6 +1,8 @@
 """``agentstage <verb>``: one module per verb in agentstage/commands/.
 
-Every verb module exposes ``HELP`` (one line), ``configure(parser)`` and ``run(args, console) -> int``.
+Every verb module exposes ``configure(parser)`` and ``run(args, console) -> int``; its one-line help is
+in :data:`VERBS`. Only the verb being run is imported: ``plan`` need not load the runtime or the report
+writers, which keeps the command's start close to the Pulumi program's own.
 User mistakes (:class:`AgentstageError`) print one line and exit 2; anything else is a bug and prints
 a one-line hint, with the traceback only under ``--debug``.
 """
@@ -9,30 +11,39 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 import traceback
 from collections.abc import Sequence
 
 from agentstage.console import Console
 from agentstage.errors import AgentstageError, ExitStatus
 
-VERBS = ("plan", "check", "dev")
+VERBS: dict[str, str] = {
+    "plan": "show every resource a stack would create (offline: no cloud account or Pulumi CLI needed)",
+    "check": "check stacks against agentstage's policy rules and checkov (offline); exit 1 on a blocking failure",
+    "dev": "run the agent runtime locally (scripted model unless AGENTSTAGE_LLM_ENDPOINT is set)",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The parser, with the full options of ``verb`` (the others are listed with their help only)."""
     parser = argparse.ArgumentParser(prog="agentstage", description="Blueprint kit for deploying AI agents.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for verb in VERBS:
-        module = importlib.import_module(f"agentstage.commands.{verb}")
-        sub = verbs.add_parser(verb, help=module.HELP, description=module.HELP)
-        module.configure(sub)
-        sub.set_defaults(handler=module.run)
+    for name, help_text in VERBS.items():
+        sub = verbs.add_parser(name, help=help_text, description=help_text)
+        if name == verb:
+            module = importlib.import_module(f"agentstage.commands.{name}")
+            module.configure(sub)
+            sub.set_defaults(handler=module.run)
     return parser
 
 
 def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
     console = console or Console()
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verb = next((arg for arg in argv if not arg.startswith("-")), None)
+    args = build_parser(verb if verb in VERBS else None).parse_args(argv)
     try:
         return int(args.handler(args, console))
     except AgentstageError as error:

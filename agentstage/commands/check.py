@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from agentstage.console import Console
 from agentstage.engine import available_stacks, build_graph, project_dir
 from agentstage.errors import AgentstageError, ExitStatus
 from agentstage.graph import ResourceGraph
-from policies.checking import check_graph
+from policies.checking import check_graph, start_checkov
 from policies.report import FORMATS, CheckReport, StackReport, verdict_text
 from policies.rules import load_context
 
-HELP = "check stacks against agentstage's policy rules and checkov (offline); exit 1 on a blocking failure"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -48,12 +48,15 @@ def run(args: argparse.Namespace, console: Console) -> int:
     checkov = not args.no_checkov
     reports: list[StackReport] = []
     if args.graph is not None:
-        graph = _read_graph(args.graph)
-        context = load_context(graph.stack, project)
-        if context.stack_file is None:
-            console.warn(f"{args.graph}: {context.source}")
-        console.info(f"checking saved graph {args.graph} (stack {graph.stack})...")
-        reports.append(check_graph(graph, context, checkov=checkov, graph_file=args.graph))
+        with _warm_checkov(checkov, console) as warm:
+            graph = _read_graph(args.graph)
+            context = load_context(graph.stack, project)
+            if context.stack_file is None:
+                console.warn(f"{args.graph}: {context.source}")
+            console.info(f"checking saved graph {args.graph} (stack {graph.stack})...")
+            reports.append(
+                check_graph(graph, context, checkov=checkov, graph_file=args.graph, warm_checkov=warm)
+            )
     else:
         stacks = available_stacks(project) if args.all else [args.stack]
         if not stacks:
@@ -62,8 +65,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
             console.info(
                 f"checking stack {stack} (planning offline, then rules{' and checkov' if checkov else ''})..."
             )
-            graph = build_graph(stack, project)
-            reports.append(check_graph(graph, load_context(stack, project), checkov=checkov))
+            with _warm_checkov(checkov, console) as warm:
+                graph = build_graph(stack, project)
+                context = load_context(stack, project)
+                reports.append(check_graph(graph, context, checkov=checkov, warm_checkov=warm))
     report = CheckReport(reports)
     _emit(FORMATS[args.format](report), args.out, console)
     for stack in report.stacks:
@@ -74,6 +79,14 @@ def run(args: argparse.Namespace, console: Console) -> int:
         if args.out is not None or args.format != "table":
             console.info(f"{stack.stack}: {verdict_text(stack)}")
     return ExitStatus.OK if report.ok else ExitStatus.POLICY_FAILED
+
+
+def _warm_checkov(enabled: bool, console: Console) -> AbstractContextManager:
+    """checkov, started before the stack is planned so that its imports overlap the plan.
+
+    One per stack: a checkov process scans once. Nothing when ``--no-checkov``.
+    """
+    return start_checkov(console.warn) if enabled else nullcontext()
 
 
 def _read_graph(path: Path) -> ResourceGraph:

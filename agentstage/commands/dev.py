@@ -27,7 +27,6 @@ import yaml
 from agentstage.console import Console
 from agentstage.errors import AgentstageError
 
-HELP = "run the agent runtime locally (scripted model unless AGENTSTAGE_LLM_ENDPOINT is set)"
 
 DEFAULT_API_KEY = "dev-key"
 ENDPOINT_VARIABLE = "AGENTSTAGE_LLM_ENDPOINT"

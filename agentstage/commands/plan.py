@@ -11,7 +11,6 @@ from agentstage.errors import AgentstageError, ExitStatus
 from agentstage.render import summary_lines, tree_lines
 from policies import verdict_line
 
-HELP = "show every resource a stack would create (offline: no cloud account or Pulumi CLI needed)"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
