@@ -31,7 +31,9 @@ CLI = [sys.executable, "-m", "agentstage.cli"]
 def timed(command: list[str], allowed: tuple[int, ...] = (0,)) -> float:
     """Wall time of one run; ``check`` may exit 1 (a policy verdict), anything else is a broken run."""
     start = time.perf_counter()
-    done = subprocess.run(command, check=False, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(
+        command, check=False, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     elapsed = time.perf_counter() - start
     if done.returncode not in allowed:
         raise SystemExit(f"{' '.join(command[2:])} exited {done.returncode}: {done.stderr.strip()[-500:]}")
@@ -69,12 +71,18 @@ def main() -> int:
         for name, (command, allowed) in commands.items():
             times[name].append(timed(command, allowed))
     medians = {name: statistics.median(values) for name, values in times.items()}
-    print(f"stack {stack}" + (f" ({count} resources, the largest)" if count else "") + f", {args.rounds} rounds, medians:")
+    print(
+        f"stack {stack}"
+        + (f" ({count} resources, the largest)" if count else "")
+        + f", {args.rounds} rounds, medians:"
+    )
     for name, median in medians.items():
         print(f"  {name:<20}{median:>7.2f} s   (min {min(times[name]):.2f}, max {max(times[name]):.2f})")
     extra = medians["check"] - medians["plan"]
     met = extra <= TARGET_SECONDS
-    print(f"  check - plan        {extra:>7.2f} s   target <= {TARGET_SECONDS:.0f} s: {'met' if met else 'MISSED'}")
+    print(
+        f"  check - plan        {extra:>7.2f} s   target <= {TARGET_SECONDS:.0f} s: {'met' if met else 'MISSED'}"
+    )
     return 0 if met else 1
 
 

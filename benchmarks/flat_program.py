@@ -70,7 +70,9 @@ def flat_program(graph: ResourceGraph) -> None:
         cls = sdk_class(resource.type)
         depends_on = [created[urn] for urn in resource.dependencies if urn in created]
         created[resource.urn] = cls(
-            name, opts=pulumi.ResourceOptions(depends_on=depends_on), **constructor_kwargs(cls, resource.inputs)
+            name,
+            opts=pulumi.ResourceOptions(depends_on=depends_on),
+            **constructor_kwargs(cls, resource.inputs),
         )
 
 

@@ -30,7 +30,18 @@ def timed(command: list[str]) -> float:
 
 def measure(stack: str, rounds: int, workdir: Path) -> tuple[float, float, int]:
     graph_file = workdir / f"{stack}.json"
-    plan = [sys.executable, "-m", "agentstage.cli", "plan", "--stack", stack, "--format", "json", "--out", str(graph_file)]
+    plan = [
+        sys.executable,
+        "-m",
+        "agentstage.cli",
+        "plan",
+        "--stack",
+        stack,
+        "--format",
+        "json",
+        "--out",
+        str(graph_file),
+    ]
     flat = [sys.executable, str(ROOT / "benchmarks" / "flat_program.py"), str(graph_file)]
     timed(plan)  # warm the page cache and write the graph the flat program replays
     plan_times, flat_times = [], []

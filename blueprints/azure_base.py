@@ -7,18 +7,23 @@ same foundation and add to it, so growing from the pilot never rebuilds what is 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import pulumi
 from pulumi_azure_native import authorization, resources
+from pydantic import BaseModel
 
 from blueprints.config import StackConfig
 from components.azure.context import AzureContext
+from components.azure.dashboard import DashboardArgs, ModelPrice
 from components.azure.identity import ManagedIdentity
 from components.azure.models import ContentFilterArgs, ModelDeploymentArgs, Models, ModelsArgs
 from components.azure.naming import Naming, unique_suffix
 from components.azure.observability import Observability, ObservabilityArgs
+from components.azure.search import VectorSearch, VectorSearchArgs
 from components.azure.secrets import Secrets, SecretsArgs
+from components.azure.serverless_agent import ServerlessAgent, ServerlessAgentArgs
 from components.azure.state_store import StateStore, StateStoreArgs
 from components.packaging import Package, build_function_package, vendoring_needed
 
@@ -50,7 +55,9 @@ class AzureFoundation:
         )
         self.tenant_id = client.tenant_id
         self.observability = Observability(
-            "observability", context, ObservabilityArgs(retention_days=config.log_retention_days)
+            "observability",
+            context,
+            ObservabilityArgs(retention_days=config.log_retention_days, dashboard=dashboard_args(config)),
         )
         self.context = context.with_workspace(self.observability.workspace_id)
         self.secrets = Secrets("secrets", self.context, SecretsArgs())
@@ -73,6 +80,36 @@ class AzureFoundation:
         self.state = StateStore(
             "state", self.context, StateStoreArgs(embedding_dimensions=config.memory.dimensions)
         )
+
+    def serverless_agent(
+        self,
+        name: str,
+        identity: ManagedIdentity,
+        agents: str,
+        extra_settings: dict[str, pulumi.Input[str]] | None = None,
+    ) -> ServerlessAgent:
+        """A Function App running the runtime as ``identity`` for ``agents`` (AGENTSTAGE_AGENTS JSON)."""
+        functions = self.config.functions
+        return ServerlessAgent(
+            name,
+            self.context,
+            ServerlessAgentArgs(
+                identity=identity,
+                package=runtime_package(),
+                runtime_settings={**self.runtime_settings(identity), "agents": agents, **(extra_settings or {})},
+                telemetry_connection_string=self.observability.connection_string,
+                instance_memory_mb=functions.instance_memory_mb,
+                maximum_instance_count=functions.maximum_instance_count,
+                always_ready=functions.always_ready,
+                zone_redundant=functions.zone_redundant,
+            ),
+        )
+
+    def grant_shared(self, identity: ManagedIdentity) -> None:
+        """What every agent identity needs on the shared blocks: secrets, telemetry, its state and memory."""
+        self.secrets.grant_secrets_read(identity)
+        self.observability.grant_telemetry_publish(identity)
+        self.state.grant_data_access(identity)
 
     def runtime_settings(self, identity: ManagedIdentity) -> dict[str, pulumi.Input[str]]:
         """The runtime settings every agent on this foundation shares (names of the Settings contract)."""
@@ -104,6 +141,29 @@ class AzureFoundation:
         }
 
 
+def dashboard_args(config: StackConfig) -> DashboardArgs:
+    """The workbook, pricing each deployment the stack file gives a price for."""
+    return DashboardArgs(
+        prices=tuple(
+            ModelPrice(model.name, model.input_price_per_million or 0.0, model.output_price_per_million or 0.0)
+            for model in config.models
+            if model.input_price_per_million is not None or model.output_price_per_million is not None
+        )
+    )
+
+
+def vector_search(base: AzureFoundation) -> VectorSearch | None:
+    """The stack's AI Search service, if its file enables one."""
+    settings = base.config.vector_search
+    if settings is None or not settings.enabled:
+        return None
+    return VectorSearch(
+        "search",
+        base.context,
+        VectorSearchArgs(sku=settings.sku, replicas=settings.replicas, partitions=settings.partitions),
+    )
+
+
 def stack_tags(config: StackConfig) -> dict[str, str]:
     """The stack's tags plus the ones agentstage always sets (user tags cannot override them)."""
     return {
@@ -114,9 +174,9 @@ def stack_tags(config: StackConfig) -> dict[str, str]:
     }
 
 
-def agents_json(config: StackConfig) -> str:
-    """The agent definitions in the runtime's AGENTSTAGE_AGENTS shape (snake_case field names)."""
-    return json.dumps([agent.model_dump(mode="json") for agent in config.agents], separators=(",", ":"))
+def agents_json(agents: Iterable[BaseModel]) -> str:
+    """Agent definitions in the runtime's AGENTSTAGE_AGENTS shape (snake_case field names)."""
+    return json.dumps([agent.model_dump(mode="json") for agent in agents], separators=(",", ":"))
 
 
 def runtime_package() -> Package:

@@ -7,6 +7,7 @@ the stack file, the key as written there, and what is allowed.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from typing import Annotated, Any, Literal
 
@@ -32,6 +33,12 @@ class ModelDeploymentConfig(_Strict):
     version: str = Field(min_length=1, description="Model version, e.g. 2024-07-18.")
     capacity: int = Field(ge=1, le=1000, description="Throughput in thousands of tokens per minute.")
     sku: Literal["GlobalStandard", "DataZoneStandard", "Standard"] = "GlobalStandard"
+    input_price_per_million: float | None = Field(
+        default=None, ge=0, description="List price per million input tokens (dashboard cost, budgets)."
+    )
+    output_price_per_million: float | None = Field(
+        default=None, ge=0, description="List price per million output tokens."
+    )
 
 
 class AgentConfig(_Strict):
@@ -84,12 +91,56 @@ class ApiConfig(_Strict):
     )
 
 
+class OrchestratorConfig(_Strict):
+    """The agent that receives every request in stage 2+, validates policy and delegates to the agents."""
+
+    name: Name = "orchestrator"
+    instructions: str = Field(min_length=1)
+    model: str = Field(min_length=1, description="Name of a deployment in `models`.")
+    token_budget: int = Field(gt=0, le=10_000_000)
+
+
+class GatewayConfig(_Strict):
+    """The API gateway (Azure API Management) in front of the agents and the models."""
+
+    sku: Literal["Consumption", "BasicV2", "StandardV2"] = "BasicV2"
+    capacity: int = Field(default=1, ge=1, le=10, description="Scale units (ignored by Consumption).")
+    publisher_email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", description="Receives APIM notifications.")
+    publisher_name: str = Field(default="agentstage", min_length=1)
+    tokens_per_minute: int = Field(default=20_000, ge=100, description="Token limit per calling application.")
+    caller_application_ids: tuple[str, ...] = Field(
+        default=(), description="Client ids of the applications (front ends) whose Entra ID tokens it accepts."
+    )
+
+
+class MessagingConfig(_Strict):
+    """The message bus (Azure Service Bus) carrying tasks between the orchestrator and the agents."""
+
+    sku: Literal["Standard", "Premium"] = "Standard"
+    max_delivery_count: int = Field(default=5, ge=1, le=100, description="Deliveries before dead-lettering.")
+
+
+# Keys that only mean something from a given stage on: set on an earlier stage they would be ignored,
+# so they are errors instead.
+_STAGE_KEYS: dict[str, tuple[str, ...]] = {
+    "orchestrator": ("foundation", "enterprise"),
+    "gateway": ("foundation", "enterprise"),
+    "messaging": ("foundation", "enterprise"),
+}
+
+
 class WaiverConfig(_Strict):
     """A documented exception to one policy rule or checkov check, shown in every report."""
 
     check: str = Field(pattern=r"^(AGS-[A-Z0-9]+-\d{3}|CKV2?_[A-Z0-9_]+)$", description="Rule or check id.")
-    resource: str = Field(default="*", min_length=1, description="Resource name (or * for all) it applies to.")
+    resource: str = Field(
+        default="*", min_length=1, description="Resource name or glob (`*-app`, `*` for all) it applies to."
+    )
     reason: str = Field(min_length=20, description="Why the exception is acceptable; reviewed like code.")
+
+    def covers(self, resource_name: str) -> bool:
+        """Whether this waiver applies to the resource named ``resource_name``."""
+        return fnmatch.fnmatchcase(resource_name, self.resource)
 
 
 class StackConfig(_Strict):
@@ -109,14 +160,22 @@ class StackConfig(_Strict):
     functions: FunctionsConfig = FunctionsConfig()
     content_filter: ContentFilterConfig = ContentFilterConfig()
     api: ApiConfig = ApiConfig()
+    orchestrator: OrchestratorConfig | None = None
+    gateway: GatewayConfig | None = None
+    messaging: MessagingConfig | None = None
     waivers: tuple[WaiverConfig, ...] = ()
 
     @model_validator(mode="after")
     def _references_resolve(self) -> StackConfig:
         _require_unique("agents", [a.name for a in self.agents])
         _require_unique("models", [m.name for m in self.models])
+        self._stage_keys_fit()
         deployments = [m.name for m in self.models]
         references = [(f"agents[{i}].model", agent.model) for i, agent in enumerate(self.agents)]
+        if self.orchestrator is not None:
+            references.append(("orchestrator.model", self.orchestrator.model))
+            if self.orchestrator.name in {a.name for a in self.agents}:
+                raise ValueError(f"{NAMESPACE}:orchestrator.name: '{self.orchestrator.name}' is also an agent's name")
         references.append(("memory.embeddingDeployment", self.memory.embedding_deployment))
         for key, deployment in references:
             if deployment not in deployments:
@@ -125,6 +184,22 @@ class StackConfig(_Strict):
                     f"(deployments: {', '.join(deployments)})"
                 )
         return self
+
+    def _stage_keys_fit(self) -> None:
+        for key, stages in _STAGE_KEYS.items():
+            if getattr(self, key) is not None and self.blueprint not in stages:
+                raise ValueError(
+                    f"{NAMESPACE}:{key} applies to the {' and '.join(stages)} blueprints, not '{self.blueprint}'; "
+                    "remove it or change agentstage:blueprint"
+                )
+        if self.blueprint in ("foundation", "enterprise"):
+            missing = [k for k in ("orchestrator", "gateway", "messaging") if getattr(self, k) is None]
+            if not self.vector_search_enabled:
+                missing.append("vectorSearch")
+            if missing:
+                raise ValueError(
+                    f"the {self.blueprint} blueprint needs " + ", ".join(f"{NAMESPACE}:{k}" for k in missing)
+                )
 
     @property
     def vector_search_enabled(self) -> bool:

@@ -13,11 +13,11 @@ Blueprint = Callable[[StackConfig], None]
 # (blueprint, cloud) -> "module:function". Imported lazily so a stack only loads the SDKs it uses.
 _BUILT: dict[tuple[str, str], str] = {
     ("pilot", "azure"): "blueprints.pilot:deploy_azure",
+    ("foundation", "azure"): "blueprints.foundation:deploy_azure",
 }
 
 # What is known but not built yet, and where its work is tracked.
 _PLANNED: dict[str, str] = {
-    "foundation": "issue 7 (Azure stage 2: gateway, Service Bus, shared memory)",
     "enterprise": "issue 8 (Azure stage 3: AKS, private networking, budgets)",
 }
 

@@ -1,12 +1,16 @@
 """Check one stack: our rules, optionally checkov, the stack file's waivers - one :class:`StackReport`.
 
-``agentstage check`` calls :func:`check_graph` per stack; ``agentstage plan`` prints
-:func:`verdict_line` (rules only: checkov's few seconds belong to ``check``).
+``agentstage check`` calls :func:`check_graph` per stack, with checkov started by :func:`start_checkov`
+before the stack is planned; ``agentstage plan`` prints :func:`verdict_line` (rules only: checkov's few
+seconds belong to ``check``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agentstage.engine import PROJECT_DIR
 from agentstage.errors import AgentstageError
@@ -14,22 +18,33 @@ from agentstage.graph import ResourceGraph
 from policies.report.model import CheckovSummary, StackReport, verdict_text
 from policies.rules import StackContext, apply_waivers, evaluate, load_context
 
+if TYPE_CHECKING:
+    from policies.checkov.runner import WarmCheckov
+
 
 class CheckovUnavailableError(AgentstageError):
     """The checkov integration is not installed; ``--no-checkov`` runs our rules alone."""
 
 
 def check_graph(
-    graph: ResourceGraph, context: StackContext, *, checkov: bool = True, graph_file: Path | None = None
+    graph: ResourceGraph,
+    context: StackContext,
+    *,
+    checkov: bool = True,
+    graph_file: Path | None = None,
+    warm_checkov: WarmCheckov | None = None,
 ) -> StackReport:
     """Evaluate ``graph`` against every rule (and checkov), then apply the stack file's waivers.
 
     ``graph_file`` is where a saved graph came from (reports point there when there is no stack file).
+    ``warm_checkov`` is a checkov from :func:`start_checkov`; without one, checkov starts cold here.
     """
     findings = evaluate(graph, context)
     summary = None
     if checkov:
-        result = _checkov_scan(graph, context)
+        with _loading_checkov():
+            from policies.checkov import scan
+        result = scan(graph, waivers=context.waivers, warm=warm_checkov)
         findings += result.findings
         summary = CheckovSummary(
             exported=dict(result.exported), scanned=dict(result.scanned), unmapped=list(result.unmapped)
@@ -46,15 +61,26 @@ def check_graph(
     )
 
 
-def _checkov_scan(graph: ResourceGraph, context: StackContext):
-    """checkov's findings for ``graph``; imported here because it is optional and slow to load."""
+def start_checkov(warn: Callable[[str], None]) -> WarmCheckov:
+    """Start checkov's interpreter now, so that its seconds of imports overlap planning the stack.
+
+    Pass the result to :func:`check_graph` as ``warm_checkov``, inside ``with``; ``warn`` hears if it did
+    not start (the scan then runs checkov's command line).
+    """
+    with _loading_checkov():
+        from policies.checkov.runner import WarmCheckov
+    return WarmCheckov(warn)
+
+
+@contextmanager
+def _loading_checkov() -> Iterator[None]:
+    """Around importing the checkov integration, which happens only when used: optional and slow to load."""
     try:
-        from policies.checkov import scan
+        yield
     except ImportError as error:
         raise CheckovUnavailableError(
             f"the checkov integration cannot be loaded ({error}); install it (make checkov) or pass --no-checkov"
         ) from None
-    return scan(graph, waivers=context.waivers)
 
 
 def verdict_line(graph: ResourceGraph, project_dir: Path = PROJECT_DIR) -> str:

@@ -20,7 +20,6 @@ from policies.report import FORMATS, CheckReport, StackReport, verdict_text
 from policies.rules import load_context
 
 
-
 def configure(parser: argparse.ArgumentParser) -> None:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--stack", help="stack name: stacks/Pulumi.<stack>.yaml")

@@ -8,6 +8,7 @@ from pathlib import Path
 from agentstage.console import Console
 from agentstage.engine import build_graph, project_dir
 from agentstage.errors import AgentstageError, ExitStatus
+from agentstage.diagram import mermaid_lines
 from agentstage.render import summary_lines, tree_lines
 from policies import verdict_line
 
@@ -16,7 +17,9 @@ from policies import verdict_line
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stack", required=True, help="stack name: stacks/Pulumi.<stack>.yaml")
     parser.add_argument(
-        "--format", choices=("tree", "json"), default="tree", help="tree for people (default), json for machines"
+        "--format", choices=("tree", "json", "mermaid"),
+        default="tree",
+        help="tree for people (default), json for machines, mermaid for the architecture diagram",
     )
     parser.add_argument("--out", type=Path, help="also write the graph as JSON to this file")
     parser.add_argument(
@@ -35,8 +38,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
             raise AgentstageError(f"cannot write --out {args.out}: {error.strerror}") from None
         console.info(f"graph written to {args.out}")
     verdict = verdict_line(graph, project)
-    if args.format == "json":
-        console.print(graph.to_json())
+    if args.format in ("json", "mermaid"):
+        lines = [graph.to_json()] if args.format == "json" else list(mermaid_lines(graph))
+        for line in lines:
+            console.print(line)
         console.info(verdict)
         return ExitStatus.OK
     for line in tree_lines(graph):

@@ -27,6 +27,11 @@ MAX_METRIC_DIMENSIONS = 5
 """llm-emit-token-metric: "You can configure at most 5 custom dimensions for this policy"."""
 
 
+def named_value(value_id: str) -> str:
+    """A reference to an APIM named value, substituted by APIM before the policy runs."""
+    return "{{" + value_id + "}}"
+
+
 class Policy(Protocol):
     """Anything that renders to one policy element."""
 
@@ -79,6 +84,7 @@ class AzureAdTokenValidation:
     required_claims: tuple[RequiredClaim, ...] = ()
     header_name: str = "Authorization"
     failed_validation_httpcode: int = 401
+    output_token_variable_name: str | None = None
 
     def __post_init__(self) -> None:
         if not self.client_application_ids:
@@ -91,6 +97,7 @@ class AzureAdTokenValidation:
                 tenant_id=self.tenant_id,
                 header_name=self.header_name,
                 failed_validation_httpcode=self.failed_validation_httpcode,
+                output_token_variable_name=self.output_token_variable_name,
             ),
         )
         _list(root, "client-application-ids", "application-id", self.client_application_ids)
@@ -197,6 +204,16 @@ class ManagedIdentityAuth:
 
 
 @dataclass(frozen=True)
+class RemoveHeader:
+    """``set-header exists-action="delete"``: drop a request header before it reaches the backend."""
+
+    name: str
+
+    def element(self) -> ET.Element:
+        return ET.Element("set-header", _attributes(name=self.name, exists_action="delete"))
+
+
+@dataclass(frozen=True)
 class SetBackend:
     """``set-backend-service``: route to a backend entity (a single backend or a pool) by its id."""
 
@@ -213,7 +230,9 @@ class ForwardRequest:
     buffer_request_body: bool = False
 
     def element(self) -> ET.Element:
-        return ET.Element("forward-request", _attributes(buffer_request_body=self.buffer_request_body or None))
+        return ET.Element(
+            "forward-request", _attributes(buffer_request_body=self.buffer_request_body or None)
+        )
 
 
 @dataclass(frozen=True)

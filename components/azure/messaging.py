@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal, TypeVar
+from typing import Literal, NotRequired, TypedDict, TypeVar
 
 import pulumi
 from pulumi_azure_native import authorization, servicebus
@@ -66,9 +66,13 @@ class SubscriptionSpec:
     def __post_init__(self) -> None:
         _check_name(self.name)
         if self.max_delivery_count < 1:
-            raise ValueError(f"'{self.name}': max_delivery_count must be at least 1, got {self.max_delivery_count}")
+            raise ValueError(
+                f"'{self.name}': max_delivery_count must be at least 1, got {self.max_delivery_count}"
+            )
         if not timedelta(0) < parse_duration(self.lock_duration) <= MAX_LOCK:
-            raise ValueError(f"'{self.name}': lock_duration must be more than 0 and at most PT5M, got {self.lock_duration}")
+            raise ValueError(
+                f"'{self.name}': lock_duration must be more than 0 and at most PT5M, got {self.lock_duration}"
+            )
         if parse_duration(self.default_ttl) <= timedelta(0):
             raise ValueError(f"'{self.name}': default_ttl must be longer than 0, got {self.default_ttl}")
 
@@ -140,12 +144,15 @@ class MessagingArgs:
             raise ValueError(f"capacity must be one of {PREMIUM_CAPACITIES} on Premium, got {self.capacity}")
         if self.sku == "Standard" and (self.capacity != 1 or self.zone_redundant):
             raise ValueError("capacity and zone_redundant are Premium settings; Standard has neither")
+        entities: tuple[QueueSpec | TopicSpec, ...] = (*self.queues, *self.topics)
         # Queues and topics share one entity path space inside the namespace.
-        _check_unique("queue or topic", (entity.name for entity in (*self.queues, *self.topics)))
+        _check_unique("queue or topic", (entity.name for entity in entities))
         sizes = PREMIUM_SIZES_MB if self.sku == "Premium" else STANDARD_SIZES_MB
-        for entity in (*self.queues, *self.topics):
+        for entity in entities:
             if entity.max_size_mb not in sizes:
-                raise ValueError(f"'{entity.name}': max_size_mb must be one of {sizes} on {self.sku}, got {entity.max_size_mb}")
+                raise ValueError(
+                    f"'{entity.name}': max_size_mb must be one of {sizes} on {self.sku}, got {entity.max_size_mb}"
+                )
 
 
 class Messaging(Component):
@@ -158,7 +165,11 @@ class Messaging(Component):
     """
 
     def __init__(
-        self, name: str, context: AzureContext, args: MessagingArgs, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        context: AzureContext,
+        args: MessagingArgs,
+        opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("azure", "Messaging", name, opts)
         self._name, self._context, self._args = name, context, args
@@ -169,7 +180,11 @@ class Messaging(Component):
             namespace_name=namespace_name,
             resource_group_name=context.resource_group_name,
             location=context.location,
-            sku=servicebus.SBSkuArgs(name=args.sku, tier=args.sku, capacity=args.capacity if premium else None),
+            sku=servicebus.SBSkuArgs(
+                name=servicebus.SkuName(args.sku),
+                tier=servicebus.SkuTier(args.sku),
+                capacity=args.capacity if premium else None,
+            ),
             zone_redundant=args.zone_redundant if premium else None,
             disable_local_auth=True,
             minimum_tls_version=servicebus.TlsVersion.TLS_VERSION_1_2,
@@ -234,7 +249,9 @@ class Messaging(Component):
         """
         _find("no topic", topic, self._args.topics).subscription(subscription)
         scope = self._subscription_ids[topic, subscription]
-        return self._grant(f"subscribe-{topic}-{subscription}", "Azure Service Bus Data Receiver", scope, identity)
+        return self._grant(
+            f"subscribe-{topic}-{subscription}", "Azure Service Bus Data Receiver", scope, identity
+        )
 
     def _grant(
         self, purpose: str, role: str, scope: pulumi.Input[str], identity: ManagedIdentity
@@ -272,7 +289,11 @@ class Messaging(Component):
         )
 
     def _subscription(
-        self, namespace_name: pulumi.Input[str], topic: servicebus.Topic, topic_name: str, spec: SubscriptionSpec
+        self,
+        namespace_name: pulumi.Input[str],
+        topic: servicebus.Topic,
+        topic_name: str,
+        spec: SubscriptionSpec,
     ) -> servicebus.Subscription:
         return servicebus.Subscription(
             f"{self._name}-topic-{topic_name}-{spec.name}",
@@ -286,7 +307,19 @@ class Messaging(Component):
         )
 
 
-def _delivery(spec: SubscriptionSpec) -> dict[str, object]:
+class _Delivery(TypedDict):
+    max_delivery_count: int
+    lock_duration: str
+    default_message_time_to_live: str
+    dead_lettering_on_message_expiration: bool
+
+
+class _DuplicateDetection(TypedDict):
+    requires_duplicate_detection: bool
+    duplicate_detection_history_time_window: NotRequired[str]
+
+
+def _delivery(spec: SubscriptionSpec) -> _Delivery:
     """Receiving settings shared by queues and subscriptions; expired messages are dead-lettered, not dropped."""
     return {
         "max_delivery_count": spec.max_delivery_count,
@@ -296,7 +329,7 @@ def _delivery(spec: SubscriptionSpec) -> dict[str, object]:
     }
 
 
-def _duplicate_detection(window: str | None) -> dict[str, object]:
+def _duplicate_detection(window: str | None) -> _DuplicateDetection:
     """Duplicate detection settings of a queue or topic (on when a window is given)."""
     if window is None:
         return {"requires_duplicate_detection": False}

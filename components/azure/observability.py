@@ -13,6 +13,7 @@ import pulumi
 from pulumi_azure_native import applicationinsights, authorization, operationalinsights
 
 from components.azure.context import AzureContext
+from components.azure.dashboard import DashboardArgs, deploy_dashboard
 from components.azure.diagnostics import send_diagnostics
 from components.azure.identity import ManagedIdentity
 from components.azure.roles import assign_role
@@ -27,10 +28,14 @@ class ObservabilityArgs:
     PerGB2018 price, longer retention is billed per GB and month. Azure accepts 30 to 730.
     ``daily_quota_gb`` (default ``None``: no cap): a hard daily ingestion cap. Off by default because
     once reached Azure drops telemetry until the next day; set it where cost must never overrun.
+    ``dashboard`` (default ``None``: no workbook): the latency, cost, error and token workbook, priced
+    from its args. It is part of the args rather than a separate call so the stack's config decides it,
+    and the block's outputs are complete when it registers them.
     """
 
     retention_days: int = 30
     daily_quota_gb: float | None = None
+    dashboard: DashboardArgs | None = None
 
     def __post_init__(self) -> None:
         if not 30 <= self.retention_days <= 730:
@@ -44,8 +49,9 @@ class ObservabilityArgs:
 class Observability(Component):
     """A Log Analytics workspace and a workspace-based Application Insights (``agentstage:azure:Observability``).
 
-    Outputs: ``workspace_id`` (hand it to :meth:`AzureContext.with_workspace`), ``app_insights_id`` and
-    ``connection_string`` (where the runtime exports telemetry). It is deliberately *not* marked secret:
+    Outputs: ``workspace_id`` (hand it to :meth:`AzureContext.with_workspace`), ``app_insights_id``,
+    ``dashboard_id`` (``None`` without a dashboard) and ``connection_string`` (where the runtime exports
+    telemetry). It is deliberately *not* marked secret:
     Microsoft does not treat it as a credential, and with local auth off nothing can be ingested with it
     alone. Marking it would also hide the whole ``siteConfig`` of every app that uses it (Pulumi lifts
     secretness to the top-level input), blinding the policy checks on TLS, FTPS and app settings.
@@ -113,10 +119,23 @@ class Observability(Component):
         self.workspace_id: pulumi.Output[str] = workspace.id
         self.app_insights_id: pulumi.Output[str] = app_insights.id
         self.connection_string: pulumi.Output[str] = app_insights.connection_string
+        self.dashboard_id: pulumi.Output[str] | None = (
+            deploy_dashboard(
+                name,
+                context=context,
+                args=args.dashboard,
+                app_insights_id=app_insights.id,
+                workspace_id=workspace.id,
+                parent=self,
+            ).id
+            if args.dashboard is not None
+            else None
+        )
         self.register_outputs(
             {
                 "workspace_id": self.workspace_id,
                 "app_insights_id": self.app_insights_id,
+                "dashboard_id": self.dashboard_id,
                 "connection_string": self.connection_string,
             }
         )

@@ -5,6 +5,6 @@ objects (``source="checkov"``); see :mod:`policies.checkov.scanner` for how verd
 """
 
 from policies.checkov.runner import CheckovError, checkov_executable
-from policies.checkov.scanner import ScanMismatchError, ScanResult, Waiver, scan
+from policies.checkov.scanner import ScanMismatchError, ScanResult, scan
 
-__all__ = ["CheckovError", "ScanMismatchError", "ScanResult", "Waiver", "checkov_executable", "scan"]
+__all__ = ["CheckovError", "ScanMismatchError", "ScanResult", "checkov_executable", "scan"]

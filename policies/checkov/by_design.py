@@ -29,7 +29,40 @@ def _flex_consumption_app(resource: Resource) -> bool:
     return resource.get("functionAppConfig") is not None
 
 
+_APIM_LEGACY_PROTOCOLS = tuple(
+    f"Microsoft.WindowsAzure.ApiManagement.Gateway.Security.{side}Protocols.{protocol}"
+    for side in ("", "Backend.")
+    for protocol in ("Ssl30", "Tls10", "Tls11")
+)
+
+
+def _apim_legacy_protocols_off(resource: Resource) -> bool:
+    """Every legacy protocol is switched off with the string "False" ARM expects (checkov reads any
+    non-empty string as "on", so it fails the very setting that turns them off)."""
+    properties = resource.get("customProperties") or {}
+    return all(str(properties.get(key, "")).lower() == "false" for key in _APIM_LEGACY_PROTOCOLS)
+
+
+def _apim_tier_without_vnet(resource: Resource) -> bool:
+    """Consumption and Basic v2 have no virtual network option at all (Standard v2 integrates outbound,
+    Premium injects); the gateway is public by the tier, and reachable only with Entra ID tokens."""
+    return resource.get("sku.name") in ("Consumption", "BasicV2")
+
+
 BY_DESIGN: tuple[ByDesign, ...] = (
+    ByDesign(
+        "CKV_AZURE_173",
+        "azure-native:apimanagement:ApiManagementService",
+        "TLS 1.0, TLS 1.1 and SSL 3.0 are off on client and backend side (customProperties = \"False\", as ARM "
+        "takes them); checkov treats the string \"False\" as enabled",
+        _apim_legacy_protocols_off,
+    ),
+    ByDesign(
+        "CKV_AZURE_107",
+        "azure-native:apimanagement:ApiManagementService",
+        "the Consumption and Basic v2 tiers have no virtual network option; Standard v2 or Premium is needed",
+        _apim_tier_without_vnet,
+    ),
     ByDesign(
         "CKV_AZURE_212",
         "azure-native:web:WebApp",

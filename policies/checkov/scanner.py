@@ -22,29 +22,19 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import Any
 
 from agentstage.errors import ExitStatus
 from agentstage.graph import Resource, ResourceGraph
+from blueprints.config import WaiverConfig
 from policies.checkov.by_design import by_design_waivers
-from policies.checkov.runner import CheckovError, FrameworkReport, run_checkov
+from policies.checkov.runner import CheckovError, FrameworkReport, WarmCheckov, run_checkov
 from policies.export import Export, Suppression, export_graph
 from policies.export.dockerfile import dockerfile_resource
 from policies.export.terraform import FRAMEWORK as TERRAFORM_PLAN
 from policies.findings import Finding, Outcome, Severity
 
 SOURCE = "checkov"
-
-
-class Waiver(Protocol):
-    """A stack-file waiver: check id, resource name (or ``*``) and the written reason."""
-
-    @property
-    def check(self) -> str: ...
-    @property
-    def resource(self) -> str: ...
-    @property
-    def reason(self) -> str: ...
 
 
 class ScanMismatchError(CheckovError):
@@ -76,12 +66,17 @@ class ScanResult:
 
 
 def scan(
-    graph: ResourceGraph, *, waivers: Iterable[Waiver] = (), dockerfiles: Sequence[Path] = ()
+    graph: ResourceGraph,
+    *,
+    waivers: Iterable[WaiverConfig] = (),
+    dockerfiles: Sequence[Path] = (),
+    warm: WarmCheckov | None = None,
 ) -> ScanResult:
     """Scan ``graph``'s cloud resources and ``dockerfiles`` with checkov and our custom checks.
 
     ``waivers`` are the stack file's; those naming our own rules (not ``CKV``) are ignored here.
     ``dockerfiles`` (e.g. ``runtime/Dockerfile``) are scanned as they are; waive by their path as given.
+    ``warm``: a checkov started earlier, which saves its imports; without it the command line runs.
     """
     subjects = [*graph.cloud_resources(), *(dockerfile_resource(p) for p in dockerfiles)]
     suppressions = _suppressions(subjects, [w for w in waivers if w.check.startswith("CKV")])
@@ -99,7 +94,8 @@ def scan(
         root = Path(tmp)
         for export in exported.exports:
             export.write(root / export.framework)
-        reports = run_checkov(root, [e.framework for e in exported.exports])
+        run = warm.scan if warm is not None else run_checkov
+        reports = run(root, [e.framework for e in exported.exports])
     for export in exported.exports:
         report = reports.get(export.framework)
         result.scanned[export.framework] = _verified_count(export, report)
@@ -127,11 +123,11 @@ def _verified_count(export: Export, report: FrameworkReport | None) -> int:
     return scanned
 
 
-def _suppressions(subjects: Iterable[Resource], waivers: Sequence[Waiver]) -> dict[str, list[Suppression]]:
+def _suppressions(subjects: Iterable[Resource], waivers: Sequence[WaiverConfig]) -> dict[str, list[Suppression]]:
     """Stack-file and by-design waivers, resolved to the resources (by URN) they apply to."""
     found: dict[str, list[Suppression]] = {}
     for resource in subjects:
-        entries = [Suppression(w.check, w.reason) for w in waivers if w.resource in ("*", resource.name)]
+        entries = [Suppression(w.check, w.reason) for w in waivers if w.covers(resource.name)]
         entries += by_design_waivers(resource)
         unique: dict[str, Suppression] = {}
         for entry in entries:

@@ -173,6 +173,15 @@ ARM_TYPES: Mapping[str, ArmType] = MappingProxyType(
         "azure-native:apimanagement:Policy": ArmType(
             "Microsoft.ApiManagement/service/policies", "{serviceName}/{policyId}"
         ),
+        "azure-native:apimanagement:ApiOperation": ArmType(
+            "Microsoft.ApiManagement/service/apis/operations", "{serviceName}/{apiId}/{operationId}"
+        ),
+        "azure-native:apimanagement:Diagnostic": ArmType(
+            "Microsoft.ApiManagement/service/diagnostics", "{serviceName}/{diagnosticId}"
+        ),
+        "azure-native:apimanagement:ProductApiLink": ArmType(
+            "Microsoft.ApiManagement/service/products/apiLinks", "{serviceName}/{productId}/{apiLinkId}"
+        ),
         "azure-native:apimanagement:Backend": ArmType(
             "Microsoft.ApiManagement/service/backends", "{serviceName}/{backendId}"
         ),
@@ -188,6 +197,7 @@ ARM_TYPES: Mapping[str, ArmType] = MappingProxyType(
         "azure-native:apimanagement:Subscription": ArmType(
             "Microsoft.ApiManagement/service/subscriptions", "{serviceName}/{sid}"
         ),
+        "azure-native:applicationinsights:Workbook": ArmType("Microsoft.Insights/workbooks", "{resourceName}"),
         "azure-native:servicebus:Namespace": ArmType("Microsoft.ServiceBus/namespaces", "{namespaceName}"),
         "azure-native:servicebus:Queue": ArmType(
             "Microsoft.ServiceBus/namespaces/queues", "{namespaceName}/{queueName}"

@@ -26,7 +26,7 @@ def source_of(check_id: str) -> str:
 
 
 def matches(waiver: WaiverConfig, finding: Finding) -> bool:
-    return waiver.check == finding.check_id and waiver.resource in ("*", finding.resource_name)
+    return waiver.check == finding.check_id and waiver.covers(finding.resource_name)
 
 
 def apply_waivers(

@@ -23,9 +23,6 @@ from agent_runtime.memory.base import Message
 from agent_runtime.settings import Settings
 from agent_runtime.trace import TokenUsage
 
-AZURE_SCOPE = "https://cognitiveservices.azure.com/.default"
-"""Entra ID scope of Azure OpenAI (Cognitive Services) data-plane tokens."""
-
 usage_log = logging.getLogger("agentstage.usage")
 
 
@@ -92,7 +89,7 @@ def build_client(settings: Settings) -> tuple[openai.AsyncOpenAI, Any]:
             if settings.identity_client_id
             else DefaultAzureCredential()
         )
-        token_provider = get_bearer_token_provider(credential, AZURE_SCOPE)
+        token_provider = get_bearer_token_provider(credential, settings.llm_token_scope)
     # The SDK insists on a key; endpoints without auth (vLLM, Ollama, the scripted server) never check it.
     api_key = (settings.llm_api_key if settings.llm_auth == "api_key" else None) or "unused"
     common: dict[str, Any] = {

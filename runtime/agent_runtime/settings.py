@@ -90,6 +90,28 @@ class Settings(BaseSettings):
         default="memories",
         description="Container of vector memory, partitioned by /namespace, vector policy on /embedding.",
     )
+    llm_token_scope: str = Field(
+        default="https://cognitiveservices.azure.com/.default",
+        description="Entra ID scope of the tokens sent with model calls (llm_auth=entra): Azure OpenAI's by "
+        "default; the API gateway's audience when models are reached through the gateway.",
+    )
+    bus_backend: Literal["sqlite", "servicebus"] = Field(
+        default="sqlite",
+        description="Message bus carrying tasks between the orchestrator and the agents: the embedded SQLite "
+        "queue locally, Azure Service Bus in the cloud (consumed by the task worker and orchestrator).",
+    )
+    servicebus_namespace: str | None = Field(
+        default=None,
+        description="Fully qualified Service Bus namespace (<name>.servicebus.windows.net); reached with the "
+        "managed identity, never a connection string.",
+    )
+    task_queue: str | None = Field(
+        default=None, description="The queue this runtime's worker receives its tasks from."
+    )
+    agent_queues: str = Field(
+        default="{}",
+        description="JSON object mapping agent name -> task queue: where the orchestrator delegates work.",
+    )
     embedding_model: str = Field(default="text-embedding-3-small", description="Embedding model/deployment.")
     embedding_dimensions: int = Field(default=384, description="Dimensions of the stored embeddings.")
     agents: str = Field(

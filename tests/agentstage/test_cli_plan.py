@@ -85,11 +85,19 @@ def test_wrong_type_is_reported_with_its_key(project: Path) -> None:
 
 
 def test_blueprint_not_built_yet_says_where_it_is_tracked(project: Path) -> None:
-    stack = project / "stacks" / "Pulumi.pilot-dev.yaml"
-    stack.write_text(stack.read_text().replace("agentstage:blueprint: pilot", "agentstage:blueprint: enterprise"))
-    status, _, err = run("plan", "--stack", "pilot-dev", "--project-dir", str(project))
+    stack = project / "stacks" / "Pulumi.foundation-staging.yaml"
+    stack.write_text(stack.read_text().replace("agentstage:blueprint: foundation", "agentstage:blueprint: enterprise"))
+    status, _, err = run("plan", "--stack", "foundation-staging", "--project-dir", str(project))
     assert status == 2
     assert "agentstage:blueprint 'enterprise' is not built yet (tracked in issue 8" in err
+
+
+def test_stage_keys_on_an_earlier_stage_are_errors(project: Path) -> None:
+    stack = project / "stacks" / "Pulumi.pilot-dev.yaml"
+    stack.write_text(stack.read_text() + "  agentstage:messaging:\n    sku: Standard\n")
+    status, _, err = run("plan", "--stack", "pilot-dev", "--project-dir", str(project))
+    assert status == 2
+    assert "agentstage:messaging applies to the foundation and enterprise blueprints, not 'pilot'" in err
 
 
 def test_unknown_blueprint_lists_allowed_values(project: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import openai
 import pytest
-from agent_runtime.llm import AZURE_SCOPE, LLM, Completion, TextDelta, build_client
+from agent_runtime.llm import LLM, Completion, TextDelta, build_client
 from agent_runtime.settings import Settings
 from agent_runtime.testing import ScriptedModelServer
 
@@ -47,6 +47,7 @@ def test_azure_with_entra_uses_the_managed_identity_and_no_key(
         llm_endpoint=model_server.url,
         identity_client_id="client-123",
         llm_api_key="must-not-be-used",
+        llm_token_scope="api://gateway-audience/.default",
     )
     client, credential = build_client(settings)
     assert isinstance(client, openai.AsyncAzureOpenAI) and isinstance(credential, FakeCredential)
@@ -60,7 +61,9 @@ def test_azure_with_entra_uses_the_managed_identity_and_no_key(
             await llm.close()
 
     assert asyncio.run(chat()).content == "via azure"
-    assert FakeCredential.scopes[-1] == (AZURE_SCOPE,)
+    # The token is for the configured audience (here an API gateway's), Azure OpenAI's by default.
+    assert FakeCredential.scopes[-1] == ("api://gateway-audience/.default",)
+    assert Settings().llm_token_scope == "https://cognitiveservices.azure.com/.default"
 
 
 def test_stream_assembles_text_and_usage_and_logs_one_record_per_call(

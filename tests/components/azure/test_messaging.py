@@ -47,7 +47,9 @@ def graph(build) -> ResourceGraph:
 
 @pytest.fixture(scope="module")
 def isolated_premium(build) -> ResourceGraph:
-    args = MessagingArgs(sku="Premium", capacity=2, zone_redundant=True, queues=(QueueSpec("tasks", max_size_mb=81920),))
+    args = MessagingArgs(
+        sku="Premium", capacity=2, zone_redundant=True, queues=(QueueSpec("tasks", max_size_mb=81920),)
+    )
 
     def factory(context, identity):
         Messaging("bus", context, args)
@@ -128,7 +130,9 @@ def test_diagnostics_go_to_the_workspace(graph, only, build, assert_diagnostics)
         ("subscribe", RECEIVER, SUBSCRIPTION, "audit"),
     ],
 )
-def test_each_grant_is_one_data_role_on_exactly_its_entity(graph, outputs, assert_grant, output, role, type_, target):
+def test_each_grant_is_one_data_role_on_exactly_its_entity(
+    graph, outputs, assert_grant, output, role, type_, target
+):
     assignments = [a for a in graph.of_type(ROLE_ASSIGNMENT) if a.mock_id == outputs(graph)[output]]
     assert len(assignments) == 1, f"{output}: {[a.urn for a in assignments]}"
     assert_grant(assignments[0], role, _named(graph, type_, target))
@@ -138,7 +142,9 @@ def test_four_grants_make_four_assignments_none_on_the_namespace(graph, only):
     assignments = graph.of_type(ROLE_ASSIGNMENT)
     assert len(assignments) == 4, [a.urn for a in assignments]
     namespace = only(graph, NAMESPACE)
-    assert all(a.get("scope") != namespace.mock_id for a in assignments), "a grant reaches the whole namespace"
+    assert all(a.get("scope") != namespace.mock_id for a in assignments), (
+        "a grant reaches the whole namespace"
+    )
 
 
 def test_outputs_are_known_before_deployment(graph, only, outputs):
@@ -160,7 +166,10 @@ def test_tags_propagate(graph, only, build):
 @pytest.mark.parametrize(
     ("grant", "message"),
     [
-        (lambda bus, identity: bus.grant_send(identity, "task"), "no queue named 'task'; known: tasks, results"),
+        (
+            lambda bus, identity: bus.grant_send(identity, "task"),
+            "no queue named 'task'; known: tasks, results",
+        ),
         (lambda bus, identity: bus.grant_receive(identity, "events"), "no queue named 'events'"),
         (lambda bus, identity: bus.grant_publish(identity, "tasks"), "no topic named 'tasks'; known: events"),
         (
@@ -180,10 +189,19 @@ def test_grants_to_unknown_entities_are_refused(build, grant, message):
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: QueueSpec("tasks", max_delivery_count=0), "'tasks': max_delivery_count must be at least 1, got 0"),
-        (lambda: QueueSpec("tasks", lock_duration="PT6M"), "lock_duration must be more than 0 and at most PT5M"),
+        (
+            lambda: QueueSpec("tasks", max_delivery_count=0),
+            "'tasks': max_delivery_count must be at least 1, got 0",
+        ),
+        (
+            lambda: QueueSpec("tasks", lock_duration="PT6M"),
+            "lock_duration must be more than 0 and at most PT5M",
+        ),
         (lambda: QueueSpec("tasks", lock_duration="1 minute"), "'1 minute' is not an ISO 8601 duration"),
-        (lambda: QueueSpec("tasks", duplicate_detection_window="PT10S"), "must be from PT20S to P7D, got PT10S"),
+        (
+            lambda: QueueSpec("tasks", duplicate_detection_window="PT10S"),
+            "must be from PT20S to P7D, got PT10S",
+        ),
         (lambda: QueueSpec("-tasks"), "entity name '-tasks' must be"),
         (lambda: TopicSpec("events", subscriptions=()), "topic 'events' has no subscriptions"),
         (
@@ -191,13 +209,18 @@ def test_grants_to_unknown_entities_are_refused(build, grant, message):
             "subscription name 'A' is used twice",
         ),
         (
-            lambda: MessagingArgs(queues=(QueueSpec("work"),), topics=(TopicSpec("work", (SubscriptionSpec("a"),)),)),
+            lambda: MessagingArgs(
+                queues=(QueueSpec("work"),), topics=(TopicSpec("work", (SubscriptionSpec("a"),)),)
+            ),
             "queue or topic name 'work' is used twice",
         ),
         (lambda: MessagingArgs(sku="Basic"), "sku must be 'Standard' or 'Premium', got 'Basic'"),
         (lambda: MessagingArgs(sku="Premium", capacity=3), r"capacity must be one of \(1, 2, 4, 8, 16\)"),
         (lambda: MessagingArgs(zone_redundant=True), "Premium settings; Standard has neither"),
-        (lambda: MessagingArgs(queues=(QueueSpec("tasks", max_size_mb=10240),)), "max_size_mb must be one of"),
+        (
+            lambda: MessagingArgs(queues=(QueueSpec("tasks", max_size_mb=10240),)),
+            "max_size_mb must be one of",
+        ),
     ],
 )
 def test_settings_azure_refuses_are_refused(make, message):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from checkov_graphs import aws_graph, azure_pilot, hand_built, kubernetes_graph
 
 from agentstage.graph import ResourceGraph
+from blueprints.config import WaiverConfig
 from policies.checkov import ScanResult, scan
 from policies.checkov.runner import PROJECT_DIR
 from policies.findings import Finding, Outcome, Severity
@@ -16,21 +16,12 @@ from policies.findings import Finding, Outcome, Severity
 RUNTIME_DOCKERFILE = PROJECT_DIR / "runtime" / "Dockerfile"
 
 
-@dataclass(frozen=True)
-class StackWaiver:
-    """The shape of a stack file's waiver (``blueprints.config.WaiverConfig``)."""
-
-    check: str
-    resource: str
-    reason: str
-
-
 WAIVERS = (
-    StackWaiver("CKV_AZURE_189", "vault", "public endpoint by design: serverless egress cannot be pinned"),
-    StackWaiver("CKV_AZURE_225", "*", "zone redundancy is a production decision, not for this fixture"),
-    StackWaiver("CKV_K8S_9", "agent", "readiness is probed by the mesh sidecar, not by the kubelet"),
-    StackWaiver("CKV_AWS_18", "documents", "access logs are collected by the organisation trail"),
-    StackWaiver("AGS-AZ-001", "*", "one of our own rules: not checkov's business"),
+    WaiverConfig(check="CKV_AZURE_189", resource="vault", reason="public endpoint by design: serverless egress cannot be pinned"),
+    WaiverConfig(check="CKV_AZURE_225", resource="*", reason="zone redundancy is a production decision, not for this fixture"),
+    WaiverConfig(check="CKV_K8S_9", resource="agent", reason="readiness is probed by the mesh sidecar, not by the kubelet"),
+    WaiverConfig(check="CKV_AWS_18", resource="documents", reason="access logs are collected by the organisation trail"),
+    WaiverConfig(check="AGS-AZ-001", resource="*", reason="one of our own rules: not checkov's business"),
 )
 
 

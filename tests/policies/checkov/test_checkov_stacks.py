@@ -51,7 +51,7 @@ def test_stack_waivers_all_apply(stack_scan: Callable[[str], ScanResult]) -> Non
         }
         for waiver in stack_config(stack).waivers:
             if waiver.check.startswith("CKV") and not any(
-                c == waiver.check and waiver.resource in ("*", r) for c, r in waived
+                c == waiver.check and waiver.covers(r) for c, r in waived
             ):
                 stale.append(f"{stack}: {waiver.check} on {waiver.resource}")
     assert stale == []
