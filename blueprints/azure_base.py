@@ -122,6 +122,7 @@ class AzureFoundation:
             "identity_client_id": identity.client_id,
             "embedding_model": config.memory.embedding_deployment,
             "embedding_dimensions": str(config.memory.dimensions),
+            "model_prices": model_prices_json(config),
             **self.state.runtime_settings(),
             **self.caller_auth_settings(),
         }
@@ -139,6 +140,18 @@ class AzureFoundation:
             "jwt_audience": self.config.api_audience,
             "jwt_jwks_url": pulumi.Output.concat(authority, "/discovery/v2.0/keys"),
         }
+
+
+def model_prices_json(config: StackConfig) -> str:
+    """The stack file's model prices in the runtime's AGENTSTAGE_MODEL_PRICES shape (cost budgets)."""
+    return json.dumps(
+        {
+            model.name: {"input": model.input_price_per_million or 0.0, "output": model.output_price_per_million or 0.0}
+            for model in config.models
+            if model.input_price_per_million is not None or model.output_price_per_million is not None
+        },
+        separators=(",", ":"),
+    )
 
 
 def dashboard_args(config: StackConfig) -> DashboardArgs:

@@ -229,7 +229,18 @@ def _app_settings(
         "AzureWebJobsStorage__accountName": storage_account_name,
         "AzureWebJobsStorage__credential": "managedidentity",
         "AzureWebJobsStorage__clientId": client_id,
-        **env_for({**RUNTIME_DEFAULTS, **args.runtime_settings, "identity_client_id": client_id}, cloud=True),
+        **env_for(
+            {
+                **RUNTIME_DEFAULTS,
+                **args.runtime_settings,
+                "identity_client_id": client_id,
+                # The runtime's own GenAI spans and token metrics go to the same Application Insights
+                # (the exporter reads the host's APPLICATIONINSIGHTS_CONNECTION_STRING below), signed in
+                # with the app's identity since local auth is off there.
+                "telemetry_exporter": "azure_monitor",
+            },
+            cloud=True,
+        ),
         "APPLICATIONINSIGHTS_CONNECTION_STRING": args.telemetry_connection_string,
         "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": pulumi.Output.concat(
             "Authorization=AAD;ClientId=", client_id

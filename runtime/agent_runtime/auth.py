@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import httpx
 import jwt
 
-from agent_runtime.caller import Caller
+from agent_runtime.caller import DEFAULT_TENANT, Caller
 from agent_runtime.errors import ConfigurationError, Unauthorized, Unavailable
 from agent_runtime.settings import Settings
 
@@ -104,13 +104,21 @@ class JwksCache:
 
 class JwtAuthenticator:
     def __init__(
-        self, *, issuer: str, audience: str, keys: JwksCache, algorithms: list[str], roles_claim: str
+        self,
+        *,
+        issuer: str,
+        audience: str,
+        keys: JwksCache,
+        algorithms: list[str],
+        roles_claim: str,
+        tenant_claim: str,
     ) -> None:
         self._issuer = issuer
         self._audience = audience
         self._keys = keys
         self._algorithms = algorithms
         self._roles_claim = roles_claim
+        self._tenant_claim = tenant_claim
 
     async def authenticate(self, *, bearer: str | None, api_key: str | None) -> Caller:
         if not bearer:
@@ -130,7 +138,12 @@ class JwtAuthenticator:
             )
         except jwt.PyJWTError as error:
             raise Unauthorized(f"the token is not valid: {error}") from error
-        return Caller(str(claims["sub"]), _roles(claims.get(self._roles_claim)))
+        tenant = claims.get(self._tenant_claim)
+        return Caller(
+            str(claims["sub"]),
+            _roles(claims.get(self._roles_claim)),
+            str(tenant) if tenant else DEFAULT_TENANT,
+        )
 
 
 def build_authenticator(settings: Settings, http: httpx.AsyncClient) -> Authenticator:
@@ -146,6 +159,7 @@ def build_authenticator(settings: Settings, http: httpx.AsyncClient) -> Authenti
         keys=JwksCache(settings.jwt_jwks_url, http, settings.jwks_cache_seconds),
         algorithms=settings.jwt_algorithms,
         roles_claim=settings.jwt_roles_claim,
+        tenant_claim=settings.jwt_tenant_claim,
     )
 
 
@@ -168,12 +182,15 @@ def _parse_api_keys(raw: str) -> dict[bytes, Caller]:
             and isinstance(entry.get("caller"), str)
             and isinstance(entry.get("roles", []), list)
             and all(isinstance(role, str) for role in entry.get("roles", []))
+            and isinstance(entry.get("tenant", DEFAULT_TENANT), str)
         ):
             raise ConfigurationError(
                 f"AGENTSTAGE_API_KEYS entry #{position} must be "
-                '{"caller": "<id>", "roles": ["<role>", ...]}'
+                '{"caller": "<id>", "roles": ["<role>", ...], "tenant": "<id>"}'
             )
-        callers[_digest(key)] = Caller(entry["caller"], frozenset(entry.get("roles", [])))
+        callers[_digest(key)] = Caller(
+            entry["caller"], frozenset(entry.get("roles", [])), entry.get("tenant", DEFAULT_TENANT)
+        )
     return callers
 
 

@@ -8,6 +8,9 @@ clients may branch on; ``message`` is for humans and never contains secrets.
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 from agent_runtime.trace import ToolOutcome
 
 
@@ -17,14 +20,17 @@ class AgentRuntimeError(Exception):
     status: int = 500
     code: str = "internal_error"
 
+    retry_after: float | None = None
+    """Seconds after which the same request may succeed (sent as ``Retry-After``), when known."""
+
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, Any]:
         """The ``error`` object of the JSON error body."""
-        body = {"code": self.code, "message": self.message}
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.field is not None:
             body["field"] = self.field
         return body
@@ -65,6 +71,12 @@ class PromptTooLarge(CallerError):
 
     status = 413
     code = "prompt_too_large"
+
+
+class PromptRejected(CallerError):
+    """The input was refused by the prompt-injection guardrail."""
+
+    code = "prompt_rejected"
 
 
 class Unauthorized(CallerError):
@@ -120,10 +132,32 @@ class ToolTimeout(ToolError):
 
 
 class ModelError(AgentRuntimeError):
-    """The model endpoint failed or answered with something the loop cannot use."""
+    """The model endpoint failed or answered with something the loop cannot use.
+
+    ``retryable`` marks transient failures (429, 5xx, timeouts, unreachable, malformed answers) that a
+    retry or another deployment may fix; ``retry_after`` is the endpoint's ``Retry-After``, if it sent one.
+    """
 
     status = 502
     code = "model_error"
+
+    def __init__(self, message: str, *, retryable: bool = False, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class ModelUnavailable(ModelError):
+    """Every deployment the agent may use has an open circuit breaker; retry after ``retry_after``."""
+
+    status = 503
+    code = "model_unavailable"
+
+
+class OutputBlocked(ModelError):
+    """The model's answer carried a secret or sensitive data and ``output_leakage`` is ``block``."""
+
+    code = "output_blocked"
 
 
 class LimitExceeded(AgentRuntimeError):
@@ -142,6 +176,46 @@ class BudgetExceeded(LimitExceeded):
 
     status = 429
     code = "budget_exceeded"
+
+
+class QuotaExceeded(LimitExceeded):
+    """A budget of the tenant, agent or caller has no room for the request in its current window."""
+
+    status = 429
+    code = "quota_exceeded"
+
+    def __init__(
+        self,
+        *,
+        budget: str,
+        scope: str,
+        subject: str,
+        metric: str,
+        limit: float,
+        remaining: float,
+        reset: float,
+    ) -> None:
+        super().__init__(
+            f"budget '{budget}' of {scope} '{subject}' has {_amount(remaining)} of {_amount(limit)} {metric} "
+            f"left in this window; it resets in {math.ceil(reset)}s"
+        )
+        self.budget = {
+            "name": budget,
+            "scope": scope,
+            "subject": subject,
+            "metric": metric,
+            "limit": limit,
+            "remaining": remaining,
+            "reset_seconds": math.ceil(reset),
+        }
+        self.retry_after = reset
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "budget": self.budget}
+
+
+def _amount(value: float) -> str:
+    return f"{value:g}"
 
 
 class DeadlineExceeded(LimitExceeded):

@@ -8,6 +8,8 @@ become :class:`ModelError`, so the API reports an upstream failure as 502 rather
 
 from __future__ import annotations
 
+import contextlib
+import email.utils
 import json
 import logging
 import time
@@ -15,6 +17,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import httpx
 import openai
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
@@ -73,8 +76,17 @@ class _ToolCallParts:
     arguments: list[str] = field(default_factory=list)
 
 
-def build_client(settings: Settings) -> tuple[openai.AsyncOpenAI, Any]:
-    """The SDK client the settings describe, and the Azure credential to close with it (or ``None``)."""
+RequestHook = Callable[[httpx.Request], Awaitable[None]]
+
+
+def build_client(
+    settings: Settings, request_hooks: Sequence[RequestHook] = ()
+) -> tuple[openai.AsyncOpenAI, Any]:
+    """The SDK client the settings describe, and the Azure credential to close with it (or ``None``).
+
+    The SDK's own retries are off: :mod:`agent_runtime.resilience` retries, so each attempt is observed and
+    bounded by the request's deadline. ``request_hooks`` run on every outgoing HTTP request (trace context).
+    """
     credential: Any = None
     token_provider: Callable[[], Awaitable[str]] | None = None
     if settings.llm_auth == "entra":
@@ -94,7 +106,8 @@ def build_client(settings: Settings) -> tuple[openai.AsyncOpenAI, Any]:
     api_key = (settings.llm_api_key if settings.llm_auth == "api_key" else None) or "unused"
     common: dict[str, Any] = {
         "timeout": settings.llm_timeout_seconds,
-        "max_retries": settings.llm_max_retries,
+        "max_retries": 0,
+        "http_client": openai.DefaultAsyncHttpxClient(event_hooks={"request": list(request_hooks)}),
     }
     client: openai.AsyncOpenAI
     if settings.llm_provider == "azure_openai":
@@ -115,13 +128,16 @@ def build_client(settings: Settings) -> tuple[openai.AsyncOpenAI, Any]:
 class LLM:
     """Chat and embeddings through one long-lived SDK client (connection pooling, no per-call setup)."""
 
-    def __init__(self, client: openai.AsyncOpenAI, credential: Any = None) -> None:
+    def __init__(
+        self, client: openai.AsyncOpenAI, credential: Any = None, *, max_output_tokens: int = 4096
+    ) -> None:
         self._client = client
         self._credential = credential
+        self._max_output = max_output_tokens
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> LLM:
-        return cls(*build_client(settings))
+    def from_settings(cls, settings: Settings, request_hooks: Sequence[RequestHook] = ()) -> LLM:
+        return cls(*build_client(settings, request_hooks), max_output_tokens=settings.max_output_tokens)
 
     async def close(self) -> None:
         await self._client.close()
@@ -135,9 +151,12 @@ class LLM:
         started = time.perf_counter()
         try:
             response = await self._client.chat.completions.create(
-                model=model, messages=_sdk_messages(messages), tools=_sdk_tools(tools)
+                model=model,
+                messages=_sdk_messages(messages),
+                tools=_sdk_tools(tools),
+                max_completion_tokens=self._max_output,
             )
-        except openai.OpenAIError as error:
+        except (openai.OpenAIError, ValueError) as error:
             raise _model_error(error) from error
         if not response.choices:
             raise ModelError("the model returned no choices")
@@ -167,6 +186,7 @@ class LLM:
                 tools=_sdk_tools(tools),
                 stream=True,
                 stream_options={"include_usage": True},
+                max_completion_tokens=self._max_output,
             )
             async for chunk in chunks:
                 if chunk.usage is not None:
@@ -184,7 +204,7 @@ class LLM:
                     if delta.function is not None:
                         part.name = delta.function.name or part.name
                         part.arguments.append(delta.function.arguments or "")
-        except openai.OpenAIError as error:
+        except (openai.OpenAIError, ValueError) as error:
             raise _model_error(error) from error
         calls = tuple(ToolCall(p.id, p.name, "".join(p.arguments)) for _, p in sorted(parts.items()))
         yield _finished(model, "".join(text) if text else None, calls, finish_reason, usage, started)
@@ -250,14 +270,40 @@ def _log_usage(operation: str, model: str, usage: TokenUsage, started: float) ->
         )
 
 
-def _model_error(error: openai.OpenAIError) -> ModelError:
-    """Say which upstream failure happened without echoing request headers (and so no credentials)."""
+RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+def _model_error(error: Exception) -> ModelError:
+    """Say which upstream failure happened without echoing request headers (and so no credentials), and
+    whether a retry may help."""
     if isinstance(error, openai.APITimeoutError):
-        return ModelError("the model endpoint timed out")
+        return ModelError("the model endpoint timed out", retryable=True)
     if isinstance(error, openai.APIConnectionError):
-        return ModelError("the model endpoint is unreachable")
+        return ModelError("the model endpoint is unreachable", retryable=True)
     if isinstance(error, openai.APIStatusError):
         body = error.body if isinstance(error.body, dict) else {}
         detail = body.get("message") or "no details"
-        return ModelError(f"the model endpoint answered HTTP {error.status_code}: {detail}")
+        return ModelError(
+            f"the model endpoint answered HTTP {error.status_code}: {detail}",
+            retryable=error.status_code in RETRYABLE_STATUS,
+            retry_after=retry_after(error.response.headers),
+        )
+    if isinstance(error, ValueError | openai.APIResponseValidationError):
+        return ModelError("the model endpoint answered with a malformed response", retryable=True)
     return ModelError(f"the model endpoint failed: {type(error).__name__}")
+
+
+def retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds from ``retry-after-ms`` (OpenAI, Azure OpenAI) or ``Retry-After`` (seconds or HTTP date)."""
+    if (millis := headers.get("retry-after-ms")) is not None:
+        with contextlib.suppress(ValueError):
+            return max(0.0, float(millis) / 1000)
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        with contextlib.suppress(TypeError, ValueError):
+            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+    return None

@@ -14,12 +14,21 @@ from dataclasses import dataclass
 
 import httpx
 
-from agent_runtime.agents import AgentCatalog, AgentRunner
+from agent_runtime.agents import AgentCatalog
 from agent_runtime.auth import Authenticator, build_authenticator
 from agent_runtime.errors import ConfigurationError
+from agent_runtime.gateway import ModelGateway
+from agent_runtime.governance.budgets import Budgets, parse_prices, parse_rules
+from agent_runtime.governance.guardrails import Guardrails
+from agent_runtime.governance.ledger import Ledger, open_ledger
+from agent_runtime.governance.redaction import install_log_redaction
+from agent_runtime.governance.setup import build_guardrails, build_redactor
 from agent_runtime.llm import LLM
 from agent_runtime.memory.base import ConversationStore, VectorStore
+from agent_runtime.resilience import Resilience, RetryPolicy
+from agent_runtime.runner import AgentRunner
 from agent_runtime.settings import Settings
+from agent_runtime.telemetry import Telemetry
 from agent_runtime.tools import ToolExecutor, ToolRegistry
 
 StoreOpener = Callable[[Settings], Awaitable[tuple[ConversationStore, VectorStore]]]
@@ -36,18 +45,56 @@ class Assembly:
     http: httpx.AsyncClient
     auth: Authenticator
     open_stores: StoreOpener
+    telemetry: Telemetry
+    guardrails: Guardrails
+    resilience: Resilience
 
     @classmethod
-    def from_settings(cls, settings: Settings, registry: ToolRegistry, open_stores: StoreOpener) -> Assembly:
+    def from_settings(
+        cls,
+        settings: Settings,
+        registry: ToolRegistry,
+        open_stores: StoreOpener,
+        telemetry: Telemetry | None = None,
+    ) -> Assembly:
+        """``telemetry`` defaults to the exporters the settings choose (tests pass in-memory providers)."""
         import_tool_modules(settings)
         catalog = AgentCatalog.from_settings(settings, registry)
-        # httpx binds to the event loop on first use, so the shared client can be built here.
-        http = httpx.AsyncClient(limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
-        auth = build_authenticator(settings, http)
-        return cls(settings, registry, catalog, LLM.from_settings(settings), http, auth, open_stores)
+        # Budgets are used once the ledger opens; parse them now so a typo fails at import.
+        parse_rules(settings.budgets)
+        parse_prices(settings.model_prices)
+        redactor = build_redactor(settings)
+        install_log_redaction(redactor)
+        telemetry = telemetry or Telemetry(settings, redactor)
+        # httpx binds to the event loop on first use, so the shared client can be built here. Its hook
+        # puts the current trace context on every request tools make.
+        http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            event_hooks={"request": [telemetry.inject]},
+        )
+        guardrails = build_guardrails(settings, http, redactor)
+        resilience = Resilience(
+            RetryPolicy(settings.llm_max_retries, settings.retry_base_seconds, settings.retry_max_seconds),
+            failure_threshold=settings.breaker_failure_threshold,
+            reset_seconds=settings.breaker_reset_seconds,
+            observer=telemetry,
+        )
+        return cls(
+            settings,
+            registry,
+            catalog,
+            LLM.from_settings(settings, [telemetry.inject]),
+            http,
+            build_authenticator(settings, http),
+            open_stores,
+            telemetry,
+            guardrails,
+            resilience,
+        )
 
     async def close(self) -> None:
         await asyncio.gather(self.llm.close(), self.http.aclose())
+        self.telemetry.shutdown()
 
 
 @dataclass(frozen=True)
@@ -60,23 +107,46 @@ class Services:
     vectors: VectorStore
     runner: AgentRunner
     auth: Authenticator
+    ledger: Ledger
 
     @classmethod
     async def open(cls, assembly: Assembly) -> Services:
         settings = assembly.settings
         conversations, vectors = await assembly.open_stores(settings)
+        try:
+            ledger = await open_ledger(settings)
+        except BaseException:
+            await asyncio.gather(conversations.close(), vectors.close())
+            raise
+        gateway = ModelGateway(
+            assembly.llm,
+            Budgets.from_settings(settings, ledger),
+            assembly.resilience,
+            assembly.telemetry,
+            call_timeout=settings.llm_timeout_seconds,
+        )
+        tools = ToolExecutor(
+            assembly.registry,
+            timeout_seconds=settings.tool_timeout_seconds,
+            ledger=ledger,
+            idempotency_ttl=settings.idempotency_ttl_seconds,
+        )
         runner = AgentRunner(
             settings=settings,
+            catalog=assembly.catalog,
             llm=assembly.llm,
+            gateway=gateway,
+            guardrails=assembly.guardrails,
+            telemetry=assembly.telemetry,
             conversations=conversations,
             vectors=vectors,
-            tools=ToolExecutor(assembly.registry, timeout_seconds=settings.tool_timeout_seconds),
+            tools=tools,
             http=assembly.http,
         )
-        return cls(settings, assembly.catalog, conversations, vectors, runner, assembly.auth)
+        return cls(settings, assembly.catalog, conversations, vectors, runner, assembly.auth, ledger)
 
     async def close(self) -> None:
-        await asyncio.gather(self.conversations.close(), self.vectors.close())
+        await asyncio.gather(self.conversations.close(), self.vectors.close(), self.ledger.close())
 
 
 class Lifecycle:

@@ -126,7 +126,100 @@ class Settings(BaseSettings):
     )
     llm_timeout_seconds: float = Field(default=60.0, gt=0, description="Timeout of one model call.")
     llm_max_retries: int = Field(
-        default=2, ge=0, description="Retries of a failed model call (the openai SDK's own backoff)."
+        default=2,
+        ge=0,
+        description="Retries of a model call failing with 429, 5xx, a timeout or a malformed answer, with "
+        "exponential backoff and full jitter, honouring Retry-After (the openai SDK's own retries are off).",
+    )
+    retry_base_seconds: float = Field(
+        default=0.25, gt=0, description="Backoff before the first retry; doubles with each retry (jittered)."
+    )
+    retry_max_seconds: float = Field(
+        default=8.0,
+        gt=0,
+        description="Longest wait before one retry, Retry-After included (longer: fall back).",
+    )
+    breaker_failure_threshold: int = Field(
+        default=5,
+        gt=0,
+        description="Consecutive failures of a model deployment that open its circuit breaker.",
+    )
+    breaker_reset_seconds: float = Field(
+        default=30.0, gt=0, description="How long an open breaker refuses calls before one probe (half-open)."
+    )
+    max_output_tokens: int = Field(
+        default=4096,
+        gt=0,
+        description="Cap on one model answer (sent as max_completion_tokens); budgets reserve this much "
+        "output before each call, so a call can never spend more than was reserved.",
+    )
+    budgets: str = Field(
+        default="[]",
+        description='JSON list of budgets: {"name", "scope": tenant|agent|caller, "match": id or "*", '
+        '"window_seconds", "tokens"?, "requests"?, "cost_usd"?}; see governance/budgets.py.',
+    )
+    model_prices: str = Field(
+        default="{}",
+        description='JSON object of USD prices per million tokens: {"<model>": {"input": 0.15, "output": 0.6}}.',
+    )
+    budget_backend: Literal["sqlite", "redis"] = Field(
+        default="sqlite",
+        description="Where the budget ledger and tool-call idempotency records live (redis needs redis_url).",
+    )
+    budget_prompt_bytes_per_token: float = Field(
+        default=1.0,
+        gt=0,
+        description="Bytes of prompt per token assumed when reserving; 1 is a strict upper bound (a token is "
+        "at least one byte), larger values reserve less and may let a burst overshoot by the estimate's error.",
+    )
+    idempotency_ttl_seconds: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="How long a side-effecting tool call's result is kept for replays.",
+    )
+    injection_screening: Literal["enforce", "report", "off"] = Field(
+        default="enforce",
+        description="Prompt-injection screening of user input (refused with 400) and tool output (withheld "
+        "from the model); 'report' only records detections in logs and traces.",
+    )
+    injection_patterns: list[str] = Field(
+        default=[], description="JSON list of extra regular expressions that count as prompt injection."
+    )
+    content_safety_endpoint: str | None = Field(
+        default=None,
+        description="Azure AI Content Safety endpoint; when set, Prompt Shields screens input and tool "
+        "output too (with the managed identity's Entra token).",
+    )
+    output_leakage: Literal["redact", "block", "off"] = Field(
+        default="redact",
+        description="What happens to an answer carrying secrets, keys or sensitive_patterns: redacted, or "
+        "refused with 502 output_blocked.",
+    )
+    sensitive_patterns: list[str] = Field(
+        default=[],
+        description="JSON list of regular expressions of data that must never leave the runtime or be logged.",
+    )
+    redact_pii: bool = Field(
+        default=True,
+        description="Redact PII (emails, phone, card numbers, IBANs) besides secrets in logs, traces, "
+        "stored history and answers.",
+    )
+    telemetry_exporter: Literal["none", "console", "otlp", "azure_monitor"] = Field(
+        default="none",
+        description="Where traces and metrics go; azure_monitor uses applicationinsights_connection_string or, "
+        "when unset, the standard APPLICATIONINSIGHTS_CONNECTION_STRING the host already carries.",
+        json_schema_extra={"cloud_required": True},
+    )
+    otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP collector base URL (else OTEL_EXPORTER_OTLP_ENDPOINT applies)."
+    )
+    applicationinsights_connection_string: str | None = Field(
+        default=None, description="Application Insights connection string (telemetry_exporter=azure_monitor)."
+    )
+    service_name: str = Field(default="agentstage-runtime", description="service.name of traces and metrics.")
+    capture_content: bool = Field(
+        default=False,
+        description="Record prompts, answers and tool arguments/results (redacted) in logs and span events.",
     )
     auth_mode: Literal["api_key", "jwt", "none"] = Field(
         default="api_key",
@@ -144,13 +237,16 @@ class Settings(BaseSettings):
     api_keys: SecretStr | None = Field(
         default=None,
         description="JSON object mapping API keys to callers: "
-        '{"<key>": {"caller": "id", "roles": ["user"]}}.',
+        '{"<key>": {"caller": "id", "roles": ["user"], "tenant": "t1"}} (tenant optional).',
     )
     jwt_issuer: str | None = Field(default=None, description="Required `iss` of JWT bearer tokens.")
     jwt_audience: str | None = Field(default=None, description="Required `aud` of JWT bearer tokens.")
     jwt_jwks_url: str | None = Field(default=None, description="URL of the issuer's JSON Web Key Set.")
     jwt_algorithms: list[str] = Field(default=["RS256"], description="JSON list of accepted JWT algorithms.")
     jwt_roles_claim: str = Field(default="roles", description="JWT claim holding the caller's roles.")
+    jwt_tenant_claim: str = Field(
+        default="tid", description="JWT claim naming the caller's tenant (tenant budgets); Entra ID's 'tid'."
+    )
     jwks_cache_seconds: float = Field(
         default=300.0, gt=0, description="How long fetched signing keys are trusted before a refresh."
     )

@@ -49,6 +49,10 @@ class ModelStep(BaseModel):
     tool_calls: list[str] = Field(default_factory=list, description="Names of the tools the model asked for.")
     usage: TokenUsage
     latency_ms: float
+    route: str = Field(
+        default="default",
+        description="Why this deployment answered: default, small_prompt, task_class, budget_pressure, fallback.",
+    )
 
 
 class ToolStep(BaseModel):

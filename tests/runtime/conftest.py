@@ -26,12 +26,18 @@ def model_server() -> Iterator[ScriptedModelServer]:
 def model(model_server: ScriptedModelServer) -> ScriptedModelServer:
     """The shared model server, with this test's requests only."""
     model_server.requests.clear()
+    model_server.headers.clear()
+    model_server.faults.clear()
     EXECUTED.clear()
     return model_server
 
 
 def _start(
-    model: ScriptedModelServer, state_dir: Path, registry: ToolRegistry | None, **overrides: Any
+    model: ScriptedModelServer,
+    state_dir: Path,
+    registry: ToolRegistry | None,
+    app_options: dict[str, Any] | None = None,
+    **overrides: Any,
 ) -> Runtime:
     values: dict[str, Any] = {
         "llm_endpoint": model.base_url,
@@ -43,17 +49,21 @@ def _start(
         "deadline_seconds": 10,
     }
     settings = Settings(**(values | overrides))
-    server = ServerThread(create_app(settings, registry=registry or make_registry())).start()
+    app = create_app(settings, registry=registry or make_registry(), **(app_options or {}))
+    server = ServerThread(app).start()
     return Runtime(server, settings)
 
 
 @pytest.fixture
 def runtime_factory(model: ScriptedModelServer, tmp_path: Path) -> Iterator[RuntimeFactory]:
-    """Start a runtime with settings of its own (stopped after the test)."""
+    """Start a runtime with settings of its own (stopped after the test); ``app_options`` go to
+    ``create_app`` (OpenTelemetry providers)."""
     started: list[Runtime] = []
 
-    def start(registry: ToolRegistry | None = None, **overrides: Any) -> Runtime:
-        started.append(_start(model, tmp_path, registry, **overrides))
+    def start(
+        registry: ToolRegistry | None = None, app_options: dict[str, Any] | None = None, **overrides: Any
+    ) -> Runtime:
+        started.append(_start(model, tmp_path, registry, app_options, **overrides))
         return started[-1]
 
     yield start

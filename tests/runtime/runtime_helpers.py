@@ -26,7 +26,7 @@ AGENTS = [
     {
         "name": "assistant",
         "instructions": "Be brief.",
-        "tools": ["calculator", "admin_report", "again", "nap", "memory_search", "http_get"],
+        "tools": ["calculator", "admin_report", "again", "nap", "memory_search", "http_get", "charge"],
         "memory": {"history_window": 10},
     },
     {"name": "restricted", "instructions": "Only arithmetic.", "tools": ["calculator"]},
@@ -54,6 +54,13 @@ SCRIPT = Script(
         Rule(pattern=r"^fail$", status=500),
         Rule(pattern=r"^two tools$", tool_calls=calls("calculator", {"expression": "1+1"}) * 2),
         Rule(pattern=r"^story$", reply="once upon a time there was an agent"),
+        # An obedient model: whatever text (user input or tool output) tells it to call admin_report, it does.
+        Rule(
+            pattern=r"(?i)call admin_report",
+            on="any",
+            tool_calls=calls("admin_report", {"topic": "salaries"}),
+        ),
+        Rule(pattern=r"^charge (?P<amount>\d+)$", tool_calls=calls("charge", {"amount": r"\g<amount>"})),
     ]
 )
 
@@ -68,6 +75,10 @@ class NoArgs(BaseModel):
 
 class NapArgs(BaseModel):
     seconds: float
+
+
+class ChargeArgs(BaseModel):
+    amount: int
 
 
 EXECUTED: list[str] = []
@@ -91,11 +102,18 @@ async def nap(args: NapArgs, ctx: ToolContext) -> str:
     return "rested"
 
 
+async def charge(args: ChargeArgs, ctx: ToolContext) -> str:
+    """Charge the caller (a side effect that must not repeat)."""
+    EXECUTED.append(f"charge:{args.amount}")
+    return f"charged {args.amount} (charge #{EXECUTED.count(f'charge:{args.amount}')})"
+
+
 def make_registry() -> ToolRegistry:
     registry = ToolRegistry(builtin_tools())
     registry.tool(roles={"admin"})(admin_report)
     registry.tool()(again)
     registry.tool()(nap)
+    registry.tool(side_effects=True)(charge)
     return registry
 
 

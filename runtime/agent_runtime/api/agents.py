@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from agent_runtime.api.deps import CallerDep, ServicesDep
+from agent_runtime.api.deps import CallerDep, ServicesDep, run_options
 from agent_runtime.api.limits import check_prompt_size
 from agent_runtime.api.schemas import AgentInfo, AgentList, InvokeRequest, InvokeResponse, error_responses
 
@@ -31,7 +31,9 @@ async def list_agents(runtime: ServicesDep, caller: CallerDep) -> AgentList:
     response_model=InvokeResponse,
     responses=error_responses(400, 401, 404, 413, 422, 429, 502, 503, 504),
 )
-async def invoke(agent: str, body: InvokeRequest, runtime: ServicesDep, caller: CallerDep) -> InvokeResponse:
+async def invoke(
+    agent: str, body: InvokeRequest, request: Request, runtime: ServicesDep, caller: CallerDep
+) -> InvokeResponse:
     """Run the agent to its answer; the response carries the trace of every model and tool call."""
     definition = runtime.catalog.get(agent)
     messages = body.as_messages()
@@ -39,7 +41,8 @@ async def invoke(agent: str, body: InvokeRequest, runtime: ServicesDep, caller: 
         messages, runtime.settings.max_prompt_chars, "input" if body.input is not None else "messages"
     )
     conversation_id = body.conversation_id or (uuid.uuid4().hex if definition.memory.persist else None)
-    result = await runtime.runner.run(definition, messages, caller=caller, conversation_id=conversation_id)
+    options = run_options(request, caller, conversation_id=conversation_id, task_class=body.task_class)
+    result = await runtime.runner.run(definition, messages, options)
     return InvokeResponse(
         agent=result.agent,
         answer=result.answer,

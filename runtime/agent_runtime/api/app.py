@@ -6,25 +6,42 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import TracerProvider
 
 from agent_runtime.api import agents, chat, health
 from agent_runtime.api.errors import install_error_handlers
 from agent_runtime.api.limits import BodyLimit
+from agent_runtime.governance.setup import build_redactor
 from agent_runtime.memory.factory import open_stores
 from agent_runtime.services import Assembly, Lifecycle
 from agent_runtime.settings import Settings
+from agent_runtime.telemetry import Telemetry
 from agent_runtime.tools import ToolRegistry, default_registry
 
 
-def create_app(settings: Settings | None = None, *, registry: ToolRegistry | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    registry: ToolRegistry | None = None,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+) -> FastAPI:
     """The runtime's HTTP API, configured by ``settings`` (read from the environment when omitted).
 
     Configuration is checked here, so a bad agent definition or key mapping fails at import of the host
     (:class:`~agent_runtime.errors.ConfigurationError`), not at the first request. ``registry`` defaults to
-    the default tool registry (built-ins plus tools registered with ``@tool``).
+    the default tool registry (built-ins plus tools registered with ``@tool``). OpenTelemetry providers,
+    when given, replace the exporters ``telemetry_exporter`` chooses (tests record spans in memory).
     """
     settings = settings or Settings()
-    lifecycle = Lifecycle(Assembly.from_settings(settings, registry or default_registry, open_stores))
+    telemetry = None
+    if tracer_provider is not None or meter_provider is not None:
+        telemetry = Telemetry(
+            settings, build_redactor(settings), tracer_provider=tracer_provider, meter_provider=meter_provider
+        )
+    assembly = Assembly.from_settings(settings, registry or default_registry, open_stores, telemetry)
+    lifecycle = Lifecycle(assembly)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -14,11 +14,10 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from agent_runtime.agents import RunResult
-from agent_runtime.api.deps import CallerDep, ServicesDep
+from agent_runtime.api.deps import CallerDep, ServicesDep, run_options
 from agent_runtime.api.limits import check_prompt_size
 from agent_runtime.api.schemas import (
     ChatCompletionChoice,
@@ -31,6 +30,7 @@ from agent_runtime.api.schemas import (
 )
 from agent_runtime.errors import AgentRuntimeError
 from agent_runtime.llm import TextDelta
+from agent_runtime.runner import RunResult
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
@@ -50,7 +50,7 @@ async def list_models(runtime: ServicesDep, caller: CallerDep) -> ModelList:
     },
 )
 async def chat_completions(
-    body: ChatCompletionRequest, runtime: ServicesDep, caller: CallerDep
+    body: ChatCompletionRequest, request: Request, runtime: ServicesDep, caller: CallerDep
 ) -> ChatCompletionResponse | StreamingResponse:
     """Chat with the agent named by ``model``; with ``stream`` the answer arrives as server-sent events."""
     agent = runtime.catalog.get(body.model, request_field="model")
@@ -58,8 +58,9 @@ async def chat_completions(
     check_prompt_size(messages, runtime.settings.max_prompt_chars, "messages")
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
+    options = run_options(request, caller, task_class=(body.metadata or {}).get("task_class"))
     if not body.stream:
-        result = await runtime.runner.run(agent, messages, caller=caller)
+        result = await runtime.runner.run(agent, messages, options)
         return ChatCompletionResponse(
             id=completion_id,
             created=created,
@@ -67,7 +68,7 @@ async def chat_completions(
             choices=[ChatCompletionChoice(message=ChatCompletionMessage(content=result.answer))],
             usage=result.usage,
         )
-    events = runtime.runner.stream(agent, messages, caller=caller)
+    events = runtime.runner.stream(agent, messages, options)
     # Run to the first event before answering, so failures of the first model call get their real status.
     try:
         first = await anext(events)

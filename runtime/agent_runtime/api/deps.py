@@ -8,6 +8,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from agent_runtime.caller import Caller
+from agent_runtime.runner import RunOptions
 from agent_runtime.services import Lifecycle, Services
 
 # auto_error=False: missing credentials are reported by the authenticator, in the API's error format.
@@ -26,6 +27,19 @@ async def caller(
     api_key: Annotated[str | None, Security(_api_key)],
 ) -> Caller:
     return await runtime.auth.authenticate(bearer=bearer.credentials if bearer else None, api_key=api_key)
+
+
+def run_options(
+    request: Request, caller: Caller, *, conversation_id: str | None = None, task_class: str | None = None
+) -> RunOptions:
+    """What the run takes from the HTTP request: trace context (``traceparent``) and ``Idempotency-Key``."""
+    return RunOptions(
+        caller=caller,
+        conversation_id=conversation_id,
+        trace_headers=request.headers,
+        task_class=task_class,
+        request_key=request.headers.get("idempotency-key"),
+    )
 
 
 ServicesDep = Annotated[Services, Depends(services)]

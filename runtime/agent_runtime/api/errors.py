@@ -7,6 +7,7 @@ traceback (the traceback goes to the log, never to the caller).
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -25,15 +26,21 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     error: dict[str, Any] = {"code": code, "message": message}
     if field is not None:
         error["field"] = field
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"error": error}, status_code=status, headers=headers)
+    return _json_error(status, error)
+
+
+def _json_error(status: int, error: dict[str, Any], retry_after: float | None = None) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return JSONResponse({"error": error}, status_code=status, headers=headers or None)
 
 
 async def _runtime_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, AgentRuntimeError)
     if error.status >= 500:
         log.warning("%s %s failed: %s: %s", request.method, request.url.path, error.code, error.message)
-    return error_response(error.status, error.code, error.message, error.field)
+    return _json_error(error.status, error.to_dict(), error.retry_after)
 
 
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:

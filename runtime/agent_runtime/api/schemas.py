@@ -16,6 +16,11 @@ class ErrorDetail(BaseModel):
     code: str = Field(description="Stable machine-readable code, e.g. unknown_agent, payload_too_large.")
     message: str = Field(description="What is wrong and how to fix it.")
     field: str | None = Field(default=None, description="The request field at fault, when there is one.")
+    budget: dict[str, Any] | None = Field(
+        default=None,
+        description="With quota_exceeded (429): the budget's name, scope, subject, metric, limit, remaining "
+        "and reset_seconds (also sent as Retry-After).",
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -83,6 +88,9 @@ class InvokeRequest(BaseModel):
         pattern=r"^[A-Za-z0-9_.:-]{1,128}$",
         description="Continue this conversation; a new id is returned when omitted.",
     )
+    task_class: str | None = Field(
+        default=None, max_length=64, description="Kind of task, for the agent's model routing policy."
+    )
 
     @model_validator(mode="after")
     def _one_input(self) -> InvokeRequest:
@@ -121,6 +129,9 @@ class ChatCompletionRequest(BaseModel):
     messages: Messages
     stream: bool = False
     stream_options: StreamOptions | None = None
+    metadata: dict[str, str] | None = Field(
+        default=None, description="OpenAI's metadata; 'task_class' feeds the agent's model routing policy."
+    )
 
 
 class ChatCompletionMessage(BaseModel):

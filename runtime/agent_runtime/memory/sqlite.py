@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from agent_runtime.sqlite_transaction import in_transaction
+
 from .base import Message, VectorHit, VectorItem
 from .common import (
     check_count,
@@ -113,14 +115,7 @@ class _Database:
 
     def _transaction(self, begin: str, fn: Callable[[sqlite3.Connection], T]) -> T:
         assert self._conn is not None
-        self._conn.execute(begin)
-        try:
-            result = fn(self._conn)
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
-        return result
+        return in_transaction(self._conn, fn, begin)
 
     async def close(self) -> None:
         if self._closed:

@@ -8,11 +8,13 @@ See :mod:`agent_runtime.testing.server` for an example and :mod:`agent_runtime.t
 how scripts decide replies and tool calls.
 """
 
+from agent_runtime.testing.faults import Faults
 from agent_runtime.testing.script import Rule, Script, ScriptedToolCall, default_script
 from agent_runtime.testing.serve import ServerThread
 from agent_runtime.testing.server import ScriptedModelServer, create_model_app, embed
 
 __all__ = [
+    "Faults",
     "Rule",
     "Script",
     "ScriptedModelServer",

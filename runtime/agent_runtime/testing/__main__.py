@@ -10,6 +10,7 @@ from pathlib import Path
 import uvicorn
 
 from agent_runtime.testing.script import Script, default_script
+from agent_runtime.testing.serve import bind_socket
 from agent_runtime.testing.server import create_model_app
 
 
@@ -24,7 +25,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--script", type=Path, help="JSON rules (default: calculator questions, else echo)")
     args = parser.parse_args(argv)
     script = Script.from_json(json.loads(args.script.read_text())) if args.script else default_script()
-    uvicorn.run(create_model_app(script), host=args.host, port=args.port, log_level="warning")
+    # The socket comes from bind_socket, for its TCP_NODELAY: without it each request of a keep-alive
+    # client waits for a delayed ACK and the "model" adds milliseconds that no real endpoint would.
+    server = uvicorn.Server(uvicorn.Config(create_model_app(script), log_level="warning", access_log=False))
+    server.run(sockets=[bind_socket(args.host, args.port)])
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from agent_runtime.testing.faults import Fault, Faults
 from agent_runtime.testing.script import Reply, Script
 from agent_runtime.testing.serve import ServerThread
 
@@ -44,13 +45,27 @@ DEFAULT_DIMENSIONS = 384
 _WORD = re.compile(r"\w+")
 
 
-def create_model_app(script: Script, requests: list[dict[str, Any]] | None = None) -> Starlette:
-    """The server as an ASGI app; every chat request body is appended to ``requests`` when given."""
+def create_model_app(
+    script: Script,
+    requests: list[dict[str, Any]] | None = None,
+    faults: dict[str, Faults] | None = None,
+    headers: list[dict[str, str]] | None = None,
+) -> Starlette:
+    """The server as an ASGI app; every chat request body is appended to ``requests`` and its headers to
+    ``headers`` when given; ``faults`` maps a model (or ``"*"``) to the faults injected into its calls."""
     recorded = requests if requests is not None else []
+    injected = faults if faults is not None else {}
 
     async def chat(request: Request) -> Response:
         body = await request.json()
         recorded.append(body)
+        if headers is not None:
+            headers.append(dict(request.headers))
+        model = str(body.get("model", request.path_params.get("deployment", "scripted")))
+        plan = injected.get(model) or injected.get("*")
+        fault = plan.draw() if plan else None
+        if fault is not None and plan is not None:
+            return await _faulty(fault, plan)
         messages = body.get("messages") or []
         reply = script.reply(messages)
         if reply.delay:
@@ -63,7 +78,6 @@ def create_model_app(script: Script, requests: list[dict[str, Any]] | None = Non
             }
             return JSONResponse({"error": error}, status_code=reply.status)
         usage = _usage(messages, reply)
-        model = str(body.get("model", "scripted"))
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return StreamingResponse(
@@ -104,12 +118,30 @@ def create_model_app(script: Script, requests: list[dict[str, Any]] | None = Non
     )
 
 
+async def _faulty(fault: Fault, plan: Faults) -> Response:
+    if fault == "429":
+        error = {"message": "rate limited (injected)", "type": "rate_limit_exceeded", "code": "429"}
+        return JSONResponse({"error": error}, 429, headers={"Retry-After": f"{plan.retry_after:g}"})
+    if fault == "500":
+        return JSONResponse({"error": {"message": "injected failure", "type": "server_error"}}, 500)
+    if fault == "timeout":
+        await asyncio.sleep(plan.timeout_delay)
+    return Response('{"id": "chatcmpl-broken", "choices": [{"index": 0, "mess', media_type="application/json")
+
+
 class ScriptedModelServer(ServerThread):
-    """The model server on a free loopback port, in a thread; ``base_url`` is what ``llm_endpoint`` takes."""
+    """The model server on a free loopback port, in a thread; ``base_url`` is what ``llm_endpoint`` takes.
+
+    ``faults`` (model or ``"*"`` -> :class:`Faults`) may be changed while it runs; ``headers`` records the
+    headers of each chat request (trace context propagation).
+    """
 
     def __init__(self, script: Script | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.requests: list[dict[str, Any]] = []
-        super().__init__(create_model_app(script or Script(), self.requests), host=host, port=port)
+        self.headers: list[dict[str, str]] = []
+        self.faults: dict[str, Faults] = {}
+        app = create_model_app(script or Script(), self.requests, self.faults, self.headers)
+        super().__init__(app, host=host, port=port)
 
     @property
     def base_url(self) -> str:

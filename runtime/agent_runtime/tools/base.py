@@ -42,6 +42,8 @@ class Tool:
 
     ``roles`` lists the caller roles allowed to use the tool; ``None`` allows every authenticated caller.
     Whether an *agent* may use it is the agent definition's ``tools`` list; both must agree.
+    ``side_effects`` marks a tool whose repetition would repeat an action (a payment, an e-mail): its
+    result is stored under an idempotency key, and a replayed call returns it without running again.
     """
 
     name: str
@@ -49,6 +51,7 @@ class Tool:
     args: type[BaseModel]
     handler: Handler
     roles: frozenset[str] | None = field(default=None)
+    side_effects: bool = False
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -62,6 +65,7 @@ class Tool:
         name: str | None = None,
         roles: Iterable[str] | None = None,
         description: str | None = None,
+        side_effects: bool = False,
     ) -> Tool:
         """A tool named after ``handler``, described by its docstring, with its first parameter's model."""
         return cls(
@@ -70,6 +74,7 @@ class Tool:
             args=_args_model(handler),
             handler=handler,
             roles=frozenset(roles) if roles is not None else None,
+            side_effects=side_effects,
         )
 
     def permits(self, caller: Caller) -> bool:

@@ -2,6 +2,11 @@
 
 Nothing here raises to the agent loop: every failure becomes a tool result the model reads (so it can
 recover or explain) plus a trace step and an audit record saying what happened.
+
+A tool with ``side_effects`` runs at most once per idempotency key: the agent, the caller, the request's
+key (its ``Idempotency-Key`` header or conversation), the tool call id and the arguments. The key is
+claimed on the ledger before the tool runs and the result stored with it, so a replayed request (a client
+retry after a lost response) gets the stored result instead of a second payment or e-mail.
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from agent_runtime.errors import ToolArgumentsInvalid, ToolError, ToolTimeout
+from agent_runtime.governance.ledger import PENDING, Ledger
 from agent_runtime.llm import ToolCall
 from agent_runtime.tools import audit
 from agent_runtime.tools.access import authorize
-from agent_runtime.tools.base import ToolContext
+from agent_runtime.tools.base import Tool, ToolContext
 from agent_runtime.tools.registry import ToolRegistry
 from agent_runtime.trace import ToolStep
 
@@ -35,16 +41,32 @@ class ToolResult:
 
 
 class ToolExecutor:
-    def __init__(self, registry: ToolRegistry, *, timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        registry: ToolRegistry,
+        *,
+        timeout_seconds: float,
+        ledger: Ledger | None = None,
+        idempotency_ttl: float = 86_400.0,
+    ) -> None:
         self.registry = registry
         self._timeout = timeout_seconds
+        self._ledger = ledger
+        self._ttl = idempotency_ttl
 
-    async def run(self, call: ToolCall, *, agent_tools: Collection[str], context: ToolContext) -> ToolResult:
+    async def run(
+        self,
+        call: ToolCall,
+        *,
+        agent_tools: Collection[str],
+        context: ToolContext,
+        request_key: str | None = None,
+    ) -> ToolResult:
         started = time.perf_counter()
         error: ToolError | None = None
         content = ""
         try:
-            content = await self._execute(call, agent_tools, context)
+            content = await self._execute(call, agent_tools, context, request_key)
         except ToolError as failure:
             error = failure
             content = json.dumps({"error": failure.to_dict()})
@@ -59,7 +81,9 @@ class ToolExecutor:
         audit.record(step, caller=context.caller, agent=context.agent)
         return ToolResult(content, step)
 
-    async def _execute(self, call: ToolCall, agent_tools: Collection[str], context: ToolContext) -> str:
+    async def _execute(
+        self, call: ToolCall, agent_tools: Collection[str], context: ToolContext, request_key: str | None
+    ) -> str:
         tool = authorize(call.name, agent_tools=agent_tools, caller=context.caller, registry=self.registry)
         try:
             raw = json.loads(call.arguments or "{}")
@@ -68,6 +92,25 @@ class ToolExecutor:
             raise ToolArgumentsInvalid(f"arguments are not valid JSON: {error.msg}") from error
         except ValidationError as error:
             raise ToolArgumentsInvalid(f"invalid arguments: {_summary(error)}") from error
+        if not (tool.side_effects and self._ledger is not None and request_key):
+            return await self._invoke(tool, args, context)
+        key = audit.digest(
+            f"{context.agent}\0{context.caller.id}\0{request_key}\0{call.id}\0{call.arguments}"
+        )
+        stored = await self._ledger.claim(key, self._ttl)
+        if stored == PENDING:
+            raise ToolError(f"tool '{tool.name}': the same call is still running for an earlier attempt")
+        if stored is not None:
+            return stored
+        try:
+            result = await self._invoke(tool, args, context)
+        except BaseException:
+            await self._ledger.release(key)
+            raise
+        await self._ledger.complete(key, result, self._ttl)
+        return result
+
+    async def _invoke(self, tool: Tool, args: BaseModel, context: ToolContext) -> str:
         try:
             async with asyncio.timeout(self._timeout):
                 result = await tool.handler(args, context)

@@ -47,11 +47,15 @@ class ToolRegistry:
         *,
         roles: Iterable[str] | None = None,
         description: str | None = None,
+        side_effects: bool = False,
     ) -> Callable[[Handler], Handler]:
         """Decorator registering ``async def handler(args: Model, ctx: ToolContext)`` as a tool."""
 
         def decorate(handler: Handler) -> Handler:
-            self.register(Tool.from_handler(handler, name=name, roles=roles, description=description))
+            tool = Tool.from_handler(
+                handler, name=name, roles=roles, description=description, side_effects=side_effects
+            )
+            self.register(tool)
             return handler
 
         return decorate

@@ -1,0 +1,202 @@
+"""The governed path of one model call: reserve budget, route, call with resilience, trace, settle.
+
+Order matters. The reservation comes first, so a request over budget never reaches the model (429 with
+the budget named). Routing comes next, because the reservation tells how close the budgets are to their
+limits. Each attempt (retries and fallback deployments included) is its own ``chat`` span. Settling runs
+whatever happened, so a failed call gives its reserved tokens and cost back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Protocol
+
+from opentelemetry.trace import Span
+
+from agent_runtime.caller import Caller
+from agent_runtime.errors import ModelError
+from agent_runtime.governance.budgets import Budgets, Reservation
+from agent_runtime.governance.routing import RoutingPolicy, choose
+from agent_runtime.llm import LLM, Completion, TextDelta
+from agent_runtime.memory.base import Message
+from agent_runtime.resilience import Resilience
+from agent_runtime.telemetry import Telemetry
+from agent_runtime.trace import TokenUsage
+
+MESSAGE_OVERHEAD_BYTES = 16
+"""Per message, for the role and the chat format's separators (a few tokens each)."""
+
+
+class RoutedAgent(Protocol):
+    """What the gateway needs to know of an agent."""
+
+    name: str
+    model: str
+    fallback_models: tuple[str, ...]
+    routing: RoutingPolicy | None
+
+
+@dataclass
+class CallScope:
+    """One run as the gateway sees it; ``first_call`` makes the run's first reservation count a request."""
+
+    agent: RoutedAgent
+    caller: Caller
+    span: Span
+    task_class: str | None = None
+    first_call: bool = True
+
+
+@dataclass(frozen=True)
+class Routed:
+    """A finished call, with the deployment that answered and why it was chosen."""
+
+    completion: Completion
+    route_reason: str
+
+
+class ModelGateway:
+    def __init__(
+        self,
+        llm: LLM,
+        budgets: Budgets,
+        resilience: Resilience,
+        telemetry: Telemetry,
+        *,
+        call_timeout: float,
+    ) -> None:
+        self._llm = llm
+        self._budgets = budgets
+        self._resilience = resilience
+        self._telemetry = telemetry
+        self._call_timeout = call_timeout
+        self._spec_bytes: dict[str, int] = {}
+
+    async def call(
+        self,
+        scope: CallScope,
+        prompt: Sequence[Message],
+        specs: Sequence[dict[str, Any]],
+        *,
+        deadline: float,
+        streaming: bool,
+    ) -> AsyncGenerator[TextDelta | Routed, None]:
+        """Text pieces (when streaming), then the :class:`Routed` completion."""
+        agent = scope.agent
+        reservation: Reservation | None = None
+        if self._budgets.active:
+            reservation = await self._budgets.reserve(
+                caller=scope.caller,
+                agent=agent.name,
+                model=agent.model,
+                prompt_bytes=self._prompt_bytes(agent.name, prompt, specs),
+                first_call=scope.first_call,
+            )
+            self._telemetry.budget_pressure(agent.name, reservation.pressure)
+        scope.first_call = False
+        route = choose(
+            agent.model,
+            agent.routing,
+            prompt,
+            task_class=scope.task_class,
+            pressure=reservation.pressure if reservation else 0.0,
+        )
+        deployments = list(dict.fromkeys((route.model, *agent.fallback_models)))
+        usage = TokenUsage()
+
+        async def attempt(deployment: str) -> AsyncGenerator[TextDelta | Routed, None]:
+            nonlocal usage
+            reason = route.reason if deployment == route.model else "fallback"
+            async for event in self._attempt(scope, deployment, reason, prompt, specs, streaming):
+                if isinstance(event, Routed):
+                    usage = event.completion.usage
+                yield event
+
+        try:
+            async for event in self._resilience.call(deployments, attempt, deadline=deadline):
+                yield event
+        finally:
+            if reservation is not None:
+                await self._budgets.settle(reservation, usage)
+
+    async def _attempt(
+        self,
+        scope: CallScope,
+        deployment: str,
+        reason: str,
+        prompt: Sequence[Message],
+        specs: Sequence[dict[str, Any]],
+        streaming: bool,
+    ) -> AsyncGenerator[TextDelta | Routed, None]:
+        """One HTTP call to one deployment, as one ``chat`` span, bounded by the per-call timeout."""
+        telemetry = self._telemetry
+        span = telemetry.start_chat(scope.span, deployment, scope.agent.name)
+        span.set_attribute("agentstage.route.reason", reason)
+        telemetry.content(span, "gen_ai.input.messages", prompt)
+        started = time.perf_counter()
+        events = (
+            self._llm.stream(deployment, prompt, specs)
+            if streaming
+            else _one(partial(self._llm.complete, deployment, prompt, specs))
+        )
+        error: BaseException | None = None
+        try:
+            while True:
+                with telemetry.active(span):
+                    try:
+                        async with asyncio.timeout(self._call_timeout):
+                            event = await anext(events)
+                    except StopAsyncIteration:
+                        return
+                    except TimeoutError as timeout:
+                        raise ModelError("the model call timed out", retryable=True) from timeout
+                if isinstance(event, Completion):
+                    price = self._budgets.price(deployment)
+                    cost = (
+                        price.micro_usd(event.usage.prompt_tokens, event.usage.completion_tokens) / 1e6
+                        if price
+                        else 0.0
+                    )
+                    telemetry.model_call(
+                        span,
+                        model=deployment,
+                        response_model=event.model,
+                        usage=event.usage,
+                        seconds=time.perf_counter() - started,
+                        cost=cost,
+                    )
+                    telemetry.content(span, "gen_ai.output.messages", event.as_message())
+                    yield Routed(event, reason)
+                else:
+                    yield event
+        except BaseException as failure:
+            error = failure
+            raise
+        finally:
+            await events.aclose()
+            telemetry.end(span, error)
+
+    def _prompt_bytes(self, agent: str, prompt: Sequence[Message], specs: Sequence[dict[str, Any]]) -> int:
+        """An upper bound of the prompt's size in bytes: contents, tool calls and the tool schemas."""
+        spec_bytes = self._spec_bytes.get(agent)
+        if spec_bytes is None:
+            spec_bytes = self._spec_bytes[agent] = len(json.dumps(list(specs)).encode())
+        total = spec_bytes
+        for message in prompt:
+            content = message.get("content")
+            total += MESSAGE_OVERHEAD_BYTES + (
+                len(content.encode()) if isinstance(content, str) else len(json.dumps(content).encode())
+            )
+            if "tool_calls" in message:
+                total += len(json.dumps(message["tool_calls"]).encode())
+        return total
+
+
+async def _one(complete: Callable[[], Awaitable[Completion]]) -> AsyncGenerator[Completion, None]:
+    """A non-streamed call as a one-event stream, so both modes share the attempt logic."""
+    yield await complete()

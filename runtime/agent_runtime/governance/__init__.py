@@ -1,0 +1,1 @@
+"""Governance of model and tool use: budgets and quotas, model routing, guardrails and redaction."""

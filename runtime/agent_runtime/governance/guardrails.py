@@ -1,0 +1,174 @@
+"""Prompt-injection screening of user input and tool output, and leakage checks of answers.
+
+Screening runs in two layers. Heuristics (shipped, no network) catch the common phrasings of instruction
+override, role hijack, prompt exfiltration and tool coercion. A :class:`PromptShield` (optional) adds a
+classifier service; :class:`AzurePromptShields` calls Azure AI Content Safety's Prompt Shields with the
+managed identity's Entra token. Whatever the screens miss, tool access control still holds: it is enforced
+in code (:mod:`agent_runtime.tools.access`), never by the model's good behaviour.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import httpx
+
+from agent_runtime.errors import OutputBlocked, PromptRejected, Unavailable
+from agent_runtime.governance.redaction import Redactor
+
+Source = Literal["user", "tool"]
+
+INJECTION_PATTERNS = (
+    (
+        r"\b(?:ignore|disregard|forget|override)\b[^.\n]{0,40}\b(?:previous|prior|above|earlier|all|your|"
+        r"system)\b[^.\n]{0,20}\b(?:instructions?|prompts?|rules|directions|guidelines)\b"
+    ),
+    r"\byou are (?:now|no longer)\b|\bact as (?:an? )?(?:unrestricted|jailbroken|developer mode)\b",
+    (
+        r"\b(?:reveal|print|repeat|output|show|leak)\b[^.\n]{0,40}\b(?:system prompt|instructions|secrets?|"
+        r"passwords?|api[ _-]?keys?|credentials)\b"
+    ),
+    (
+        r"\b(?:call|invoke|use|run|execute)\b[^.\n]{0,20}\b(?:the )?(?:tool|function)\b[^.\n]{0,40}\b(?:now|"
+        r"immediately|instead)\b"
+    ),
+    r"</?(?:system|assistant|im_start|im_end)>|\[/?INST\]|\bBEGIN (?:SYSTEM|ADMIN) (?:PROMPT|MESSAGE)\b",
+    r"\bnew (?:system )?instructions?\s*:",
+)
+"""Phrasings of instruction override, role hijack, exfiltration, tool coercion and fake role markers."""
+
+TOOL_OUTPUT_WITHHELD = (
+    '{"error": {"code": "tool_output_withheld", "message": "the tool returned text that looks like a '
+    'prompt injection; it was withheld"}}'
+)
+
+PROMPT_SHIELDS_API_VERSION = "2024-09-01"
+CONTENT_SAFETY_SCOPE = "https://cognitiveservices.azure.com/.default"
+
+
+@dataclass(frozen=True)
+class Detection:
+    """Why a text was judged an injection attempt: which screen, and (for heuristics) the pattern."""
+
+    source: Source
+    screen: str
+    reason: str
+
+
+class PromptShield(Protocol):
+    """A classifier service screening texts for injection; ``None`` per text means clean."""
+
+    async def screen(self, texts: Sequence[str], source: Source) -> list[str | None]:
+        """A reason per text it flags, ``None`` for the clean ones (same order, same length)."""
+
+
+class HeuristicScreen:
+    """Regular-expression heuristics, case-insensitive, compiled once."""
+
+    def __init__(self, extra_patterns: Iterable[str] = ()) -> None:
+        self._regex = re.compile(
+            "|".join(f"(?:{p})" for p in (*INJECTION_PATTERNS, *extra_patterns)), re.IGNORECASE
+        )
+
+    def reason(self, text: str) -> str | None:
+        match = self._regex.search(text)
+        return f"matches injection heuristic near {match.group()[:40]!r}" if match else None
+
+
+TokenProvider = Callable[[], Awaitable[str]]
+
+
+class AzurePromptShields:
+    """Azure AI Content Safety ``text:shieldPrompt``: user prompts as ``userPrompt``, tool output as ``documents``.
+
+    Failures of the service are :class:`Unavailable` (503): a screen that cannot answer must not wave input
+    through.
+    """
+
+    def __init__(self, endpoint: str, http: httpx.AsyncClient, token: TokenProvider) -> None:
+        self._url = f"{endpoint.rstrip('/')}/contentsafety/text:shieldPrompt"
+        self._http = http
+        self._token = token
+
+    async def screen(self, texts: Sequence[str], source: Source) -> list[str | None]:
+        body = {"userPrompt": texts[0], "documents": []} if source == "user" else {"documents": list(texts)}
+        try:
+            response = await self._http.post(
+                self._url,
+                params={"api-version": PROMPT_SHIELDS_API_VERSION},
+                json=body,
+                headers={"Authorization": f"Bearer {await self._token()}"},
+                timeout=5.0,
+            )
+            response.raise_for_status()
+            result = response.json()
+        except (httpx.HTTPError, ValueError) as error:
+            raise Unavailable(f"Prompt Shields cannot be reached: {type(error).__name__}") from error
+        if source == "user":
+            attacked = [bool(result.get("userPromptAnalysis", {}).get("attackDetected"))]
+        else:
+            attacked = [bool(item.get("attackDetected")) for item in result.get("documentsAnalysis", [])]
+        attacked += [False] * (len(texts) - len(attacked))  # a short answer flags nothing it left out
+        return ["Prompt Shields detected an attack" if hit else None for hit in attacked[: len(texts)]]
+
+
+class Guardrails:
+    """Screens input and tool output, and checks answers for leaked secrets, per the settings."""
+
+    def __init__(
+        self,
+        *,
+        mode: Literal["enforce", "report", "off"],
+        heuristics: HeuristicScreen,
+        shield: PromptShield | None,
+        leakage: Literal["redact", "block", "off"],
+        redactor: Redactor,
+    ) -> None:
+        self._mode = mode
+        self._heuristics = heuristics
+        self._shield = shield
+        self._leakage = leakage
+        self.redactor = redactor
+
+    @property
+    def enforcing(self) -> bool:
+        return self._mode == "enforce"
+
+    async def screen(self, texts: Sequence[str], source: Source) -> list[Detection | None]:
+        """A detection per text (``None`` when clean); empty list when screening is off."""
+        if self._mode == "off" or not texts:
+            return [None] * len(texts)
+        found: list[Detection | None] = [
+            Detection(source, "heuristics", reason) if (reason := self._heuristics.reason(text)) else None
+            for text in texts
+        ]
+        if self._shield is not None:
+            pending = [i for i, detection in enumerate(found) if detection is None and texts[i]]
+            if pending:
+                reasons = await self._shield.screen([texts[i] for i in pending], source)
+                for index, reason in zip(pending, reasons, strict=True):
+                    if reason:
+                        found[index] = Detection(source, "prompt_shields", reason)
+        return found
+
+    async def check_input(self, text: str) -> Detection | None:
+        """Screen the caller's newest text; :class:`PromptRejected` when enforcing and flagged."""
+        [detection] = await self.screen([text], "user")
+        if detection and self.enforcing:
+            raise PromptRejected(f"the input was refused: it {detection.reason}", field="messages")
+        return detection
+
+    def check_output(self, text: str) -> str:
+        """The answer as it may leave the runtime: unchanged, redacted, or refused (:class:`OutputBlocked`)."""
+        if self._leakage == "off":
+            return text
+        if self._leakage == "block":
+            findings = self.redactor.findings(text)
+            if findings:
+                kinds = ", ".join(sorted({finding.kind for finding in findings}))
+                raise OutputBlocked(f"the answer was withheld: it contained sensitive data ({kinds})")
+            return text
+        return self.redactor.redact(text)

@@ -1,0 +1,310 @@
+"""The agent loop: model call, tool calls, model call, ... until the model answers.
+
+:class:`AgentRunner` runs one request, bounded by the agent's step limit, token budget and the request
+deadline, and governed on the way: the caller's input is screened for prompt injection before the model
+sees it, every model call goes through the :class:`~agent_runtime.gateway.ModelGateway` (budgets, routing,
+retries, breakers, fallback deployments), tool output is screened before it reaches the model, the answer
+is checked for leaked secrets, and what is stored as history is redacted. When every deployment of an
+agent fails before anything was streamed, its ``fallback_agent`` answers instead. The run is one
+``invoke_agent`` span; it returns the answer and a trace of every step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncGenerator, Awaitable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+from opentelemetry.trace import Span
+
+from agent_runtime.agents import Agent, AgentCatalog
+from agent_runtime.caller import Caller
+from agent_runtime.errors import (
+    BudgetExceeded,
+    DeadlineExceeded,
+    ModelError,
+    OutputBlocked,
+    StepLimitExceeded,
+)
+from agent_runtime.gateway import CallScope, ModelGateway, Routed
+from agent_runtime.governance.guardrails import TOOL_OUTPUT_WITHHELD, Guardrails
+from agent_runtime.llm import LLM, TextDelta, ToolCall
+from agent_runtime.memory.base import ConversationStore, Message, VectorStore
+from agent_runtime.recall import recall
+from agent_runtime.settings import Settings
+from agent_runtime.telemetry import Telemetry
+from agent_runtime.tools import ToolContext, ToolExecutor, ToolResult
+from agent_runtime.trace import ModelStep, Step, TokenUsage
+
+T = TypeVar("T")
+
+
+@dataclass
+class RunResult:
+    """What a run produced: the answer, the conversation it belongs to, its cost and its trace."""
+
+    agent: str
+    answer: str
+    conversation_id: str | None
+    usage: TokenUsage
+    steps: list[Step] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Per-request inputs besides the messages: who asks, and what the HTTP request carried."""
+
+    caller: Caller
+    conversation_id: str | None = None
+    trace_headers: Mapping[str, str] | None = None
+    task_class: str | None = None
+    request_key: str | None = None
+    """Idempotency scope of side-effecting tool calls (the Idempotency-Key header, else the conversation)."""
+
+
+@dataclass(frozen=True)
+class AgentRunner:
+    """Runs agents; one per process, shared by all requests (it holds only long-lived clients)."""
+
+    settings: Settings
+    catalog: AgentCatalog
+    llm: LLM
+    gateway: ModelGateway
+    guardrails: Guardrails
+    telemetry: Telemetry
+    conversations: ConversationStore
+    vectors: VectorStore
+    tools: ToolExecutor
+    http: httpx.AsyncClient
+
+    async def run(self, agent: Agent, messages: Sequence[Message], options: RunOptions) -> RunResult:
+        """Run to the answer; raises a :class:`LimitExceeded` or :class:`ModelError` if there is none."""
+        async with contextlib.aclosing(self._events(agent, messages, options, streaming=False)) as events:
+            async for event in events:
+                if isinstance(event, RunResult):
+                    return event
+        raise AssertionError("the agent loop ended without a result")
+
+    def stream(
+        self, agent: Agent, messages: Sequence[Message], options: RunOptions
+    ) -> AsyncGenerator[TextDelta | RunResult, None]:
+        """Run, yielding the model's text as it arrives and the :class:`RunResult` last."""
+        return self._events(agent, messages, options, streaming=True)
+
+    async def _events(
+        self, agent: Agent, messages: Sequence[Message], options: RunOptions, *, streaming: bool
+    ) -> AsyncGenerator[TextDelta | RunResult, None]:
+        deadline = asyncio.get_running_loop().time() + self.settings.deadline_seconds
+        span = self.telemetry.start_run(agent.name, options.conversation_id, options.trace_headers)
+        error: BaseException | None = None
+        try:
+            await _within(deadline, self._screen_input(messages), span)
+            scope = CallScope(agent, options.caller, span, options.task_class)
+            streamed = False
+            try:
+                async for event in self._loop(agent, messages, options, scope, deadline, streaming):
+                    streamed = streamed or isinstance(event, TextDelta)
+                    yield event
+            except ModelError as failure:
+                fallback = agent.fallback_agent
+                if streamed or fallback is None or isinstance(failure, OutputBlocked):
+                    raise
+                span.add_event("fallback_agent", {"gen_ai.agent.name": fallback, "error.type": failure.code})
+                substitute = self.catalog.get(fallback)
+                scope = CallScope(substitute, options.caller, span, options.task_class, first_call=False)
+                async for event in self._loop(substitute, messages, options, scope, deadline, streaming):
+                    yield event
+        except BaseException as failure:
+            error = failure
+            raise
+        finally:
+            self.telemetry.end(span, error)
+
+    async def _loop(
+        self,
+        agent: Agent,
+        messages: Sequence[Message],
+        options: RunOptions,
+        scope: CallScope,
+        deadline: float,
+        streaming: bool,
+    ) -> AsyncGenerator[TextDelta | RunResult, None]:
+        span = scope.span
+        prompt = await _within(deadline, self._prompt(agent, messages, options.conversation_id), span)
+        context = ToolContext(
+            caller=options.caller,
+            agent=agent.name,
+            settings=self.settings,
+            llm=self.llm,
+            vectors=self.vectors,
+            http=self.http,
+        )
+        request_key = options.request_key or options.conversation_id or uuid.uuid4().hex
+        specs = self.tools.registry.specs(agent.tools)
+        usage = TokenUsage()
+        steps: list[Step] = []
+        for _ in range(agent.max_steps):
+            routed: Routed | None = None
+            calls = self.gateway.call(scope, prompt, specs, deadline=deadline, streaming=streaming)
+            async for event in _stream_within(deadline, calls, span):
+                if isinstance(event, TextDelta):
+                    yield TextDelta(self.guardrails.check_output(event.text))
+                else:
+                    routed = event
+            if routed is None:
+                raise AssertionError("the model call ended without a completion")
+            completion = routed.completion
+            usage += completion.usage
+            steps.append(_model_step(completion, routed.route_reason))
+            if not completion.tool_calls:
+                answer = self.guardrails.check_output(completion.content or "")
+                await _within(
+                    deadline, self._remember(agent, messages, answer, options.conversation_id), span
+                )
+                yield RunResult(agent.name, answer, options.conversation_id, usage, steps)
+                return
+            if usage.total_tokens >= agent.token_budget:
+                raise BudgetExceeded(
+                    f"agent '{agent.name}' spent {usage.total_tokens} tokens of its budget of "
+                    f"{agent.token_budget} without answering"
+                )
+            prompt.append(completion.as_message())
+            results = await _within(
+                deadline, self._run_tools(completion.tool_calls, agent, context, span, request_key), span
+            )
+            for call, result in zip(completion.tool_calls, results, strict=True):
+                steps.append(result.step)
+                prompt.append({"role": "tool", "tool_call_id": call.id, "content": result.content})
+        raise StepLimitExceeded(f"agent '{agent.name}' did not answer within {agent.max_steps} model calls")
+
+    async def _screen_input(self, messages: Sequence[Message]) -> None:
+        """Screen the caller's new user text (history was screened when it was new)."""
+        texts = [
+            m["content"] for m in messages if m.get("role") == "user" and isinstance(m.get("content"), str)
+        ]
+        if texts:
+            await self.guardrails.check_input("\n".join(texts))
+
+    async def _run_tools(
+        self, calls: Sequence[ToolCall], agent: Agent, context: ToolContext, span: Span, request_key: str
+    ) -> list[ToolResult]:
+        """The calls of one model turn, concurrently, each an ``execute_tool`` span; results in call
+        order, with output that looks like a prompt injection withheld from the model."""
+        results = list(
+            await asyncio.gather(*(self._run_tool(call, agent, context, span, request_key) for call in calls))
+        )
+        detections = await self.guardrails.screen([result.content for result in results], "tool")
+        if self.guardrails.enforcing:
+            for index, detection in enumerate(detections):
+                if detection is not None:
+                    span.add_event(
+                        "tool_output_withheld",
+                        {"gen_ai.tool.name": calls[index].name, "reason": detection.reason},
+                    )
+                    results[index] = ToolResult(TOOL_OUTPUT_WITHHELD, results[index].step)
+        return results
+
+    async def _run_tool(
+        self, call: ToolCall, agent: Agent, context: ToolContext, parent: Span, request_key: str
+    ) -> ToolResult:
+        span = self.telemetry.start_tool(parent, call.name, call.id, agent.name)
+        try:
+            with self.telemetry.active(span):
+                result = await self.tools.run(
+                    call, agent_tools=agent.tools, context=context, request_key=request_key
+                )
+            if result.step.outcome != "ok":
+                span.set_attribute("error.type", result.step.outcome)
+            self.telemetry.content(
+                span, "gen_ai.tool.message", {"arguments": call.arguments, "result": result.content}
+            )
+        finally:
+            self.telemetry.end(span)
+        return result
+
+    async def _prompt(
+        self, agent: Agent, messages: Sequence[Message], conversation_id: str | None
+    ) -> list[Message]:
+        """Instructions, recalled memory, earlier turns, then the new messages."""
+        prompt: list[Message] = []
+        if agent.instructions:
+            prompt.append({"role": "system", "content": agent.instructions})
+        query = _last_user_text(messages)
+        if agent.memory.recall_top_k and query:
+            hits = await recall(
+                query,
+                namespace=agent.name,
+                top_k=agent.memory.recall_top_k,
+                llm=self.llm,
+                vectors=self.vectors,
+                settings=self.settings,
+            )
+            if hits:
+                passages = "\n".join(f"- {hit.text}" for hit in hits)
+                prompt.append({"role": "system", "content": f"Relevant long-term memory:\n{passages}"})
+        if conversation_id and agent.memory.history_window:
+            prompt.extend(
+                await self.conversations.history(conversation_id, limit=agent.memory.history_window)
+            )
+        prompt.extend(messages)
+        return prompt
+
+    async def _remember(
+        self, agent: Agent, messages: Sequence[Message], answer: str, conversation_id: str | None
+    ) -> None:
+        """Store the turn, redacted: the caller's messages and the answer, not the tool traffic between them.
+
+        Tool messages are only valid right after the assistant message that asked for them; a history
+        window could cut such a pair apart, so only self-contained messages are kept.
+        """
+        if conversation_id and agent.memory.persist:
+            turn: list[Message] = [*messages, {"role": "assistant", "content": answer}]
+            await self.conversations.append(conversation_id, self.guardrails.redactor.redact_value(turn))
+
+
+def _model_step(completion: Any, route_reason: str) -> ModelStep:
+    return ModelStep(
+        model=completion.model,
+        finish_reason=completion.finish_reason,
+        tool_calls=[call.name for call in completion.tool_calls],
+        usage=completion.usage,
+        latency_ms=round(completion.latency_ms, 3),
+        route=route_reason,
+    )
+
+
+def _last_user_text(messages: Sequence[Message]) -> str:
+    for message in reversed(messages):
+        content = message.get("content")
+        if message.get("role") == "user" and isinstance(content, str):
+            return content
+    return ""
+
+
+async def _within(deadline: float, awaitable: Awaitable[T], span: Span) -> T:
+    """Await before the run's deadline (with the run's span current), or raise :class:`DeadlineExceeded`."""
+    try:
+        with Telemetry.active(span):
+            async with asyncio.timeout_at(deadline):
+                return await awaitable
+    except TimeoutError as error:
+        raise DeadlineExceeded("the agent did not finish before its deadline") from error
+
+
+async def _stream_within(
+    deadline: float, events: AsyncGenerator[T, None], span: Span
+) -> AsyncGenerator[T, None]:
+    """Each event of ``events`` before the deadline (the timeout never spans a ``yield`` to the consumer)."""
+    try:
+        while True:
+            try:
+                event = await _within(deadline, anext(events), span)
+            except StopAsyncIteration:
+                return
+            yield event
+    finally:
+        await events.aclose()

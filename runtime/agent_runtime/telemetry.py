@@ -1,0 +1,244 @@
+"""OpenTelemetry traces, metrics and structured logs with the GenAI semantic conventions.
+
+Spans: ``invoke_agent <agent>`` per run (child of the caller's W3C ``traceparent``), ``chat <model>`` per
+model attempt, ``execute_tool <tool>`` per tool call. Metrics: ``gen_ai.client.token.usage`` and
+``gen_ai.client.operation.duration`` (the conventions' histograms) plus the runtime's cost, errors, retries,
+breaker state and budget pressure. The trace context of the current span goes out on every outgoing HTTP
+request of the model client and the tools' shared client (:meth:`Telemetry.inject`).
+
+Exporters come from settings: ``none`` (no-op API objects: near-zero cost), ``console``, ``otlp`` (HTTP) or
+``azure_monitor``; SDK and exporter packages are imported only when chosen, so cold start pays nothing for
+them otherwise. Content (prompts, answers, tool arguments and results) is recorded only with
+``capture_content``, and always through the redactor.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from typing import Any
+
+import httpx
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from agent_runtime.errors import AgentRuntimeError, ModelError
+from agent_runtime.governance.redaction import Redactor
+from agent_runtime.resilience import BreakerState, Observer
+from agent_runtime.settings import Settings
+from agent_runtime.trace import TokenUsage
+
+content_log = logging.getLogger("agentstage.genai")
+_PROPAGATOR = TraceContextTextMapPropagator()
+_PROVIDER_NAMES = {"openai": "openai", "azure_openai": "azure.ai.openai"}
+
+
+class Telemetry(Observer):
+    def __init__(
+        self,
+        settings: Settings,
+        redactor: Redactor,
+        *,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+    ) -> None:
+        self._redactor = redactor
+        self._capture = settings.capture_content
+        self._provider = _PROVIDER_NAMES[settings.llm_provider]
+        self._shutdown: list[Any] = []
+        if tracer_provider is None and meter_provider is None:
+            tracer_provider, meter_provider = self._configure(settings)
+        self.tracer = (tracer_provider or trace.NoOpTracerProvider()).get_tracer("agentstage.runtime")
+        meter = (meter_provider or metrics.NoOpMeterProvider()).get_meter("agentstage.runtime")
+        self._tokens = meter.create_histogram(
+            "gen_ai.client.token.usage", unit="{token}", description="Tokens used per model call."
+        )
+        self._duration = meter.create_histogram(
+            "gen_ai.client.operation.duration", unit="s", description="Duration of model calls."
+        )
+        self._cost = meter.create_counter(
+            "agentstage.model.cost", unit="USD", description="Priced model usage."
+        )
+        self._errors = meter.create_counter("agentstage.model.errors", description="Failed model attempts.")
+        self._retries = meter.create_counter("agentstage.model.retries", description="Model call retries.")
+        self._breaker = meter.create_gauge(
+            "agentstage.breaker.state", description="Circuit breaker: 0 closed, 1 half-open, 2 open."
+        )
+        self._budget = meter.create_gauge(
+            "agentstage.budget.pressure",
+            description="Highest fraction of any budget in use after a reservation.",
+        )
+
+    def _configure(
+        self, settings: Settings
+    ) -> tuple[trace.TracerProvider | None, metrics.MeterProvider | None]:
+        """SDK providers for the chosen exporter (imported here, not at module import)."""
+        if settings.telemetry_exporter == "none":
+            return None, None
+        if settings.telemetry_exporter == "azure_monitor":
+            from azure.monitor.opentelemetry import configure_azure_monitor
+
+            credential = None
+            if settings.identity_client_id:
+                from azure.identity import ManagedIdentityCredential
+
+                credential = ManagedIdentityCredential(client_id=settings.identity_client_id)
+            configure_azure_monitor(
+                connection_string=settings.applicationinsights_connection_string,
+                credential=credential,
+                resource=_resource(settings),
+            )
+            return trace.get_tracer_provider(), metrics.get_meter_provider()
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        if settings.telemetry_exporter == "console":
+            from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+            from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+            span_exporter: Any = ConsoleSpanExporter()
+            metric_exporter: Any = ConsoleMetricExporter()
+        else:
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            base = settings.otlp_endpoint.rstrip("/") if settings.otlp_endpoint else None
+            span_exporter = OTLPSpanExporter(endpoint=f"{base}/v1/traces" if base else None)
+            metric_exporter = OTLPMetricExporter(endpoint=f"{base}/v1/metrics" if base else None)
+        tracer_provider = TracerProvider(resource=_resource(settings))
+        tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+        meter_provider = MeterProvider(
+            resource=_resource(settings), metric_readers=[PeriodicExportingMetricReader(metric_exporter)]
+        )
+        self._shutdown += [tracer_provider, meter_provider]
+        return tracer_provider, meter_provider
+
+    def shutdown(self) -> None:
+        """Flush and stop the providers this object created."""
+        for provider in self._shutdown:
+            provider.shutdown()
+
+    # -- spans ---------------------------------------------------------------------------------------
+    # Spans are started and ended explicitly, and made current only around each await (``active``): a
+    # run's generator may be resumed in another task (a streamed response), where a context attached in
+    # the first task could not be detached.
+
+    def start_run(self, agent: str, conversation_id: str | None, headers: Mapping[str, str] | None) -> Span:
+        """The run's span, child of the caller's ``traceparent`` when it sent one."""
+        attributes: dict[str, Any] = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": agent}
+        if conversation_id:
+            attributes["gen_ai.conversation.id"] = conversation_id
+        parent = _PROPAGATOR.extract(headers) if headers else None
+        return self.tracer.start_span(f"invoke_agent {agent}", parent, SpanKind.SERVER, attributes)
+
+    def start_chat(self, parent: Span, model: str, agent: str) -> Span:
+        attributes = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": model,
+            "gen_ai.provider.name": self._provider,
+            "gen_ai.agent.name": agent,
+        }
+        return self.tracer.start_span(f"chat {model}", _child_of(parent), SpanKind.CLIENT, attributes)
+
+    def start_tool(self, parent: Span, tool: str, call_id: str, agent: str) -> Span:
+        attributes = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": tool,
+            "gen_ai.tool.call.id": call_id,
+            "gen_ai.agent.name": agent,
+        }
+        return self.tracer.start_span(
+            f"execute_tool {tool}", _child_of(parent), SpanKind.INTERNAL, attributes
+        )
+
+    def end(self, span: Span, error: BaseException | None = None) -> None:
+        """End ``span``; a runtime error is recorded by code with a redacted message, never a traceback."""
+        if isinstance(error, AgentRuntimeError):
+            span.set_attribute("error.type", error.code)
+            span.set_status(Status(StatusCode.ERROR, self._redactor.redact(error.message)))
+        elif error is not None:
+            span.set_attribute("error.type", type(error).__qualname__)
+            span.set_status(Status(StatusCode.ERROR))
+        span.end()
+
+    @staticmethod
+    def active(span: Span) -> AbstractContextManager[Span]:
+        """Make ``span`` current for the awaits inside (so outgoing requests carry its trace context)."""
+        return trace.use_span(span, record_exception=False, set_status_on_exception=False)
+
+    # -- recording -----------------------------------------------------------------------------------
+
+    def model_call(
+        self, span: Span, *, model: str, response_model: str, usage: TokenUsage, seconds: float, cost: float
+    ) -> None:
+        """Usage on the chat span and in the GenAI metrics."""
+        span.set_attribute("gen_ai.response.model", response_model)
+        span.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens)
+        base = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": model,
+            "gen_ai.provider.name": self._provider,
+        }
+        self._tokens.record(usage.prompt_tokens, {**base, "gen_ai.token.type": "input"})
+        self._tokens.record(usage.completion_tokens, {**base, "gen_ai.token.type": "output"})
+        self._duration.record(seconds, base)
+        if cost:
+            self._cost.add(cost, base)
+
+    def content(self, span: Span, event: str, payload: Any) -> None:
+        """Prompts, answers and tool traffic: redacted, and only with ``capture_content``."""
+        if not self._capture:
+            return
+        redacted = json.dumps(self._redactor.redact_value(payload), default=str)
+        span.add_event(event, {"content": redacted})
+        content_log.info(
+            json.dumps(
+                {"event": event, "trace_id": f"{span.get_span_context().trace_id:032x}", "content": redacted}
+            )
+        )
+
+    def budget_pressure(self, agent: str, pressure: float) -> None:
+        self._budget.set(pressure, {"gen_ai.agent.name": agent})
+
+    # -- Observer (resilience) -----------------------------------------------------------------------
+
+    def retry(self, deployment: str, error: ModelError, delay: float) -> None:
+        self._retries.add(1, {"gen_ai.request.model": deployment})
+        trace.get_current_span().add_event("retry", {"gen_ai.request.model": deployment, "delay_s": delay})
+
+    def failure(self, deployment: str, error: ModelError) -> None:
+        self._errors.add(1, {"gen_ai.request.model": deployment, "error.type": error.code})
+
+    def breaker(self, deployment: str, state: BreakerState) -> None:
+        self._breaker.set(int(state), {"gen_ai.request.model": deployment})
+        trace.get_current_span().add_event(
+            "circuit_breaker", {"gen_ai.request.model": deployment, "state": state.name}
+        )
+
+    # -- propagation ---------------------------------------------------------------------------------
+
+    @staticmethod
+    async def inject(request: httpx.Request) -> None:
+        """httpx request hook: the current span's ``traceparent`` on the outgoing request."""
+        carrier: dict[str, str] = {}
+        _PROPAGATOR.inject(carrier)
+        request.headers.update(carrier)
+
+
+def _child_of(parent: Span) -> otel_context.Context:
+    return trace.set_span_in_context(parent)
+
+
+def _resource(settings: Settings) -> Any:
+    from opentelemetry.sdk.resources import Resource
+
+    return Resource.create(
+        {"service.name": settings.service_name, "deployment.environment.name": settings.environment}
+    )

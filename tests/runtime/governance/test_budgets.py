@@ -1,0 +1,195 @@
+"""Budgets hold under concurrency: reserve-before-call is atomic on SQLite and on Redis, and an exhausted
+budget answers 429 with the budget, its limit, what remains, when it resets and ``Retry-After``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from agent_runtime.governance.ledger import Line, Refusal
+from agent_runtime.governance.ledger_redis import PREFIX, RedisLedger
+from agent_runtime.governance.ledger_sqlite import SqliteLedger
+from runtime_helpers import USER_KEY, Runtime, RuntimeFactory
+
+FOREVER = 10**8
+"""A window no test run crosses the end of."""
+
+AGENTS = [{"name": "counted"}, {"name": "metered"}]
+BUDGETS = [
+    {
+        "name": "counted-requests",
+        "scope": "agent",
+        "match": "counted",
+        "window_seconds": FOREVER,
+        "requests": 25,
+    },
+    {
+        "name": "metered-tokens",
+        "scope": "agent",
+        "match": "metered",
+        "window_seconds": FOREVER,
+        "tokens": 2000,
+    },
+    {
+        "name": "metered-cost",
+        "scope": "agent",
+        "match": "metered",
+        "window_seconds": FOREVER,
+        "cost_usd": 0.5,
+    },
+]
+PRICES = {"gpt-4o-mini": {"input": 1000, "output": 2000}}
+"""USD per million tokens, chosen so one "hi" -> "hi" call (2 + 1 tokens) costs exactly 4,000 micro-dollars."""
+
+
+def _budgeted(factory: RuntimeFactory, **overrides: Any) -> Runtime:
+    return factory(
+        agents=json.dumps(AGENTS),
+        budgets=json.dumps(BUDGETS),
+        model_prices=json.dumps(PRICES),
+        max_output_tokens=100,
+        **overrides,
+    )
+
+
+def test_an_exhausted_budget_is_a_429_naming_the_budget_with_retry_after(
+    runtime_factory: RuntimeFactory,
+) -> None:
+    budgets = [
+        {"name": "alice-hourly", "scope": "caller", "match": "alice", "window_seconds": 3600, "requests": 2}
+    ]
+    runtime = runtime_factory(budgets=json.dumps(budgets))
+    assert [runtime.invoke("restricted", "hi").status_code for _ in range(2)] == [200, 200]
+    refused = runtime.invoke("restricted", "hi")
+    assert refused.status_code == 429
+    error = refused.json()["error"]
+    assert error["code"] == "quota_exceeded"
+    budget = error["budget"]
+    assert {k: budget[k] for k in ("name", "scope", "subject", "metric", "limit", "remaining")} == {
+        "name": "alice-hourly",
+        "scope": "caller",
+        "subject": "alice",
+        "metric": "requests",
+        "limit": 2,
+        "remaining": 0,
+    }
+    assert 0 < budget["reset_seconds"] <= 3600
+    assert int(refused.headers["Retry-After"]) == max(1, budget["reset_seconds"])
+    admin = runtime.invoke("restricted", "hi", key="admin-key-0123456789")
+    assert admin.status_code == 200, "another caller's budget is its own"
+
+
+async def _storm(runtime: Runtime, agents: list[str]) -> list[httpx.Response]:
+    """One request per entry of ``agents``, all at once, each on its own connection."""
+    limits = httpx.Limits(max_connections=len(agents), max_keepalive_connections=len(agents))
+    async with httpx.AsyncClient(base_url=runtime.url, timeout=120, limits=limits) as client:
+        headers = {"Authorization": f"Bearer {USER_KEY}"}
+        return await asyncio.gather(
+            *(
+                client.post(
+                    "/v1/chat/completions",
+                    json={"model": agent, "messages": [{"role": "user", "content": "hi"}]},
+                    headers=headers,
+                )
+                for agent in agents
+            )
+        )
+
+
+def _sqlite_ledger(path: str) -> dict[str, int]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT key, spent FROM budget_ledger").fetchall()
+    return {key.split("|")[0] + "|" + key.split("|")[2]: spent for key, spent in rows}
+
+
+def _redis_ledger(url: str) -> dict[str, int]:
+    import redis
+
+    client = redis.Redis.from_url(url, decode_responses=True)
+    keys = [key for key in client.scan_iter(f"{PREFIX}*") if "|" in key]
+    return {
+        key.removeprefix(PREFIX).split("|")[0] + "|" + key.split("|")[2]: int(client.get(key) or 0)
+        for key in keys
+    }
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_a_thousand_concurrent_requests_never_overspend_and_the_ledger_is_exact(
+    backend: str, runtime_factory: RuntimeFactory, request: pytest.FixtureRequest
+) -> None:
+    overrides: dict[str, Any] = {}
+    if backend == "redis":
+        url = request.getfixturevalue("redis_url")
+        import redis
+
+        redis.Redis.from_url(url).flushdb()
+        overrides = {"budget_backend": "redis", "redis_url": url}
+    runtime = _budgeted(runtime_factory, deadline_seconds=120, **overrides)
+
+    responses = asyncio.run(_storm(runtime, ["counted", "metered"] * 500))
+    counted, metered = responses[0::2], responses[1::2]
+
+    assert Counter(r.status_code for r in counted) == {200: 25, 429: 475}
+    metered_ok = [r for r in metered if r.status_code == 200]
+    assert {r.status_code for r in metered} == {200, 429} and metered_ok
+    assert all(r.json()["error"]["code"] == "quota_exceeded" for r in metered if r.status_code == 429)
+    assert all(r.json()["usage"]["total_tokens"] == 3 for r in metered_ok)
+    ledger = (
+        _sqlite_ledger(runtime.settings.sqlite_path)
+        if backend == "sqlite"
+        else _redis_ledger(overrides["redis_url"])
+    )
+    assert ledger == {
+        "counted-requests|requests": 25,
+        "metered-tokens|tokens": 3 * len(metered_ok),
+        "metered-cost|cost": 4000 * len(metered_ok),
+    }
+    assert ledger["metered-tokens|tokens"] <= 2000 and ledger["metered-cost|cost"] <= 500_000
+
+
+def test_separate_connections_to_one_sqlite_file_never_overspend(tmp_path: Path) -> None:
+    """Four ledgers (four connections, four threads: as four processes would) race for 100 units."""
+
+    async def race() -> tuple[int, int]:
+        path = str(tmp_path / "ledger.db")
+        ledgers = [await SqliteLedger.open(path) for _ in range(4)]
+        line = Line("shared", limit=100, amount=1, expires_at=2**40)
+        try:
+            results = await asyncio.gather(
+                *(ledger.reserve([line]) for ledger in ledgers for _ in range(100))
+            )
+            [spent] = await ledgers[0].spent(["shared"])
+        finally:
+            await asyncio.gather(*(ledger.close() for ledger in ledgers))
+        return sum(not isinstance(r, Refusal) for r in results), spent
+
+    assert asyncio.run(race()) == (100, 100)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_reservations_are_all_or_nothing_and_settle_to_actual_usage(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    async def scenario() -> None:
+        if backend == "sqlite":
+            ledger: Any = await SqliteLedger.open(str(tmp_path / "l.db"))
+        else:
+            ledger = await RedisLedger.connect(request.getfixturevalue("redis_url"))
+        try:
+            await ledger.adjust([])  # nothing to settle is fine
+            a, b = Line(f"{backend}-a", 10, 4, 2**40), Line(f"{backend}-b", 5, 4, 2**40)
+            assert await ledger.reserve([a, b]) == [4, 4]
+            assert await ledger.reserve([a, b]) == Refusal(1, 4), "b has no room: a must not move either"
+            assert await ledger.spent([a.key, b.key]) == [4, 4]
+            await ledger.adjust([(a.key, -3), (b.key, -3)])  # the call used 1 of the 4 reserved
+            assert await ledger.spent([a.key, b.key]) == [1, 1]
+        finally:
+            await ledger.close()
+
+    asyncio.run(scenario())
