@@ -233,6 +233,12 @@ def record(
     try:
         return _record_on_current_loop(program, project, stack, config or {}, secret_keys or [])
     finally:
+        # A program that failed leaves Pulumi's registrations pending: cancel and drain them, so closing
+        # the loop destroys no live task.
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         asyncio.set_event_loop(None)
         loop.close()
 

@@ -195,7 +195,8 @@ def _finding(result: dict[str, Any], owner: Resource, outcome: Outcome, waiver_r
         resource_urn=owner.urn,
         resource_type=owner.type,
         resource_name=owner.name,
-        message=f"{outcome.value}: {title}{where}",
+        # The title is reported beside the message; the message says what checkov evaluated.
+        message=f"checkov {outcome.value}{where or ' (no settings named by the check)'}",
         remediation=remediation,
         waiver_reason=waiver_reason,
     )
