@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STACK ?= pilot-dev
 INSTALLED := $(VENV)/.installed
 
-.PHONY: plan check test bench bench-check system-deps checkov clean
+.PHONY: plan check test bench bench-check system-deps checkov azurite clean
 
 # Byte-compiles on install (the SDKs are large; without .pyc files every process recompiles them).
 $(INSTALLED): pyproject.toml
@@ -30,7 +30,11 @@ system-deps:
 checkov:
 	scripts/install-checkov.sh
 
-test: $(INSTALLED) system-deps checkov
+# Azurite (the Azure Storage emulator, an npm package) lives in .tools/: the Storage Queue bus tests run on it.
+azurite:
+	scripts/install-azurite.sh
+
+test: $(INSTALLED) system-deps checkov azurite
 	$(BIN)/python -m pytest
 
 bench: $(INSTALLED)
@@ -40,4 +44,4 @@ bench-check: $(INSTALLED) checkov
 	$(BIN)/python benchmarks/check_vs_plan.py
 
 clean:
-	rm -rf $(VENV) .venv-checkov build .pytest_cache
+	rm -rf $(VENV) .venv-checkov .tools build .pytest_cache

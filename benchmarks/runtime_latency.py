@@ -7,12 +7,16 @@ Three measurements, printed as one table:
   sent straight to the model server; ``wrk`` with one connection, percentiles from its latency
   distribution. Target: p50 <= 1 ms and p99 <= 3 ms added.
 * throughput: the runtime (uvicorn workers, uvloop + httptools) with the model server as the stub,
-  ``wrk`` with 64 connections. Target >= 1,000 req/s.
+  ``wrk`` with 64 connections. Target >= 1,000 req/s. "Stubbed" means the in-repo scripted model server
+  (``python -m agent_runtime.testing``: one uvicorn process, Starlette, a canned echo answer with usage), a
+  real HTTP server on loopback that shares the two cores with the runtime and ``wrk``; its throughput alone
+  is printed beside the runtime's.
 * cold start: process spawn to the first 200 of ``/healthz``, the runtime against a bare FastAPI app that
   imports openai (``benchmarks/bare_app.py``), medians of alternating rounds. Target ratio <= 1.3.
 
 ``wrk`` (Debian package) drives load: a Python client saturates at 500-750 req/s here and would measure
-itself. Run: ``.venv/bin/python benchmarks/runtime_latency.py [--seconds 10] [--workers 2] [--rounds 5]``.
+itself. Run: ``.venv/bin/python benchmarks/runtime_latency.py [--seconds 10] [--workers 2] [--rounds 5]``;
+``--runtime DIR`` measures another checkout's ``runtime/`` directory (a before/after comparison).
 """
 
 from __future__ import annotations
@@ -82,10 +86,10 @@ def wait_for_200_post(url: str, timeout: float = 30.0) -> None:
 
 
 @contextmanager
-def process(command: list[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(
-        command, cwd=RUNTIME, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+def process(
+    command: list[str], env: dict[str, str] | None = None, cwd: Path = RUNTIME
+) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield proc
     finally:
@@ -162,9 +166,9 @@ def _find(pattern: str, text: str) -> tuple[str, ...]:
     return match.groups()
 
 
-def cold_start(command: list[str], port: int, env: dict[str, str] | None) -> float:
+def cold_start(command: list[str], port: int, env: dict[str, str] | None, cwd: Path = RUNTIME) -> float:
     started = time.perf_counter()
-    with process(command, env):
+    with process(command, env, cwd):
         wait_for_200(f"http://127.0.0.1:{port}/healthz")
         return time.perf_counter() - started
 
@@ -174,7 +178,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--runtime", type=Path, default=RUNTIME, help="the runtime/ directory to measure")
     args = parser.parse_args()
+    cwd = args.runtime.resolve()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
 
@@ -188,11 +194,11 @@ def main() -> None:
         model_cmd = [sys.executable, "-m", "agent_runtime.testing", "--port", str(model_port)]
         env = runtime_env(f"http://127.0.0.1:{model_port}/v1", sink_url, state)
         rows: list[tuple[str, str, str]] = []
-        with process(model_cmd):
+        with process(model_cmd, cwd=cwd):
             wait_for_200_post(f"http://127.0.0.1:{model_port}/v1/chat/completions")
             direct_url = f"http://127.0.0.1:{model_port}/v1/chat/completions"
             runtime_url = f"http://127.0.0.1:{runtime_port}/v1/chat/completions"
-            with process(uvicorn_command(runtime_port, 1, "agent_runtime.api:create_app", True), env):
+            with process(uvicorn_command(runtime_port, 1, "agent_runtime.api:create_app", True), env, cwd):
                 wait_for_200(f"http://127.0.0.1:{runtime_port}/healthz")
                 wrk(runtime_url, 1, 2, script)  # warm up: connections, caches, the ledger's first window
                 direct = wrk(direct_url, 1, args.seconds, script)
@@ -206,7 +212,7 @@ def main() -> None:
                     )
                 )
             with process(
-                uvicorn_command(runtime_port, args.workers, "agent_runtime.api:create_app", True), env
+                uvicorn_command(runtime_port, args.workers, "agent_runtime.api:create_app", True), env, cwd
             ):
                 wait_for_200(f"http://127.0.0.1:{runtime_port}/healthz")
                 wrk(runtime_url, 64, 2, script)
@@ -228,7 +234,7 @@ def main() -> None:
         runtime_cmd = uvicorn_command(runtime_port, 1, "agent_runtime.api:create_app", True)
         runtime_times, bare_times = [], []
         for _ in range(args.rounds):  # alternating, so drifting machine load hits both alike
-            runtime_times.append(cold_start(runtime_cmd, runtime_port, env))
+            runtime_times.append(cold_start(runtime_cmd, runtime_port, env, cwd))
             bare_times.append(cold_start(bare_cmd, bare_port, None))
         runtime_cold, bare_cold = statistics.median(runtime_times), statistics.median(bare_times)
         rows.append(
@@ -240,6 +246,7 @@ def main() -> None:
         )
         sink.shutdown()
 
+    print(f"runtime: {cwd}")
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"load average {os.getloadavg()[0]:.2f}, Python {platform.python_version()}"

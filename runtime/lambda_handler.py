@@ -1,9 +1,67 @@
-"""AWS Lambda host: the runtime's FastAPI app behind Mangum (API Gateway HTTP API, ALB, function URLs).
+"""AWS Lambda hosts: the runtime's FastAPI app behind Mangum, and the task queue's SQS consumer.
 
-Configure the function's handler as ``lambda_handler.handler``.
+- ``lambda_handler.handler``: the API (API Gateway HTTP API, ALB, function URLs).
+- ``lambda_handler.tasks``: an SQS event source mapping on ``AGENTSTAGE_TASK_QUEUE`` with
+  ``FunctionResponseTypes: ["ReportBatchItemFailures"]``. Each record is one task message; the handler
+  returns the failed ones as ``batchItemFailures``, so only those are delivered again (and, after the
+  queue's ``maxReceiveCount``, moved to its dead-letter queue) while the rest of the batch is deleted.
+  See :mod:`agent_runtime.hosting` for which failures those are.
+
+Both handlers run on the one event loop of the process, which the opened services are bound to.
 """
 
-from agent_runtime.api import create_app
+import asyncio
+import json
+import logging
+from typing import Any
+
 from mangum import Mangum
 
-handler = Mangum(create_app())
+from agent_runtime.api import create_app
+from agent_runtime.bus.base import ReceivedMessage
+from agent_runtime.hosting import PushedTasks
+
+log = logging.getLogger("agentstage.lambda")
+loop = asyncio.new_event_loop()
+asyncio.set_event_loop(loop)  # Mangum runs each request on the current loop: the same one
+
+api = create_app()
+# Mangum would run the ASGI startup and shutdown around every invocation, closing the shared clients
+# after the first; without it the services open on first use and live as long as the warm process.
+handler = Mangum(api, lifespan="off")
+_tasks = PushedTasks(api.state.lifecycle)
+
+
+def tasks(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
+    """Run each SQS record's task; report the records whose delivery failed."""
+    records = event.get("Records", [])
+    failures = loop.run_until_complete(_tasks.handle_all([delivery(record) for record in records]))
+    failed = []
+    for record, failure in zip(records, failures, strict=True):
+        if failure is not None:
+            log.warning(
+                "task message %s failed: %s: %s", record["messageId"], type(failure).__name__, failure
+            )
+            failed.append({"itemIdentifier": record["messageId"]})
+    return {"batchItemFailures": failed}
+
+
+def delivery(record: dict[str, Any]) -> ReceivedMessage:
+    """An SQS event record in the bus contract's shape: string message attributes are the headers (the
+    bus adapter's own ``agentstage.*`` attributes excepted; its message id is the message's id)."""
+    attributes = record.get("messageAttributes") or {}
+    strings = {name: value["stringValue"] for name, value in attributes.items() if "stringValue" in value}
+    try:
+        body = json.loads(record["body"])
+    except ValueError:
+        body = None
+    system = record.get("attributes") or {}
+    return ReceivedMessage(
+        queue=record.get("eventSourceARN", "").rsplit(":", 1)[-1],
+        message_id=strings.get("agentstage.message_id", record["messageId"]),
+        body=body if isinstance(body, dict) else {"raw": record["body"]},
+        headers={name: value for name, value in strings.items() if not name.startswith("agentstage.")},
+        delivery_count=int(system.get("ApproximateReceiveCount", 1)),
+        enqueued_at=int(system.get("SentTimestamp", 0)) / 1000,
+        lease=None,
+    )

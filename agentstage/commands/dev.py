@@ -2,7 +2,10 @@
 
 The runtime is served on ``--host``/``--port`` with SQLite state (``.agentstage/state.db``) and, unless a
 real model is configured, the scripted model server started beside it on another loopback port (it
-answers arithmetic questions through the calculator tool and echoes everything else).
+answers arithmetic questions through the calculator tool and echoes everything else). A task worker runs
+in the same event loop on the embedded SQLite queue (``.agentstage/bus.db``), so the task endpoints
+(``POST /v1/agents/{agent}/tasks``, ``GET /v1/tasks/{id}``) work out of the box; it starts once the API
+has started and stops before the API shuts down.
 
 - Real model: set ``AGENTSTAGE_LLM_ENDPOINT`` (and ``AGENTSTAGE_LLM_PROVIDER``, ``AGENTSTAGE_LLM_API_KEY``,
   ``AGENTSTAGE_DEFAULT_MODEL`` as needed) and the runtime talks to it instead.
@@ -14,11 +17,13 @@ answers arithmetic questions through the calculator tool and echoes everything e
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import logging
 import os
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +31,6 @@ import yaml
 
 from agentstage.console import Console
 from agentstage.errors import AgentstageError
-
 
 DEFAULT_API_KEY = "dev-key"
 ENDPOINT_VARIABLE = "AGENTSTAGE_LLM_ENDPOINT"
@@ -50,6 +54,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, console: Console) -> int:
     # The runtime is imported here so that other verbs never pay for FastAPI and openai at startup.
     import uvicorn
+
     from agent_runtime.testing import ScriptedModelServer, default_script
 
     overrides = _overrides(args)
@@ -66,8 +71,38 @@ def run(args: argparse.Namespace, console: Console) -> int:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
         logging.getLogger("httpx").setLevel(logging.WARNING)
         _print_usage(console, args, settings, model_note)
+        _run_worker_in_lifespan(app)
         uvicorn.Server(uvicorn.Config(app, log_level="info", lifespan="on")).run(sockets=[listener])
     return 0
+
+
+def _run_worker_in_lifespan(app: Any) -> None:
+    """Wrap the app's lifespan so a task worker runs in its event loop: started after the app's own startup
+    (sharing its services, task service included) and stopped before the app's shutdown closes them."""
+    from agent_runtime.tasks.worker import Worker
+
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(served: Any) -> AsyncIterator[None]:
+        async with inner(served):
+            services = await app.state.lifecycle.get()
+            tasks = await services.tasks.get()
+            worker = Worker(services.runner, services.catalog, tasks, services.settings)
+            working = asyncio.create_task(worker.run())
+            working.add_done_callback(_report_worker_failure)
+            try:
+                yield
+            finally:
+                worker.stop()
+                await asyncio.wait([working])
+
+    app.router.lifespan_context = lifespan
+
+
+def _report_worker_failure(working: asyncio.Task[None]) -> None:
+    if not working.cancelled() and working.exception() is not None:
+        logging.getLogger("agentstage.worker").error("the task worker stopped: %s", working.exception())
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -84,10 +119,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _runtime(overrides: dict[str, Any]) -> tuple[Any, Any]:
     """The settings (environment plus ``overrides``) and the app; configuration mistakes are user errors."""
+    from pydantic import ValidationError
+
     from agent_runtime.api import create_app
     from agent_runtime.errors import ConfigurationError
     from agent_runtime.settings import Settings
-    from pydantic import ValidationError
 
     try:
         settings = Settings(**overrides)
@@ -129,6 +165,8 @@ def _read_agents(path: Path) -> list[Any]:
 
 
 def _print_usage(console: Console, args: argparse.Namespace, settings: Any, model_note: str) -> None:
+    from agent_runtime.tasks.service import worker_queue
+
     url = f"http://{args.host}:{args.port}"
     key = DEFAULT_API_KEY if not os.environ.get(API_KEY_VARIABLE) else f"${API_KEY_VARIABLE}"
     names = [agent["name"] for agent in json.loads(settings.agents)]
@@ -136,10 +174,16 @@ def _print_usage(console: Console, args: argparse.Namespace, settings: Any, mode
     console.info(f"agentstage dev: runtime at {url} ({model_note})")
     console.info(f"agents: {', '.join(names) or 'none configured'}")
     console.info(f"API key: {key} (set {API_KEY_VARIABLE} to change it)")
+    console.info(f"task worker: queue '{worker_queue(settings)}' on the {settings.bus_backend} bus")
     console.info("try it:")
     console.info(
         f"  curl -s {url}/v1/agents/{agent}/invoke -H 'Authorization: Bearer {key}' "
         "-H 'Content-Type: application/json' -d '{\"input\": \"what is 6*7?\"}'"
+    )
+    console.info(
+        f"  curl -s {url}/v1/agents/{agent}/tasks -H 'Authorization: Bearer {key}' "
+        "-H 'Content-Type: application/json' -d '{\"input\": \"what is 6*7?\"}'   "
+        "# 202 + Location: GET it for the result"
     )
     console.info(
         f"  python -c \"from openai import OpenAI; c = OpenAI(base_url='{url}/v1', api_key='{key}'); "

@@ -135,8 +135,7 @@ class ModelGateway:
     ) -> AsyncGenerator[TextDelta | Routed, None]:
         """One HTTP call to one deployment, as one ``chat`` span, bounded by the per-call timeout."""
         telemetry = self._telemetry
-        span = telemetry.start_chat(scope.span, deployment, scope.agent.name)
-        span.set_attribute("agentstage.route.reason", reason)
+        span = telemetry.start_chat(scope.span, deployment, scope.agent.name, reason)
         telemetry.content(span, "gen_ai.input.messages", prompt)
         started = time.perf_counter()
         events = (

@@ -1,32 +1,53 @@
-"""The LLM layer: chat (plain and streaming) and embeddings over the ``openai`` SDK, with usage per call.
+"""The LLM layer: chat (plain and streaming) and embeddings over OpenAI's REST API, with usage per call.
 
-One client per process, built from :class:`Settings`: ``AsyncOpenAI`` for any OpenAI-compatible endpoint
-(OpenAI, vLLM, Ollama, the scripted model server) and ``AsyncAzureOpenAI`` for Azure OpenAI. Locally an API
-key; in Azure an Entra ID token from the managed identity, so no key ever lives in the cloud. SDK errors
-become :class:`ModelError`, so the API reports an upstream failure as 502 rather than a 500.
+One :class:`LLM` per process, built from :class:`Settings`, speaks the OpenAI wire format to any compatible
+endpoint (OpenAI, vLLM, Ollama, the scripted model server) and to Azure OpenAI (deployment-scoped paths and
+the ``api-version`` query parameter). Locally an API key; in Azure an Entra ID token from the managed
+identity, so no key ever lives in the cloud. Failures become :class:`ModelError`, so the API reports an
+upstream failure as 502 rather than a 500, and say whether a retry may help.
+
+The requests are sent with one long-lived ``aiohttp`` session (connection pooling, C HTTP parser) rather than
+the ``openai`` SDK: the SDK spends 2-3 ms of CPU per call on request transformation and response model
+construction (and ``httpx``'s pool another 1-2 ms under concurrency), more than everything else the runtime
+does for a request; ``aiohttp`` spends about 0.2 ms. The SDK also imports in ~0.7 s, which cold starts no
+longer pay. This module sends exactly what the SDK sent for the calls the runtime makes, and has no retries
+of its own: :mod:`agent_runtime.resilience` retries, so each attempt is observed and bounded by the
+request's deadline.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import email.utils
 import json
 import logging
+import ssl
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+from urllib.request import proxy_bypass
 
+import aiohttp
 import httpx
-import openai
-from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
+from aiohttp.helpers import proxies_from_env
 
 from agent_runtime.errors import ModelError
 from agent_runtime.memory.base import Message
 from agent_runtime.settings import Settings
 from agent_runtime.trace import TokenUsage
 
+log = logging.getLogger("agentstage.llm")
 usage_log = logging.getLogger("agentstage.usage")
+
+KEEPALIVE_SECONDS = 4.0
+"""How long an idle connection to the model endpoint is kept: below the 5 s common servers allow."""
+
+TokenProvider = Callable[[], Awaitable[str]]
+HeaderHook = Callable[[dict[str, str]], None]
+"""Called with the headers of every outgoing request, to add to them (trace context)."""
 
 
 @dataclass(frozen=True)
@@ -76,19 +97,43 @@ class _ToolCallParts:
     arguments: list[str] = field(default_factory=list)
 
 
-RequestHook = Callable[[httpx.Request], Awaitable[None]]
+@dataclass(frozen=True)
+class ModelEndpoint:
+    """Where model requests go and how they authenticate, as the ``openai`` SDK would send them.
+
+    OpenAI-compatible: ``<base_url>/chat/completions``, ``Authorization: Bearer <key or token>``. Azure
+    OpenAI: ``<endpoint>/openai/deployments/<deployment>/chat/completions?api-version=...``, with an
+    ``api-key`` header, or ``Authorization: Bearer <Entra token>``.
+    """
+
+    base_url: str
+    azure_api_version: str | None = None
+    api_key: str | None = None
+    token: TokenProvider | None = None
+
+    def url(self, operation: str, model: str) -> str:
+        if self.azure_api_version is None:
+            return f"{self.base_url}/{operation}"
+        query = urlencode({"api-version": self.azure_api_version})
+        return f"{self.base_url}/deployments/{quote(model, safe='')}/{operation}?{query}"
+
+    async def auth_headers(self) -> dict[str, str]:
+        if self.token is not None:
+            return {"Authorization": f"Bearer {await self.token()}"}
+        if self.api_key is None:
+            return {}
+        if self.azure_api_version is not None:
+            return {"api-key": self.api_key}
+        return {"Authorization": f"Bearer {self.api_key}"}
 
 
-def build_client(
-    settings: Settings, request_hooks: Sequence[RequestHook] = ()
-) -> tuple[openai.AsyncOpenAI, Any]:
-    """The SDK client the settings describe, and the Azure credential to close with it (or ``None``).
+def build_endpoint(settings: Settings) -> tuple[ModelEndpoint, Any]:
+    """The endpoint the settings describe, and the Azure credential to close with it (or ``None``).
 
-    The SDK's own retries are off: :mod:`agent_runtime.resilience` retries, so each attempt is observed and
-    bounded by the request's deadline. ``request_hooks`` run on every outgoing HTTP request (trace context).
+    ``azure-identity`` is imported only for ``llm_auth=entra``.
     """
     credential: Any = None
-    token_provider: Callable[[], Awaitable[str]] | None = None
+    token: TokenProvider | None = None
     if settings.llm_auth == "entra":
         from azure.identity.aio import (
             DefaultAzureCredential,
@@ -101,46 +146,73 @@ def build_client(
             if settings.identity_client_id
             else DefaultAzureCredential()
         )
-        token_provider = get_bearer_token_provider(credential, settings.llm_token_scope)
-    # The SDK insists on a key; endpoints without auth (vLLM, Ollama, the scripted server) never check it.
-    api_key = (settings.llm_api_key if settings.llm_auth == "api_key" else None) or "unused"
-    common: dict[str, Any] = {
-        "timeout": settings.llm_timeout_seconds,
-        "max_retries": 0,
-        "http_client": openai.DefaultAsyncHttpxClient(event_hooks={"request": list(request_hooks)}),
-    }
-    client: openai.AsyncOpenAI
+        token = get_bearer_token_provider(credential, settings.llm_token_scope)
+    api_key = settings.llm_api_key if settings.llm_auth == "api_key" else None
     if settings.llm_provider == "azure_openai":
-        client = openai.AsyncAzureOpenAI(
-            azure_endpoint=settings.llm_endpoint,
-            api_version=settings.llm_api_version,
-            azure_ad_token_provider=token_provider,
-            api_key=None if token_provider else api_key,
-            **common,
-        )
-    else:
-        client = openai.AsyncOpenAI(
-            base_url=settings.llm_endpoint, api_key=token_provider or api_key, **common
-        )
-    return client, credential
+        base = f"{settings.llm_endpoint.rstrip('/')}/openai"
+        return ModelEndpoint(base, settings.llm_api_version, api_key, token), credential
+    return ModelEndpoint(settings.llm_endpoint.rstrip("/"), None, api_key, token), credential
 
 
 class LLM:
-    """Chat and embeddings through one long-lived SDK client (connection pooling, no per-call setup)."""
+    """Chat and embeddings over one long-lived HTTP session (connection pooling, no per-call setup)."""
 
     def __init__(
-        self, client: openai.AsyncOpenAI, credential: Any = None, *, max_output_tokens: int = 4096
+        self,
+        endpoint: ModelEndpoint,
+        credential: Any = None,
+        *,
+        max_output_tokens: int = 4096,
+        timeout_seconds: float = 60.0,
+        header_hooks: Sequence[HeaderHook] = (),
     ) -> None:
-        self._client = client
+        self.endpoint = endpoint
         self._credential = credential
         self._max_output = max_output_tokens
+        # Per connect and per read, as the SDK's httpx timeout: a long stream may take longer in total.
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=timeout_seconds, sock_connect=timeout_seconds, sock_read=timeout_seconds
+        )
+        self._header_hooks = tuple(header_hooks)
+        self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
+        self._proxy: tuple[Any, Any] = (None, None)
 
     @classmethod
-    def from_settings(cls, settings: Settings, request_hooks: Sequence[RequestHook] = ()) -> LLM:
-        return cls(*build_client(settings, request_hooks), max_output_tokens=settings.max_output_tokens)
+    def from_settings(cls, settings: Settings, header_hooks: Sequence[HeaderHook] = ()) -> LLM:
+        endpoint, credential = build_endpoint(settings)
+        return cls(
+            endpoint,
+            credential,
+            max_output_tokens=settings.max_output_tokens,
+            timeout_seconds=settings.llm_timeout_seconds,
+            header_hooks=header_hooks,
+        )
+
+    def _http(self) -> aiohttp.ClientSession:
+        """The session, created on first use: it belongs to the event loop it was created in."""
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session_loop is not loop or self._session.closed:
+            # Like the SDK's httpx client: the proxy the environment names for the endpoint (looked up
+            # once: aiohttp's trust_env would read the environment and ~/.netrc on a thread per request),
+            # certifi's CAs unless SSL_CERT_FILE names others, up to 1,000 connections, no cookies. Idle
+            # connections are dropped before the 5 s after which uvicorn, Node and httpx servers close
+            # them, so a request rarely meets a connection the server is closing (see _send).
+            self._proxy = _env_proxy(self.endpoint.base_url)
+            connector = aiohttp.TCPConnector(
+                limit=1000, limit_per_host=0, keepalive_timeout=KEEPALIVE_SECONDS, ssl=_ssl_context()
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, cookie_jar=aiohttp.DummyCookieJar()
+            )
+            self._session_loop = loop
+        return self._session
 
     async def close(self) -> None:
-        await self._client.close()
+        if self._session is not None and not self._session.closed:
+            with contextlib.suppress(RuntimeError):  # its event loop is gone: nothing left to close
+                await self._session.close()
+        self._session = None
         if self._credential is not None:
             await self._credential.close()
 
@@ -149,26 +221,23 @@ class LLM:
     ) -> Completion:
         """One chat completion, waited for in full."""
         started = time.perf_counter()
+        async with self._post("chat/completions", model, self._chat_body(model, messages, tools)) as response:
+            data = await _json_body(response)
         try:
-            response = await self._client.chat.completions.create(
-                model=model,
-                messages=_sdk_messages(messages),
-                tools=_sdk_tools(tools),
-                max_completion_tokens=self._max_output,
+            choices = data.get("choices")
+            if not choices:
+                raise ModelError("the model returned no choices")
+            choice = choices[0]
+            message = choice["message"]
+            calls = tuple(
+                ToolCall(c["id"], c["function"]["name"], c["function"].get("arguments") or "")
+                for c in message.get("tool_calls") or ()
+                if c.get("type") == "function"
             )
-        except (openai.OpenAIError, ValueError) as error:
-            raise _model_error(error) from error
-        if not response.choices:
-            raise ModelError("the model returned no choices")
-        choice = response.choices[0]
-        calls = tuple(
-            ToolCall(c.id, c.function.name, c.function.arguments or "")
-            for c in choice.message.tool_calls or ()
-            if c.type == "function"
-        )
-        return _finished(
-            model, choice.message.content, calls, choice.finish_reason, TokenUsage.of(response.usage), started
-        )
+            content, finish_reason, usage = message.get("content"), choice.get("finish_reason"), _usage(data)
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError) as error:
+            raise _malformed() from error
+        return _finished(model, content, calls, finish_reason, usage, started)
 
     async def stream(
         self, model: str, messages: Sequence[Message], tools: Sequence[dict[str, Any]] = ()
@@ -179,57 +248,168 @@ class LLM:
         parts: dict[int, _ToolCallParts] = {}
         finish_reason: str | None = None
         usage = TokenUsage()
-        try:
-            chunks = await self._client.chat.completions.create(
-                model=model,
-                messages=_sdk_messages(messages),
-                tools=_sdk_tools(tools),
-                stream=True,
-                stream_options={"include_usage": True},
-                max_completion_tokens=self._max_output,
-            )
-            async for chunk in chunks:
-                if chunk.usage is not None:
-                    usage = TokenUsage.of(chunk.usage)
-                if not chunk.choices:
-                    continue
-                choice = chunk.choices[0]
-                finish_reason = choice.finish_reason or finish_reason
-                if choice.delta.content:
-                    text.append(choice.delta.content)
-                    yield TextDelta(choice.delta.content)
-                for delta in choice.delta.tool_calls or ():
-                    part = parts.setdefault(delta.index, _ToolCallParts())
-                    part.id = delta.id or part.id
-                    if delta.function is not None:
-                        part.name = delta.function.name or part.name
-                        part.arguments.append(delta.function.arguments or "")
-        except (openai.OpenAIError, ValueError) as error:
-            raise _model_error(error) from error
+        body = self._chat_body(model, messages, tools)
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        async with self._post("chat/completions", model, body) as response:
+            try:
+                async for chunk in _server_sent_events(response):
+                    if chunk.get("usage") is not None:
+                        usage = _usage(chunk)
+                    if not chunk.get("choices"):
+                        continue
+                    choice = chunk["choices"][0]
+                    finish_reason = choice.get("finish_reason") or finish_reason
+                    delta = choice.get("delta") or {}
+                    if delta.get("content"):
+                        text.append(delta["content"])
+                        yield TextDelta(delta["content"])
+                    for call in delta.get("tool_calls") or ():
+                        part = parts.setdefault(call["index"], _ToolCallParts())
+                        part.id = call.get("id") or part.id
+                        if call.get("function") is not None:
+                            part.name = call["function"].get("name") or part.name
+                            part.arguments.append(call["function"].get("arguments") or "")
+            except (AttributeError, KeyError, IndexError, TypeError, ValueError) as error:
+                raise _malformed() from error
         calls = tuple(ToolCall(p.id, p.name, "".join(p.arguments)) for _, p in sorted(parts.items()))
         yield _finished(model, "".join(text) if text else None, calls, finish_reason, usage, started)
 
     async def embed(self, texts: Sequence[str], *, model: str, dimensions: int) -> list[list[float]]:
         """Embeddings of ``texts``, in order."""
         started = time.perf_counter()
+        body = {"model": model, "input": list(texts), "dimensions": dimensions}
+        async with self._post("embeddings", model, body) as response:
+            data = await _json_body(response)
         try:
-            response = await self._client.embeddings.create(
-                model=model, input=list(texts), dimensions=dimensions
-            )
-        except openai.OpenAIError as error:
-            raise _model_error(error) from error
-        _log_usage("embeddings", model, TokenUsage.of(response.usage), started)
-        return [list(item.embedding) for item in sorted(response.data, key=lambda item: item.index)]
+            items = sorted(data["data"], key=lambda item: item["index"])
+            vectors = [[float(x) for x in item["embedding"]] for item in items]
+            usage = _usage(data)
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            raise _malformed() from error
+        _log_usage("embeddings", model, usage, started)
+        return vectors
+
+    def _chat_body(
+        self, model: str, messages: Sequence[Message], tools: Sequence[dict[str, Any]]
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"messages": list(messages), "model": model}
+        if tools:  # omitted when there are none: several servers reject an empty list
+            body["tools"] = list(tools)
+        body["max_completion_tokens"] = self._max_output
+        return body
+
+    @contextlib.asynccontextmanager
+    async def _post(self, operation: str, model: str, body: dict[str, Any]) -> AsyncIterator[Any]:
+        """POST ``body``; the response if its status is 2xx, else the :class:`ModelError` it means.
+
+        Transport failures inside the block (a stream cut short, a read timeout) are mapped too.
+        """
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        for hook in self._header_hooks:
+            hook(headers)
+        try:
+            headers.update(await self.endpoint.auth_headers())
+            data = json.dumps(body, separators=(",", ":")).encode()
+            response = await self._send(self.endpoint.url(operation, model), data, headers)
+            async with response:
+                if response.status >= 300:
+                    raise await _status_error(response)
+                yield response
+        except (TimeoutError, aiohttp.ServerTimeoutError) as error:
+            raise ModelError("the model endpoint timed out", retryable=True) from error
+        except aiohttp.ClientPayloadError as error:
+            raise _malformed() from error
+        except (aiohttp.ClientError, OSError) as error:
+            raise ModelError("the model endpoint is unreachable", retryable=True) from error
+
+    async def _send(self, url: str, data: bytes, headers: Mapping[str, str]) -> aiohttp.ClientResponse:
+        """POST once more, on a new connection, when a pooled one was closed under the request.
+
+        A server may close an idle keep-alive connection just as it is taken from the pool; the request
+        then fails before the server read it (the body cannot be written, or the server hangs up without
+        a response). Every HTTP client meets this race; the SDK hid it with its retries. It is not an
+        outage, so it is retried here at once, not charged to the retry policy. A refused connection is
+        an outage: it is not retried here.
+        """
+        http = self._http()
+        proxy, proxy_auth = self._proxy
+        try:
+            return await http.post(url, data=data, headers=headers, proxy=proxy, proxy_auth=proxy_auth)
+        except aiohttp.ClientConnectorError:
+            raise
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+            log.debug("the model endpoint closed a pooled connection under a request; sending it again")
+        return await http.post(url, data=data, headers=headers, proxy=proxy, proxy_auth=proxy_auth)
 
 
-def _sdk_messages(messages: Sequence[Message]) -> list[ChatCompletionMessageParam]:
-    """The runtime's messages are plain dicts already in OpenAI's shape; the SDK types them precisely."""
-    return cast("list[ChatCompletionMessageParam]", list(messages))
+async def _json_body(response: Any) -> Any:
+    try:
+        data = json.loads(await response.read())
+    except ValueError as error:  # not JSON, or not UTF-8
+        raise _malformed() from error
+    if not isinstance(data, dict):
+        raise _malformed()
+    return data
 
 
-def _sdk_tools(tools: Sequence[dict[str, Any]]) -> list[ChatCompletionToolParam] | openai.Omit:
-    """Tool specs, omitted when there are none: several servers reject an empty list."""
-    return cast("list[ChatCompletionToolParam]", list(tools)) if tools else openai.omit
+async def _server_sent_events(response: Any) -> AsyncIterator[dict[str, Any]]:
+    """The JSON ``data`` of each server-sent event, until ``[DONE]``; an ``error`` event raises, and so does
+    a body without any event (an error page, a truncated answer)."""
+    data: list[str] = []
+    event = ""
+    seen = False
+    async for line in _lines(response):
+        if line:
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "data":
+                data.append(value)
+            elif name == "event":
+                event = value
+            continue
+        if not data:  # a blank line ends an event; comments and keep-alives carry no data
+            continue
+        payload, data = "\n".join(data), []
+        if payload.startswith("[DONE]"):
+            return
+        seen = True
+        try:
+            chunk = json.loads(payload)
+        except ValueError as error:
+            raise _malformed() from error
+        if event == "error" or (isinstance(chunk, dict) and chunk.get("error")):
+            raise ModelError(f"the model endpoint failed mid-stream: {_detail(chunk)}")
+        if not isinstance(chunk, dict):
+            raise _malformed()
+        yield chunk
+    if not seen:
+        raise _malformed()
+
+
+async def _lines(response: Any) -> AsyncIterator[str]:
+    """The body's lines, without their ends, however the network split them (no line length limit)."""
+    pending = b""
+    async for piece in response.content.iter_any():
+        pending += piece
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line.rstrip(b"\r").decode()
+    if pending:
+        yield pending.rstrip(b"\r").decode()
+    yield ""  # the end of the body ends an unterminated last event
+
+
+def _usage(data: Mapping[str, Any]) -> TokenUsage:
+    """``usage`` of a response (zeros when an endpoint does not report it)."""
+    usage = data.get("usage")
+    if not usage:
+        return TokenUsage()
+    return TokenUsage(
+        prompt_tokens=usage.get("prompt_tokens") or 0,
+        completion_tokens=usage.get("completion_tokens") or 0,
+        total_tokens=usage.get("total_tokens") or 0,
+    )
 
 
 def _finished(
@@ -273,28 +453,51 @@ def _log_usage(operation: str, model: str, usage: TokenUsage, started: float) ->
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
-def _model_error(error: Exception) -> ModelError:
+async def _status_error(response: Any) -> ModelError:
     """Say which upstream failure happened without echoing request headers (and so no credentials), and
     whether a retry may help."""
-    if isinstance(error, openai.APITimeoutError):
-        return ModelError("the model endpoint timed out", retryable=True)
-    if isinstance(error, openai.APIConnectionError):
-        return ModelError("the model endpoint is unreachable", retryable=True)
-    if isinstance(error, openai.APIStatusError):
-        body = error.body if isinstance(error.body, dict) else {}
-        detail = body.get("message") or "no details"
-        return ModelError(
-            f"the model endpoint answered HTTP {error.status_code}: {detail}",
-            retryable=error.status_code in RETRYABLE_STATUS,
-            retry_after=retry_after(error.response.headers),
-        )
-    if isinstance(error, ValueError | openai.APIResponseValidationError):
-        return ModelError("the model endpoint answered with a malformed response", retryable=True)
-    return ModelError(f"the model endpoint failed: {type(error).__name__}")
+    try:
+        body: Any = json.loads(await response.read())
+    except (ValueError, aiohttp.ClientError):
+        body = None
+    return ModelError(
+        f"the model endpoint answered HTTP {response.status}: {_detail(body)}",
+        retryable=response.status in RETRYABLE_STATUS,
+        retry_after=retry_after(response.headers),
+    )
 
 
-def retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds from ``retry-after-ms`` (OpenAI, Azure OpenAI) or ``Retry-After`` (seconds or HTTP date)."""
+def _detail(body: Any) -> str:
+    """The ``message`` of an OpenAI error body (``{"error": {"message": ...}}`` or the bare object)."""
+    error = body.get("error", body) if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return message if isinstance(message, str) and message else "no details"
+
+
+def _malformed() -> ModelError:
+    return ModelError("the model endpoint answered with a malformed response", retryable=True)
+
+
+def _env_proxy(url: str) -> tuple[Any, Any]:
+    """The proxy (and its credentials) ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` name for ``url``."""
+    parts = urlsplit(url)
+    if parts.hostname and proxy_bypass(parts.hostname):
+        return None, None
+    info = proxies_from_env().get(parts.scheme)
+    return (info.proxy, info.proxy_auth) if info else (None, None)
+
+
+def _ssl_context() -> ssl.SSLContext:
+    """Verified TLS exactly as the SDK's httpx client had it: ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``, else
+    certifi's CA bundle."""
+    return httpx.create_ssl_context()
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from ``retry-after-ms`` (OpenAI, Azure OpenAI) or ``Retry-After`` (seconds or HTTP date).
+
+    ``headers`` is a case-insensitive mapping (``aiohttp``'s or ``httpx``'s headers).
+    """
     if (millis := headers.get("retry-after-ms")) is not None:
         with contextlib.suppress(ValueError):
             return max(0.0, float(millis) / 1000)

@@ -1,13 +1,14 @@
 """Retries with backoff, circuit breakers per model deployment, and fallback across deployments.
 
-The openai SDK's own retries are off (``max_retries=0``), so these are the only ones and every attempt is
-visible in traces and metrics. A transient failure (429, 5xx, timeout, unreachable, malformed answer) is
-retried after ``min(retry_max, base * 2**attempt) * random()`` seconds ("full jitter", so a crowd of
-clients does not retry in lockstep), or after the endpoint's ``Retry-After`` when that is longer. A wait
-that would not fit before the request's deadline, or exceeds ``retry_max_seconds``, is not taken: the next
-deployment is tried instead. Each deployment has a breaker: ``failure_threshold`` consecutive failures open
-it, calls then skip it for ``reset_seconds``, after which one probe (half-open) decides between closing and
-reopening. Breakers live in the process: every instance learns on its own, at the cost of a few calls.
+The model client (:mod:`agent_runtime.llm`) never retries on its own, so these are the only retries and
+every attempt is visible in traces and metrics. A transient failure (429, 5xx, timeout, unreachable,
+malformed answer) is retried after ``min(retry_max, base * 2**attempt) * random()`` seconds ("full jitter",
+so a crowd of clients does not retry in lockstep), or after the endpoint's ``Retry-After`` when that is
+longer. A wait that would not fit before the request's deadline, or exceeds ``retry_max_seconds``, is not
+taken: the next deployment is tried instead. Each deployment has a breaker: ``failure_threshold``
+consecutive failures open it, calls then skip it for ``reset_seconds``, after which one probe (half-open)
+decides between closing and reopening. Breakers live in the process: every instance learns on its own, at
+the cost of a few calls.
 """
 
 from __future__ import annotations

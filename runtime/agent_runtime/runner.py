@@ -7,6 +7,12 @@ retries, breakers, fallback deployments), tool output is screened before it reac
 is checked for leaked secrets, and what is stored as history is redacted. When every deployment of an
 agent fails before anything was streamed, its ``fallback_agent`` answers instead. The run is one
 ``invoke_agent`` span; it returns the answer and a trace of every step.
+
+Runs of a task (:mod:`agent_runtime.tasks`) differ in three ways, all set by :class:`RunOptions`: a
+tool call the model asks for that ``requires_approval`` parks the run (:class:`ApprovalRequired` carries a
+:class:`Checkpoint`), and a later run resumes from that checkpoint with the approved call allowed; the
+idempotency key of a side-effecting call is (task, step, call index), so a re-run after a crash replays it
+instead of repeating it; and a hook between steps lets the worker stop a run whose task was cancelled.
 """
 
 from __future__ import annotations
@@ -14,12 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 from opentelemetry.trace import Span
+from pydantic import BaseModel, ConfigDict
 
 from agent_runtime.agents import Agent, AgentCatalog
 from agent_runtime.caller import Caller
@@ -29,6 +36,7 @@ from agent_runtime.errors import (
     ModelError,
     OutputBlocked,
     StepLimitExceeded,
+    ToolDenied,
 )
 from agent_runtime.gateway import CallScope, ModelGateway, Routed
 from agent_runtime.governance.guardrails import TOOL_OUTPUT_WITHHELD, Guardrails
@@ -37,8 +45,9 @@ from agent_runtime.memory.base import ConversationStore, Message, VectorStore
 from agent_runtime.recall import recall
 from agent_runtime.settings import Settings
 from agent_runtime.telemetry import Telemetry
-from agent_runtime.tools import ToolContext, ToolExecutor, ToolResult
-from agent_runtime.trace import ModelStep, Step, TokenUsage
+from agent_runtime.tools import Tool, ToolContext, ToolExecutor, ToolResult
+from agent_runtime.tools.access import authorize
+from agent_runtime.trace import ModelStep, Step, TokenUsage, ToolStep
 
 T = TypeVar("T")
 
@@ -64,6 +73,72 @@ class RunOptions:
     task_class: str | None = None
     request_key: str | None = None
     """Idempotency scope of side-effecting tool calls (the Idempotency-Key header, else the conversation)."""
+    task_id: str | None = None
+    """The run is this task's: approval-requiring tools park it, tool calls are keyed by (task, step, index)."""
+    resume: Checkpoint | None = None
+    """Continue a parked run: its pending tool calls run first (the approved ones allowed)."""
+    takeover: bool = False
+    """An earlier attempt of this task may have died mid-call: its pending tool calls may run again."""
+    between_steps: Callable[[], Awaitable[None]] | None = None
+    """Awaited before each model call; raising stops the run there (a task's cancellation)."""
+
+
+class Checkpoint(BaseModel):
+    """A run parked before tool calls that need a reviewer's approval: everything needed to resume it.
+
+    ``prompt`` ends with the assistant message asking for the pending calls; ``step`` is the index of that
+    model call (so the resumed calls keep their idempotency keys).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent: str
+    step: int
+    prompt: list[dict[str, Any]]
+    steps: list[ModelStep | ToolStep]
+    usage: TokenUsage
+    approved: list[str] = []
+
+    def pending_calls(self) -> tuple[ToolCall, ...]:
+        return tuple(
+            ToolCall(id=c["id"], name=c["function"]["name"], arguments=c["function"]["arguments"])
+            for c in self.prompt[-1].get("tool_calls", ())
+        )
+
+
+class ApprovalRequired(Exception):
+    """The run stopped at ``call`` of a tool that ``requires_approval``; ``checkpoint`` resumes it."""
+
+    def __init__(self, checkpoint: Checkpoint, call: ToolCall) -> None:
+        super().__init__(f"tool call '{call.name}' ({call.id}) waits for a reviewer's approval")
+        self.checkpoint = checkpoint
+        self.call = call
+
+
+class Runner(Protocol):
+    """What the API, the task worker and the hosts run agents through: :class:`AgentRunner`, or the
+    orchestrator's runner that wraps it. The shared clients are exposed so callers need nothing else."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def catalog(self) -> AgentCatalog: ...
+
+    @property
+    def telemetry(self) -> Telemetry: ...
+
+    @property
+    def guardrails(self) -> Guardrails: ...
+
+    @property
+    def http(self) -> httpx.AsyncClient: ...
+
+    async def run(self, agent: Agent, messages: Sequence[Message], options: RunOptions) -> RunResult: ...
+
+    def stream(
+        self, agent: Agent, messages: Sequence[Message], options: RunOptions
+    ) -> AsyncGenerator[TextDelta | RunResult, None]: ...
 
 
 @dataclass(frozen=True)
@@ -102,7 +177,8 @@ class AgentRunner:
         span = self.telemetry.start_run(agent.name, options.conversation_id, options.trace_headers)
         error: BaseException | None = None
         try:
-            await _within(deadline, self._screen_input(messages), span)
+            if options.resume is None:  # a resumed run's input was screened when the task first ran
+                await _within(deadline, self._screen_input(messages), span)
             scope = CallScope(agent, options.caller, span, options.task_class)
             streamed = False
             try:
@@ -118,6 +194,9 @@ class AgentRunner:
                 scope = CallScope(substitute, options.caller, span, options.task_class, first_call=False)
                 async for event in self._loop(substitute, messages, options, scope, deadline, streaming):
                     yield event
+        except ApprovalRequired as parked:
+            span.add_event("awaiting_approval", {"gen_ai.tool.name": parked.call.name})
+            raise
         except BaseException as failure:
             error = failure
             raise
@@ -134,7 +213,13 @@ class AgentRunner:
         streaming: bool,
     ) -> AsyncGenerator[TextDelta | RunResult, None]:
         span = scope.span
-        prompt = await _within(deadline, self._prompt(agent, messages, options.conversation_id), span)
+        resume = options.resume if options.resume and options.resume.agent == agent.name else None
+        if resume is not None:
+            prompt, first = list(resume.prompt), resume.step
+            usage, steps = resume.usage, list(resume.steps)
+        else:
+            prompt = await _within(deadline, self._prompt(agent, messages, options.conversation_id), span)
+            first, usage, steps = 0, TokenUsage(), []
         context = ToolContext(
             caller=options.caller,
             agent=agent.name,
@@ -145,38 +230,46 @@ class AgentRunner:
         )
         request_key = options.request_key or options.conversation_id or uuid.uuid4().hex
         specs = self.tools.registry.specs(agent.tools)
-        usage = TokenUsage()
-        steps: list[Step] = []
-        for _ in range(agent.max_steps):
-            routed: Routed | None = None
-            calls = self.gateway.call(scope, prompt, specs, deadline=deadline, streaming=streaming)
-            async for event in _stream_within(deadline, calls, span):
-                if isinstance(event, TextDelta):
-                    yield TextDelta(self.guardrails.check_output(event.text))
-                else:
-                    routed = event
-            if routed is None:
-                raise AssertionError("the model call ended without a completion")
-            completion = routed.completion
-            usage += completion.usage
-            steps.append(_model_step(completion, routed.route_reason))
-            if not completion.tool_calls:
-                answer = self.guardrails.check_output(completion.content or "")
-                await _within(
-                    deadline, self._remember(agent, messages, answer, options.conversation_id), span
-                )
-                yield RunResult(agent.name, answer, options.conversation_id, usage, steps)
-                return
-            if usage.total_tokens >= agent.token_budget:
-                raise BudgetExceeded(
-                    f"agent '{agent.name}' spent {usage.total_tokens} tokens of its budget of "
-                    f"{agent.token_budget} without answering"
-                )
-            prompt.append(completion.as_message())
+        for step in range(first, agent.max_steps):
+            if resume is not None and step == first:  # the parked turn: its calls run before the model's next
+                pending, approved = resume.pending_calls(), frozenset(resume.approved)
+            else:
+                if options.between_steps is not None:
+                    await options.between_steps()
+                routed: Routed | None = None
+                calls = self.gateway.call(scope, prompt, specs, deadline=deadline, streaming=streaming)
+                async for event in _stream_within(deadline, calls, span):
+                    if isinstance(event, TextDelta):
+                        yield TextDelta(self.guardrails.check_output(event.text))
+                    else:
+                        routed = event
+                if routed is None:
+                    raise AssertionError("the model call ended without a completion")
+                completion = routed.completion
+                usage += completion.usage
+                steps.append(_model_step(completion, routed.route_reason))
+                if not completion.tool_calls:
+                    answer = self.guardrails.check_output(completion.content or "")
+                    await _within(
+                        deadline, self._remember(agent, messages, answer, options.conversation_id), span
+                    )
+                    yield RunResult(agent.name, answer, options.conversation_id, usage, steps)
+                    return
+                if usage.total_tokens >= agent.token_budget:
+                    raise BudgetExceeded(
+                        f"agent '{agent.name}' spent {usage.total_tokens} tokens of its budget of "
+                        f"{agent.token_budget} without answering"
+                    )
+                prompt.append(completion.as_message())
+                pending, approved = completion.tool_calls, frozenset()
+            if options.task_id is not None:
+                self._park_unapproved(pending, agent, options.caller, step, prompt, steps, usage, approved)
             results = await _within(
-                deadline, self._run_tools(completion.tool_calls, agent, context, span, request_key), span
+                deadline,
+                self._run_tools(pending, agent, context, span, options, step, approved, request_key),
+                span,
             )
-            for call, result in zip(completion.tool_calls, results, strict=True):
+            for call, result in zip(pending, results, strict=True):
                 steps.append(result.step)
                 prompt.append({"role": "tool", "tool_call_id": call.id, "content": result.content})
         raise StepLimitExceeded(f"agent '{agent.name}' did not answer within {agent.max_steps} model calls")
@@ -189,13 +282,68 @@ class AgentRunner:
         if texts:
             await self.guardrails.check_input("\n".join(texts))
 
+    def _park_unapproved(
+        self,
+        calls: Sequence[ToolCall],
+        agent: Agent,
+        caller: Caller,
+        step: int,
+        prompt: list[Message],
+        steps: list[Step],
+        usage: TokenUsage,
+        approved: frozenset[str],
+    ) -> None:
+        """Raise :class:`ApprovalRequired` at the first unapproved call of a tool that needs approval (and
+        that the agent and caller may use at all: a call that would be denied is not worth a reviewer's
+        time). Calls of one turn are reviewed one by one; the checkpoint keeps those already approved."""
+        for call in calls:
+            if call.id in approved:
+                continue
+            try:
+                tool: Tool = authorize(
+                    call.name, agent_tools=agent.tools, caller=caller, registry=self.tools.registry
+                )
+            except ToolDenied:
+                continue
+            if tool.requires_approval:
+                checkpoint = Checkpoint(
+                    agent=agent.name,
+                    step=step,
+                    prompt=prompt,
+                    steps=steps,
+                    usage=usage,
+                    approved=sorted(approved),
+                )
+                raise ApprovalRequired(checkpoint, call)
+
     async def _run_tools(
-        self, calls: Sequence[ToolCall], agent: Agent, context: ToolContext, span: Span, request_key: str
+        self,
+        calls: Sequence[ToolCall],
+        agent: Agent,
+        context: ToolContext,
+        span: Span,
+        options: RunOptions,
+        step: int,
+        approved: Collection[str],
+        request_key: str,
     ) -> list[ToolResult]:
         """The calls of one model turn, concurrently, each an ``execute_tool`` span; results in call
-        order, with output that looks like a prompt injection withheld from the model."""
+        order, with output that looks like a prompt injection withheld from the model.
+
+        A task's calls are keyed by (task, step, index): a model asked again after a crash may word the
+        call differently or give it another id, and it must still not repeat the action.
+        """
+        if options.task_id is not None:
+            scopes = [f"task\0{options.task_id}\0{step}\0{i}\0{c.name}" for i, c in enumerate(calls)]
+        else:
+            scopes = [f"{request_key}\0{call.id}\0{call.arguments}" for call in calls]
         results = list(
-            await asyncio.gather(*(self._run_tool(call, agent, context, span, request_key) for call in calls))
+            await asyncio.gather(
+                *(
+                    self._run_tool(call, agent, context, span, scope, call.id in approved, options.takeover)
+                    for call, scope in zip(calls, scopes, strict=True)
+                )
+            )
         )
         detections = await self.guardrails.screen([result.content for result in results], "tool")
         if self.guardrails.enforcing:
@@ -209,13 +357,25 @@ class AgentRunner:
         return results
 
     async def _run_tool(
-        self, call: ToolCall, agent: Agent, context: ToolContext, parent: Span, request_key: str
+        self,
+        call: ToolCall,
+        agent: Agent,
+        context: ToolContext,
+        parent: Span,
+        scope: str,
+        approved: bool,
+        takeover: bool,
     ) -> ToolResult:
         span = self.telemetry.start_tool(parent, call.name, call.id, agent.name)
         try:
             with self.telemetry.active(span):
                 result = await self.tools.run(
-                    call, agent_tools=agent.tools, context=context, request_key=request_key
+                    call,
+                    agent_tools=agent.tools,
+                    context=context,
+                    idempotency_scope=scope,
+                    approved=approved,
+                    resume_pending=takeover,
                 )
             if result.step.outcome != "ok":
                 span.set_attribute("error.type", result.step.outcome)

@@ -1,6 +1,6 @@
 """The runtime's composition root: the long-lived clients and stores one process shares.
 
-Everything here is built once per process (connection pools, the SDK client, the stores) and reused by
+Everything here is built once per process (connection pools, the model client, the stores) and reused by
 every request; nothing is constructed per request. The API opens it at startup, or on the first request
 when a host does not run ASGI lifespan events.
 """
@@ -25,9 +25,12 @@ from agent_runtime.governance.redaction import install_log_redaction
 from agent_runtime.governance.setup import build_guardrails, build_redactor
 from agent_runtime.llm import LLM
 from agent_runtime.memory.base import ConversationStore, VectorStore
+from agent_runtime.orchestrator.queues import check_agent_queues
+from agent_runtime.orchestrator.runner import OrchestratingRunner
 from agent_runtime.resilience import Resilience, RetryPolicy
-from agent_runtime.runner import AgentRunner
+from agent_runtime.runner import AgentRunner, Runner
 from agent_runtime.settings import Settings
+from agent_runtime.tasks.factory import SharedTaskService
 from agent_runtime.telemetry import Telemetry
 from agent_runtime.tools import ToolExecutor, ToolRegistry
 
@@ -60,6 +63,7 @@ class Assembly:
         """``telemetry`` defaults to the exporters the settings choose (tests pass in-memory providers)."""
         import_tool_modules(settings)
         catalog = AgentCatalog.from_settings(settings, registry)
+        check_agent_queues(settings.agent_queues, (agent.name for agent in catalog))
         # Budgets are used once the ledger opens; parse them now so a typo fails at import.
         parse_rules(settings.budgets)
         parse_prices(settings.model_prices)
@@ -83,7 +87,7 @@ class Assembly:
             settings,
             registry,
             catalog,
-            LLM.from_settings(settings, [telemetry.inject]),
+            LLM.from_settings(settings, [telemetry.inject_headers]),
             http,
             build_authenticator(settings, http),
             open_stores,
@@ -99,15 +103,20 @@ class Assembly:
 
 @dataclass(frozen=True)
 class Services:
-    """The opened runtime: stores, model client and the agent runner, shared by every request."""
+    """The opened runtime: stores, model client, the agent runner and the tasks, shared by every request.
+
+    ``runner`` runs orchestrator agents itself and hands every other agent to the plain
+    :class:`AgentRunner` (one attribute check per run). ``tasks`` opens on first use.
+    """
 
     settings: Settings
     catalog: AgentCatalog
     conversations: ConversationStore
     vectors: VectorStore
-    runner: AgentRunner
+    runner: Runner
     auth: Authenticator
     ledger: Ledger
+    tasks: SharedTaskService
 
     @classmethod
     async def open(cls, assembly: Assembly) -> Services:
@@ -131,7 +140,7 @@ class Services:
             ledger=ledger,
             idempotency_ttl=settings.idempotency_ttl_seconds,
         )
-        runner = AgentRunner(
+        agents = AgentRunner(
             settings=settings,
             catalog=assembly.catalog,
             llm=assembly.llm,
@@ -143,10 +152,14 @@ class Services:
             tools=tools,
             http=assembly.http,
         )
-        return cls(settings, assembly.catalog, conversations, vectors, runner, assembly.auth, ledger)
+        tasks = SharedTaskService(settings, assembly.catalog)
+        runner = OrchestratingRunner(agents, tasks)
+        return cls(settings, assembly.catalog, conversations, vectors, runner, assembly.auth, ledger, tasks)
 
     async def close(self) -> None:
-        await asyncio.gather(self.conversations.close(), self.vectors.close(), self.ledger.close())
+        await asyncio.gather(
+            self.conversations.close(), self.vectors.close(), self.ledger.close(), self.tasks.close()
+        )
 
 
 class Lifecycle:

@@ -8,12 +8,16 @@ variable fails the offline plan instead of the first request in production.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "AGENTSTAGE_"
+SETTINGS_DIR_VARIABLE = "AGENTSTAGE_SETTINGS_DIR"
+"""A directory of files named ``AGENTSTAGE_<SETTING>`` whose contents are settings (a mounted Kubernetes
+Secret): secret settings then never sit in the process environment. The environment wins over a file."""
 
 
 class Settings(BaseSettings):
@@ -24,7 +28,9 @@ class Settings(BaseSettings):
     every component that deploys the runtime to a cloud.
     """
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", secrets_dir=os.environ.get(SETTINGS_DIR_VARIABLE) or None
+    )
 
     environment: str = Field(
         default="local",
@@ -95,15 +101,56 @@ class Settings(BaseSettings):
         description="Entra ID scope of the tokens sent with model calls (llm_auth=entra): Azure OpenAI's by "
         "default; the API gateway's audience when models are reached through the gateway.",
     )
-    bus_backend: Literal["sqlite", "servicebus"] = Field(
+    bus_backend: Literal["sqlite", "servicebus", "storage_queue", "sqs"] = Field(
         default="sqlite",
-        description="Message bus carrying tasks between the orchestrator and the agents: the embedded SQLite "
-        "queue locally, Azure Service Bus in the cloud (consumed by the task worker and orchestrator).",
+        description="Message bus carrying tasks between the orchestrator and the agents (consumed by the task "
+        "worker and orchestrator): the embedded SQLite queue locally; Azure Service Bus or Storage Queues on "
+        "Azure; SQS on AWS.",
+    )
+    bus_sqlite_path: str = Field(
+        default=".agentstage/bus.db",
+        description="File of the embedded SQLite bus; apart from sqlite_path, so queue traffic never waits on "
+        "the state store's write lock. Every worker process on the machine shares it.",
+    )
+    bus_max_delivery_count: int = Field(
+        default=5,
+        ge=1,
+        description="Deliveries of a message before it is dead-lettered. Infrastructure sets the same number on "
+        "Service Bus queues (MaxDeliveryCount) and SQS redrive policies (maxReceiveCount).",
+    )
+    bus_visibility_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a received message stays leased (hidden from other receivers) before it is "
+        "delivered again unless completed or renewed. Service Bus uses the queue's lock duration instead.",
+    )
+    bus_create_queues: bool = Field(
+        default=False,
+        description="Create missing queues and their dead-letter queues on first use: for the emulators "
+        "(Azurite, moto) only; in the cloud infrastructure creates them and the runtime may not.",
     )
     servicebus_namespace: str | None = Field(
         default=None,
         description="Fully qualified Service Bus namespace (<name>.servicebus.windows.net); reached with the "
         "managed identity, never a connection string.",
+    )
+    storage_queue_account_url: str | None = Field(
+        default=None,
+        description="Queue endpoint of the storage account (https://<account>.queue.core.windows.net) for "
+        "bus_backend=storage_queue; reached with the managed identity.",
+    )
+    storage_queue_connection_string: SecretStr | None = Field(
+        default=None,
+        description="Storage connection string of the Azurite emulator (tests, local runs) only; deployed "
+        "agents use storage_queue_account_url and the managed identity.",
+    )
+    sqs_endpoint_url: str | None = Field(
+        default=None,
+        description="SQS endpoint override (moto, a VPC endpoint); unset, the region's public endpoint applies.",
+    )
+    aws_region: str | None = Field(
+        default=None,
+        description="AWS region of the SQS queues; unset, the AWS_REGION the Lambda or pod carries applies.",
     )
     task_queue: str | None = Field(
         default=None, description="The queue this runtime's worker receives its tasks from."
@@ -111,6 +158,49 @@ class Settings(BaseSettings):
     agent_queues: str = Field(
         default="{}",
         description="JSON object mapping agent name -> task queue: where the orchestrator delegates work.",
+    )
+    cosmos_tasks_container: str = Field(
+        default="tasks",
+        description="Cosmos DB container of task records (state_backend=cosmos), partitioned by /id; "
+        "infrastructure creates it.",
+    )
+    task_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a worker owns a running task without a heartbeat; a task whose worker died is "
+        "taken over once it passes. The worker renews it, and its message's lease (bus_visibility_seconds), "
+        "every third of the shorter of the two.",
+    )
+    worker_concurrency: int = Field(
+        default=4, gt=0, le=256, description="Tasks one worker process runs at once."
+    )
+    worker_bus_retries: int = Field(
+        default=5,
+        ge=0,
+        description="Retries of a failing queue operation (backoff from retry_base_seconds to "
+        "retry_max_seconds) before the worker exits non-zero; the queued messages stay on the queue.",
+    )
+    worker_shutdown_grace_seconds: float = Field(
+        default=25.0,
+        ge=0,
+        description="On SIGTERM, how long running tasks may finish before they are handed back to the "
+        "queue; keep it below the pod's terminationGracePeriodSeconds.",
+    )
+    worker_heartbeat_file: str | None = Field(
+        default=None,
+        description="File the worker touches on every poll of its queue: a liveness probe checks its age.",
+    )
+    reviewer_role: str = Field(
+        default="reviewer",
+        description="Caller role that may approve or reject tool calls parked for human review.",
+    )
+    callback_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Timeout of one POST to a task's callback URL."
+    )
+    callback_max_retries: int = Field(
+        default=3,
+        ge=0,
+        description="Retries of a failed task callback (allowed hosts as http_get: http_allowed_hosts).",
     )
     embedding_model: str = Field(default="text-embedding-3-small", description="Embedding model/deployment.")
     embedding_dimensions: int = Field(default=384, description="Dimensions of the stored embeddings.")

@@ -1,4 +1,4 @@
-"""One SQLite transaction around a function, shared by the embedded memory store and budget ledger."""
+"""One SQLite transaction around a function, shared by the embedded SQLite stores."""
 
 from __future__ import annotations
 

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from runtime_helpers import AGENTS, API_KEYS, EXECUTED, SCRIPT, Runtime, RuntimeFactory, make_registry
+
 from agent_runtime.api import create_app
 from agent_runtime.settings import Settings
 from agent_runtime.testing import ScriptedModelServer, ServerThread
 from agent_runtime.tools import ToolRegistry
-from runtime_helpers import AGENTS, API_KEYS, EXECUTED, SCRIPT, Runtime, RuntimeFactory, make_registry
 
 
 @pytest.fixture(scope="session")

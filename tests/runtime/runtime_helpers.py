@@ -9,11 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import BaseModel
+
 from agent_runtime.settings import Settings
 from agent_runtime.testing import Rule, Script, ScriptedToolCall, ServerThread
 from agent_runtime.tools import ToolContext, ToolRegistry
 from agent_runtime.tools.builtins import builtin_tools
-from pydantic import BaseModel
 
 USER_KEY = "user-key-0123456789"
 ADMIN_KEY = "admin-key-0123456789"

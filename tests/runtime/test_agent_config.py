@@ -6,13 +6,14 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
+
 from agent_runtime.agents import AgentCatalog, parse_agents
 from agent_runtime.api import create_app
 from agent_runtime.errors import ConfigurationError, UnknownAgent
 from agent_runtime.settings import Settings
 from agent_runtime.tools import Tool, ToolContext, ToolRegistry, default_registry
 from agent_runtime.tools.builtins import builtin_tools
-from pydantic import BaseModel
 
 SETTINGS = Settings(default_model="m-default", default_token_budget=123, max_steps=4)
 
@@ -116,3 +117,102 @@ def test_jwt_mode_requires_its_settings() -> None:
         ValueError, match="auth_mode 'jwt' needs AGENTSTAGE_JWT_ISSUER, AGENTSTAGE_JWT_AUDIENCE"
     ):
         Settings(auth_mode="jwt")
+
+
+ORCHESTRATED = [
+    {"name": "research", "description": "Finds facts."},
+    {"name": "writer", "description": "Writes prose."},
+]
+
+
+def orchestrator(**orchestration: Any) -> dict[str, Any]:
+    return {
+        "name": "lead",
+        "kind": "orchestrator",
+        "orchestration": {"delegates": ["research"]} | orchestration,
+    }
+
+
+def test_an_orchestrator_definition_is_validated_with_its_defaults() -> None:
+    *_, lead = parse(
+        [
+            *ORCHESTRATED,
+            orchestrator(
+                rules=[{"match": "(?i)write", "agents": ["writer"]}], delegates=["research", "writer"]
+            ),
+        ]
+    )
+    plan = lead.orchestration
+    assert lead.kind == "orchestrator" and plan is not None
+    assert (plan.router, plan.mode, plan.aggregate, plan.subtask_deadline_seconds) == (
+        "rules",
+        "fan_out",
+        "concat",
+        30.0,
+    )
+    assert plan.fallback_agents == ("research", "writer"), "no default_agents: every delegate"
+    assert parse(ORCHESTRATED)[0].kind == "agent"
+
+
+@pytest.mark.parametrize(
+    ("lead", "message"),
+    [
+        (
+            orchestrator(delegates=["researcher"]),
+            "agent 'lead': 'orchestration.delegates.0': unknown agent 'researcher'",
+        ),
+        (
+            orchestrator(rules=[{"match": "x", "agents": ["writer"]}]),
+            "agent 'lead': 'orchestration.rules.0.agents.0': 'writer' is not one of orchestration.delegates",
+        ),
+        (
+            orchestrator(default_agents=["nobody"]),
+            "agent 'lead': 'orchestration.default_agents.0': unknown agent 'nobody'",
+        ),
+        (
+            orchestrator(delegates=["lead"]),
+            "agent 'lead': 'orchestration.delegates.0': 'lead' is an orchestrator",
+        ),
+        (
+            orchestrator(rules=[{"match": "(", "agents": ["research"]}]),
+            "agent 'lead': 'orchestration.rules.0.match': Value error, not a regular expression",
+        ),
+        (
+            orchestrator(router="llm"),
+            "agent 'lead': 'orchestration.router': Input should be 'rules' or 'model'",
+        ),
+        (
+            orchestrator(delegates=[]),
+            "agent 'lead': 'orchestration.delegates': Tuple should have at least 1 item",
+        ),
+        (orchestrator(subtask_deadline_seconds=0), "agent 'lead': 'orchestration.subtask_deadline_seconds'"),
+        (orchestrator(fan_out=True), "agent 'lead': unknown key 'orchestration.fan_out'"),
+        (
+            orchestrator(subtask_deadline_seconds=60),
+            (
+                "agent 'lead': 'orchestration.subtask_deadline_seconds' (60) must be less than "
+                "AGENTSTAGE_DEADLINE_SECONDS (60)"
+            ),
+        ),
+        (
+            {"name": "lead", "kind": "orchestrator"},
+            "agent 'lead': an orchestrator needs an 'orchestration' section",
+        ),
+        (
+            {"name": "lead", "orchestration": {"delegates": ["research"]}},
+            "agent 'lead': 'orchestration' is only for agents of kind 'orchestrator'",
+        ),
+        (
+            orchestrator() | {"tools": ["calculator"]},
+            "agent 'lead': an orchestrator delegates and runs no tools",
+        ),
+        (
+            {"name": "lead", "kind": "router"},
+            "agent 'lead': 'kind': Input should be 'agent' or 'orchestrator'",
+        ),
+    ],
+)
+def test_orchestration_mistakes_name_the_agent_and_the_key(lead: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        parse([*ORCHESTRATED, lead])
+    assert str(raised.value).startswith(message)

@@ -9,12 +9,13 @@ from typing import Any
 
 import jwt
 import pytest
-from agent_runtime.testing import ServerThread
 from cryptography.hazmat.primitives.asymmetric import rsa
 from runtime_helpers import ADMIN_KEY, EXECUTED, USER_KEY, Runtime, RuntimeFactory
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from agent_runtime.testing import ServerThread
 
 ISSUER = "https://login.example.test/tenant"
 AUDIENCE = "api://agentstage"

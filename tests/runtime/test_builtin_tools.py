@@ -9,6 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse
+from starlette.routing import Route
+
 from agent_runtime.caller import Caller
 from agent_runtime.errors import ToolDenied, ToolError
 from agent_runtime.llm import LLM
@@ -17,10 +22,6 @@ from agent_runtime.testing import ServerThread
 from agent_runtime.tools import ToolContext
 from agent_runtime.tools.builtins.calculator import evaluate
 from agent_runtime.tools.builtins.http_get import HttpGetArgs, checked_url, http_get
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse
-from starlette.routing import Route
 
 
 @pytest.mark.parametrize(

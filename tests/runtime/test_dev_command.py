@@ -7,13 +7,15 @@ import io
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
-from agent_runtime.testing.serve import bind_socket
 
+from agent_runtime.testing.serve import bind_socket
 from agentstage.commands import dev
 from agentstage.console import Console
 from agentstage.errors import AgentstageError
@@ -60,6 +62,8 @@ def test_dev_prints_how_to_call_it(dev_server: tuple[int, str]) -> None:
     )
     assert "API key: dev-key (set AGENTSTAGE_API_KEY to change it)" in banner
     assert "agents: assistant" in banner
+    assert "task worker: queue 'agentstage-tasks' on the sqlite bus" in banner
+    assert f"curl -s http://127.0.0.1:{port}/v1/agents/assistant/tasks" in banner
 
 
 def test_the_openai_client_chats_with_the_dev_agent(dev_server: tuple[int, str]) -> None:
@@ -73,6 +77,20 @@ def test_the_openai_client_chats_with_the_dev_agent(dev_server: tuple[int, str])
         model="assistant", messages=[{"role": "user", "content": "hello agent"}], stream=True
     )
     assert "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices) == "hello agent"
+
+
+def test_a_task_queued_on_the_dev_runtime_is_run_by_its_worker(dev_server: tuple[int, str]) -> None:
+    headers = {"Authorization": "Bearer dev-key"}
+    with httpx.Client(base_url=f"http://127.0.0.1:{dev_server[0]}", headers=headers, timeout=10) as http:
+        queued = http.post("/v1/agents/assistant/tasks", json={"input": "what is 6*7?"})
+        assert queued.status_code == 202, queued.text
+        deadline = time.monotonic() + 20
+        task = queued.json()
+        while task["state"] in ("queued", "running") and time.monotonic() < deadline:
+            time.sleep(0.05)
+            task = http.get(queued.headers["location"]).json()
+    assert task["state"] == "succeeded", task
+    assert task["result"]["output"] == "The answer is 42."
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -8,10 +8,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from agent_runtime.api import create_app
-from agent_runtime.settings import Settings
 from fastapi import Request
 from runtime_helpers import USER_KEY, Runtime, RuntimeFactory
+
+from agent_runtime.api import create_app
+from agent_runtime.settings import Settings
 
 AUTH = {"Authorization": f"Bearer {USER_KEY}", "Content-Type": "application/json"}
 INVOKE = "/v1/agents/assistant/invoke"
@@ -231,7 +232,16 @@ def test_the_openapi_spec_documents_routes_bodies_and_errors() -> None:
         "/v1/agents/{agent}/invoke",
         "/v1/models",
         "/v1/chat/completions",
+        "/v1/agents/{agent}/tasks",
+        "/v1/tasks/{task_id}",
+        "/v1/tasks/{task_id}/cancel",
+        "/v1/tasks/{task_id}/approval",
+        "/v1/approvals",
     }
+    submit = paths["/v1/agents/{agent}/tasks"]["post"]
+    assert submit["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/TaskRequest")
+    assert submit["responses"]["202"]["content"]["application/json"]["schema"]["$ref"].endswith("/TaskView")
+    assert "Idempotency-Key" in [p["name"] for p in submit["parameters"]]
     invoke = paths["/v1/agents/{agent}/invoke"]["post"]
     assert invoke["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/InvokeRequest")
     assert invoke["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(

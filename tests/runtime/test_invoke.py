@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 
+from runtime_helpers import AGENTS, Runtime, RuntimeFactory
+
 from agent_runtime.memory.base import VectorItem
 from agent_runtime.memory.sqlite import SqliteVectorStore
 from agent_runtime.testing import ScriptedModelServer, embed
-from runtime_helpers import AGENTS, Runtime, RuntimeFactory
 
 
 def test_invoke_returns_answer_usage_and_trace(runtime: Runtime) -> None:

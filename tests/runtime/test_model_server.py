@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+
 from agent_runtime.testing import Rule, Script, ScriptedModelServer, ScriptedToolCall, embed
 from agent_runtime.testing.serve import bind_socket
 

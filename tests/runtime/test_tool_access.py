@@ -6,8 +6,9 @@ import json
 import logging
 
 import pytest
-from agent_runtime.tools.audit import digest
 from runtime_helpers import ADMIN_KEY, EXECUTED, Runtime, RuntimeFactory, audit_records
+
+from agent_runtime.tools.audit import digest
 
 
 @pytest.fixture(autouse=True)

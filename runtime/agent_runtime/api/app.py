@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,7 +10,7 @@ from fastapi import FastAPI
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from agent_runtime.api import agents, chat, health
+from agent_runtime.api import agents, chat, health, tasks
 from agent_runtime.api.errors import install_error_handlers
 from agent_runtime.api.limits import BodyLimit
 from agent_runtime.governance.setup import build_redactor
@@ -46,6 +47,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await lifecycle.get()
+        # Everything built so far (modules, routes, schemas, clients, stores) lives as long as the process:
+        # move it out of the collector's sight, so a full collection scans only what requests allocated
+        # (50-180 ms of pause otherwise, over ~100k startup objects). Startup leaves next to no garbage
+        # (a few dozen objects), so no collection first: it would only delay the first request.
+        gc.freeze()
         yield
         await lifecycle.close()
 
@@ -59,6 +65,6 @@ def create_app(
     app.state.lifecycle = lifecycle
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     install_error_handlers(app)
-    for module in (health, agents, chat):
+    for module in (health, agents, chat, tasks):
         app.include_router(module.router)
     return app

@@ -1,8 +1,17 @@
 """The ledger on the embedded SQLite file: each reservation is one ``BEGIN IMMEDIATE`` transaction.
 
 ``IMMEDIATE`` takes the database's write lock before the counters are read, so the check and the add cannot
-interleave with another writer, in this process (one connection, one thread) or in another process sharing
-the file (SQLite's lock, waited for up to the busy timeout).
+interleave with another writer, in this process or in another process sharing the file (SQLite's lock).
+
+A ledger transaction touches a few rows and, in WAL mode with ``synchronous=NORMAL``, commits without an
+fsync: it takes tens of microseconds, less than handing it to a thread and back (which is what it cost
+before). So transactions run on the event loop's thread, start to finish without an ``await`` in between,
+so two of them never interleave on the connection. When another connection holds the write lock (another
+worker process, for microseconds), ``BEGIN`` fails at once (busy timeout 0) and is retried after a short
+``asyncio.sleep`` that lets the loop go on, up to :data:`BUSY_TIMEOUT_SECONDS` like SQLite's own busy
+timeout: waiting never blocks the loop, and never sleeps the millisecond steps SQLite's busy handler does.
+Checkpoints, which fsync, run on a connection and thread of their own (automatic checkpoints are off for
+the ledger's connection), never on the loop.
 """
 
 from __future__ import annotations
@@ -16,7 +25,6 @@ from pathlib import Path
 from typing import TypeVar
 
 from agent_runtime.governance.ledger import PENDING, Line, Refusal
-from agent_runtime.sqlite_transaction import in_transaction
 
 T = TypeVar("T")
 
@@ -25,35 +33,115 @@ CREATE TABLE IF NOT EXISTS budget_ledger (key TEXT PRIMARY KEY, spent INTEGER NO
 CREATE TABLE IF NOT EXISTS tool_results (key TEXT PRIMARY KEY, result TEXT, expires_at REAL NOT NULL);
 """
 
+BUSY_TIMEOUT_SECONDS = 5.0
+"""How long a transaction waits for another connection's write lock before it fails ("database is locked")."""
+
+BUSY_RETRY_SECONDS = (0.0001, 0.005)
+"""First and longest pause between two attempts to take the write lock (doubling in between)."""
+
+CHECKPOINT_EVERY = 500
+"""Commits between two checkpoints of the write-ahead log (SQLite's own default is ~1,000 pages)."""
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    # Autocommit mode: transactions are explicit. check_same_thread=False: opened on a worker thread, used
+    # on the event loop's.
+    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # In WAL mode NORMAL cannot corrupt the file; a power cut may only lose the last commits.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+class _Checkpointer:
+    """Checkpoints the write-ahead log on a connection and thread of its own (a checkpoint fsyncs)."""
+
+    def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+        self._conn = conn
+        self._executor = executor
+        self._running = False
+
+    @classmethod
+    async def open(cls, path: str) -> _Checkpointer:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentstage-checkpoint")
+        conn = await asyncio.get_running_loop().run_in_executor(executor, _connect, path)
+        return cls(conn, executor)
+
+    def start(self) -> None:
+        """Checkpoint in the background, unless a checkpoint is running already."""
+        if self._running:
+            return
+        self._running = True
+        future = asyncio.get_running_loop().run_in_executor(self._executor, self._checkpoint)
+        future.add_done_callback(self._done)
+
+    def _checkpoint(self) -> None:
+        # PASSIVE: copy what it can without waiting for anyone; writers keep going meanwhile.
+        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def _done(self, future: asyncio.Future[None]) -> None:
+        self._running = False
+        if not future.cancelled():
+            future.exception()  # a failed checkpoint (busy) is simply tried again next time
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)
+        self._conn.close()
+
 
 class SqliteLedger:
-    def __init__(self, connection: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, connection: sqlite3.Connection, checkpointer: _Checkpointer | None = None) -> None:
         self._conn = connection
-        self._executor = executor
+        self._checkpointer = checkpointer
+        self._commits = 0
 
     @classmethod
     async def open(cls, path: str) -> SqliteLedger:
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentstage-ledger")
-
         def connect() -> sqlite3.Connection:
             if path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, isolation_level=None, timeout=5.0, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn = _connect(path)
             conn.executescript(_SCHEMA)
             now = time.time()
             conn.execute("DELETE FROM budget_ledger WHERE expires_at < ?", (now,))
             conn.execute("DELETE FROM tool_results WHERE expires_at < ?", (now,))
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+            conn.execute("PRAGMA busy_timeout = 0")
             return conn
 
-        return cls(await asyncio.get_running_loop().run_in_executor(executor, connect), executor)
+        conn = await asyncio.get_running_loop().run_in_executor(None, connect)
+        checkpointer = await _Checkpointer.open(path) if path != ":memory:" else None
+        return cls(conn, checkpointer)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._transaction, fn)
+        """``fn`` in one write transaction, committed if it returns and rolled back if it raises."""
+        await self._begin()
+        try:
+            result = fn(self._conn)
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+        self._commits += 1
+        if self._commits >= CHECKPOINT_EVERY and self._checkpointer is not None:
+            self._commits = 0
+            self._checkpointer.start()
+        return result
 
-    def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return in_transaction(self._conn, fn)
+    async def _begin(self) -> None:
+        """``BEGIN IMMEDIATE``, retried while another connection holds the write lock."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BUSY_TIMEOUT_SECONDS
+        pause, longest = BUSY_RETRY_SECONDS
+        while True:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as error:
+                if error.sqlite_errorcode != sqlite3.SQLITE_BUSY or loop.time() >= deadline:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, longest)
 
     async def reserve(self, lines: Sequence[Line]) -> Refusal | list[int]:
         def reserve(conn: sqlite3.Connection) -> Refusal | list[int]:
@@ -129,5 +217,6 @@ class SqliteLedger:
         await self._run(delete)
 
     async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
-        self._executor.shutdown(wait=False)
+        self._conn.close()
+        if self._checkpointer is not None:
+            await self._checkpointer.close()

@@ -6,6 +6,9 @@ every change of that namespace, in the same transaction as the change. A query t
 compare revisions and one matrix-vector product (about 2 ms for 10k x 384), and other processes' writes are
 still seen at once. Brute force is exact, so these backends never miss a filtered hit the way an approximate
 index can.
+
+numpy is imported on first use, not with this module: a runtime whose agents never touch vector memory
+(no recall, no memory tools) does not pay its ~150 ms import at cold start.
 """
 
 from __future__ import annotations
@@ -14,14 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from .base import VectorHit
 from .common import DimensionMismatchError, metadata_matches
 
 
 def pack_embedding(values: Sequence[float]) -> bytes:
     """The embedding as little-endian float32 bytes, a quarter of the size of its JSON text."""
+    import numpy as np
+
     return np.asarray(values, dtype="<f4").tobytes()
 
 
@@ -38,6 +41,8 @@ class Snapshot:
     """All vectors of one namespace at one revision, ready to score."""
 
     def __init__(self, revision: str, documents: list[Document], embeddings: list[bytes], dimensions: int):
+        import numpy as np
+
         self.revision = revision
         self.documents = documents
         matrix = np.frombuffer(b"".join(embeddings), dtype="<f4") if embeddings else np.empty(0, "<f4")
@@ -53,6 +58,8 @@ class Snapshot:
         """The ``top_k`` best matches among the documents whose metadata matches ``where``."""
         if top_k == 0 or not self.documents:
             return []
+        import numpy as np
+
         q = np.asarray(query, dtype=np.float32)
         q /= np.linalg.norm(q)
         if where:

@@ -30,6 +30,10 @@ class ToolContext:
     llm: LLM
     vectors: VectorStore
     http: httpx.AsyncClient
+    idempotency_key: str | None = None
+    """Set for tools with ``side_effects`` or ``requires_approval``: a stable key for this call (the same
+    when a task is re-run after a crash). Pass it to the downstream system (a payment API's
+    ``Idempotency-Key``) so an action cut off mid-way is not applied twice when it runs again."""
 
 
 Handler = Callable[[Any, ToolContext], Awaitable[Any]]
@@ -44,6 +48,8 @@ class Tool:
     Whether an *agent* may use it is the agent definition's ``tools`` list; both must agree.
     ``side_effects`` marks a tool whose repetition would repeat an action (a payment, an e-mail): its
     result is stored under an idempotency key, and a replayed call returns it without running again.
+    ``requires_approval`` marks a tool a human must approve call by call: inside a task the run parks
+    until a reviewer decides; the synchronous APIs refuse it. Such a tool is keyed like ``side_effects``.
     """
 
     name: str
@@ -52,6 +58,7 @@ class Tool:
     handler: Handler
     roles: frozenset[str] | None = field(default=None)
     side_effects: bool = False
+    requires_approval: bool = False
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -66,6 +73,7 @@ class Tool:
         roles: Iterable[str] | None = None,
         description: str | None = None,
         side_effects: bool = False,
+        requires_approval: bool = False,
     ) -> Tool:
         """A tool named after ``handler``, described by its docstring, with its first parameter's model."""
         return cls(
@@ -75,7 +83,13 @@ class Tool:
             handler=handler,
             roles=frozenset(roles) if roles is not None else None,
             side_effects=side_effects,
+            requires_approval=requires_approval,
         )
+
+    @property
+    def keyed(self) -> bool:
+        """Whether repeating a call could repeat an action: then it runs at most once per idempotency key."""
+        return self.side_effects or self.requires_approval
 
     def permits(self, caller: Caller) -> bool:
         return self.roles is None or caller.has_any_role(self.roles)

@@ -3,15 +3,24 @@
 Nothing here raises to the agent loop: every failure becomes a tool result the model reads (so it can
 recover or explain) plus a trace step and an audit record saying what happened.
 
-A tool with ``side_effects`` runs at most once per idempotency key: the agent, the caller, the request's
-key (its ``Idempotency-Key`` header or conversation), the tool call id and the arguments. The key is
-claimed on the ledger before the tool runs and the result stored with it, so a replayed request (a client
-retry after a lost response) gets the stored result instead of a second payment or e-mail.
+A tool with ``side_effects`` (or ``requires_approval``) runs at most once per idempotency key: the agent,
+the caller and the call's scope, which the agent loop chooses: for a request, its ``Idempotency-Key``
+header (or conversation), the tool call id and the arguments; for a task, the task id, the step and the
+call's index (see :mod:`agent_runtime.runner`). The key is claimed on the ledger before the tool runs and
+the result stored with it, so a replay (a client retry after a lost response, a task re-run after its
+worker died) gets the stored result instead of a second payment or e-mail. The tool also receives the key
+(``ToolContext.idempotency_key``) for the downstream system, which covers the one gap the ledger cannot: a
+worker killed while the tool ran, whose claim is still pending; the task's next attempt runs the call again
+under the same key (``resume_pending``).
+
+A tool marked ``requires_approval`` runs only when the call was approved by a reviewer (``approved``);
+otherwise it is refused with a message pointing at the tasks API.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -20,7 +29,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ValidationError
 
-from agent_runtime.errors import ToolArgumentsInvalid, ToolError, ToolTimeout
+from agent_runtime.errors import ToolArgumentsInvalid, ToolDenied, ToolError, ToolTimeout
 from agent_runtime.governance.ledger import PENDING, Ledger
 from agent_runtime.llm import ToolCall
 from agent_runtime.tools import audit
@@ -60,13 +69,25 @@ class ToolExecutor:
         *,
         agent_tools: Collection[str],
         context: ToolContext,
-        request_key: str | None = None,
+        idempotency_scope: str | None = None,
+        approved: bool = False,
+        resume_pending: bool = False,
     ) -> ToolResult:
+        """Run ``call``. ``idempotency_scope`` identifies it for keyed tools (without one they run
+        unkeyed); ``approved``: a reviewer approved this call; ``resume_pending``: a pending claim on its
+        key belongs to an attempt that died, so the call runs again under the same key."""
         started = time.perf_counter()
         error: ToolError | None = None
         content = ""
         try:
-            content = await self._execute(call, agent_tools, context, request_key)
+            content = await self._execute(
+                call,
+                agent_tools,
+                context,
+                idempotency_scope,
+                approved=approved,
+                resume_pending=resume_pending,
+            )
         except ToolError as failure:
             error = failure
             content = json.dumps({"error": failure.to_dict()})
@@ -82,9 +103,21 @@ class ToolExecutor:
         return ToolResult(content, step)
 
     async def _execute(
-        self, call: ToolCall, agent_tools: Collection[str], context: ToolContext, request_key: str | None
+        self,
+        call: ToolCall,
+        agent_tools: Collection[str],
+        context: ToolContext,
+        scope: str | None,
+        *,
+        approved: bool,
+        resume_pending: bool,
     ) -> str:
         tool = authorize(call.name, agent_tools=agent_tools, caller=context.caller, registry=self.registry)
+        if tool.requires_approval and not approved:
+            raise ToolDenied(
+                f"tool '{tool.name}' requires a reviewer's approval: run the agent through the tasks API "
+                f"(POST /v1/agents/{context.agent}/tasks), where such a call waits for a decision"
+            )
         try:
             raw = json.loads(call.arguments or "{}")
             args = tool.args.model_validate(raw)
@@ -92,18 +125,16 @@ class ToolExecutor:
             raise ToolArgumentsInvalid(f"arguments are not valid JSON: {error.msg}") from error
         except ValidationError as error:
             raise ToolArgumentsInvalid(f"invalid arguments: {_summary(error)}") from error
-        if not (tool.side_effects and self._ledger is not None and request_key):
+        if not (tool.keyed and self._ledger is not None and scope):
             return await self._invoke(tool, args, context)
-        key = audit.digest(
-            f"{context.agent}\0{context.caller.id}\0{request_key}\0{call.id}\0{call.arguments}"
-        )
+        key = audit.digest(f"{context.agent}\0{context.caller.id}\0{scope}")
         stored = await self._ledger.claim(key, self._ttl)
-        if stored == PENDING:
+        if stored == PENDING and not resume_pending:
             raise ToolError(f"tool '{tool.name}': the same call is still running for an earlier attempt")
-        if stored is not None:
+        if stored is not None and stored != PENDING:
             return stored
         try:
-            result = await self._invoke(tool, args, context)
+            result = await self._invoke(tool, args, dataclasses.replace(context, idempotency_key=key))
         except BaseException:
             await self._ledger.release(key)
             raise

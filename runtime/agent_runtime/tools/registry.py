@@ -17,6 +17,10 @@ parameter, the description from its docstring)::
 or explicitly with ``registry.register(Tool(name=..., description=..., args=..., handler=...))``. A deployed
 runtime imports the modules listed in ``AGENTSTAGE_TOOL_MODULES`` at startup, so their decorators run.
 An agent still uses a tool only if its definition lists it.
+
+``@tool(side_effects=True)`` marks an action that must not repeat (it runs at most once per idempotency
+key, see :mod:`agent_runtime.tools.executor`); ``@tool(requires_approval=True)`` one a reviewer approves
+call by call (only in tasks: ``POST /v1/agents/{agent}/tasks``; the synchronous APIs refuse it).
 """
 
 from __future__ import annotations
@@ -48,12 +52,18 @@ class ToolRegistry:
         roles: Iterable[str] | None = None,
         description: str | None = None,
         side_effects: bool = False,
+        requires_approval: bool = False,
     ) -> Callable[[Handler], Handler]:
         """Decorator registering ``async def handler(args: Model, ctx: ToolContext)`` as a tool."""
 
         def decorate(handler: Handler) -> Handler:
             tool = Tool.from_handler(
-                handler, name=name, roles=roles, description=description, side_effects=side_effects
+                handler,
+                name=name,
+                roles=roles,
+                description=description,
+                side_effects=side_effects,
+                requires_approval=requires_approval,
             )
             self.register(tool)
             return handler

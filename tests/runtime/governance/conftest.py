@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from agent_runtime.testing import ServerThread
 from memory.conftest import redis_url  # noqa: F401  (the session's throwaway redis-server)
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -17,6 +16,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
+
+from agent_runtime.testing import ServerThread
 
 
 class Otel:

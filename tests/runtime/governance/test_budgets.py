@@ -6,16 +6,20 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from runtime_helpers import USER_KEY, Runtime, RuntimeFactory
+
 from agent_runtime.governance.ledger import Line, Refusal
 from agent_runtime.governance.ledger_redis import PREFIX, RedisLedger
 from agent_runtime.governance.ledger_sqlite import SqliteLedger
-from runtime_helpers import USER_KEY, Runtime, RuntimeFactory
 
 FOREVER = 10**8
 """A window no test run crosses the end of."""
@@ -172,6 +176,39 @@ def test_separate_connections_to_one_sqlite_file_never_overspend(tmp_path: Path)
     assert asyncio.run(race()) == (100, 100)
 
 
+_RACER = """
+import asyncio, sys, time
+from agent_runtime.governance.ledger import Line, Refusal
+from agent_runtime.governance.ledger_sqlite import SqliteLedger
+
+async def race():
+    ledger = await SqliteLedger.open(sys.argv[1])
+    line = Line("shared", limit=1000, amount=1, expires_at=2**40)
+    await asyncio.sleep(float(sys.argv[2]) - time.time())  # all start together, whenever each imported
+    try:
+        results = await asyncio.gather(*(ledger.reserve([line]) for _ in range(600)))
+    finally:
+        await ledger.close()
+    print(sum(not isinstance(r, Refusal) for r in results))
+
+asyncio.run(race())
+"""
+
+
+def test_worker_processes_sharing_one_sqlite_file_never_overspend(tmp_path: Path) -> None:
+    """Three processes (as three uvicorn workers) race for 1,000 units: exactly 1,000 are granted."""
+    path = str(tmp_path / "ledger.db")
+    start = str(time.time() + 3)
+    racers = [
+        subprocess.Popen([sys.executable, "-c", _RACER, path, start], stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    granted = sum(int(racer.communicate(timeout=60)[0]) for racer in racers)
+    with sqlite3.connect(path) as conn:
+        [(spent,)] = conn.execute("SELECT spent FROM budget_ledger WHERE key = 'shared'").fetchall()
+    assert (granted, spent) == (1000, 1000)
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
 def test_reservations_are_all_or_nothing_and_settle_to_actual_usage(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
@@ -190,6 +227,33 @@ def test_reservations_are_all_or_nothing_and_settle_to_actual_usage(
             await ledger.adjust([(a.key, -3), (b.key, -3)])  # the call used 1 of the 4 reserved
             assert await ledger.spent([a.key, b.key]) == [1, 1]
         finally:
+            await ledger.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_locked_sqlite_file_delays_reservations_without_blocking_the_event_loop(tmp_path: Path) -> None:
+    """Another process's write lock makes transactions wait for it, while the event loop goes on."""
+
+    async def scenario() -> None:
+        path = str(tmp_path / "locked.db")
+        ledger = await SqliteLedger.open(path)
+        other = sqlite3.connect(path, isolation_level=None)
+        line = Line("locked", limit=10, amount=4, expires_at=2**40)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # as another worker process mid-transaction
+            first = asyncio.ensure_future(ledger.reserve([line]))
+            second = asyncio.ensure_future(ledger.reserve([line]))
+            ticks = 0
+            for _ in range(5):
+                await asyncio.sleep(0.01)  # the loop keeps running while both wait for the lock
+                ticks += 1
+            assert ticks == 5 and not first.done() and not second.done()
+            other.execute("COMMIT")
+            assert sorted([await first, await second]) == [[4], [8]]
+            assert await ledger.reserve([line]) == Refusal(0, 8)
+        finally:
+            other.close()
             await ledger.close()
 
     asyncio.run(scenario())

@@ -12,16 +12,17 @@ from typing import Any
 
 import httpx
 import pytest
-from agent_runtime.errors import PromptRejected
-from agent_runtime.governance.guardrails import AzurePromptShields, Guardrails, HeuristicScreen
-from agent_runtime.governance.redaction import Redactor, iban_valid, luhn_valid
-from agent_runtime.testing import ServerThread
 from conftest import Otel
 from runtime_helpers import ADMIN_KEY, EXECUTED, RuntimeFactory
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from agent_runtime.errors import PromptRejected
+from agent_runtime.governance.guardrails import AzurePromptShields, Guardrails, HeuristicScreen
+from agent_runtime.governance.redaction import Redactor, iban_valid, luhn_valid
+from agent_runtime.testing import ServerThread
 
 SECRET = "PLANTED-7f3a9c1e"
 CARD = "4111 1111 1111 1111"

@@ -11,19 +11,30 @@ from collections import Counter
 
 import httpx
 import pytest
+from runtime_helpers import AGENTS, EXECUTED, USER_KEY, Runtime, RuntimeFactory
+
 from agent_runtime.errors import ModelError
-from agent_runtime.llm import build_client, retry_after
+from agent_runtime.llm import LLM, retry_after
 from agent_runtime.resilience import BreakerState, CircuitBreaker, RetryPolicy
 from agent_runtime.settings import Settings
 from agent_runtime.testing import Faults, ScriptedModelServer
-from runtime_helpers import AGENTS, EXECUTED, USER_KEY, Runtime, RuntimeFactory
 
 FAST_RETRIES = {"llm_max_retries": 4, "retry_base_seconds": 0.01, "retry_max_seconds": 2.0}
 
 
-def test_the_sdk_does_not_retry_on_its_own() -> None:
-    client, _ = build_client(Settings(llm_max_retries=7))
-    assert client.max_retries == 0
+def test_the_model_client_does_not_retry_on_its_own(model: ScriptedModelServer) -> None:
+    model.faults["*"] = Faults(rate_500=1.0)
+    llm = LLM.from_settings(Settings(llm_endpoint=model.base_url, llm_auth="none", llm_max_retries=7))
+
+    async def chat() -> None:
+        try:
+            await llm.complete("m", [{"role": "user", "content": "hi"}])
+        finally:
+            await llm.close()
+
+    with pytest.raises(ModelError) as raised:
+        asyncio.run(chat())
+    assert raised.value.retryable and len(model.requests) == 1, "retries belong to the resilience layer"
 
 
 def test_backoff_is_jittered_exponential_and_never_shorter_than_retry_after() -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 
-from agent_runtime.testing import ScriptedModelServer
 from conftest import Otel
 from runtime_helpers import RuntimeFactory
+
+from agent_runtime.testing import ScriptedModelServer
 
 ROUTED = {
     "name": "routed",

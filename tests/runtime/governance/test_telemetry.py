@@ -8,12 +8,13 @@ import sys
 from typing import Any
 
 import pytest
+from conftest import Otel
+from runtime_helpers import RuntimeFactory
+
 from agent_runtime.governance.redaction import Redactor
 from agent_runtime.settings import Settings
 from agent_runtime.telemetry import Telemetry
 from agent_runtime.testing import ScriptedModelServer
-from conftest import Otel
-from runtime_helpers import RuntimeFactory
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"

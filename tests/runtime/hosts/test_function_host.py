@@ -1,16 +1,26 @@
-"""The Azure Functions host: one anonymous ASGI function serving the runtime's API, called the way the worker does."""
+"""The Azure Functions host: one anonymous ASGI function serving the runtime's API, and the Service Bus
+trigger running the task queue's messages, each called the way the Functions worker calls them."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import azure.functions as func
 import pytest
+from azure.functions.servicebus import ServiceBusMessage
+from task_host_helpers import imported_host, mark_running_elsewhere, message_parts, stored, submit
+
+from agent_runtime.hosting import PoisonMessage, Redeliver
+from agent_runtime.settings import Settings
+from agent_runtime.tasks.model import TASK_MESSAGE_KIND, TaskState
+from agent_runtime.testing import ScriptedModelServer
 
 RUNTIME = Path(__file__).resolve().parents[3] / "runtime"
 
@@ -30,7 +40,7 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
 @pytest.fixture(scope="module")
 def function(host: ModuleType) -> func.decorators.core.Function:
     functions = host.app.get_functions()  # may be called once per app
-    assert [f.get_function_name() for f in functions] == ["http_app_func"]
+    assert [f.get_function_name() for f in functions] == ["http_app_func"], "no task queue: no trigger"
     return functions[0]
 
 
@@ -84,3 +94,109 @@ def test_host_json_serves_the_api_at_the_root() -> None:
     assert host_json["version"] == "2.0"
     assert host_json["extensions"]["http"]["routePrefix"] == "", "/healthz, not /api/healthz"
     assert host_json["extensionBundle"]["version"] == "[4.*, 5.0.0)", "Flex needs bundle 4.x or later"
+
+
+# -- the task queue's Service Bus trigger ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def task_host(
+    model_server: ScriptedModelServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ModuleType, Settings, asyncio.AbstractEventLoop]]:
+    """The host configured to consume a task queue, and the one event loop its invocations run on (the
+    opened services are bound to it, as to the Functions worker's loop)."""
+    loop = asyncio.new_event_loop()
+    with imported_host("function_app.py", model_server, tmp_path_factory.mktemp("tasks")) as (
+        module,
+        settings,
+    ):
+        yield module, settings, loop
+        loop.run_until_complete(module.api.state.lifecycle.close())
+    loop.close()
+
+
+def _deliver(
+    task_host: tuple[ModuleType, Settings, asyncio.AbstractEventLoop],
+    body: dict[str, Any],
+    *,
+    message_id: str = "m-1",
+    headers: dict[str, str] | None = None,
+    delivery_count: int = 1,
+) -> None:
+    """Invoke the trigger the way the Functions host does, with one Service Bus message."""
+    module, _, loop = task_host
+    message = ServiceBusMessage(
+        body=json.dumps(body).encode(),
+        message_id=message_id,
+        application_properties=headers or {},
+        user_properties={},
+        delivery_count=delivery_count,
+        enqueued_time_utc=datetime.datetime.now(datetime.UTC),
+    )
+    loop.run_until_complete(module.task_trigger.build().get_user_function()(message))
+
+
+def test_the_task_trigger_reads_the_task_queue_over_an_identity_connection(
+    task_host: tuple[ModuleType, Settings, asyncio.AbstractEventLoop],
+) -> None:
+    module, _, _ = task_host
+    assert [f.get_function_name() for f in module.app.get_functions()] == ["http_app_func", "run_task"]
+    binding = module.task_trigger.build().get_trigger()
+    assert binding.get_binding_name() == "serviceBusTrigger"
+    assert binding.queue_name == "%AGENTSTAGE_TASK_QUEUE%", "resolved from the app setting"
+    assert binding.connection == "ServiceBusConnection", "ServiceBusConnection__* app settings, no secret"
+
+
+def test_a_task_message_runs_its_task_once(
+    task_host: tuple[ModuleType, Settings, asyncio.AbstractEventLoop], model: ScriptedModelServer
+) -> None:
+    _, settings, _ = task_host
+    record = submit(settings, "hello from the queue")
+    message_id, body, headers = message_parts(record)
+    _deliver(task_host, body, message_id=message_id, headers=headers)
+    done = stored(settings, record.id)
+    assert done.state is TaskState.SUCCEEDED and done.result is not None
+    assert done.result["output"] == "hello from the queue"
+    calls = len(model.requests)
+    _deliver(task_host, body, message_id=message_id, headers=headers, delivery_count=2)
+    assert len(model.requests) == calls, "a redelivered message of a finished task runs nothing"
+
+
+def test_a_failing_run_fails_the_task_and_completes_the_message(
+    task_host: tuple[ModuleType, Settings, asyncio.AbstractEventLoop], model: ScriptedModelServer
+) -> None:
+    _, settings, _ = task_host
+    record = submit(settings, "fail")
+    _, body, _ = message_parts(record)
+    _deliver(task_host, body)  # returns: the failure is the task's, not the delivery's
+    failed = stored(settings, record.id)
+    assert failed.state is TaskState.FAILED and failed.error is not None
+    assert failed.error["code"] == "model_error"
+
+
+def test_a_poison_message_fails_every_delivery(
+    task_host: tuple[ModuleType, Settings, asyncio.AbstractEventLoop],
+) -> None:
+    with pytest.raises(PoisonMessage, match="not a task message"):
+        _deliver(task_host, {"hello": "world"})
+    with pytest.raises(PoisonMessage, match="unknown task id 'nope'"):
+        _deliver(task_host, {"kind": TASK_MESSAGE_KIND, "task_id": "nope"})
+
+
+def test_a_task_running_elsewhere_is_delivered_again_later(
+    task_host: tuple[ModuleType, Settings, asyncio.AbstractEventLoop], model: ScriptedModelServer
+) -> None:
+    _, settings, _ = task_host
+    record = submit(settings, "hello")
+    mark_running_elsewhere(settings, record.id)
+    _, body, _ = message_parts(record)
+    with pytest.raises(Redeliver):
+        _deliver(task_host, body, delivery_count=2)
+    assert model.requests == []
+
+
+def test_host_json_lets_the_host_complete_and_renew_task_messages() -> None:
+    service_bus = json.loads((RUNTIME / "host.json").read_text(encoding="utf-8"))["extensions"]["serviceBus"]
+    assert service_bus["autoCompleteMessages"] is True, "returning completes; raising abandons"
+    assert service_bus["maxConcurrentCalls"] >= 1
+    assert service_bus["maxAutoLockRenewalDuration"] == "00:05:00"

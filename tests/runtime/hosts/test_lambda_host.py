@@ -1,4 +1,5 @@
-"""The AWS Lambda host: Mangum over the same app, driven with an API Gateway HTTP API (v2) event."""
+"""The AWS Lambda hosts: Mangum over the same app, driven with an API Gateway HTTP API (v2) event, and the
+SQS consumer of the task queue, driven with hand-built SQS events in the documented shape."""
 
 from __future__ import annotations
 
@@ -10,6 +11,19 @@ from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
+from task_host_helpers import (
+    API_KEY,
+    TASK_QUEUE,
+    imported_host,
+    mark_running_elsewhere,
+    message_parts,
+    stored,
+    submit,
+)
+
+from agent_runtime.settings import Settings
+from agent_runtime.tasks.model import TaskRecord, TaskState
+from agent_runtime.testing import ScriptedModelServer
 
 RUNTIME = Path(__file__).resolve().parents[3] / "runtime"
 
@@ -69,3 +83,79 @@ def test_healthz_answers_200(host: ModuleType) -> None:
 def test_runtime_auth_applies(host: ModuleType) -> None:
     response = host.handler(_http_api_event("GET", "/v1/agents"), _context())
     assert response["statusCode"] == 401, response
+
+
+# -- the task queue's SQS consumer -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def task_host(
+    model_server: ScriptedModelServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ModuleType, Settings]]:
+    with imported_host("lambda_handler.py", model_server, tmp_path_factory.mktemp("tasks")) as host:
+        yield host
+        module, _ = host
+        module.loop.run_until_complete(module.api.state.lifecycle.close())
+
+
+def _sqs_record(sqs_id: str, body: dict[str, Any] | str, attributes: dict[str, str]) -> dict[str, Any]:
+    """One record of an SQS event, in the shape Lambda's event source mapping delivers it."""
+    return {
+        "messageId": sqs_id,
+        "receiptHandle": f"handle-{sqs_id}",
+        "body": body if isinstance(body, str) else json.dumps(body),
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": "1767225600000",
+            "SenderId": "AIDAEXAMPLE",
+            "ApproximateFirstReceiveTimestamp": "1767225600001",
+        },
+        "messageAttributes": {
+            name: {"stringValue": value, "stringListValues": [], "binaryListValues": [], "dataType": "String"}
+            for name, value in attributes.items()
+        },
+        "md5OfBody": "0" * 32,
+        "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:eu-west-1:123456789012:{TASK_QUEUE}",
+        "awsRegion": "eu-west-1",
+    }
+
+
+def _task_record(sqs_id: str, task: TaskRecord) -> dict[str, Any]:
+    """The record of a task's message as the SQS bus adapter sends it (its id in an attribute)."""
+    message_id, body, headers = message_parts(task)
+    return _sqs_record(sqs_id, body, headers | {"agentstage.message_id": message_id})
+
+
+def test_every_request_of_a_warm_function_reaches_the_model(
+    task_host: tuple[ModuleType, Settings], model: ScriptedModelServer
+) -> None:
+    """The opened services outlive each invocation: a per-request ASGI shutdown would close the model client."""
+    module, _ = task_host
+    for text in ("first", "second"):
+        event = _http_api_event("POST", "/v1/agents/assistant/invoke")
+        event["headers"] |= {"authorization": f"Bearer {API_KEY}", "content-type": "application/json"}
+        event["body"] = json.dumps({"input": text})
+        response = module.handler(event, _context())
+        assert response["statusCode"] == 200, response
+        assert json.loads(response["body"])["answer"] == text
+    assert not module.api.state.lifecycle.assembly.http.is_closed, "the tools' shared client is still open"
+
+
+def test_one_failed_record_does_not_redeliver_the_batch(
+    task_host: tuple[ModuleType, Settings], model: ScriptedModelServer
+) -> None:
+    module, settings = task_host
+    good, busy = submit(settings, "hello from sqs"), submit(settings, "busy")
+    mark_running_elsewhere(settings, busy.id)
+    records = [
+        _task_record("sqs-1", good),
+        _sqs_record("sqs-2", "not json at all", {}),
+        _task_record("sqs-3", busy),
+    ]
+    response = module.tasks({"Records": records}, _context())
+    assert response == {"batchItemFailures": [{"itemIdentifier": "sqs-2"}, {"itemIdentifier": "sqs-3"}]}
+    done = stored(settings, good.id)
+    assert done.state is TaskState.SUCCEEDED and done.result is not None
+    assert done.result["output"] == "hello from sqs"
+    assert module.tasks({"Records": []}, _context()) == {"batchItemFailures": []}

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from agent_runtime.memory import ConversationStore, VectorStore
 
 BACKENDS = ["sqlite", "redis", "postgres"]

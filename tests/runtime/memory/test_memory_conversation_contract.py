@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from agent_runtime.memory import ConversationStore
 
 pytestmark = pytest.mark.anyio

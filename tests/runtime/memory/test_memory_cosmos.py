@@ -10,6 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from azure.cosmos.exceptions import (
+    CosmosBatchOperationError,
+    CosmosHttpResponseError,
+    CosmosResourceNotFoundError,
+)
+
 from agent_runtime.memory import DimensionMismatchError, VectorItem
 from agent_runtime.memory import cosmos as cosmos_module
 from agent_runtime.memory.cosmos import (
@@ -18,11 +24,6 @@ from agent_runtime.memory.cosmos import (
     _Account,
     vector_embedding_policy,
     vector_indexing_policy,
-)
-from azure.cosmos.exceptions import (
-    CosmosBatchOperationError,
-    CosmosHttpResponseError,
-    CosmosResourceNotFoundError,
 )
 
 pytestmark = pytest.mark.anyio
@@ -127,7 +128,9 @@ def account(monkeypatch):
 
 async def test_vector_container_is_opened_with_the_vector_policies(account):
     _, client, _ = account()
-    store = await CosmosVectorStore.connect("https://acct.documents.azure.com", "agentstage", 384, container="memories")
+    store = await CosmosVectorStore.connect(
+        "https://acct.documents.azure.com", "agentstage", 384, container="memories"
+    )
     (request,) = client.database.requests
     assert client.database_names == ["agentstage"]
     assert request["id"] == "memories"

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+
 from agent_runtime.memory import MemoryConfigurationError, VectorItem, open_stores
 from agent_runtime.memory.postgres import PostgresVectorStore
 from agent_runtime.memory.redis import RedisConversationStore

@@ -8,6 +8,7 @@ import uuid
 import numpy as np
 import psycopg
 import pytest
+
 from agent_runtime.memory import VectorItem
 from agent_runtime.memory.postgres import PostgresConversationStore, PostgresVectorStore
 

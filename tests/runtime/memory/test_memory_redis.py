@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 import redis
+
 from agent_runtime.memory.redis import RedisConversationStore
 
 pytestmark = pytest.mark.anyio

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from agent_runtime.memory import DimensionMismatchError, VectorItem, VectorStore
 
 pytestmark = pytest.mark.anyio

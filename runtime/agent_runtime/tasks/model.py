@@ -1,0 +1,123 @@
+"""Long-running tasks: the record every component agrees on, and the store contract.
+
+A task is one agent run decoupled from the HTTP request that asked for it. The API writes the record
+(``queued``) and sends a :data:`TASK_MESSAGE_KIND` message carrying only the task id; a worker leases
+the message, moves the record to ``running`` with a compare-and-set (so two deliveries of one message can
+never both run it), runs the agent and stores the outcome. The record, not the message, is the truth:
+a redelivered message for a finished task is completed without running anything.
+
+States::
+
+    queued -> running -> succeeded | failed
+    running -> queued (a stopping worker hands the task back)
+    running -> awaiting_approval -> queued (approved: resumes) | failed (rejected)
+    queued | running | awaiting_approval -> cancelled
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TASK_MESSAGE_KIND = "agentstage.task.v1"
+"""``kind`` of a bus message's body that asks a worker to run task ``task_id``."""
+
+
+class TaskState(str, enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    AWAITING_APPROVAL = "awaiting_approval"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """No worker will touch the task again (its callback may still be due)."""
+        return self in (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED)
+
+
+class PendingApproval(BaseModel):
+    """A tool call parked until a reviewer decides (the architecture's review workflow)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tool: str
+    call_id: str
+    arguments: Mapping[str, Any]  # redacted copy, shown to the reviewer
+    requested_at: float
+    decision: str | None = None  # "approved" | "rejected"
+    reviewer: str | None = None
+    decided_at: float | None = None
+    comment: str | None = None
+
+
+class TaskRecord(BaseModel):
+    """Everything known about one task. Timestamps are epoch seconds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    agent: str
+    state: TaskState = TaskState.QUEUED
+    messages: Sequence[Mapping[str, Any]]  # the run's input, as sent: never returned by the API
+    conversation_id: str | None = None
+    task_class: str | None = None  # for the agent's model routing policy, as in invoke
+    queue: str  # where the task's messages go (its agent's worker queue)
+    caller: str
+    tenant: str | None = None
+    roles: Sequence[str] = Field(default_factory=list)
+    idempotency_key: str | None = None
+    callback_url: str | None = None
+    parent_id: str | None = None  # the orchestrator task that delegated this one
+    traceparent: str | None = None  # W3C trace context of the request that created the task
+    result: Mapping[str, Any] | None = (
+        None  # {"output": str, "conversation_id", "usage": {...}, "steps": [...]}
+    )
+    error: Mapping[str, Any] | None = None  # {"code": str, "message": str}
+    approval: PendingApproval | None = None
+    attempts: int = 0  # runs started (a crashed worker's run counts)
+    cancel_requested: bool = False
+    lease_until: float | None = None  # while running: the owning worker's heartbeat deadline
+    worker: str | None = None  # the worker ("<host>:<pid>") that ran the latest attempt
+    checkpoint: Mapping[str, Any] | None = None  # a parked run (see agent_runtime.runner.Checkpoint)
+    callback: Mapping[str, Any] | None = None  # {"status": delivered|failed, "attempts", "detail", "at"}
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    updated_at: float
+    version: int = Field(default=0, description="Bumped by every write; compare-and-set uses it.")
+
+
+class TaskConflict(Exception):
+    """A compare-and-set lost: the record changed since it was read (another worker, a cancel)."""
+
+
+@runtime_checkable
+class TaskStore(Protocol):
+    """Durable task records with optimistic concurrency. SQLite locally, Redis, Cosmos DB in the cloud."""
+
+    async def create(self, record: TaskRecord) -> tuple[TaskRecord, bool]:
+        """Insert ``record``; when a task with the same (caller, idempotency_key) exists, return that one
+        and ``False`` instead (no second task, no second message)."""
+        ...
+
+    async def get(self, task_id: str) -> TaskRecord | None: ...
+
+    async def replace(self, record: TaskRecord, *, expected_version: int) -> TaskRecord:
+        """Write ``record`` (version bumped) iff the stored version is ``expected_version``; else
+        :class:`TaskConflict`."""
+        ...
+
+    async def children(self, parent_id: str) -> list[TaskRecord]:
+        """Tasks delegated by ``parent_id`` (orchestrator fan-out), oldest first."""
+        ...
+
+    async def awaiting_approval(self, limit: int) -> list[TaskRecord]:
+        """Up to ``limit`` tasks parked for a reviewer's decision, oldest first (the reviewers' queue)."""
+        ...
+
+    async def close(self) -> None: ...

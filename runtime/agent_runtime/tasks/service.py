@@ -1,0 +1,325 @@
+"""TaskService: the one public way to create, read, cancel, review and await tasks.
+
+The HTTP API (:mod:`agent_runtime.api.tasks`) and the orchestrator (child tasks, ``parent_id``) both call
+it; workers (:mod:`agent_runtime.tasks.worker`) only consume what it sends. It writes the record first and
+then sends a message carrying nothing but the task id (and the trace context), so the record stays the
+single truth and a message can always be re-sent safely:
+
+- ``submit`` with an idempotency key returns the caller's existing task instead of a second one, and re-
+  sends its message while it is still queued (the first send may have been lost with a crash);
+- ``cancel`` ends a queued or parked task at once and flags a running one for its worker, which stops it
+  between steps;
+- ``awaiting_review`` lists the parked tool calls for reviewers; ``decide`` lets a caller with the
+  reviewer role approve (the task is queued again and resumes from its
+  checkpoint, running the approved call once) or reject (the task fails with ``approval_rejected``) a
+  parked tool call; every decision is written to the audit log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from agent_runtime.agents import AgentCatalog
+from agent_runtime.bus.base import BusError, MessageBus, OutgoingMessage
+from agent_runtime.caller import DEFAULT_TENANT, Caller
+from agent_runtime.errors import ConfigurationError, Forbidden, ToolError, UnprocessableRequest
+from agent_runtime.runner import Checkpoint
+from agent_runtime.settings import Settings, env_name
+from agent_runtime.tasks.cas import Unchanged, update
+from agent_runtime.tasks.errors import TaskNotFound, TaskStateConflict
+from agent_runtime.tasks.model import TASK_MESSAGE_KIND, TaskRecord, TaskState, TaskStore
+from agent_runtime.tools import audit
+from agent_runtime.tools.builtins.http_get import checked_url
+
+DEFAULT_QUEUE = "agentstage-tasks"
+"""The task queue of a runtime whose ``task_queue`` is unset (``agentstage dev``, tests)."""
+
+# ``wait`` polls the store: soon at first (a delegate on an idle worker finishes in a few milliseconds),
+# then less often, so a wait overshoots a finish by at most half its age and a long wait costs little.
+WAIT_FIRST_POLL_SECONDS = 0.005
+WAIT_POLL_GROWTH = 1.5
+WAIT_MAX_POLL_SECONDS = 1.0
+
+
+def worker_queue(settings: Settings) -> str:
+    """The queue this runtime's worker consumes."""
+    return settings.task_queue or DEFAULT_QUEUE
+
+
+def queue_for(agent: str, settings: Settings) -> str:
+    """Where tasks of ``agent`` go: its entry in ``agent_queues``, else this runtime's own queue."""
+    try:
+        queues = json.loads(settings.agent_queues or "{}")
+    except json.JSONDecodeError as error:
+        raise ConfigurationError(f"{env_name('agent_queues')} is not valid JSON: {error}") from None
+    queue = queues.get(agent) if isinstance(queues, dict) else None
+    return queue if isinstance(queue, str) and queue else worker_queue(settings)
+
+
+def task_message(record: TaskRecord) -> OutgoingMessage:
+    """The message asking a worker to look at ``record``: its id only, plus the trace context.
+
+    The id changes with every write (``<task>.<version>``): adapters that deduplicate drop a re-send of
+    the same state, never the message sent after an approval.
+    """
+    headers = {"traceparent": record.traceparent} if record.traceparent else {}
+    return OutgoingMessage(
+        body={"kind": TASK_MESSAGE_KIND, "task_id": record.id},
+        headers=headers,
+        message_id=f"{record.id}.{record.version}",
+    )
+
+
+class TaskService:
+    """Create, read, cancel, review and await tasks. One per process; safe for concurrent use."""
+
+    def __init__(self, store: TaskStore, bus: MessageBus, settings: Settings, catalog: AgentCatalog) -> None:
+        self.store = store
+        self.bus = bus
+        self._settings = settings
+        self._catalog = catalog
+
+    async def submit(
+        self,
+        agent: str,
+        messages: Sequence[Mapping[str, Any]],
+        caller: Caller,
+        *,
+        conversation_id: str | None = None,
+        task_class: str | None = None,
+        callback_url: str | None = None,
+        idempotency_key: str | None = None,
+        parent_id: str | None = None,
+        traceparent: str | None = None,
+    ) -> tuple[TaskRecord, bool]:
+        """Queue a run of ``agent`` on ``messages`` for ``caller``; returns the task and whether it is new.
+
+        With ``idempotency_key`` a second submission by the same caller returns the first task (whatever
+        its state) and creates nothing. ``callback_url`` must be on ``http_allowed_hosts``. Raises
+        :class:`UnknownAgent`, :class:`UnprocessableRequest` (``callback_url``) or :class:`BusError`
+        (the record exists but its message could not be sent: retry with the same idempotency key).
+        """
+        self._catalog.get(agent)
+        if callback_url is not None:
+            try:
+                checked_url(callback_url, self._settings)
+            except ToolError as error:
+                raise UnprocessableRequest(f"callback_url: {error.message}", field="callback_url") from None
+        now = time.time()
+        record = TaskRecord(
+            id=uuid.uuid4().hex,
+            agent=agent,
+            messages=[dict(message) for message in messages],
+            conversation_id=conversation_id,
+            task_class=task_class,
+            queue=queue_for(agent, self._settings),
+            caller=caller.id,
+            tenant=caller.tenant if caller.tenant != DEFAULT_TENANT else None,
+            roles=sorted(caller.roles),
+            idempotency_key=idempotency_key,
+            callback_url=callback_url,
+            parent_id=parent_id,
+            traceparent=traceparent,
+            created_at=now,
+            updated_at=now,
+        )
+        stored, created = await self.store.create(record)
+        if created or stored.state is TaskState.QUEUED:
+            await self._send_new(stored)
+        return stored, created
+
+    async def get(self, task_id: str, caller: Caller) -> TaskRecord:
+        """The task, if ``caller`` created it, shares its (explicit) tenant or is a reviewer; else
+        :class:`TaskNotFound` (whether it exists is not revealed)."""
+        record = await self.store.get(task_id)
+        if record is None or not self._may_read(record, caller):
+            raise TaskNotFound(f"no task '{task_id}'", field="task_id")
+        return record
+
+    async def cancel(self, task_id: str, caller: Caller) -> TaskRecord:
+        """Cancel for its creator or a reviewer: a queued or parked task ends now; a running one is
+        flagged (``cancel_requested``) and its worker stops it before the next model call."""
+        before = await self._managed(task_id, caller)
+
+        def cancel(record: TaskRecord) -> TaskRecord:
+            if record.state.finished:
+                raise TaskStateConflict(f"task '{task_id}' is already {record.state.value}", field="task_id")
+            if record.state is TaskState.RUNNING:
+                if record.cancel_requested:
+                    raise Unchanged
+                return record.model_copy(update={"cancel_requested": True})
+            return cancelled(record, f"cancelled by {caller.id}", time.time())
+
+        record = await update(self.store, task_id, cancel, now=time.time())
+        if before.state is TaskState.AWAITING_APPROVAL and record.state is TaskState.CANCELLED:
+            await self._send_for_callback(record)
+        return record
+
+    async def decide(
+        self, task_id: str, caller: Caller, *, approve: bool, comment: str | None = None
+    ) -> TaskRecord:
+        """Approve or reject the tool call ``task_id`` waits on; needs the reviewer role, and a reviewer
+        may not review their own task. Approved: queued again, resuming with the call allowed once.
+        Rejected: failed with ``approval_rejected``. Audited either way."""
+        record = await self.get(task_id, caller)
+        role = self._settings.reviewer_role
+        if role not in caller.roles:
+            raise Forbidden(f"deciding on a tool call needs the '{role}' role")
+        if record.caller == caller.id:
+            raise Forbidden("a task's creator may not review its own tool calls")
+        now = time.time()
+
+        def decide(current: TaskRecord) -> TaskRecord:
+            if current.state is not TaskState.AWAITING_APPROVAL or current.approval is None:
+                raise TaskStateConflict(
+                    f"task '{task_id}' is {current.state.value}, not awaiting_approval", field="task_id"
+                )
+            approval = current.approval.model_copy(
+                update={
+                    "decision": "approved" if approve else "rejected",
+                    "reviewer": caller.id,
+                    "decided_at": now,
+                    "comment": comment,
+                }
+            )
+            if not approve:
+                reason = f"reviewer '{caller.id}' rejected the call of tool '{approval.tool}'"
+                return current.model_copy(
+                    update={
+                        "state": TaskState.FAILED,
+                        "approval": approval,
+                        "checkpoint": None,
+                        "finished_at": now,
+                        "error": {"code": "approval_rejected", "message": reason},
+                    }
+                )
+            checkpoint = Checkpoint.model_validate(current.checkpoint)
+            checkpoint.approved.append(approval.call_id)
+            return current.model_copy(
+                update={
+                    "state": TaskState.QUEUED,
+                    "approval": approval,
+                    "checkpoint": checkpoint.model_dump(mode="json"),
+                }
+            )
+
+        decided = await update(self.store, task_id, decide, now=now)
+        audit_review(decided, caller)
+        if approve:
+            await self.bus.send(decided.queue, task_message(decided))
+        else:
+            await self._send_for_callback(decided)
+        return decided
+
+    async def awaiting_review(self, caller: Caller, limit: int = 50) -> list[TaskRecord]:
+        """The tasks parked for a decision, oldest first: the reviewers' queue (reviewer role only)."""
+        role = self._settings.reviewer_role
+        if role not in caller.roles:
+            raise Forbidden(f"the review queue needs the '{role}' role")
+        return await self.store.awaiting_approval(limit)
+
+    async def wait(self, task_ids: Sequence[str], deadline: float) -> list[TaskRecord]:
+        """The records of ``task_ids`` (in that order) once all are finished, or as they are at
+        ``deadline`` (on the event loop's clock, ``asyncio.get_running_loop().time()``, like a run's
+        deadline). No access check: for the orchestrator, which waits on the children it submitted."""
+        loop = asyncio.get_running_loop()
+        pause = WAIT_FIRST_POLL_SECONDS
+        while True:
+            records = await asyncio.gather(*(self.store.get(task_id) for task_id in task_ids))
+            missing = [task_id for task_id, record in zip(task_ids, records, strict=True) if record is None]
+            if missing:
+                raise TaskNotFound(f"no task '{missing[0]}'", field="task_ids")
+            found = [record for record in records if record is not None]
+            remaining = deadline - loop.time()
+            if all(record.state.finished for record in found) or remaining <= 0:
+                return found
+            await asyncio.sleep(min(pause, remaining))
+            pause = min(pause * WAIT_POLL_GROWTH, WAIT_MAX_POLL_SECONDS)
+
+    async def close(self) -> None:
+        await asyncio.gather(self.store.close(), self.bus.close())
+
+    # -- helpers -------------------------------------------------------------------------------------
+
+    def _may_read(self, record: TaskRecord, caller: Caller) -> bool:
+        same_tenant = record.tenant is not None and record.tenant == caller.tenant
+        return record.caller == caller.id or same_tenant or self._settings.reviewer_role in caller.roles
+
+    async def _managed(self, task_id: str, caller: Caller) -> TaskRecord:
+        """The task, if ``caller`` may change it (its creator or a reviewer)."""
+        record = await self.get(task_id, caller)
+        if record.caller != caller.id and self._settings.reviewer_role not in caller.roles:
+            raise Forbidden("only the task's creator or a reviewer may cancel it")
+        return record
+
+    async def _send_new(self, record: TaskRecord) -> None:
+        """Send a queued task's message. Without an idempotency key nobody could retry into the record,
+        so a failed send fails the task rather than leaving it queued with no message."""
+        try:
+            await self.bus.send(record.queue, task_message(record))
+        except BusError as error:
+            if record.idempotency_key is None:
+                message = f"the task could not be queued: {error.message}"
+                await update(
+                    self.store,
+                    record.id,
+                    lambda current: failed(current, "bus_unavailable", message, time.time()),
+                    now=time.time(),
+                )
+                raise
+            raise BusError(
+                f"{error.message}; the task is recorded: retry with the same Idempotency-Key"
+            ) from error
+
+    async def _send_for_callback(self, record: TaskRecord) -> None:
+        """A task finished outside a worker (rejected, cancelled while parked) still owes its callback:
+        a message makes a worker deliver it, the same way as for every other task."""
+        if record.callback_url is not None:
+            await self.bus.send(record.queue, task_message(record))
+
+
+def cancelled(record: TaskRecord, reason: str, now: float) -> TaskRecord:
+    return record.model_copy(
+        update={
+            "state": TaskState.CANCELLED,
+            "finished_at": now,
+            "lease_until": None,
+            "checkpoint": None,
+            "error": {"code": "cancelled", "message": reason},
+        }
+    )
+
+
+def failed(record: TaskRecord, code: str, message: str, now: float) -> TaskRecord:
+    return record.model_copy(
+        update={
+            "state": TaskState.FAILED,
+            "finished_at": now,
+            "lease_until": None,
+            "error": {"code": code, "message": message},
+        }
+    )
+
+
+def audit_review(record: TaskRecord, reviewer: Caller | None = None) -> None:
+    """One audit record per review event of ``record``'s parked call: ``tool_approval_requested`` when
+    the run parks (operators alert reviewers on it), ``tool_approval`` with the decision and reviewer."""
+    approval = record.approval
+    assert approval is not None
+    entry: dict[str, Any] = {
+        "event": "tool_approval" if reviewer else "tool_approval_requested",
+        "task": record.id,
+        "agent": record.agent,
+        "requester": record.caller,
+        "tool": approval.tool,
+        "call_id": approval.call_id,
+        "args_sha256": audit.digest(json.dumps(dict(approval.arguments), sort_keys=True)),
+    }
+    if reviewer is not None:
+        entry |= {"reviewer": reviewer.id, "decision": approval.decision}
+    audit.audit_log.info(json.dumps(entry))

@@ -1,0 +1,151 @@
+"""Task records in the embedded SQLite file: the local default, shared by the API and worker processes.
+
+One row per task; the record is JSON, with the columns that are looked up (caller + idempotency key,
+parent) and the version beside it. Compare-and-set is one ``UPDATE ... WHERE version = ?``, and the
+idempotency guarantee is a unique index, so both hold across processes sharing the file (WAL mode lets
+readers run beside the writer; the busy timeout queues writers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from agent_runtime.errors import Unavailable
+from agent_runtime.sqlite_transaction import in_transaction
+from agent_runtime.tasks.model import TaskConflict, TaskRecord
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY,
+    caller TEXT NOT NULL,
+    idempotency_key TEXT,
+    parent_id TEXT,
+    created_at REAL NOT NULL,
+    version INTEGER NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS tasks_by_idempotency_key ON tasks (caller, idempotency_key);
+CREATE INDEX IF NOT EXISTS tasks_by_parent ON tasks (parent_id, created_at);
+CREATE INDEX IF NOT EXISTS tasks_awaiting_approval ON tasks (created_at)
+    WHERE json_extract(record, '$.state') = 'awaiting_approval';
+"""
+
+
+class SqliteTaskStore:
+    """:class:`~agent_runtime.tasks.model.TaskStore` on one connection confined to its own thread."""
+
+    def __init__(self, connection: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+        self._conn = connection
+        self._executor = executor
+
+    @classmethod
+    async def open(cls, path: str) -> SqliteTaskStore:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentstage-tasks")
+
+        def connect() -> sqlite3.Connection:
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, isolation_level=None, timeout=10.0, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(_SCHEMA)
+            return conn
+
+        try:
+            connection = await asyncio.get_running_loop().run_in_executor(executor, connect)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(connection, executor)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._call(in_transaction, self._conn, fn)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """One statement in autocommit mode: a consistent snapshot without taking the write lock."""
+        return await self._call(fn, self._conn)
+
+    async def _call(self, fn: Callable[..., T], *args: object) -> T:
+        """``fn`` on the store's thread; a busy or broken file is :class:`Unavailable` (503), not a bug."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except sqlite3.OperationalError as error:
+            raise Unavailable(f"the task store is unavailable: {error}") from error
+
+    async def create(self, record: TaskRecord) -> tuple[TaskRecord, bool]:
+        def create(conn: sqlite3.Connection) -> tuple[TaskRecord, bool]:
+            if record.idempotency_key is not None:
+                row = conn.execute(
+                    "SELECT record FROM tasks WHERE caller = ? AND idempotency_key = ?",
+                    (record.caller, record.idempotency_key),
+                ).fetchone()
+                if row is not None:
+                    return TaskRecord.model_validate_json(row[0]), False
+            conn.execute(
+                "INSERT INTO tasks (id, caller, idempotency_key, parent_id, created_at, version, record) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.id,
+                    record.caller,
+                    record.idempotency_key,
+                    record.parent_id,
+                    record.created_at,
+                    record.version,
+                    record.model_dump_json(),
+                ),
+            )
+            return record, True
+
+        return await self._write(create)
+
+    async def get(self, task_id: str) -> TaskRecord | None:
+        def read(conn: sqlite3.Connection) -> TaskRecord | None:
+            row = conn.execute("SELECT record FROM tasks WHERE id = ?", (task_id,)).fetchone()
+            return TaskRecord.model_validate_json(row[0]) if row else None
+
+        return await self._read(read)
+
+    async def replace(self, record: TaskRecord, *, expected_version: int) -> TaskRecord:
+        written = record.model_copy(update={"version": expected_version + 1})
+
+        def write(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute(
+                "UPDATE tasks SET record = ?, version = ? WHERE id = ? AND version = ?",
+                (written.model_dump_json(), written.version, record.id, expected_version),
+            )
+            if cursor.rowcount != 1:
+                raise TaskConflict(f"task {record.id} changed since version {expected_version}")
+
+        await self._write(write)
+        return written
+
+    async def children(self, parent_id: str) -> list[TaskRecord]:
+        def read(conn: sqlite3.Connection) -> list[TaskRecord]:
+            rows = conn.execute(
+                "SELECT record FROM tasks WHERE parent_id = ? ORDER BY created_at, id", (parent_id,)
+            ).fetchall()
+            return [TaskRecord.model_validate_json(row[0]) for row in rows]
+
+        return await self._read(read)
+
+    async def awaiting_approval(self, limit: int) -> list[TaskRecord]:
+        def read(conn: sqlite3.Connection) -> list[TaskRecord]:
+            rows = conn.execute(
+                "SELECT record FROM tasks WHERE json_extract(record, '$.state') = 'awaiting_approval' "
+                "ORDER BY created_at, id LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return [TaskRecord.model_validate_json(row[0]) for row in rows]
+
+        return await self._read(read)
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
+        self._executor.shutdown(wait=False)

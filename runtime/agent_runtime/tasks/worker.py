@@ -1,0 +1,476 @@
+"""The task worker: lease a message, own its task, run the agent, store the outcome, complete the message.
+
+Delivery is at-least-once and workers die (OOM, eviction, SIGKILL), so correctness rests on the record:
+
+- a task is *owned* by the worker whose compare-and-set moved it to ``running`` (``attempts`` names the
+  run); the owner renews ``lease_until`` (and the message's lease) every third of the shorter of
+  ``task_lease_seconds`` and ``bus_visibility_seconds``;
+- a delivery for a ``running`` task whose lease is fresh is handed back with a delay (its owner is alive);
+  once the lease has passed, the owner is presumed dead and the task is taken over (a new attempt);
+- a delivery for a finished or parked task completes the message without running anything;
+- tool calls are keyed by (task, step, call index), so a taken-over run replays finished side effects
+  from the ledger and re-runs a cut-off call under the same key (see :mod:`agent_runtime.tools.executor`).
+
+Poison messages (a body that is not a task message, an unknown task, an unknown agent) go to the dead-letter
+queue with the reason. A failing bus is retried with backoff; after ``worker_bus_retries`` the worker
+stops with :class:`WorkerBusError`, leaving every message on the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from pydantic import ValidationError
+
+from agent_runtime.agents import Agent, AgentCatalog
+from agent_runtime.bus.base import BusError, LeaseLost, MessageBus, ReceivedMessage
+from agent_runtime.caller import DEFAULT_TENANT, Caller
+from agent_runtime.errors import AgentRuntimeError, UnknownAgent
+from agent_runtime.memory.base import Message
+from agent_runtime.runner import ApprovalRequired, Checkpoint, Runner, RunOptions, RunResult
+from agent_runtime.settings import Settings
+from agent_runtime.tasks.callbacks import deliver
+from agent_runtime.tasks.cas import Unchanged, update
+from agent_runtime.tasks.model import TASK_MESSAGE_KIND, PendingApproval, TaskRecord, TaskState
+from agent_runtime.tasks.service import TaskService, audit_review, cancelled, failed, worker_queue
+from agent_runtime.tasks.view import TaskView
+
+log = logging.getLogger("agentstage.worker")
+T = TypeVar("T")
+_PROPAGATOR = TraceContextTextMapPropagator()
+RECEIVE_WAIT_SECONDS = 1.0
+
+
+class WorkerBusError(Exception):
+    """The bus kept failing after every retry; the worker stops (its messages stay on the queue)."""
+
+
+class _Cancelled(Exception):
+    """The task's cancellation was requested; the run stops before its next model call."""
+
+
+class _LeaseLost(Exception):
+    """Another worker took the task over (this one was presumed dead): stop without writing."""
+
+
+class Worker:
+    """Consumes this runtime's task queue with ``worker_concurrency`` runs at a time until :meth:`stop`."""
+
+    def __init__(self, runner: Runner, catalog: AgentCatalog, tasks: TaskService, settings: Settings):
+        self._runner = runner
+        self._catalog = catalog
+        self._tasks = tasks
+        self._bus: MessageBus = tasks.bus
+        self._settings = settings
+        self.queue = worker_queue(settings)
+        self._lease = settings.task_lease_seconds
+        self._visibility = settings.bus_visibility_seconds
+        self._renew_every = min(settings.task_lease_seconds, settings.bus_visibility_seconds) / 3
+        self._stopping = asyncio.Event()
+        self.id = f"{socket.gethostname()}:{os.getpid()}"
+        self._heartbeat = Path(settings.worker_heartbeat_file) if settings.worker_heartbeat_file else None
+
+    def stop(self) -> None:
+        """Stop leasing; running tasks get ``worker_shutdown_grace_seconds`` to finish, then go back."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Consume until :meth:`stop` (returns) or the bus fails for good (raises :class:`WorkerBusError`)."""
+        consumers = [asyncio.create_task(self._consume()) for _ in range(self._settings.worker_concurrency)]
+        stopping = asyncio.create_task(self._stopping.wait())
+        await asyncio.wait([*consumers, stopping], return_when=asyncio.FIRST_COMPLETED)
+        self._stopping.set()
+        _, unfinished = await asyncio.wait(consumers, timeout=self._settings.worker_shutdown_grace_seconds)
+        for consumer in unfinished:
+            consumer.cancel()
+        outcomes = await asyncio.gather(*consumers, return_exceptions=True)
+        stopping.cancel()
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError):
+                raise outcome
+
+    async def _consume(self) -> None:
+        while not self._stopping.is_set():
+            if self._heartbeat is not None:
+                self._heartbeat.touch()
+            messages = await self._bus_call(
+                "receive",
+                lambda: self._bus.receive(
+                    self.queue,
+                    max_messages=1,
+                    wait_seconds=RECEIVE_WAIT_SECONDS,
+                    visibility_seconds=self._visibility,
+                ),
+            )
+            for message in messages:
+                await self.handle(message)
+
+    async def _bus_call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call`` retried with exponential backoff; :class:`WorkerBusError` once retries run out."""
+        settings = self._settings
+        for attempt in range(settings.worker_bus_retries + 1):
+            try:
+                return await call()
+            except LeaseLost:
+                raise
+            except BusError as error:
+                if attempt == settings.worker_bus_retries:
+                    raise WorkerBusError(
+                        f"the message bus ({self._bus.name}) failed {attempt + 1} times in a row on {what} of "
+                        f"queue '{self.queue}': {error.message}; queued tasks stay on the queue"
+                    ) from error
+                delay = min(settings.retry_base_seconds * 2**attempt, settings.retry_max_seconds)
+                log.warning("bus %s failed (%s); retry %d in %.2fs", what, error.message, attempt + 1, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    # -- one delivery ----------------------------------------------------------------------------------
+
+    async def handle(self, message: ReceivedMessage) -> None:
+        """Process one delivery to its end: run the task, settle a finished one, hand back one owned by a
+        live worker, or dead-letter poison. The receive loop calls it; so do serverless hosts with the
+        message their trigger was pushed (:mod:`agent_runtime.hosting`)."""
+        task_id = _task_id(message.body)
+        if task_id is None:
+            await self._dead_letter(
+                message, f"not a task message: expected {{'kind': '{TASK_MESSAGE_KIND}', 'task_id': '<id>'}}"
+            )
+            return
+        record = await self._tasks.store.get(task_id)
+        if record is None:
+            await self._dead_letter(message, f"unknown task id '{task_id}'")
+            return
+        if record.state.finished or record.state is TaskState.AWAITING_APPROVAL:
+            await self._settle(record, message)
+            return
+        try:
+            agent, resume = self._agent_of(record)
+        except (UnknownAgent, ValidationError) as error:
+            code, reason = (
+                ("unknown_agent", f"unknown agent: {error}")
+                if isinstance(error, UnknownAgent)
+                else (
+                    "checkpoint_invalid",
+                    "its saved checkpoint is unreadable (written by another version?)",
+                )
+            )
+            record = await self._write(record.id, lambda r: failed(r, code, reason, time.time()))
+            await self._callback(record)
+            await self._dead_letter(message, reason)
+            return
+        wait = (record.lease_until or 0.0) - time.time()
+        if record.state is TaskState.RUNNING and wait > 0:
+            # Its owner is alive (or not yet presumed dead): look again once its lease would have passed.
+            await self._bus_call("release", lambda: self._bus.release(message, delay_seconds=wait))
+            return
+        claimed = await self._claim(record.id)
+        if claimed is None:  # finished, parked or taken by another worker in the meantime
+            await self._settle(await self._tasks.store.get(record.id) or record, message)
+            return
+        await self._run(claimed, agent, resume, message)
+
+    def _agent_of(self, record: TaskRecord) -> tuple[Agent, Checkpoint | None]:
+        resume = Checkpoint.model_validate(record.checkpoint) if record.checkpoint else None
+        return self._catalog.get(resume.agent if resume else record.agent), resume
+
+    async def _claim(self, task_id: str) -> TaskRecord | None:
+        """queued (or running with a stale lease) -> running, as a new attempt; ``None`` if not claimable."""
+        claimed = False
+
+        def claim(record: TaskRecord) -> TaskRecord:
+            nonlocal claimed
+            claimed = False
+            now = time.time()
+            stale = record.state is TaskState.RUNNING and (record.lease_until or 0) <= now
+            if not (record.state is TaskState.QUEUED or stale):
+                raise Unchanged
+            if record.cancel_requested:
+                return cancelled(record, "cancelled before it ran", now)
+            claimed = True
+            return record.model_copy(
+                update={
+                    "state": TaskState.RUNNING,
+                    "attempts": record.attempts + 1,
+                    "started_at": record.started_at or now,
+                    "lease_until": now + self._lease,
+                    "worker": self.id,
+                }
+            )
+
+        after = await update(self._tasks.store, task_id, claim, now=time.time())
+        return after if claimed else None
+
+    async def _run(
+        self, record: TaskRecord, agent: Agent, resume: Checkpoint | None, message: ReceivedMessage
+    ) -> None:
+        lease = _Lease(self, record, message)
+        span = self._start_span(record, message)
+        started = time.time()
+        error: BaseException | None = None
+        outcome: Callable[[TaskRecord], TaskRecord]
+        try:
+            try:
+                async with lease.kept():
+                    result = await self._runner.run(
+                        agent,
+                        cast(list[Message], list(record.messages)),
+                        self._options(record, resume, span, lease),
+                    )
+                outcome = _succeeded(result)
+            except ApprovalRequired as parked:
+                outcome = self._parked(parked)
+            except _Cancelled:
+                outcome = _cancelling("cancelled while running")
+            except _LeaseLost:
+                log.warning(
+                    "task %s was taken over by another worker; this run's outcome is dropped", record.id
+                )
+                return
+            except asyncio.CancelledError:
+                await self._hand_back(lease)
+                raise
+            except AgentRuntimeError as failure:
+                error = failure
+                outcome = _failing(failure.code, failure.message)
+            except Exception as failure:
+                log.exception("task %s: the run failed unexpectedly", record.id)
+                error = failure
+                outcome = _failing(
+                    "internal_error", "the run failed unexpectedly; the operators have the details"
+                )
+            final = await self._write(record.id, lambda r: outcome(r) if lease.owns(r) else _unchanged())
+            parked_by_this_run = (
+                final.state is TaskState.AWAITING_APPROVAL and final.attempts == record.attempts
+            )
+            if parked_by_this_run:
+                audit_review(final)
+            span.set_attribute("task.state", final.state.value)
+            span.set_attribute("task.run_ms", round((time.time() - started) * 1000, 3))
+            await self._settle(final, lease.message)
+        finally:
+            self._runner.telemetry.end(span, error)
+
+    def _options(
+        self, record: TaskRecord, resume: Checkpoint | None, span: Span, lease: _Lease
+    ) -> RunOptions:
+        carrier: dict[str, str] = {}
+        _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
+        return RunOptions(
+            caller=Caller(record.caller, frozenset(record.roles), record.tenant or DEFAULT_TENANT),
+            conversation_id=record.conversation_id,
+            trace_headers=carrier,
+            task_class=record.task_class,
+            task_id=record.id,
+            resume=resume,
+            takeover=record.attempts > 1,
+            between_steps=lease.check,
+        )
+
+    def _parked(self, parked: ApprovalRequired) -> Callable[[TaskRecord], TaskRecord]:
+        try:
+            arguments: Any = json.loads(parked.call.arguments or "{}")
+        except json.JSONDecodeError:
+            arguments = {"raw": parked.call.arguments}
+        redacted = self._runner.guardrails.redactor.redact_value(
+            arguments if isinstance(arguments, dict) else {"value": arguments}
+        )
+        now = time.time()
+        approval = PendingApproval(
+            tool=parked.call.name, call_id=parked.call.id, arguments=redacted, requested_at=now
+        )
+        checkpoint = parked.checkpoint.model_dump(mode="json")
+        return lambda r: r.model_copy(
+            update={
+                "state": TaskState.AWAITING_APPROVAL,
+                "approval": approval,
+                "checkpoint": checkpoint,
+                "lease_until": None,
+            }
+        )
+
+    async def _hand_back(self, lease: _Lease) -> None:
+        """Shutdown cut the run short: the task goes back to ``queued`` and its message to the queue."""
+
+        def requeue(record: TaskRecord) -> TaskRecord:
+            if not lease.owns(record):
+                raise Unchanged
+            return record.model_copy(update={"state": TaskState.QUEUED, "lease_until": None})
+
+        try:
+            await asyncio.shield(self._write(lease.record.id, requeue))
+            await asyncio.shield(self._bus.release(lease.message))
+        except Exception as error:  # noqa: BLE001 -- shutting down: its lease's expiry hands it back anyway
+            log.warning(
+                "task %s: not handed back (%s); it is taken over once its lease passes",
+                lease.record.id,
+                error,
+            )
+
+    async def _settle(self, record: TaskRecord, message: ReceivedMessage) -> None:
+        """The task needs nothing more from this message: deliver a due callback, then complete it."""
+        await self._callback(record)
+        try:
+            await self._bus_call("complete", lambda: self._bus.complete(message))
+        except LeaseLost:
+            log.info(
+                "task %s: the message's lease passed before completion; its redelivery is a no-op", record.id
+            )
+
+    async def _callback(self, record: TaskRecord) -> None:
+        if not record.state.finished or record.callback_url is None or record.callback is not None:
+            return
+        outcome = await deliver(
+            self._runner.http,
+            record.callback_url,
+            TaskView.of(record).model_dump(mode="json"),
+            self._settings,
+        )
+        await self._write(
+            record.id,
+            lambda r: r.model_copy(update={"callback": outcome}) if r.callback is None else _unchanged(),
+        )
+
+    async def _dead_letter(self, message: ReceivedMessage, reason: str) -> None:
+        log.warning("dead-lettering message %s of queue %s: %s", message.message_id, message.queue, reason)
+        await self._bus_call("dead_letter", lambda: self._bus.dead_letter(message, reason=reason))
+
+    async def _write(self, task_id: str, change: Callable[[TaskRecord], TaskRecord]) -> TaskRecord:
+        return await update(self._tasks.store, task_id, change, now=time.time())
+
+    def _start_span(self, record: TaskRecord, message: ReceivedMessage) -> Span:
+        now = time.time()
+        parent = _PROPAGATOR.extract(dict(message.headers)) if message.headers else None
+        return self._runner.telemetry.tracer.start_span(
+            f"task {record.agent}",
+            parent,
+            SpanKind.CONSUMER,
+            {
+                "task.id": record.id,
+                "task.attempt": record.attempts,
+                "task.queue_wait_ms": round(max(now - message.enqueued_at, 0.0) * 1000, 3),
+                "messaging.system": self._bus.name,
+                "messaging.destination.name": message.queue,
+                "messaging.message.id": message.message_id,
+                "messaging.message.delivery_count": message.delivery_count,
+                "gen_ai.agent.name": record.agent,
+            },
+        )
+
+
+class _Lease:
+    """This worker's ownership of one running task: kept alive in the background, checked between steps."""
+
+    def __init__(self, worker: Worker, record: TaskRecord, message: ReceivedMessage) -> None:
+        self._worker = worker
+        self.record = record
+        self.message = message
+        self._attempt = record.attempts
+
+    def owns(self, record: TaskRecord) -> bool:
+        return record.state is TaskState.RUNNING and record.attempts == self._attempt
+
+    @contextlib.asynccontextmanager
+    async def kept(self) -> AsyncIterator[None]:
+        """Renew the record's and the message's lease while the block runs; if the task is taken over
+        meanwhile (this worker was presumed dead), the block is cancelled and raises :class:`_LeaseLost`."""
+        runner = asyncio.current_task()
+        assert runner is not None
+        lost = False
+
+        async def keep() -> None:
+            nonlocal lost
+            interval = self._worker._renew_every
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await self._renew()
+                except _LeaseLost:
+                    lost = True
+                    runner.cancel()
+                    return
+                except Exception as error:  # noqa: BLE001 -- a blip: the next renewal may succeed in time
+                    log.warning("task %s: lease renewal failed: %s", self.record.id, error)
+
+        keeper = asyncio.create_task(keep())
+        try:
+            yield
+        except asyncio.CancelledError:
+            if lost:
+                raise _LeaseLost from None
+            raise
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            if lost and runner.cancelling():
+                runner.uncancel()
+
+    async def _renew(self) -> None:
+        lease = self._worker._lease
+
+        def extend(record: TaskRecord) -> TaskRecord:
+            if not self.owns(record):
+                raise _LeaseLost
+            return record.model_copy(update={"lease_until": time.time() + lease})
+
+        self.record = await self._worker._write(self.record.id, extend)
+        self.message = await self._worker._bus.renew(
+            self.message, visibility_seconds=self._worker._visibility
+        )
+
+    async def check(self) -> None:
+        """Between steps: stop if the task was cancelled or taken over."""
+        record = await self._worker._tasks.store.get(self.record.id)
+        if record is None or not self.owns(record):
+            raise _LeaseLost
+        if record.cancel_requested:
+            raise _Cancelled
+
+
+def _succeeded(result: RunResult) -> Callable[[TaskRecord], TaskRecord]:
+    outcome = {
+        "output": result.answer,
+        "conversation_id": result.conversation_id,
+        "usage": result.usage.model_dump(),
+        "steps": [step.model_dump() for step in result.steps],
+    }
+    return lambda r: r.model_copy(
+        update={
+            "state": TaskState.SUCCEEDED,
+            "result": outcome,
+            "finished_at": time.time(),
+            "lease_until": None,
+            "checkpoint": None,
+        }
+    )
+
+
+def _cancelling(reason: str) -> Callable[[TaskRecord], TaskRecord]:
+    return lambda record: cancelled(record, reason, time.time())
+
+
+def _failing(code: str, message: str) -> Callable[[TaskRecord], TaskRecord]:
+    return lambda record: failed(record, code, message, time.time())
+
+
+def _unchanged() -> TaskRecord:
+    raise Unchanged
+
+
+def _task_id(body: Mapping[str, Any]) -> str | None:
+    task_id = body.get("task_id") if isinstance(body, Mapping) else None
+    if body.get("kind") != TASK_MESSAGE_KIND or not isinstance(task_id, str) or not task_id:
+        return None
+    return task_id

@@ -1,0 +1,83 @@
+"""``python -m agent_runtime.worker``: the task worker process, what Kubernetes runs and KEDA scales.
+
+It reads the same environment as the API (:class:`~agent_runtime.settings.Settings`), consumes
+``AGENTSTAGE_TASK_QUEUE`` on the configured bus and runs the agents of ``AGENTSTAGE_AGENTS`` (see
+:mod:`agent_runtime.tasks.worker` for the delivery guarantees).
+
+- SIGTERM / SIGINT: stop leasing; running tasks get ``worker_shutdown_grace_seconds`` to finish, then go
+  back to the queue for another worker.
+- Liveness: with ``AGENTSTAGE_WORKER_HEARTBEAT_FILE`` set, the file is touched on every poll of the queue
+  (at least once a second while idle); probe its age, e.g. ``find $FILE -mmin -1``. Readiness is not
+  needed: a worker serves no traffic, it pulls.
+- Exit codes: 0 stopped by a signal; 2 configuration error (settings, agents, tool modules, store);
+  3 the bus kept failing after ``worker_bus_retries`` retries (every message is still on the queue);
+  1 anything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from pydantic import ValidationError
+
+from agent_runtime.errors import ConfigurationError
+from agent_runtime.memory.factory import open_stores
+from agent_runtime.services import Assembly, Lifecycle
+from agent_runtime.settings import Settings
+from agent_runtime.tasks.factory import check_task_settings
+from agent_runtime.tasks.worker import Worker, WorkerBusError
+from agent_runtime.tools import ToolRegistry, default_registry
+
+EXIT_STOPPED = 0
+EXIT_FAILED = 1
+EXIT_CONFIGURATION = 2
+EXIT_BUS_UNAVAILABLE = 3
+
+log = logging.getLogger("agentstage.worker")
+
+
+async def serve(settings: Settings, registry: ToolRegistry = default_registry) -> None:
+    """Run a worker until SIGTERM/SIGINT; raises :class:`WorkerBusError` when the bus fails for good."""
+    check_task_settings(settings)  # before any store is opened: its message is the clearest
+    assembly = Assembly.from_settings(settings, registry, open_stores)
+    lifecycle = Lifecycle(assembly)
+    try:
+        services = await lifecycle.get()
+        worker = Worker(services.runner, services.catalog, await services.tasks.get(), settings)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, worker.stop)
+        log.info("worker consuming queue '%s' (%d at a time)", worker.queue, settings.worker_concurrency)
+        await worker.run()
+    finally:
+        await lifecycle.close()
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        log.error("invalid settings: %s", error)
+        return EXIT_CONFIGURATION
+    try:
+        asyncio.run(serve(settings))
+    except ConfigurationError as error:
+        log.error("configuration error: %s", error.message)
+        return EXIT_CONFIGURATION
+    except WorkerBusError as error:
+        log.error("%s", error)
+        return EXIT_BUS_UNAVAILABLE
+    except Exception:
+        log.exception("the worker failed")
+        return EXIT_FAILED
+    log.info("worker stopped")
+    return EXIT_STOPPED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""What the task-trigger tests of both serverless hosts share: the environment of a host that consumes
+a task queue, and tasks put in its store the way the API would (a separate task service, same files)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from agent_runtime.caller import Caller
+from agent_runtime.settings import Settings
+from agent_runtime.tasks.factory import open_task_service
+from agent_runtime.tasks.model import TaskRecord, TaskState
+from agent_runtime.tasks.service import task_message
+from agent_runtime.testing import ScriptedModelServer
+
+RUNTIME = Path(__file__).resolve().parents[3] / "runtime"
+TASK_QUEUE = "agent-tasks"
+API_KEY = "host-key-0123456789"
+AGENTS = [{"name": "assistant", "instructions": "Be brief."}]
+
+
+@contextmanager
+def imported_host(
+    filename: str, model: ScriptedModelServer, state: Path
+) -> Iterator[tuple[ModuleType, Settings]]:
+    """``runtime/<filename>`` imported as its platform imports it, configured to run the queue's tasks."""
+    env = {
+        "AGENTSTAGE_SQLITE_PATH": str(state / "state.db"),
+        "AGENTSTAGE_BUS_SQLITE_PATH": str(state / "bus.db"),
+        "AGENTSTAGE_TASK_QUEUE": TASK_QUEUE,
+        "AGENTSTAGE_LLM_ENDPOINT": model.base_url,
+        "AGENTSTAGE_LLM_AUTH": "none",
+        "AGENTSTAGE_LLM_MAX_RETRIES": "0",
+        "AGENTSTAGE_AGENTS": json.dumps(AGENTS),
+        "AGENTSTAGE_API_KEY": API_KEY,
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        spec = importlib.util.spec_from_file_location(filename.removesuffix(".py"), RUNTIME / filename)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module, Settings()
+
+
+def submit(settings: Settings, text: str) -> TaskRecord:
+    """A queued task of ``assistant``, created as the API creates it; its message is what a queue delivers."""
+
+    async def create() -> TaskRecord:
+        tasks = await open_task_service(settings, _catalog(settings))
+        try:
+            record, _ = await tasks.submit("assistant", [{"role": "user", "content": text}], Caller("alice"))
+            return record
+        finally:
+            await tasks.close()
+
+    return asyncio.run(create())
+
+
+def stored(settings: Settings, task_id: str) -> TaskRecord:
+    async def read() -> TaskRecord:
+        tasks = await open_task_service(settings, _catalog(settings))
+        try:
+            record = await tasks.store.get(task_id)
+            assert record is not None
+            return record
+        finally:
+            await tasks.close()
+
+    return asyncio.run(read())
+
+
+def mark_running_elsewhere(settings: Settings, task_id: str) -> None:
+    """As if another instance had claimed the task a moment ago and were still running it."""
+
+    async def claim() -> None:
+        tasks = await open_task_service(settings, _catalog(settings))
+        try:
+            record = await tasks.store.get(task_id)
+            assert record is not None
+            running = record.model_copy(
+                update={"state": TaskState.RUNNING, "attempts": 1, "lease_until": time.time() + 60}
+            )
+            await tasks.store.replace(running, expected_version=record.version)
+        finally:
+            await tasks.close()
+
+    asyncio.run(claim())
+
+
+def message_parts(record: TaskRecord) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """(message id, body, headers) of the task's queue message."""
+    message = task_message(record)
+    return message.message_id or "", dict(message.body), dict(message.headers)
+
+
+def _catalog(settings: Settings) -> Any:
+    from agent_runtime.agents import AgentCatalog
+    from agent_runtime.tools import default_registry
+
+    return AgentCatalog.from_settings(settings, default_registry)

@@ -1,0 +1,150 @@
+"""Reliability with real processes: worker processes SIGKILLed in the middle of tasks, again and again.
+
+Tasks call ``pay``, a side effect applied downstream at most once per idempotency key (see task_effects.py).
+Worker processes (``python -m agent_runtime.worker``) share the SQLite bus and state with this test; each
+one is killed at a random moment while it works, then a new one starts. Afterwards every task must have
+succeeded (none lost) and every payment must have been applied exactly once: a re-run after a crash
+must reuse the key of the cut-off call, or a second payment row would appear.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from task_effects import AGENTS, attempts, payments
+from task_stack import task_registry, task_settings
+
+from agent_runtime.agents import AgentCatalog
+from agent_runtime.bus.sqlite import SqliteBus
+from agent_runtime.caller import Caller
+from agent_runtime.tasks.model import TaskRecord, TaskState
+from agent_runtime.tasks.service import TaskService, worker_queue
+from agent_runtime.tasks.store_sqlite import SqliteTaskStore
+from agent_runtime.testing import ScriptedModelServer
+
+pytestmark = pytest.mark.anyio
+
+TASKS = 24
+KILLS_MID_TASK = 20
+MAX_KILLS = 40
+SLOTS = 2  # worker processes alive at once, each killed and restarted on its own schedule
+HERE = Path(__file__).parent
+HOST = socket.gethostname()
+
+
+def worker_env(model: ScriptedModelServer, state: Path, heartbeat: Path) -> dict[str, str]:
+    settings = {
+        "LLM_ENDPOINT": model.base_url,
+        "LLM_AUTH": "none",
+        "SQLITE_PATH": str(state / "state.db"),
+        "BUS_SQLITE_PATH": str(state / "bus.db"),
+        "AGENTS": json.dumps(AGENTS),
+        "TOOL_MODULES": json.dumps(["task_worker_tools"]),
+        "TASK_LEASE_SECONDS": "1",
+        "BUS_VISIBILITY_SECONDS": "1",
+        "BUS_MAX_DELIVERY_COUNT": "100",  # dozens of kills may hit one task: none may be dead-lettered
+        "WORKER_CONCURRENCY": "3",
+        "WORKER_HEARTBEAT_FILE": str(heartbeat),
+        "WORKER_SHUTDOWN_GRACE_SECONDS": "5",
+    }
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AGENTSTAGE_")}
+    path = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
+    return env | {f"AGENTSTAGE_{name}": value for name, value in settings.items()} | {"PYTHONPATH": path}
+
+
+async def start_worker(env: dict[str, str], state: Path, log: Path) -> asyncio.subprocess.Process:
+    """A worker process, once it polls its queue (its heartbeat file appears)."""
+    alive = Path(env["AGENTSTAGE_WORKER_HEARTBEAT_FILE"])
+    alive.unlink(missing_ok=True)
+    with log.open("ab") as output:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agent_runtime.worker", env=env, cwd=state, stdout=output, stderr=output
+        )
+    deadline = time.monotonic() + 30
+    while not alive.exists():
+        assert process.returncode is None, (
+            f"the worker exited with {process.returncode}:\n{log.read_text()[-3000:]}"
+        )
+        assert time.monotonic() < deadline, "the worker did not start polling within 30 s"
+        await asyncio.sleep(0.02)
+    return process
+
+
+class Killer:
+    """Starts worker processes and SIGKILLs each at a random moment of its first task (before, during or
+    after the payment), counting the kills that left a task cut off in the middle."""
+
+    def __init__(self, tasks: TaskService, ids: list[str], model: ScriptedModelServer, state: Path) -> None:
+        self.tasks, self.ids, self.model, self.state = tasks, ids, model, state
+        self.kills = self.mid_task = 0
+        self.log = state / "workers.log"
+        self._chance = random.Random(6)
+
+    def env(self, slot: int) -> dict[str, str]:
+        return worker_env(self.model, self.state, self.state / f"alive-{slot}")
+
+    async def running_on(self, pid: int) -> list[TaskRecord]:
+        records = [await self.tasks.store.get(task_id) for task_id in self.ids]
+        return [r for r in records if r and r.state is TaskState.RUNNING and r.worker == f"{HOST}:{pid}"]
+
+    async def slot(self, slot: int) -> None:
+        while self.mid_task < KILLS_MID_TASK and self.kills < MAX_KILLS:
+            worker = await start_worker(self.env(slot), self.state, self.log)
+            deadline = time.monotonic() + 10
+            while not await self.running_on(worker.pid) and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(self._chance.uniform(0.0, 0.5))  # one task takes ~0.5 s
+            worker.send_signal(signal.SIGKILL)
+            await worker.wait()
+            self.kills += 1
+            self.mid_task += bool(await self.running_on(worker.pid))
+
+
+async def test_killing_workers_mid_task_loses_nothing_and_repeats_no_side_effect(
+    task_model: ScriptedModelServer, tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    settings = task_settings(task_model, tmp_path)
+    tasks = TaskService(
+        await SqliteTaskStore.open(settings.sqlite_path),
+        SqliteBus(settings.bus_sqlite_path),
+        settings,
+        AgentCatalog.from_settings(settings, task_registry()),
+    )
+    caller = Caller("alice", frozenset({"user"}))
+    ids = [
+        (await tasks.submit("payer", [{"role": "user", "content": f"pay ref-{n:02d} 0.4"}], caller))[0].id
+        for n in range(TASKS)
+    ]
+    killer = Killer(tasks, ids, task_model, tmp_path)
+    try:
+        await asyncio.gather(*(killer.slot(slot) for slot in range(SLOTS)))
+        survivor = await start_worker(killer.env(0), tmp_path, killer.log)
+        done = await tasks.wait(ids, asyncio.get_running_loop().time() + 40)
+        survivor.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(survivor.wait(), 15) == 0, killer.log.read_text()[-3000:]
+        dead = await tasks.bus.dead_letters(worker_queue(settings))
+    finally:
+        await tasks.close()
+    elapsed = time.monotonic() - started
+    print(
+        f"\n{killer.kills} kills ({killer.mid_task} mid-task), {TASKS} tasks, {attempts(tmp_path / 'effects.db')} payment "
+        f"attempts, {sum(r.attempts for r in done)} runs, {elapsed:.1f} s"
+    )
+
+    assert killer.mid_task >= KILLS_MID_TASK
+    assert [r.state for r in done] == [TaskState.SUCCEEDED] * TASKS, [(r.id, r.state, r.error) for r in done]
+    assert [r.result["output"] for r in done if r.result] == [f"paid ref-{n:02d}" for n in range(TASKS)]
+    applied = payments(tmp_path / "effects.db")
+    assert sorted(ref for _, ref in applied) == [f"ref-{n:02d}" for n in range(TASKS)]  # each exactly once
+    assert dead == []
+    assert any(r.attempts > 1 for r in done)  # some tasks were really taken over after a kill

@@ -1,0 +1,137 @@
+"""The TaskStore contract, for every store: create with idempotency, compare-and-set, children."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from fake_cosmos_tasks import FakeAccount, FakeTasksContainer
+from memory.conftest import redis_url  # noqa: F401  (the session's throwaway redis-server)
+
+from agent_runtime.tasks.model import TaskConflict, TaskRecord, TaskState, TaskStore
+from agent_runtime.tasks.store_cosmos import CosmosTaskStore
+from agent_runtime.tasks.store_redis import RedisTaskStore
+from agent_runtime.tasks.store_sqlite import SqliteTaskStore
+
+pytestmark = pytest.mark.anyio
+
+
+async def flush(url: str) -> None:
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(url)
+    await redis.flushdb()
+    await redis.aclose()
+
+
+@pytest.fixture(params=["sqlite", "redis", "cosmos"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TaskStore]:
+    opened: TaskStore
+    if request.param == "sqlite":
+        opened = await SqliteTaskStore.open(str(tmp_path / "state.db"))
+    elif request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        await flush(url)
+        opened = await RedisTaskStore.connect(url)
+    else:
+        opened = CosmosTaskStore(FakeAccount(), FakeTasksContainer())  # type: ignore[arg-type]
+    yield opened
+    await opened.close()
+
+
+def record(
+    caller: str = "alice", key: str | None = None, parent: str | None = None, at: float = 0.0
+) -> TaskRecord:
+    now = at or time.time()
+    return TaskRecord(
+        id=uuid.uuid4().hex,
+        agent="payer",
+        messages=[{"role": "user", "content": "hi"}],
+        queue="q",
+        caller=caller,
+        idempotency_key=key,
+        parent_id=parent,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+async def test_create_then_get_round_trips_the_record(store: TaskStore) -> None:
+    task = record()
+    created, new = await store.create(task)
+    assert new and created == task
+    assert await store.get(task.id) == task
+    assert await store.get("no-such-task") is None
+
+
+async def test_the_same_idempotency_key_returns_the_first_task(store: TaskStore) -> None:
+    first, new = await store.create(record(key="k1"))
+    again, again_new = await store.create(record(key="k1"))
+    assert new and not again_new
+    assert again.id == first.id
+    other_caller, other_new = await store.create(record(caller="bob", key="k1"))
+    assert other_new and other_caller.id != first.id
+    unkeyed = [await store.create(record()) for _ in range(2)]
+    assert all(new for _, new in unkeyed)
+
+
+async def test_concurrent_submissions_with_one_key_create_one_task(store: TaskStore) -> None:
+    results = await asyncio.gather(*(store.create(record(key="race")) for _ in range(8)))
+    assert sum(new for _, new in results) == 1
+    assert len({task.id for task, _ in results}) == 1
+
+
+async def test_replace_is_compare_and_set_on_the_version(store: TaskStore) -> None:
+    task, _ = await store.create(record())
+    running = await store.replace(task.model_copy(update={"state": TaskState.RUNNING}), expected_version=0)
+    assert running.version == 1
+    assert (await store.get(task.id)) == running
+    with pytest.raises(TaskConflict):
+        await store.replace(task.model_copy(update={"state": TaskState.FAILED}), expected_version=0)
+    assert (await store.get(task.id)).state is TaskState.RUNNING  # type: ignore[union-attr]
+
+
+async def test_of_two_writers_of_one_version_exactly_one_wins(store: TaskStore) -> None:
+    task, _ = await store.create(record())
+    outcomes = await asyncio.gather(
+        *(store.replace(task.model_copy(update={"attempts": n}), expected_version=0) for n in (1, 2, 3)),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(outcome, TaskRecord) for outcome in outcomes) == 1
+    assert sum(isinstance(outcome, TaskConflict) for outcome in outcomes) == 2
+
+
+async def test_replace_of_a_missing_task_conflicts(store: TaskStore) -> None:
+    with pytest.raises(TaskConflict):
+        await store.replace(record(), expected_version=0)
+
+
+async def test_children_are_listed_oldest_first(store: TaskStore) -> None:
+    parent, _ = await store.create(record())
+    later, _ = await store.create(record(parent=parent.id, at=200.0))
+    earlier, _ = await store.create(record(parent=parent.id, at=100.0))
+    await store.create(record(parent="someone-else"))
+    assert [child.id for child in await store.children(parent.id)] == [earlier.id, later.id]
+    assert await store.children("nobody") == []
+
+
+async def test_the_reviewers_queue_holds_the_parked_tasks_oldest_first(store: TaskStore) -> None:
+    parked = []
+    for at in (300.0, 100.0, 200.0):
+        task, _ = await store.create(record(at=at))
+        parked.append(
+            await store.replace(
+                task.model_copy(update={"state": TaskState.AWAITING_APPROVAL}), expected_version=0
+            )
+        )
+    other, _ = await store.create(record())
+    assert [t.id for t in await store.awaiting_approval(10)] == [parked[1].id, parked[2].id, parked[0].id]
+    assert [t.id for t in await store.awaiting_approval(1)] == [parked[1].id]
+    resumed = parked[1].model_copy(update={"state": TaskState.QUEUED})
+    await store.replace(resumed, expected_version=parked[1].version)
+    assert [t.id for t in await store.awaiting_approval(10)] == [parked[2].id, parked[0].id]
+    assert other.id not in {t.id for t in await store.awaiting_approval(10)}

@@ -1,0 +1,68 @@
+"""``python -m agent_runtime.worker`` as Kubernetes runs it: exit codes and what it says when it stops."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent_runtime.worker import EXIT_BUS_UNAVAILABLE, EXIT_CONFIGURATION
+
+
+def run_worker(tmp_path: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AGENTSTAGE_")}
+    env |= {
+        "AGENTSTAGE_SQLITE_PATH": str(tmp_path / "state.db"),
+        "AGENTSTAGE_BUS_SQLITE_PATH": str(tmp_path / "bus.db"),
+        "AGENTSTAGE_LLM_AUTH": "none",
+    }
+    env |= {f"AGENTSTAGE_{name.upper()}": value for name, value in settings.items()}
+    return subprocess.run(
+        [sys.executable, "-m", "agent_runtime.worker"],
+        check=False,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_bus_outage_is_retried_then_the_worker_exits_3_saying_why(tmp_path: Path) -> None:
+    unusable = tmp_path / "bus-is-a-directory"
+    unusable.mkdir()
+    done = run_worker(
+        tmp_path,
+        bus_sqlite_path=str(unusable),
+        worker_bus_retries="2",
+        worker_concurrency="1",
+        retry_base_seconds="0.01",
+        task_queue="orders",
+    )
+    assert done.returncode == EXIT_BUS_UNAVAILABLE, done.stderr
+    assert done.stderr.count("retry") == 2
+    assert "the message bus (sqlite) failed 3 times in a row on receive of queue 'orders'" in done.stderr
+    assert "queued tasks stay on the queue" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"agents": json.dumps([{"name": "a", "tools": ["shell"]}])}, "agent 'a': unknown tool 'shell'"),
+        ({"worker_concurrency": "0"}, "invalid settings"),
+        (
+            {"state_backend": "postgres", "postgres_dsn": "postgresql://127.0.0.1:1/x"},
+            "tasks need AGENTSTAGE_STATE_BACKEND",
+        ),
+    ],
+)
+def test_a_configuration_error_exits_2_saying_why(
+    tmp_path: Path, settings: dict[str, str], message: str
+) -> None:
+    done = run_worker(tmp_path, **settings)
+    assert done.returncode == EXIT_CONFIGURATION, done.stderr
+    assert message in done.stderr
