@@ -3,9 +3,16 @@
 Nodes are the building blocks (agentstage components); edges are what actually connects them in the
 deployment, so the diagram cannot drift from the code:
 
-- a role assignment: the block whose compute runs as the identity -> the block holding the scope;
+- a role assignment: the block whose compute runs as the identity (a Function App's, a Kubernetes
+  service account's through Workload ID, the cluster's kubelet or KEDA operator) -> the block holding the scope;
 - an API gateway backend whose URL is another block's app: gateway -> that app;
-- an app setting whose value names another block's resource (an endpoint, a namespace): app -> block.
+- an app setting or container environment variable whose value names another block's resource (an
+  endpoint, a namespace): app or workload -> block;
+- a private endpoint: network -> the block it reaches privately;
+- a Kubernetes resource deployed through a cluster's provider: workload -> cluster;
+- an alert rule: alerts -> the block it watches and the block it pages.
+
+Blocks without any connection (a policy assignment set, a budget) are shown too: they are part of the stage.
 """
 
 from __future__ import annotations
@@ -17,8 +24,14 @@ from collections.abc import Iterator
 from agentstage.graph import Resource, ResourceGraph
 from agentstage.render import role_name
 
-ROLE_ASSIGNMENTS = ("azure-native:authorization:RoleAssignment", "azure-native:cosmosdb:SqlResourceSqlRoleAssignment")
+ROLE_ASSIGNMENTS = (
+    "azure-native:authorization:RoleAssignment",
+    "azure-native:cosmosdb:SqlResourceSqlRoleAssignment",
+)
 IDENTITY = "azure-native:managedidentity:UserAssignedIdentity"
+SERVICE_ACCOUNT = "kubernetes:core/v1:ServiceAccount"
+FEDERATED_CREDENTIAL = "azure-native:managedidentity:FederatedIdentityCredential"
+CLUSTER = "azure-native:containerservice:ManagedCluster"
 COSMOS_DATA_CONTRIBUTOR = "00000000-0000-0000-0000-000000000002"
 
 
@@ -26,14 +39,24 @@ def mermaid_lines(graph: ResourceGraph) -> Iterator[str]:
     """``flowchart LR`` with one node per block and one labelled edge per connection."""
     blocks = _Blocks(graph)
     edges: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for source, target, label in (*_access(graph, blocks), *_routes(graph, blocks), *_settings(graph, blocks)):
+    connections = (
+        *_access(graph, blocks),
+        *_routes(graph, blocks),
+        *_settings(graph, blocks),
+        *_private_endpoints(graph, blocks),
+        *_runs_on(graph, blocks),
+        *_alerts(graph, blocks),
+    )
+    for source, target, label in connections:
         if source != target:
             edges[(source, target)].add(label)
-    used = {urn for edge in edges for urn in edge}
+    shown = {urn for edge in edges for urn in edge} | set(blocks.standalone())
     yield "flowchart LR"
-    for urn in sorted(used, key=blocks.order):
+    for urn in sorted(shown, key=blocks.order):
         yield f'  {blocks.node_id(urn)}["{blocks.label(urn)}"]'
-    for (source, target), labels in sorted(edges.items(), key=lambda e: (blocks.order(e[0][0]), blocks.order(e[0][1]))):
+    for (source, target), labels in sorted(
+        edges.items(), key=lambda e: (blocks.order(e[0][0]), blocks.order(e[0][1]))
+    ):
         yield f'  {blocks.node_id(source)} -->|"{", ".join(sorted(labels))}"| {blocks.node_id(target)}'
 
 
@@ -54,6 +77,13 @@ class _Blocks:
             current = self.graph.by_urn(current.parent) if current.parent else None
         return block
 
+    def standalone(self) -> Iterator[str]:
+        """Top-level blocks that are not identities (identities appear as the compute that uses them)."""
+        for resource in self.graph.resources:
+            top_level = resource.type.startswith("agentstage:") and resource.parent is None
+            if top_level and not resource.type.endswith(":Identity"):
+                yield resource.urn
+
     def order(self, urn: str) -> int:
         return self._position.get(urn, 0)
 
@@ -68,13 +98,24 @@ class _Blocks:
 
 
 def _identity_users(graph: ResourceGraph, blocks: _Blocks) -> dict[str, str]:
-    """Managed identity id -> the block whose compute runs as it."""
+    """Managed identity id -> the block whose compute runs as it.
+
+    Azure compute names it in ``identity.userAssignedIdentities``; on Kubernetes, a service account
+    annotated with it (Workload ID) or a federated credential for the KEDA operator built from it does.
+    """
     users: dict[str, str] = {}
+    by_urn = {r.urn: r.mock_id for r in graph.of_type(IDENTITY)}
     for resource in graph.cloud_resources():
         identity = resource.inputs.get("identity")
-        assigned = identity.get("userAssignedIdentities") if isinstance(identity, dict) else None
+        assigned = list(identity.get("userAssignedIdentities") or ()) if isinstance(identity, dict) else []
+        if resource.type in (SERVICE_ACCOUNT, FEDERATED_CREDENTIAL):
+            assigned = [by_urn[urn] for urn in resource.dependencies if urn in by_urn]
+            if resource.type == FEDERATED_CREDENTIAL and ":kube-system:" not in str(
+                resource.inputs.get("subject")
+            ):
+                continue  # an agent's own federation: its service account already says who uses it
         block = blocks.of(resource)
-        for identity_id in assigned or ():
+        for identity_id in assigned:
             if block is not None:
                 users[identity_id] = block
     return users
@@ -84,14 +125,54 @@ def _access(graph: ResourceGraph, blocks: _Blocks) -> Iterator[tuple[str, str, s
     identities = {r.urn: r.mock_id for r in graph.of_type(IDENTITY)}
     users = _identity_users(graph, blocks)
     for assignment in (r for type_ in ROLE_ASSIGNMENTS for r in graph.of_type(type_)):
-        holders = [identities[urn] for urn in assignment.dependencies if urn in identities]
+        holders = [users.get(identities[urn]) for urn in assignment.dependencies if urn in identities]
+        if not holders:  # a principal of another resource: the AKS kubelet identity pulling images
+            holders = [blocks.of(r) for r in _dependencies(graph, assignment) if r.type == CLUSTER]
         scope = _scope_resource(graph, assignment)
         target = blocks.of(scope) if scope is not None else None
         role = str(assignment.inputs.get("roleDefinitionId", ""))
         label = "data access" if role.endswith(COSMOS_DATA_CONTRIBUTOR) else role_name(role)
         for holder in holders:
-            if holder in users and target is not None:
-                yield users[holder], target, label
+            if holder is not None and target is not None:
+                yield holder, target, label
+
+
+def _dependencies(graph: ResourceGraph, resource: Resource) -> Iterator[Resource]:
+    for urn in resource.dependencies:
+        dependency = graph.by_urn(urn)
+        if dependency is not None:
+            yield dependency
+
+
+def _private_endpoints(graph: ResourceGraph, blocks: _Blocks) -> Iterator[tuple[str, str, str]]:
+    for endpoint in graph.of_type("azure-native:network:PrivateEndpoint"):
+        for connection in endpoint.inputs.get("privateLinkServiceConnections") or ():
+            target = graph.by_mock_id(str(connection.get("privateLinkServiceId")))
+            source, reached = blocks.of(endpoint), blocks.of(target) if target else None
+            if source and reached:
+                yield source, reached, "private endpoint"
+
+
+def _runs_on(graph: ResourceGraph, blocks: _Blocks) -> Iterator[tuple[str, str, str]]:
+    """Kubernetes resources deployed through a provider that belongs to another block (the cluster)."""
+    for resource in graph.cloud_resources():
+        if resource.type.startswith("kubernetes:") and resource.provider:
+            provider, source = graph.by_urn(resource.provider), blocks.of(resource)
+            target = blocks.of(provider) if provider else None
+            if source and target:
+                yield source, target, "runs on"
+
+
+def _alerts(graph: ResourceGraph, blocks: _Blocks) -> Iterator[tuple[str, str, str]]:
+    for rule in graph.of_type("azure-native:monitor:ScheduledQueryRule"):
+        source = blocks.of(rule)
+        watched = [str(scope) for scope in rule.inputs.get("scopes") or ()]
+        paged = [str(group) for group in (rule.inputs.get("actions") or {}).get("actionGroups") or ()]
+        for label, ids in (("alerts on", watched), ("pages", paged)):
+            for resource in filter(None, map(graph.by_mock_id, ids)):
+                target = blocks.of(resource)
+                if source and target:
+                    yield source, target, label
 
 
 def _scope_resource(graph: ResourceGraph, assignment: Resource) -> Resource | None:
@@ -104,7 +185,10 @@ def _scope_resource(graph: ResourceGraph, assignment: Resource) -> Resource | No
 
 
 def _routes(graph: ResourceGraph, blocks: _Blocks) -> Iterator[tuple[str, str, str]]:
-    apps = {f"https://{a.inputs.get('name')}.azurewebsites.net": a for a in graph.of_type("azure-native:web:WebApp")}
+    apps = {
+        f"https://{a.inputs.get('name')}.azurewebsites.net": a
+        for a in graph.of_type("azure-native:web:WebApp")
+    }
     for backend in graph.of_type("azure-native:apimanagement:Backend"):
         app = apps.get(str(backend.inputs.get("url", "")).rstrip("/"))
         source, target = blocks.of(backend), blocks.of(app) if app else None
@@ -120,11 +204,21 @@ def _settings(graph: ResourceGraph, blocks: _Blocks) -> Iterator[tuple[str, str,
         for key in ("serviceName", "namespaceName", "accountName", "name")
         if key in r.inputs and len(str(r.inputs.get(key))) > 8 and not r.type.endswith("RoleAssignment")
     }
-    for app in graph.of_type("azure-native:web:WebApp"):
-        settings = app.inputs.get("siteConfig", {})
-        for setting in settings.get("appSettings", []) if isinstance(settings, dict) else []:
-            value, source = str(setting.get("value", "")), blocks.of(app)
+    for app, variables in _environments(graph):
+        for variable in variables:
+            value, source = str(variable.get("value", "")), blocks.of(app)
             for name, resource in named.items():
                 target = blocks.of(resource)
                 if name in value and source and target and target != source:
-                    yield source, target, setting["name"].removeprefix("AGENTSTAGE_").lower()
+                    yield source, target, variable["name"].removeprefix("AGENTSTAGE_").lower()
+
+
+def _environments(graph: ResourceGraph) -> Iterator[tuple[Resource, list[dict[str, object]]]]:
+    """Each app's settings and each workload container's environment, as ``{"name", "value"}`` lists."""
+    for app in graph.of_type("azure-native:web:WebApp"):
+        settings = app.inputs.get("siteConfig", {})
+        yield app, list(settings.get("appSettings", [])) if isinstance(settings, dict) else []
+    for deployment in graph.of_type("kubernetes:apps/v1:Deployment"):
+        pod = ((deployment.inputs.get("spec") or {}).get("template") or {}).get("spec") or {}
+        for container in pod.get("containers") or ():
+            yield deployment, list(container.get("env") or ())

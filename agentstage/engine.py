@@ -38,6 +38,10 @@ OFFLINE_INVOKES: dict[str, dict[str, Any]] = {
         "subscriptionId": "00000000-0000-0000-0000-000000000000",
         "tenantId": "00000000-0000-0000-0000-0000000000aa",
     },
+    # A cluster's kubeconfig exists only once the cluster does: a first real preview answers "unknown".
+    "azure-native:containerservice:listManagedClusterUserCredentials": {
+        "kubeconfigs": [{"name": "clusterUser", "value": rpc.UNKNOWN}]
+    },
 }
 
 
@@ -60,6 +64,7 @@ class _OfflineMocks(pulumi_mocks.Mocks):
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         state = dict(args.inputs)
         _output_shapes(state)
+        _computed_outputs(args.typ, state)
         own_name = _own_name(args.typ, state)
         if own_name is not None:
             state.setdefault("name", own_name)
@@ -71,6 +76,20 @@ class _OfflineMocks(pulumi_mocks.Mocks):
         raise OfflineInvokeError(f"the program calls '{args.token}', which cannot be answered offline")
 
 
+# Outputs the provider computes on creation that the program reads back: unknown in a first preview.
+# A mock that echoed the input would hand the program a known ``None`` (the issuer URL inside
+# ``oidcIssuerProfile``) and drop the input built from it. The SDK only keeps unknowns at the top level
+# of an output, so the whole property is unknown.
+COMPUTED_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "azure-native:containerservice:ManagedCluster": ("oidcIssuerProfile",),
+}
+
+
+def _computed_outputs(type_: str, state: dict[str, Any]) -> None:
+    for name in COMPUTED_OUTPUTS.get(type_, ()):
+        state[name] = rpc.UNKNOWN
+
+
 def _output_shapes(state: dict[str, Any]) -> None:
     """Where an output's shape differs from its input's, echo the output shape.
 
@@ -78,7 +97,10 @@ def _output_shapes(state: dict[str, Any]) -> None:
     """
     identity = state.get("identity")
     if isinstance(identity, dict) and isinstance(identity.get("userAssignedIdentities"), list):
-        state["identity"] = {**identity, "userAssignedIdentities": {i: {} for i in identity["userAssignedIdentities"]}}
+        state["identity"] = {
+            **identity,
+            "userAssignedIdentities": {i: {} for i in identity["userAssignedIdentities"]},
+        }
 
 
 def _own_name(type_: str, inputs: dict[str, Any]) -> Any:
@@ -166,7 +188,9 @@ def stack_file(stack: str, project_dir: Path = PROJECT_DIR) -> Path:
     path = config_dir / f"Pulumi.{stack}.yaml"
     if not path.is_file():
         known = ", ".join(available_stacks(project_dir)) or "none"
-        raise StackNotFoundError(f"unknown stack '{stack}': {path.relative_to(project_dir)} does not exist (stacks: {known})")
+        raise StackNotFoundError(
+            f"unknown stack '{stack}': {path.relative_to(project_dir)} does not exist (stacks: {known})"
+        )
     return path
 
 
@@ -187,7 +211,9 @@ def read_stack_config(path: Path) -> tuple[dict[str, str], list[str]]:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise AgentstageError(f"{path.name} is not valid YAML{where}: {getattr(error, 'problem', error)}") from None
+        raise AgentstageError(
+            f"{path.name} is not valid YAML{where}: {getattr(error, 'problem', error)}"
+        ) from None
     if not isinstance(document, dict) or not isinstance(document.get("config", {}), dict):
         raise AgentstageError(f"{path.name}: expected a mapping with a 'config' mapping at the top level")
     config: dict[str, str] = {}

@@ -24,17 +24,31 @@ from agentstage.graph import SECRET, UNKNOWN, Resource, ResourceGraph
 
 
 def sdk_class(type_: str) -> type[pulumi.CustomResource]:
-    """``azure-native:keyvault:Vault`` -> ``pulumi_azure_native.keyvault.Vault``."""
+    """``azure-native:keyvault:Vault`` -> ``pulumi_azure_native.keyvault.Vault``;
+    ``kubernetes:networking.k8s.io/v1:NetworkPolicy`` -> ``pulumi_kubernetes.networking.v1.NetworkPolicy``;
+    kinds the SDK has no class for (KEDA's) -> ``pulumi_kubernetes.apiextensions.CustomResource``."""
     package, module, name = type_.split(":")
+    if package == "kubernetes":
+        group, _, version = module.rpartition("/")
+        try:
+            sdk_module = importlib.import_module(
+                f"pulumi_kubernetes.{group.split('.')[0] or 'core'}.{version}"
+            )
+            return getattr(sdk_module, name)
+        except (ImportError, AttributeError):
+            return importlib.import_module("pulumi_kubernetes.apiextensions").CustomResource
     return getattr(importlib.import_module(f"pulumi_{package.replace('-', '_')}.{module}"), name)
 
 
 def snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    """``enableRBAC`` -> ``enable_rbac``, ``resourceUri`` -> ``resource_uri`` (acronyms stay one word)."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
 def constructor_kwargs(cls: type[pulumi.CustomResource], inputs: dict[str, Any]) -> dict[str, Any]:
     """Top-level inputs as the constructor's snake_case parameters (``resource_name_`` and the like)."""
+    if not hasattr(cls, "_internal_init"):  # a Kubernetes custom resource: the manifest's own fields
+        return {snake(key): replay_value(value) for key, value in inputs.items()}
     parameters = inspect.signature(cls._internal_init).parameters  # type: ignore[attr-defined]
     kwargs = {}
     for key, value in inputs.items():

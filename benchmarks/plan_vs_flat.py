@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agentstage.engine import available_stacks  # noqa: E402
+from agentstage.engine import available_stacks
 
 
 def timed(command: list[str]) -> float:

@@ -20,6 +20,7 @@ from components.azure.dashboard import DashboardArgs, ModelPrice
 from components.azure.identity import ManagedIdentity
 from components.azure.models import ContentFilterArgs, ModelDeploymentArgs, Models, ModelsArgs
 from components.azure.naming import Naming, unique_suffix
+from components.azure.network import Network
 from components.azure.observability import Observability, ObservabilityArgs
 from components.azure.search import VectorSearch, VectorSearchArgs
 from components.azure.secrets import Secrets, SecretsArgs
@@ -33,7 +34,8 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 class AzureFoundation:
     """The blocks every Azure stage shares, wired to one context."""
 
-    def __init__(self, config: StackConfig) -> None:
+    def __init__(self, config: StackConfig, *, isolated: bool = False) -> None:
+        """``isolated``: data services refuse public traffic (reached through private endpoints)."""
         self.config = config
         client = authorization.get_client_config_output()
         group_name = f"rg-{config.name_prefix}-{config.environment}"
@@ -52,6 +54,7 @@ class AzureFoundation:
             subscription_id=client.subscription_id,
             tenant_id=client.tenant_id,
             tags=tags,
+            isolated=isolated,
         )
         self.tenant_id = client.tenant_id
         self.observability = Observability(
@@ -87,8 +90,11 @@ class AzureFoundation:
         identity: ManagedIdentity,
         agents: str,
         extra_settings: dict[str, pulumi.Input[str]] | None = None,
+        *,
+        network: Network | None = None,
     ) -> ServerlessAgent:
-        """A Function App running the runtime as ``identity`` for ``agents`` (AGENTSTAGE_AGENTS JSON)."""
+        """A Function App running the runtime as ``identity`` for ``agents`` (AGENTSTAGE_AGENTS JSON),
+        reachable only through ``network`` when the stage has a private one."""
         functions = self.config.functions
         return ServerlessAgent(
             name,
@@ -96,12 +102,17 @@ class AzureFoundation:
             ServerlessAgentArgs(
                 identity=identity,
                 package=runtime_package(),
-                runtime_settings={**self.runtime_settings(identity), "agents": agents, **(extra_settings or {})},
+                runtime_settings={
+                    **self.runtime_settings(identity),
+                    "agents": agents,
+                    **(extra_settings or {}),
+                },
                 telemetry_connection_string=self.observability.connection_string,
                 instance_memory_mb=functions.instance_memory_mb,
                 maximum_instance_count=functions.maximum_instance_count,
                 always_ready=functions.always_ready,
                 zone_redundant=functions.zone_redundant,
+                network=network,
             ),
         )
 
@@ -146,7 +157,10 @@ def model_prices_json(config: StackConfig) -> str:
     """The stack file's model prices in the runtime's AGENTSTAGE_MODEL_PRICES shape (cost budgets)."""
     return json.dumps(
         {
-            model.name: {"input": model.input_price_per_million or 0.0, "output": model.output_price_per_million or 0.0}
+            model.name: {
+                "input": model.input_price_per_million or 0.0,
+                "output": model.output_price_per_million or 0.0,
+            }
             for model in config.models
             if model.input_price_per_million is not None or model.output_price_per_million is not None
         },
@@ -158,7 +172,9 @@ def dashboard_args(config: StackConfig) -> DashboardArgs:
     """The workbook, pricing each deployment the stack file gives a price for."""
     return DashboardArgs(
         prices=tuple(
-            ModelPrice(model.name, model.input_price_per_million or 0.0, model.output_price_per_million or 0.0)
+            ModelPrice(
+                model.name, model.input_price_per_million or 0.0, model.output_price_per_million or 0.0
+            )
             for model in config.models
             if model.input_price_per_million is not None or model.output_price_per_million is not None
         )

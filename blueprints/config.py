@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -46,6 +48,9 @@ class AgentConfig(_Strict):
 
     name: Name
     instructions: str = Field(min_length=1)
+    description: str = Field(
+        default="", max_length=500, description="What the agent is for; the orchestrator's router reads it."
+    )
     model: str = Field(min_length=1, description="Name of a deployment in `models`.")
     tools: tuple[str, ...] = ()
     token_budget: int = Field(gt=0, le=10_000_000, description="Tokens one request may spend.")
@@ -54,7 +59,9 @@ class AgentConfig(_Strict):
 class MemoryConfig(_Strict):
     """How agents embed text for long-term memory."""
 
-    embedding_deployment: str = Field(min_length=1, description="Name of an embeddings deployment in `models`.")
+    embedding_deployment: str = Field(
+        min_length=1, description="Name of an embeddings deployment in `models`."
+    )
     dimensions: int = Field(default=1536, ge=64, le=4096, description="Embedding dimensions stored.")
 
 
@@ -87,17 +94,68 @@ class ApiConfig(_Strict):
     """How callers authenticate to the deployed agents (Entra ID JWT bearer tokens)."""
 
     audience: str | None = Field(
-        default=None, description="Expected token audience (the API's app ID URI); defaults to api://<prefix>-<env>."
+        default=None,
+        description="Expected token audience (the API's app ID URI); defaults to api://<prefix>-<env>.",
     )
 
 
+class RoutingRuleConfig(_Strict):
+    """Delegate to ``agents`` when ``match`` (a regular expression) is found in the request."""
+
+    match: str = Field(min_length=1)
+    agents: tuple[Name, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _compiles(self) -> RoutingRuleConfig:
+        try:
+            re.compile(self.match)
+        except re.error as error:
+            raise ValueError(f"match: not a regular expression: {error}") from None
+        return self
+
+
 class OrchestratorConfig(_Strict):
-    """The agent that receives every request in stage 2+, validates policy and delegates to the agents."""
+    """The agent that receives every request in stage 2+, validates policy and delegates to the agents.
+
+    Its delegates are all of ``agents``. ``router``: ``model`` lets its model choose from the agents'
+    descriptions (falling back to ``rules``); ``rules`` takes the first rule that matches, else every agent.
+    ``mode``: ``fan_out`` runs the chosen agents concurrently and ``aggregate``s their answers; ``handoff``
+    hands the conversation to the first chosen agent.
+    """
 
     name: Name = "orchestrator"
     instructions: str = Field(min_length=1)
     model: str = Field(min_length=1, description="Name of a deployment in `models`.")
     token_budget: int = Field(gt=0, le=10_000_000)
+    router: Literal["model", "rules"] = "model"
+    rules: tuple[RoutingRuleConfig, ...] = ()
+    mode: Literal["fan_out", "handoff"] = "fan_out"
+    aggregate: Literal["model", "concat"] = "model"
+    subtask_deadline_seconds: float = Field(
+        default=30,
+        gt=0,
+        lt=60,
+        description="How long it waits for its agents; below the runtime's 60 s run deadline, so late "
+        "agents are reported instead of failing the whole request.",
+    )
+
+    def runtime_definition(self, delegates: Sequence[str]) -> dict[str, Any]:
+        """The orchestrator in the runtime's AGENTSTAGE_AGENTS shape (``kind: orchestrator``)."""
+        return {
+            "name": self.name,
+            "kind": "orchestrator",
+            "instructions": self.instructions,
+            "model": self.model,
+            "token_budget": self.token_budget,
+            "orchestration": {
+                "delegates": list(delegates),
+                "router": self.router,
+                "rules": [{"match": rule.match, "agents": list(rule.agents)} for rule in self.rules],
+                "mode": self.mode,
+                "aggregate": self.aggregate,
+                "subtask_deadline_seconds": self.subtask_deadline_seconds,
+            },
+        }
 
 
 class GatewayConfig(_Strict):
@@ -109,7 +167,8 @@ class GatewayConfig(_Strict):
     publisher_name: str = Field(default="agentstage", min_length=1)
     tokens_per_minute: int = Field(default=20_000, ge=100, description="Token limit per calling application.")
     caller_application_ids: tuple[str, ...] = Field(
-        default=(), description="Client ids of the applications (front ends) whose Entra ID tokens it accepts."
+        default=(),
+        description="Client ids of the applications (front ends) whose Entra ID tokens it accepts.",
     )
 
 
@@ -120,12 +179,155 @@ class MessagingConfig(_Strict):
     max_delivery_count: int = Field(default=5, ge=1, le=100, description="Deliveries before dead-lettering.")
 
 
-# Keys that only mean something from a given stage on: set on an earlier stage they would be ignored,
-# so they are errors instead.
-_STAGE_KEYS: dict[str, tuple[str, ...]] = {
-    "orchestrator": ("foundation", "enterprise"),
-    "gateway": ("foundation", "enterprise"),
-    "messaging": ("foundation", "enterprise"),
+class NetworkConfig(_Strict):
+    """The enterprise stage's private network; bring your own VNet and DNS zones in hub-and-spoke estates."""
+
+    address_space: str = Field(
+        default="10.40.0.0/16",
+        pattern=r"^\d{1,3}(\.\d{1,3}){3}/(1[6-9]|2[0-2])$",
+        description="CIDR of the VNet to create (/16 to /22); ignored with existingVnetId.",
+    )
+    existing_vnet_id: str | None = Field(
+        default=None,
+        pattern=r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/virtualNetworks/[^/]+$",
+        description="Resource id of a VNet to use instead of creating one (needs existingSubnetIds).",
+    )
+    existing_subnet_ids: dict[Literal["gateway", "functions", "aks", "endpoints"], str] = Field(
+        default_factory=dict, description="Subnet resource ids by role when bringing your own VNet."
+    )
+    dns_zone_ids: dict[str, str] = Field(
+        default_factory=dict,
+        description="Private DNS zone resource ids by zone name (privatelink.openai.azure.com, ...) the hub "
+        "already links; zones not listed are created and linked to the VNet.",
+    )
+
+    @model_validator(mode="after")
+    def _own_vnet_complete(self) -> NetworkConfig:
+        roles = {"gateway", "functions", "aks", "endpoints"}
+        if self.existing_vnet_id and set(self.existing_subnet_ids) != roles:
+            missing = ", ".join(sorted(roles - set(self.existing_subnet_ids)))
+            raise ValueError(f"existingVnetId needs existingSubnetIds for every role; missing: {missing}")
+        if self.existing_subnet_ids and not self.existing_vnet_id:
+            raise ValueError("existingSubnetIds needs existingVnetId (the VNet the subnets belong to)")
+        return self
+
+
+class NodePoolConfig(_Strict):
+    """An autoscaling AKS node pool."""
+
+    vm_size: str = Field(default="Standard_D4ds_v5", pattern=r"^Standard_[A-Za-z0-9_]+$")
+    min_count: int = Field(default=1, ge=0, le=100)
+    max_count: int = Field(default=3, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> NodePoolConfig:
+        if self.min_count > self.max_count:
+            raise ValueError(f"minCount ({self.min_count}) is above maxCount ({self.max_count})")
+        return self
+
+
+_IMAGE = r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[A-Za-z0-9._-]{1,128}|@sha256:[0-9a-f]{64})$"
+
+
+class KubernetesConfig(_Strict):
+    """Containerized agents on Kubernetes, scaled on their queue depth (AKS, or a cluster you already run)."""
+
+    image: str = Field(
+        pattern=_IMAGE,
+        description="The runtime image, by tag or (better) digest: <registry>/<repository>@sha256:<digest>.",
+    )
+    agents: tuple[Name, ...] = Field(
+        min_length=1, description="Agents that run on Kubernetes; the others stay serverless (hybrid)."
+    )
+    namespace: Name = "agents"
+    system_pool: NodePoolConfig = NodePoolConfig.model_validate({"vmSize": "Standard_D2ds_v5", "maxCount": 3})
+    user_pool: NodePoolConfig = NodePoolConfig()
+    kubernetes_version: str | None = Field(default=None, pattern=r"^1\.\d+(\.\d+)?$")
+    private_cluster: bool = Field(default=False, description="API server reachable only from the VNet.")
+    admin_group_object_ids: tuple[str, ...] = Field(
+        default=(), description="Entra ID groups that administer the cluster (Azure RBAC Cluster Admin)."
+    )
+    encryption_at_host: bool = Field(
+        default=False,
+        description="Encrypt node temp disks and caches; needs the subscription feature "
+        "Microsoft.Compute/EncryptionAtHost registered first.",
+    )
+    zone_redundant_registry: bool = Field(
+        default=False, description="Replicate the (Premium) registry across the region's availability zones."
+    )
+    max_replicas: int = Field(default=10, ge=1, le=1000, description="Upper bound of each agent's workers.")
+    messages_per_replica: int = Field(
+        default=5, ge=1, le=1000, description="Queue depth per worker replica KEDA aims for."
+    )
+    kubeconfig_context: str | None = Field(
+        default=None, description="kubernetes cloud only: the kubeconfig context of your cluster."
+    )
+    service_account_annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description="kubernetes cloud only: annotations binding the agents' service account to a cloud "
+        "identity (azure.workload.identity/client-id, eks.amazonaws.com/role-arn).",
+    )
+    settings_secret: str | None = Field(
+        default=None,
+        description="kubernetes cloud only: an existing Secret whose keys (AGENTSTAGE_<SETTING>) the agents "
+        "read as settings files (what must not be in the stack file: API keys, connection URLs).",
+    )
+
+
+class BudgetConfig(_Strict):
+    """A monthly cost budget on the stage's resource group, alerting by email."""
+
+    amount: float = Field(gt=0, description="Monthly budget in the billing currency.")
+    thresholds: tuple[int, ...] = Field(default=(50, 80, 100), min_length=1)
+    contact_emails: tuple[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")], ...] = Field(min_length=1)
+
+
+class AlertsConfig(_Strict):
+    """Alert rules on the agents' server errors, latency and model spend (sent to the budget's contacts)."""
+
+    server_error_percent: float = Field(default=5.0, gt=0, le=100, description="5xx share of requests.")
+    latency_p95_ms: int = Field(
+        default=30_000, gt=0, description="95th percentile of request duration (an agent run spans calls)."
+    )
+    daily_spend_usd: float = Field(default=50.0, gt=0, description="Priced model usage over 24 hours.")
+
+
+class PolicyConfig(_Strict):
+    """Azure Policy assignments guarding the stage after deployment (drift is caught, not just prevented)."""
+
+    mode: Literal["enforce", "audit-only"] = Field(
+        default="enforce", description="enforce: Deny where safe, Audit elsewhere; audit-only: never Deny."
+    )
+
+
+# Keys that only mean something on some stages or clouds: set elsewhere they would be ignored, so they are
+# errors instead. (blueprints, clouds) that accept the key.
+_ALL_CLOUDS = ("azure", "aws", "kubernetes")
+_STAGE_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "orchestrator": (("foundation", "enterprise"), _ALL_CLOUDS),
+    "gateway": (("foundation", "enterprise"), ("azure", "aws")),
+    "messaging": (("foundation", "enterprise"), ("azure", "aws")),
+    "kubernetes": (("enterprise",), _ALL_CLOUDS),
+    "network": (("enterprise",), ("azure", "aws")),
+    "budget": (("enterprise",), ("azure", "aws")),
+    "alerts": (("enterprise",), ("azure", "aws")),
+    "policy": (("enterprise",), ("azure",)),
+    "runtime_settings": (("enterprise",), ("kubernetes",)),
+}
+
+# Keys each (blueprint, cloud) cannot do without.
+_REQUIRED_KEYS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("foundation", "azure"): ("orchestrator", "gateway", "messaging", "vector_search"),
+    ("enterprise", "azure"): (
+        "orchestrator",
+        "gateway",
+        "messaging",
+        "vector_search",
+        "kubernetes",
+        "network",
+        "budget",
+    ),
+    ("enterprise", "kubernetes"): ("kubernetes", "runtime_settings"),
 }
 
 
@@ -163,7 +365,27 @@ class StackConfig(_Strict):
     orchestrator: OrchestratorConfig | None = None
     gateway: GatewayConfig | None = None
     messaging: MessagingConfig | None = None
+    kubernetes: KubernetesConfig | None = None
+    network: NetworkConfig | None = None
+    budget: BudgetConfig | None = None
+    alerts: AlertsConfig | None = None
+    policy: PolicyConfig | None = None
+    runtime_settings: dict[str, str] | None = Field(
+        default=None,
+        description="kubernetes cloud: the runtime's settings (names of its contract, e.g. llm_endpoint, "
+        "bus_backend) for services the cluster reaches but this stack does not create.",
+    )
     waivers: tuple[WaiverConfig, ...] = ()
+
+    def _rules_name_agents(self, rules: Sequence[RoutingRuleConfig]) -> None:
+        names = [agent.name for agent in self.agents]
+        for index, rule in enumerate(rules):
+            for position, agent in enumerate(rule.agents):
+                if agent not in names:
+                    raise ValueError(
+                        f"{NAMESPACE}:orchestrator.rules[{index}].agents[{position}]: '{agent}' is not one of "
+                        f"{NAMESPACE}:agents ({', '.join(names)})"
+                    )
 
     @model_validator(mode="after")
     def _references_resolve(self) -> StackConfig:
@@ -175,7 +397,10 @@ class StackConfig(_Strict):
         if self.orchestrator is not None:
             references.append(("orchestrator.model", self.orchestrator.model))
             if self.orchestrator.name in {a.name for a in self.agents}:
-                raise ValueError(f"{NAMESPACE}:orchestrator.name: '{self.orchestrator.name}' is also an agent's name")
+                raise ValueError(
+                    f"{NAMESPACE}:orchestrator.name: '{self.orchestrator.name}' is also an agent's name"
+                )
+            self._rules_name_agents(self.orchestrator.rules)
         references.append(("memory.embeddingDeployment", self.memory.embedding_deployment))
         for key, deployment in references:
             if deployment not in deployments:
@@ -186,19 +411,62 @@ class StackConfig(_Strict):
         return self
 
     def _stage_keys_fit(self) -> None:
-        for key, stages in _STAGE_KEYS.items():
-            if getattr(self, key) is not None and self.blueprint not in stages:
+        for key, (stages, clouds) in _STAGE_KEYS.items():
+            if getattr(self, key) is None:
+                continue
+            if self.blueprint not in stages:
                 raise ValueError(
-                    f"{NAMESPACE}:{key} applies to the {' and '.join(stages)} blueprints, not '{self.blueprint}'; "
-                    "remove it or change agentstage:blueprint"
+                    f"{NAMESPACE}:{to_camel(key)} applies to the {' and '.join(stages)} blueprints, not "
+                    f"'{self.blueprint}'; remove it or change agentstage:blueprint"
                 )
-        if self.blueprint in ("foundation", "enterprise"):
-            missing = [k for k in ("orchestrator", "gateway", "messaging") if getattr(self, k) is None]
-            if not self.vector_search_enabled:
-                missing.append("vectorSearch")
-            if missing:
+            if self.cloud not in clouds:
                 raise ValueError(
-                    f"the {self.blueprint} blueprint needs " + ", ".join(f"{NAMESPACE}:{k}" for k in missing)
+                    f"{NAMESPACE}:{to_camel(key)} applies to the {' and '.join(clouds)} clouds, not "
+                    f"'{self.cloud}'; remove it or change agentstage:cloud"
+                )
+        required = _REQUIRED_KEYS.get((self.blueprint, self.cloud), ())
+        missing = [
+            to_camel(key)
+            for key in required
+            if (not self.vector_search_enabled if key == "vector_search" else getattr(self, key) is None)
+        ]
+        if missing:
+            raise ValueError(
+                f"the {self.blueprint} blueprint on {self.cloud} needs "
+                + ", ".join(f"{NAMESPACE}:{k}" for k in missing)
+            )
+        if self.kubernetes is not None:
+            self._kubernetes_agents_known(self.kubernetes)
+        if self.runtime_settings is not None:
+            _runtime_settings_known(self.runtime_settings)
+            if self.kubernetes is not None:
+                _scaler_can_read_the_bus(self.runtime_settings, self.kubernetes.service_account_annotations)
+
+    def _kubernetes_agents_known(self, kubernetes: KubernetesConfig) -> None:
+        names = [agent.name for agent in self.agents]
+        unknown = [name for name in kubernetes.agents if name not in names]
+        if unknown:
+            raise ValueError(
+                f"{NAMESPACE}:kubernetes.agents: {', '.join(unknown)} not in {NAMESPACE}:agents "
+                f"(agents: {', '.join(names)})"
+            )
+        if self.cloud == "kubernetes":
+            azure_only = [
+                k for k in ("encryption_at_host", "zone_redundant_registry") if getattr(kubernetes, k)
+            ]
+            if azure_only:
+                raise ValueError(
+                    f"{NAMESPACE}:kubernetes.{to_camel(azure_only[0])} applies to the azure cloud (a cluster "
+                    "and registry the stack creates), not your own cluster"
+                )
+        if self.cloud == "azure":
+            byo = [k for k in ("kubeconfig_context", "settings_secret") if getattr(kubernetes, k)]
+            if kubernetes.service_account_annotations:
+                byo.append("service_account_annotations")
+            if byo:
+                raise ValueError(
+                    f"{NAMESPACE}:kubernetes.{to_camel(byo[0])} applies to the kubernetes cloud (your own "
+                    "cluster); on azure the stack creates the cluster and its identities"
                 )
 
     @property
@@ -208,6 +476,65 @@ class StackConfig(_Strict):
     @property
     def api_audience(self) -> str:
         return self.api.audience or f"api://{self.name_prefix}-{self.environment}"
+
+
+# What the blueprint sets itself in runtimeSettings (per agent), and what a shared cluster cannot use.
+_SET_BY_BLUEPRINT = frozenset({"agents", "task_queue", "identity_client_id"})
+_NEEDS_A_SHARED_BUS = ("sqs", "servicebus", "storage_queue")
+
+
+def _runtime_settings_known(values: dict[str, str]) -> None:
+    """Names must be settings of the runtime's contract, complete for a deployed agent, and not secret."""
+    # Light (pydantic-settings); only the stacks that use runtimeSettings pay for the import.
+    from agent_runtime.settings import Settings, cloud_required_fields
+
+    unknown = sorted(set(values) - Settings.model_fields.keys())
+    if unknown:
+        raise ValueError(
+            f"{NAMESPACE}:runtimeSettings: unknown runtime setting(s) {', '.join(unknown)}; see "
+            "runtime/agent_runtime/settings.py for the names"
+        )
+    own = sorted(set(values) & _SET_BY_BLUEPRINT)
+    if own:
+        raise ValueError(
+            f"{NAMESPACE}:runtimeSettings.{own[0]} is set by the blueprint for each agent; remove it"
+        )
+    missing = sorted(cloud_required_fields() - _SET_BY_BLUEPRINT - set(values))
+    if missing:
+        raise ValueError(f"{NAMESPACE}:runtimeSettings needs {', '.join(missing)} for a deployed agent")
+    if values.get("bus_backend") not in _NEEDS_A_SHARED_BUS:
+        raise ValueError(
+            f"{NAMESPACE}:runtimeSettings.bus_backend must be one of {', '.join(_NEEDS_A_SHARED_BUS)}: "
+            "workers on a cluster share their queues (the embedded sqlite queue is one process's)"
+        )
+    secret = sorted(
+        name for name in values if name in {"llm_api_key", "api_key", "api_keys", "redis_url", "postgres_dsn"}
+    )
+    if secret:
+        raise ValueError(
+            f"{NAMESPACE}:runtimeSettings.{secret[0]} is a secret: put it in the Secret named by "
+            f"{NAMESPACE}:kubernetes.settingsSecret, not in the stack file"
+        )
+
+
+# What KEDA needs to find and read each bus's queues on your own cluster: (runtime setting, annotation).
+_SCALER_NEEDS: dict[str, tuple[str, str]] = {
+    "sqs": ("aws_region", "eks.amazonaws.com/role-arn"),
+    "servicebus": ("servicebus_namespace", "azure.workload.identity/client-id"),
+    "storage_queue": ("storage_queue_account_url", "azure.workload.identity/client-id"),
+}
+
+
+def _scaler_can_read_the_bus(settings: dict[str, str], annotations: dict[str, str]) -> None:
+    backend = settings["bus_backend"]
+    setting, annotation = _SCALER_NEEDS[backend]
+    if not settings.get(setting):
+        raise ValueError(f"{NAMESPACE}:runtimeSettings.{setting} is needed with bus_backend '{backend}'")
+    if not annotations.get(annotation):
+        raise ValueError(
+            f"{NAMESPACE}:kubernetes.serviceAccountAnnotations needs '{annotation}' with bus_backend "
+            f"'{backend}': the agents and KEDA's queue-depth reads authenticate as that identity"
+        )
 
 
 def _require_unique(key: str, names: list[str]) -> None:

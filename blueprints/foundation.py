@@ -2,24 +2,33 @@
 
 Requests enter through the API gateway (Entra ID tokens, token limits, token metrics), which fronts
 the orchestrator's Function App. The orchestrator delegates to specialised agents over Service Bus: one
-queue per agent, each agent's identity may receive from its own queue only, and only the orchestrator
-may send. Agents and orchestrator call the models through the gateway's pooled, circuit-broken model
+queue per agent; each identity receives from (and re-queues to) its own queue only, and only the
+orchestrator may send to the agents' queues. Agents and orchestrator call the models through the gateway's pooled, circuit-broken model
 API, so every token is limited and measured in one place; only the gateway's identity holds a role on
 Azure OpenAI. AI Search is the shared vector DB, Cosmos DB the shared state store.
+
+:class:`OrchestratedAgents` is the stage-2 system itself; the enterprise stage builds the same system
+with some agents on Kubernetes instead of Function Apps and everything on a private network.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection, Mapping
+
+import pulumi
 
 from blueprints.azure_base import AzureFoundation, agents_json, vector_search
-from blueprints.config import StackConfig
+from blueprints.config import AgentConfig, OrchestratorConfig, StackConfig
 from components.azure.apim_backends import ModelBackendArgs
 from components.azure.apim_policies import TokenLimit
 from components.azure.gateway import Gateway, GatewayArgs, gateway_url
 from components.azure.gateway_policies import CALLER_APP, JwtArgs
 from components.azure.identity import ManagedIdentity
 from components.azure.messaging import Messaging, MessagingArgs, QueueSpec
+from components.azure.network import Network
+from components.azure.search import VectorSearch
+from components.azure.serverless_agent import ServerlessAgent
 
 GATEWAY = "gateway"
 
@@ -29,84 +38,140 @@ def task_queue(agent: str) -> str:
     return f"tasks-{agent}"
 
 
-def deploy_azure(config: StackConfig) -> None:
-    assert config.orchestrator and config.gateway and config.messaging  # guaranteed by StackConfig
-    base = AzureFoundation(config)
-    search = vector_search(base)
-    assert search is not None  # guaranteed by StackConfig for this blueprint
-    names = [config.orchestrator.name, *(agent.name for agent in config.agents)]
-    bus = Messaging(
-        "bus",
-        base.context,
-        MessagingArgs(
-            sku=config.messaging.sku,
-            queues=tuple(
-                QueueSpec(name=task_queue(name), max_delivery_count=config.messaging.max_delivery_count)
-                for name in names
-            ),
-        ),
-    )
-    identities = {name: ManagedIdentity(name, base.context) for name in names}
-    through_gateway = {
-        "llm_endpoint": gateway_url(base.context, GATEWAY),
-        "llm_token_scope": f"{config.api_audience}/.default",
-        "bus_backend": "servicebus",
-        "servicebus_namespace": bus.fully_qualified_namespace,
-    }
-    for name, identity in identities.items():
-        base.grant_shared(identity)
-        search.grant_query(identity)
-        bus.grant_receive(identity, task_queue(name))
+class OrchestratedAgents:
+    """The orchestrator and its agents on one foundation: bus, identities, grants, Function Apps, gateway.
 
-    orchestrator = identities[config.orchestrator.name]
-    search.grant_index_write(orchestrator)
-    for agent in config.agents:
-        bus.grant_send(orchestrator, task_queue(agent.name))
-    orchestrator_app = base.serverless_agent(
-        config.orchestrator.name,
-        orchestrator,
-        agents_json([config.orchestrator]),
-        {
-            **through_gateway,
-            "task_queue": task_queue(config.orchestrator.name),
-            "agent_queues": json.dumps({a.name: task_queue(a.name) for a in config.agents}),
-        },
-    )
-    for agent in config.agents:
-        base.serverless_agent(
-            agent.name,
-            identities[agent.name],
-            agents_json([agent]),
-            {**through_gateway, "task_queue": task_queue(agent.name)},
-        )
+    Every agent gets an identity, a queue it alone may receive from, and the runtime settings of
+    :meth:`agent_settings`. Agents named in ``containerized`` get no Function App: the caller runs them
+    elsewhere (Kubernetes) with the same identity and settings. With ``network`` the Function Apps are
+    reachable only through private endpoints and the gateway reaches them (and the models) through it.
+    """
 
-    gateway_identity = ManagedIdentity(GATEWAY, base.context)
-    base.models.grant_inference(gateway_identity)
-    base.observability.grant_telemetry_publish(gateway_identity)
-    Gateway(
-        GATEWAY,
-        base.context,
-        GatewayArgs(
-            publisher_name=config.gateway.publisher_name,
-            publisher_email=config.gateway.publisher_email,
-            identity=gateway_identity,
-            app_insights_id=base.observability.app_insights_id,
-            app_insights_connection_string=base.observability.connection_string,
-            jwt=JwtArgs(
-                audience=config.api_audience,
-                client_application_ids=(
-                    *(identity.client_id for identity in identities.values()),
-                    *config.gateway.caller_application_ids,
+    def __init__(
+        self,
+        base: AzureFoundation,
+        *,
+        containerized: Collection[str] = (),
+        network: Network | None = None,
+    ) -> None:
+        config = base.config
+        assert config.orchestrator and config.gateway and config.messaging  # guaranteed by StackConfig
+        self.base = base
+        self.orchestrator: OrchestratorConfig = config.orchestrator
+        self.definitions: dict[str, OrchestratorConfig | AgentConfig] = {
+            config.orchestrator.name: config.orchestrator,
+            **{agent.name: agent for agent in config.agents},
+        }
+        search = vector_search(base)
+        assert search is not None  # guaranteed by StackConfig for these blueprints
+        self.search: VectorSearch = search
+        self.bus = Messaging(
+            "bus",
+            base.context,
+            MessagingArgs(
+                sku=config.messaging.sku,
+                queues=tuple(
+                    QueueSpec(name=task_queue(name), max_delivery_count=config.messaging.max_delivery_count)
+                    for name in self.definitions
                 ),
             ),
-            models=(ModelBackendArgs(name="models", models=base.models),),
-            agents={config.orchestrator.name: orchestrator_app.url},
-            sku=config.gateway.sku,
-            capacity=config.gateway.capacity,
-            token_limit=(
-                None
-                if config.gateway.sku == "Consumption"
-                else TokenLimit(tokens_per_minute=config.gateway.tokens_per_minute, counter_key=CALLER_APP)
+        )
+        self.identities = {name: ManagedIdentity(name, base.context) for name in self.definitions}
+        for name, identity in self.identities.items():
+            base.grant_shared(identity)
+            search.grant_query(identity)
+            # Its own API queues tasks there, and a worker re-sends a message it defers (Service Bus
+            # cannot abandon with a delay), so each identity sends to, and receives from, its queue only.
+            self.bus.grant_receive(identity, task_queue(name))
+            self.bus.grant_send(identity, task_queue(name))
+        orchestrator = self.identities[self.orchestrator.name]
+        search.grant_index_write(orchestrator)
+        for agent in config.agents:
+            self.bus.grant_send(orchestrator, task_queue(agent.name))
+
+        self.apps: dict[str, ServerlessAgent] = {
+            name: base.serverless_agent(
+                name,
+                self.identities[name],
+                self.agents_json(name),
+                self.agent_settings(name),
+                network=network,
+            )
+            for name in self.definitions
+            if name not in containerized
+        }
+        self.gateway = self._gateway(network.subnet_ids["gateway"] if network else None)
+
+    def agents_json(self, name: str) -> str:
+        """AGENTSTAGE_AGENTS of ``name``'s runtime: the agent alone, or for the orchestrator itself as
+        ``kind: orchestrator`` delegating to every agent, whose definitions it needs to route (their
+        descriptions) and to validate its routing; it runs none of them (``agent_queues``)."""
+        agents = self.base.config.agents
+        if name != self.orchestrator.name:
+            return agents_json([self.definitions[name]])
+        orchestrator = self.orchestrator.runtime_definition([agent.name for agent in agents])
+        return json.dumps(
+            [orchestrator, *(agent.model_dump(mode="json") for agent in agents)], separators=(",", ":")
+        )
+
+    def agent_settings(self, name: str) -> dict[str, pulumi.Input[str]]:
+        """Runtime settings of agent ``name`` beyond the foundation's: the gateway and its task queue.
+
+        The orchestrator also learns every agent's queue, which is where it delegates sub-tasks.
+        """
+        config = self.base.config
+        settings: dict[str, pulumi.Input[str]] = {
+            "llm_endpoint": gateway_url(self.base.context, GATEWAY),
+            "llm_token_scope": f"{config.api_audience}/.default",
+            "bus_backend": "servicebus",
+            "servicebus_namespace": self.bus.fully_qualified_namespace,
+            "task_queue": task_queue(name),
+        }
+        if name == self.orchestrator.name:
+            settings["agent_queues"] = json.dumps(
+                {agent.name: task_queue(agent.name) for agent in config.agents}
+            )
+        return settings
+
+    def _gateway(self, subnet_id: pulumi.Input[str] | None) -> Gateway:
+        """The front door: JWT validation, token limits and metrics, managed identity to the models."""
+        base, gateway = self.base, self.base.config.gateway
+        assert gateway is not None
+        identity = ManagedIdentity(GATEWAY, base.context)
+        base.models.grant_inference(identity)
+        base.observability.grant_telemetry_publish(identity)
+        agents: Mapping[str, pulumi.Input[str]] = {
+            name: app.url for name, app in self.apps.items() if name == self.orchestrator.name
+        }
+        return Gateway(
+            GATEWAY,
+            base.context,
+            GatewayArgs(
+                publisher_name=gateway.publisher_name,
+                publisher_email=gateway.publisher_email,
+                identity=identity,
+                app_insights_id=base.observability.app_insights_id,
+                app_insights_connection_string=base.observability.connection_string,
+                jwt=JwtArgs(
+                    audience=base.config.api_audience,
+                    client_application_ids=(
+                        *(identity.client_id for identity in self.identities.values()),
+                        *gateway.caller_application_ids,
+                    ),
+                ),
+                models=(ModelBackendArgs(name="models", models=base.models),),
+                agents=agents,
+                sku=gateway.sku,
+                capacity=gateway.capacity,
+                token_limit=(
+                    None
+                    if gateway.sku == "Consumption"
+                    else TokenLimit(tokens_per_minute=gateway.tokens_per_minute, counter_key=CALLER_APP)
+                ),
+                subnet_id=subnet_id,
             ),
-        ),
-    )
+        )
+
+
+def deploy_azure(config: StackConfig) -> None:
+    OrchestratedAgents(AzureFoundation(config))

@@ -14,11 +14,8 @@ Blueprint = Callable[[StackConfig], None]
 _BUILT: dict[tuple[str, str], str] = {
     ("pilot", "azure"): "blueprints.pilot:deploy_azure",
     ("foundation", "azure"): "blueprints.foundation:deploy_azure",
-}
-
-# What is known but not built yet, and where its work is tracked.
-_PLANNED: dict[str, str] = {
-    "enterprise": "issue 8 (Azure stage 3: AKS, private networking, budgets)",
+    ("enterprise", "azure"): "blueprints.enterprise:deploy_azure",
+    ("enterprise", "kubernetes"): "blueprints.own_cluster:deploy_kubernetes",
 }
 
 
@@ -30,11 +27,6 @@ def resolve(config: StackConfig, source: str) -> Blueprint:
     """The function that builds ``config``'s blueprint on its cloud, or a clear error."""
     target = _BUILT.get((config.blueprint, config.cloud))
     if target is None:
-        if config.blueprint in _PLANNED:
-            raise BlueprintNotAvailableError(
-                f"{source}: agentstage:blueprint '{config.blueprint}' is not built yet "
-                f"(tracked in {_PLANNED[config.blueprint]}); available: {available()}"
-            )
         raise BlueprintNotAvailableError(
             f"{source}: agentstage:cloud '{config.cloud}' is not built yet for blueprint "
             f"'{config.blueprint}'; available: {available()}"

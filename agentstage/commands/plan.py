@@ -6,24 +6,27 @@ import argparse
 from pathlib import Path
 
 from agentstage.console import Console
+from agentstage.diagram import mermaid_lines
 from agentstage.engine import build_graph, project_dir
 from agentstage.errors import AgentstageError, ExitStatus
-from agentstage.diagram import mermaid_lines
 from agentstage.render import summary_lines, tree_lines
 from policies import verdict_line
-
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stack", required=True, help="stack name: stacks/Pulumi.<stack>.yaml")
     parser.add_argument(
-        "--format", choices=("tree", "json", "mermaid"),
+        "--format",
+        choices=("tree", "json", "mermaid"),
         default="tree",
         help="tree for people (default), json for machines, mermaid for the architecture diagram",
     )
     parser.add_argument("--out", type=Path, help="also write the graph as JSON to this file")
     parser.add_argument(
-        "--project-dir", type=Path, default=None, help="the Pulumi project (default: this directory if it has one)"
+        "--project-dir",
+        type=Path,
+        default=None,
+        help="the Pulumi project (default: this directory if it has one)",
     )
 
 

@@ -19,6 +19,15 @@ OneDeploy client Microsoft recommends for Flex, authenticated with the deployer'
 publishing credentials) as a ``command:local:Command`` that re-runs whenever the package hash changes.
 The first publish can meet a ``BlobUploadFailedException`` (403) while the app's new storage role
 propagates, so the command retries for a few minutes before failing the deployment.
+
+Private apps (isolated stages). The CLI talks to the app's deployment host, ``<app>.scm.azurewebsites.net``;
+with the app's public network access off, that host answers only through the app's private endpoint. So
+``pulumi up`` must run where that name resolves to the endpoint's private address: a self-hosted CI
+runner or jump host in the VNet, or in a network peered with it whose DNS uses the
+``privatelink.azurewebsites.net`` zone. From anywhere else the publish fails (403 or a timeout) and so
+does the deployment, with a message saying why; there is no way around it short of opening the app. The
+app then writes the package into its deployment container over its VNet integration and the storage
+account's blob private endpoint, which ``ServerlessAgent`` creates before publishing.
 """
 
 from __future__ import annotations
@@ -35,12 +44,21 @@ PUBLISH_SCRIPT = f"""\
 attempt=1
 until az functionapp deployment source config-zip --resource-group "$RESOURCE_GROUP" --name "$APP_NAME" \\
     --src "$PACKAGE_PATH" --build-remote false --only-show-errors; do
-  if [ "$attempt" -ge {ATTEMPTS} ]; then exit 1; fi
+  if [ "$attempt" -ge {ATTEMPTS} ]; then
+    if [ -n "$PRIVATE_APP_HINT" ]; then echo "$PRIVATE_APP_HINT" >&2; fi
+    exit 1
+  fi
   echo "publish attempt $attempt failed; retrying in {RETRY_SECONDS}s (the app's storage role may still be propagating)" >&2
   attempt=$((attempt + 1))
   sleep {RETRY_SECONDS}
 done
 """
+
+PRIVATE_APP_HINT = (
+    "the app accepts deployments only through its private endpoint: run this deployment from inside its "
+    "virtual network (a self-hosted runner or jump host) where <app>.scm.azurewebsites.net resolves through "
+    "the privatelink.azurewebsites.net zone"
+)
 
 
 def publish_package(
@@ -51,8 +69,12 @@ def publish_package(
     resource_group_name: pulumi.Input[str],
     parent: pulumi.Resource,
     depends_on: list[pulumi.Resource],
+    private: bool = False,
 ) -> local.Command:
-    """OneDeploy ``package`` to the app; re-run whenever the package's content (its sha256) changes."""
+    """OneDeploy ``package`` to the app; re-run whenever the package's content (its sha256) changes.
+
+    ``private``: the app has no public access, so a final failure also says where publishing must run.
+    """
     return local.Command(
         f"{name}-publish",
         create=PUBLISH_SCRIPT,
@@ -60,6 +82,7 @@ def publish_package(
             "RESOURCE_GROUP": resource_group_name,
             "APP_NAME": app_name,
             "PACKAGE_PATH": str(package.path),
+            **({"PRIVATE_APP_HINT": PRIVATE_APP_HINT} if private else {}),
         },
         triggers=[package.sha256],
         opts=pulumi.ResourceOptions(parent=parent, depends_on=depends_on),

@@ -15,17 +15,26 @@ from pulumi_azure_native import storage
 
 from components.azure.context import AzureContext
 from components.azure.diagnostics import send_diagnostics
+from components.azure.private_link import PrivateLinkTarget
 
 DEPLOYMENT_CONTAINER = "app-package"
+PRIVATE_SERVICES = ("blob", "queue")
+"""The storage services the app reaches privately (Microsoft's Flex templates make the same choice): blob
+holds the host's keys, leases and the deployment package; queue serves queue triggers and bindings on
+``AzureWebJobsStorage``, which the host adds beside the HTTP function - without its endpoint they would
+fail once public access is off. Flex mounts no Azure Files share, and tables are only used by Durable
+Functions, which the runtime does not use."""
 
 
 @dataclass(frozen=True)
 class FunctionStorage:
-    """The account, its private deployment container, and that container's URL (what Flex loads from)."""
+    """The account, its private deployment container, that container's URL (what Flex loads from), and
+    the account's private endpoint targets (one per service in ``PRIVATE_SERVICES``)."""
 
     account: storage.StorageAccount
     container: storage.BlobContainer
     container_url: pulumi.Output[str]
+    private_link_targets: tuple[PrivateLinkTarget, ...]
 
 
 def create_function_storage(
@@ -74,4 +83,10 @@ def create_function_storage(
         parent=parent,
     )
     container_url = pulumi.Output.concat(account.primary_endpoints.blob, DEPLOYMENT_CONTAINER)
-    return FunctionStorage(account=account, container=container, container_url=container_url)
+    targets = tuple(
+        PrivateLinkTarget(f"{name}-storage", account.id, service, f"privatelink.{service}.core.windows.net")
+        for service in PRIVATE_SERVICES
+    )
+    return FunctionStorage(
+        account=account, container=container, container_url=container_url, private_link_targets=targets
+    )

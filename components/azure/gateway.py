@@ -14,7 +14,15 @@ REST API 2024-05-01):
   priority then weight; a lower priority is used only while every higher one's breaker is open.
 - protocols + ciphers: Consumption and the v2 tiers don't support changes to the default cipher
   configuration, so only the protocol switches (TLS 1.0/1.1, SSL 3.0) are set.
-- ``publicNetworkAccess: Disabled`` is refused at creation and needs an approved private endpoint.
+- outbound VNet integration (``virtualNetworkType: External`` + ``virtualNetworkConfiguration``, a
+  dedicated subnet delegated to ``Microsoft.Web/serverFarms``): Standard v2 and Premium v2 only
+  (integrate-vnet-outbound). The gateway's endpoint stays public while its calls to backends leave
+  through the VNet, resolving private endpoints through the VNet's DNS.
+
+Isolated stages. Models and agents then refuse public traffic, so the gateway must reach them through
+the VNet: it needs ``StandardV2`` and the gateway subnet. The gateway itself stays public - it is the
+front door, and every call is checked against Entra ID before it goes anywhere. (``publicNetworkAccess:
+Disabled`` would also be refused at creation: it needs an approved private endpoint first.)
 """
 
 from __future__ import annotations
@@ -77,6 +85,9 @@ class GatewayArgs:
     - ``token_metric_namespace`` / ``token_metric_dimensions``: default namespace ``agentstage``,
       dimensions API, subscription, backend and the calling application (agent) id.
     - ``circuit_breaker``: when a model backend is taken out of the pool (see :class:`CircuitBreakerArgs`).
+    - ``subnet_id``: the subnet for outbound VNet integration (``StandardV2`` only; a dedicated subnet
+      delegated to ``Microsoft.Web/serverFarms``, e.g. the network's ``gateway`` subnet). Required in
+      isolated stages, where models and agents are reachable only through private endpoints.
     """
 
     publisher_name: str
@@ -95,6 +106,7 @@ class GatewayArgs:
     token_metric_namespace: str = "agentstage"
     token_metric_dimensions: tuple[Dimension, ...] | None = None
     circuit_breaker: CircuitBreakerArgs = field(default_factory=CircuitBreakerArgs)
+    subnet_id: pulumi.Input[str] | None = None
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -113,6 +125,11 @@ class GatewayArgs:
             )
         if self.sku != "Consumption" and self.capacity not in V2_CAPACITY:
             raise ValueError(f"capacity must be between 1 and 10 on {self.sku}, got {self.capacity}")
+        if self.subnet_id is not None and self.sku != "StandardV2":
+            raise ValueError(
+                f"subnet_id needs the StandardV2 tier: {self.sku} has no VNet integration "
+                "(set agentstage:gateway.sku to StandardV2)"
+            )
 
 
 def gateway_url(context: AzureContext, name: str) -> pulumi.Output[str]:
@@ -135,10 +152,15 @@ class Gateway(Component):
         self, name: str, context: AzureContext, args: GatewayArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("azure", "Gateway", name, opts)
-        if context.isolated:
+        if context.isolated and args.sku != "StandardV2":
             raise ValueError(
-                f"gateway '{name}': API Management refuses publicNetworkAccess=Disabled at creation and needs an"
-                " approved private endpoint first; isolated stages are not supported by this component yet"
+                f"gateway '{name}': in an isolated stage the gateway reaches models and agents through the VNet, "
+                f"which {args.sku} cannot join; set agentstage:gateway.sku to StandardV2"
+            )
+        if context.isolated and args.subnet_id is None:
+            raise ValueError(
+                f"gateway '{name}': in an isolated stage GatewayArgs.subnet_id is required (the network's "
+                "'gateway' subnet): models and agents are reachable only through private endpoints"
             )
         service_name = context.naming.name("apim", name)
         consumption = args.sku == "Consumption"
@@ -158,7 +180,14 @@ class Gateway(Component):
             ),
             publisher_name=args.publisher_name,
             publisher_email=args.publisher_email,
-            public_network_access=context.public_network_access,
+            # Public in every stage: the gateway is the front door, and it checks every caller's token.
+            public_network_access="Enabled",
+            virtual_network_type=apim.VirtualNetworkType.EXTERNAL if args.subnet_id is not None else None,
+            virtual_network_configuration=(
+                apim.VirtualNetworkConfigurationArgs(subnet_resource_id=args.subnet_id)
+                if args.subnet_id is not None
+                else None
+            ),
             custom_properties=dict.fromkeys(WEAK_PROTOCOLS, "False"),
             tags=dict(context.tags),
             opts=self.child(),

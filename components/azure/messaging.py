@@ -21,6 +21,7 @@ from pulumi_azure_native import authorization, servicebus
 from components.azure.context import AzureContext
 from components.azure.diagnostics import send_diagnostics
 from components.azure.identity import ManagedIdentity
+from components.azure.private_link import PrivateLinkTarget
 from components.azure.roles import assign_role
 from components.base import Component
 
@@ -158,7 +159,9 @@ class MessagingArgs:
 class Messaging(Component):
     """A Service Bus namespace with local auth off, its queues, topics and subscriptions (``agentstage:azure:Messaging``).
 
-    Minimum TLS 1.2; public network access is off when ``context.isolated`` (private endpoints only).
+    Minimum TLS 1.2. With ``context.isolated`` public network access is off and the namespace is reached
+    through its private endpoint (``private_link_targets``) only; Service Bus offers private endpoints on
+    Premium alone, so an isolated stage refuses Standard.
     Outputs: ``namespace_id``, ``namespace_name``, ``fully_qualified_namespace``
     (``<name>.servicebus.windows.net``, what the Service Bus SDK connects to with a credential),
     ``queue_ids`` and ``topic_ids`` by entity name.
@@ -172,6 +175,11 @@ class Messaging(Component):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("azure", "Messaging", name, opts)
+        if context.isolated and args.sku != "Premium":
+            raise ValueError(
+                f"messaging '{name}': an isolated stage reaches Service Bus through a private endpoint, which "
+                f"only the Premium tier offers; set agentstage:messaging.sku to Premium (it is {args.sku})"
+            )
         self._name, self._context, self._args = name, context, args
         namespace_name = context.naming.name("servicebus", name)
         premium = args.sku == "Premium"
@@ -195,6 +203,9 @@ class Messaging(Component):
         send_diagnostics(f"{name}-namespace", context=context, resource_id=namespace.id, parent=self)
         self.namespace_id: pulumi.Output[str] = namespace.id
         self.namespace_name: pulumi.Output[str] = namespace_name
+        self.private_link_targets: tuple[PrivateLinkTarget, ...] = (
+            PrivateLinkTarget(name, namespace.id, "namespace", "privatelink.servicebus.windows.net"),
+        )
         # Derived from the name (public-cloud DNS) so it is known before deployment and in offline plans.
         self.fully_qualified_namespace: pulumi.Output[str] = pulumi.Output.concat(
             namespace_name, ".servicebus.windows.net"
@@ -234,6 +245,16 @@ class Messaging(Component):
         """
         scope = self.queue_ids[_find("no queue", queue, self._args.queues).name]
         return self._grant(f"receive-{queue}", "Azure Service Bus Data Receiver", scope, identity)
+
+    def grant_queue_metrics(self, identity: ManagedIdentity, queue: str) -> authorization.RoleAssignment:
+        """Let ``identity`` read ``queue``'s message count (a queue-depth autoscaler such as KEDA).
+
+        Reading runtime properties is a management operation that neither Sender nor Receiver includes;
+        **Azure Service Bus Data Owner** is the narrowest built-in role with it, so it is scoped to the one
+        queue and given to an identity that does nothing else (not the agent's own).
+        """
+        scope = self.queue_ids[_find("no queue", queue, self._args.queues).name]
+        return self._grant(f"metrics-{queue}", "Azure Service Bus Data Owner", scope, identity)
 
     def grant_publish(self, identity: ManagedIdentity, topic: str) -> authorization.RoleAssignment:
         """Let ``identity`` publish to ``topic``: **Azure Service Bus Data Sender** on that topic only."""

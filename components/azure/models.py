@@ -17,6 +17,7 @@ from pulumi_azure_native import cognitiveservices as cs
 from components.azure.context import AzureContext
 from components.azure.diagnostics import send_diagnostics
 from components.azure.identity import ManagedIdentity
+from components.azure.private_link import PrivateLinkTarget
 from components.azure.roles import assign_role
 from components.base import Component
 
@@ -98,6 +99,9 @@ def _policy(args: ContentFilterArgs) -> cs.RaiPolicyPropertiesArgs:
 class Models(Component):
     """Azure OpenAI with a content filter and serial model deployments (``agentstage:azure:Models``).
 
+    With ``context.isolated`` public network access is off and the firewall denies by default: the
+    account is reached through its private endpoint (``private_link_targets``) only.
+
     Outputs: ``account_id``, ``account_name``, ``endpoint`` (``https://<subdomain>.openai.azure.com/``,
     derived from the subdomain so it is known offline), ``content_filter_name`` and ``deployment_names``.
     """
@@ -127,6 +131,12 @@ class Models(Component):
                 custom_sub_domain_name=subdomain,
                 disable_local_auth=True,
                 public_network_access=context.public_network_access,
+                # Isolated: the firewall denies too, so turning public access back on alone opens nothing.
+                network_acls=(
+                    cs.NetworkRuleSetArgs(default_action=cs.NetworkRuleAction.DENY)
+                    if context.isolated
+                    else None
+                ),
             ),
             tags=dict(context.tags),
             opts=self.child(),
@@ -167,6 +177,9 @@ class Models(Component):
         self.account_name: pulumi.Output[str] = subdomain
         self.endpoint: pulumi.Output[str] = pulumi.Output.concat("https://", subdomain, ".openai.azure.com/")
         self.deployment_names: list[str] = [d.name for d in args.deployments]
+        self.private_link_targets: tuple[PrivateLinkTarget, ...] = (
+            PrivateLinkTarget(name, account.id, "account", "privatelink.openai.azure.com"),
+        )
         self.register_outputs(
             {
                 "account_id": self.account_id,

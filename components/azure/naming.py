@@ -30,6 +30,18 @@ _RULES: dict[str, tuple[str, int, bool]] = {
     "function_plan": ("asp", 40, True),
     "function_app": ("func", 60, True),
     "identity": ("id", 128, True),
+    "kubernetes_cluster": ("aks", 63, True),
+    "container_registry": ("cr", 50, False),
+    "data_collection_rule": ("dcr", 64, True),
+    "vnet": ("vnet", 64, True),
+    "subnet": ("snet", 80, True),
+    "nsg": ("nsg", 80, True),
+    "private_endpoint": ("pep", 64, True),
+    "dns_link": ("vnetlink", 80, True),
+    "action_group": ("ag", 260, True),
+    "budget": ("budget", 63, True),
+    "alert": ("alert", 260, True),
+    "policy_assignment": ("pa", 64, True),
 }
 
 
@@ -53,7 +65,9 @@ class Naming:
             raise KeyError(f"no naming rule for '{kind}'; known kinds: {', '.join(sorted(_RULES))}")
         abbreviation, max_length, hyphens = _RULES[kind]
         return pulumi.Output.from_input(self.suffix).apply(
-            lambda suffix: _compose(self.prefix, self.environment, abbreviation, purpose, suffix, max_length, hyphens)
+            lambda suffix: _compose(
+                self.prefix, self.environment, abbreviation, purpose, suffix, max_length, hyphens
+            )
         )
 
     def plain(self, kind: str, purpose: str = "") -> str:
@@ -63,7 +77,13 @@ class Naming:
 
 
 def _compose(
-    prefix: str, environment: str, abbreviation: str, purpose: str, suffix: str, max_length: int, hyphens: bool
+    prefix: str,
+    environment: str,
+    abbreviation: str,
+    purpose: str,
+    suffix: str,
+    max_length: int,
+    hyphens: bool,
 ) -> str:
     parts = [p for p in (prefix, environment, abbreviation, purpose) if p]
     separator = "-" if hyphens else ""

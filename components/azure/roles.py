@@ -29,6 +29,15 @@ BUILTIN_ROLES: dict[str, str] = {
     "Azure Service Bus Data Sender": "69a216fc-b8fb-44d8-bc22-1f3c2cd27a39",
     "Azure Service Bus Data Receiver": "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0",
     "AcrPull": "7f951dda-4ed3-4680-a7ca-43fe172d538d",
+    # Kubernetes (Azure RBAC for the Kubernetes API; the cluster's local accounts are off).
+    "Azure Kubernetes Service RBAC Cluster Admin": "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b",
+    "Azure Kubernetes Service RBAC Writer": "a7ffa36f-339b-4b5c-8bdf-e2c188b2c0eb",
+    "Azure Kubernetes Service RBAC Reader": "7f6c6a51-bcf8-42ba-9220-52d62157d7db",
+    # What KEDA's operator needs to read a queue's length (never granted to an agent identity).
+    "Azure Service Bus Data Owner": "090c5cfd-751d-490a-894a-3ce6f1109419",
+    "Storage Queue Data Reader": "19e7f393-937e-4f77-808e-94535e297925",
+    # An AKS control plane joining its nodes to a subnet it does not own (scoped to that subnet only).
+    "Network Contributor": "4d97b98b-1d4f-4787-a291-c67834d212e7",
 }
 
 # Roles no agentstage grant may ever use: they allow changing resources or access itself.
@@ -72,5 +81,32 @@ def assign_role(
         role_definition_id=role_definition_id(context.subscription_id, role),
         scope=scope,
         description=f"agentstage: {role} for {identity.label}",
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+def assign_role_to_principal(
+    name: str,
+    *,
+    context: AzureContext,
+    scope: pulumi.Input[str],
+    role: str,
+    principal_id: pulumi.Input[str],
+    description: str,
+    parent: pulumi.Resource,
+    principal_type: str = authorization.PrincipalType.SERVICE_PRINCIPAL,
+) -> authorization.RoleAssignment:
+    """Grant ``role`` on exactly ``scope`` to a principal that is not an agentstage :class:`ManagedIdentity`.
+
+    For identities Azure creates (an AKS kubelet identity) and for the deploying principal, whose type
+    (``User`` after ``az login``, ``ServicePrincipal`` in CI) the caller states: ARM rejects a wrong one.
+    """
+    return authorization.RoleAssignment(
+        name,
+        principal_id=principal_id,
+        principal_type=principal_type,
+        role_definition_id=role_definition_id(context.subscription_id, role),
+        scope=scope,
+        description=f"agentstage: {description}",
         opts=pulumi.ResourceOptions(parent=parent),
     )

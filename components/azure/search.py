@@ -15,6 +15,7 @@ from pulumi_azure_native import authorization, search
 from components.azure.context import AzureContext
 from components.azure.diagnostics import send_diagnostics
 from components.azure.identity import ManagedIdentity
+from components.azure.private_link import PrivateLinkTarget
 from components.azure.roles import assign_role
 from components.base import Component
 
@@ -48,7 +49,8 @@ class VectorSearchArgs:
 class VectorSearch(Component):
     """An Azure AI Search service with key auth off (``agentstage:azure:VectorSearch``).
 
-    Public network access is off when ``context.isolated`` (private endpoints only). No system identity:
+    Public network access is off when ``context.isolated``: the service is then reached through its
+    private endpoint (``private_link_targets``) only. No system identity:
     the service pulls from no data source; agents push documents with their own identity.
 
     Outputs: ``service_id``, ``service_name`` and ``endpoint`` (``https://<name>.search.windows.net``).
@@ -82,6 +84,9 @@ class VectorSearch(Component):
         send_diagnostics(f"{name}-service", context=context, resource_id=service.id, parent=self)
         self.service_id: pulumi.Output[str] = service.id
         self.service_name: pulumi.Output[str] = service_name
+        self.private_link_targets: tuple[PrivateLinkTarget, ...] = (
+            PrivateLinkTarget(name, service.id, "searchService", "privatelink.search.windows.net"),
+        )
         # Derived from the name (public-cloud DNS) so it is known before deployment and in offline plans.
         self.endpoint: pulumi.Output[str] = pulumi.Output.concat(
             "https://", service_name, ".search.windows.net"

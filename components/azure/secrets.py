@@ -16,6 +16,7 @@ from pulumi_azure_native import authorization, keyvault
 from components.azure.context import AzureContext
 from components.azure.diagnostics import send_diagnostics
 from components.azure.identity import ManagedIdentity
+from components.azure.private_link import PrivateLinkTarget
 from components.azure.roles import assign_role
 from components.base import Component
 
@@ -41,11 +42,12 @@ class SecretsArgs:
 class Secrets(Component):
     """A Key Vault with RBAC authorization, soft delete and purge protection (``agentstage:azure:Secrets``).
 
-    Network: with ``context.isolated`` public access is off (private endpoints only). Otherwise the
-    vault is reachable publicly (``defaultAction: Allow``): serverless agents without VNet integration
-    call it from Azure's shared outbound addresses, which no firewall rule can pin down; every request
-    still needs an Entra ID token and an RBAC role on this vault. Trusted Azure services may bypass the
-    firewall in both cases.
+    Network: with ``context.isolated`` public access is off, the firewall denies by default and no
+    trusted Azure service may bypass it - nothing in the stack reads the vault through such a service
+    (agents read it over the private endpoint, ``private_link_targets``). Otherwise the vault is
+    reachable publicly (``defaultAction: Allow``): serverless agents without VNet integration call it
+    from Azure's shared outbound addresses, which no firewall rule can pin down; every request still
+    needs an Entra ID token and an RBAC role on this vault, and trusted Azure services may bypass.
 
     Outputs: ``vault_id``, ``vault_name`` and ``vault_uri`` (what the runtime's secret client uses).
     """
@@ -57,7 +59,6 @@ class Secrets(Component):
         self._name = name
         self._context = context
         vault_name = context.naming.name("key_vault", name)
-        firewall = keyvault.NetworkRuleAction.DENY if context.isolated else keyvault.NetworkRuleAction.ALLOW
         vault = keyvault.Vault(
             f"{name}-vault",
             vault_name=vault_name,
@@ -71,10 +72,7 @@ class Secrets(Component):
                 soft_delete_retention_in_days=args.soft_delete_retention_days,
                 enable_purge_protection=True,
                 public_network_access=context.public_network_access,
-                network_acls=keyvault.NetworkRuleSetArgs(
-                    default_action=firewall,
-                    bypass=keyvault.NetworkRuleBypassOptions.AZURE_SERVICES,
-                ),
+                network_acls=_firewall(context.isolated),
             ),
             tags=dict(context.tags),
             opts=self.child(),
@@ -82,6 +80,9 @@ class Secrets(Component):
         send_diagnostics(f"{name}-vault", context=context, resource_id=vault.id, parent=self)
         self.vault_id: pulumi.Output[str] = vault.id
         self.vault_name: pulumi.Output[str] = vault_name
+        self.private_link_targets: tuple[PrivateLinkTarget, ...] = (
+            PrivateLinkTarget(name, vault.id, "vault", "privatelink.vaultcore.azure.net"),
+        )
         # Derived from the name (public-cloud DNS) so it is known before deployment and in offline plans.
         self.vault_uri: pulumi.Output[str] = pulumi.Output.concat("https://", vault_name, ".vault.azure.net/")
         self.register_outputs(
@@ -101,3 +102,15 @@ class Secrets(Component):
             identity=identity,
             parent=self,
         )
+
+
+def _firewall(isolated: bool) -> keyvault.NetworkRuleSetArgs:
+    """Deny with no bypass when isolated; otherwise allow (see :class:`Secrets` for why)."""
+    if isolated:
+        return keyvault.NetworkRuleSetArgs(
+            default_action=keyvault.NetworkRuleAction.DENY, bypass=keyvault.NetworkRuleBypassOptions.NONE
+        )
+    return keyvault.NetworkRuleSetArgs(
+        default_action=keyvault.NetworkRuleAction.ALLOW,
+        bypass=keyvault.NetworkRuleBypassOptions.AZURE_SERVICES,
+    )

@@ -19,6 +19,10 @@ functions-infrastructure-as-code, Flex Consumption pivot; flex-consumption-plan;
 - telemetry without keys: ``APPLICATIONINSIGHTS_AUTHENTICATION_STRING=Authorization=AAD;ClientId=<id>``
   beside the connection string, for Application Insights with local auth disabled.
 - code: published with OneDeploy into the deployment container (see ``function_deployment``).
+- private networking (functions-networking-options, Flex Consumption pivot): VNet integration through
+  ``virtualNetworkSubnetId``, a subnet delegated to ``Microsoft.App/environments``; the app's inbound
+  private endpoint is the ``sites`` sub-resource in ``privatelink.azurewebsites.net`` (it also serves the
+  ``scm`` host that deployments use).
 """
 
 from __future__ import annotations
@@ -27,14 +31,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
-from agent_runtime.settings import env_for
 from pulumi_azure_native import web
 
+from agent_runtime.settings import env_for
 from components.azure.context import AzureContext
 from components.azure.diagnostics import send_diagnostics
 from components.azure.function_deployment import publish_package
 from components.azure.function_storage import create_function_storage
 from components.azure.identity import ManagedIdentity
+from components.azure.network import Network
+from components.azure.private_link import PrivateLinkTarget
 from components.azure.roles import assign_role
 from components.base import Component
 from components.packaging import Package, vendoring_needed
@@ -72,6 +78,11 @@ class ServerlessAgentArgs:
       the platform keeps at least two always-ready instances (billed as such) whatever ``always_ready``
       says, so an idle app is no longer free. Only in regions that support it for Flex Consumption.
     - ``python_version``: the Functions Python runtime; must match the package's; default "3.11".
+    - ``network``: the private network; required when the stage is isolated. The app, its storage's blob
+      and queue services get private endpoints in it (through ``Network.connect``) before the package is
+      published, because publishing goes through them.
+    - ``subnet_id``: the subnet the app joins (VNet integration, every outbound call routed through the
+      VNet), delegated to ``Microsoft.App/environments``; default the network's ``functions`` subnet.
     """
 
     identity: ManagedIdentity
@@ -83,6 +94,8 @@ class ServerlessAgentArgs:
     always_ready: int = 0
     zone_redundant: bool = False
     python_version: str = "3.11"
+    network: Network | None = None
+    subnet_id: pulumi.Input[str] | None = None
 
     def __post_init__(self) -> None:
         if self.instance_memory_mb not in INSTANCE_MEMORY_MB:
@@ -110,6 +123,12 @@ class ServerlessAgent(Component):
     Creates a dedicated storage account (host storage + deployment container), the FC1 plan, the
     Function App (user-assigned identity only, HTTPS only, TLS 1.2, FTP and basic publishing off),
     Storage Blob Data Owner for the identity on that account, diagnostics, and publishes the package.
+
+    Isolated stages: the app and its storage refuse public network access; the app joins the VNet
+    and it and its storage are connected to the network's private endpoints (``private_link_targets``:
+    the site, the storage's blob and queue), so callers (the gateway) reach it privately. Publishing then
+    only works from inside the network (see ``function_deployment``).
+
     Outputs: ``app_name``, ``app_id``, ``default_hostname``, ``url``, ``identity``.
     """
 
@@ -126,6 +145,15 @@ class ServerlessAgent(Component):
                 f"serverless agent '{name}': the package {args.package.path.name} has no dependencies; "
                 "build it with vendor_dependencies=True for a real deployment"
             )
+        if context.isolated and args.network is None:
+            raise ValueError(
+                f"serverless agent '{name}': an isolated stage needs ServerlessAgentArgs.network - with public "
+                "access off, the app and its storage are reached (and the package published) only through "
+                "private endpoints"
+            )
+        subnet_id = args.subnet_id
+        if subnet_id is None and args.network is not None:
+            subnet_id = args.network.subnet_ids["functions"]
         store = create_function_storage(name, context=context, purpose=name, parent=self)
         grant = assign_role(
             f"{name}-storage-access",
@@ -158,6 +186,12 @@ class ServerlessAgent(Component):
             server_farm_id=plan.id,
             https_only=True,
             client_affinity_enabled=False,
+            public_network_access=context.public_network_access,
+            virtual_network_subnet_id=subnet_id,
+            # Every outbound call goes through the VNet, so private DNS zones and the subnet's rules apply.
+            outbound_vnet_routing=(
+                web.OutboundVnetRoutingArgs(all_traffic=True) if subnet_id is not None else None
+            ),
             identity=web.ManagedServiceIdentityArgs(
                 type=web.ManagedServiceIdentityType.USER_ASSIGNED,
                 user_assigned_identities=[args.identity.resource_id],
@@ -178,13 +212,25 @@ class ServerlessAgent(Component):
                 opts=self.child(),
             )
         send_diagnostics(f"{name}-app", context=context, resource_id=app.id, parent=self)
+        self.private_link_targets: tuple[PrivateLinkTarget, ...] = (
+            PrivateLinkTarget(name, app.id, "sites", "privatelink.azurewebsites.net"),
+            *store.private_link_targets,
+        )
+        publish_after: list[pulumi.Resource] = [app, grant]
+        if args.network is not None:
+            for target in self.private_link_targets:
+                args.network.connect(target)
+            # Waiting on the network component waits for every child it has so far: the endpoints just
+            # connected and their DNS zone groups, so the deployment host resolves to them.
+            publish_after.append(args.network)
         publish_package(
             name,
             package=args.package,
             app_name=app.name,
             resource_group_name=context.resource_group_name,
             parent=self,
-            depends_on=[app, grant],
+            depends_on=publish_after,
+            private=context.isolated,
         )
 
         self.identity = args.identity
@@ -245,6 +291,23 @@ def _app_settings(
         "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": pulumi.Output.concat(
             "Authorization=AAD;ClientId=", client_id
         ),
+        **_task_trigger_connection(args.runtime_settings, client_id),
+    }
+
+
+def _task_trigger_connection(
+    runtime_settings: Mapping[str, pulumi.Input[str]], client_id: pulumi.Input[str]
+) -> dict[str, pulumi.Input[str]]:
+    """The identity-based ``ServiceBusConnection`` of the task queue trigger (runtime/function_app.py).
+
+    Only apps that consume a Service Bus queue get it; the trigger itself is registered only then.
+    """
+    if runtime_settings.get("bus_backend") != "servicebus" or "task_queue" not in runtime_settings:
+        return {}
+    return {
+        "ServiceBusConnection__fullyQualifiedNamespace": runtime_settings["servicebus_namespace"],
+        "ServiceBusConnection__credential": "managedidentity",
+        "ServiceBusConnection__clientId": client_id,
     }
 
 

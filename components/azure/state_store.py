@@ -18,6 +18,7 @@ from pulumi_azure_native import cosmosdb
 from components.azure.context import AzureContext
 from components.azure.diagnostics import send_diagnostics
 from components.azure.identity import ManagedIdentity
+from components.azure.private_link import PrivateLinkTarget
 from components.base import Component
 
 # Cosmos DB Built-in Data Contributor: items and queries in containers, account metadata reads; no control plane.
@@ -45,33 +46,45 @@ class StateStoreArgs:
     database_name: str = "agentstage"
     conversations_container: str = "conversations"
     memories_container: str = "memories"
+    tasks_container: str = "tasks"
     continuous_backup: bool = True
     zone_redundant: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.embedding_dimensions <= MAX_VECTOR_DIMENSIONS:
-            raise ValueError(f"embedding_dimensions must be 1-{MAX_VECTOR_DIMENSIONS}, got {self.embedding_dimensions}")
+            raise ValueError(
+                f"embedding_dimensions must be 1-{MAX_VECTOR_DIMENSIONS}, got {self.embedding_dimensions}"
+            )
         if self.max_throughput < 1000 or self.max_throughput % 1000:
-            raise ValueError(f"max_throughput must be a multiple of 1000 RU/s from 1000, got {self.max_throughput}")
+            raise ValueError(
+                f"max_throughput must be a multiple of 1000 RU/s from 1000, got {self.max_throughput}"
+            )
 
 
 class StateStore(Component):
     """A Cosmos DB for NoSQL account with local auth off (``agentstage:azure:StateStore``).
 
-    Public network access is off when ``context.isolated`` (private endpoints only). Outputs:
+    Public network access is off when ``context.isolated``: the account is then reached through its
+    private endpoint for the NoSQL API (``private_link_targets``) only. Outputs:
     ``account_id``, ``account_name``, ``endpoint`` (``https://<name>.documents.azure.com:443/``),
-    ``database_name`` (resolves once both containers exist), ``conversations_container``, ``memories_container``.
+    ``database_name`` (resolves once every container exists), ``conversations_container``, ``memories_container``,
+    ``tasks_container``.
     """
 
     def __init__(
-        self, name: str, context: AzureContext, args: StateStoreArgs, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        context: AzureContext,
+        args: StateStoreArgs,
+        opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("azure", "StateStore", name, opts)
         self._name, self._context, self._args = name, context, args
         capabilities = (["EnableServerless"] if args.serverless else []) + ["EnableNoSQLVectorSearch"]
         backup = (
             cosmosdb.ContinuousModeBackupPolicyArgs(
-                type="Continuous", continuous_mode_properties=cosmosdb.ContinuousModePropertiesArgs(tier="Continuous7Days")
+                type="Continuous",
+                continuous_mode_properties=cosmosdb.ContinuousModePropertiesArgs(tier="Continuous7Days"),
             )
             if args.continuous_backup
             else cosmosdb.PeriodicModeBackupPolicyArgs(type="Periodic")
@@ -106,7 +119,12 @@ class StateStore(Component):
         send_diagnostics(f"{name}-account", context=context, resource_id=account.id, parent=self)
         self.account_id: pulumi.Output[str] = account.id
         self.account_name: pulumi.Output[str] = account.name
-        self.endpoint: pulumi.Output[str] = pulumi.Output.concat("https://", account.name, ".documents.azure.com:443/")
+        self.private_link_targets: tuple[PrivateLinkTarget, ...] = (
+            PrivateLinkTarget(name, account.id, "Sql", "privatelink.documents.azure.com"),
+        )
+        self.endpoint: pulumi.Output[str] = pulumi.Output.concat(
+            "https://", account.name, ".documents.azure.com:443/"
+        )
         self._database = cosmosdb.SqlResourceSqlDatabase(
             f"{name}-database",
             account_name=self.account_name,
@@ -118,11 +136,17 @@ class StateStore(Component):
         )
         conversations = self._container("conversations", args.conversations_container, "/conversationId")
         memories = self._container("memories", args.memories_container, "/namespace", vectors=True)
-        # Depends on both containers, so an app configured with it starts only once they exist.
-        self.database_name: pulumi.Output[str] = pulumi.Output.all(conversations.id, memories.id).apply(
-            lambda _: args.database_name
+        # Task records and idempotency claims are read by id (the runtime's TASKS_PARTITION_KEY).
+        tasks = self._container("tasks", args.tasks_container, "/id")
+        # Depends on every container, so an app configured with it starts only once they exist.
+        self.database_name: pulumi.Output[str] = pulumi.Output.all(
+            conversations.id, memories.id, tasks.id
+        ).apply(lambda _: args.database_name)
+        self.conversations_container, self.memories_container = (
+            args.conversations_container,
+            args.memories_container,
         )
-        self.conversations_container, self.memories_container = args.conversations_container, args.memories_container
+        self.tasks_container = args.tasks_container
         self.register_outputs(
             {
                 "account_id": self.account_id,
@@ -131,6 +155,7 @@ class StateStore(Component):
                 "database_name": self.database_name,
                 "conversations_container": self.conversations_container,
                 "memories_container": self.memories_container,
+                "tasks_container": self.tasks_container,
             }
         )
 
@@ -160,7 +185,9 @@ class StateStore(Component):
             automatic=True,
             included_paths=[cosmosdb.IncludedPathArgs(path="/*")],
             excluded_paths=[cosmosdb.ExcludedPathArgs(path=f"{EMBEDDING_PATH}/*")],
-            vector_indexes=[cosmosdb.VectorIndexArgs(path=EMBEDDING_PATH, type=cosmosdb.VectorIndexType.QUANTIZED_FLAT)],
+            vector_indexes=[
+                cosmosdb.VectorIndexArgs(path=EMBEDDING_PATH, type=cosmosdb.VectorIndexType.QUANTIZED_FLAT)
+            ],
         )
         # Serverless accounts reject any throughput setting.
         autoscale = cosmosdb.CreateUpdateOptionsArgs(
@@ -174,7 +201,9 @@ class StateStore(Component):
             container_name=container,
             resource=cosmosdb.SqlContainerResourceArgs(
                 id=container,
-                partition_key=cosmosdb.ContainerPartitionKeyArgs(paths=[partition_key], kind="Hash", version=2),
+                partition_key=cosmosdb.ContainerPartitionKeyArgs(
+                    paths=[partition_key], kind="Hash", version=2
+                ),
                 vector_embedding_policy=vector_policy if vectors else None,
                 indexing_policy=vector_index if vectors else None,
             ),
@@ -197,7 +226,9 @@ class StateStore(Component):
             account_name=self.account_name,
             resource_group_name=self._context.resource_group_name,
             role_assignment_id=str(guid),
-            role_definition_id=pulumi.Output.concat(self.account_id, "/sqlRoleDefinitions/", DATA_CONTRIBUTOR),
+            role_definition_id=pulumi.Output.concat(
+                self.account_id, "/sqlRoleDefinitions/", DATA_CONTRIBUTOR
+            ),
             scope=pulumi.Output.concat(self.account_id, "/dbs/", self._args.database_name),
             principal_id=identity.principal_id,
             opts=self.child(depends_on=[self._database]),
@@ -212,4 +243,5 @@ class StateStore(Component):
             "cosmos_database": self.database_name,
             "cosmos_conversations_container": self.conversations_container,
             "cosmos_memories_container": self.memories_container,
+            "cosmos_tasks_container": self.tasks_container,
         }

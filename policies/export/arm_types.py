@@ -92,6 +92,15 @@ ARM_TYPES: Mapping[str, ArmType] = MappingProxyType(
         "azure-native:monitor:ScheduledQueryRule": ArmType(
             "Microsoft.Insights/scheduledQueryRules", "{ruleName}"
         ),
+        "azure-native:authorization:PolicyAssignment": ArmType(
+            "Microsoft.Authorization/policyAssignments", "{policyAssignmentName}", scope="scope"
+        ),
+        "azure-native:monitor:DataCollectionRule": ArmType(
+            "Microsoft.Insights/dataCollectionRules", "{dataCollectionRuleName}"
+        ),
+        "azure-native:monitor:DataCollectionRuleAssociation": ArmType(
+            "Microsoft.Insights/dataCollectionRuleAssociations", "{associationName}", scope="resourceUri"
+        ),
         "azure-native:consumption:Budget": ArmType(
             "Microsoft.Consumption/budgets", "{budgetName}", scope="scope"
         ),
@@ -197,7 +206,9 @@ ARM_TYPES: Mapping[str, ArmType] = MappingProxyType(
         "azure-native:apimanagement:Subscription": ArmType(
             "Microsoft.ApiManagement/service/subscriptions", "{serviceName}/{sid}"
         ),
-        "azure-native:applicationinsights:Workbook": ArmType("Microsoft.Insights/workbooks", "{resourceName}"),
+        "azure-native:applicationinsights:Workbook": ArmType(
+            "Microsoft.Insights/workbooks", "{resourceName}"
+        ),
         "azure-native:servicebus:Namespace": ArmType("Microsoft.ServiceBus/namespaces", "{namespaceName}"),
         "azure-native:servicebus:Queue": ArmType(
             "Microsoft.ServiceBus/namespaces/queues", "{namespaceName}/{queueName}"

@@ -7,7 +7,6 @@ import re
 from typing import Any
 
 from agent_runtime.settings import env_name
-
 from agentstage.graph import Resource, ResourceGraph
 from policies.findings import Severity
 from policies.rules.context import StackContext

@@ -106,6 +106,9 @@ COST_TAGS = ("owner", "costCenter")
 
 
 def _has_budget(_stack: Resource, graph: ResourceGraph, ctx: StackContext) -> Verdict:
+    if not any(resource.type.startswith("azure-native:") for resource in graph.resources):
+        # Workloads on a cluster the user runs: the spend is on that cluster's account, not this stack's.
+        return passed("the stack creates no Azure resources, so there is no Azure spend to budget")
     budgets = graph.of_type(BUDGET)
     if not budgets:
         return failed(f"the {ctx.stage.label} stack defines no consumption budget")

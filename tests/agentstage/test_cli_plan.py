@@ -54,7 +54,11 @@ def test_json_format_is_the_graph(tmp_path: Path) -> None:
     assert json.loads(target.read_text()) == graph
     assert f"graph written to {target}" in err
     types = {r["type"] for r in graph["resources"]}
-    assert {"azure-native:web:WebApp", "azure-native:cognitiveservices:Account", "azure-native:keyvault:Vault"} <= types
+    assert {
+        "azure-native:web:WebApp",
+        "azure-native:cognitiveservices:Account",
+        "azure-native:keyvault:Vault",
+    } <= types
 
 
 def test_unknown_stack_lists_the_stacks_that_exist() -> None:
@@ -62,7 +66,9 @@ def test_unknown_stack_lists_the_stacks_that_exist() -> None:
     assert status == 2 and out == ""
     assert error_lines(err) == [
         "error: unknown stack 'pilot-typo': stacks/Pulumi.pilot-typo.yaml does not exist "
-        "(stacks: " + ", ".join(sorted(p.name[7:-5] for p in (PROJECT_DIR / "stacks").glob("Pulumi.*.yaml"))) + ")"
+        "(stacks: "
+        + ", ".join(sorted(p.name[7:-5] for p in (PROJECT_DIR / "stacks").glob("Pulumi.*.yaml")))
+        + ")"
     ]
 
 
@@ -73,7 +79,9 @@ def test_unknown_key_in_a_stack_file_is_one_line_naming_file_and_key(project: Pa
     assert status == 2
     assert "Traceback" not in err
     (line,) = error_lines(err)
-    assert line.startswith("error: stacks/Pulumi.pilot-dev.yaml: unknown key 'agentstage:logRetentionDay'; allowed keys:")
+    assert line.startswith(
+        "error: stacks/Pulumi.pilot-dev.yaml: unknown key 'agentstage:logRetentionDay'; allowed keys:"
+    )
 
 
 def test_wrong_type_is_reported_with_its_key(project: Path) -> None:
@@ -81,15 +89,19 @@ def test_wrong_type_is_reported_with_its_key(project: Path) -> None:
     stack.write_text(stack.read_text().replace("tokenBudget: 8000", "tokenBudget: plenty"))
     status, _, err = run("plan", "--stack", "pilot-dev", "--project-dir", str(project))
     assert status == 2
-    assert "error: stacks/Pulumi.pilot-dev.yaml: agentstage:agents[0].tokenBudget: Input should be a valid integer" in err
+    assert (
+        "error: stacks/Pulumi.pilot-dev.yaml: agentstage:agents[0].tokenBudget: Input should be a valid integer"
+        in err
+    )
 
 
-def test_blueprint_not_built_yet_says_where_it_is_tracked(project: Path) -> None:
+def test_cloud_not_built_yet_lists_what_is_available(project: Path) -> None:
     stack = project / "stacks" / "Pulumi.foundation-staging.yaml"
-    stack.write_text(stack.read_text().replace("agentstage:blueprint: foundation", "agentstage:blueprint: enterprise"))
+    stack.write_text(stack.read_text().replace("agentstage:cloud: azure", "agentstage:cloud: aws"))
     status, _, err = run("plan", "--stack", "foundation-staging", "--project-dir", str(project))
     assert status == 2
-    assert "agentstage:blueprint 'enterprise' is not built yet (tracked in issue 8" in err
+    assert "agentstage:cloud 'aws' is not built yet for blueprint 'foundation'; available: " in err
+    assert "enterprise on kubernetes" in err
 
 
 def test_stage_keys_on_an_earlier_stage_are_errors(project: Path) -> None:
@@ -124,7 +136,10 @@ def test_project_dir_without_pulumi_yaml(tmp_path: Path) -> None:
 
 def test_the_installed_command_exits_2_without_traceback() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "agentstage.cli", "plan", "--stack", "nope"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "agentstage.cli", "plan", "--stack", "nope"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr

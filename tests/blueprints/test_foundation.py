@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from collections import defaultdict
 from collections.abc import Callable
 
 import pytest
 
-from agentstage.graph import Resource, ResourceGraph
-from agent_runtime.settings import env_name
+from agent_runtime.agents import AgentCatalog
+from agent_runtime.orchestrator.queues import check_agent_queues
+from agent_runtime.settings import Settings, env_name
+from agent_runtime.tools import default_registry
+from agentstage.graph import ResourceGraph
 from blueprints.foundation import task_queue
-from components.azure.roles import BUILTIN_ROLES
+from tests.blueprints.graph_queries import app_settings, by_name, grants
 
 STACK = "foundation-staging"
 AGENTS = ("research", "analyst")
@@ -27,34 +29,6 @@ def graph(stack_graph: Callable[[str], ResourceGraph]) -> ResourceGraph:
     return stack_graph(STACK)
 
 
-def by_name(graph: ResourceGraph, type_: str, name: str) -> Resource:
-    matches = [r for r in graph.of_type(type_) if r.name == name]
-    assert len(matches) == 1, f"expected one {type_} named {name}, found {[r.urn for r in matches]}"
-    return matches[0]
-
-
-def identity(graph: ResourceGraph, name: str) -> Resource:
-    return by_name(graph, "azure-native:managedidentity:UserAssignedIdentity", name)
-
-
-def app_settings(graph: ResourceGraph, app: str) -> dict[str, str]:
-    web_app = by_name(graph, "azure-native:web:WebApp", f"{app}-app")
-    return {s["name"]: s["value"] for s in web_app.get("siteConfig.appSettings")}
-
-
-def grants(graph: ResourceGraph) -> dict[str, set[tuple[str, str]]]:
-    """identity name -> {(role name, scoped resource name)} over ARM role assignments."""
-    roles = {guid: name for name, guid in BUILTIN_ROLES.items()}
-    identities = {r.urn: r.name for r in graph.of_type("azure-native:managedidentity:UserAssignedIdentity")}
-    found: dict[str, set[tuple[str, str]]] = defaultdict(set)
-    for assignment in graph.of_type("azure-native:authorization:RoleAssignment"):
-        (holder,) = [identities[urn] for urn in assignment.dependencies if urn in identities]
-        scope = graph.by_mock_id(assignment.get("scope"))
-        assert scope is not None, f"{assignment.urn}: scope is not a resource of this stack"
-        found[holder].add((roles[assignment.get("roleDefinitionId").rsplit("/", 1)[-1]], scope.name))
-    return found
-
-
 def test_every_agent_has_its_own_function_app_and_queue(graph: ResourceGraph) -> None:
     apps = {r.name for r in graph.of_type("azure-native:web:WebApp")}
     assert apps == {f"{name}-app" for name in (ORCHESTRATOR, *AGENTS)}
@@ -63,9 +37,12 @@ def test_every_agent_has_its_own_function_app_and_queue(graph: ResourceGraph) ->
 
 
 @pytest.mark.parametrize("agent", AGENTS)
-def test_each_agent_reaches_only_its_queue_its_memory_and_shared_services(graph: ResourceGraph, agent: str) -> None:
+def test_each_agent_reaches_only_its_queue_its_memory_and_shared_services(
+    graph: ResourceGraph, agent: str
+) -> None:
     assert grants(graph)[agent] == {
         ("Azure Service Bus Data Receiver", f"bus-queue-{task_queue(agent)}"),
+        ("Azure Service Bus Data Sender", f"bus-queue-{task_queue(agent)}"),
         ("Search Index Data Reader", "search-service"),
         ("Key Vault Secrets User", "secrets-vault"),
         ("Monitoring Metrics Publisher", "observability-app-insights"),
@@ -74,13 +51,17 @@ def test_each_agent_reaches_only_its_queue_its_memory_and_shared_services(graph:
 
 
 def test_only_the_orchestrator_may_send_tasks_to_the_agents(graph: ResourceGraph) -> None:
+    """Besides its own queue (its API queues tasks there, its worker re-queues a deferred message)."""
     orchestrator = grants(graph)[ORCHESTRATOR]
     for agent in AGENTS:
         assert ("Azure Service Bus Data Sender", f"bus-queue-{task_queue(agent)}") in orchestrator
-    senders = {
-        holder for holder, held in grants(graph).items() for role, _ in held if role == "Azure Service Bus Data Sender"
-    }
-    assert senders == {ORCHESTRATOR}
+    for agent in AGENTS:
+        senders = {
+            holder
+            for holder, held in grants(graph).items()
+            if ("Azure Service Bus Data Sender", f"bus-queue-{task_queue(agent)}") in held
+        }
+        assert senders == {ORCHESTRATOR, agent}, task_queue(agent)
 
 
 def test_only_the_gateway_identity_may_call_the_models(graph: ResourceGraph) -> None:
@@ -101,13 +82,17 @@ def test_cosmos_data_access_is_per_identity_and_scoped_to_the_database(graph: Re
     assignments = graph.of_type("azure-native:cosmosdb:SqlResourceSqlRoleAssignment")
     holders = set()
     for assignment in assignments:
-        holders |= {urn.rsplit("::", 1)[-1] for urn in assignment.dependencies if "UserAssignedIdentity" in urn}
+        holders |= {
+            urn.rsplit("::", 1)[-1] for urn in assignment.dependencies if "UserAssignedIdentity" in urn
+        }
         assert str(assignment.get("scope")).endswith("/dbs/agentstage"), assignment.urn
     assert holders == {ORCHESTRATOR, *AGENTS}
 
 
 @pytest.mark.parametrize("app", (ORCHESTRATOR, *AGENTS))
-def test_agents_call_models_through_the_gateway_and_tasks_through_the_bus(graph: ResourceGraph, app: str) -> None:
+def test_agents_call_models_through_the_gateway_and_tasks_through_the_bus(
+    graph: ResourceGraph, app: str
+) -> None:
     settings = app_settings(graph, app)
     gateway = by_name(graph, "azure-native:apimanagement:ApiManagementService", "gateway")
     assert settings[env_name("llm_endpoint")] == f"https://{gateway.get('serviceName')}.azure-api.net"
@@ -115,8 +100,37 @@ def test_agents_call_models_through_the_gateway_and_tasks_through_the_bus(graph:
     assert settings[env_name("bus_backend")] == "servicebus"
     assert settings[env_name("servicebus_namespace")].endswith(".servicebus.windows.net")
     assert settings[env_name("task_queue")] == task_queue(app)
-    agents = json.loads(settings[env_name("agents")])
-    assert [a["name"] for a in agents] == [app]
+    assert settings[env_name("cosmos_tasks_container")] == "tasks", "task records live in the state store"
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_an_agent_app_runs_its_own_agent_only(graph: ResourceGraph, agent: str) -> None:
+    agents = json.loads(app_settings(graph, agent)[env_name("agents")])
+    assert [(a["name"], a.get("kind", "agent")) for a in agents] == [(agent, "agent")]
+
+
+def test_the_orchestrator_app_runs_an_orchestrator_delegating_to_every_agent(graph: ResourceGraph) -> None:
+    agents = json.loads(app_settings(graph, ORCHESTRATOR)[env_name("agents")])
+    orchestrator, *delegates = agents
+    assert (orchestrator["name"], orchestrator["kind"]) == (ORCHESTRATOR, "orchestrator")
+    assert orchestrator["orchestration"]["delegates"] == list(AGENTS)
+    assert [a["name"] for a in delegates] == list(AGENTS), "it routes by their definitions"
+
+
+@pytest.mark.parametrize("app", (ORCHESTRATOR, *AGENTS))
+def test_the_runtime_accepts_each_apps_settings(graph: ResourceGraph, app: str) -> None:
+    """What the app will run with, assembled by the runtime itself: agents, orchestration and queues
+    validate together (a wrong AGENTSTAGE_AGENT_QUEUES or delegate would fail the app at start)."""
+    settings = {
+        name: value for name, value in app_settings(graph, app).items() if name.startswith("AGENTSTAGE_")
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in settings.items():
+            patch.setenv(name, value)
+        runtime = Settings()
+        catalog = AgentCatalog.from_settings(runtime, default_registry)
+        check_agent_queues(runtime.agent_queues, (agent.name for agent in catalog))
+    assert app in [agent.name for agent in catalog]
 
 
 def test_the_orchestrator_knows_every_agent_queue(graph: ResourceGraph) -> None:
@@ -126,7 +140,13 @@ def test_the_orchestrator_knows_every_agent_queue(graph: ResourceGraph) -> None:
 
 def test_no_key_or_connection_string_anywhere(graph: ResourceGraph) -> None:
     text = graph.to_json()
-    for marker in ("SharedAccessKey", "AccountKey=", "Endpoint=sb://", "api-key\": \"", "Ocp-Apim-Subscription-Key"):
+    for marker in (
+        "SharedAccessKey",
+        "AccountKey=",
+        "Endpoint=sb://",
+        'api-key": "',
+        "Ocp-Apim-Subscription-Key",
+    ):
         assert marker not in text, marker
     for resource in graph.of_type("azure-native:servicebus:Namespace"):
         assert resource.get("disableLocalAuth") is True, resource.urn
@@ -134,7 +154,9 @@ def test_no_key_or_connection_string_anywhere(graph: ResourceGraph) -> None:
 
 
 def policy_xml(graph: ResourceGraph, api: str) -> ET.Element:
-    return ET.fromstring(by_name(graph, "azure-native:apimanagement:ApiPolicy", f"gateway-{api}-policy").get("value"))
+    return ET.fromstring(
+        by_name(graph, "azure-native:apimanagement:ApiPolicy", f"gateway-{api}-policy").get("value")
+    )
 
 
 def test_gateway_model_api_carries_jwt_token_limit_metric_and_identity(graph: ResourceGraph) -> None:
@@ -142,14 +164,20 @@ def test_gateway_model_api_carries_jwt_token_limit_metric_and_identity(graph: Re
     assert inbound.find("validate-azure-ad-token/audiences/audience").text == "{{gateway-audience}}"
     assert inbound.find("llm-token-limit").get("tokens-per-minute") == "50000"
     assert inbound.find("llm-emit-token-metric/dimension[@name='Agent']") is not None
-    assert inbound.find("authentication-managed-identity").get("resource") == "https://cognitiveservices.azure.com"
+    assert (
+        inbound.find("authentication-managed-identity").get("resource")
+        == "https://cognitiveservices.azure.com"
+    )
     assert inbound.find("set-backend-service").get("backend-id") == "models-pool"
 
 
 def test_gateway_pools_the_models_behind_a_circuit_breaker(graph: ResourceGraph) -> None:
     account = by_name(graph, "azure-native:cognitiveservices:Account", "models-account")
     backend = by_name(graph, "azure-native:apimanagement:Backend", "gateway-model-models")
-    assert backend.get("url") == f"https://{account.get('properties.customSubDomainName')}.openai.azure.com/openai"
+    assert (
+        backend.get("url")
+        == f"https://{account.get('properties.customSubDomainName')}.openai.azure.com/openai"
+    )
     (rule,) = backend.get("circuitBreaker.rules")
     assert {"min": 429, "max": 429} in rule["failureCondition"]["statusCodeRanges"]
     pool = by_name(graph, "azure-native:apimanagement:Backend", "gateway-models-pool")

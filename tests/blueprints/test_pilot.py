@@ -10,8 +10,8 @@ import json
 from collections.abc import Callable
 
 import pytest
-from agent_runtime.settings import cloud_required_fields, env_name
 
+from agent_runtime.settings import cloud_required_fields, env_name
 from agentstage.engine import PROJECT_DIR, available_stacks, read_stack_config, stack_file
 from agentstage.graph import Resource, ResourceGraph
 from blueprints.config import StackConfig, parse_stack_config
@@ -54,7 +54,9 @@ def test_models_accept_only_entra_tokens_behind_a_content_filter(graph: Resource
     account = one(graph, "azure-native:cognitiveservices:Account")
     assert account.get("kind") == "OpenAI", account.urn
     assert account.get("properties.disableLocalAuth") is True, account.urn
-    assert account.get("properties.customSubDomainName"), f"{account.urn}: Entra auth needs a custom subdomain"
+    assert account.get("properties.customSubDomainName"), (
+        f"{account.urn}: Entra auth needs a custom subdomain"
+    )
     policies = {p.get("raiPolicyName") for p in graph.of_type("azure-native:cognitiveservices:RaiPolicy")}
     deployments = graph.of_type("azure-native:cognitiveservices:Deployment")
     assert deployments
@@ -109,7 +111,9 @@ def test_function_app_is_flex_consumption_https_only_with_identity(graph: Resour
     assert app.get("httpsOnly") is True, app.urn
     assert app.get("siteConfig.minTlsVersion") == "1.2", app.urn
     assert app.get("siteConfig.ftpsState") == "Disabled", app.urn
-    assert app.get("identity") == {"type": "UserAssigned", "userAssignedIdentities": [identity.mock_id]}, app.urn
+    assert app.get("identity") == {"type": "UserAssigned", "userAssignedIdentities": [identity.mock_id]}, (
+        app.urn
+    )
     storage = app.get("functionAppConfig.deployment.storage")
     assert storage["authentication"] == {
         "type": "UserAssignedIdentity",
@@ -167,7 +171,11 @@ def test_every_data_service_sends_diagnostics_to_the_workspace(graph: ResourceGr
     workspace = one(graph, "azure-native:operationalinsights:Workspace")
     settings = graph.of_type("azure-native:monitor:DiagnosticSetting")
     assert all(s.get("workspaceId") == workspace.mock_id for s in settings)
-    covered = {graph.by_mock_id(s.get("resourceUri")).type for s in settings if graph.by_mock_id(s.get("resourceUri"))}
+    covered = {
+        graph.by_mock_id(s.get("resourceUri")).type
+        for s in settings
+        if graph.by_mock_id(s.get("resourceUri"))
+    }
     expected = {
         "azure-native:keyvault:Vault",
         "azure-native:cognitiveservices:Account",

@@ -60,15 +60,22 @@ def _weaken_filter(resource: Resource) -> Resource:
 
 @dataclass(frozen=True)
 class Mutation:
-    """Weaken every resource of ``type_`` (one per mutated graph); ``rule`` must then fail on ``target``."""
+    """Weaken every resource of ``type_`` (one per mutated graph); ``rule`` must then fail on ``target``.
+
+    ``stacks``: the stack-name prefixes where the change is a weakening (all stacks when empty): a Premium
+    vault is wrong in a pilot and allowed in the enterprise stage.
+    """
 
     name: str
     rule: str
     type_: str
     change: Callable[[Resource, ResourceGraph], tuple[ResourceGraph, str]]
+    stacks: tuple[str, ...] = ()
 
     def apply(self, graph: ResourceGraph) -> Iterator[tuple[ResourceGraph, str]]:
         """Each mutated copy of ``graph`` with the name of the resource the rule must fail on."""
+        if self.stacks and not graph.stack.startswith(self.stacks):
+            return
         for resource in graph.of_type(self.type_):
             yield self.change(copy.deepcopy(resource), _copy(graph))
 
@@ -180,7 +187,12 @@ MUTATIONS: tuple[Mutation, ...] = (
     setting("classic app insights", "AGS-AZ-042", APP_INSIGHTS, "workspaceResourceId", None),
     setting("capacity above the stage limit", "AGS-AZ-052", DEPLOYMENT, "sku.capacity", 5000),
     setting("free search tier", "AGS-AZ-053", SEARCH, "sku.name", "free"),
-    setting("premium vault in a pilot", "AGS-AZ-053", VAULT, "properties.sku.name", "premium"),
+    replace(
+        setting(
+            "premium vault before the enterprise stage", "AGS-AZ-053", VAULT, "properties.sku.name", "premium"
+        ),
+        stacks=("pilot", "foundation"),
+    ),
     setting("content filter removed", "AGS-AZ-060", DEPLOYMENT, "properties.raiPolicyName", None),
     setting(
         "content filter swapped for an undefined one",

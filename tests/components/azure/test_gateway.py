@@ -20,6 +20,9 @@ POLICY = "azure-native:apimanagement:ApiPolicy"
 NAMED_VALUE = "azure-native:apimanagement:NamedValue"
 CHAT = (ModelDeploymentArgs(name="chat", model="gpt-4o-mini", version="2024-07-18", capacity=30),)
 APP_INSIGHTS_ID = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Insights/components/appi"
+GATEWAY_SUBNET = (
+    "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/vnet/subnets/snet-gateway"
+)
 
 
 def _args(context, identity, **overrides) -> GatewayArgs:
@@ -79,6 +82,8 @@ def test_service_uses_the_user_assigned_identity_and_basic_v2(graph, only):
     assert list(service.get("identity.userAssignedIdentities")) == [identity.mock_id], service.urn
     assert service.get("serviceName") == "agst-test-apim-gateway-abcde", service.urn
     assert service.get("publicNetworkAccess") == "Enabled", service.urn
+    assert service.get("virtualNetworkType") == "None", service.urn
+    assert service.get("virtualNetworkConfiguration") is None, service.urn
 
 
 def test_weak_protocols_are_off_on_both_sides(graph, only):
@@ -243,6 +248,28 @@ def test_consumption_refuses_a_token_limit(build):
         build(_factory(sku="Consumption", token_limit=TokenLimit(tokens_per_minute=1)))
 
 
-def test_isolated_stages_are_refused(build):
-    with pytest.raises(Exception, match="private endpoint"):
-        build(_factory(), isolated=True)
+def test_isolated_standard_v2_reaches_backends_through_the_vnet_and_stays_public(build, only):
+    graph = build(_factory(sku="StandardV2", subnet_id=GATEWAY_SUBNET), isolated=True)
+    service = only(graph, SERVICE)
+    assert service.get("sku") == {"name": "StandardV2", "capacity": 1}, service.urn
+    assert service.get("virtualNetworkType") == "External", service.urn
+    assert service.get("virtualNetworkConfiguration") == {"subnetResourceId": GATEWAY_SUBNET}, service.urn
+    assert service.get("publicNetworkAccess") == "Enabled", f"{service.urn}: the gateway is the front door"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"sku": "BasicV2"}, "set agentstage:gateway.sku to StandardV2"),
+        ({"sku": "Consumption", "token_limit": None}, "set agentstage:gateway.sku to StandardV2"),
+        ({"sku": "StandardV2"}, "GatewayArgs.subnet_id is required"),
+    ],
+)
+def test_isolated_stages_need_standard_v2_and_a_subnet(build, overrides, message):
+    with pytest.raises(Exception, match=message):
+        build(_factory(**overrides), isolated=True)
+
+
+def test_vnet_integration_is_refused_below_standard_v2(build):
+    with pytest.raises(Exception, match="subnet_id needs the StandardV2 tier"):
+        build(_factory(sku="BasicV2", subnet_id=GATEWAY_SUBNET))

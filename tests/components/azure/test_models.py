@@ -62,11 +62,13 @@ def test_account_is_openai_with_subdomain_and_no_keys(graph, only):
         == "agst-test-oai-models-abcde"
     ), account.urn
     assert account.get("properties.publicNetworkAccess") == "Enabled", account.urn
+    assert account.get("properties.networkAcls") is None, account.urn
 
 
 def test_isolated_turns_public_access_off(isolated, only):
     account = only(isolated, ACCOUNT)
     assert account.get("properties.publicNetworkAccess") == "Disabled", account.urn
+    assert account.get("properties.networkAcls") == {"defaultAction": "Deny"}, account.urn
 
 
 def test_content_filter_covers_every_harm_both_ways_and_blocks_attacks(graph, only):

@@ -65,7 +65,7 @@ def test_public_access_is_allowed_but_trusted_services_only_bypass(graph, only):
 def test_isolated_turns_public_access_off(isolated, only):
     vault = only(isolated, VAULT)
     assert vault.get("properties.publicNetworkAccess") == "Disabled", vault.urn
-    assert vault.get("properties.networkAcls.defaultAction") == "Deny", vault.urn
+    assert vault.get("properties.networkAcls") == {"defaultAction": "Deny", "bypass": "None"}, vault.urn
 
 
 def test_diagnostics_go_to_the_workspace(graph, only, build, assert_diagnostics):

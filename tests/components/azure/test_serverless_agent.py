@@ -9,8 +9,8 @@ from typing import Any
 
 import pulumi
 import pytest
-from agent_runtime.settings import cloud_required_fields, env_name
 
+from agent_runtime.settings import cloud_required_fields, env_name
 from agentstage import engine
 from agentstage.engine import record
 from agentstage.graph import UNKNOWN, Resource, ResourceGraph
@@ -18,6 +18,7 @@ from components.azure import serverless_agent as module
 from components.azure.context import AzureContext
 from components.azure.identity import ManagedIdentity
 from components.azure.naming import Naming
+from components.azure.network import Network, NetworkArgs
 from components.azure.roles import BUILTIN_ROLES
 from components.azure.serverless_agent import ServerlessAgent, ServerlessAgentArgs
 from components.packaging import Package
@@ -82,11 +83,17 @@ def _context(*, isolated: bool = False) -> AzureContext:
 
 
 def _build(
-    captured: list[ServerlessAgent] | None = None, *, isolated: bool = False, **overrides: Any
+    captured: list[ServerlessAgent] | None = None,
+    *,
+    isolated: bool = False,
+    network: bool = False,
+    **overrides: Any,
 ) -> Callable[[], None]:
     def program() -> None:
         context = _context(isolated=isolated)
         identity = ManagedIdentity("helper", context)
+        if network:
+            overrides["network"] = Network("network", context, NetworkArgs())
         args = ServerlessAgentArgs(
             identity=identity,
             package=PACKAGE,
@@ -135,9 +142,98 @@ def test_storage_account_refuses_keys_public_blobs_and_old_tls(graph: ResourceGr
     assert container.get("publicAccess") == "None", container.urn
 
 
-def test_isolated_stage_turns_storage_public_access_off() -> None:
-    account = _one(record(_build(isolated=True)), "azure-native:storage:StorageAccount")
+@pytest.fixture(scope="module")
+def isolated() -> ResourceGraph:
+    return record(_build(isolated=True, network=True))
+
+
+def test_isolated_stage_turns_public_access_off_on_the_app_and_its_storage(isolated: ResourceGraph) -> None:
+    account = _one(isolated, "azure-native:storage:StorageAccount")
     assert account.get("publicNetworkAccess") == "Disabled", account.urn
+    assert account.get("networkRuleSet.defaultAction") == "Deny", account.urn
+    app = _one(isolated, "azure-native:web:WebApp")
+    assert app.get("publicNetworkAccess") == "Disabled", app.urn
+
+
+def test_public_stage_keeps_the_app_public_and_out_of_any_vnet(graph: ResourceGraph) -> None:
+    app = _one(graph, "azure-native:web:WebApp")
+    assert app.get("publicNetworkAccess") == "Enabled", app.urn
+    assert app.get("virtualNetworkSubnetId") is None, app.urn
+    assert app.get("outboundVnetRouting") is None, app.urn
+
+
+def test_isolated_app_joins_the_functions_subnet_and_routes_everything_through_it(
+    isolated: ResourceGraph,
+) -> None:
+    app = _one(isolated, "azure-native:web:WebApp")
+    [functions] = [
+        s for s in isolated.of_type("azure-native:network:Subnet") if s.name == "network-functions"
+    ]
+    assert app.get("virtualNetworkSubnetId") == functions.mock_id, app.urn
+    assert app.get("outboundVnetRouting") == {"allTraffic": True}, app.urn
+
+
+def test_an_explicit_subnet_wins_over_the_network_default() -> None:
+    subnet = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v/subnets/apps"
+    app = _one(record(_build(isolated=True, network=True, subnet_id=subnet)), "azure-native:web:WebApp")
+    assert app.get("virtualNetworkSubnetId") == subnet, app.urn
+
+
+def test_isolated_app_and_storage_get_private_endpoints_with_dns(isolated: ResourceGraph) -> None:
+    app = _one(isolated, "azure-native:web:WebApp")
+    account = _one(isolated, "azure-native:storage:StorageAccount")
+    zones = {
+        z.mock_id: z.get("privateZoneName") for z in isolated.of_type("azure-native:privatedns:PrivateZone")
+    }
+    groups = {
+        g.get("privateEndpointName"): g for g in isolated.of_type("azure-native:network:PrivateDnsZoneGroup")
+    }
+    found = set()
+    for endpoint in isolated.of_type("azure-native:network:PrivateEndpoint"):
+        [connection] = endpoint.get("privateLinkServiceConnections")
+        [config] = groups[endpoint.get("privateEndpointName")].get("privateDnsZoneConfigs")
+        found |= {
+            (connection["privateLinkServiceId"], g, zones[config["privateDnsZoneId"]])
+            for g in connection["groupIds"]
+        }
+    assert found == {
+        (app.mock_id, "sites", "privatelink.azurewebsites.net"),
+        (account.mock_id, "blob", "privatelink.blob.core.windows.net"),
+        (account.mock_id, "queue", "privatelink.queue.core.windows.net"),
+    }
+
+
+def test_isolated_package_is_published_after_the_endpoints_and_their_dns(isolated: ResourceGraph) -> None:
+    publish = _one(isolated, "command:local:Command")
+    needed = [
+        *isolated.of_type("azure-native:network:PrivateEndpoint"),
+        *isolated.of_type("azure-native:network:PrivateDnsZoneGroup"),
+        *isolated.of_type("azure-native:privatedns:VirtualNetworkLink"),
+    ]
+    assert len(needed) == 3 + 3 + 3
+    missing = [r.urn for r in needed if r.urn not in publish.dependencies]
+    assert not missing, f"{publish.urn} does not wait for {missing}"
+    assert "inside its virtual network" in publish.get("environment.PRIVATE_APP_HINT"), publish.urn
+
+
+def test_public_package_publish_carries_no_private_hint(graph: ResourceGraph) -> None:
+    assert _one(graph, "command:local:Command").get("environment.PRIVATE_APP_HINT") is None
+
+
+def test_isolated_stage_without_a_network_is_refused() -> None:
+    with pytest.raises(Exception, match="isolated stage needs ServerlessAgentArgs.network"):
+        record(_build(isolated=True))
+
+
+def test_private_link_targets_are_the_site_and_the_storage_services() -> None:
+    captured: list[ServerlessAgent] = []
+    record(_build(captured))
+    targets = [(t.name, t.group_id, t.dns_zone) for t in captured[0].private_link_targets]
+    assert targets == [
+        ("helper", "sites", "privatelink.azurewebsites.net"),
+        ("helper-storage", "blob", "privatelink.blob.core.windows.net"),
+        ("helper-storage", "queue", "privatelink.queue.core.windows.net"),
+    ]
 
 
 def test_plan_is_flex_consumption_on_linux(graph: ResourceGraph) -> None:

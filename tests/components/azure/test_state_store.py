@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from agent_runtime.settings import Settings, env_for
 from pulumi_azure_native import resources
 
+from agent_runtime.settings import Settings, env_for
+from agent_runtime.tasks.store_cosmos import TASKS_PARTITION_KEY
 from agentstage.graph import ResourceGraph
 from components.azure.state_store import StateStore, StateStoreArgs
 
@@ -20,7 +21,9 @@ DATA_CONTRIBUTOR = "00000000-0000-0000-0000-000000000002"
 
 # What the runtime's stores key on (agent_runtime.memory.base): conversations by id, vectors by namespace.
 EXPECTED_VECTOR_POLICY = {
-    "vectorEmbeddings": [{"path": "/embedding", "dataType": "float32", "dimensions": 384, "distanceFunction": "cosine"}]
+    "vectorEmbeddings": [
+        {"path": "/embedding", "dataType": "float32", "dimensions": 384, "distanceFunction": "cosine"}
+    ]
 }
 
 
@@ -78,7 +81,9 @@ def test_conversations_partitioned_by_conversation_id_without_ttl(graph, only):
     assert conversations.get("databaseName") == "agentstage", conversations.urn
     assert conversations.get("resource.id") == "conversations", conversations.urn
     assert conversations.get("resource.partitionKey") == {
-        "paths": ["/conversationId"], "kind": "Hash", "version": 2
+        "paths": ["/conversationId"],
+        "kind": "Hash",
+        "version": 2,
     }, conversations.urn
     assert conversations.get("resource.defaultTtl") is None, conversations.urn
     assert conversations.get("resource.vectorEmbeddingPolicy") is None, conversations.urn
@@ -92,16 +97,33 @@ def test_memories_hold_cosine_vectors_with_a_quantized_flat_index(graph):
     assert memories.get("resource.defaultTtl") is None, memories.urn
     assert memories.get("resource.vectorEmbeddingPolicy") == EXPECTED_VECTOR_POLICY, memories.urn
     index = memories.get("resource.indexingPolicy")
-    assert [(v["path"], v["type"]) for v in index["vectorIndexes"]] == [("/embedding", "quantizedFlat")], memories.urn
-    assert {"path": "/embedding/*"} in index["excludedPaths"], f"{memories.urn}: vectors must stay out of the range index"
+    assert [(v["path"], v["type"]) for v in index["vectorIndexes"]] == [("/embedding", "quantizedFlat")], (
+        memories.urn
+    )
+    assert {"path": "/embedding/*"} in index["excludedPaths"], (
+        f"{memories.urn}: vectors must stay out of the range index"
+    )
     assert index["includedPaths"] == [{"path": "/*"}], memories.urn
     assert index["indexingMode"] == "consistent", memories.urn
 
 
+def test_tasks_are_partitioned_as_the_runtime_reads_them(graph):
+    tasks = _container(graph, "tasks")
+    assert tasks.get("resource.partitionKey.paths") == [TASKS_PARTITION_KEY], tasks.urn
+    assert tasks.get("resource.defaultTtl") is None, (
+        f"{tasks.urn}: a task must outlive any TTL its caller polls within"
+    )
+    assert tasks.get("resource.vectorEmbeddingPolicy") is None, tasks.urn
+
+
 def test_grant_is_data_contributor_on_the_database_not_the_account(graph, only):
     account, assignment = only(graph, ACCOUNT), only(graph, SQL_ROLE_ASSIGNMENT)
-    assert assignment.get("roleDefinitionId") == f"{account.mock_id}/sqlRoleDefinitions/{DATA_CONTRIBUTOR}", assignment.urn
-    assert assignment.get("scope") == f"{account.mock_id}/dbs/agentstage", f"{assignment.urn}: {assignment.get('scope')}"
+    assert assignment.get("roleDefinitionId") == f"{account.mock_id}/sqlRoleDefinitions/{DATA_CONTRIBUTOR}", (
+        assignment.urn
+    )
+    assert assignment.get("scope") == f"{account.mock_id}/dbs/agentstage", (
+        f"{assignment.urn}: {assignment.get('scope')}"
+    )
     assert assignment.get("accountName") == account.get("accountName"), assignment.urn
     identity = only(graph, "azure-native:managedidentity:UserAssignedIdentity")
     assert identity.urn in assignment.dependencies, f"{assignment.urn}: principal is not the agent identity"
@@ -133,11 +155,14 @@ def test_runtime_settings_are_contract_fields_and_wait_for_the_containers(graph,
         "cosmos_database": "agentstage",
         "cosmos_conversations_container": "conversations",
         "cosmos_memories_container": "memories",
+        "cosmos_tasks_container": "tasks",
     }, consumer.urn
     assert set(settings) <= set(Settings.model_fields), consumer.urn
     env_for(settings, cloud=False)  # the names pass the runtime's own check
     for container in graph.of_type(CONTAINER):
-        assert container.urn in consumer.dependencies, f"{consumer.urn} may start before {container.urn} exists"
+        assert container.urn in consumer.dependencies, (
+            f"{consumer.urn} may start before {container.urn} exists"
+        )
 
 
 def test_isolated_turns_public_access_off(build, only):
@@ -146,19 +171,27 @@ def test_isolated_turns_public_access_off(build, only):
 
 
 def test_provisioned_autoscales_each_container_never_the_database(build, only):
-    graph = build(_program(serverless=False, max_throughput=2000, continuous_backup=False), workspace_id=WORKSPACE)
+    graph = build(
+        _program(serverless=False, max_throughput=2000, continuous_backup=False), workspace_id=WORKSPACE
+    )
     account = only(graph, ACCOUNT)
     assert [c["name"] for c in account.get("capabilities")] == ["EnableNoSQLVectorSearch"], account.urn
     assert account.get("backupPolicy.type") == "Periodic", account.urn
     database = only(graph, DATABASE)
-    assert database.get("options") is None, f"{database.urn}: vector search does not support shared throughput"
+    assert database.get("options") is None, (
+        f"{database.urn}: vector search does not support shared throughput"
+    )
     for container in graph.of_type(CONTAINER):
         assert container.get("options.autoscaleSettings.maxThroughput") == 2000, container.urn
 
 
 @pytest.mark.parametrize(
     "args",
-    [{"embedding_dimensions": 0}, {"embedding_dimensions": 4097}, {"embedding_dimensions": 384, "max_throughput": 1500}],
+    [
+        {"embedding_dimensions": 0},
+        {"embedding_dimensions": 4097},
+        {"embedding_dimensions": 384, "max_throughput": 1500},
+    ],
 )
 def test_args_refuse_what_cosmos_rejects(args):
     with pytest.raises(ValueError, match="embedding_dimensions|max_throughput"):
