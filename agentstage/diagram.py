@@ -28,6 +28,9 @@ ROLE_ASSIGNMENTS = (
     "azure-native:authorization:RoleAssignment",
     "azure-native:cosmosdb:SqlResourceSqlRoleAssignment",
 )
+SETTINGS_PREFIX = "AGENTSTAGE_"
+"""The runtime settings' environment prefix (agent_runtime.settings), kept here so drawing imports no runtime."""
+
 IDENTITY = "azure-native:managedidentity:UserAssignedIdentity"
 SERVICE_ACCOUNT = "kubernetes:core/v1:ServiceAccount"
 FEDERATED_CREDENTIAL = "azure-native:managedidentity:FederatedIdentityCredential"
@@ -197,7 +200,10 @@ def _routes(graph: ResourceGraph, blocks: _Blocks) -> Iterator[tuple[str, str, s
 
 
 def _settings(graph: ResourceGraph, blocks: _Blocks) -> Iterator[tuple[str, str, str]]:
-    """App settings naming another block's resource, e.g. the gateway URL as the model endpoint."""
+    """Runtime settings naming another block's resource, e.g. the gateway URL as the model endpoint.
+
+    Only the runtime's own (``AGENTSTAGE_*``): the platform's settings for the same service (the Service
+    Bus trigger's connection) would label the edge twice."""
     named = {
         str(r.inputs.get(key)): r
         for r in graph.cloud_resources()
@@ -206,11 +212,13 @@ def _settings(graph: ResourceGraph, blocks: _Blocks) -> Iterator[tuple[str, str,
     }
     for app, variables in _environments(graph):
         for variable in variables:
+            if not str(variable.get("name", "")).startswith(SETTINGS_PREFIX):
+                continue
             value, source = str(variable.get("value", "")), blocks.of(app)
             for name, resource in named.items():
                 target = blocks.of(resource)
                 if name in value and source and target and target != source:
-                    yield source, target, variable["name"].removeprefix("AGENTSTAGE_").lower()
+                    yield source, target, variable["name"].removeprefix(SETTINGS_PREFIX).lower()
 
 
 def _environments(graph: ResourceGraph) -> Iterator[tuple[Resource, list[dict[str, object]]]]:

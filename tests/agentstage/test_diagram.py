@@ -62,3 +62,10 @@ def test_alerts_watch_telemetry_and_page_the_action_group(edges: set[tuple[str, 
 
 def test_blocks_without_connections_are_still_shown(stack_graph: Callable[[str], ResourceGraph]) -> None:
     assert '["PolicyGuard: policy"]' in "\n".join(mermaid_lines(stack_graph("enterprise-prod")))
+
+
+def test_setting_edges_name_runtime_settings_only(edges: set[tuple[str, str, str]]) -> None:
+    """The Functions trigger's own ServiceBusConnection__* settings repeat servicebus_namespace: not drawn."""
+    bus_labels = {label for source, label, target in edges if target == "Messaging: bus"}
+    assert "servicebus_namespace" in bus_labels
+    assert not [label for label in bus_labels if "__" in label], bus_labels
