@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     )
     sqlite_path: str = Field(
         default=".agentstage/state.db",
-        description="File of the embedded SQLite store (state, memory and, later, the task queue).",
+        description="File of the embedded SQLite store: conversations, memory, the budget ledger and task records.",
     )
     redis_url: str | None = Field(
         default=None, description="redis:// or rediss:// URL for the Redis backends."

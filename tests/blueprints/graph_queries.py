@@ -1,9 +1,18 @@
-"""Questions the blueprint tests ask of a stack's graph: a resource by name, an app's settings, who holds what."""
+"""Questions the blueprint tests ask of a stack's graph: a resource by name, an app's settings, who holds what,
+and whether the runtime would start with what a workload is given."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 
+import pytest
+
+from agent_runtime.agents import AgentCatalog
+from agent_runtime.orchestrator.queues import check_agent_queues
+from agent_runtime.settings import Settings
+from agent_runtime.tasks.factory import check_task_settings
+from agent_runtime.tools import default_registry
 from agentstage.graph import Resource, ResourceGraph
 from components.azure.roles import BUILTIN_ROLES
 
@@ -42,3 +51,18 @@ def grants(graph: ResourceGraph) -> dict[str, set[tuple[str, str]]]:
         role = roles[assignment.get("roleDefinitionId").rsplit("/", 1)[-1]]
         found[holders[0] if holders else assignment.name].add((role, scope.name))
     return found
+
+
+def runtime_catalog(environment: Mapping[str, str]) -> AgentCatalog:
+    """What a runtime started with ``environment`` (its ``AGENTSTAGE_*`` variables) would run, assembled by
+    the runtime itself: settings, agents, orchestrations and ``agent_queues`` validate together, and the
+    task store the worker needs is one the settings can open. Raises what the runtime would at start."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in environment.items():
+            if name.startswith("AGENTSTAGE_"):
+                patch.setenv(name, value)
+        settings = Settings()
+        catalog = AgentCatalog.from_settings(settings, default_registry)
+        check_agent_queues(settings.agent_queues, (agent.name for agent in catalog))
+        check_task_settings(settings)
+    return catalog

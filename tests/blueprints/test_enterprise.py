@@ -13,7 +13,7 @@ import pytest
 from agent_runtime.settings import env_name
 from agentstage.graph import Resource, ResourceGraph
 from blueprints.foundation import task_queue
-from tests.blueprints.graph_queries import app_settings, by_name, grants
+from tests.blueprints.graph_queries import app_settings, by_name, grants, runtime_catalog
 
 STACK = "enterprise-prod"
 ORCHESTRATOR, CONTAINERIZED, SERVERLESS = "orchestrator", "research", "analyst"
@@ -185,6 +185,8 @@ def test_the_worker_gets_the_same_settings_as_a_serverless_agent(graph: Resource
     assert env[env_name("task_queue")] == task_queue(CONTAINERIZED)
     assert env[env_name("sqlite_path")].startswith("/tmp/")
     assert container["command"] == ["python", "-m", "agent_runtime.worker"]
+    literal = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    assert [agent.name for agent in runtime_catalog(literal)] == [CONTAINERIZED], "the worker would start"
 
 
 def test_the_worker_pod_is_hardened(graph: ResourceGraph) -> None:
