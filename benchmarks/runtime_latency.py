@@ -27,21 +27,26 @@ import os
 import platform
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RUNTIME = ROOT / "runtime"
+from harness import (
+    ROOT,
+    RUNTIME,
+    free_port,
+    model_command,
+    process,
+    uvicorn_command,
+    wait_for_200,
+    wait_for_model,
+)
+
 KEY = "bench-key-0123456789"
 BODY = {"model": "bench", "messages": [{"role": "user", "content": "hello from the benchmark"}]}
 WRK_SCRIPT = """
@@ -50,51 +55,6 @@ wrk.body = [[{body}]]
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer {key}"
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_200(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.002)
-
-
-def wait_for_200_post(url: str, timeout: float = 30.0) -> None:
-    """The model server has no health path: its chat endpoint answering is the signal."""
-    deadline = time.monotonic() + timeout
-    request = urllib.request.Request(url, json.dumps(BODY).encode(), {"Content-Type": "application/json"})
-    while True:
-        try:
-            with urllib.request.urlopen(request, timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-
-
-@contextmanager
-def process(
-    command: list[str], env: dict[str, str] | None = None, cwd: Path = RUNTIME
-) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
 
 
 class _Sink(BaseHTTPRequestHandler):
@@ -134,12 +94,6 @@ def runtime_env(model_url: str, sink_url: str, state: Path) -> dict[str, str]:
         "OTLP_ENDPOINT": sink_url,
     }
     return {**os.environ, **{f"AGENTSTAGE_{name}": value for name, value in settings.items()}}
-
-
-def uvicorn_command(port: int, workers: int, target: str, factory: bool) -> list[str]:
-    command = [sys.executable, "-m", "uvicorn", target, "--port", str(port), "--log-level", "warning"]
-    command += ["--no-access-log", "--loop", "uvloop", "--http", "httptools", "--workers", str(workers)]
-    return command + (["--factory"] if factory else [])
 
 
 def wrk(url: str, connections: int, seconds: int, script: Path) -> dict[str, float]:
@@ -191,11 +145,11 @@ def main() -> None:
         sink_url = f"http://127.0.0.1:{sink.server_address[1]}"
         threading.Thread(target=sink.serve_forever, daemon=True).start()
         model_port, runtime_port = free_port(), free_port()
-        model_cmd = [sys.executable, "-m", "agent_runtime.testing", "--port", str(model_port)]
+        model_cmd = model_command(model_port)
         env = runtime_env(f"http://127.0.0.1:{model_port}/v1", sink_url, state)
         rows: list[tuple[str, str, str]] = []
         with process(model_cmd, cwd=cwd):
-            wait_for_200_post(f"http://127.0.0.1:{model_port}/v1/chat/completions")
+            wait_for_model(f"http://127.0.0.1:{model_port}/v1/chat/completions")
             direct_url = f"http://127.0.0.1:{model_port}/v1/chat/completions"
             runtime_url = f"http://127.0.0.1:{runtime_port}/v1/chat/completions"
             with process(uvicorn_command(runtime_port, 1, "agent_runtime.api:create_app", True), env, cwd):

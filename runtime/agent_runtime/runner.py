@@ -51,6 +51,11 @@ from agent_runtime.trace import ModelStep, Step, TokenUsage, ToolStep
 
 T = TypeVar("T")
 
+ANSWERING = TextDelta("")
+"""Yielded once by a streamed run whose model has begun to answer while the output guard still holds its
+first words back, so an HTTP caller can start the response then (its headers and first event overlap the
+held-back window) instead of after it. It carries no text."""
+
 
 @dataclass
 class RunResult:
@@ -167,7 +172,8 @@ class AgentRunner:
     def stream(
         self, agent: Agent, messages: Sequence[Message], options: RunOptions
     ) -> AsyncGenerator[TextDelta | RunResult, None]:
-        """Run, yielding the model's text as it arrives and the :class:`RunResult` last."""
+        """Run, yielding the model's text as the output guard releases it and the :class:`RunResult` last
+        (:data:`ANSWERING` first when the guard holds the opening words back)."""
         return self._events(agent, messages, options, streaming=True)
 
     async def _events(
@@ -183,7 +189,7 @@ class AgentRunner:
             streamed = False
             try:
                 async for event in self._loop(agent, messages, options, scope, deadline, streaming):
-                    streamed = streamed or isinstance(event, TextDelta)
+                    streamed = streamed or (isinstance(event, TextDelta) and bool(event.text))
                     yield event
             except ModelError as failure:
                 fallback = agent.fallback_agent
@@ -230,6 +236,7 @@ class AgentRunner:
         )
         request_key = options.request_key or options.conversation_id or uuid.uuid4().hex
         specs = self.tools.registry.specs(agent.tools)
+        answering = False
         for step in range(first, agent.max_steps):
             if resume is not None and step == first:  # the parked turn: its calls run before the model's next
                 pending, approved = resume.pending_calls(), frozenset(resume.approved)
@@ -238,13 +245,20 @@ class AgentRunner:
                     await options.between_steps()
                 routed: Routed | None = None
                 calls = self.gateway.call(scope, prompt, specs, deadline=deadline, streaming=streaming)
+                output = self.guardrails.output_stream()  # a secret spans chunks: check the text, not each
                 async for event in _stream_within(deadline, calls, span):
-                    if isinstance(event, TextDelta):
-                        yield TextDelta(self.guardrails.check_output(event.text))
-                    else:
+                    if not isinstance(event, TextDelta):
                         routed = event
+                    elif released := output.feed(event.text):
+                        answering = True
+                        yield TextDelta(released)
+                    elif not answering:
+                        answering = True
+                        yield ANSWERING  # the guard holds the first words: the caller may start its response
                 if routed is None:
                     raise AssertionError("the model call ended without a completion")
+                if tail := output.finish():
+                    yield TextDelta(tail)
                 completion = routed.completion
                 usage += completion.usage
                 steps.append(_model_step(completion, routed.route_reason))

@@ -287,7 +287,10 @@ class Settings(BaseSettings):
     )
     sensitive_patterns: list[str] = Field(
         default=[],
-        description="JSON list of regular expressions of data that must never leave the runtime or be logged.",
+        description="JSON list of regular expressions (Python re syntax) of data that must never leave the "
+        "runtime or be logged. Streamed answers are checked as they arrive, so each must have a longest match "
+        "(bounded repeats such as {1,64}, at most 32768 characters), match at least one character and not "
+        "anchor to the end of the text ($, \\Z); any other is refused at start.",
     )
     redact_pii: bool = Field(
         default=True,

@@ -34,6 +34,23 @@ AGENTS = [
 ]
 
 
+PLANTED = {
+    "api_key": "sk-proj-Q7vN2mXk9LpR4tW8yZ1aB3cD5eF6gH",
+    "aws_key_id": "AKIAIOSFODNN7EXAMPLE",
+    "github_token": "ghp_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8",
+    "email": "ada.lovelace@example.com",
+    "card": "4111 1111 1111 1111",
+}
+"""A value of each kind a model was made to leak in the streaming report: an OpenAI key, an AWS access key
+id, a GitHub token, an e-mail address and a card number."""
+LEAKY_ANSWER = (
+    "Here is what I found: the OpenAI key {api_key}, the AWS key id {aws_key_id}, the GitHub token "
+    "{github_token}; write to {email} and pay with {card}."
+).format(**PLANTED)
+LEAK_CHUNKS = (1, 3, 2, 4, 1, 2, 4, 3)
+"""Token-sized pieces, as real models stream: every planted value is split several times."""
+
+
 def calls(name: str, arguments: dict[str, Any] | str) -> tuple[ScriptedToolCall, ...]:
     return (ScriptedToolCall(name=name, arguments=arguments),)
 
@@ -55,6 +72,7 @@ SCRIPT = Script(
         Rule(pattern=r"^fail$", status=500),
         Rule(pattern=r"^two tools$", tool_calls=calls("calculator", {"expression": "1+1"}) * 2),
         Rule(pattern=r"^story$", reply="once upon a time there was an agent"),
+        Rule(pattern=r"^leak$", reply=LEAKY_ANSWER, chunk_sizes=LEAK_CHUNKS),
         # An obedient model: whatever text (user input or tool output) tells it to call admin_report, it does.
         Rule(
             pattern=r"(?i)call admin_report",

@@ -108,7 +108,8 @@ class _Chunks:
                         yield _event({**self._base, "choices": [], "usage": event.usage.model_dump()})
                     yield "data: [DONE]\n\n"
                     return
-                yield self._choice({"content": event.text})
+                if event.text:
+                    yield self._choice({"content": event.text})
                 event = await anext(rest)
         except AgentRuntimeError as error:
             # Headers are sent: the failure travels in-band, as OpenAI's API reports stream errors.

@@ -18,6 +18,7 @@ import httpx
 
 from agent_runtime.errors import OutputBlocked, PromptRejected, Unavailable
 from agent_runtime.governance.redaction import Redactor
+from agent_runtime.governance.stream_redaction import RedactingStream, Release, StreamingRedaction
 
 Source = Literal["user", "tool"]
 
@@ -132,6 +133,7 @@ class Guardrails:
         self._shield = shield
         self._leakage = leakage
         self.redactor = redactor
+        self._streaming = StreamingRedaction(redactor) if leakage != "off" else None
 
     @property
     def enforcing(self) -> bool:
@@ -168,7 +170,42 @@ class Guardrails:
         if self._leakage == "block":
             findings = self.redactor.findings(text)
             if findings:
-                kinds = ", ".join(sorted({finding.kind for finding in findings}))
-                raise OutputBlocked(f"the answer was withheld: it contained sensitive data ({kinds})")
+                raise _blocked(finding.kind for finding in findings)
             return text
         return self.redactor.redact(text)
+
+    def output_stream(self) -> OutputStream:
+        """A guard for one streamed model answer, with the guarantees of :meth:`check_output`."""
+        return OutputStream(self._leakage, self._streaming.stream() if self._streaming else None)
+
+
+class OutputStream:
+    """What of a streamed answer may leave the runtime, piece by piece.
+
+    Whatever the chunk boundaries, the text it releases is exactly what :meth:`Guardrails.check_output`
+    returns for the whole answer (``redact``), or a prefix of the answer that ends before its first
+    sensitive value, then :class:`OutputBlocked` (``block``): the value itself never leaves. Only the tail
+    that could still become a match is held back (see :mod:`agent_runtime.governance.stream_redaction`).
+    """
+
+    def __init__(self, leakage: Literal["redact", "block", "off"], stream: RedactingStream | None) -> None:
+        self._leakage = leakage
+        self._stream = stream
+
+    def feed(self, piece: str) -> str:
+        """The text that may be sent now (possibly empty)."""
+        return piece if self._stream is None else self._checked(self._stream.feed(piece))
+
+    def finish(self) -> str:
+        """The answer is complete: the held tail, checked."""
+        return "" if self._stream is None else self._checked(self._stream.finish())
+
+    def _checked(self, release: Release) -> str:
+        if release.kinds and self._leakage == "block":
+            raise _blocked(release.kinds)
+        return release.text
+
+
+def _blocked(kinds: Iterable[str]) -> OutputBlocked:
+    listed = ", ".join(sorted(set(kinds)))
+    return OutputBlocked(f"the answer was withheld: it contained sensitive data ({listed})")

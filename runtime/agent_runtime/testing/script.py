@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,7 +34,9 @@ class ScriptedToolCall(BaseModel):
 class Rule(BaseModel):
     """When the last message matches, reply and/or call tools (after ``delay`` seconds).
 
-    ``status`` other than 200 answers with that HTTP error instead, to test upstream failures.
+    ``status`` other than 200 answers with that HTTP error instead, to test upstream failures. A streamed
+    reply comes one word per chunk, or in pieces of ``chunk_sizes`` characters (cycled) — real models
+    stream token-sized pieces that split words, numbers and keys anywhere.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -45,6 +47,7 @@ class Rule(BaseModel):
     on: Literal["user", "tool", "any"] = "user"
     delay: float = Field(default=0.0, ge=0)
     status: int = Field(default=200, ge=200, le=599)
+    chunk_sizes: tuple[Annotated[int, Field(ge=1)], ...] = ()
 
     @cached_property
     def regex(self) -> re.Pattern[str]:
@@ -66,6 +69,8 @@ class Reply:
 
     delay: float = 0.0
     status: int = 200
+    chunk_sizes: tuple[int, ...] = ()
+    """Characters per streamed content piece, cycled; empty: one piece per word."""
 
 
 class Script:
@@ -90,7 +95,13 @@ class Script:
                     for index, call in enumerate(rule.tool_calls)
                 )
                 content = found.expand(rule.reply) if rule.reply is not None else None
-                return Reply(content if content is not None or calls else "", calls, rule.delay, rule.status)
+                return Reply(
+                    content if content is not None or calls else "",
+                    calls,
+                    rule.delay,
+                    rule.status,
+                    rule.chunk_sizes,
+                )
         return Reply(_echo(messages), ())
 
 

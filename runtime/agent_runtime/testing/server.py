@@ -25,6 +25,7 @@ import array
 import asyncio
 import base64
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -192,6 +193,19 @@ def _finish_reason(reply: Reply) -> str:
     return "tool_calls" if reply.tool_calls else "stop"
 
 
+def _pieces(content: str, sizes: Sequence[int]) -> list[str]:
+    """``content`` one word (with its trailing space) per piece, or in pieces of ``sizes`` characters."""
+    if not sizes:
+        return re.findall(r"\S+\s*|\s+", content)
+    pieces: list[str] = []
+    position, cycled = 0, itertools.cycle(sizes)
+    while position < len(content):
+        size = next(cycled)
+        pieces.append(content[position : position + size])
+        position += size
+    return pieces
+
+
 def _completion(model: str, reply: Reply, usage: dict[str, int]) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": reply.content}
     if reply.tool_calls:
@@ -219,7 +233,7 @@ async def _chunks(model: str, reply: Reply, usage: dict[str, int], include_usage
         return f"data: {json.dumps(payload)}\n\n"
 
     yield chunk({"role": "assistant", "content": ""})
-    for piece in re.findall(r"\S+\s*|\s+", reply.content or ""):
+    for piece in _pieces(reply.content or "", reply.chunk_sizes):
         yield chunk({"content": piece})
     for index, call in enumerate(_tool_calls(reply)):
         arguments = call["function"]["arguments"]

@@ -53,6 +53,19 @@ def imported_host(
         yield module, Settings()
 
 
+def chat_body(text: str, *, stream: bool) -> str:
+    return json.dumps(
+        {"model": "assistant", "stream": stream, "messages": [{"role": "user", "content": text}]}
+    )
+
+
+def streamed_text(sse: str) -> str:
+    """The answer carried by a chat completion's server-sent events, as an OpenAI client joins it."""
+    chunks = [json.loads(line[6:]) for line in sse.splitlines() if line.startswith("data: {")]
+    assert not [chunk for chunk in chunks if "error" in chunk], sse
+    return "".join(chunk["choices"][0]["delta"].get("content") or "" for chunk in chunks if chunk["choices"])
+
+
 def submit(settings: Settings, text: str) -> TaskRecord:
     """A queued task of ``assistant``, created as the API creates it; its message is what a queue delivers."""
 

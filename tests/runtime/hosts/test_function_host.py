@@ -15,7 +15,17 @@ from typing import Any
 import azure.functions as func
 import pytest
 from azure.functions.servicebus import ServiceBusMessage
-from task_host_helpers import imported_host, mark_running_elsewhere, message_parts, stored, submit
+from runtime_helpers import PLANTED
+from task_host_helpers import (
+    API_KEY,
+    chat_body,
+    imported_host,
+    mark_running_elsewhere,
+    message_parts,
+    stored,
+    streamed_text,
+    submit,
+)
 
 from agent_runtime.hosting import PoisonMessage, Redeliver
 from agent_runtime.settings import Settings
@@ -87,6 +97,27 @@ def test_runtime_auth_still_applies_behind_an_anonymous_function(
     )
     response = _call(host, function, request)
     assert response.status_code == 401, response.get_body()
+
+
+def test_a_streamed_answer_leaves_the_function_redacted(model: ScriptedModelServer, tmp_path: Path) -> None:
+    """The Functions host buffers the stream into one response; the planted values, streamed 1-4 characters
+    at a time by the model, are redacted in it exactly as in the plain answer."""
+    with imported_host("function_app.py", model, tmp_path) as (module, _):
+        [function] = [f for f in module.app.get_functions() if f.get_function_name() == "http_app_func"]
+        bodies = {}
+        for stream in (False, True):
+            request = func.HttpRequest(
+                method="POST",
+                url="https://app.azurewebsites.net/v1/chat/completions",
+                headers={"authorization": f"Bearer {API_KEY}", "content-type": "application/json"},
+                body=chat_body("leak", stream=stream).encode(),
+            )
+            response = _call(module, function, request)
+            assert response.status_code == 200, response.get_body()
+            bodies[stream] = response.get_body().decode()
+    plain = json.loads(bodies[False])["choices"][0]["message"]["content"]
+    assert "[REDACTED:api_key]" in plain and streamed_text(bodies[True]) == plain
+    assert not [kind for kind, value in PLANTED.items() if value in bodies[True]]
 
 
 def test_host_json_serves_the_api_at_the_root() -> None:

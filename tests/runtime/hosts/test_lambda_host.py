@@ -11,13 +11,16 @@ from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
+from runtime_helpers import PLANTED
 from task_host_helpers import (
     API_KEY,
     TASK_QUEUE,
+    chat_body,
     imported_host,
     mark_running_elsewhere,
     message_parts,
     stored,
+    streamed_text,
     submit,
 )
 
@@ -140,6 +143,25 @@ def test_every_request_of_a_warm_function_reaches_the_model(
         assert response["statusCode"] == 200, response
         assert json.loads(response["body"])["answer"] == text
     assert not module.api.state.lifecycle.assembly.http.is_closed, "the tools' shared client is still open"
+
+
+def test_a_streamed_answer_leaves_the_function_redacted(
+    task_host: tuple[ModuleType, Settings], model: ScriptedModelServer
+) -> None:
+    """Mangum buffers the stream into one response; the planted values, streamed 1-4 characters at a time
+    by the model, are redacted in it exactly as in the plain answer."""
+    module, _ = task_host
+    bodies = {}
+    for stream in (False, True):
+        event = _http_api_event("POST", "/v1/chat/completions")
+        event["headers"] |= {"authorization": f"Bearer {API_KEY}", "content-type": "application/json"}
+        event["body"] = chat_body("leak", stream=stream)
+        response = module.handler(event, _context())
+        assert response["statusCode"] == 200, response
+        bodies[stream] = response["body"]
+    plain = json.loads(bodies[False])["choices"][0]["message"]["content"]
+    assert "[REDACTED:api_key]" in plain and streamed_text(bodies[True]) == plain
+    assert not [kind for kind, value in PLANTED.items() if value in bodies[True]]
 
 
 def test_one_failed_record_does_not_redeliver_the_batch(
