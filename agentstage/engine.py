@@ -141,6 +141,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 dependencies=tuple(dict.fromkeys(request.dependencies)),
                 inputs=clean_value(inputs),
                 mock_id=response.id or None,
+                retain_on_delete=bool(request.retainOnDelete),
             )
         )
         return response

@@ -36,6 +36,8 @@ class Resource:
     dependencies: tuple[str, ...] = ()
     inputs: dict[str, Any] = field(default_factory=dict)
     mock_id: str | None = None
+    retain_on_delete: bool = False
+    """Pulumi leaves the cloud resource in place when the program deletes or replaces it (data stores)."""
 
     def get(self, path: str, default: Any = None) -> Any:
         """The input at a dotted path (``"properties.disableLocalAuth"``), or ``default``."""

@@ -32,7 +32,12 @@ def send_diagnostics(
         resource_uri=resource_id,
         workspace_id=context.workspace_id,
         log_analytics_destination_type="Dedicated",
-        logs=[monitor.DiagnosticsLogSettingsArgs(category_group=group, enabled=True) for group in log_category_groups],
-        metrics=[monitor.DiagnosticsMetricSettingsArgs(category="AllMetrics", enabled=True)] if metrics else None,
+        logs=[
+            monitor.DiagnosticsLogSettingsArgs(category_group=group, enabled=True)
+            for group in log_category_groups
+        ],
+        metrics=[monitor.DiagnosticsMetricSettingsArgs(category="AllMetrics", enabled=True)]
+        if metrics
+        else None,
         opts=pulumi.ResourceOptions(parent=parent),
     )

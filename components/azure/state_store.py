@@ -44,7 +44,7 @@ class StateStoreArgs:
     serverless: bool = True
     max_throughput: int = 1000
     database_name: str = "agentstage"
-    conversations_container: str = "conversations"
+    conversations_container: str = "conversations-by-owner"
     memories_container: str = "memories"
     tasks_container: str = "tasks"
     continuous_backup: bool = True
@@ -134,10 +134,14 @@ class StateStore(Component):
             tags=dict(context.tags),
             opts=self.child(),
         )
-        conversations = self._container("conversations", args.conversations_container, "/conversationId")
-        memories = self._container("memories", args.memories_container, "/namespace", vectors=True)
+        # Each conversation is a logical partition inside its caller's, inside its tenant's (the runtime's
+        # CONVERSATION_PARTITION_KEY): an owner's or a tenant's conversations are one prefix query away.
+        conversations = self._container(
+            "conversations", args.conversations_container, ["/tenant", "/caller", "/conversationId"]
+        )
+        memories = self._container("memories", args.memories_container, ["/namespace"], vectors=True)
         # Task records and idempotency claims are read by id (the runtime's TASKS_PARTITION_KEY).
-        tasks = self._container("tasks", args.tasks_container, "/id")
+        tasks = self._container("tasks", args.tasks_container, ["/id"])
         # Depends on every container, so an app configured with it starts only once they exist.
         self.database_name: pulumi.Output[str] = pulumi.Output.all(
             conversations.id, memories.id, tasks.id
@@ -160,9 +164,11 @@ class StateStore(Component):
         )
 
     def _container(
-        self, purpose: str, container: str, partition_key: str, vectors: bool = False
+        self, purpose: str, container: str, partition_key: list[str], vectors: bool = False
     ) -> cosmosdb.SqlResourceSqlContainer:
-        """A container hash-partitioned on ``partition_key`` (v2: keys up to 2 KB), with no default TTL.
+        """A container hash-partitioned on ``partition_key`` (v2: keys up to 2 KB; several paths make a
+        hierarchical key), with no default TTL. Retained on delete: renaming or replacing a container in
+        code must never destroy the data in it (the account's own deletion still removes it).
 
         With ``vectors``: cosine over float32 ``/embedding``, indexed ``quantizedFlat`` - an exact scan of
         compressed vectors, recommended up to ~50k vectors per search. Every runtime query is scoped to one
@@ -202,14 +208,14 @@ class StateStore(Component):
             resource=cosmosdb.SqlContainerResourceArgs(
                 id=container,
                 partition_key=cosmosdb.ContainerPartitionKeyArgs(
-                    paths=[partition_key], kind="Hash", version=2
+                    paths=partition_key, kind="MultiHash" if len(partition_key) > 1 else "Hash", version=2
                 ),
                 vector_embedding_policy=vector_policy if vectors else None,
                 indexing_policy=vector_index if vectors else None,
             ),
             options=None if args.serverless else autoscale,
             tags=dict(self._context.tags),
-            opts=self.child(depends_on=[self._database]),
+            opts=self.child(depends_on=[self._database], retain_on_delete=True),
         )
 
     def grant_data_access(self, identity: ManagedIdentity) -> cosmosdb.SqlResourceSqlRoleAssignment:

@@ -18,6 +18,7 @@ import jwt
 
 from agent_runtime.caller import DEFAULT_TENANT, Caller
 from agent_runtime.errors import ConfigurationError, Unauthorized, Unavailable
+from agent_runtime.memory.base import identity_problem
 from agent_runtime.settings import Settings
 
 API_KEY_CALLER = "api-key"
@@ -139,11 +140,11 @@ class JwtAuthenticator:
         except jwt.PyJWTError as error:
             raise Unauthorized(f"the token is not valid: {error}") from error
         tenant = claims.get(self._tenant_claim)
-        return Caller(
-            str(claims["sub"]),
-            _roles(claims.get(self._roles_claim)),
-            str(tenant) if tenant else DEFAULT_TENANT,
-        )
+        subject, tenant = str(claims["sub"]), str(tenant) if tenant else DEFAULT_TENANT
+        for claim, value in (("sub", subject), (self._tenant_claim, tenant)):
+            if problem := identity_problem(value):
+                raise Unauthorized(f"the token's '{claim}' claim {problem}")
+        return Caller(subject, _roles(claims.get(self._roles_claim)), tenant)
 
 
 def build_authenticator(settings: Settings, http: httpx.AsyncClient) -> Authenticator:
@@ -188,6 +189,9 @@ def _parse_api_keys(raw: str) -> dict[bytes, Caller]:
                 f"AGENTSTAGE_API_KEYS entry #{position} must be "
                 '{"caller": "<id>", "roles": ["<role>", ...], "tenant": "<id>"}'
             )
+        for part in ("caller", "tenant"):
+            if problem := identity_problem(entry.get(part, DEFAULT_TENANT)):
+                raise ConfigurationError(f"AGENTSTAGE_API_KEYS entry #{position}: '{part}' {problem}")
         callers[_digest(key)] = Caller(
             entry["caller"], frozenset(entry.get("roles", [])), entry.get("tenant", DEFAULT_TENANT)
         )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agent_runtime.memory.base import Owner
+
 DEFAULT_TENANT = "default"
 
 
@@ -20,3 +22,8 @@ class Caller:
 
     def has_any_role(self, roles: frozenset[str]) -> bool:
         return not self.roles.isdisjoint(roles)
+
+    @property
+    def owner(self) -> Owner:
+        """Whose conversations this caller reads and writes: its own, in its tenant."""
+        return Owner(self.tenant, self.id)

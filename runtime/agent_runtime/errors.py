@@ -100,6 +100,13 @@ class UnknownAgent(CallerError):
     code = "unknown_agent"
 
 
+class UnknownConversation(CallerError):
+    """The caller has no conversation of that id (someone else's answers the same: ids are not capabilities)."""
+
+    status = 404
+    code = "unknown_conversation"
+
+
 class ToolError(AgentRuntimeError):
     """A tool call failed; the loop reports it to the model as the tool's result, never to the caller."""
 

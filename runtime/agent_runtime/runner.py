@@ -224,7 +224,7 @@ class AgentRunner:
             prompt, first = list(resume.prompt), resume.step
             usage, steps = resume.usage, list(resume.steps)
         else:
-            prompt = await _within(deadline, self._prompt(agent, messages, options.conversation_id), span)
+            prompt = await _within(deadline, self._prompt(agent, messages, options), span)
             first, usage, steps = 0, TokenUsage(), []
         context = ToolContext(
             caller=options.caller,
@@ -264,9 +264,7 @@ class AgentRunner:
                 steps.append(_model_step(completion, routed.route_reason))
                 if not completion.tool_calls:
                     answer = self.guardrails.check_output(completion.content or "")
-                    await _within(
-                        deadline, self._remember(agent, messages, answer, options.conversation_id), span
-                    )
+                    await _within(deadline, self._remember(agent, messages, answer, options), span)
                     yield RunResult(agent.name, answer, options.conversation_id, usage, steps)
                     return
                 if usage.total_tokens >= agent.token_budget:
@@ -400,10 +398,8 @@ class AgentRunner:
             self.telemetry.end(span)
         return result
 
-    async def _prompt(
-        self, agent: Agent, messages: Sequence[Message], conversation_id: str | None
-    ) -> list[Message]:
-        """Instructions, recalled memory, earlier turns, then the new messages."""
+    async def _prompt(self, agent: Agent, messages: Sequence[Message], options: RunOptions) -> list[Message]:
+        """Instructions, recalled memory, the caller's earlier turns, then the new messages."""
         prompt: list[Message] = []
         if agent.instructions:
             prompt.append({"role": "system", "content": agent.instructions})
@@ -420,24 +416,28 @@ class AgentRunner:
             if hits:
                 passages = "\n".join(f"- {hit.text}" for hit in hits)
                 prompt.append({"role": "system", "content": f"Relevant long-term memory:\n{passages}"})
-        if conversation_id and agent.memory.history_window:
+        if options.conversation_id and agent.memory.history_window:
             prompt.extend(
-                await self.conversations.history(conversation_id, limit=agent.memory.history_window)
+                await self.conversations.history(
+                    options.caller.owner, options.conversation_id, limit=agent.memory.history_window
+                )
             )
         prompt.extend(messages)
         return prompt
 
     async def _remember(
-        self, agent: Agent, messages: Sequence[Message], answer: str, conversation_id: str | None
+        self, agent: Agent, messages: Sequence[Message], answer: str, options: RunOptions
     ) -> None:
         """Store the turn, redacted: the caller's messages and the answer, not the tool traffic between them.
 
         Tool messages are only valid right after the assistant message that asked for them; a history
         window could cut such a pair apart, so only self-contained messages are kept.
         """
-        if conversation_id and agent.memory.persist:
+        if options.conversation_id and agent.memory.persist:
             turn: list[Message] = [*messages, {"role": "assistant", "content": answer}]
-            await self.conversations.append(conversation_id, self.guardrails.redactor.redact_value(turn))
+            await self.conversations.append(
+                options.caller.owner, options.conversation_id, self.guardrails.redactor.redact_value(turn)
+            )
 
 
 def _model_step(completion: Any, route_reason: str) -> ModelStep:

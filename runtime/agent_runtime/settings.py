@@ -88,9 +88,10 @@ class Settings(BaseSettings):
     )
     cosmos_database: str = Field(default="agentstage", description="Cosmos DB database name.")
     cosmos_conversations_container: str = Field(
-        default="conversations",
-        description="Container of conversation history, partitioned by /conversation_id. With Entra ID "
-        "data-plane roles the runtime cannot create containers: infrastructure creates it with this name.",
+        default="conversations-by-owner",
+        description="Container of conversation history, partitioned by [/tenant, /caller, /conversationId]. "
+        "With Entra ID data-plane roles the runtime cannot create containers: infrastructure creates it "
+        "with this name.",
     )
     cosmos_memories_container: str = Field(
         default="memories",
@@ -193,6 +194,11 @@ class Settings(BaseSettings):
     reviewer_role: str = Field(
         default="reviewer",
         description="Caller role that may approve or reject tool calls parked for human review.",
+    )
+    operator_role: str = Field(
+        default="operator",
+        description="Caller role that may delete every conversation of a tenant on request "
+        "(DELETE /v1/tenants/{tenant}/conversations); each deletion is audited.",
     )
     callback_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Timeout of one POST to a task's callback URL."

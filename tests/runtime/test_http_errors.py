@@ -237,7 +237,17 @@ def test_the_openapi_spec_documents_routes_bodies_and_errors() -> None:
         "/v1/tasks/{task_id}/cancel",
         "/v1/tasks/{task_id}/approval",
         "/v1/approvals",
+        "/v1/conversations",
+        "/v1/conversations/{conversation_id}",
+        "/v1/tenants/{tenant}/conversations",
     }
+    conversation = paths["/v1/conversations/{conversation_id}"]
+    assert set(conversation) == {"get", "delete"}
+    for method in ("get", "delete"):
+        assert conversation[method]["responses"]["404"]["content"]["application/json"]["schema"][
+            "$ref"
+        ].endswith("/ErrorResponse")
+    assert "403" in paths["/v1/tenants/{tenant}/conversations"]["delete"]["responses"]
     submit = paths["/v1/agents/{agent}/tasks"]["post"]
     assert submit["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/TaskRequest")
     assert submit["responses"]["202"]["content"]["application/json"]["schema"]["$ref"].endswith("/TaskView")

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from agent_runtime.api import agents, chat, health, tasks
+from agent_runtime.api import agents, chat, conversations, health, tasks
 from agent_runtime.api.errors import install_error_handlers
 from agent_runtime.api.limits import BodyLimit
 from agent_runtime.governance.setup import build_redactor
@@ -65,6 +65,6 @@ def create_app(
     app.state.lifecycle = lifecycle
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     install_error_handlers(app)
-    for module in (health, agents, chat, tasks):
+    for module in (health, agents, chat, tasks, conversations):
         app.include_router(module.router)
     return app

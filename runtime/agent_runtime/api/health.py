@@ -10,12 +10,15 @@ from fastapi.responses import JSONResponse
 
 from agent_runtime.api.deps import ServicesDep
 from agent_runtime.api.schemas import Health, Readiness
+from agent_runtime.memory.base import Owner
 from agent_runtime.services import Services
 
 router = APIRouter(tags=["health"])
 
 PROBE_TIMEOUT_SECONDS = 2.0
 PROBE_ID = "agentstage-readyz"
+PROBE_OWNER = Owner(tenant="agentstage", caller="readyz")
+"""Reads a conversation nobody writes: the probe touches the store, never a caller's data."""
 
 
 @router.get("/healthz", response_model=Health)
@@ -40,7 +43,7 @@ async def readyz(runtime: ServicesDep) -> Readiness | JSONResponse:
 
 
 async def _conversations(runtime: Services) -> None:
-    await runtime.conversations.history(PROBE_ID, limit=1)
+    await runtime.conversations.history(PROBE_OWNER, PROBE_ID, limit=1)
 
 
 async def _vectors(runtime: Services) -> None:
@@ -53,6 +56,6 @@ async def _probe(check: Awaitable[None]) -> str:
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
             await check
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - whatever the failure, the instance is not ready
         return f"error: {type(error).__name__}"
     return "ok"

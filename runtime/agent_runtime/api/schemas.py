@@ -76,6 +76,10 @@ class ChatMessage(BaseModel):
 Messages = Annotated[list[ChatMessage], Field(min_length=1, max_length=MAX_MESSAGES)]
 
 
+CONVERSATION_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+"""What a caller may name a conversation (``#`` is the runtime's own, for bookkeeping beside one)."""
+
+
 class InvokeRequest(BaseModel):
     """Either ``input`` (one user message) or ``messages``; with ``conversation_id`` the agent remembers."""
 
@@ -85,8 +89,9 @@ class InvokeRequest(BaseModel):
     messages: Messages | None = Field(default=None, description="Messages to add to the conversation.")
     conversation_id: str | None = Field(
         default=None,
-        pattern=r"^[A-Za-z0-9_.:-]{1,128}$",
-        description="Continue this conversation; a new id is returned when omitted.",
+        pattern=CONVERSATION_ID_PATTERN,
+        description="Continue your conversation of this id (a conversation is its caller's: another caller's "
+        "id names a new, empty conversation of yours); a new id is returned when omitted.",
     )
     task_class: str | None = Field(
         default=None, max_length=64, description="Kind of task, for the agent's model routing policy."
@@ -189,3 +194,24 @@ class Readiness(BaseModel):
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries documenting the JSON error body for these statuses."""
     return {status: {"model": ErrorResponse} for status in statuses}
+
+
+class ConversationInfo(BaseModel):
+    id: str
+    created_at: float = Field(description="Seconds since the epoch of its first message.")
+    updated_at: float = Field(description="Seconds since the epoch of its last change.")
+    messages: int = Field(description="How many messages it holds.")
+
+
+class ConversationList(BaseModel):
+    conversations: list[ConversationInfo] = Field(description="Most recently changed first.")
+
+
+class ConversationHistory(BaseModel):
+    id: str
+    messages: list[dict[str, Any]] = Field(description="Oldest first, redacted as stored.")
+
+
+class TenantErasure(BaseModel):
+    tenant: str
+    deleted: int = Field(description="How many conversations were deleted.")

@@ -4,15 +4,17 @@
 imported only when a backend is chosen.
 """
 
-from .base import ConversationStore, Message, VectorHit, VectorItem, VectorStore
+from .base import Conversation, ConversationStore, Message, Owner, VectorHit, VectorItem, VectorStore
 from .common import DimensionMismatchError
 from .factory import MemoryConfigurationError, open_stores
 
 __all__ = [
+    "Conversation",
     "ConversationStore",
     "DimensionMismatchError",
     "MemoryConfigurationError",
     "Message",
+    "Owner",
     "VectorHit",
     "VectorItem",
     "VectorStore",

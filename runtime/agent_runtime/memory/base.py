@@ -35,18 +35,76 @@ class VectorHit:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Owner:
+    """Whose a conversation is: the authenticated caller and its tenant, as the identity says.
+
+    A conversation id names a conversation *of its owner*: two owners using the same id have two separate
+    conversations, and no operation of one can reach the other's. Ids travel in responses, logs, traces
+    and support tickets; they are names, never capabilities.
+    """
+
+    tenant: str
+    caller: str
+
+    def __post_init__(self) -> None:
+        for part in ("tenant", "caller"):
+            problem = identity_problem(getattr(self, part))
+            if problem:
+                raise ValueError(f"an owner's {part} {problem}")
+
+
+MAX_IDENTITY_CHARS = 256
+
+
+def identity_problem(value: object) -> str | None:
+    """Why ``value`` cannot be a caller or tenant id (what every store can key on), or ``None``.
+
+    Ids must be non-empty strings of at most 256 characters without control characters: PostgreSQL text
+    cannot hold NUL, and a control character in an id is a forged or broken identity, not a name.
+    """
+    if not isinstance(value, str) or not value:
+        return f"must be a non-empty string, got {value!r}"
+    if len(value) > MAX_IDENTITY_CHARS:
+        return f"must be at most {MAX_IDENTITY_CHARS} characters, got {len(value)}"
+    if any(ord(char) < 32 or 127 <= ord(char) < 160 for char in value):
+        return "must not contain control characters"
+    return None
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """One of an owner's conversations, as listed: its id, when it began and last changed, its length."""
+
+    id: str
+    created_at: float
+    updated_at: float
+    messages: int
+
+
 @runtime_checkable
 class ConversationStore(Protocol):
-    """Ordered message history per conversation id."""
+    """Ordered message history per (owner, conversation id).
 
-    async def append(self, conversation_id: str, messages: Sequence[Message]) -> None:
-        """Append messages, in order, to the end of the conversation."""
+    Every operation takes the owner and reaches only that owner's conversations: the owner is part of the
+    key each backend stores under, so the check happens in the same operation as the read or write.
+    """
 
-    async def history(self, conversation_id: str, limit: int | None = None) -> list[Message]:
-        """The conversation's messages, oldest first; with ``limit``, only the newest ``limit``."""
+    async def append(self, owner: Owner, conversation_id: str, messages: Sequence[Message]) -> None:
+        """Append messages, in order, to the end of the owner's conversation (begun by its first append)."""
 
-    async def delete(self, conversation_id: str) -> None:
-        """Forget the conversation (no error if it does not exist)."""
+    async def history(self, owner: Owner, conversation_id: str, limit: int | None = None) -> list[Message]:
+        """The owner's conversation, oldest first; with ``limit``, only the newest ``limit``. ``[]`` when the
+        owner has no conversation of that id, whoever else does."""
+
+    async def conversations(self, owner: Owner, limit: int = 100) -> list[Conversation]:
+        """The owner's conversations, most recently changed first, at most ``limit`` of them."""
+
+    async def delete(self, owner: Owner, conversation_id: str) -> bool:
+        """Forget the owner's conversation; ``False`` when the owner had none of that id."""
+
+    async def delete_tenant(self, tenant: str) -> int:
+        """Forget every conversation of every caller of ``tenant``; returns how many there were."""
 
     async def close(self) -> None:
         """Release connections; calling it again does nothing."""

@@ -14,7 +14,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from .base import Message, VectorItem
+from .base import Message, Owner, VectorItem
 
 _SCALAR_TYPES = (str, int, float, bool, type(None))
 _FILTER_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -46,6 +46,19 @@ def check_id(value: str, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"{what} must be a non-empty string, got {value!r}")
     return value
+
+
+def check_owner(owner: Owner) -> Owner:
+    """Refuse anything but an :class:`Owner` (a bare id would silently name a conversation of nobody)."""
+    if not isinstance(owner, Owner):
+        raise TypeError(f"a conversation's owner must be an Owner, got {type(owner).__name__}")
+    return owner
+
+
+def conversation_key(owner: Owner, conversation_id: str) -> tuple[str, str, str]:
+    """(tenant, caller, conversation id), checked: what every backend stores a conversation under."""
+    check_owner(owner)
+    return owner.tenant, owner.caller, check_id(conversation_id, "conversation id")
 
 
 def check_messages(messages: Sequence[Message]) -> list[Message]:

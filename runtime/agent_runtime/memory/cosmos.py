@@ -10,10 +10,14 @@ infrastructure creates them (with exactly :data:`CONVERSATIONS_CONTAINER` / :dat
 partition keys and the vector policies of :func:`vector_embedding_policy` / :func:`vector_indexing_policy`,
 on an account with the ``EnableNoSQLVectorSearch`` capability); if one is missing the error says so.
 
-Conversations: one document per message in a container partitioned by conversation id, plus a ``head``
-document holding the next sequence number. An append replaces the head (with its ETag) and creates the
-messages in one transactional batch, so concurrent appends never interleave or reuse a number; a lost race
-is retried. Vectors: one document per item, partitioned by namespace, searched with ``VectorDistance``.
+Conversations: a container with a hierarchical partition key (tenant, caller, conversation id), so each
+conversation is one logical partition inside its owner's, and an owner's or a tenant's conversations are a
+prefix query away. One document per message, plus a ``head`` document holding the next sequence number and
+the conversation's times. An append replaces the head (with its ETag) and creates the messages in one
+transactional batch, so concurrent appends never interleave or reuse a number; a lost race is retried.
+A container partitioned by ``/conversationId`` alone holds history written before conversations had owners;
+the store refuses to open one (it has no owner, so no caller may see it).
+Vectors: one document per item, partitioned by namespace, searched with ``VectorDistance``.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from collections.abc import Awaitable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from .base import Message, VectorHit, VectorItem
+from .base import Conversation, Message, Owner, VectorHit, VectorItem
 from .common import (
     CloseOnce,
     DimensionMismatchError,
@@ -34,14 +39,16 @@ from .common import (
     check_id,
     check_items,
     check_messages,
+    check_owner,
     check_where,
+    conversation_key,
 )
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.cosmos.aio import ContainerProxy, CosmosClient
 
-CONVERSATION_PARTITION_KEY = "/conversationId"
+CONVERSATION_PARTITION_KEY = ["/tenant", "/caller", "/conversationId"]
 MEMORY_PARTITION_KEY = "/namespace"
 """The containers' layout. Infrastructure (components/azure/state_store.py) creates them to match."""
 _HEAD_ID = "head"
@@ -106,6 +113,15 @@ def history_query(limit: int | None) -> tuple[str, list[dict[str, Any]]]:
     return text, [{"name": "@limit", "value": limit}] if limit is not None else []
 
 
+LIST_QUERY = (
+    "SELECT TOP @limit c.conversationId, c.createdAt, c.updatedAt, c.next FROM c "
+    "WHERE c.type = 'head' ORDER BY c.updatedAt DESC"
+)
+"""An owner's conversations, most recently changed first (run with the owner's partition key prefix)."""
+IDS_QUERY = "SELECT c.id, c.caller, c.conversationId, c.type FROM c"
+"""Every document's key (run in one conversation's partition, or with a tenant's prefix)."""
+
+
 class _Account:
     """The Cosmos client and its credential, closed together and once."""
 
@@ -126,16 +142,22 @@ class _Account:
         return cls(CosmosClient(endpoint, credential=credential), credential)
 
     async def container(
-        self, database: str, name: str, partition_key_path: str, **policies: Any
+        self, database: str, name: str, partition_key_path: str | list[str], **policies: Any
     ) -> tuple[ContainerProxy, dict[str, Any]]:
-        """Open (or, where the identity may, create) a container; returns it with its properties."""
+        """Open (or, where the identity may, create) a container; returns it with its properties. A list of
+        paths is a hierarchical partition key."""
         from azure.cosmos import PartitionKey
         from azure.cosmos.exceptions import CosmosHttpResponseError
 
+        key = (
+            PartitionKey(path=partition_key_path, kind="MultiHash")
+            if isinstance(partition_key_path, list)
+            else PartitionKey(path=partition_key_path)
+        )
         try:
             return await self.client.get_database_client(database).create_container_if_not_exists(
                 id=name,
-                partition_key=PartitionKey(path=partition_key_path),
+                partition_key=key,
                 return_properties=True,
                 **policies,
             )
@@ -164,12 +186,14 @@ async def _bounded(calls: Iterable[Awaitable[Any]]) -> None:
     await asyncio.gather(*(run(call) for call in calls))
 
 
-def _document(conversation_id: str, kind: str, id_: str) -> dict[str, Any]:
-    return {"id": id_, "conversationId": conversation_id, "type": kind}
+def _document(key: tuple[str, str, str], kind: str, id_: str) -> dict[str, Any]:
+    tenant, caller, conversation_id = key
+    return {"id": id_, "tenant": tenant, "caller": caller, "conversationId": conversation_id, "type": kind}
 
 
 class CosmosConversationStore:
-    """Messages as documents ``{conversationId, seq, message}`` in a container partitioned by conversation."""
+    """Messages as documents ``{tenant, caller, conversationId, seq, message}``, one logical partition per
+    conversation under its owner's (hierarchical partition key)."""
 
     def __init__(self, account: _Account, container: ContainerProxy):
         self._account = account
@@ -186,82 +210,125 @@ class CosmosConversationStore:
     ) -> CosmosConversationStore:
         account = _Account.connect(endpoint, client_id)
         try:
-            proxy, _ = await account.container(database, container, CONVERSATION_PARTITION_KEY)
+            proxy, properties = await account.container(database, container, CONVERSATION_PARTITION_KEY)
+            _check_partitioned_by_owner(properties, container)
         except BaseException:
             await account.close()
             raise
         return cls(account, proxy)
 
-    async def append(self, conversation_id: str, messages: Sequence[Message]) -> None:
-        check_id(conversation_id, "conversation id")
+    async def append(self, owner: Owner, conversation_id: str, messages: Sequence[Message]) -> None:
+        key = conversation_key(owner, conversation_id)
         checked = check_messages(messages)
         # One batch holds the head and at most 99 messages; a longer append is split, each part atomic.
         for start in range(0, len(checked), _BATCH_LIMIT - 1):
-            await self._append_batch(conversation_id, checked[start : start + _BATCH_LIMIT - 1])
+            await self._append_batch(key, checked[start : start + _BATCH_LIMIT - 1])
 
-    async def _append_batch(self, conversation_id: str, messages: list[Message]) -> None:
+    async def _append_batch(self, key: tuple[str, str, str], messages: list[Message]) -> None:
         from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosResourceNotFoundError
 
         for attempt in range(_APPEND_ATTEMPTS):
             try:
-                head = await self._container.read_item(_HEAD_ID, partition_key=conversation_id)
+                head = await self._container.read_item(_HEAD_ID, partition_key=list(key))
             except CosmosResourceNotFoundError:
                 head = None
+            now = time.time()
             first = head["next"] if head else 0
-            new_head = {**_document(conversation_id, "head", _HEAD_ID), "next": first + len(messages)}
+            new_head = {
+                **_document(key, "head", _HEAD_ID),
+                "next": first + len(messages),
+                "createdAt": head["createdAt"] if head else now,
+                "updatedAt": max(head["updatedAt"], now) if head else now,
+            }
             operations: list[tuple[Any, ...]] = [
                 ("replace", (_HEAD_ID, new_head), {"if_match_etag": head["_etag"]})
                 if head
                 else ("create", (new_head,))
             ]
             operations += [
-                (
-                    "create",
-                    ({**_document(conversation_id, "message", f"{seq:012d}"), "seq": seq, "message": m},),
-                )
+                ("create", ({**_document(key, "message", f"{seq:012d}"), "seq": seq, "message": m},))
                 for seq, m in enumerate(messages, start=first)
             ]
             try:
-                await self._container.execute_item_batch(operations, partition_key=conversation_id)
+                await self._container.execute_item_batch(operations, partition_key=list(key))
                 return
             except CosmosBatchOperationError as error:
                 if error.status_code not in (409, 412):  # 409/412: another writer moved the head first
                     raise
             await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
         raise RuntimeError(
-            f"could not append to conversation {conversation_id!r}: {_APPEND_ATTEMPTS} attempts lost to "
-            "concurrent writers"
+            f"could not append to conversation {key[2]!r}: {_APPEND_ATTEMPTS} attempts lost to concurrent writers"
         )
 
-    async def history(self, conversation_id: str, limit: int | None = None) -> list[Message]:
-        check_id(conversation_id, "conversation id")
+    async def history(self, owner: Owner, conversation_id: str, limit: int | None = None) -> list[Message]:
+        key = conversation_key(owner, conversation_id)
         limit = check_count(limit, "limit", optional=True)
         if limit == 0:
             return []
         text, parameters = history_query(limit)
-        rows = self._container.query_items(text, parameters=parameters, partition_key=conversation_id)
+        rows = self._container.query_items(text, parameters=parameters, partition_key=list(key))
         newest_first = [row["message"] async for row in rows]
         return newest_first[::-1]
 
-    async def delete(self, conversation_id: str) -> None:
+    async def conversations(self, owner: Owner, limit: int = 100) -> list[Conversation]:
+        check_owner(owner)
+        limit = check_count(limit, "limit")
+        if limit == 0:
+            return []
+        rows = self._container.query_items(
+            LIST_QUERY,
+            parameters=[{"name": "@limit", "value": limit}],
+            partition_key=[owner.tenant, owner.caller],  # a prefix: every conversation of this owner
+        )
+        return [
+            Conversation(row["conversationId"], row["createdAt"], row["updatedAt"], row["next"])
+            async for row in rows
+        ]
+
+    async def delete(self, owner: Owner, conversation_id: str) -> bool:
+        key = conversation_key(owner, conversation_id)
+        return await self._delete_where(list(key)) > 0
+
+    async def delete_tenant(self, tenant: str) -> int:
+        return await self._delete_where([check_id(tenant, "tenant")])
+
+    async def _delete_where(self, prefix: list[str]) -> int:
+        """Delete every document under a partition key (or a prefix of one); how many conversations went."""
         from azure.cosmos.exceptions import CosmosBatchOperationError
 
-        check_id(conversation_id, "conversation id")
+        deleted: set[tuple[str, str]] = set()
         while True:
-            rows = self._container.query_items("SELECT c.id FROM c", partition_key=conversation_id)
-            ids = [row["id"] async for row in rows]
-            if not ids:
-                return
+            rows = self._container.query_items(IDS_QUERY, partition_key=prefix)
+            by_partition: dict[tuple[str, str], list[str]] = {}
+            async for row in rows:
+                by_partition.setdefault((row["caller"], row["conversationId"]), []).append(row["id"])
+            if not by_partition:
+                return len(deleted)
             try:
-                for start in range(0, len(ids), _BATCH_LIMIT):
-                    operations = [("delete", (id_,)) for id_ in ids[start : start + _BATCH_LIMIT]]
-                    await self._container.execute_item_batch(operations, partition_key=conversation_id)
+                for (caller, conversation_id), ids in by_partition.items():
+                    partition = [prefix[0], caller, conversation_id]
+                    for start in range(0, len(ids), _BATCH_LIMIT):
+                        operations = [("delete", (id_,)) for id_ in ids[start : start + _BATCH_LIMIT]]
+                        await self._container.execute_item_batch(operations, partition_key=partition)
+                    deleted.add((caller, conversation_id))
             except CosmosBatchOperationError as error:
                 if error.status_code != 404:  # 404: a concurrent delete got there first; list again
                     raise
 
     async def close(self) -> None:
         await self._account.close()
+
+
+def _check_partitioned_by_owner(properties: dict[str, Any], container: str) -> None:
+    """Refuse a container laid out before conversations had owners (or for something else)."""
+    paths = (properties.get("partitionKey") or {}).get("paths")
+    if paths != CONVERSATION_PARTITION_KEY:
+        raise RuntimeError(
+            f"Cosmos DB container {container} is partitioned by {paths}, not by {CONVERSATION_PARTITION_KEY}: "
+            "it holds history written before conversations had owners, which no caller may read. Point "
+            "AGENTSTAGE_COSMOS_CONVERSATIONS_CONTAINER at a container partitioned by owner (the state store "
+            "component creates one)"
+        )
 
 
 class CosmosVectorStore:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .base import Message, VectorHit, VectorItem
+from .base import Conversation, Message, Owner, VectorHit, VectorItem
 from .common import (
     CloseOnce,
     DimensionMismatchError,
@@ -27,7 +27,9 @@ from .common import (
     check_id,
     check_items,
     check_messages,
+    check_owner,
     check_where,
+    conversation_key,
     dump_json,
 )
 
@@ -38,7 +40,6 @@ if TYPE_CHECKING:
 DEFAULT_SCHEMA = "agentstage"
 DEFAULT_EF_SEARCH = 40
 _SCHEMA_LOCK = 7_412_001  # advisory lock key serialising schema creation across replicas
-_CONVERSATION_LOCK = 7_412_002  # advisory lock class for appends to one conversation
 
 
 def _vector_literal(values: Sequence[float]) -> str:
@@ -74,10 +75,12 @@ async def _open_pool(dsn: str) -> AsyncConnectionPool:
 
 
 class PostgresConversationStore:
-    """Messages as ``json`` rows ordered by an identity column.
+    """Conversations keyed by (tenant, caller, id) in ``conversations``; their messages as ``json`` rows of
+    ``conversation_history`` ordered by an identity column.
 
     ``json`` rather than ``jsonb``: the message is stored as sent, and jsonb would refuse a ``\\u0000`` that a
-    model or a user can put in content.
+    model or a user can put in content. History written before conversations had owners is in
+    ``conversation_messages``, which this store never reads: it has no owner, so no caller may see it.
     """
 
     def __init__(self, pool: AsyncConnectionPool, schema: str):
@@ -85,53 +88,102 @@ class PostgresConversationStore:
 
         self._pool = pool
         self._close = CloseOnce(pool.close)
-        table = sql.Identifier(schema, "conversation_messages")
-        self._insert = sql.SQL("INSERT INTO {} (conversation_id, message) VALUES (%s, %s)").format(table)
-        self._select = sql.SQL(
-            "SELECT message FROM {} WHERE conversation_id = %s ORDER BY seq DESC LIMIT %s"
-        ).format(table)
-        self._delete = sql.SQL("DELETE FROM {} WHERE conversation_id = %s").format(table)
+        conversations = sql.Identifier(schema, "conversations")
+        history = sql.Identifier(schema, "conversation_history")
+        key = sql.SQL("tenant = %s AND caller = %s AND conversation_id = %s")
+        self._touch = sql.SQL(
+            "INSERT INTO {} AS c (tenant, caller, conversation_id, messages) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (tenant, caller, conversation_id) DO UPDATE SET "
+            "updated_at = greatest(c.updated_at, now()), messages = c.messages + excluded.messages"
+        ).format(conversations)
+        self._insert = sql.SQL(
+            "INSERT INTO {} (tenant, caller, conversation_id, message) VALUES (%s, %s, %s, %s)"
+        ).format(history)
+        self._select = sql.SQL("SELECT message FROM {} WHERE {} ORDER BY seq DESC LIMIT %s").format(
+            history, key
+        )
+        self._list = sql.SQL(
+            "SELECT conversation_id, extract(epoch FROM created_at), extract(epoch FROM updated_at), messages "
+            "FROM {} WHERE tenant = %s AND caller = %s ORDER BY updated_at DESC, conversation_id LIMIT %s"
+        ).format(conversations)
+        self._delete = (
+            sql.SQL("DELETE FROM {} WHERE {}").format(conversations, key),
+            sql.SQL("DELETE FROM {} WHERE {}").format(history, key),
+        )
+        self._delete_tenant = (
+            sql.SQL("DELETE FROM {} WHERE tenant = %s").format(conversations),
+            sql.SQL("DELETE FROM {} WHERE tenant = %s").format(history),
+        )
 
     @classmethod
     async def connect(cls, dsn: str, *, schema: str = DEFAULT_SCHEMA) -> PostgresConversationStore:
         ddl = [
-            """CREATE TABLE IF NOT EXISTS {schema}.conversation_messages (
-                seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            """CREATE TABLE IF NOT EXISTS {schema}.conversations (
+                tenant text NOT NULL,
+                caller text NOT NULL,
                 conversation_id text NOT NULL,
-                message json NOT NULL,
-                created_at timestamptz NOT NULL DEFAULT now())""",
-            """CREATE INDEX IF NOT EXISTS conversation_messages_by_conversation
-                ON {schema}.conversation_messages (conversation_id, seq)""",
+                created_at timestamptz NOT NULL DEFAULT now(),
+                updated_at timestamptz NOT NULL DEFAULT now(),
+                messages bigint NOT NULL,
+                PRIMARY KEY (tenant, caller, conversation_id))""",
+            """CREATE INDEX IF NOT EXISTS conversations_by_update
+                ON {schema}.conversations (tenant, caller, updated_at)""",
+            """CREATE TABLE IF NOT EXISTS {schema}.conversation_history (
+                seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                tenant text NOT NULL,
+                caller text NOT NULL,
+                conversation_id text NOT NULL,
+                message json NOT NULL)""",
+            """CREATE INDEX IF NOT EXISTS conversation_history_by_conversation
+                ON {schema}.conversation_history (tenant, caller, conversation_id, seq)""",
         ]
         async with await _setup_connection(dsn) as conn:
             await _create_schema(conn, schema, ddl)
         return cls(await _open_pool(dsn), schema)
 
-    async def append(self, conversation_id: str, messages: Sequence[Message]) -> None:
-        check_id(conversation_id, "conversation id")
-        rows = [(conversation_id, dump_json(m)) for m in check_messages(messages)]
+    async def append(self, owner: Owner, conversation_id: str, messages: Sequence[Message]) -> None:
+        key = conversation_key(owner, conversation_id)
+        rows = [(*key, dump_json(m)) for m in check_messages(messages)]
         if not rows:
             return
         async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            # Serialise appends to this conversation until commit, so one append's messages get consecutive
-            # sequence numbers and become visible in sequence order.
-            await cur.execute(
-                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_CONVERSATION_LOCK, conversation_id)
-            )
+            # The upsert locks the conversation's row until commit, so appends to one conversation are
+            # serialised: one append's messages get consecutive sequence numbers, visible in sequence order.
+            await cur.execute(self._touch, (*key, len(rows)))
             await cur.executemany(self._insert, rows)
 
-    async def history(self, conversation_id: str, limit: int | None = None) -> list[Message]:
-        check_id(conversation_id, "conversation id")
+    async def history(self, owner: Owner, conversation_id: str, limit: int | None = None) -> list[Message]:
+        key = conversation_key(owner, conversation_id)
         limit = check_count(limit, "limit", optional=True)
         async with self._pool.connection() as conn:
-            cur = await conn.execute(self._select, (conversation_id, limit))  # LIMIT NULL means no limit
+            cur = await conn.execute(self._select, (*key, limit))  # LIMIT NULL means no limit
             rows = await cur.fetchall()
         return [message for (message,) in reversed(rows)]
 
-    async def delete(self, conversation_id: str) -> None:
-        check_id(conversation_id, "conversation id")
+    async def conversations(self, owner: Owner, limit: int = 100) -> list[Conversation]:
+        check_owner(owner)
+        limit = check_count(limit, "limit")
         async with self._pool.connection() as conn:
-            await conn.execute(self._delete, (conversation_id,))
+            cur = await conn.execute(self._list, (owner.tenant, owner.caller, limit))
+            rows = await cur.fetchall()
+        return [
+            Conversation(id_, float(created), float(updated), int(count))
+            for id_, created, updated, count in rows
+        ]
+
+    async def delete(self, owner: Owner, conversation_id: str) -> bool:
+        key = conversation_key(owner, conversation_id)
+        async with self._pool.connection() as conn, conn.transaction():
+            found = await conn.execute(self._delete[0], key)
+            await conn.execute(self._delete[1], key)
+        return found.rowcount > 0
+
+    async def delete_tenant(self, tenant: str) -> int:
+        check_id(tenant, "tenant")
+        async with self._pool.connection() as conn, conn.transaction():
+            counted = await conn.execute(self._delete_tenant[0], (tenant,))
+            await conn.execute(self._delete_tenant[1], (tenant,))
+        return counted.rowcount
 
     async def close(self) -> None:
         await self._close()

@@ -16,12 +16,14 @@ transactions work on clustered deployments too.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .base import Message, VectorHit, VectorItem
+from .base import Conversation, Message, Owner, VectorHit, VectorItem
 from .common import (
     CloseOnce,
     check_count,
@@ -29,6 +31,7 @@ from .common import (
     check_id,
     check_items,
     check_messages,
+    check_owner,
     check_where,
     dump_json,
 )
@@ -58,7 +61,15 @@ async def _ready(store: _Store) -> _Store:
 
 
 class RedisConversationStore:
-    """One Redis list of JSON messages per conversation, with an optional idle expiry."""
+    """Per owner: one Redis list of JSON messages per conversation, and an index of the owner's
+    conversations (a sorted set by last change, a hash of start times); per tenant, the set of its owners.
+
+    Owners and tenants appear in key names only as SHA-256 digests: any caller id is safe in a key and in a
+    Redis Cluster hash tag (``{owner}``, so one owner's keys share a slot and an append is one ``MULTI``),
+    and the keys say nothing about who owns them. History written before conversations had owners is under
+    ``<prefix>conversation:<id>``, which this store never reads (no caller may see it; it expires with its
+    TTL or can be deleted with ``SCAN``/``DEL``).
+    """
 
     def __init__(self, redis: Redis, *, prefix: str = DEFAULT_PREFIX, ttl_seconds: int | None = None):
         """``ttl_seconds``: forget a conversation that has not been appended to for this long (None: never)."""
@@ -71,33 +82,102 @@ class RedisConversationStore:
     async def connect(cls, url: str, **options: Any) -> RedisConversationStore:
         return await _ready(cls(_connect(url), **options))
 
-    def _key(self, conversation_id: str) -> str:
-        return f"{self._prefix}conversation:{check_id(conversation_id, 'conversation id')}"
+    def _owner_keys(self, owner: Owner) -> tuple[str, str, str]:
+        check_owner(owner)
+        return self._keys(_digest(owner.tenant, owner.caller))
 
-    async def append(self, conversation_id: str, messages: Sequence[Message]) -> None:
-        key = self._key(conversation_id)
+    def _keys(self, tag: str) -> tuple[str, str, str]:
+        """The prefix of an owner's conversation lists, its index by last change and its start times."""
+        prefix = self._prefix
+        return f"{prefix}conv:{{{tag}}}:", f"{prefix}convs:{{{tag}}}", f"{prefix}conv-started:{{{tag}}}"
+
+    def _tenant_key(self, tenant: str) -> str:
+        return f"{self._prefix}tenant-owners:{{{_digest(check_id(tenant, 'tenant'))}}}"
+
+    async def append(self, owner: Owner, conversation_id: str, messages: Sequence[Message]) -> None:
+        lists, index, started = self._owner_keys(owner)
+        key = lists + check_id(conversation_id, "conversation id")
         encoded = [dump_json(m) for m in check_messages(messages)]
         if not encoded:
             return
+        # The tenant's set of owners lives in another slot: added first, so an erasure never misses data.
+        await self._redis.sadd(self._tenant_key(owner.tenant), _digest(owner.tenant, owner.caller))
+        now = time.time()
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.rpush(key, *encoded)
+            pipe.zadd(index, {conversation_id: now}, gt=True)  # adds new ids; never moves one back in time
+            pipe.hsetnx(started, conversation_id, repr(now))
             if self._ttl is not None:
-                pipe.expire(key, self._ttl)
+                for each in (key, index, started):
+                    pipe.expire(each, self._ttl)
             await pipe.execute()
 
-    async def history(self, conversation_id: str, limit: int | None = None) -> list[Message]:
-        key = self._key(conversation_id)
+    async def history(self, owner: Owner, conversation_id: str, limit: int | None = None) -> list[Message]:
+        lists, _, _ = self._owner_keys(owner)
+        key = lists + check_id(conversation_id, "conversation id")
         limit = check_count(limit, "limit", optional=True)
         if limit == 0:
             return []
         raw = await self._redis.lrange(key, 0 if limit is None else -limit, -1)
         return [json.loads(item) for item in raw]
 
-    async def delete(self, conversation_id: str) -> None:
-        await self._redis.delete(self._key(conversation_id))
+    async def conversations(self, owner: Owner, limit: int = 100) -> list[Conversation]:
+        lists, index, started = self._owner_keys(owner)
+        limit = check_count(limit, "limit")
+        found: list[Conversation] = []
+        offset = 0
+        while len(found) < limit:
+            page = await self._redis.zrevrange(index, offset, offset + limit - 1, withscores=True)
+            if not page:
+                return found
+            offset += len(page)
+            ids = [member.decode() for member, _ in page]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for conversation_id in ids:
+                    pipe.llen(lists + conversation_id)
+                    pipe.hget(started, conversation_id)
+                replies = await pipe.execute()
+            for (conversation_id, (_, updated)), length, began in zip(
+                zip(ids, page, strict=True), replies[::2], replies[1::2], strict=True
+            ):
+                if length:
+                    found.append(Conversation(conversation_id, float(began or updated), updated, length))
+                else:  # the list expired on its own: drop it from the index too
+                    await self._redis.zrem(index, conversation_id)
+        return found[:limit]
+
+    async def delete(self, owner: Owner, conversation_id: str) -> bool:
+        lists, index, started = self._owner_keys(owner)
+        key = lists + check_id(conversation_id, "conversation id")
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            pipe.zrem(index, conversation_id)
+            pipe.hdel(started, conversation_id)
+            deleted, unindexed, _ = await pipe.execute()
+        return bool(deleted or unindexed)
+
+    async def delete_tenant(self, tenant: str) -> int:
+        tenant_key = self._tenant_key(tenant)
+        count = 0
+        for tag in await self._redis.smembers(tenant_key):
+            lists, index, started = self._keys(tag.decode())
+            ids = [member.decode() for member in await self._redis.zrange(index, 0, -1)]
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for conversation_id in ids:
+                    pipe.delete(lists + conversation_id)
+                pipe.delete(index, started)
+                deleted = await pipe.execute()
+            count += sum(deleted[:-1])
+            await self._redis.srem(tenant_key, tag)
+        return count
 
     async def close(self) -> None:
         await self._close()
+
+
+def _digest(*parts: str) -> str:
+    """128 bits of SHA-256 over the parts as a JSON list: unambiguous whatever characters they hold."""
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
 
 class RedisVectorStore:

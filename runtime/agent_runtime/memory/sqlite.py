@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,14 +20,16 @@ from typing import Any, TypeVar
 
 from agent_runtime.sqlite_transaction import in_transaction
 
-from .base import Message, VectorHit, VectorItem
+from .base import Conversation, Message, Owner, VectorHit, VectorItem
 from .common import (
     check_count,
     check_embedding,
     check_id,
     check_items,
     check_messages,
+    check_owner,
     check_where,
+    conversation_key,
     dump_json,
 )
 from .scoring import Document, Snapshot, SnapshotCache, pack_embedding
@@ -34,13 +37,25 @@ from .scoring import Document, Snapshot, SnapshotCache, pack_embedding
 T = TypeVar("T")
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS conversation_messages (
+CREATE TABLE IF NOT EXISTS conversations (
+    tenant TEXT NOT NULL,
+    caller TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    messages INTEGER NOT NULL,
+    PRIMARY KEY (tenant, caller, conversation_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS conversations_by_update ON conversations (tenant, caller, updated_at);
+CREATE TABLE IF NOT EXISTS conversation_history (
     seq INTEGER PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    caller TEXT NOT NULL,
     conversation_id TEXT NOT NULL,
     message TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS conversation_messages_by_conversation
-    ON conversation_messages (conversation_id, seq);
+CREATE INDEX IF NOT EXISTS conversation_history_by_conversation
+    ON conversation_history (tenant, caller, conversation_id, seq);
 CREATE TABLE IF NOT EXISTS vector_items (
     namespace TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -127,7 +142,12 @@ class _Database:
 
 
 class SqliteConversationStore:
-    """Conversation history in the ``conversation_messages`` table, ordered by a global sequence."""
+    """Conversations keyed by (tenant, caller, id) in ``conversations``, their messages in
+    ``conversation_history`` in a global sequence.
+
+    History written before conversations had owners is in ``conversation_messages``, which this store never
+    reads: it has no owner, so no caller may see it (drop the table once nobody needs it).
+    """
 
     def __init__(self, db: _Database):
         self._db = db
@@ -138,34 +158,73 @@ class SqliteConversationStore:
         await db.open()
         return cls(db)
 
-    async def append(self, conversation_id: str, messages: Sequence[Message]) -> None:
-        check_id(conversation_id, "conversation id")
-        rows = [(conversation_id, dump_json(m)) for m in check_messages(messages)]
-        if rows:
-            await self._db.write(
-                lambda c: c.executemany(
-                    "INSERT INTO conversation_messages (conversation_id, message) VALUES (?, ?)", rows
-                )
+    async def append(self, owner: Owner, conversation_id: str, messages: Sequence[Message]) -> None:
+        key = conversation_key(owner, conversation_id)
+        rows = [(*key, dump_json(m)) for m in check_messages(messages)]
+        if not rows:
+            return
+        now = time.time()
+
+        def write(c: sqlite3.Connection) -> None:
+            c.execute(
+                "INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant, caller, conversation_id) "
+                "DO UPDATE SET updated_at = max(updated_at, excluded.updated_at), "
+                "messages = messages + excluded.messages",
+                (*key, now, now, len(rows)),
+            )
+            c.executemany(
+                "INSERT INTO conversation_history (tenant, caller, conversation_id, message) VALUES (?, ?, ?, ?)",
+                rows,
             )
 
-    async def history(self, conversation_id: str, limit: int | None = None) -> list[Message]:
-        check_id(conversation_id, "conversation id")
+        await self._db.write(write)
+
+    async def history(self, owner: Owner, conversation_id: str, limit: int | None = None) -> list[Message]:
+        key = conversation_key(owner, conversation_id)
         limit = check_count(limit, "limit", optional=True)
         rows = await self._db.read(
             lambda c: c.execute(
-                "SELECT message FROM conversation_messages WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?",
-                (conversation_id, -1 if limit is None else limit),
+                "SELECT message FROM conversation_history WHERE tenant = ? AND caller = ? AND conversation_id = ? "
+                "ORDER BY seq DESC LIMIT ?",
+                (*key, -1 if limit is None else limit),
             ).fetchall()
         )
         return [json.loads(message) for (message,) in reversed(rows)]
 
-    async def delete(self, conversation_id: str) -> None:
-        check_id(conversation_id, "conversation id")
-        await self._db.write(
+    async def conversations(self, owner: Owner, limit: int = 100) -> list[Conversation]:
+        check_owner(owner)
+        limit = check_count(limit, "limit")
+        rows = await self._db.read(
             lambda c: c.execute(
-                "DELETE FROM conversation_messages WHERE conversation_id = ?", (conversation_id,)
-            )
+                "SELECT conversation_id, created_at, updated_at, messages FROM conversations "
+                "WHERE tenant = ? AND caller = ? ORDER BY updated_at DESC, conversation_id LIMIT ?",
+                (owner.tenant, owner.caller, limit),
+            ).fetchall()
         )
+        return [Conversation(*row) for row in rows]
+
+    async def delete(self, owner: Owner, conversation_id: str) -> bool:
+        key = conversation_key(owner, conversation_id)
+        found: list[bool] = []
+
+        def write(c: sqlite3.Connection) -> None:
+            where = "WHERE tenant = ? AND caller = ? AND conversation_id = ?"
+            found.append(c.execute(f"DELETE FROM conversations {where}", key).rowcount > 0)
+            c.execute(f"DELETE FROM conversation_history {where}", key)
+
+        await self._db.write(write)
+        return found[0]
+
+    async def delete_tenant(self, tenant: str) -> int:
+        check_id(tenant, "tenant")
+        counted: list[int] = []
+
+        def write(c: sqlite3.Connection) -> None:
+            counted.append(c.execute("DELETE FROM conversations WHERE tenant = ?", (tenant,)).rowcount)
+            c.execute("DELETE FROM conversation_history WHERE tenant = ?", (tenant,))
+
+        await self._db.write(write)
+        return counted[0]
 
     async def close(self) -> None:
         await self._db.close()

@@ -176,14 +176,14 @@ class OrchestratingRunner:
             await options.between_steps()
         if plan.mode == "handoff":
             return await self._hand_off(agent, plan, selection, messages, options, span, steps, deadline)
-        history = await self._history(agent, options.conversation_id)
+        history = await self._history(agent, options)
         assignments = [Assignment(name, [*history, *messages]) for name in selection.agents]
         delegations = await self._delegate(plan, assignments, options, span, deadline)
         if not any(d.succeeded for d in delegations):
             raise DelegationFailed(delegations)
         answer = await self._aggregate(agent, plan, messages, delegations, scope, steps, deadline)
         answer = self.inner.guardrails.check_output(answer)
-        await self._remember(agent, messages, answer, options.conversation_id)
+        await self._remember(agent, messages, answer, options)
         usage = _total([*(s.usage for s in steps), *(d.usage for d in delegations)])
         return OrchestrationResult(agent.name, answer, options.conversation_id, usage, [*steps], delegations)
 
@@ -205,7 +205,7 @@ class OrchestratingRunner:
         deadline: float,
     ) -> Selection:
         if plan.mode == "handoff" and options.conversation_id:
-            holder = await self._handoffs.holder(options.conversation_id)
+            holder = await self._handoffs.holder(options.caller.owner, options.conversation_id)
             if holder in plan.delegates:
                 return Selection((holder,), "handoff")
         text = last_user_text(messages)
@@ -278,7 +278,7 @@ class OrchestratingRunner:
             raise DelegationFailed([delegation])
         span.add_event("handoff", {"gen_ai.agent.name": target, "agentstage.handoff.from": agent.name})
         if options.conversation_id and selection.source != "handoff":
-            await self._handoffs.record(options.conversation_id, agent.name, target)
+            await self._handoffs.record(options.caller.owner, options.conversation_id, agent.name, target)
         usage = _total([*(s.usage for s in steps), delegation.usage])
         answer = delegation.answer or ""
         return OrchestrationResult(target, answer, options.conversation_id, usage, [*steps], [delegation])
@@ -318,18 +318,23 @@ class OrchestratingRunner:
             for d, found in zip(delegations, detections, strict=True)
         ]
 
-    async def _history(self, agent: Agent, conversation_id: str | None) -> list[Message]:
-        if not conversation_id or not agent.memory.history_window:
+    async def _history(self, agent: Agent, options: RunOptions) -> list[Message]:
+        """The caller's earlier turns of this conversation (never anyone else's, whatever the id)."""
+        if not options.conversation_id or not agent.memory.history_window:
             return []
-        return await self.inner.conversations.history(conversation_id, limit=agent.memory.history_window)
+        return await self.inner.conversations.history(
+            options.caller.owner, options.conversation_id, limit=agent.memory.history_window
+        )
 
     async def _remember(
-        self, agent: Agent, messages: Sequence[Message], answer: str, conversation_id: str | None
+        self, agent: Agent, messages: Sequence[Message], answer: str, options: RunOptions
     ) -> None:
-        if conversation_id and agent.memory.persist:
+        if options.conversation_id and agent.memory.persist:
             turn: list[Message] = [*messages, {"role": "assistant", "content": answer}]
             redactor = self.inner.guardrails.redactor
-            await self.inner.conversations.append(conversation_id, redactor.redact_value(turn))
+            await self.inner.conversations.append(
+                options.caller.owner, options.conversation_id, redactor.redact_value(turn)
+            )
 
 
 def _total(usages: Sequence[TokenUsage]) -> TokenUsage:

@@ -121,7 +121,9 @@ class TaskService:
             caller=caller.id,
             tenant=caller.tenant if caller.tenant != DEFAULT_TENANT else None,
             roles=sorted(caller.roles),
-            idempotency_key=idempotency_key,
+            # The stores claim (caller, key): the tenant goes into the key, so a caller of the same name in
+            # another tenant never replays into this one's task.
+            idempotency_key=json.dumps([caller.tenant, idempotency_key]) if idempotency_key else None,
             callback_url=callback_url,
             parent_id=parent_id,
             traceparent=traceparent,
@@ -170,7 +172,7 @@ class TaskService:
         role = self._settings.reviewer_role
         if role not in caller.roles:
             raise Forbidden(f"deciding on a tool call needs the '{role}' role")
-        if record.caller == caller.id:
+        if _created_by(record, caller):
             raise Forbidden("a task's creator may not review its own tool calls")
         now = time.time()
 
@@ -248,12 +250,12 @@ class TaskService:
 
     def _may_read(self, record: TaskRecord, caller: Caller) -> bool:
         same_tenant = record.tenant is not None and record.tenant == caller.tenant
-        return record.caller == caller.id or same_tenant or self._settings.reviewer_role in caller.roles
+        return _created_by(record, caller) or same_tenant or self._settings.reviewer_role in caller.roles
 
     async def _managed(self, task_id: str, caller: Caller) -> TaskRecord:
         """The task, if ``caller`` may change it (its creator or a reviewer)."""
         record = await self.get(task_id, caller)
-        if record.caller != caller.id and self._settings.reviewer_role not in caller.roles:
+        if not _created_by(record, caller) and self._settings.reviewer_role not in caller.roles:
             raise Forbidden("only the task's creator or a reviewer may cancel it")
         return record
 
@@ -323,3 +325,8 @@ def audit_review(record: TaskRecord, reviewer: Caller | None = None) -> None:
     if reviewer is not None:
         entry |= {"reviewer": reviewer.id, "decision": approval.decision}
     audit.audit_log.info(json.dumps(entry))
+
+
+def _created_by(record: TaskRecord, caller: Caller) -> bool:
+    """Whether ``caller`` submitted the task: the same caller id *in the same tenant*."""
+    return record.caller == caller.id and (record.tenant or DEFAULT_TENANT) == caller.tenant

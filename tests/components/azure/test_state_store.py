@@ -7,6 +7,7 @@ import uuid
 import pytest
 from pulumi_azure_native import resources
 
+from agent_runtime.memory.cosmos import CONVERSATION_PARTITION_KEY
 from agent_runtime.settings import Settings, env_for
 from agent_runtime.tasks.store_cosmos import TASKS_PARTITION_KEY
 from agentstage.graph import ResourceGraph
@@ -74,20 +75,27 @@ def test_serverless_with_vector_search(graph, only):
         assert container.get("options") is None, f"{container.urn}: serverless containers take no throughput"
 
 
-def test_conversations_partitioned_by_conversation_id_without_ttl(graph, only):
-    conversations = _container(graph, "conversations")
+def test_conversations_partitioned_by_owner_as_the_runtime_expects_without_ttl(graph, only):
+    conversations = _container(graph, "conversations-by-owner")
     database = only(graph, DATABASE)
     assert database.get("databaseName") == "agentstage", database.urn
     assert conversations.get("databaseName") == "agentstage", conversations.urn
-    assert conversations.get("resource.id") == "conversations", conversations.urn
+    assert conversations.get("resource.id") == "conversations-by-owner", conversations.urn
     assert conversations.get("resource.partitionKey") == {
-        "paths": ["/conversationId"],
-        "kind": "Hash",
+        "paths": CONVERSATION_PARTITION_KEY,
+        "kind": "MultiHash",
         "version": 2,
     }, conversations.urn
     assert conversations.get("resource.defaultTtl") is None, conversations.urn
     assert conversations.get("resource.vectorEmbeddingPolicy") is None, conversations.urn
     assert database.urn in conversations.dependencies, f"{conversations.urn}: created before its database"
+
+
+def test_every_container_outlives_a_rename_or_replacement_in_code(graph):
+    """The history written before conversations had owners stays in the old container when the new one
+    replaces it; no refactor of the program deletes data."""
+    for container in graph.of_type(CONTAINER):
+        assert container.retain_on_delete, container.urn
 
 
 def test_memories_hold_cosine_vectors_with_a_quantized_flat_index(graph):
@@ -153,7 +161,7 @@ def test_runtime_settings_are_contract_fields_and_wait_for_the_containers(graph,
         "vector_backend": "cosmos",
         "cosmos_endpoint": "https://agst-test-cosmos-state-abcde.documents.azure.com:443/",
         "cosmos_database": "agentstage",
-        "cosmos_conversations_container": "conversations",
+        "cosmos_conversations_container": "conversations-by-owner",
         "cosmos_memories_container": "memories",
         "cosmos_tasks_container": "tasks",
     }, consumer.urn

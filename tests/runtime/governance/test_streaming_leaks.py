@@ -158,14 +158,15 @@ def test_history_written_from_a_streamed_answer_is_redacted(
     async def scenario() -> tuple[str, list[dict[str, Any]]]:
         services = await app.state.lifecycle.get()
         try:
-            options = RunOptions(caller=Caller("alice"), conversation_id="conv-1")
+            alice = Caller("alice")
+            options = RunOptions(caller=alice, conversation_id="conv-1")
             pieces: list[str] = []
             stream = services.runner.stream(
                 services.catalog.get("assistant"), [{"role": "user", "content": "leak 1"}], options
             )
             async for event in stream:
                 pieces.append(event.answer if isinstance(event, RunResult) else event.text)
-            history = await services.conversations.history("conv-1", limit=10)
+            history = await services.conversations.history(alice.owner, "conv-1", limit=10)
             return "".join(pieces[:-1]), [*history, {"answer": pieces[-1]}]
         finally:
             await app.state.lifecycle.close()

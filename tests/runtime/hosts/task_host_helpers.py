@@ -28,11 +28,20 @@ API_KEY = "host-key-0123456789"
 AGENTS = [{"name": "assistant", "instructions": "Be brief."}]
 
 
+TENANT_KEYS = {
+    "alice-host-key-0123": {"caller": "alice", "roles": ["user"], "tenant": "t-a"},
+    "bob-host-key-01234": {"caller": "bob", "roles": ["user"], "tenant": "t-b"},
+}
+"""Two callers in two tenants, for the hosts' conversation ownership tests."""
+MEMORY_AGENTS = [{"name": "assistant", "instructions": "Be brief.", "memory": {"history_window": 10}}]
+
+
 @contextmanager
 def imported_host(
-    filename: str, model: ScriptedModelServer, state: Path
+    filename: str, model: ScriptedModelServer, state: Path, **extra_env: str
 ) -> Iterator[tuple[ModuleType, Settings]]:
-    """``runtime/<filename>`` imported as its platform imports it, configured to run the queue's tasks."""
+    """``runtime/<filename>`` imported as its platform imports it, configured to run the queue's tasks
+    (``extra_env`` adds or replaces its environment variables)."""
     env = {
         "AGENTSTAGE_SQLITE_PATH": str(state / "state.db"),
         "AGENTSTAGE_BUS_SQLITE_PATH": str(state / "bus.db"),
@@ -42,7 +51,7 @@ def imported_host(
         "AGENTSTAGE_LLM_MAX_RETRIES": "0",
         "AGENTSTAGE_AGENTS": json.dumps(AGENTS),
         "AGENTSTAGE_API_KEY": API_KEY,
-    }
+    } | extra_env
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
             patch.setenv(name, value)
@@ -57,6 +66,14 @@ def chat_body(text: str, *, stream: bool) -> str:
     return json.dumps(
         {"model": "assistant", "stream": stream, "messages": [{"role": "user", "content": text}]}
     )
+
+
+def invoke_body(text: str, conversation_id: str | None = None) -> str:
+    return json.dumps({"input": text} | ({"conversation_id": conversation_id} if conversation_id else {}))
+
+
+def two_tenants_env() -> dict[str, str]:
+    return {"AGENTSTAGE_API_KEYS": json.dumps(TENANT_KEYS), "AGENTSTAGE_AGENTS": json.dumps(MEMORY_AGENTS)}
 
 
 def streamed_text(sse: str) -> str:

@@ -18,13 +18,16 @@ from azure.functions.servicebus import ServiceBusMessage
 from runtime_helpers import PLANTED
 from task_host_helpers import (
     API_KEY,
+    TENANT_KEYS,
     chat_body,
     imported_host,
+    invoke_body,
     mark_running_elsewhere,
     message_parts,
     stored,
     streamed_text,
     submit,
+    two_tenants_env,
 )
 
 from agent_runtime.hosting import PoisonMessage, Redeliver
@@ -118,6 +121,39 @@ def test_a_streamed_answer_leaves_the_function_redacted(model: ScriptedModelServ
     plain = json.loads(bodies[False])["choices"][0]["message"]["content"]
     assert "[REDACTED:api_key]" in plain and streamed_text(bodies[True]) == plain
     assert not [kind for kind, value in PLANTED.items() if value in bodies[True]]
+
+
+def test_a_conversation_id_reaches_only_its_owners_history(
+    model: ScriptedModelServer, tmp_path: Path
+) -> None:
+    """The host authenticates through the same API: another tenant's caller naming Alice's conversation
+    replays none of it. The requests share one event loop, as on the Functions worker."""
+    alice, bob = list(TENANT_KEYS)
+    with imported_host("function_app.py", model, tmp_path, **two_tenants_env()) as (module, _):
+        [function] = [f for f in module.app.get_functions() if f.get_function_name() == "http_app_func"]
+
+        async def invoke(key: str, text: str, conversation_id: str | None = None) -> dict[str, Any]:
+            request = func.HttpRequest(
+                method="POST",
+                url="https://app.azurewebsites.net/v1/agents/assistant/invoke",
+                headers={"authorization": f"Bearer {key}", "content-type": "application/json"},
+                body=invoke_body(text, conversation_id).encode(),
+            )
+            response = await function.get_user_function()(request, None)
+            assert response.status_code == 200, response.get_body()
+            return json.loads(response.get_body())
+
+        async def scenario() -> list[str]:
+            conversation = (await invoke(alice, "alice's note 1618"))["conversation_id"]
+            await invoke(bob, "what was noted?", conversation)
+            bobs = json.dumps(model.requests[-1]["messages"])
+            await invoke(alice, "and?", conversation)
+            await module.app.middleware.notify_shutdown()
+            return [bobs, json.dumps(model.requests[-1]["messages"])]
+
+        bobs, alices = asyncio.run(scenario())
+    assert "1618" not in bobs
+    assert "1618" in alices and "what was noted" not in alices
 
 
 def test_host_json_serves_the_api_at_the_root() -> None:

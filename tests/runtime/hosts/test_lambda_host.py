@@ -15,13 +15,16 @@ from runtime_helpers import PLANTED
 from task_host_helpers import (
     API_KEY,
     TASK_QUEUE,
+    TENANT_KEYS,
     chat_body,
     imported_host,
+    invoke_body,
     mark_running_elsewhere,
     message_parts,
     stored,
     streamed_text,
     submit,
+    two_tenants_env,
 )
 
 from agent_runtime.settings import Settings
@@ -162,6 +165,31 @@ def test_a_streamed_answer_leaves_the_function_redacted(
     plain = json.loads(bodies[False])["choices"][0]["message"]["content"]
     assert "[REDACTED:api_key]" in plain and streamed_text(bodies[True]) == plain
     assert not [kind for kind, value in PLANTED.items() if value in bodies[True]]
+
+
+def test_a_conversation_id_reaches_only_its_owners_history(
+    model: ScriptedModelServer, tmp_path: Path
+) -> None:
+    """The hosts authenticate through the same API: another tenant's caller naming Alice's conversation
+    replays none of it."""
+    alice, bob = list(TENANT_KEYS)
+    with imported_host("lambda_handler.py", model, tmp_path, **two_tenants_env()) as (module, _):
+
+        def invoke(key: str, text: str, conversation_id: str | None = None) -> dict[str, Any]:
+            event = _http_api_event("POST", "/v1/agents/assistant/invoke")
+            event["headers"] |= {"authorization": f"Bearer {key}", "content-type": "application/json"}
+            event["body"] = invoke_body(text, conversation_id)
+            response = module.handler(event, _context())
+            assert response["statusCode"] == 200, response
+            return json.loads(response["body"])
+
+        conversation = invoke(alice, "alice's note 1618")["conversation_id"]
+        invoke(bob, "what was noted?", conversation)
+        assert "1618" not in json.dumps(model.requests[-1]["messages"])
+        invoke(alice, "and?", conversation)
+        assert "1618" in json.dumps(model.requests[-1]["messages"])
+        assert "what was noted" not in json.dumps(model.requests[-1]["messages"])
+        module.loop.run_until_complete(module.api.state.lifecycle.close())
 
 
 def test_one_failed_record_does_not_redeliver_the_batch(

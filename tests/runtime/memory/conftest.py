@@ -27,6 +27,8 @@ import pytest
 from agent_runtime.memory import ConversationStore, VectorStore
 
 BACKENDS = ["sqlite", "redis", "postgres"]
+CONVERSATION_BACKENDS = [*BACKENDS, "cosmos"]
+"""Conversations also run on Cosmos DB, against an in-memory container (fake_cosmos_conversations.py)."""
 PG_USER = "agentstage-pg"
 _USERADD = [
     "useradd",
@@ -232,11 +234,17 @@ class Backend:
             from agent_runtime.memory.redis import RedisConversationStore
 
             store = await RedisConversationStore.connect(self.location["url"], prefix=self.location["prefix"])
-        else:
+        elif self.name == "postgres":
             from agent_runtime.memory.postgres import PostgresConversationStore
 
             store = await PostgresConversationStore.connect(
                 self.location["dsn"], schema=self.location["schema"]
+            )
+        else:
+            from agent_runtime.memory.cosmos import CosmosConversationStore
+
+            store = await CosmosConversationStore.connect(
+                "https://acct.documents.azure.com", "agentstage", container="conversations-by-owner"
             )
         self.opened.append(store)
         return store
@@ -263,18 +271,39 @@ class Backend:
         return store
 
 
-@pytest.fixture(params=BACKENDS)
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    """Each test gets a fresh location: its own SQLite file, Redis key prefix or PostgreSQL schema."""
+async def _opened(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    """Each test gets a fresh location: its own SQLite file, Redis key prefix, PostgreSQL schema or fake
+    Cosmos DB container."""
     unique = uuid.uuid4().hex[:12]
-    location: dict[str, Any]
+    location: dict[str, Any] = {}
     if request.param == "sqlite":
         location = {"path": str(tmp_path / "state.db")}
     elif request.param == "redis":
         location = {"url": request.getfixturevalue("redis_url"), "prefix": f"test-{unique}:"}
-    else:
+    elif request.param == "postgres":
         location = {"dsn": request.getfixturevalue("postgres_dsn"), "schema": f"test_{unique}"}
+    else:
+        from fake_cosmos_conversations import FakeAccount, FakeConversationsContainer
+
+        from agent_runtime.memory.cosmos import CONVERSATION_PARTITION_KEY, _Account
+
+        fake = FakeAccount(FakeConversationsContainer(), CONVERSATION_PARTITION_KEY)
+        request.getfixturevalue("monkeypatch").setattr(
+            _Account, "connect", classmethod(lambda cls, endpoint, client_id: cls(fake, fake))
+        )
     backend = Backend(request.param, location)
     yield backend
     for store in backend.opened:
         await store.close()
+
+
+@pytest.fixture(params=BACKENDS)
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    async for opened in _opened(request, tmp_path):
+        yield opened
+
+
+@pytest.fixture(params=CONVERSATION_BACKENDS)
+async def conversation_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    async for opened in _opened(request, tmp_path):
+        yield opened

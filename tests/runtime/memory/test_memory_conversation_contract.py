@@ -1,4 +1,8 @@
-"""The ConversationStore contract, run against every backend that runs here (see conftest.BACKENDS)."""
+"""The ConversationStore contract, run against every backend (see conftest.CONVERSATION_BACKENDS).
+
+A conversation is its owner's: the same id in two owners' hands names two conversations, and no operation
+of one owner reaches the other's — however the tenant and caller ids are spelled.
+"""
 
 from __future__ import annotations
 
@@ -6,45 +10,125 @@ import asyncio
 
 import pytest
 
-from agent_runtime.memory import ConversationStore
+from agent_runtime.memory import ConversationStore, Owner
 
 pytestmark = pytest.mark.anyio
+
+ALICE = Owner("t-a", "alice")
+BOB = Owner("t-b", "bob")
+BOB_IN_A = Owner("t-a", "bob")
+ALICE_IN_B = Owner("t-b", "alice")
 
 
 def user(text: str) -> dict[str, str]:
     return {"role": "user", "content": text}
 
 
-async def test_history_is_oldest_first_and_limit_keeps_the_newest(backend):
-    store = await backend.conversations()
+async def test_history_is_oldest_first_and_limit_keeps_the_newest(conversation_backend):
+    store = await conversation_backend.conversations()
     assert isinstance(store, ConversationStore)
-    await store.append("c1", [user("one"), user("two")])
-    await store.append("c1", [user("three")])
-    await store.append("c1", [])
+    await store.append(ALICE, "c1", [user("one"), user("two")])
+    await store.append(ALICE, "c1", [user("three")])
+    await store.append(ALICE, "c1", [])
 
-    assert await store.history("c1") == [user("one"), user("two"), user("three")]
-    assert await store.history("c1", limit=2) == [user("two"), user("three")]
-    assert await store.history("c1", limit=10) == [user("one"), user("two"), user("three")]
-    assert await store.history("c1", limit=0) == []
-    assert await store.history("never-written") == []
-
-
-async def test_conversations_are_isolated_and_delete_forgets_one(backend):
-    store = await backend.conversations()
-    await store.append("alice", [user("hi from alice")])
-    await store.append("bob", [user("hi from bob")])
-
-    await store.delete("alice")
-    await store.delete("does-not-exist")
-
-    assert await store.history("alice") == []
-    assert await store.history("bob") == [user("hi from bob")]
-    await store.append("alice", [user("again")])
-    assert await store.history("alice") == [user("again")]
+    assert await store.history(ALICE, "c1") == [user("one"), user("two"), user("three")]
+    assert await store.history(ALICE, "c1", limit=2) == [user("two"), user("three")]
+    assert await store.history(ALICE, "c1", limit=10) == [user("one"), user("two"), user("three")]
+    assert await store.history(ALICE, "c1", limit=0) == []
+    assert await store.history(ALICE, "never-written") == []
 
 
-async def test_unicode_structure_and_large_content_round_trip(backend):
-    store = await backend.conversations()
+async def test_one_owners_conversations_are_isolated_and_delete_forgets_one(conversation_backend):
+    store = await conversation_backend.conversations()
+    await store.append(ALICE, "first", [user("hi from first")])
+    await store.append(ALICE, "second", [user("hi from second")])
+
+    assert await store.delete(ALICE, "first") is True
+    assert await store.delete(ALICE, "first") is False, "already gone"
+    assert await store.delete(ALICE, "does-not-exist") is False
+
+    assert await store.history(ALICE, "first") == []
+    assert await store.history(ALICE, "second") == [user("hi from second")]
+    await store.append(ALICE, "first", [user("again")])
+    assert await store.history(ALICE, "first") == [user("again")]
+
+
+async def test_another_owner_using_the_same_id_reaches_a_conversation_of_its_own(conversation_backend):
+    """The leak report: Bob names Alice's conversation; he must neither read nor extend hers."""
+    store = await conversation_backend.conversations()
+    await store.append(
+        ALICE, "C", [user("my account number is 12345"), {"role": "assistant", "content": "ok"}]
+    )
+
+    for other in (BOB, BOB_IN_A, ALICE_IN_B):
+        assert await store.history(other, "C") == [], f"{other} read Alice's history"
+        assert await store.delete(other, "C") is False, f"{other} deleted Alice's conversation"
+        await store.append(other, "C", [user(f"written by {other.caller} of {other.tenant}")])
+
+    assert await store.history(ALICE, "C") == [
+        user("my account number is 12345"),
+        {"role": "assistant", "content": "ok"},
+    ], "Alice's conversation is exactly as she left it"
+    assert await store.history(BOB, "C") == [user("written by bob of t-b")]
+    assert await store.history(ALICE_IN_B, "C") == [user("written by alice of t-b")]
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (Owner("t:a", "b"), Owner("t", "a:b")),
+        (Owner("t", "a b"), Owner("t a", "b")),
+        (Owner("{t}", "x"), Owner("t", "{x}")),
+        (Owner("tenant/1", "sub|42"), Owner("tenant", "1/sub|42")),
+        (Owner("Grüße", "用户"), Owner("grüße", "用户")),
+    ],
+)
+async def test_owners_that_spell_alike_never_share_a_conversation(conversation_backend, first, second):
+    store = await conversation_backend.conversations()
+    await store.append(first, "c", [user("first's")])
+    assert await store.history(second, "c") == []
+    assert await store.conversations(second) == []
+
+
+async def test_an_owner_lists_only_their_own_conversations_newest_first(conversation_backend):
+    store = await conversation_backend.conversations()
+    for conversation_id in ("older", "newer"):
+        await store.append(ALICE, conversation_id, [user("one"), user("two")])
+        await asyncio.sleep(0.01)
+    await store.append(BOB_IN_A, "bobs", [user("bob's")])
+    await store.append(ALICE, "older", [user("three")])  # now the most recently changed
+
+    listed = await store.conversations(ALICE)
+    assert [(c.id, c.messages) for c in listed] == [("older", 3), ("newer", 2)]
+    older, newer = listed
+    assert older.created_at < newer.created_at < older.updated_at
+    assert newer.created_at == pytest.approx(newer.updated_at)
+    assert [c.id for c in await store.conversations(ALICE, limit=1)] == ["older"]
+    assert await store.conversations(ALICE, limit=0) == []
+    assert [c.id for c in await store.conversations(BOB_IN_A)] == ["bobs"]
+    assert await store.conversations(BOB) == []
+
+
+async def test_deleting_a_tenant_forgets_every_caller_of_it_and_nobody_else(conversation_backend):
+    store = await conversation_backend.conversations()
+    await store.append(ALICE, "a1", [user("x")])
+    await store.append(ALICE, "a2", [user("x")])
+    await store.append(BOB_IN_A, "b1", [user("x")])
+    await store.append(BOB, "b1", [user("kept")])
+    await store.append(ALICE_IN_B, "a1", [user("kept too")])
+
+    assert await store.delete_tenant("t-a") == 3
+    assert await store.delete_tenant("t-a") == 0
+    assert await store.conversations(ALICE) == [] and await store.conversations(BOB_IN_A) == []
+    assert await store.history(ALICE, "a1") == []
+    assert await store.history(BOB, "b1") == [user("kept")]
+    assert await store.history(ALICE_IN_B, "a1") == [user("kept too")]
+    await store.append(ALICE, "a1", [user("a new beginning")])
+    assert [c.id for c in await store.conversations(ALICE)] == ["a1"]
+
+
+async def test_unicode_structure_and_large_content_round_trip(conversation_backend):
+    store = await conversation_backend.conversations()
     tool_call = {
         "role": "assistant",
         "content": None,
@@ -54,50 +138,61 @@ async def test_unicode_structure_and_large_content_round_trip(backend):
     }
     odd = user('Grüße, 你好, مرحبا, 👋🏽, e\u0301, tab\tnewline\n quote" backslash\\ nul\x00 end')
     large = user("x" * 1_000_000 + "🙂")
-    await store.append("c", [tool_call, odd, large])
-    assert await store.history("c") == [tool_call, odd, large]
+    await store.append(ALICE, "c", [tool_call, odd, large])
+    assert await store.history(ALICE, "c") == [tool_call, odd, large]
 
 
-async def test_concurrent_appends_keep_each_tasks_order_and_each_append_contiguous(backend):
-    store = await backend.conversations()
+async def test_concurrent_appends_keep_each_tasks_order_and_each_append_contiguous(conversation_backend):
+    store = await conversation_backend.conversations()
     tasks, appends = 20, 10
 
     async def writer(task: int) -> None:
         for i in range(appends):
-            await store.append("shared", [user(f"{task}:{i}:a"), user(f"{task}:{i}:b")])
+            await store.append(ALICE, "shared", [user(f"{task}:{i}:a"), user(f"{task}:{i}:b")])
 
     await asyncio.gather(*(writer(t) for t in range(tasks)))
 
-    contents = [m["content"] for m in await store.history("shared")]
+    contents = [m["content"] for m in await store.history(ALICE, "shared")]
     assert len(contents) == tasks * appends * 2
     for first, second in zip(contents[::2], contents[1::2], strict=True):
         assert (first[:-1], first[-1], second[-1]) == (second[:-1], "a", "b"), "an append was split"
     for task in range(tasks):
         mine = [c for c in contents[::2] if c.startswith(f"{task}:")]
         assert mine == [f"{task}:{i}:a" for i in range(appends)]
+    [listed] = await store.conversations(ALICE)
+    assert listed.messages == tasks * appends * 2
 
 
-async def test_another_replica_sees_the_same_state(backend):
-    writer, reader = await backend.conversations(), await backend.conversations()
-    await writer.append("c", [user("written by one replica")])
-    assert await reader.history("c") == [user("written by one replica")]
-    await reader.delete("c")
-    assert await writer.history("c") == []
+async def test_another_replica_sees_the_same_state(conversation_backend):
+    writer, reader = await conversation_backend.conversations(), await conversation_backend.conversations()
+    await writer.append(ALICE, "c", [user("written by one replica")])
+    assert await reader.history(ALICE, "c") == [user("written by one replica")]
+    assert await reader.delete(ALICE, "c") is True
+    assert await writer.history(ALICE, "c") == []
 
 
-async def test_invalid_arguments_are_refused_before_anything_is_written(backend):
-    store = await backend.conversations()
+async def test_invalid_arguments_are_refused_before_anything_is_written(conversation_backend):
+    store = await conversation_backend.conversations()
     with pytest.raises(ValueError, match="conversation id"):
-        await store.append("", [user("x")])
+        await store.append(ALICE, "", [user("x")])
     with pytest.raises(TypeError, match="message 1"):
-        await store.append("c", [user("ok"), "not a dict"])  # type: ignore[list-item]
+        await store.append(ALICE, "c", [user("ok"), "not a dict"])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="owner must be an Owner"):
+        await store.history("c", "c")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="limit"):
-        await store.history("c", limit=-1)
-    assert await store.history("c") == []
+        await store.history(ALICE, "c", limit=-1)
+    with pytest.raises(ValueError, match="tenant"):
+        await store.delete_tenant("")
+    with pytest.raises(ValueError, match="tenant must be a non-empty string"):
+        Owner("", "alice")
+    with pytest.raises(ValueError, match="caller must not contain control characters"):
+        Owner("t-a", "alice\x00")
+    assert await store.history(ALICE, "c") == []
+    assert await store.conversations(ALICE) == []
 
 
-async def test_close_is_idempotent(backend):
-    store = await backend.conversations()
-    await store.append("c", [user("x")])
+async def test_close_is_idempotent(conversation_backend):
+    store = await conversation_backend.conversations()
+    await store.append(ALICE, "c", [user("x")])
     await store.close()
     await store.close()

@@ -16,7 +16,7 @@ from azure.cosmos.exceptions import (
     CosmosResourceNotFoundError,
 )
 
-from agent_runtime.memory import DimensionMismatchError, VectorItem
+from agent_runtime.memory import DimensionMismatchError, Owner, VectorItem
 from agent_runtime.memory import cosmos as cosmos_module
 from agent_runtime.memory.cosmos import (
     CosmosConversationStore,
@@ -48,7 +48,9 @@ class FakeContainer:
         self.items: dict[str, dict[str, Any]] = {}
         self.batch_errors: list[Exception] = []
 
-    def query_items(self, query: str, parameters: list | None = None, partition_key: str | None = None):
+    def query_items(
+        self, query: str, parameters: list | None = None, partition_key: str | list | None = None
+    ):
         self.calls.append(("query", query, parameters, partition_key))
         rows = self.results.pop(0)
 
@@ -58,13 +60,13 @@ class FakeContainer:
 
         return iterate()
 
-    async def read_item(self, item: str, partition_key: str) -> dict[str, Any]:
+    async def read_item(self, item: str, partition_key: str | list) -> dict[str, Any]:
         self.calls.append(("read", item, partition_key))
         if item not in self.items:
             raise not_found()
         return self.items[item]
 
-    async def execute_item_batch(self, operations: list, partition_key: str) -> list:
+    async def execute_item_batch(self, operations: list, partition_key: str | list) -> list:
         self.calls.append(("batch", operations, partition_key))
         if self.batch_errors:
             raise self.batch_errors.pop(0)
@@ -80,8 +82,15 @@ class FakeContainer:
 
 
 class FakeDatabase:
-    def __init__(self, container: FakeContainer, existing_policy: dict | None, error: Exception | None):
+    def __init__(
+        self,
+        container: FakeContainer,
+        existing_policy: dict | None,
+        error: Exception | None,
+        existing_partition_key: list[str] | None,
+    ):
         self.container, self.existing_policy, self.error = container, existing_policy, error
+        self.existing_partition_key = existing_partition_key
         self.requests: list[dict[str, Any]] = []
 
     async def create_container_if_not_exists(self, **kwargs: Any):
@@ -89,7 +98,12 @@ class FakeDatabase:
         if self.error:
             raise self.error
         policy = self.existing_policy or kwargs.get("vector_embedding_policy")
-        return self.container, {"id": kwargs["id"], "vectorEmbeddingPolicy": policy}
+        paths = self.existing_partition_key or kwargs["partition_key"]["paths"]
+        return self.container, {
+            "id": kwargs["id"],
+            "vectorEmbeddingPolicy": policy,
+            "partitionKey": {"paths": paths},
+        }
 
 
 class FakeClosable:
@@ -115,9 +129,14 @@ class FakeClient(FakeClosable):
 def account(monkeypatch):
     """Routes the stores' connect() to fakes; returns a function that sets them up for one test."""
 
-    def install(existing_policy: dict | None = None, error: Exception | None = None):
+    def install(
+        existing_policy: dict | None = None,
+        error: Exception | None = None,
+        existing_partition_key: list[str] | None = None,
+    ):
         container = FakeContainer()
-        client, credential = FakeClient(FakeDatabase(container, existing_policy, error)), FakeClosable()
+        database = FakeDatabase(container, existing_policy, error, existing_partition_key)
+        client, credential = FakeClient(database), FakeClosable()
         monkeypatch.setattr(
             _Account, "connect", classmethod(lambda cls, endpoint, client_id: cls(client, credential))
         )
@@ -154,10 +173,26 @@ async def test_container_for_other_dimensions_is_refused_and_the_client_closed(a
 
 async def test_missing_container_that_rbac_cannot_create_explains_what_to_do(account):
     account(error=CosmosHttpResponseError(status_code=403, message="Forbidden"))
+    with pytest.raises(RuntimeError, match=r"create it in the infrastructure with partition key \['/tenant'"):
+        await CosmosConversationStore.connect("https://acct", "agentstage", container="conversations")
+
+
+async def test_conversations_are_partitioned_by_tenant_then_caller_then_conversation(account):
+    _, client, _ = account()
+    await CosmosConversationStore.connect("https://acct", "agentstage", container="conversations-by-owner")
+    (request,) = client.database.requests
+    assert request["partition_key"]["paths"] == ["/tenant", "/caller", "/conversationId"]
+    assert request["partition_key"]["kind"] == "MultiHash"
+
+
+async def test_a_container_of_history_without_owners_is_refused(account):
+    """History written before conversations had owners has no owner: no caller may read it."""
+    _, client, credential = account(existing_partition_key=["/conversationId"])
     with pytest.raises(
-        RuntimeError, match="create it in the infrastructure with partition key /conversationId"
+        RuntimeError, match="written before conversations had owners, which no caller may read"
     ):
         await CosmosConversationStore.connect("https://acct", "agentstage", container="conversations")
+    assert (client.closed, credential.closed) == (1, 1)
 
 
 async def test_query_sends_parameterised_vector_distance_sql(account):
@@ -221,38 +256,45 @@ async def test_delete_ignores_unknown_ids(account):
     assert sorted(call[1] for call in container.calls) == ["known", "unknown"]
 
 
-async def test_first_append_creates_the_head_and_messages_in_one_batch(account):
+ALICE = Owner("t-a", "alice")
+PARTITION = ["t-a", "alice", "conv"]
+
+
+async def test_first_append_creates_the_head_and_messages_in_one_batch(account, monkeypatch):
+    monkeypatch.setattr(cosmos_module.time, "time", lambda: 1700000000.0)
     container, _, _ = account()
     store = await CosmosConversationStore.connect("https://acct", "db", container="conversations")
-    await store.append("conv", [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}])
+    await store.append(
+        ALICE, "conv", [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+    )
 
     (_, operations, partition_key) = container.calls[-1]
-    assert partition_key == "conv"
+    assert partition_key == PARTITION
+    owner = {"tenant": "t-a", "caller": "alice", "conversationId": "conv"}
     assert operations == [
-        ("create", ({"id": "head", "conversationId": "conv", "type": "head", "next": 2},)),
-        ("create", ({"id": "000000000000", "conversationId": "conv", "type": "message", "seq": 0,
+        ("create", ({"id": "head", **owner, "type": "head", "next": 2, "createdAt": 1700000000.0,
+                     "updatedAt": 1700000000.0},)),
+        ("create", ({"id": "000000000000", **owner, "type": "message", "seq": 0,
                      "message": {"role": "user", "content": "a"}},)),
-        ("create", ({"id": "000000000001", "conversationId": "conv", "type": "message", "seq": 1,
+        ("create", ({"id": "000000000001", **owner, "type": "message", "seq": 1,
                      "message": {"role": "assistant", "content": "b"}},)),
     ]  # fmt: skip
 
 
 async def test_append_that_loses_a_race_rereads_the_head_and_retries(account):
     container, _, _ = account()
-    container.items["head"] = {"id": "head", "next": 5, "_etag": "etag-5"}
+    container.items["head"] = {"id": "head", "next": 5, "_etag": "etag-5", "createdAt": 1.0, "updatedAt": 2.0}
     container.batch_errors.append(batch_error(412))
     store = await CosmosConversationStore.connect("https://acct", "db", container="conversations")
 
-    await store.append("conv", [{"role": "user", "content": "x"}])
+    await store.append(ALICE, "conv", [{"role": "user", "content": "x"}])
 
     batches = [call for call in container.calls if call[0] == "batch"]
     reads = [call for call in container.calls if call[0] == "read"]
-    assert len(batches) == len(reads) == 2
+    assert len(batches) == len(reads) == 2 and reads[-1] == ("read", "head", PARTITION)
     replace = batches[-1][1][0]
-    assert replace[0:2] == (
-        "replace",
-        ("head", {"id": "head", "conversationId": "conv", "type": "head", "next": 6}),
-    )
+    assert replace[0:2] == ("replace", ("head", {**replace[1][1], "next": 6, "createdAt": 1.0}))
+    assert replace[1][1]["updatedAt"] > 2.0
     assert replace[2] == {"if_match_etag": "etag-5"}
     assert batches[-1][1][1][1][0]["seq"] == 5
 
@@ -262,36 +304,82 @@ async def test_append_does_not_retry_other_errors(account):
     container.batch_errors.append(batch_error(413))
     store = await CosmosConversationStore.connect("https://acct", "db", container="conversations")
     with pytest.raises(CosmosBatchOperationError):
-        await store.append("conv", [{"role": "user", "content": "x"}])
+        await store.append(ALICE, "conv", [{"role": "user", "content": "x"}])
 
 
-async def test_history_reads_the_newest_messages_and_returns_them_oldest_first(account):
+async def test_history_reads_the_newest_messages_of_the_owners_conversation(account):
     container, _, _ = account()
     store = await CosmosConversationStore.connect("https://acct", "db", container="conversations")
     container.results.append([{"message": {"content": "3"}}, {"message": {"content": "2"}}])
 
-    assert await store.history("conv", limit=2) == [{"content": "2"}, {"content": "3"}]
+    assert await store.history(ALICE, "conv", limit=2) == [{"content": "2"}, {"content": "3"}]
     assert container.calls[-1] == (
         "query",
         "SELECT TOP @limit c.message FROM c WHERE c.type = 'message' ORDER BY c.seq DESC",
         [{"name": "@limit", "value": 2}],
-        "conv",
+        PARTITION,
     )
     container.results.append([])
-    await store.history("conv")
+    await store.history(ALICE, "conv")
     assert container.calls[-1][1] == "SELECT c.message FROM c WHERE c.type = 'message' ORDER BY c.seq DESC"
+
+
+async def test_listing_queries_the_owners_prefix_of_the_partition_key(account):
+    container, _, _ = account()
+    store = await CosmosConversationStore.connect("https://acct", "db", container="conversations")
+    container.results.append([{"conversationId": "conv", "createdAt": 1.0, "updatedAt": 2.0, "next": 4}])
+
+    [listed] = await store.conversations(ALICE, limit=5)
+
+    assert (listed.id, listed.created_at, listed.updated_at, listed.messages) == ("conv", 1.0, 2.0, 4)
+    assert container.calls[-1] == (
+        "query",
+        (
+            "SELECT TOP @limit c.conversationId, c.createdAt, c.updatedAt, c.next FROM c "
+            "WHERE c.type = 'head' ORDER BY c.updatedAt DESC"
+        ),
+        [{"name": "@limit", "value": 5}],
+        ["t-a", "alice"],
+    )
 
 
 async def test_delete_removes_every_document_of_the_conversation_in_batches(account):
     container, _, _ = account()
     store = await CosmosConversationStore.connect("https://acct", "db", container="conversations")
-    container.results += [[{"id": "head"}] + [{"id": f"{i:012d}"} for i in range(150)], []]
+    rows = [{"id": "head"}] + [{"id": f"{i:012d}"} for i in range(150)]
+    container.results += [[{**row, "caller": "alice", "conversationId": "conv"} for row in rows], []]
 
-    await store.delete("conv")
+    assert await store.delete(ALICE, "conv") is True
 
-    batches = [call[1] for call in container.calls if call[0] == "batch"]
-    assert [len(b) for b in batches] == [100, 51]
-    assert batches[0][0] == ("delete", ("head",))
+    assert container.calls[0] == (
+        "query",
+        "SELECT c.id, c.caller, c.conversationId, c.type FROM c",
+        None,
+        PARTITION,
+    )
+    batches = [call for call in container.calls if call[0] == "batch"]
+    assert [len(b[1]) for b in batches] == [100, 51]
+    assert batches[0][1][0] == ("delete", ("head",)) and batches[0][2] == PARTITION
+
+
+async def test_deleting_a_tenant_queries_its_prefix_and_deletes_each_conversation_in_its_partition(account):
+    container, _, _ = account()
+    store = await CosmosConversationStore.connect("https://acct", "db", container="conversations")
+    container.results += [
+        [
+            {"id": "head", "caller": "alice", "conversationId": "c1"},
+            {"id": "head", "caller": "bob", "conversationId": "c1"},
+        ],
+        [],
+    ]
+
+    assert await store.delete_tenant("t-a") == 2
+
+    assert container.calls[0][3] == ["t-a"]
+    assert [call[2] for call in container.calls if call[0] == "batch"] == [
+        ["t-a", "alice", "c1"],
+        ["t-a", "bob", "c1"],
+    ]
 
 
 async def test_close_closes_client_and_credential_once(account):

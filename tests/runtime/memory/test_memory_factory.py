@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from agent_runtime.memory import MemoryConfigurationError, VectorItem, open_stores
+from agent_runtime.memory import MemoryConfigurationError, Owner, VectorItem, open_stores
 from agent_runtime.memory.postgres import PostgresVectorStore
 from agent_runtime.memory.redis import RedisConversationStore
 from agent_runtime.memory.sqlite import SqliteConversationStore, SqliteVectorStore
@@ -22,7 +22,7 @@ async def test_defaults_open_the_embedded_sqlite_stores(tmp_path):
     try:
         assert isinstance(conversations, SqliteConversationStore)
         assert isinstance(vectors, SqliteVectorStore)
-        await conversations.append("c", [{"role": "user", "content": "hi"}])
+        await conversations.append(Owner("t", "alice"), "c", [{"role": "user", "content": "hi"}])
         await vectors.upsert("ns", [VectorItem("a", [1.0, 0.0, 0.0], "a")])
         assert (await vectors.query("ns", [1.0, 0.0, 0.0]))[0].id == "a"
         assert path.exists()

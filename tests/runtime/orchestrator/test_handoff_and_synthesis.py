@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from orchestration_stack import open_stack
+from orchestration_stack import ALICE, open_stack
 
+from agent_runtime.caller import Caller
 from agent_runtime.orchestrator.runner import OrchestrationResult
 from agent_runtime.testing import Faults, ScriptedModelServer
 
@@ -26,7 +27,7 @@ def test_handoff_answers_as_the_delegate_who_keeps_the_conversation(
             assert delegation.task_id is not None
             record = await stack.tasks.store.get(delegation.task_id)
             assert record is not None and record.conversation_id == "c-1"
-            history = await stack.services.conversations.history("c-1")
+            history = await stack.services.conversations.history(ALICE.owner, "c-1")
             assert [m["content"] for m in history] == [
                 "please write me a limerick",
                 "please write me a limerick",
@@ -50,6 +51,33 @@ def test_handoff_answers_as_the_delegate_who_keeps_the_conversation(
         "please write me a limerick",
         "and another one",
     ], "the second turn reached writer with the first turn as history"
+
+
+def test_a_handoff_and_the_history_behind_it_are_the_callers_own(
+    model: ScriptedModelServer, tmp_path: Path
+) -> None:
+    """Bob names Alice's conversation: he is routed afresh, and the delegate replays none of her turns."""
+    bob = Caller("bob", frozenset({"user"}), tenant="t-b")
+
+    async def scenario() -> None:
+        async with open_stack(model, tmp_path) as stack:
+            first = await stack.run("desk", "please write me a limerick", conversation_id="shared-id")
+            assert first.agent == "writer"
+            theirs = await stack.run("desk", "and another one", conversation_id="shared-id", caller=bob)
+            assert theirs.agent == "research", "Alice's handoff does not route Bob's conversation"
+            conversations = stack.services.conversations
+            assert [m["content"] for m in await conversations.history(bob.owner, "shared-id")] == [
+                "and another one",
+                "and another one",
+            ]
+            assert [m["content"] for m in await conversations.history(ALICE.owner, "shared-id")] == [
+                "please write me a limerick",
+                "please write me a limerick",
+            ], "Bob's turn was not appended to Alice's conversation"
+
+    asyncio.run(scenario())
+    research_prompts = [r["messages"] for r in model.requests if r["model"] == "m-research"]
+    assert research_prompts and "limerick" not in str(research_prompts), "Alice's text reached Bob's run"
 
 
 def test_synthesis_writes_one_answer_from_the_delegates(model: ScriptedModelServer, tmp_path: Path) -> None:

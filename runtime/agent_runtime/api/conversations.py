@@ -1,0 +1,111 @@
+"""``/v1/conversations``: a caller's own conversations, and an operator's erasure of a tenant's.
+
+A conversation belongs to the caller that began it (tenant and caller id, as the authenticated identity
+says): the stores key it by that owner, so these routes — like every run that replays history — can only
+ever reach the caller's own. Another caller's conversation id answers exactly like an unknown one.
+
+- ``GET /v1/conversations``: the caller's conversations, most recently changed first.
+- ``GET /v1/conversations/{id}``: one of them, its messages as stored (redacted); 404 otherwise.
+- ``DELETE /v1/conversations/{id}``: forget one of them; 404 otherwise.
+- ``DELETE /v1/tenants/{tenant}/conversations``: forget every conversation of a tenant; callers with
+  ``AGENTSTAGE_OPERATOR_ROLE`` only.
+
+Deletions are written to the audit log (``agentstage.audit``): who, whose, which.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+
+from agent_runtime.api.deps import CallerDep, ServicesDep
+from agent_runtime.api.schemas import (
+    CONVERSATION_ID_PATTERN,
+    ConversationHistory,
+    ConversationInfo,
+    ConversationList,
+    TenantErasure,
+    error_responses,
+)
+from agent_runtime.errors import Forbidden, UnknownConversation
+from agent_runtime.orchestrator.handoff import Handoffs, is_bookkeeping
+from agent_runtime.tools.audit import audit_log
+
+router = APIRouter(prefix="/v1", tags=["conversations"])
+
+ConversationId = Annotated[
+    str, Path(pattern=CONVERSATION_ID_PATTERN, description="The id a run returned or was given.")
+]
+
+
+@router.get("/conversations", response_model=ConversationList, responses=error_responses(401, 422))
+async def list_conversations(
+    runtime: ServicesDep,
+    caller: CallerDep,
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 100,
+) -> ConversationList:
+    """Your conversations, most recently changed first."""
+    # Each conversation has at most one handoff record beside it: twice the limit leaves enough after them.
+    stored = await runtime.conversations.conversations(caller.owner, limit=2 * limit)
+    mine = [c for c in stored if not is_bookkeeping(c.id)][:limit]
+    return ConversationList(
+        conversations=[
+            ConversationInfo(id=c.id, created_at=c.created_at, updated_at=c.updated_at, messages=c.messages)
+            for c in mine
+        ]
+    )
+
+
+@router.get(
+    "/conversations/{conversation_id}",
+    response_model=ConversationHistory,
+    responses=error_responses(401, 404, 422),
+)
+async def get_conversation(
+    conversation_id: ConversationId, runtime: ServicesDep, caller: CallerDep
+) -> ConversationHistory:
+    """One of your conversations, oldest message first."""
+    messages = await runtime.conversations.history(caller.owner, conversation_id)
+    if not messages:
+        raise UnknownConversation(f"you have no conversation '{conversation_id}'", field="conversation_id")
+    return ConversationHistory(id=conversation_id, messages=messages)
+
+
+@router.delete("/conversations/{conversation_id}", status_code=204, responses=error_responses(401, 404, 422))
+async def delete_conversation(
+    conversation_id: ConversationId, runtime: ServicesDep, caller: CallerDep
+) -> Response:
+    """Forget one of your conversations (and who it was handed to)."""
+    found = await runtime.conversations.delete(caller.owner, conversation_id)
+    await Handoffs(runtime.conversations).forget(caller.owner, conversation_id)
+    if not found:
+        raise UnknownConversation(f"you have no conversation '{conversation_id}'", field="conversation_id")
+    _audit("conversation_deleted", by=caller.id, by_tenant=caller.tenant, conversation_id=conversation_id)
+    return Response(status_code=204)
+
+
+@router.delete(
+    "/tenants/{tenant}/conversations", response_model=TenantErasure, responses=error_responses(401, 403, 422)
+)
+async def delete_tenant_conversations(
+    tenant: Annotated[
+        str, Path(pattern=r"^[^/]{1,256}$", description="The tenant, as callers' identities name it.")
+    ],
+    runtime: ServicesDep,
+    caller: CallerDep,
+) -> TenantErasure:
+    """Forget every conversation of every caller of a tenant (an erasure request); operators only."""
+    role = runtime.settings.operator_role
+    if role not in caller.roles:
+        raise Forbidden(f"deleting a tenant's conversations needs the '{role}' role")
+    deleted = await runtime.conversations.delete_tenant(tenant)
+    _audit(
+        "tenant_conversations_deleted", by=caller.id, by_tenant=caller.tenant, tenant=tenant, deleted=deleted
+    )
+    return TenantErasure(tenant=tenant, deleted=deleted)
+
+
+def _audit(event: str, **fields: str | int) -> None:
+    audit_log.info(json.dumps({"event": event, **fields}))

@@ -1,0 +1,104 @@
+"""Tasks replay only their creator's history: a worker's run, and a run resumed after a reviewer's approval,
+read and write the conversation of the caller who submitted the task (tenant and id), never another's.
+A caller of the same name in another tenant is another caller: it cannot see, cancel or replay into the task.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from task_stack import (
+    Stack,
+    close_stack,
+    open_stack,
+    parked,
+    run_worker_until,
+    run_worker_until_finished,
+    task_settings,
+)
+
+from agent_runtime.caller import Caller
+from agent_runtime.tasks.errors import TaskNotFound
+from agent_runtime.tasks.model import TaskState
+from agent_runtime.testing import ScriptedModelServer
+
+pytestmark = pytest.mark.anyio
+
+ALICE = Caller("alice", frozenset({"user"}), "t-a")
+BOB = Caller("bob", frozenset({"user"}), "t-b")
+TWIN = Caller("alice", frozenset({"user"}), "t-b")
+RITA = Caller("rita", frozenset({"reviewer"}), "t-a")
+KEEPER = {"name": "keeper", "instructions": "Keep.", "tools": ["transfer"], "memory": {"history_window": 10}}
+
+
+@pytest.fixture
+async def keeper(task_model: ScriptedModelServer, tmp_path: Path) -> AsyncIterator[Stack]:
+    opened = await open_stack(task_settings(task_model, tmp_path, agents=json.dumps([KEEPER])))
+    yield opened
+    await close_stack(opened)
+
+
+async def _run(stack: Stack, caller: Caller, text: str, conversation: str) -> str:
+    record, _ = await stack.tasks.submit(
+        "keeper", [{"role": "user", "content": text}], caller, conversation_id=conversation
+    )
+    [done] = await run_worker_until_finished(stack, [record.id])
+    assert done.state is TaskState.SUCCEEDED, done.error
+    return done.id
+
+
+async def test_a_workers_run_replays_only_the_task_creators_history(
+    keeper: Stack, task_model: ScriptedModelServer
+) -> None:
+    await _run(keeper, ALICE, "alice's secret is 271828", "C")
+    for other in (BOB, TWIN):
+        task_model.requests.clear()
+        await _run(keeper, other, "what was said before?", "C")
+        assert "271828" not in json.dumps(task_model.requests), f"{other} replayed Alice's history"
+
+    conversations = keeper.services.conversations
+    assert [m["content"] for m in await conversations.history(ALICE.owner, "C")] == [
+        "alice's secret is 271828",
+        "alice's secret is 271828",
+    ], "nothing was appended to Alice's conversation"
+    assert len(await conversations.history(BOB.owner, "C")) == 2
+
+
+async def test_a_run_resumed_after_approval_remembers_for_its_creator(keeper: Stack) -> None:
+    await _run(keeper, ALICE, "alice's turn", "C")
+    record, _ = await keeper.tasks.submit(
+        "keeper", [{"role": "user", "content": "transfer 5"}], BOB, conversation_id="C"
+    )
+    assert (await run_worker_until(keeper, record.id, parked)).state is TaskState.AWAITING_APPROVAL
+    await keeper.tasks.decide(record.id, RITA, approve=True)
+    [done] = await run_worker_until_finished(keeper, [record.id])
+    assert done.state is TaskState.SUCCEEDED, done.error
+
+    conversations = keeper.services.conversations
+    bobs = await conversations.history(BOB.owner, "C")
+    assert bobs[0] == {"role": "user", "content": "transfer 5"} and bobs[-1]["role"] == "assistant"
+    assert [m["content"] for m in await conversations.history(ALICE.owner, "C")] == [
+        "alice's turn",
+        "alice's turn",
+    ]
+
+
+async def test_a_same_named_caller_of_another_tenant_is_another_caller(keeper: Stack) -> None:
+    record, created = await keeper.tasks.submit(
+        "keeper", [{"role": "user", "content": "hello"}], ALICE, idempotency_key="order-1"
+    )
+    with pytest.raises(TaskNotFound):
+        await keeper.tasks.get(record.id, TWIN)
+    with pytest.raises(TaskNotFound):
+        await keeper.tasks.cancel(record.id, TWIN)
+    twins, twin_created = await keeper.tasks.submit(
+        "keeper", [{"role": "user", "content": "hello"}], TWIN, idempotency_key="order-1"
+    )
+    assert created and twin_created and twins.id != record.id, "the same key in another tenant is a new task"
+    replayed, again = await keeper.tasks.submit(
+        "keeper", [{"role": "user", "content": "hello"}], ALICE, idempotency_key="order-1"
+    )
+    assert (replayed.id, again) == (record.id, False), "the creator's own retry still replays"

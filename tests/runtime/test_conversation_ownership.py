@@ -1,0 +1,154 @@
+"""A conversation belongs to its caller: the leak report replayed over HTTP, and the owners' routes.
+
+Alice (tenant t-a) tells the assistant something under conversation C. Bob (tenant t-b), and a caller who is
+also named alice but in tenant t-b, then name C: neither sees her history nor adds to it. Owners list, read
+and delete their conversations; an operator erases a tenant's; every deletion is audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import pytest
+from runtime_helpers import AGENTS, Runtime, RuntimeFactory, audit_records
+
+from agent_runtime.memory import Owner
+from agent_runtime.memory.sqlite import SqliteConversationStore
+from agent_runtime.testing import ScriptedModelServer
+
+KEYS = {
+    "alice-key-0123456789": {"caller": "alice", "roles": ["user"], "tenant": "t-a"},
+    "carol-key-0123456789": {"caller": "carol", "roles": ["user"], "tenant": "t-a"},
+    "bob-key-0123456789": {"caller": "bob", "roles": ["user"], "tenant": "t-b"},
+    "twin-key-0123456789": {"caller": "alice", "roles": ["user"], "tenant": "t-b"},
+    "ops-key-0123456789": {"caller": "ops", "roles": ["operator"], "tenant": "platform"},
+}
+ALICE, CAROL, BOB, TWIN, OPS = (key for key in KEYS)
+SECRET = "my account number is 31415926"
+
+
+@pytest.fixture
+def runtime(runtime_factory: RuntimeFactory) -> Runtime:
+    return runtime_factory(api_keys=json.dumps(KEYS), agents=json.dumps(AGENTS))
+
+
+def _prompt_of_last_call(model: ScriptedModelServer) -> str:
+    return json.dumps(model.requests[-1]["messages"])
+
+
+def test_another_callers_conversation_id_neither_reads_nor_writes_its_history(
+    runtime: Runtime, model: ScriptedModelServer
+) -> None:
+    first = runtime.invoke("assistant", SECRET, key=ALICE)
+    assert first.status_code == 200, first.text
+    conversation = first.json()["conversation_id"]
+
+    for intruder in (BOB, TWIN):
+        response = runtime.invoke(
+            "assistant", "what did we talk about?", key=intruder, conversation_id=conversation
+        )
+        assert response.status_code == 200 and response.json()["conversation_id"] == conversation
+        assert "31415926" not in _prompt_of_last_call(model), "another caller's history reached the model"
+        assert "31415926" not in response.text
+
+    again = runtime.invoke("assistant", "and now?", key=ALICE, conversation_id=conversation)
+    assert again.status_code == 200
+    prompt = _prompt_of_last_call(model)
+    assert "31415926" in prompt, "Alice's own history is replayed"
+    assert "what did we talk about" not in prompt, "nothing was appended to Alice's conversation"
+
+
+def test_owners_list_read_and_delete_only_their_own_conversations(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="agentstage.audit")
+    for key, conversation, text in ((ALICE, "c1", "one"), (ALICE, "c2", "two"), (BOB, "c1", "bob's")):
+        assert runtime.invoke("assistant", text, key=key, conversation_id=conversation).status_code == 200
+
+    mine = runtime.http.get("/v1/conversations", headers=_auth(ALICE)).json()["conversations"]
+    assert [(c["id"], c["messages"]) for c in mine] == [("c2", 2), ("c1", 2)]
+    assert [
+        c["id"] for c in runtime.http.get("/v1/conversations", headers=_auth(BOB)).json()["conversations"]
+    ] == ["c1"]
+    assert (
+        runtime.http.get("/v1/conversations?limit=1", headers=_auth(ALICE)).json()["conversations"][0]["id"]
+        == "c2"
+    )
+
+    history = runtime.http.get("/v1/conversations/c2", headers=_auth(ALICE))
+    assert history.status_code == 200
+    assert [m["content"] for m in history.json()["messages"]] == ["two", "two"]
+
+    someone_elses = runtime.http.get("/v1/conversations/c2", headers=_auth(BOB))
+    never_used = runtime.http.get("/v1/conversations/zz", headers=_auth(BOB))
+    assert someone_elses.status_code == never_used.status_code == 404
+    assert someone_elses.text.replace("c2", "zz") == never_used.text, "an id of someone else looks unknown"
+    assert someone_elses.json()["error"]["code"] == "unknown_conversation"
+
+    assert runtime.http.delete("/v1/conversations/c2", headers=_auth(BOB)).status_code == 404
+    assert runtime.http.get("/v1/conversations/c2", headers=_auth(ALICE)).status_code == 200
+    assert runtime.http.delete("/v1/conversations/c1", headers=_auth(ALICE)).status_code == 204
+    assert runtime.http.get("/v1/conversations/c1", headers=_auth(ALICE)).status_code == 404
+    assert runtime.http.get("/v1/conversations/c1", headers=_auth(BOB)).status_code == 200, "Bob's c1 stays"
+    assert runtime.http.delete("/v1/conversations/c1", headers=_auth(ALICE)).status_code == 404
+
+    deleted = [r for r in audit_records(caplog) if r["event"] == "conversation_deleted"]
+    assert deleted == [
+        {"event": "conversation_deleted", "by": "alice", "by_tenant": "t-a", "conversation_id": "c1"}
+    ]
+
+
+def test_an_operator_erases_a_tenants_conversations_and_only_an_operator_may(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="agentstage.audit")
+    for key, conversation in ((ALICE, "a"), (CAROL, "c"), (BOB, "a"), (TWIN, "a")):
+        assert runtime.invoke("assistant", "hello", key=key, conversation_id=conversation).status_code == 200
+
+    refused = runtime.http.delete("/v1/tenants/t-a/conversations", headers=_auth(ALICE))
+    assert refused.status_code == 403 and "'operator' role" in refused.json()["error"]["message"]
+
+    erased = runtime.http.delete("/v1/tenants/t-a/conversations", headers=_auth(OPS))
+    assert erased.status_code == 200 and erased.json() == {"tenant": "t-a", "deleted": 2}
+    for key in (ALICE, CAROL):
+        assert runtime.http.get("/v1/conversations", headers=_auth(key)).json()["conversations"] == []
+    for key in (BOB, TWIN):
+        assert len(runtime.http.get("/v1/conversations", headers=_auth(key)).json()["conversations"]) == 1
+
+    [record] = [r for r in audit_records(caplog) if r["event"] == "tenant_conversations_deleted"]
+    assert record == {
+        "event": "tenant_conversations_deleted",
+        "by": "ops",
+        "by_tenant": "platform",
+        "tenant": "t-a",
+        "deleted": 2,
+    }
+
+
+def test_handoff_records_are_never_listed_as_conversations(runtime: Runtime) -> None:
+    assert runtime.invoke("assistant", "hello", key=ALICE, conversation_id="c1").status_code == 200
+
+    async def record_a_handoff() -> None:  # as an orchestrator replica writes it, beside the conversation
+        store = await SqliteConversationStore.open(runtime.settings.sqlite_path)
+        try:
+            await store.append(Owner("t-a", "alice"), "c1#handoff", [{"role": "system", "agent": "writer"}])
+        finally:
+            await store.close()
+
+    asyncio.run(record_a_handoff())
+    listed = runtime.http.get("/v1/conversations", headers=_auth(ALICE)).json()["conversations"]
+    assert [c["id"] for c in listed] == ["c1"]
+    assert runtime.http.delete("/v1/conversations/c1", headers=_auth(ALICE)).status_code == 204
+    assert runtime.http.get("/v1/conversations", headers=_auth(ALICE)).json()["conversations"] == []
+
+
+@pytest.mark.parametrize("path", ["/v1/conversations/bad%23id", "/v1/conversations/" + "x" * 129])
+def test_conversation_ids_outside_the_documented_shape_are_refused(runtime: Runtime, path: str) -> None:
+    response = runtime.http.get(path, headers=_auth(ALICE))
+    assert response.status_code == 422 and response.json()["error"]["field"] == "path.conversation_id"
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
