@@ -205,7 +205,9 @@ def stack_tags(config: StackConfig) -> dict[str, str]:
 
 def agents_json(agents: Iterable[BaseModel]) -> str:
     """Agent definitions in the runtime's AGENTSTAGE_AGENTS shape (snake_case field names)."""
-    return json.dumps([agent.model_dump(mode="json") for agent in agents], separators=(",", ":"))
+    return json.dumps(
+        [agent.model_dump(mode="json", exclude_none=True) for agent in agents], separators=(",", ":")
+    )
 
 
 def runtime_package() -> Package:

@@ -54,6 +54,13 @@ class AgentConfig(_Strict):
     model: str = Field(min_length=1, description="Name of a deployment in `models`.")
     tools: tuple[str, ...] = ()
     token_budget: int = Field(gt=0, le=10_000_000, description="Tokens one request may spend.")
+    max_output_tokens: int | None = Field(
+        default=None,
+        gt=0,
+        le=1_000_000,
+        description="Cap on one answer of this agent (the runtime's default, 4,096, when omitted); budgets hold "
+        "this much output before each call, so a smaller cap admits more calls at once.",
+    )
 
 
 class MemoryConfig(_Strict):

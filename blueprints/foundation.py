@@ -111,7 +111,8 @@ class OrchestratedAgents:
             return agents_json([self.definitions[name]])
         orchestrator = self.orchestrator.runtime_definition([agent.name for agent in agents])
         return json.dumps(
-            [orchestrator, *(agent.model_dump(mode="json") for agent in agents)], separators=(",", ":")
+            [orchestrator, *(agent.model_dump(mode="json", exclude_none=True) for agent in agents)],
+            separators=(",", ":"),
         )
 
     def agent_settings(self, name: str) -> dict[str, pulumi.Input[str]]:

@@ -8,9 +8,10 @@ shape a stack file carries::
       "description": "Shown in GET /v1/agents", "max_steps": 6,
       "memory": {"history_window": 20, "persist": true, "recall_top_k": 0}}]
 
-Only ``name`` is required; ``model``, ``token_budget`` and ``max_steps`` default to the settings'
-``default_model``, ``default_token_budget`` and ``max_steps``. Unknown keys and unknown tools are refused
-at startup with the agent and key named, so a typo fails the deployment rather than a request.
+Only ``name`` is required; ``model``, ``token_budget``, ``max_steps`` and ``max_output_tokens`` default to
+the settings' ``default_model``, ``default_token_budget``, ``max_steps`` and ``max_output_tokens``. Unknown
+keys and unknown tools are refused at startup with the agent and key named, so a typo fails the deployment
+rather than a request.
 
 Resilience and routing keys (all optional): ``"fallback_models": ["gpt-4o-secondary"]`` (deployments tried
 when the model fails), ``"fallback_agent": "other"`` (answers when every deployment fails) and
@@ -127,6 +128,9 @@ class Agent(BaseModel):
     tools: tuple[str, ...] = ()
     token_budget: int = Field(gt=0)
     max_steps: int = Field(gt=0, le=100)
+    max_output_tokens: int = Field(
+        gt=0, le=1_000_000, description="Cap on one answer of this agent's model; budgets hold this much."
+    )
     memory: MemoryPolicy = MemoryPolicy()
     fallback_models: tuple[str, ...] = Field(
         default=(), description="Deployments tried, in order, when the model fails or its breaker is open."
@@ -245,6 +249,7 @@ def _parse_agent(index: int, entry: Any, settings: Settings) -> Agent:
         "model": settings.default_model,
         "token_budget": settings.default_token_budget,
         "max_steps": settings.max_steps,
+        "max_output_tokens": settings.max_output_tokens,
     }
     try:
         return Agent.model_validate(defaults | entry)

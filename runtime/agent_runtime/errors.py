@@ -9,7 +9,7 @@ clients may branch on; ``message`` is for humans and never contains secrets.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 from agent_runtime.trace import ToolOutcome
 
@@ -186,7 +186,11 @@ class BudgetExceeded(LimitExceeded):
 
 
 class QuotaExceeded(LimitExceeded):
-    """A budget of the tenant, agent or caller has no room for the request in its current window."""
+    """A budget of the tenant, agent or caller has no room for the request in its current window.
+
+    ``reason`` says which: ``exhausted`` (what finished calls spent leaves too little, until the window
+    resets) or ``held`` (calls in flight hold the room; the call waited for them and gave up; retry soon).
+    """
 
     status = 429
     code = "quota_exceeded"
@@ -200,25 +204,43 @@ class QuotaExceeded(LimitExceeded):
         metric: str,
         limit: float,
         remaining: float,
+        held: float,
+        needed: float,
+        reason: Literal["exhausted", "held"],
         reset: float,
     ) -> None:
-        super().__init__(
-            f"budget '{budget}' of {scope} '{subject}' has {_amount(remaining)} of {_amount(limit)} {metric} "
-            f"left in this window; it resets in {math.ceil(reset)}s"
-        )
+        owner = f"budget '{budget}' of {scope} '{subject}'"
+        if reason == "exhausted":
+            message = (
+                f"{owner} is spent: {_amount(remaining)} of {_amount(limit)} {metric} left in this window and "
+                f"this call needs up to {_amount(needed)}; it resets in {math.ceil(reset)}s"
+            )
+        else:
+            message = (
+                f"{owner} is held by calls in flight ({_amount(held)} of {_amount(limit)} {metric}); this call "
+                f"needs up to {_amount(needed)} and waited for them to settle; retry shortly"
+            )
+        super().__init__(message)
         self.budget = {
             "name": budget,
             "scope": scope,
             "subject": subject,
             "metric": metric,
+            "reason": reason,
             "limit": limit,
             "remaining": remaining,
+            "held": held,
+            "needed": needed,
             "reset_seconds": math.ceil(reset),
         }
-        self.retry_after = reset
+        self.retry_after = reset if reason == "exhausted" else HELD_RETRY_SECONDS
 
     def to_dict(self) -> dict[str, Any]:
         return {**super().to_dict(), "budget": self.budget}
+
+
+HELD_RETRY_SECONDS = 1.0
+"""``Retry-After`` of a call refused because calls in flight held its budget: they settle within seconds."""
 
 
 def _amount(value: float) -> str:

@@ -20,16 +20,13 @@ from opentelemetry.trace import Span
 
 from agent_runtime.caller import Caller
 from agent_runtime.errors import ModelError
-from agent_runtime.governance.budgets import Budgets, Reservation
+from agent_runtime.governance.budgets import Budgets, Reservation, prompt_bytes
 from agent_runtime.governance.routing import RoutingPolicy, choose
 from agent_runtime.llm import LLM, Completion, TextDelta
 from agent_runtime.memory.base import Message
 from agent_runtime.resilience import Resilience
 from agent_runtime.telemetry import Telemetry
 from agent_runtime.trace import TokenUsage
-
-MESSAGE_OVERHEAD_BYTES = 16
-"""Per message, for the role and the chat format's separators (a few tokens each)."""
 
 
 class RoutedAgent(Protocol):
@@ -39,6 +36,7 @@ class RoutedAgent(Protocol):
     model: str
     fallback_models: tuple[str, ...]
     routing: RoutingPolicy | None
+    max_output_tokens: int
 
 
 @dataclass
@@ -94,8 +92,10 @@ class ModelGateway:
                 caller=scope.caller,
                 agent=agent.name,
                 model=agent.model,
-                prompt_bytes=self._prompt_bytes(agent.name, prompt, specs),
+                prompt_bytes=prompt_bytes(prompt, self._spec_bytes_of(agent.name, specs)),
+                output_tokens=agent.max_output_tokens,
                 first_call=scope.first_call,
+                deadline=deadline,
             )
             self._telemetry.budget_pressure(agent.name, reservation.pressure)
         scope.first_call = False
@@ -138,10 +138,11 @@ class ModelGateway:
         span = telemetry.start_chat(scope.span, deployment, scope.agent.name, reason)
         telemetry.content(span, "gen_ai.input.messages", prompt)
         started = time.perf_counter()
+        cap = scope.agent.max_output_tokens
         events = (
-            self._llm.stream(deployment, prompt, specs)
+            self._llm.stream(deployment, prompt, specs, max_output_tokens=cap)
             if streaming
-            else _one(partial(self._llm.complete, deployment, prompt, specs))
+            else _one(partial(self._llm.complete, deployment, prompt, specs, max_output_tokens=cap))
         )
         error: BaseException | None = None
         try:
@@ -180,20 +181,12 @@ class ModelGateway:
             await events.aclose()
             telemetry.end(span, error)
 
-    def _prompt_bytes(self, agent: str, prompt: Sequence[Message], specs: Sequence[dict[str, Any]]) -> int:
-        """An upper bound of the prompt's size in bytes: contents, tool calls and the tool schemas."""
+    def _spec_bytes_of(self, agent: str, specs: Sequence[dict[str, Any]]) -> int:
+        """The size of an agent's tool schemas, computed once (they never change)."""
         spec_bytes = self._spec_bytes.get(agent)
         if spec_bytes is None:
             spec_bytes = self._spec_bytes[agent] = len(json.dumps(list(specs)).encode())
-        total = spec_bytes
-        for message in prompt:
-            content = message.get("content")
-            total += MESSAGE_OVERHEAD_BYTES + (
-                len(content.encode()) if isinstance(content, str) else len(json.dumps(content).encode())
-            )
-            if "tool_calls" in message:
-                total += len(json.dumps(message["tool_calls"]).encode())
-        return total
+        return spec_bytes
 
 
 async def _one(complete: Callable[[], Awaitable[Completion]]) -> AsyncGenerator[Completion, None]:

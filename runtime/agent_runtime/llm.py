@@ -217,11 +217,17 @@ class LLM:
             await self._credential.close()
 
     async def complete(
-        self, model: str, messages: Sequence[Message], tools: Sequence[dict[str, Any]] = ()
+        self,
+        model: str,
+        messages: Sequence[Message],
+        tools: Sequence[dict[str, Any]] = (),
+        *,
+        max_output_tokens: int | None = None,
     ) -> Completion:
         """One chat completion, waited for in full."""
         started = time.perf_counter()
-        async with self._post("chat/completions", model, self._chat_body(model, messages, tools)) as response:
+        body = self._chat_body(model, messages, tools, max_output_tokens)
+        async with self._post("chat/completions", model, body) as response:
             data = await _json_body(response)
         try:
             choices = data.get("choices")
@@ -240,7 +246,12 @@ class LLM:
         return _finished(model, content, calls, finish_reason, usage, started)
 
     async def stream(
-        self, model: str, messages: Sequence[Message], tools: Sequence[dict[str, Any]] = ()
+        self,
+        model: str,
+        messages: Sequence[Message],
+        tools: Sequence[dict[str, Any]] = (),
+        *,
+        max_output_tokens: int | None = None,
     ) -> AsyncGenerator[TextDelta | Completion, None]:
         """A streamed chat completion: :class:`TextDelta` pieces, then the whole :class:`Completion`."""
         started = time.perf_counter()
@@ -248,7 +259,7 @@ class LLM:
         parts: dict[int, _ToolCallParts] = {}
         finish_reason: str | None = None
         usage = TokenUsage()
-        body = self._chat_body(model, messages, tools)
+        body = self._chat_body(model, messages, tools, max_output_tokens)
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
         async with self._post("chat/completions", model, body) as response:
@@ -291,12 +302,17 @@ class LLM:
         return vectors
 
     def _chat_body(
-        self, model: str, messages: Sequence[Message], tools: Sequence[dict[str, Any]]
+        self,
+        model: str,
+        messages: Sequence[Message],
+        tools: Sequence[dict[str, Any]],
+        max_output_tokens: int | None = None,
     ) -> dict[str, Any]:
+        """The request body; ``max_output_tokens`` (the agent's cap, which budgets held) else the default."""
         body: dict[str, Any] = {"messages": list(messages), "model": model}
         if tools:  # omitted when there are none: several servers reject an empty list
             body["tools"] = list(tools)
-        body["max_completion_tokens"] = self._max_output
+        body["max_completion_tokens"] = max_output_tokens or self._max_output
         return body
 
     @contextlib.asynccontextmanager

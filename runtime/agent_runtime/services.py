@@ -18,6 +18,7 @@ from agent_runtime.agents import AgentCatalog
 from agent_runtime.auth import Authenticator, build_authenticator
 from agent_runtime.errors import ConfigurationError
 from agent_runtime.gateway import ModelGateway
+from agent_runtime.governance.budget_admission import check_admission
 from agent_runtime.governance.budgets import Budgets, parse_prices, parse_rules
 from agent_runtime.governance.guardrails import Guardrails
 from agent_runtime.governance.ledger import Ledger, open_ledger
@@ -64,9 +65,15 @@ class Assembly:
         import_tool_modules(settings)
         catalog = AgentCatalog.from_settings(settings, registry)
         check_agent_queues(settings.agent_queues, (agent.name for agent in catalog))
-        # Budgets are used once the ledger opens; parse them now so a typo fails at import.
-        parse_rules(settings.budgets)
-        parse_prices(settings.model_prices)
+        # Budgets are used once the ledger opens; check them now so a typo, or a budget that could never
+        # admit a call, fails at import.
+        check_admission(
+            parse_rules(settings.budgets),
+            parse_prices(settings.model_prices),
+            catalog,
+            registry,
+            settings.budget_prompt_bytes_per_token,
+        )
         redactor = build_redactor(settings)
         install_log_redaction(redactor)
         telemetry = telemetry or Telemetry(settings, redactor)
@@ -129,7 +136,7 @@ class Services:
             raise
         gateway = ModelGateway(
             assembly.llm,
-            Budgets.from_settings(settings, ledger),
+            Budgets.from_settings(settings, ledger, assembly.telemetry),
             assembly.resilience,
             assembly.telemetry,
             call_timeout=settings.llm_timeout_seconds,

@@ -246,8 +246,15 @@ class Settings(BaseSettings):
     max_output_tokens: int = Field(
         default=4096,
         gt=0,
-        description="Cap on one model answer (sent as max_completion_tokens); budgets reserve this much "
-        "output before each call, so a call can never spend more than was reserved.",
+        description="Default cap on one model answer (sent as max_completion_tokens; an agent's "
+        "max_output_tokens overrides it); budgets hold this much output before each call, so a call can never "
+        "spend more than was held.",
+    )
+    budget_wait_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long a call may wait, within its deadline, for calls in flight to settle when they "
+        "hold the room its budget needs (0: refuse at once, 429 with reason held).",
     )
     budgets: str = Field(
         default="[]",

@@ -76,6 +76,24 @@ class Telemetry(Observer):
             "agentstage.budget.pressure",
             description="Highest fraction of any budget in use after a reservation.",
         )
+        self._budget_reserved = meter.create_counter(
+            "agentstage.budget.reserved",
+            description="Held by model calls before they ran, per budget and metric (tokens, requests, "
+            "micro-USD).",
+        )
+        self._budget_settled = meter.create_counter(
+            "agentstage.budget.settled", description="Really spent by model calls, per budget and metric."
+        )
+        self._budget_refused = meter.create_counter(
+            "agentstage.budget.refused",
+            description="Calls refused, per budget, metric and reason: exhausted (spent) or held (by calls "
+            "in flight, after waiting).",
+        )
+        self._budget_wait = meter.create_histogram(
+            "agentstage.budget.wait.duration",
+            unit="s",
+            description="How long calls waited for calls in flight to settle before they were admitted.",
+        )
 
     def _configure(
         self, settings: Settings
@@ -222,6 +240,31 @@ class Telemetry(Observer):
 
     def budget_pressure(self, agent: str, pressure: float) -> None:
         self._budget.set(pressure, {"gen_ai.agent.name": agent})
+
+    # -- BudgetMeter ---------------------------------------------------------------------------------
+
+    def budget_reserved(self, budget: str, metric: str, amount: int) -> None:
+        self._budget_reserved.add(
+            amount, {"agentstage.budget.name": budget, "agentstage.budget.metric": metric}
+        )
+
+    def budget_settled(self, budget: str, metric: str, amount: int) -> None:
+        self._budget_settled.add(
+            amount, {"agentstage.budget.name": budget, "agentstage.budget.metric": metric}
+        )
+
+    def budget_refused(self, budget: str, metric: str, reason: str) -> None:
+        self._budget_refused.add(
+            1,
+            {
+                "agentstage.budget.name": budget,
+                "agentstage.budget.metric": metric,
+                "agentstage.budget.reason": reason,
+            },
+        )
+
+    def budget_waited(self, budget: str, seconds: float) -> None:
+        self._budget_wait.record(seconds, {"agentstage.budget.name": budget})
 
     # -- Observer (resilience) -----------------------------------------------------------------------
 

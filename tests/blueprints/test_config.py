@@ -69,7 +69,7 @@ def test_unknown_nested_key_names_its_path_and_siblings() -> None:
     agent = {"name": "assistant", "instructions": "Help.", "model": "chat", "tokenBudget": 1, "toolz": []}
     message = error_for(valid_config(agents=[agent]))
     assert f"{SOURCE}: unknown key 'agentstage:agents[0].toolz'" in message
-    assert "instructions, model, name, tokenBudget, tools" in message
+    assert "instructions, maxOutputTokens, model, name, tokenBudget, tools" in message
 
 
 def test_snake_case_keys_are_typos_too() -> None:

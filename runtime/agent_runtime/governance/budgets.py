@@ -7,33 +7,50 @@
      {"name": "bob-minute", "scope": "caller", "match": "bob", "window_seconds": 60, "requests": 10}]
 
 ``match`` is one tenant / agent / caller id, or ``"*"`` for a counter of its own per id. Every model call
-reserves before it is sent: tokens as an upper bound (prompt bytes / ``budget_prompt_bytes_per_token`` plus
-``max_output_tokens``, which the model is told as its cap), cost priced from ``AGENTSTAGE_MODEL_PRICES``
-(integer micro-dollars, rounded up), and one request on the run's first call. After the call the reservation
-is settled to the actual usage (a failed call refunds its tokens and cost; the request stays counted). All
-lines of all matching rules are reserved in one atomic ledger step, so concurrent requests never overspend.
+*holds* its worst case before it is sent: tokens as an upper bound (prompt bytes /
+``budget_prompt_bytes_per_token`` plus the agent's ``max_output_tokens``, which the model is told as its
+cap), cost priced from ``AGENTSTAGE_MODEL_PRICES`` (integer micro-dollars, rounded up), and one request on
+the run's first call. After the call the hold is settled to the actual usage (a failed call spends no
+tokens and no cost; the request stays counted). All lines of all matching rules are held in one atomic
+ledger step, so concurrent requests never overspend.
+
+A call without room is refused (429) only when the budget is really spent: its settled usage plus what
+the call needs passes the limit (``"reason": "exhausted"``). When calls in flight merely hold the room, it
+waits for them to settle, in arrival order (:mod:`.budget_queue`), up to ``budget_wait_seconds`` and the
+request's deadline; only then is it refused with ``"reason": "held"``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import math
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from agent_runtime.caller import Caller
 from agent_runtime.errors import ConfigurationError, QuotaExceeded
+from agent_runtime.governance.budget_queue import HeldQueue
 from agent_runtime.governance.ledger import Ledger, Line, Refusal
 from agent_runtime.settings import Settings, env_name
 from agent_runtime.trace import TokenUsage
 
 T = TypeVar("T")
 Metric = Literal["tokens", "requests", "cost"]
+Reason = Literal["exhausted", "held"]
 MICRO = 1_000_000
+MESSAGE_OVERHEAD_BYTES = 16
+"""Per message, for the role and the chat format's separators (a few tokens each)."""
+FIRST_POLL_SECONDS, LONGEST_POLL_SECONDS = 0.005, 0.2
+"""How often a waiting call looks again for settlements of other processes (doubling in between)."""
+HOLD_LEASE_MARGIN_SECONDS = 60.0
+"""A hold outlives its request's deadline by this much before it is presumed dead and counted as spent."""
 
 
 class BudgetRule(BaseModel):
@@ -84,37 +101,58 @@ class Reservation:
     """What one model call holds on the ledger, settled after the call; ``pressure`` is the highest
     fraction of any limit now in use (1.0 = at the limit), which model routing may act on."""
 
+    hold: str
     counters: tuple[_Counter, ...]
     model: str
     pressure: float
 
 
+class BudgetMeter(Protocol):
+    """Where budgets report what they do (the runtime's telemetry; amounts in tokens, requests or
+    micro-dollars)."""
+
+    def budget_reserved(self, budget: str, metric: str, amount: int) -> None: ...
+
+    def budget_settled(self, budget: str, metric: str, amount: int) -> None: ...
+
+    def budget_refused(self, budget: str, metric: str, reason: Reason) -> None: ...
+
+    def budget_waited(self, budget: str, seconds: float) -> None: ...
+
+
 class Budgets:
-    """Reserves and settles model calls against the configured budgets on a :class:`Ledger`."""
+    """Holds and settles model calls against the configured budgets on a :class:`Ledger`."""
 
     def __init__(
         self,
         rules: Sequence[BudgetRule],
         prices: dict[str, ModelPrice],
         ledger: Ledger,
+        meter: BudgetMeter,
         *,
-        max_output_tokens: int,
         bytes_per_token: float,
+        wait_seconds: float,
+        lease_seconds: float,
     ) -> None:
         self._rules = tuple(rules)
         self._prices = prices
         self._ledger = ledger
-        self._max_output = max_output_tokens
+        self._meter = meter
         self._bytes_per_token = bytes_per_token
+        self._wait_seconds = wait_seconds
+        self._lease_seconds = lease_seconds
+        self._queue = HeldQueue()
 
     @classmethod
-    def from_settings(cls, settings: Settings, ledger: Ledger) -> Budgets:
+    def from_settings(cls, settings: Settings, ledger: Ledger, meter: BudgetMeter) -> Budgets:
         return cls(
             parse_rules(settings.budgets),
             parse_prices(settings.model_prices),
             ledger,
-            max_output_tokens=settings.max_output_tokens,
+            meter,
             bytes_per_token=settings.budget_prompt_bytes_per_token,
+            wait_seconds=settings.budget_wait_seconds,
+            lease_seconds=settings.deadline_seconds + HOLD_LEASE_MARGIN_SECONDS,
         )
 
     @property
@@ -125,37 +163,102 @@ class Budgets:
         return self._prices.get(model)
 
     async def reserve(
-        self, *, caller: Caller, agent: str, model: str, prompt_bytes: int, first_call: bool
+        self,
+        *,
+        caller: Caller,
+        agent: str,
+        model: str,
+        prompt_bytes: int,
+        output_tokens: int,
+        first_call: bool,
+        deadline: float,
     ) -> Reservation:
-        """Hold the worst case of one model call, or raise :class:`QuotaExceeded` naming the budget."""
+        """Hold the worst case of one model call: at once when there is room, after waiting when calls in
+        flight hold it; else :class:`QuotaExceeded` naming the budget and why."""
         input_tokens = math.ceil(prompt_bytes / self._bytes_per_token)
         amounts: dict[Metric, int] = {
-            "tokens": input_tokens + self._max_output,
+            "tokens": input_tokens + output_tokens,
             "requests": 1 if first_call else 0,
-            "cost": self._cost(model, input_tokens, self._max_output),
+            "cost": self._cost(model, input_tokens, output_tokens),
         }
         counters = self._counters(caller, agent, amounts, time.time())
         if not counters:
-            return Reservation((), model, 0.0)
-        result = await self._ledger.reserve([counter.line for counter in counters])
-        if isinstance(result, Refusal):
-            raise self._refused(counters[result.index], result.spent)
-        pressure = max(total / counter.line.limit for total, counter in zip(result, counters, strict=True))
-        return Reservation(tuple(counters), model, pressure)
+            return Reservation("", (), model, 0.0)
+        hold = uuid.uuid4().hex
+        waiting_on = self._queue.waiting_on(counter.line.key for counter in counters)
+        if waiting_on is None:
+            result = await self._ledger.reserve(
+                hold, [counter.line for counter in counters], self._lease_seconds
+            )
+            if not isinstance(result, Refusal):
+                return self._held(hold, counters, model, result)
+            waiting_on = self._exhausted_or_held(counters, result)
+        return await self._wait(waiting_on, hold, counters, model, deadline)
 
     async def settle(self, reservation: Reservation, usage: TokenUsage) -> None:
-        """Replace the reserved tokens and cost with what the call really spent."""
+        """End the hold with what the call really spent (requests stay as held)."""
+        if not reservation.counters:
+            return
         actual: dict[Metric, int] = {
             "tokens": usage.total_tokens,
             "cost": self._cost(reservation.model, usage.prompt_tokens, usage.completion_tokens),
         }
-        deltas = [
-            (counter.line.key, actual[counter.metric] - counter.line.amount)
+        spent = [
+            (counter.line.key, actual.get(counter.metric, counter.line.amount))
             for counter in reservation.counters
-            if counter.metric in actual and actual[counter.metric] != counter.line.amount
         ]
-        if deltas:
-            await self._ledger.adjust(deltas)
+        await self._ledger.settle(reservation.hold, spent)
+        self._queue.settled(key for key, _ in spent)
+        for counter, (_, amount) in zip(reservation.counters, spent, strict=True):
+            self._meter.budget_settled(counter.rule.name, counter.metric, amount)
+
+    async def _wait(
+        self, key: str, hold: str, counters: list[_Counter], model: str, deadline: float
+    ) -> Reservation:
+        """Queue on ``key`` until the hold fits, the budget turns out spent, or the wait is over."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        lines = [counter.line for counter in counters]
+        last: tuple[_Counter, Refusal] | None = None
+        try:
+            async with asyncio.timeout_at(min(deadline, started + self._wait_seconds)):
+                async with self._queue.turn(key) as waiter:
+                    pause = FIRST_POLL_SECONDS
+                    while True:
+                        result = await self._ledger.reserve(hold, lines, self._lease_seconds)
+                        if not isinstance(result, Refusal):
+                            self._meter.budget_waited(_budget_of(counters, key), loop.time() - started)
+                            return self._held(hold, counters, model, result)
+                        self._exhausted_or_held(counters, result)
+                        last = (counters[result.index], result)
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(waiter.wake.wait(), pause)
+                        waiter.wake.clear()
+                        pause = min(pause * 2, LONGEST_POLL_SECONDS)
+        except TimeoutError:
+            counter, refusal = last or await self._refusal_of(counters, key)
+            self._meter.budget_refused(counter.rule.name, counter.metric, "held")
+            raise self._refused(counter, refusal, "held") from None
+
+    def _exhausted_or_held(self, counters: list[_Counter], refusal: Refusal) -> str:
+        """Raise when the budget is spent whatever calls in flight settle to; else the counter to wait on."""
+        counter = counters[refusal.index]
+        if refusal.settled + counter.line.amount > counter.line.limit:
+            self._meter.budget_refused(counter.rule.name, counter.metric, "exhausted")
+            raise self._refused(counter, refusal, "exhausted")
+        return counter.line.key
+
+    def _held(self, hold: str, counters: list[_Counter], model: str, totals: list[int]) -> Reservation:
+        for counter in counters:
+            self._meter.budget_reserved(counter.rule.name, counter.metric, counter.line.amount)
+        pressure = max(total / counter.line.limit for total, counter in zip(totals, counters, strict=True))
+        return Reservation(hold, tuple(counters), model, pressure)
+
+    async def _refusal_of(self, counters: list[_Counter], key: str) -> tuple[_Counter, Refusal]:
+        """The counter a call waited on, as the ledger has it now (the wait ended before any attempt)."""
+        index = next(i for i, counter in enumerate(counters) if counter.line.key == key)
+        [usage] = await self._ledger.usage([key])
+        return counters[index], Refusal(index, usage.settled, usage.held)
 
     def _cost(self, model: str, input_tokens: int, output_tokens: int) -> int:
         price = self._prices.get(model)
@@ -170,12 +273,7 @@ class Budgets:
                 continue
             start = now // rule.window_seconds * rule.window_seconds
             end = start + rule.window_seconds
-            limits: dict[Metric, int | None] = {
-                "tokens": rule.tokens,
-                "requests": rule.requests,
-                "cost": round(rule.cost_usd * MICRO) if rule.cost_usd is not None else None,
-            }
-            for metric, limit in limits.items():
+            for metric, limit in limits(rule).items():
                 if limit is None or (metric == "requests" and not amounts["requests"]):
                     continue
                 key = f"{rule.name}|{rule.scope}:{subject}|{metric}|{int(start)}"
@@ -183,7 +281,7 @@ class Budgets:
         return counters
 
     @staticmethod
-    def _refused(counter: _Counter, spent: int) -> QuotaExceeded:
+    def _refused(counter: _Counter, refusal: Refusal, reason: Reason) -> QuotaExceeded:
         scale = MICRO if counter.metric == "cost" else 1
         return QuotaExceeded(
             budget=counter.rule.name,
@@ -191,9 +289,38 @@ class Budgets:
             subject=counter.subject,
             metric="cost_usd" if counter.metric == "cost" else counter.metric,
             limit=counter.line.limit / scale,
-            remaining=max(0, counter.line.limit - spent) / scale,
+            remaining=max(0, counter.line.limit - refusal.settled - refusal.held) / scale,
+            held=refusal.held / scale,
+            needed=counter.line.amount / scale,
+            reason=reason,
             reset=max(0.0, counter.line.expires_at - time.time()),
         )
+
+
+def limits(rule: BudgetRule) -> dict[Metric, int | None]:
+    """A rule's limits in ledger units: tokens, requests, micro-dollars."""
+    return {
+        "tokens": rule.tokens,
+        "requests": rule.requests,
+        "cost": round(rule.cost_usd * MICRO) if rule.cost_usd is not None else None,
+    }
+
+
+def prompt_bytes(prompt: Sequence[dict[str, Any]], spec_bytes: int) -> int:
+    """An upper bound of a prompt's size in bytes: contents, tool calls and the tool schemas (``spec_bytes``)."""
+    total = spec_bytes
+    for message in prompt:
+        content = message.get("content")
+        total += MESSAGE_OVERHEAD_BYTES + (
+            len(content.encode()) if isinstance(content, str) else len(json.dumps(content).encode())
+        )
+        if "tool_calls" in message:
+            total += len(json.dumps(message["tool_calls"]).encode())
+    return total
+
+
+def _budget_of(counters: list[_Counter], key: str) -> str:
+    return next(counter.rule.name for counter in counters if counter.line.key == key)
 
 
 def parse_rules(raw: str) -> list[BudgetRule]:

@@ -1,7 +1,13 @@
-"""The ledger interface: atomic all-or-nothing reservations against limits, and idempotency records.
+"""The ledger interface: atomic all-or-nothing holds against limits, and idempotency records.
+
+A counter keeps what calls really spent (*settled*) apart from what calls in flight *hold*: each model call
+holds its worst case before it is sent and settles to its actual usage after. A hold has a lease; a call
+that dies without settling leaves its hold behind, and once the lease has passed the hold counts as spent
+(its usage is unknown, so its worst case is assumed: nothing is ever overspent). Keeping the two apart lets
+the budgets tell a budget that is really spent from one that calls in flight hold for a moment.
 
 Backends (:mod:`.ledger_sqlite`, :mod:`.ledger_redis`) make :meth:`Ledger.reserve` one atomic step, so
-concurrent requests, in one process or many, can never together pass a limit: check-then-add happens
+concurrent requests, in one process or many, can never together pass a limit: check-then-hold happens
 inside one SQLite write transaction or one Redis Lua script.
 """
 
@@ -17,7 +23,7 @@ from agent_runtime.settings import Settings, env_name
 
 @dataclass(frozen=True)
 class Line:
-    """Reserve ``amount`` on counter ``key`` unless that would pass ``limit``; the counter expires at ``expires_at``."""
+    """Hold ``amount`` on counter ``key`` unless that would pass ``limit``; the counter expires at ``expires_at``."""
 
     key: str
     limit: int
@@ -27,10 +33,20 @@ class Line:
 
 @dataclass(frozen=True)
 class Refusal:
-    """The first line without room, and what its counter held."""
+    """The first line without room, and what its counter held: settled by finished calls, held by calls in
+    flight (a hold whose lease passed counts as settled)."""
 
     index: int
-    spent: int
+    settled: int
+    held: int
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One counter: what finished calls spent, and what calls in flight hold."""
+
+    settled: int
+    held: int
 
 
 PENDING = "\x00pending"
@@ -38,14 +54,16 @@ PENDING = "\x00pending"
 
 
 class Ledger(Protocol):
-    async def reserve(self, lines: Sequence[Line]) -> Refusal | list[int]:
-        """Add every amount, or none if any line would pass its limit; the counters after adding."""
+    async def reserve(self, hold: str, lines: Sequence[Line], lease_seconds: float) -> Refusal | list[int]:
+        """Hold every line's amount under ``hold`` for ``lease_seconds``, or nothing if any line's
+        settled + held + amount would pass its limit; the counters' settled + held after holding."""
 
-    async def adjust(self, deltas: Sequence[tuple[str, int]]) -> None:
-        """Add (signed) deltas to existing counters: settling a reservation with the actual usage."""
+    async def settle(self, hold: str, spent: Sequence[tuple[str, int]]) -> None:
+        """End ``hold`` on each key and add what the call really spent there. A hold whose lease passed was
+        already counted as spent in full, and is left so."""
 
-    async def spent(self, keys: Sequence[str]) -> list[int]:
-        """The counters' values (0 for unknown or expired keys)."""
+    async def usage(self, keys: Sequence[str]) -> list[Usage]:
+        """Each counter's settled and held amounts (0 for unknown or expired keys)."""
 
     async def claim(self, key: str, ttl_seconds: float) -> str | None:
         """``None`` if this caller now owns ``key``; else the stored result, or :data:`PENDING`."""

@@ -24,12 +24,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from agent_runtime.governance.ledger import PENDING, Line, Refusal
+from agent_runtime.governance.ledger import PENDING, Line, Refusal, Usage
 
 T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS budget_ledger (key TEXT PRIMARY KEY, spent INTEGER NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS budget_holds (
+    key TEXT NOT NULL, hold TEXT NOT NULL, amount INTEGER NOT NULL, lease_until REAL NOT NULL,
+    PRIMARY KEY (key, hold)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tool_results (key TEXT PRIMARY KEY, result TEXT, expires_at REAL NOT NULL);
 """
 
@@ -104,6 +108,10 @@ class SqliteLedger:
             conn.executescript(_SCHEMA)
             now = time.time()
             conn.execute("DELETE FROM budget_ledger WHERE expires_at < ?", (now,))
+            conn.execute(
+                "DELETE FROM budget_holds WHERE key NOT IN (SELECT key FROM budget_ledger) AND lease_until < ?",
+                (now,),
+            )
             conn.execute("DELETE FROM tool_results WHERE expires_at < ?", (now,))
             conn.execute("PRAGMA wal_autocheckpoint = 0")
             conn.execute("PRAGMA busy_timeout = 0")
@@ -143,45 +151,40 @@ class SqliteLedger:
             await asyncio.sleep(pause)
             pause = min(pause * 2, longest)
 
-    async def reserve(self, lines: Sequence[Line]) -> Refusal | list[int]:
+    async def reserve(self, hold: str, lines: Sequence[Line], lease_seconds: float) -> Refusal | list[int]:
         def reserve(conn: sqlite3.Connection) -> Refusal | list[int]:
             now = time.time()
             after: list[int] = []
             for index, line in enumerate(lines):
-                row = conn.execute(
-                    "SELECT spent FROM budget_ledger WHERE key = ? AND expires_at > ?", (line.key, now)
-                ).fetchone()
-                spent = row[0] if row else 0
-                if spent + line.amount > line.limit:
-                    return Refusal(index, spent)
-                after.append(spent + line.amount)
+                usage = _usage(conn, line.key, now)
+                if usage.settled + usage.held + line.amount > line.limit:
+                    return Refusal(index, usage.settled, usage.held)
+                after.append(usage.settled + usage.held + line.amount)
             conn.executemany(
-                "INSERT INTO budget_ledger (key, spent, expires_at) VALUES (?, ?, ?) ON CONFLICT (key) DO "
-                "UPDATE SET spent = excluded.spent, expires_at = excluded.expires_at",
-                [(line.key, total, line.expires_at) for line, total in zip(lines, after, strict=True)],
+                "INSERT INTO budget_ledger (key, spent, expires_at) VALUES (?, 0, ?) ON CONFLICT (key) DO "
+                "UPDATE SET expires_at = excluded.expires_at",
+                [(line.key, line.expires_at) for line in lines],
+            )
+            conn.executemany(
+                "INSERT INTO budget_holds (key, hold, amount, lease_until) VALUES (?, ?, ?, ?)",
+                [(line.key, hold, line.amount, now + lease_seconds) for line in lines],
             )
             return after
 
         return await self._run(reserve)
 
-    async def adjust(self, deltas: Sequence[tuple[str, int]]) -> None:
-        def adjust(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "UPDATE budget_ledger SET spent = spent + ? WHERE key = ?", [(d, k) for k, d in deltas]
-            )
+    async def settle(self, hold: str, spent: Sequence[tuple[str, int]]) -> None:
+        def settle(conn: sqlite3.Connection) -> None:
+            for key, amount in spent:
+                if conn.execute("DELETE FROM budget_holds WHERE key = ? AND hold = ?", (key, hold)).rowcount:
+                    conn.execute("UPDATE budget_ledger SET spent = spent + ? WHERE key = ?", (amount, key))
 
-        await self._run(adjust)
+        await self._run(settle)
 
-    async def spent(self, keys: Sequence[str]) -> list[int]:
-        def read(conn: sqlite3.Connection) -> list[int]:
+    async def usage(self, keys: Sequence[str]) -> list[Usage]:
+        def read(conn: sqlite3.Connection) -> list[Usage]:
             now = time.time()
-            rows = [
-                conn.execute(
-                    "SELECT spent FROM budget_ledger WHERE key = ? AND expires_at > ?", (key, now)
-                ).fetchone()
-                for key in keys
-            ]
-            return [row[0] if row else 0 for row in rows]
+            return [_usage(conn, key, now) for key in keys]
 
         return await self._run(read)
 
@@ -220,3 +223,20 @@ class SqliteLedger:
         self._conn.close()
         if self._checkpointer is not None:
             await self._checkpointer.close()
+
+
+def _usage(conn: sqlite3.Connection, key: str, now: float) -> Usage:
+    """A counter's settled and held amounts, after folding holds whose lease passed into settled."""
+    expired = conn.execute(
+        "SELECT coalesce(sum(amount), 0) FROM budget_holds WHERE key = ? AND lease_until <= ?", (key, now)
+    ).fetchone()[0]
+    if expired:
+        conn.execute("DELETE FROM budget_holds WHERE key = ? AND lease_until <= ?", (key, now))
+        conn.execute("UPDATE budget_ledger SET spent = spent + ? WHERE key = ?", (expired, key))
+    row = conn.execute(
+        "SELECT spent FROM budget_ledger WHERE key = ? AND expires_at > ?", (key, now)
+    ).fetchone()
+    held = conn.execute("SELECT coalesce(sum(amount), 0) FROM budget_holds WHERE key = ?", (key,)).fetchone()[
+        0
+    ]
+    return Usage(row[0] if row else 0, held)

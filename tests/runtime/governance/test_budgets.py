@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import httpx
 import pytest
 from runtime_helpers import USER_KEY, Runtime, RuntimeFactory
 
-from agent_runtime.governance.ledger import Line, Refusal
+from agent_runtime.governance.ledger import Line, Refusal, Usage
 from agent_runtime.governance.ledger_redis import PREFIX, RedisLedger
 from agent_runtime.governance.ledger_sqlite import SqliteLedger
 
@@ -160,25 +161,29 @@ def test_a_thousand_concurrent_requests_never_overspend_and_the_ledger_is_exact(
 def test_separate_connections_to_one_sqlite_file_never_overspend(tmp_path: Path) -> None:
     """Four ledgers (four connections, four threads: as four processes would) race for 100 units."""
 
-    async def race() -> tuple[int, int]:
+    async def race() -> tuple[int, Usage]:
         path = str(tmp_path / "ledger.db")
         ledgers = [await SqliteLedger.open(path) for _ in range(4)]
         line = Line("shared", limit=100, amount=1, expires_at=2**40)
         try:
             results = await asyncio.gather(
-                *(ledger.reserve([line]) for ledger in ledgers for _ in range(100))
+                *(
+                    ledger.reserve(f"h{i}-{n}", [line], 60)
+                    for i, ledger in enumerate(ledgers)
+                    for n in range(100)
+                )
             )
-            [spent] = await ledgers[0].spent(["shared"])
+            [usage] = await ledgers[0].usage(["shared"])
         finally:
             await asyncio.gather(*(ledger.close() for ledger in ledgers))
-        return sum(not isinstance(r, Refusal) for r in results), spent
+        return sum(not isinstance(r, Refusal) for r in results), usage
 
-    assert asyncio.run(race()) == (100, 100)
+    assert asyncio.run(race()) == (100, Usage(settled=0, held=100))
 
 
 _RACER = """
 import asyncio, sys, time
-from agent_runtime.governance.ledger import Line, Refusal
+from agent_runtime.governance.ledger import Line, Refusal, Usage
 from agent_runtime.governance.ledger_sqlite import SqliteLedger
 
 async def race():
@@ -186,46 +191,85 @@ async def race():
     line = Line("shared", limit=1000, amount=1, expires_at=2**40)
     await asyncio.sleep(float(sys.argv[2]) - time.time())  # all start together, whenever each imported
     try:
-        results = await asyncio.gather(*(ledger.reserve([line]) for _ in range(600)))
+        results = await asyncio.gather(*(ledger.reserve(f"{sys.argv[3]}-{n}", [line], 60) for n in range(600)))
+        granted = [f"{sys.argv[3]}-{n}" for n, r in enumerate(results) if not isinstance(r, Refusal)]
+        await asyncio.gather(*(ledger.settle(hold, [("shared", 1)]) for hold in granted))
     finally:
         await ledger.close()
-    print(sum(not isinstance(r, Refusal) for r in results))
+    print(len(granted))
 
 asyncio.run(race())
 """
 
 
 def test_worker_processes_sharing_one_sqlite_file_never_overspend(tmp_path: Path) -> None:
-    """Three processes (as three uvicorn workers) race for 1,000 units: exactly 1,000 are granted."""
+    """Three processes (as three uvicorn workers) race for 1,000 units and settle them: exactly 1,000."""
     path = str(tmp_path / "ledger.db")
     start = str(time.time() + 3)
     racers = [
-        subprocess.Popen([sys.executable, "-c", _RACER, path, start], stdout=subprocess.PIPE, text=True)
-        for _ in range(3)
+        subprocess.Popen(
+            [sys.executable, "-c", _RACER, path, start, f"p{n}"], stdout=subprocess.PIPE, text=True
+        )
+        for n in range(3)
     ]
     granted = sum(int(racer.communicate(timeout=60)[0]) for racer in racers)
     with sqlite3.connect(path) as conn:
         [(spent,)] = conn.execute("SELECT spent FROM budget_ledger WHERE key = 'shared'").fetchall()
-    assert (granted, spent) == (1000, 1000)
+        [(holds,)] = conn.execute("SELECT count(*) FROM budget_holds").fetchall()
+    assert (granted, spent, holds) == (1000, 1000, 0)
+
+
+async def _ledger(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Any:
+    if backend == "sqlite":
+        return await SqliteLedger.open(str(tmp_path / "l.db"))
+    return await RedisLedger.connect(request.getfixturevalue("redis_url"))
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
-def test_reservations_are_all_or_nothing_and_settle_to_actual_usage(
+def test_holds_are_all_or_nothing_and_settle_to_actual_usage(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     async def scenario() -> None:
-        if backend == "sqlite":
-            ledger: Any = await SqliteLedger.open(str(tmp_path / "l.db"))
-        else:
-            ledger = await RedisLedger.connect(request.getfixturevalue("redis_url"))
+        ledger = await _ledger(backend, tmp_path, request)
+        tag = uuid.uuid4().hex[:8]
         try:
-            await ledger.adjust([])  # nothing to settle is fine
-            a, b = Line(f"{backend}-a", 10, 4, 2**40), Line(f"{backend}-b", 5, 4, 2**40)
-            assert await ledger.reserve([a, b]) == [4, 4]
-            assert await ledger.reserve([a, b]) == Refusal(1, 4), "b has no room: a must not move either"
-            assert await ledger.spent([a.key, b.key]) == [4, 4]
-            await ledger.adjust([(a.key, -3), (b.key, -3)])  # the call used 1 of the 4 reserved
-            assert await ledger.spent([a.key, b.key]) == [1, 1]
+            await ledger.settle("nobody", [])  # nothing to settle is fine
+            a, b = Line(f"{tag}-a", 10, 4, 2**40), Line(f"{tag}-b", 5, 4, 2**40)
+            assert await ledger.reserve("h1", [a, b], 60) == [4, 4]
+            assert await ledger.reserve("h2", [a, b], 60) == Refusal(1, settled=0, held=4), (
+                "b has no room: a must not move either"
+            )
+            assert await ledger.usage([a.key, b.key]) == [Usage(0, 4), Usage(0, 4)]
+            await ledger.settle("h1", [(a.key, 1), (b.key, 1)])  # the call used 1 of the 4 held
+            assert await ledger.usage([a.key, b.key]) == [Usage(1, 0), Usage(1, 0)]
+            await ledger.settle("h1", [(a.key, 1), (b.key, 1)])
+            assert await ledger.usage([a.key, b.key]) == [Usage(1, 0), Usage(1, 0)], "a hold settles once"
+            assert await ledger.reserve("h3", [b], 60) == [5]
+            assert await ledger.reserve("h4", [b], 60) == Refusal(0, settled=1, held=4)
+        finally:
+            await ledger.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_a_hold_whose_lease_passed_counts_as_spent(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A call that died holding its worst case: once the lease passes, the worst case is what it spent."""
+
+    async def scenario() -> None:
+        ledger = await _ledger(backend, tmp_path, request)
+        key = f"lease-{uuid.uuid4().hex[:8]}"
+        line = Line(key, 10, 4, 2**40)
+        try:
+            assert await ledger.reserve("dead", [line], 0.05) == [4]
+            assert await ledger.usage([key]) == [Usage(0, 4)]
+            await asyncio.sleep(0.1)
+            assert await ledger.usage([key]) == [Usage(4, 0)]
+            await ledger.settle("dead", [(key, 1)])  # too late: its worst case stays counted
+            assert await ledger.usage([key]) == [Usage(4, 0)]
+            assert await ledger.reserve("next", [line], 60) == [8]
         finally:
             await ledger.close()
 
@@ -242,8 +286,8 @@ def test_a_locked_sqlite_file_delays_reservations_without_blocking_the_event_loo
         line = Line("locked", limit=10, amount=4, expires_at=2**40)
         try:
             other.execute("BEGIN IMMEDIATE")  # as another worker process mid-transaction
-            first = asyncio.ensure_future(ledger.reserve([line]))
-            second = asyncio.ensure_future(ledger.reserve([line]))
+            first = asyncio.ensure_future(ledger.reserve("first", [line], 60))
+            second = asyncio.ensure_future(ledger.reserve("second", [line], 60))
             ticks = 0
             for _ in range(5):
                 await asyncio.sleep(0.01)  # the loop keeps running while both wait for the lock
@@ -251,7 +295,7 @@ def test_a_locked_sqlite_file_delays_reservations_without_blocking_the_event_loo
             assert ticks == 5 and not first.done() and not second.done()
             other.execute("COMMIT")
             assert sorted([await first, await second]) == [[4], [8]]
-            assert await ledger.reserve([line]) == Refusal(0, 8)
+            assert await ledger.reserve("third", [line], 60) == Refusal(0, settled=0, held=8)
         finally:
             other.close()
             await ledger.close()
