@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -61,6 +62,10 @@ def short_type(type_: str) -> str:
     return type_ if type_.startswith("agentstage:") else type_.split(":", 1)[-1]
 
 
+RUNTIME_SETTINGS = {"AGENTSTAGE_BUDGETS": "budgets", "AGENTSTAGE_BUDGET_BACKEND": "ledger"}
+"""Runtime settings worth showing beside an app or workload: the budgets it enforces, and where."""
+
+
 def key_settings(resource: Resource) -> dict[str, Any]:
     found: dict[str, Any] = {}
     if "roleDefinitionId" in resource.inputs:
@@ -71,6 +76,8 @@ def key_settings(resource: Resource) -> dict[str, Any]:
 
 def _collect(value: Any, found: dict[str, Any]) -> None:
     if isinstance(value, dict):
+        if value.get("name") in RUNTIME_SETTINGS and isinstance(value.get("value"), str):
+            found[RUNTIME_SETTINGS[value["name"]]] = _runtime_setting(value["name"], value["value"])
         for key, item in value.items():
             if key in NOTABLE_KEYS and not isinstance(item, dict | list) and key not in found:
                 found[key] = item
@@ -80,6 +87,17 @@ def _collect(value: Any, found: dict[str, Any]) -> None:
     elif isinstance(value, list):
         for item in value:
             _collect(item, found)
+
+
+def _runtime_setting(name: str, value: str) -> str:
+    """Budgets by name (``tenant-daily+caller-minute``); anything else as it is."""
+    if name != "AGENTSTAGE_BUDGETS":
+        return value
+    try:
+        rules = json.loads(value)
+        return "+".join(str(rule["name"]) for rule in rules)
+    except (ValueError, TypeError, KeyError):
+        return value
 
 
 def role_name(role_definition_id: str) -> str:

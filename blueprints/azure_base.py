@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from blueprints.config import StackConfig
 from components.azure.context import AzureContext
-from components.azure.dashboard import DashboardArgs, ModelPrice
+from components.azure.dashboard import DashboardArgs, ModelPrice, RuntimeBudget
 from components.azure.identity import ManagedIdentity
 from components.azure.models import ContentFilterArgs, ModelDeploymentArgs, Models, ModelsArgs
 from components.azure.naming import Naming, unique_suffix
@@ -134,6 +134,7 @@ class AzureFoundation:
             "embedding_model": config.memory.embedding_deployment,
             "embedding_dimensions": str(config.memory.dimensions),
             "model_prices": model_prices_json(config),
+            **runtime_budgets(config),
             **self.state.runtime_settings(),
             **self.caller_auth_settings(),
         }
@@ -168,8 +169,16 @@ def model_prices_json(config: StackConfig) -> str:
     )
 
 
+def runtime_budgets(config: StackConfig) -> dict[str, str]:
+    """AGENTSTAGE_BUDGETS from the stack's runtime budgets (nothing when it declares none)."""
+    if not config.runtime_budgets:
+        return {}
+    rules = [rule.model_dump(mode="json", exclude_none=True) for rule in config.runtime_budgets]
+    return {"budgets": json.dumps(rules, separators=(",", ":"))}
+
+
 def dashboard_args(config: StackConfig) -> DashboardArgs:
-    """The workbook, pricing each deployment the stack file gives a price for."""
+    """The workbook, pricing each deployment the stack file gives a price for, reporting each runtime budget."""
     return DashboardArgs(
         prices=tuple(
             ModelPrice(
@@ -177,7 +186,11 @@ def dashboard_args(config: StackConfig) -> DashboardArgs:
             )
             for model in config.models
             if model.input_price_per_million is not None or model.output_price_per_million is not None
-        )
+        ),
+        budgets=tuple(
+            RuntimeBudget(b.name, b.scope, b.window_seconds, b.tokens, b.requests, b.cost_usd)
+            for b in config.runtime_budgets
+        ),
     )
 
 

@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
+from agent_runtime.governance.budgets import BudgetRule
+
 NAMESPACE = "agentstage"
 
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")]
@@ -281,6 +283,13 @@ class KubernetesConfig(_Strict):
     )
 
 
+class RuntimeBudgetConfig(BudgetRule):
+    """A budget the runtime enforces on every app of the stage (AGENTSTAGE_BUDGETS): the runtime's own rule,
+    with the stack file's camelCase keys (``windowSeconds``, ``costUsd``)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=False)
+
+
 class BudgetConfig(_Strict):
     """A monthly cost budget on the stage's resource group, alerting by email."""
 
@@ -375,6 +384,11 @@ class StackConfig(_Strict):
     kubernetes: KubernetesConfig | None = None
     network: NetworkConfig | None = None
     budget: BudgetConfig | None = None
+    runtime_budgets: tuple[RuntimeBudgetConfig, ...] = Field(
+        default=(),
+        description="Tokens, requests and cost per window, per tenant, agent or caller, enforced by every app "
+        "on the stage's shared ledger.",
+    )
     alerts: AlertsConfig | None = None
     policy: PolicyConfig | None = None
     runtime_settings: dict[str, str] | None = Field(
@@ -398,6 +412,11 @@ class StackConfig(_Strict):
     def _references_resolve(self) -> StackConfig:
         _require_unique("agents", [a.name for a in self.agents])
         _require_unique("models", [m.name for m in self.models])
+        _require_unique("runtimeBudgets", [b.name for b in self.runtime_budgets])
+        if self.runtime_budgets and "budgets" in (self.runtime_settings or {}):
+            raise ValueError(
+                f"{NAMESPACE}:runtimeSettings.budgets: declare runtime budgets in {NAMESPACE}:runtimeBudgets only"
+            )
         self._stage_keys_fit()
         deployments = [m.name for m in self.models]
         references = [(f"agents[{i}].model", agent.model) for i, agent in enumerate(self.agents)]

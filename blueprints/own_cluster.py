@@ -18,7 +18,7 @@ from collections.abc import Mapping
 import pulumi_kubernetes as k8s
 
 from agent_runtime.settings import env_for
-from blueprints.azure_base import agents_json
+from blueprints.azure_base import agents_json, runtime_budgets
 from blueprints.config import KubernetesConfig, StackConfig
 from blueprints.foundation import task_queue
 from components.kubernetes.identity import (
@@ -63,6 +63,7 @@ def deploy_kubernetes(config: StackConfig) -> None:
                     {
                         **WORKER_DEFAULTS,
                         **settings,
+                        **runtime_budgets(config),
                         "agents": agents_json([agents[name]]),
                         "task_queue": task_queue(name),
                     },

@@ -53,6 +53,18 @@ class ModelPrice:
 
 
 @dataclass(frozen=True)
+class RuntimeBudget:
+    """A budget the runtime enforces (a rule of AGENTSTAGE_BUDGETS), as the cost panel lists it."""
+
+    name: str
+    scope: str
+    window_seconds: int
+    tokens: int | None = None
+    requests: int | None = None
+    cost_usd: float | None = None
+
+
+@dataclass(frozen=True)
 class DashboardArgs:
     """Settings of the workbook.
 
@@ -63,10 +75,12 @@ class DashboardArgs:
     model backend and the calling agent - the defaults are the gateway component's own; they must
     match the policy. Gateway rows are priced when the backend id equals a priced model's name.
     ``display_name`` (default: ``<prefix>-<environment> agents``): the title in the portal, which must
-    be unique among the resource group's workbooks.
+    be unique among the resource group's workbooks. ``budgets`` (default none): the runtime budgets the
+    cost panel reports on, by the names the runtime's budget metrics carry.
     """
 
     prices: tuple[ModelPrice, ...] = ()
+    budgets: tuple[RuntimeBudget, ...] = ()
     currency: str = "USD"
     gateway_model_dimension: str = "Backend ID"
     gateway_agent_dimension: str = "Agent"
@@ -240,7 +254,41 @@ def cost_panel(args: DashboardArgs) -> Panel:
 | project source, model, input_tokens, output_tokens, estimated_cost
 | order by estimated_cost desc"""
     )
-    return Panel("cost", "Cost", (Query(f"Estimated token spend by model ({args.currency})", kql),))
+    queries = [Query(f"Estimated token spend by model ({args.currency})", kql)]
+    if args.budgets:
+        queries.append(
+            Query("Runtime budgets: spent and refused per rule (all windows in range)", _budget_kql(args))
+        )
+    return Panel("cost", "Cost", tuple(queries))
+
+
+def _budget_kql(args: DashboardArgs) -> str:
+    """The stack's rules (listed even without traffic) beside what the runtime's budget metrics recorded:
+    settled tokens and cost, and refusals by reason (``exhausted``: spent; ``held``: by calls in flight)."""
+
+    def limit(value: float | None, kind: str) -> str:
+        return f"{kind}(null)" if value is None else f"{kind}({value!r})"
+
+    rows = ",".join(
+        f"\n    {_kql_string(b.name)}, {_kql_string(b.scope)}, {b.window_seconds}, {limit(b.tokens, 'long')}, "
+        f"{limit(b.requests, 'long')}, {limit(b.cost_usd, 'real')}"
+        for b in args.budgets
+    )
+    return f"""let budgets = datatable(budget: string, scope: string, window_seconds: long, token_limit: long,
+    request_limit: long, cost_limit_usd: real) [{rows}
+];
+AppMetrics
+| where Name in ("agentstage.budget.settled", "agentstage.budget.refused")
+| extend budget = tostring(Properties["agentstage.budget.name"]), metric = tostring(Properties["agentstage.budget.metric"]),
+    reason = tostring(Properties["agentstage.budget.reason"])
+| summarize settled_tokens = sumif(Sum, Name == "agentstage.budget.settled" and metric == "tokens"),
+    settled_cost_usd = sumif(Sum, Name == "agentstage.budget.settled" and metric == "cost") / 1000000,
+    refused_exhausted = sumif(Sum, Name == "agentstage.budget.refused" and reason == "exhausted"),
+    refused_held = sumif(Sum, Name == "agentstage.budget.refused" and reason == "held") by budget
+| join kind=rightouter budgets on budget
+| project budget = budget1, scope, window_seconds, token_limit, settled_tokens, cost_limit_usd, settled_cost_usd,
+    request_limit, refused_exhausted, refused_held
+| order by budget asc"""
 
 
 def errors_panel() -> Panel:

@@ -47,6 +47,7 @@ class StateStoreArgs:
     conversations_container: str = "conversations-by-owner"
     memories_container: str = "memories"
     tasks_container: str = "tasks"
+    ledger_container: str = "ledger"
     continuous_backup: bool = True
     zone_redundant: bool = False
 
@@ -68,7 +69,7 @@ class StateStore(Component):
     private endpoint for the NoSQL API (``private_link_targets``) only. Outputs:
     ``account_id``, ``account_name``, ``endpoint`` (``https://<name>.documents.azure.com:443/``),
     ``database_name`` (resolves once every container exists), ``conversations_container``, ``memories_container``,
-    ``tasks_container``.
+    ``tasks_container``, ``ledger_container``.
     """
 
     def __init__(
@@ -142,15 +143,19 @@ class StateStore(Component):
         memories = self._container("memories", args.memories_container, ["/namespace"], vectors=True)
         # Task records and idempotency claims are read by id (the runtime's TASKS_PARTITION_KEY).
         tasks = self._container("tasks", args.tasks_container, ["/id"])
+        # The stage's one budget ledger and tool-call idempotency records, shared by every app (the
+        # runtime's LEDGER_PARTITION_KEY); documents expire with their per-item TTL.
+        ledger = self._container("ledger", args.ledger_container, ["/partition"], expiring=True)
         # Depends on every container, so an app configured with it starts only once they exist.
         self.database_name: pulumi.Output[str] = pulumi.Output.all(
-            conversations.id, memories.id, tasks.id
+            conversations.id, memories.id, tasks.id, ledger.id
         ).apply(lambda _: args.database_name)
         self.conversations_container, self.memories_container = (
             args.conversations_container,
             args.memories_container,
         )
         self.tasks_container = args.tasks_container
+        self.ledger_container = args.ledger_container
         self.register_outputs(
             {
                 "account_id": self.account_id,
@@ -160,14 +165,22 @@ class StateStore(Component):
                 "conversations_container": self.conversations_container,
                 "memories_container": self.memories_container,
                 "tasks_container": self.tasks_container,
+                "ledger_container": self.ledger_container,
             }
         )
 
     def _container(
-        self, purpose: str, container: str, partition_key: list[str], vectors: bool = False
+        self,
+        purpose: str,
+        container: str,
+        partition_key: list[str],
+        *,
+        vectors: bool = False,
+        expiring: bool = False,
     ) -> cosmosdb.SqlResourceSqlContainer:
         """A container hash-partitioned on ``partition_key`` (v2: keys up to 2 KB; several paths make a
-        hierarchical key), with no default TTL. Retained on delete: renaming or replacing a container in
+        hierarchical key), with no default TTL; ``expiring`` turns TTL on (``-1``: items expire by their own
+        ``ttl``, none by default). Retained on delete: renaming or replacing a container in
         code must never destroy the data in it (the account's own deletion still removes it).
 
         With ``vectors``: cosine over float32 ``/embedding``, indexed ``quantizedFlat`` - an exact scan of
@@ -210,6 +223,7 @@ class StateStore(Component):
                 partition_key=cosmosdb.ContainerPartitionKeyArgs(
                     paths=partition_key, kind="MultiHash" if len(partition_key) > 1 else "Hash", version=2
                 ),
+                default_ttl=-1 if expiring else None,
                 vector_embedding_policy=vector_policy if vectors else None,
                 indexing_policy=vector_index if vectors else None,
             ),
@@ -250,4 +264,6 @@ class StateStore(Component):
             "cosmos_conversations_container": self.conversations_container,
             "cosmos_memories_container": self.memories_container,
             "cosmos_tasks_container": self.tasks_container,
+            "budget_backend": "cosmos",
+            "cosmos_ledger_container": self.ledger_container,
         }

@@ -179,7 +179,29 @@ class AgentCatalog:
 
 
 def parse_agents(raw: str | list[Any], settings: Settings, registry: ToolRegistry) -> list[Agent]:
-    """Agent definitions from JSON text (or an already-parsed list); :class:`ConfigurationError` if wrong."""
+    """Agent definitions from JSON text (or an already-parsed list), each naming only tools ``registry``
+    has; :class:`ConfigurationError` if wrong."""
+    agents = parse_definitions(raw, settings)
+    for agent in agents:
+        unknown = [name for name in agent.tools if name not in registry]
+        if unknown:
+            known = ", ".join(sorted(tool.name for tool in registry))
+            raise ConfigurationError(
+                f"agent '{agent.name}': unknown tool '{unknown[0]}' (registered: {known})"
+            )
+    names = {agent.name for agent in agents}
+    for agent in agents:
+        if agent.fallback_agent is not None and agent.fallback_agent not in names - {agent.name}:
+            raise ConfigurationError(
+                f"agent '{agent.name}': fallback_agent '{agent.fallback_agent}' must name another agent"
+            )
+    _check_orchestrations(agents, settings)
+    return agents
+
+
+def parse_definitions(raw: str | list[Any], settings: Settings) -> list[Agent]:
+    """Agent definitions from JSON text (or an already-parsed list), with the settings' defaults and unique
+    names; whether their tools exist is :func:`parse_agents`' concern."""
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
@@ -192,20 +214,7 @@ def parse_agents(raw: str | list[Any], settings: Settings, registry: ToolRegistr
         agent = _parse_agent(index, entry, settings)
         if any(known.name == agent.name for known in agents):
             raise ConfigurationError(f"agent '{agent.name}' is defined twice")
-        unknown = [name for name in agent.tools if name not in registry]
-        if unknown:
-            known = ", ".join(sorted(tool.name for tool in registry))
-            raise ConfigurationError(
-                f"agent '{agent.name}': unknown tool '{unknown[0]}' (registered: {known})"
-            )
         agents.append(agent)
-    names = {agent.name for agent in agents}
-    for agent in agents:
-        if agent.fallback_agent is not None and agent.fallback_agent not in names - {agent.name}:
-            raise ConfigurationError(
-                f"agent '{agent.name}': fallback_agent '{agent.fallback_agent}' must name another agent"
-            )
-    _check_orchestrations(agents, settings)
     return agents
 
 

@@ -18,7 +18,7 @@ from agent_runtime.agents import AgentCatalog
 from agent_runtime.auth import Authenticator, build_authenticator
 from agent_runtime.errors import ConfigurationError
 from agent_runtime.gateway import ModelGateway
-from agent_runtime.governance.budget_admission import check_admission
+from agent_runtime.governance.budget_admission import check_admission, spec_bytes_of
 from agent_runtime.governance.budgets import Budgets, parse_prices, parse_rules
 from agent_runtime.governance.guardrails import Guardrails
 from agent_runtime.governance.ledger import Ledger, open_ledger
@@ -71,7 +71,7 @@ class Assembly:
             parse_rules(settings.budgets),
             parse_prices(settings.model_prices),
             catalog,
-            registry,
+            spec_bytes_of(registry),
             settings.budget_prompt_bytes_per_token,
         )
         redactor = build_redactor(settings)

@@ -97,6 +97,11 @@ class Settings(BaseSettings):
         default="memories",
         description="Container of vector memory, partitioned by /namespace, vector policy on /embedding.",
     )
+    cosmos_ledger_container: str = Field(
+        default="ledger",
+        description="Container of the shared budget ledger and tool-call idempotency records "
+        "(budget_backend=cosmos), partitioned by /partition, with TTL on.",
+    )
     llm_token_scope: str = Field(
         default="https://cognitiveservices.azure.com/.default",
         description="Entra ID scope of the tokens sent with model calls (llm_auth=entra): Azure OpenAI's by "
@@ -265,9 +270,11 @@ class Settings(BaseSettings):
         default="{}",
         description='JSON object of USD prices per million tokens: {"<model>": {"input": 0.15, "output": 0.6}}.',
     )
-    budget_backend: Literal["sqlite", "redis"] = Field(
+    budget_backend: Literal["sqlite", "redis", "cosmos"] = Field(
         default="sqlite",
-        description="Where the budget ledger and tool-call idempotency records live (redis needs redis_url).",
+        description="Where the budget ledger and tool-call idempotency records live: sqlite (this instance "
+        "only: local use), or one ledger every instance shares: redis (needs redis_url), cosmos (needs "
+        "cosmos_endpoint; cosmos_ledger_container).",
     )
     budget_prompt_bytes_per_token: float = Field(
         default=1.0,

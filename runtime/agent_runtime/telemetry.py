@@ -41,6 +41,19 @@ EXPORT_BATCH_SIZE = 64
 """Spans per OTLP/console export, unless ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` says otherwise."""
 
 
+BUDGET_RESERVED, BUDGET_SETTLED, BUDGET_REFUSED = (
+    "agentstage.budget.reserved",
+    "agentstage.budget.settled",
+    "agentstage.budget.refused",
+)
+BUDGET_NAME, BUDGET_METRIC, BUDGET_REASON = (
+    "agentstage.budget.name",
+    "agentstage.budget.metric",
+    "agentstage.budget.reason",
+)
+"""Budget metrics and their attributes: the dashboard's budget query reads these names."""
+
+
 class Telemetry(Observer):
     def __init__(
         self,
@@ -77,15 +90,15 @@ class Telemetry(Observer):
             description="Highest fraction of any budget in use after a reservation.",
         )
         self._budget_reserved = meter.create_counter(
-            "agentstage.budget.reserved",
+            BUDGET_RESERVED,
             description="Held by model calls before they ran, per budget and metric (tokens, requests, "
             "micro-USD).",
         )
         self._budget_settled = meter.create_counter(
-            "agentstage.budget.settled", description="Really spent by model calls, per budget and metric."
+            BUDGET_SETTLED, description="Really spent by model calls, per budget and metric."
         )
         self._budget_refused = meter.create_counter(
-            "agentstage.budget.refused",
+            BUDGET_REFUSED,
             description="Calls refused, per budget, metric and reason: exhausted (spent) or held (by calls "
             "in flight, after waiting).",
         )
@@ -244,27 +257,16 @@ class Telemetry(Observer):
     # -- BudgetMeter ---------------------------------------------------------------------------------
 
     def budget_reserved(self, budget: str, metric: str, amount: int) -> None:
-        self._budget_reserved.add(
-            amount, {"agentstage.budget.name": budget, "agentstage.budget.metric": metric}
-        )
+        self._budget_reserved.add(amount, {BUDGET_NAME: budget, BUDGET_METRIC: metric})
 
     def budget_settled(self, budget: str, metric: str, amount: int) -> None:
-        self._budget_settled.add(
-            amount, {"agentstage.budget.name": budget, "agentstage.budget.metric": metric}
-        )
+        self._budget_settled.add(amount, {BUDGET_NAME: budget, BUDGET_METRIC: metric})
 
     def budget_refused(self, budget: str, metric: str, reason: str) -> None:
-        self._budget_refused.add(
-            1,
-            {
-                "agentstage.budget.name": budget,
-                "agentstage.budget.metric": metric,
-                "agentstage.budget.reason": reason,
-            },
-        )
+        self._budget_refused.add(1, {BUDGET_NAME: budget, BUDGET_METRIC: metric, BUDGET_REASON: reason})
 
     def budget_waited(self, budget: str, seconds: float) -> None:
-        self._budget_wait.record(seconds, {"agentstage.budget.name": budget})
+        self._budget_wait.record(seconds, {BUDGET_NAME: budget})
 
     # -- Observer (resilience) -----------------------------------------------------------------------
 

@@ -208,4 +208,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         WEB_APP,
         lambda r: _edit_agents(r, lambda agents: agents[0].pop("token_budget")),
     ),
+    edit(
+        "a ledger per instance",
+        "AGS-AI-002",
+        WEB_APP,
+        lambda r: with_app_setting(r, "AGENTSTAGE_BUDGET_BACKEND", "sqlite"),
+    ),
+    edit(
+        "a runtime budget below one call's hold",
+        "AGS-AI-003",
+        WEB_APP,
+        lambda r: with_app_setting(
+            r,
+            "AGENTSTAGE_BUDGETS",
+            '[{"name": "tiny", "scope": "tenant", "window_seconds": 60, "tokens": 1000}]',
+        ),
+    ),
 )

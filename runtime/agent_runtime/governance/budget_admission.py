@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from agent_runtime.agents import Agent
 from agent_runtime.errors import ConfigurationError
@@ -19,16 +19,24 @@ from agent_runtime.settings import env_name
 from agent_runtime.tools import ToolRegistry
 
 
+def spec_bytes_of(registry: ToolRegistry) -> Callable[[Sequence[str]], int]:
+    """The size of the schemas of the tools ``registry`` knows (unknown tools count nothing)."""
+    return lambda tools: len(json.dumps(list(registry.specs([t for t in tools if t in registry]))).encode())
+
+
 def check_admission(
     rules: Sequence[BudgetRule],
     prices: dict[str, ModelPrice],
     agents: Iterable[Agent],
-    registry: ToolRegistry,
+    tool_spec_bytes: Callable[[Sequence[str]], int],
     bytes_per_token: float,
 ) -> None:
-    """:class:`ConfigurationError` naming the first budget that could never admit a call of an agent."""
+    """:class:`ConfigurationError` naming the first budget that could never admit a call of an agent.
+
+    ``tool_spec_bytes`` sizes the JSON schemas of a list of tools, as the model is sent them.
+    """
     for agent in agents:
-        spec_bytes = len(json.dumps(list(registry.specs(agent.tools))).encode())
+        spec_bytes = tool_spec_bytes(agent.tools)
         prompt = [{"role": "system", "content": agent.instructions}] if agent.instructions else []
         input_tokens = math.ceil(
             prompt_bytes([*prompt, {"role": "user", "content": "?"}], spec_bytes) / bytes_per_token

@@ -6,9 +6,10 @@ that dies without settling leaves its hold behind, and once the lease has passed
 (its usage is unknown, so its worst case is assumed: nothing is ever overspent). Keeping the two apart lets
 the budgets tell a budget that is really spent from one that calls in flight hold for a moment.
 
-Backends (:mod:`.ledger_sqlite`, :mod:`.ledger_redis`) make :meth:`Ledger.reserve` one atomic step, so
-concurrent requests, in one process or many, can never together pass a limit: check-then-hold happens
-inside one SQLite write transaction or one Redis Lua script.
+Backends (:mod:`.ledger_sqlite`, :mod:`.ledger_redis`, :mod:`.ledger_cosmos`) make :meth:`Ledger.reserve`
+one atomic step, so concurrent requests, in one process or many, can never together pass a limit:
+check-then-hold happens inside one SQLite write transaction, one Redis Lua script, or one Cosmos DB
+transactional batch conditioned on the counters' ETags.
 """
 
 from __future__ import annotations
@@ -78,13 +79,26 @@ class Ledger(Protocol):
 
 
 async def open_ledger(settings: Settings) -> Ledger:
-    """The configured ledger; backend modules (and the redis client) are imported only when chosen."""
+    """The configured ledger; backend modules (and their clients) are imported only when chosen."""
     if settings.budget_backend == "redis":
         if not settings.redis_url:
             raise ConfigurationError(f"{env_name('budget_backend')}=redis needs {env_name('redis_url')}")
         from agent_runtime.governance.ledger_redis import RedisLedger
 
         return await RedisLedger.connect(settings.redis_url)
+    if settings.budget_backend == "cosmos":
+        if not settings.cosmos_endpoint:
+            raise ConfigurationError(
+                f"{env_name('budget_backend')}=cosmos needs {env_name('cosmos_endpoint')}"
+            )
+        from agent_runtime.governance.ledger_cosmos import CosmosLedger
+
+        return await CosmosLedger.connect(
+            settings.cosmos_endpoint,
+            settings.cosmos_database,
+            container=settings.cosmos_ledger_container,
+            client_id=settings.identity_client_id,
+        )
     from agent_runtime.governance.ledger_sqlite import SqliteLedger
 
     return await SqliteLedger.open(settings.sqlite_path)

@@ -10,13 +10,21 @@ so two of them never interleave on the connection. When another connection holds
 worker process, for microseconds), ``BEGIN`` fails at once (busy timeout 0) and is retried after a short
 ``asyncio.sleep`` that lets the loop go on, up to :data:`BUSY_TIMEOUT_SECONDS` like SQLite's own busy
 timeout: waiting never blocks the loop, and never sleeps the millisecond steps SQLite's busy handler does.
-Checkpoints, which fsync, run on a connection and thread of their own (automatic checkpoints are off for
-the ledger's connection), never on the loop.
+
+The write-ahead log must stay bounded. A passive checkpoint copies what it can but never restarts the log
+while other connections keep reading and writing, so under sustained traffic the WAL grew by ~8 KB per
+request without end (300 MB in 40 s at 600 requests/s, the database itself 49 KB). A keeper on a
+connection and thread of its own (a checkpoint fsyncs; never on the loop) checks the log every second and
+runs a *truncating* checkpoint when it passes :data:`WAL_TRUNCATE_BYTES` or when the file has gone quiet:
+that briefly holds writers off (their ``BEGIN`` retries, as above) and empties the log. Between those,
+passive checkpoints keep the copying incremental. ``journal_size_limit`` caps the file whenever any
+connection resets the log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -44,7 +52,20 @@ BUSY_RETRY_SECONDS = (0.0001, 0.005)
 """First and longest pause between two attempts to take the write lock (doubling in between)."""
 
 CHECKPOINT_EVERY = 500
-"""Commits between two checkpoints of the write-ahead log (SQLite's own default is ~1,000 pages)."""
+"""Commits between two passive checkpoints of the write-ahead log (SQLite's own default is ~1,000 pages)."""
+
+WAL_TRUNCATE_BYTES = 16 * 1024 * 1024
+"""A log this large is emptied by a truncating checkpoint, however busy the file is."""
+
+WAL_LIMIT_BYTES = 64 * 1024 * 1024
+"""``journal_size_limit``: what a reset log is cut back to."""
+
+KEEPER_INTERVAL_SECONDS = 1.0
+"""How often the keeper looks at the log."""
+
+KEEPER_BUSY_MILLISECONDS = 250
+"""How long a truncating checkpoint waits for readers and writers to step aside before it gives up (and
+is tried again a second later)."""
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -54,50 +75,68 @@ def _connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     # In WAL mode NORMAL cannot corrupt the file; a power cut may only lose the last commits.
     conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
     return conn
 
 
-class _Checkpointer:
-    """Checkpoints the write-ahead log on a connection and thread of its own (a checkpoint fsyncs)."""
+class _WalKeeper:
+    """Keeps the write-ahead log of the state file bounded (see the module docstring)."""
 
-    def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor, wal: Path) -> None:
         self._conn = conn
         self._executor = executor
-        self._running = False
+        self._wal = wal
+        self.commits = 0
+        """Commits since the keeper last looked (the ledger counts them)."""
+        self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, path: str) -> _Checkpointer:
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentstage-checkpoint")
+    async def open(cls, path: str) -> _WalKeeper:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentstage-wal")
         conn = await asyncio.get_running_loop().run_in_executor(executor, _connect, path)
-        return cls(conn, executor)
+        conn.execute(f"PRAGMA busy_timeout = {KEEPER_BUSY_MILLISECONDS}")
+        keeper = cls(conn, executor, Path(path + "-wal"))
+        keeper._task = asyncio.get_running_loop().create_task(keeper._keep(), name="agentstage-wal-keeper")
+        return keeper
 
-    def start(self) -> None:
-        """Checkpoint in the background, unless a checkpoint is running already."""
-        if self._running:
-            return
-        self._running = True
-        future = asyncio.get_running_loop().run_in_executor(self._executor, self._checkpoint)
-        future.add_done_callback(self._done)
+    async def _keep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(KEEPER_INTERVAL_SECONDS)
+            commits, self.commits = self.commits, 0
+            mode = self._mode(commits)
+            if mode is not None:
+                await loop.run_in_executor(self._executor, self._checkpoint, mode)
 
-    def _checkpoint(self) -> None:
-        # PASSIVE: copy what it can without waiting for anyone; writers keep going meanwhile.
-        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    def _mode(self, commits: int) -> str | None:
+        """TRUNCATE when the log is large or the file went quiet, PASSIVE after many commits, else nothing."""
+        try:
+            size = self._wal.stat().st_size
+        except FileNotFoundError:
+            return None
+        if size > WAL_TRUNCATE_BYTES or (size and not commits):
+            return "TRUNCATE"
+        return "PASSIVE" if commits >= CHECKPOINT_EVERY else None
 
-    def _done(self, future: asyncio.Future[None]) -> None:
-        self._running = False
-        if not future.cancelled():
-            future.exception()  # a failed checkpoint (busy) is simply tried again next time
+    def _checkpoint(self, mode: str) -> None:
+        try:
+            self._conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+        except sqlite3.OperationalError:
+            pass  # busy: readers or writers did not step aside in time; tried again at the next look
 
     async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
         await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)
         self._conn.close()
 
 
 class SqliteLedger:
-    def __init__(self, connection: sqlite3.Connection, checkpointer: _Checkpointer | None = None) -> None:
+    def __init__(self, connection: sqlite3.Connection, keeper: _WalKeeper | None = None) -> None:
         self._conn = connection
-        self._checkpointer = checkpointer
-        self._commits = 0
+        self._keeper = keeper
 
     @classmethod
     async def open(cls, path: str) -> SqliteLedger:
@@ -118,8 +157,8 @@ class SqliteLedger:
             return conn
 
         conn = await asyncio.get_running_loop().run_in_executor(None, connect)
-        checkpointer = await _Checkpointer.open(path) if path != ":memory:" else None
-        return cls(conn, checkpointer)
+        keeper = await _WalKeeper.open(path) if path != ":memory:" else None
+        return cls(conn, keeper)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn`` in one write transaction, committed if it returns and rolled back if it raises."""
@@ -130,10 +169,8 @@ class SqliteLedger:
             self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")
-        self._commits += 1
-        if self._commits >= CHECKPOINT_EVERY and self._checkpointer is not None:
-            self._commits = 0
-            self._checkpointer.start()
+        if self._keeper is not None:
+            self._keeper.commits += 1
         return result
 
     async def _begin(self) -> None:
@@ -221,8 +258,8 @@ class SqliteLedger:
 
     async def close(self) -> None:
         self._conn.close()
-        if self._checkpointer is not None:
-            await self._checkpointer.close()
+        if self._keeper is not None:
+            await self._keeper.close()
 
 
 def _usage(conn: sqlite3.Connection, key: str, now: float) -> Usage:

@@ -30,9 +30,10 @@ from collections.abc import Awaitable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from agent_runtime.cosmos_account import CosmosAccount
+
 from .base import Conversation, Message, Owner, VectorHit, VectorItem
 from .common import (
-    CloseOnce,
     DimensionMismatchError,
     check_count,
     check_embedding,
@@ -45,8 +46,7 @@ from .common import (
 )
 
 if TYPE_CHECKING:
-    from azure.core.credentials_async import AsyncTokenCredential
-    from azure.cosmos.aio import ContainerProxy, CosmosClient
+    from azure.cosmos.aio import ContainerProxy
 
 CONVERSATION_PARTITION_KEY = ["/tenant", "/caller", "/conversationId"]
 MEMORY_PARTITION_KEY = "/namespace"
@@ -122,59 +122,6 @@ IDS_QUERY = "SELECT c.id, c.caller, c.conversationId, c.type FROM c"
 """Every document's key (run in one conversation's partition, or with a tenant's prefix)."""
 
 
-class _Account:
-    """The Cosmos client and its credential, closed together and once."""
-
-    def __init__(self, client: CosmosClient, credential: AsyncTokenCredential):
-        self.client = client
-        self._credential = credential
-        self.close = CloseOnce(self._release)
-
-    @classmethod
-    def connect(cls, endpoint: str, client_id: str | None) -> _Account:
-        # Lazy imports: only deployments that use Cosmos DB pay for them.
-        from azure.cosmos.aio import CosmosClient
-        from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
-
-        credential: AsyncTokenCredential = (
-            ManagedIdentityCredential(client_id=client_id) if client_id else DefaultAzureCredential()
-        )
-        return cls(CosmosClient(endpoint, credential=credential), credential)
-
-    async def container(
-        self, database: str, name: str, partition_key_path: str | list[str], **policies: Any
-    ) -> tuple[ContainerProxy, dict[str, Any]]:
-        """Open (or, where the identity may, create) a container; returns it with its properties. A list of
-        paths is a hierarchical partition key."""
-        from azure.cosmos import PartitionKey
-        from azure.cosmos.exceptions import CosmosHttpResponseError
-
-        key = (
-            PartitionKey(path=partition_key_path, kind="MultiHash")
-            if isinstance(partition_key_path, list)
-            else PartitionKey(path=partition_key_path)
-        )
-        try:
-            return await self.client.get_database_client(database).create_container_if_not_exists(
-                id=name,
-                partition_key=key,
-                return_properties=True,
-                **policies,
-            )
-        except CosmosHttpResponseError as error:
-            if error.status_code in (403, 404):
-                raise RuntimeError(
-                    f"Cosmos DB container {database}/{name} does not exist and this identity cannot create it "
-                    "(data-plane RBAC cannot create databases or containers): create it in the infrastructure "
-                    f"with partition key {partition_key_path}"
-                ) from error
-            raise
-
-    async def _release(self) -> None:
-        await self.client.close()
-        await self._credential.close()
-
-
 async def _bounded(calls: Iterable[Awaitable[Any]]) -> None:
     """Await ``calls`` with at most a few in flight, so a large upsert is not one burst of throttled requests."""
     gate = asyncio.Semaphore(_WRITE_CONCURRENCY)
@@ -195,7 +142,7 @@ class CosmosConversationStore:
     """Messages as documents ``{tenant, caller, conversationId, seq, message}``, one logical partition per
     conversation under its owner's (hierarchical partition key)."""
 
-    def __init__(self, account: _Account, container: ContainerProxy):
+    def __init__(self, account: CosmosAccount, container: ContainerProxy):
         self._account = account
         self._container = container
 
@@ -208,7 +155,7 @@ class CosmosConversationStore:
         client_id: str | None = None,
         container: str,
     ) -> CosmosConversationStore:
-        account = _Account.connect(endpoint, client_id)
+        account = CosmosAccount.connect(endpoint, client_id)
         try:
             proxy, properties = await account.container(database, container, CONVERSATION_PARTITION_KEY)
             _check_partitioned_by_owner(properties, container)
@@ -334,7 +281,7 @@ def _check_partitioned_by_owner(properties: dict[str, Any], container: str) -> N
 class CosmosVectorStore:
     """Items as documents ``{namespace, itemId, embedding, text, metadata}``, partitioned by namespace."""
 
-    def __init__(self, account: _Account, container: ContainerProxy, dimensions: int):
+    def __init__(self, account: CosmosAccount, container: ContainerProxy, dimensions: int):
         self._account = account
         self._container = container
         self._dimensions = dimensions
@@ -349,7 +296,7 @@ class CosmosVectorStore:
         client_id: str | None = None,
         container: str,
     ) -> CosmosVectorStore:
-        account = _Account.connect(endpoint, client_id)
+        account = CosmosAccount.connect(endpoint, client_id)
         try:
             proxy, properties = await account.container(
                 database,

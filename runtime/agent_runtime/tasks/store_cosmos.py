@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Any
 
-from agent_runtime.memory.cosmos import _Account
+from agent_runtime.cosmos_account import CosmosAccount
 from agent_runtime.tasks.model import TaskConflict, TaskRecord
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def _task_document(record: TaskRecord) -> dict[str, Any]:
 class CosmosTaskStore:
     """:class:`~agent_runtime.tasks.model.TaskStore` on a Cosmos DB container."""
 
-    def __init__(self, account: _Account, container: ContainerProxy) -> None:
+    def __init__(self, account: CosmosAccount, container: ContainerProxy) -> None:
         self._account = account
         self._container = container
 
@@ -56,7 +56,7 @@ class CosmosTaskStore:
     async def connect(
         cls, endpoint: str, database: str, *, container: str, client_id: str | None = None
     ) -> CosmosTaskStore:
-        account = _Account.connect(endpoint, client_id)
+        account = CosmosAccount.connect(endpoint, client_id)
         try:
             proxy, _ = await account.container(database, container, TASKS_PARTITION_KEY)
         except BaseException:

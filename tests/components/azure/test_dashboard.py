@@ -8,7 +8,8 @@ import uuid
 import pytest
 
 from agentstage.graph import ResourceGraph
-from components.azure.dashboard import DashboardArgs, ModelPrice, panels, serialize
+from agent_runtime import telemetry
+from components.azure.dashboard import DashboardArgs, ModelPrice, RuntimeBudget, panels, serialize
 from components.azure.observability import Observability, ObservabilityArgs
 
 WORKBOOK = "azure-native:applicationinsights:Workbook"
@@ -116,6 +117,25 @@ def test_tokens_panel_splits_input_output_by_model_and_agent(notebook):
     by_model, by_agent = (q["query"] for q in queries)
     assert "strcat(model, " in by_model and "strcat(agent, " in by_agent
     assert 'Properties["gen_ai.agent.name"]' in by_agent and 'Properties["Agent"]' in by_agent
+
+
+def test_cost_panel_reports_each_runtime_budget_by_the_name_its_metrics_carry():
+    budgets = (
+        RuntimeBudget("tenant-daily", "tenant", 86400, tokens=2_000_000, cost_usd=10.0),
+        RuntimeBudget("caller-minute", "caller", 60, requests=30),
+    )
+    workbook = json.loads(serialize(panels(DashboardArgs(budgets=budgets)), "/ws"))
+    [cost] = [item["content"] for item in workbook["items"] if item["name"] == "cost"]
+    budget_query = cost["items"][1]["content"]["query"]
+    assert '"tenant-daily", "tenant", 86400, long(2000000), long(null), real(10.0)' in budget_query
+    assert '"caller-minute", "caller", 60, long(null), long(30), real(null)' in budget_query
+    assert "join kind=rightouter budgets on budget" in budget_query, "rules without traffic are listed too"
+    # the metric and attribute names are the ones the runtime records
+    for name in (telemetry.BUDGET_SETTLED, telemetry.BUDGET_REFUSED):
+        assert f'"{name}"' in budget_query
+    for attribute in (telemetry.BUDGET_NAME, telemetry.BUDGET_METRIC, telemetry.BUDGET_REASON):
+        assert f'Properties["{attribute}"]' in budget_query
+    assert len(json.loads(serialize(panels(DashboardArgs()), "/ws"))["items"][2]["content"]["items"]) == 1
 
 
 def test_serialization_is_deterministic_and_escapes_model_names():

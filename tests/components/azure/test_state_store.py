@@ -164,6 +164,8 @@ def test_runtime_settings_are_contract_fields_and_wait_for_the_containers(graph,
         "cosmos_conversations_container": "conversations-by-owner",
         "cosmos_memories_container": "memories",
         "cosmos_tasks_container": "tasks",
+        "budget_backend": "cosmos",
+        "cosmos_ledger_container": "ledger",
     }, consumer.urn
     assert set(settings) <= set(Settings.model_fields), consumer.urn
     env_for(settings, cloud=False)  # the names pass the runtime's own check

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -17,7 +18,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from agent_runtime.governance.ledger_cosmos import LEDGER_PARTITION_KEY
 from agent_runtime.testing import ServerThread
+from agent_runtime.testing.cosmos import LocalCosmosServer
+from agent_runtime.testing.identity import LocalManagedIdentity
 
 
 class Otel:
@@ -69,3 +73,20 @@ def pages() -> Iterator[dict[str, str]]:
     with ServerThread(Starlette(routes=[Route("/{name}", page)])) as server:
         content["base"] = server.url
         yield content
+
+
+@dataclass(frozen=True)
+class CosmosLedgerAccount:
+    """A local Cosmos DB account with the ledger container the state store component creates, and the
+    managed-identity endpoint an App Service host gives the runtime (``environment``)."""
+
+    url: str
+    client_id: str
+    environment: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def cosmos_ledger() -> Iterator[CosmosLedgerAccount]:
+    with LocalCosmosServer() as cosmos, LocalManagedIdentity() as identity:
+        cosmos.create_container("agentstage", "ledger", LEDGER_PARTITION_KEY, default_ttl=-1)
+        yield CosmosLedgerAccount(cosmos.url, "00000000-0000-0000-0000-0000000000c0", identity.environment)

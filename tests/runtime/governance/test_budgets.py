@@ -19,9 +19,11 @@ import pytest
 from runtime_helpers import USER_KEY, Runtime, RuntimeFactory
 
 from agent_runtime.governance.ledger import Line, Refusal, Usage
+from agent_runtime.governance.ledger_cosmos import CosmosLedger
 from agent_runtime.governance.ledger_redis import PREFIX, RedisLedger
 from agent_runtime.governance.ledger_sqlite import SqliteLedger
 
+LEDGERS = ["sqlite", "redis", "cosmos"]
 FOREVER = 10**8
 """A window no test run crosses the end of."""
 
@@ -184,6 +186,7 @@ def test_separate_connections_to_one_sqlite_file_never_overspend(tmp_path: Path)
 _RACER = """
 import asyncio, sys, time
 from agent_runtime.governance.ledger import Line, Refusal, Usage
+from agent_runtime.governance.ledger_cosmos import CosmosLedger
 from agent_runtime.governance.ledger_sqlite import SqliteLedger
 
 async def race():
@@ -222,10 +225,18 @@ def test_worker_processes_sharing_one_sqlite_file_never_overspend(tmp_path: Path
 async def _ledger(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Any:
     if backend == "sqlite":
         return await SqliteLedger.open(str(tmp_path / "l.db"))
-    return await RedisLedger.connect(request.getfixturevalue("redis_url"))
+    if backend == "redis":
+        return await RedisLedger.connect(request.getfixturevalue("redis_url"))
+    cosmos = request.getfixturevalue("cosmos_ledger")
+    patch = request.getfixturevalue("monkeypatch")
+    for name, value in cosmos.environment.items():  # as App Service sets them for the app's identity
+        patch.setenv(name, value)
+    return await CosmosLedger.connect(
+        cosmos.url, "agentstage", container="ledger", client_id=cosmos.client_id
+    )
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+@pytest.mark.parametrize("backend", LEDGERS)
 def test_holds_are_all_or_nothing_and_settle_to_actual_usage(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -252,7 +263,37 @@ def test_holds_are_all_or_nothing_and_settle_to_actual_usage(
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+@pytest.mark.parametrize("backend", LEDGERS)
+def test_racing_clients_never_hold_past_a_limit(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Four clients (four connections, as four processes would) race 200 holds for 100 units, then settle."""
+
+    async def race() -> tuple[int, Usage]:
+        ledgers = [await _ledger(backend, tmp_path, request) for _ in range(4)]
+        line = Line(f"race-{uuid.uuid4().hex[:8]}", limit=100, amount=1, expires_at=2**40)
+        try:
+            results = await asyncio.gather(
+                *(
+                    ledger.reserve(f"h{i}-{n}", [line], 60)
+                    for i, ledger in enumerate(ledgers)
+                    for n in range(50)
+                )
+            )
+            granted = [f"h{i}-{n}" for i in range(4) for n in range(50)]
+            granted = [
+                hold for hold, result in zip(granted, results, strict=True) if not isinstance(result, Refusal)
+            ]
+            await asyncio.gather(*(ledgers[0].settle(hold, [(line.key, 1)]) for hold in granted))
+            [usage] = await ledgers[0].usage([line.key])
+        finally:
+            await asyncio.gather(*(ledger.close() for ledger in ledgers))
+        return len(granted), usage
+
+    assert asyncio.run(race()) == (100, Usage(settled=100, held=0))
+
+
+@pytest.mark.parametrize("backend", LEDGERS)
 def test_a_hold_whose_lease_passed_counts_as_spent(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:

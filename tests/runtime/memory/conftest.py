@@ -285,11 +285,12 @@ async def _opened(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     else:
         from fake_cosmos_conversations import FakeAccount, FakeConversationsContainer
 
-        from agent_runtime.memory.cosmos import CONVERSATION_PARTITION_KEY, _Account
+        from agent_runtime.cosmos_account import CosmosAccount
+        from agent_runtime.memory.cosmos import CONVERSATION_PARTITION_KEY
 
         fake = FakeAccount(FakeConversationsContainer(), CONVERSATION_PARTITION_KEY)
         request.getfixturevalue("monkeypatch").setattr(
-            _Account, "connect", classmethod(lambda cls, endpoint, client_id: cls(fake, fake))
+            CosmosAccount, "connect", classmethod(lambda cls, endpoint, client_id: cls(fake, fake))
         )
     backend = Backend(request.param, location)
     yield backend

@@ -123,7 +123,7 @@ def _batch_error(status: int) -> CosmosBatchOperationError:
 
 
 class FakeAccount:
-    """What ``_Account`` gives the store: a client whose database opens the one shared container."""
+    """What ``CosmosAccount`` gives the store: a client whose database opens the one shared container."""
 
     def __init__(self, container: FakeConversationsContainer, paths: list[str]) -> None:
         self.container, self.paths = container, paths

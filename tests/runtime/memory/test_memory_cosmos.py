@@ -16,12 +16,12 @@ from azure.cosmos.exceptions import (
     CosmosResourceNotFoundError,
 )
 
+from agent_runtime.cosmos_account import CosmosAccount
 from agent_runtime.memory import DimensionMismatchError, Owner, VectorItem
 from agent_runtime.memory import cosmos as cosmos_module
 from agent_runtime.memory.cosmos import (
     CosmosConversationStore,
     CosmosVectorStore,
-    _Account,
     vector_embedding_policy,
     vector_indexing_policy,
 )
@@ -138,7 +138,7 @@ def account(monkeypatch):
         database = FakeDatabase(container, existing_policy, error, existing_partition_key)
         client, credential = FakeClient(database), FakeClosable()
         monkeypatch.setattr(
-            _Account, "connect", classmethod(lambda cls, endpoint, client_id: cls(client, credential))
+            CosmosAccount, "connect", classmethod(lambda cls, endpoint, client_id: cls(client, credential))
         )
         return container, client, credential
 
@@ -393,10 +393,10 @@ async def test_close_closes_client_and_credential_once(account):
 async def test_identity_is_the_managed_identity_when_a_client_id_is_set():
     from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 
-    managed = _Account.connect(
+    managed = CosmosAccount.connect(
         "https://acct.documents.azure.com:443/", "00000000-0000-0000-0000-000000000001"
     )
-    default = _Account.connect("https://acct.documents.azure.com:443/", None)
+    default = CosmosAccount.connect("https://acct.documents.azure.com:443/", None)
     try:
         assert isinstance(managed._credential, ManagedIdentityCredential)
         assert isinstance(default._credential, DefaultAzureCredential)

@@ -10,7 +10,7 @@ import pytest
 from azure.core import MatchConditions
 from fake_cosmos_tasks import FakeAccount, FakeTasksContainer
 
-from agent_runtime.memory.cosmos import _Account
+from agent_runtime.cosmos_account import CosmosAccount
 from agent_runtime.settings import Settings
 from agent_runtime.tasks.factory import open_task_store
 from agent_runtime.tasks.model import TaskRecord
@@ -44,7 +44,7 @@ async def test_the_factory_opens_the_tasks_container_partitioned_by_id(
             opened.append((database, name, partition_key_path))
             return container, {}
 
-    monkeypatch.setattr(_Account, "connect", classmethod(lambda cls, endpoint, client_id: Account()))
+    monkeypatch.setattr(CosmosAccount, "connect", classmethod(lambda cls, endpoint, client_id: Account()))
     settings = Settings(
         state_backend="cosmos",
         cosmos_endpoint="https://acct.documents.azure.com",
