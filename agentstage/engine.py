@@ -8,7 +8,9 @@ unknown and every dependency edge is kept. Secrets never reach the graph.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import os
 import runpy
 from collections.abc import Callable
 from pathlib import Path
@@ -138,7 +140,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 custom=bool(request.custom),
                 parent=request.parent if request.parent and request.parent != self.stack_urn else None,
                 provider=request.provider.rsplit("::", 1)[0] if request.provider else None,
-                dependencies=tuple(dict.fromkeys(request.dependencies)),
+                dependencies=tuple(sorted(set(request.dependencies))),
                 inputs=clean_value(inputs),
                 mock_id=response.id or None,
                 retain_on_delete=bool(request.retainOnDelete),
@@ -148,11 +150,12 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
 
 
 def clean_value(value: Any) -> Any:
-    """Plain JSON data: secrets redacted, unknowns marked, whole floats as ints, archives as paths."""
+    """Plain JSON data: secrets redacted, unknowns marked, whole floats as ints, archives as paths, and
+    mappings in key order (so two plans of one program are byte-identical)."""
     if isinstance(value, dict):
         if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
             return SECRET
-        return {k: clean_value(v) for k, v in value.items() if not k.startswith("__")}
+        return {k: clean_value(v) for k, v in sorted(value.items()) if not k.startswith("__")}
     if isinstance(value, list | tuple):
         return [clean_value(v) for v in value]
     if isinstance(value, Unknown) or (isinstance(value, str) and value == rpc.UNKNOWN):
@@ -235,13 +238,37 @@ def build_graph(stack: str, project_dir: Path = PROJECT_DIR) -> ResourceGraph:
     path = stack_file(stack, project_dir)
     config, secret_keys = read_stack_config(path)
     program = project_dir / "__main__.py"
-    return record(
+    graph = record(
         lambda: runpy.run_path(str(program), run_name="__main__"),
         project=project_settings(project_dir)["name"],
         stack=stack,
         config=config,
         secret_keys=secret_keys,
     )
+    return relative_paths(graph, (project_dir, PROJECT_DIR))
+
+
+def relative_paths(graph: ResourceGraph, roots: tuple[Path, ...]) -> ResourceGraph:
+    """The graph with paths inside the project or the kit written relative to it (``build/app.zip``).
+
+    The program passes absolute paths (the runtime package to publish); shown relative, a plan of one
+    commit is the same in every checkout, so a plan of the base in a temporary worktree differs from this
+    checkout's only where the code or the stack does.
+    """
+    prefixes = sorted({f"{root.resolve()}{os.sep}" for root in roots}, key=len, reverse=True)
+
+    def relative(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: relative(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [relative(item) for item in value]
+        if isinstance(value, str):
+            prefix = next((p for p in prefixes if value.startswith(p)), "")
+            return value.removeprefix(prefix)
+        return value
+
+    resources = [dataclasses.replace(r, inputs=relative(r.inputs)) for r in graph.resources]
+    return dataclasses.replace(graph, resources=resources)
 
 
 def record(
@@ -284,4 +311,27 @@ def _record_on_current_loop(
         _sync_await(run_pulumi_func(program))
     except pulumi.RunError as error:
         raise AgentstageError(str(error)) from None
-    return ResourceGraph(stack=stack, project=project, resources=monitor.recorded)
+    return ResourceGraph(stack=stack, project=project, resources=canonical_order(monitor.recorded))
+
+
+def canonical_order(resources: list[Resource]) -> list[Resource]:
+    """The resources as the tree reads: each parent before its children, siblings by name then type.
+
+    Pulumi registers resources as its asyncio tasks happen to run, which varies from run to run; plans
+    that are compared (``plan --diff``, a reviewer's eyes) need one order for one program.
+    """
+    children: dict[str | None, list[Resource]] = {}
+    for resource in resources:
+        children.setdefault(resource.parent, []).append(resource)
+    known = {resource.urn for resource in resources}
+    ordered: list[Resource] = []
+
+    def visit(parent: str | None) -> None:
+        for child in sorted(children.get(parent, ()), key=lambda r: (r.name, r.type, r.urn)):
+            ordered.append(child)
+            visit(child.urn)
+
+    visit(None)
+    for parent in sorted(p for p in children if p is not None and p not in known):  # parents not recorded
+        visit(parent)
+    return ordered

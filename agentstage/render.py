@@ -102,10 +102,10 @@ def _runtime_setting(name: str, value: str) -> str:
 
 def role_name(role_definition_id: str) -> str:
     """The readable name of a built-in role id, or the id's last segment."""
-    from components.azure.roles import BUILTIN_ROLES, FORBIDDEN_ROLES
+    from components.azure.roles import BUILTIN_ROLES, COSMOS_DATA_ROLES, FORBIDDEN_ROLES
 
     guid = role_definition_id.rsplit("/", 1)[-1]
-    names = {v: k for k, v in {**BUILTIN_ROLES, **FORBIDDEN_ROLES}.items()}
+    names = {v: k for k, v in {**BUILTIN_ROLES, **FORBIDDEN_ROLES, **COSMOS_DATA_ROLES}.items()}
     return names.get(guid, guid)
 
 

@@ -1,25 +1,42 @@
-"""``agentstage plan``: what a stack would deploy, evaluated offline from the real program."""
+"""``agentstage plan``: what a stack would deploy, evaluated offline from the real program.
+
+With ``--diff BASE`` it shows what a change does instead: against a saved plan, or against the stack
+planned at a git revision. ``--all --diff REVISION`` is the pull-request view of every stack.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from agentstage import diff_render
 from agentstage.console import Console
 from agentstage.diagram import mermaid_lines
-from agentstage.engine import build_graph, project_dir
+from agentstage.engine import available_stacks, build_graph, project_dir
 from agentstage.errors import AgentstageError, ExitStatus
+from agentstage.graph import ResourceGraph
+from agentstage.plan_base import Base, at_revision, base_plan
+from agentstage.plan_review import DiffReport, review
 from agentstage.render import summary_lines, tree_lines
 from policies import verdict_line
+from policies.rules import load_context
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--stack", required=True, help="stack name: stacks/Pulumi.<stack>.yaml")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--stack", help="stack name: stacks/Pulumi.<stack>.yaml")
+    target.add_argument("--all", action="store_true", help="every stack in the project (with --diff)")
     parser.add_argument(
         "--format",
-        choices=("tree", "json", "mermaid"),
+        choices=("tree", "json", "mermaid", "markdown"),
         default="tree",
-        help="tree for people (default), json for machines, mermaid for the architecture diagram",
+        help="tree for people (default), json for machines, mermaid for the architecture diagram, "
+        "markdown for a pull request (with --diff)",
+    )
+    parser.add_argument(
+        "--diff",
+        metavar="BASE",
+        help="show what changes against BASE: a saved plan (--out FILE) or a git revision such as main",
     )
     parser.add_argument("--out", type=Path, help="also write the graph as JSON to this file")
     parser.add_argument(
@@ -31,8 +48,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    console.info(f"planning stack {args.stack} offline (Pulumi program under mocks, preview mode)...")
+    _check_combination(args)
     project = project_dir(args.project_dir)
+    if args.all:
+        return _diff_all(args, project, console)
+    base = None
+    if args.diff is not None:
+        console.info(f"planning the base, {args.diff}, offline...")
+        base = base_plan(args.diff, args.stack, project)
+    console.info(f"planning stack {args.stack} offline (Pulumi program under mocks, preview mode)...")
     graph = build_graph(args.stack, project)
     if args.out is not None:
         try:
@@ -40,6 +64,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
         except OSError as error:
             raise AgentstageError(f"cannot write --out {args.out}: {error.strerror}") from None
         console.info(f"graph written to {args.out}")
+    if base is not None:
+        _print_diffs([_review(base, graph, project)], args.format, console, several=False)
+        return ExitStatus.OK
     verdict = verdict_line(graph, project)
     if args.format in ("json", "mermaid"):
         lines = [graph.to_json()] if args.format == "json" else list(mermaid_lines(graph))
@@ -55,3 +82,48 @@ def run(args: argparse.Namespace, console: Console) -> int:
     console.print()
     console.print(verdict)
     return ExitStatus.OK
+
+
+def _check_combination(args: argparse.Namespace) -> None:
+    if args.diff is None and args.format == "markdown":
+        raise AgentstageError("--format markdown is the pull-request view of a diff: add --diff BASE")
+    if args.diff is not None and args.format == "mermaid":
+        raise AgentstageError("--diff shows as tree, json or markdown, not mermaid: drop --format mermaid")
+    if args.all and args.diff is None:
+        raise AgentstageError("--all plans every stack for a diff: add --diff REVISION (or plan one --stack)")
+    if args.all and args.out is not None:
+        raise AgentstageError("--out saves one stack's plan: use it with --stack, not --all")
+
+
+def _diff_all(args: argparse.Namespace, project: Path, console: Console) -> int:
+    """Every stack of this checkout against the revision: the base's plans come from one worktree."""
+    if Path(args.diff).is_file():
+        raise AgentstageError(f"--all --diff {args.diff}: a saved plan is one stack's; give a git revision")
+    stacks = available_stacks(project)
+    console.info(f"planning {len(stacks)} stacks at {args.diff} offline...")
+    bases = at_revision(args.diff, stacks, project)
+    reports = []
+    for stack in stacks:
+        console.info(f"planning stack {stack} offline...")
+        reports.append(_review(bases[stack], build_graph(stack, project), project))
+    _print_diffs(reports, args.format, console, several=True)
+    return ExitStatus.OK
+
+
+def _review(base: Base, graph: ResourceGraph, project: Path) -> DiffReport:
+    return review(
+        base.graph,
+        graph,
+        labels=(base.label, "this checkout"),
+        contexts=(base.context, load_context(graph.stack, project)),
+        note=base.note,
+    )
+
+
+def _print_diffs(reports: list[DiffReport], format_: str, console: Console, *, several: bool) -> None:
+    """One stack's diff, or (``several``) the stacks a change touches and the names of the others."""
+    if format_ == "json":
+        console.print(diff_render.json_text(reports, several=several))
+        return
+    for line in diff_render.all_lines(reports, markdown=format_ == "markdown", several=several):
+        console.print(line)

@@ -13,6 +13,13 @@ from pulumi_azure_native import authorization
 from components.azure.context import AzureContext
 from components.azure.identity import ManagedIdentity
 
+# Cosmos DB's own data-plane roles (sqlRoleDefinitions of every account): Data Contributor reads and
+# writes items and runs queries; neither grants the control plane.
+COSMOS_DATA_ROLES: dict[str, str] = {
+    "Cosmos DB Built-in Data Reader": "00000000-0000-0000-0000-000000000001",
+    "Cosmos DB Built-in Data Contributor": "00000000-0000-0000-0000-000000000002",
+}
+
 # Built-in role definition ids (identical in every Azure tenant).
 BUILTIN_ROLES: dict[str, str] = {
     "Cognitive Services OpenAI User": "5e0bd9bd-7b93-4f28-af87-19fc36ad61bd",

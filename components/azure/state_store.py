@@ -19,10 +19,10 @@ from components.azure.context import AzureContext
 from components.azure.diagnostics import send_diagnostics
 from components.azure.identity import ManagedIdentity
 from components.azure.private_link import PrivateLinkTarget
+from components.azure.roles import COSMOS_DATA_ROLES
 from components.base import Component
 
-# Cosmos DB Built-in Data Contributor: items and queries in containers, account metadata reads; no control plane.
-DATA_CONTRIBUTOR = "00000000-0000-0000-0000-000000000002"
+DATA_CONTRIBUTOR = COSMOS_DATA_ROLES["Cosmos DB Built-in Data Contributor"]
 EMBEDDING_PATH = "/embedding"
 MAX_VECTOR_DIMENSIONS = 4096  # quantizedFlat and diskANN indexes (flat stops at 505)
 

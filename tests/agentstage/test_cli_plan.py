@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 from agentstage.cli import main
 from agentstage.console import Console
@@ -20,15 +17,6 @@ def run(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     status = main(list(argv), console=Console(out, err))
     return status, out.getvalue(), err.getvalue()
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A copy of the project's program and stacks, to break on purpose."""
-    shutil.copy(PROJECT_DIR / "Pulumi.yaml", tmp_path)
-    shutil.copy(PROJECT_DIR / "__main__.py", tmp_path)
-    shutil.copytree(PROJECT_DIR / "stacks", tmp_path / "stacks")
-    return tmp_path
 
 
 def error_lines(err: str) -> list[str]:

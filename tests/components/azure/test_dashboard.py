@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from agentstage.graph import ResourceGraph
 from agent_runtime import telemetry
+from agentstage.graph import ResourceGraph
 from components.azure.dashboard import DashboardArgs, ModelPrice, RuntimeBudget, panels, serialize
 from components.azure.observability import Observability, ObservabilityArgs
 

@@ -98,3 +98,20 @@ def test_agent_build_scans_before_it_pushes_by_digest() -> None:
     push = next(s for s in image["steps"] if s.get("id") == "push")
     assert "az acr login" in push["run"] and "$GITHUB_SHA" in push["run"] and "digest=" in push["run"]
     assert image["outputs"]["digest"] == "${{ steps.push.outputs.digest }}"
+
+
+def test_pull_requests_get_the_plan_diff_without_a_cloud_credential() -> None:
+    """Offline on both sides: no id-token, no cloud login; the Markdown goes to the summary and a comment."""
+    job = _load(INFRASTRUCTURE)["jobs"]["plan-diff"]
+    assert job["if"] == "github.event_name == 'pull_request'"
+    assert job["permissions"] == {"contents": "read", "pull-requests": "write"}
+    assert not [uses for uses in _uses(job) if "login" in uses or "credentials" in uses]
+    checkout = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout"))
+    assert checkout["with"]["fetch-depth"] == 0, "the base revision must be in the clone to plan it"
+    diff = next(s for s in job["steps"] if "agentstage plan --all --diff" in s.get("run", ""))
+    assert diff["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
+    assert '"$BASE_SHA" --format markdown > plan-diff.md' in diff["run"]
+    assert 'cat plan-diff.md >> "$GITHUB_STEP_SUMMARY"' in diff["run"]
+    comment = next(s for s in job["steps"] if "gh pr comment" in s.get("run", ""))
+    assert comment["continue-on-error"] is True, "a fork's read-only token must not fail the job"
+    assert "--edit-last --create-if-none" in comment["run"]
