@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STACK ?= pilot-dev
 INSTALLED := $(VENV)/.installed
 
-.PHONY: plan check test bench bench-check system-deps checkov azurite clean
+.PHONY: plan check test bench bench-check system-deps checkov azurite report-screenshot clean
 
 # Byte-compiles on install (the SDKs are large; without .pyc files every process recompiles them).
 $(INSTALLED): pyproject.toml
@@ -42,6 +42,10 @@ bench: $(INSTALLED)
 
 bench-check: $(INSTALLED) checkov
 	$(BIN)/python benchmarks/check_vs_plan.py
+
+# The README's picture of a real report (docs/report.png), regenerated from the enterprise stage.
+report-screenshot: $(INSTALLED) system-deps checkov
+	scripts/report-screenshot.sh
 
 clean:
 	rm -rf $(VENV) .venv-checkov .tools build .pytest_cache

@@ -21,6 +21,8 @@ from agentstage.errors import AgentstageError, ExitStatus
 VERBS: dict[str, str] = {
     "plan": "show every resource a stack would create (offline: no cloud account or Pulumi CLI needed)",
     "check": "check stacks against agentstage's policy rules and checkov (offline); exit 1 on a blocking failure",
+    "cost": "estimate what a stack costs a month: fixed (idle) and usage, from list prices (offline)",
+    "report": "write one self-contained HTML page of a stack: architecture, policy verdict, cost, components",
     "dev": "run the agent runtime locally (scripted model unless AGENTSTAGE_LLM_ENDPOINT is set)",
 }
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from agentstage.graph import Resource, ResourceGraph
 from agentstage.render import role_name
@@ -38,8 +39,17 @@ CLUSTER = "azure-native:containerservice:ManagedCluster"
 COSMOS_DATA_CONTRIBUTOR = "00000000-0000-0000-0000-000000000002"
 
 
-def mermaid_lines(graph: ResourceGraph) -> Iterator[str]:
-    """``flowchart LR`` with one node per block and one labelled edge per connection."""
+@dataclass(frozen=True)
+class Architecture:
+    """The diagram's content, whatever draws it: blocks (id, label) and labelled connections."""
+
+    nodes: tuple[tuple[str, str], ...]
+    edges: tuple[tuple[str, str, tuple[str, ...]], ...]
+    """(source id, target id, labels) - one edge per connected pair, every reason on it."""
+
+
+def architecture(graph: ResourceGraph) -> Architecture:
+    """One node per block and one edge per connected pair of blocks, in the graph's order."""
     blocks = _Blocks(graph)
     edges: dict[tuple[str, str], set[str]] = defaultdict(set)
     connections = (
@@ -54,13 +64,46 @@ def mermaid_lines(graph: ResourceGraph) -> Iterator[str]:
         if source != target:
             edges[(source, target)].add(label)
     shown = {urn for edge in edges for urn in edge} | set(blocks.standalone())
+    nodes = tuple((blocks.node_id(urn), blocks.label(urn)) for urn in sorted(shown, key=blocks.order))
+    ordered = sorted(edges.items(), key=lambda e: (blocks.order(e[0][0]), blocks.order(e[0][1])))
+    return Architecture(
+        nodes,
+        tuple((blocks.node_id(s), blocks.node_id(t), tuple(sorted(labels))) for (s, t), labels in ordered),
+    )
+
+
+def mermaid_lines(graph: ResourceGraph) -> Iterator[str]:
+    """``flowchart LR`` with one node per block and one labelled edge per connection."""
+    drawing = architecture(graph)
     yield "flowchart LR"
-    for urn in sorted(shown, key=blocks.order):
-        yield f'  {blocks.node_id(urn)}["{blocks.label(urn)}"]'
-    for (source, target), labels in sorted(
-        edges.items(), key=lambda e: (blocks.order(e[0][0]), blocks.order(e[0][1]))
-    ):
-        yield f'  {blocks.node_id(source)} -->|"{", ".join(sorted(labels))}"| {blocks.node_id(target)}'
+    for node_id, label in drawing.nodes:
+        yield f'  {node_id}["{label}"]'
+    for source, target, labels in drawing.edges:
+        yield f'  {source} -->|"{", ".join(labels)}"| {target}'
+
+
+def dot_source(graph: ResourceGraph) -> str:
+    """The same architecture in Graphviz's language (the HTML report renders it to SVG with ``dot``)."""
+    drawing = architecture(graph)
+    lines = [
+        "digraph architecture {",
+        '  graph [rankdir=LR, fontname="DejaVu Sans", fontsize=11, nodesep=0.35, ranksep=0.9, bgcolor="transparent"];',
+        '  node [shape=box, style="rounded,filled", fillcolor="#eef3fb", color="#3b6fb6", fontname="DejaVu Sans", fontsize=11];',
+        '  edge [color="#6b7a90", fontname="DejaVu Sans", fontsize=9, fontcolor="#3c4655"];',
+    ]
+    lines += [
+        f"  {node_id} [id={_quoted(node_id)}, label={_quoted(label)}];" for node_id, label in drawing.nodes
+    ]
+    lines += [
+        f"  {source} -> {target} [label={_quoted(chr(10).join(labels))}];"
+        for source, target, labels in drawing.edges
+    ]
+    return "\n".join([*lines, "}"]) + "\n"
+
+
+def _quoted(text: str) -> str:
+    """A Graphviz string: quotes and backslashes escaped, line breaks as centred line breaks."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 class _Blocks:

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from agentstage.plan_diff import DEPENDENCIES, PlanDiff, ResourceChange, SettingChange
-from agentstage.plan_review import Blocking, DiffReport, Verdict
+from agentstage.plan_review import Blocking, CostChange, DiffReport, Verdict
 from agentstage.render import role_name, short_type
+from cost.render import money
 
 WIDTH = 100
 """Longest value shown in the tree and in Markdown; JSON carries every value whole."""
@@ -80,6 +81,21 @@ def tree_lines(report: DiffReport) -> Iterator[str]:
                         yield f"      {_arrow(setting)}"
     yield ""
     yield from _policy_lines(report)
+    yield from _cost_lines(report)
+
+
+def _cost_lines(report: DiffReport) -> Iterator[str]:
+    cost = report.cost
+    if cost is None:
+        return
+    yield ""
+    yield f"cost (fixed, idle, {cost.currency}/month): {money(cost.base)} -> {money(cost.head)} ({_signed(cost.delta)})"
+    for name, before, after in cost.resources:
+        yield f"  {name}: {money(before)} -> {money(after)} ({_signed(after - before)})"
+
+
+def _signed(amount: float) -> str:
+    return f"{'+' if amount >= 0 else '-'}{money(abs(amount))}"
 
 
 def text_changes(setting: SettingChange) -> list[str]:
@@ -172,6 +188,21 @@ def _report_json(report: DiffReport) -> dict[str, Any]:
         "newBlocking": [_blocking_json(item) for item in report.new_blocking],
         "newlyWaived": [_blocking_json(item) for item in report.newly_waived],
         "clearedBlocking": [_blocking_json(item) for item in report.cleared_blocking],
+        "cost": _cost_json(report.cost),
+    }
+
+
+def _cost_json(cost: CostChange | None) -> dict[str, Any] | None:
+    if cost is None:
+        return None
+    return {
+        "currency": cost.currency,
+        "baseFixedMonthly": round(cost.base, 2),
+        "headFixedMonthly": round(cost.head, 2),
+        "resources": [
+            {"resource": name, "base": round(before, 2), "head": round(after, 2)}
+            for name, before, after in cost.resources
+        ],
     }
 
 
@@ -245,6 +276,16 @@ def markdown_lines(report: DiffReport) -> Iterator[str]:
             yield f"**{title.capitalize()}:**"
             for check, name, message in items:
                 yield f"- `{check}` on {_code(name)}: {_cell(message)}"
+    if report.cost is not None:
+        cost = report.cost
+        yield ""
+        yield f"#### Cost (fixed, idle, {cost.currency}/month)"
+        yield ""
+        yield "| | before | after | change |"
+        yield "|---|---:|---:|---:|"
+        for name, before, after in cost.resources:
+            yield f"| {_code(name)} | {money(before)} | {money(after)} | {_signed(after - before)} |"
+        yield f"| **total** | {money(cost.base)} | {money(cost.head)} | **{_signed(cost.delta)}** |"
 
 
 def _markdown_changes(changes: list[ResourceChange], summaries: dict[str, str]) -> Iterator[str]:

@@ -14,7 +14,7 @@ import os
 import runpy
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 import yaml
@@ -28,6 +28,9 @@ from pulumi.runtime.sync_await import _sync_await
 
 from agentstage.errors import AgentstageError
 from agentstage.graph import SECRET, UNKNOWN, Resource, ResourceGraph
+
+if TYPE_CHECKING:
+    from blueprints.config import StackConfig
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -231,6 +234,19 @@ def read_stack_config(path: Path) -> tuple[dict[str, str], list[str]]:
         else:
             config[key] = json.dumps(value)
     return config, secret_keys
+
+
+def load_stack_config(stack: str, project_dir: Path = PROJECT_DIR) -> tuple[StackConfig, Path]:
+    """The stack file, validated, and where it is (relative to the project when inside it, for messages)."""
+    from blueprints.config import StackConfigError, parse_stack_config
+
+    path = stack_file(stack, project_dir)
+    raw, _secret_keys = read_stack_config(path)
+    try:
+        config = parse_stack_config(raw, path.name)
+    except StackConfigError as error:
+        raise AgentstageError(str(error)) from None
+    return config, path.relative_to(project_dir) if path.is_relative_to(project_dir) else path
 
 
 def build_graph(stack: str, project_dir: Path = PROJECT_DIR) -> ResourceGraph:

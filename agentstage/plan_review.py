@@ -26,6 +26,21 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class CostChange:
+    """Fixed monthly cost (what the stack costs idle) on each side, in total and per resource that moved."""
+
+    currency: str
+    base: float
+    head: float
+    resources: tuple[tuple[str, float, float], ...] = ()
+    """(resource name, base cost, head cost) of each resource whose fixed cost changed."""
+
+    @property
+    def delta(self) -> float:
+        return self.head - self.base
+
+
+@dataclass(frozen=True)
 class DiffReport:
     """What ``plan --diff`` shows: the diff, what each side is called, and both sides' policy verdicts."""
 
@@ -38,11 +53,13 @@ class DiffReport:
     """Key settings (kind, SKU, role ...) of each added or removed resource, by URN, as one line."""
     note: str = ""
     """A caveat on the verdicts (the base checked with this checkout's waivers)."""
+    cost: CostChange | None = None
 
     @property
     def touched(self) -> bool:
-        """The change moves a resource or the policy verdict (a change to the rules alone does)."""
-        return not self.diff.empty or self.base_verdict != self.head_verdict
+        """The change moves a resource, the policy verdict or the cost (a change to rules or prices alone does)."""
+        cost_moved = self.cost is not None and round(self.cost.delta, 2) != 0
+        return not self.diff.empty or self.base_verdict != self.head_verdict or cost_moved
 
     @property
     def new_blocking(self) -> list[Blocking]:
@@ -91,7 +108,22 @@ def review(
         head_verdict=verdict(head, contexts[1]),
         summaries=summaries,
         note=note,
+        cost=cost_change(base, head),
     )
+
+
+def cost_change(base: ResourceGraph, head: ResourceGraph) -> CostChange:
+    """Both sides priced with this checkout's price table, so the difference is the change's."""
+    from cost import estimate
+
+    before, after = estimate(base), estimate(head)
+    old, new = dict(before.by_resource("fixed")), dict(after.by_resource("fixed"))
+    moved = tuple(
+        (name, old.get(name, 0.0), new.get(name, 0.0))
+        for name in sorted(old.keys() | new.keys())
+        if round(old.get(name, 0.0) - new.get(name, 0.0), 2) != 0
+    )
+    return CostChange(after.currency, before.fixed, after.fixed, moved)
 
 
 def verdict(graph: ResourceGraph, context: StackContext) -> Verdict:

@@ -595,7 +595,7 @@ def parse_stack_config(raw: dict[str, str], source: str) -> StackConfig:
     try:
         return StackConfig.model_validate(values)
     except ValidationError as error:
-        raise StackConfigError(_describe(error, source)) from None
+        raise StackConfigError(describe_validation_error(error, source, StackConfig, f"{NAMESPACE}:")) from None
 
 
 def _decode(value: str) -> Any:
@@ -608,19 +608,24 @@ def _decode(value: str) -> Any:
     return value
 
 
-def _describe(error: ValidationError, source: str) -> str:
-    """One line per problem: file, key path as written in the file, what is wrong, what was given."""
+def describe_validation_error(error: ValidationError, source: str, root: type[BaseModel], prefix: str = "") -> str:
+    """One line per problem: file, key path as written in the file, what is wrong, what was given.
+
+    ``root`` is the model the file was validated against (it lists the keys allowed where one is
+    unknown); ``prefix`` goes before a top-level key (``agentstage:`` in a stack file).
+    """
     lines = []
     problems = error.errors(include_url=False)
     for problem in problems:
         if problem["type"] == "too_short" and _has_problem_below(problem["loc"], problems):
             continue  # a list whose items were rejected: the items' own errors say why
-        location = _key_path(problem["loc"])
+        location = _key_path(problem["loc"], prefix)
         if problem["type"] == "extra_forbidden":
-            parent = _key_path(problem["loc"][:-1])
+            parent = _key_path(problem["loc"][:-1], prefix)
+            allowed = _allowed_under(problem["loc"][:-1], root)
             lines.append(
                 f"{source}: unknown key '{location}'"
-                + (f"; allowed keys under {parent}: {_allowed_under(problem['loc'][:-1])}" if parent else "")
+                + (f"; allowed keys under {parent}: {allowed}" if parent else f"; allowed keys: {allowed}")
             )
             continue
         message = problem["msg"].removeprefix("Value error, ")
@@ -639,19 +644,21 @@ def _has_problem_below(loc: tuple[int | str, ...], problems: list[Any]) -> bool:
     return any(len(p["loc"]) > len(loc) and tuple(p["loc"][: len(loc)]) == tuple(loc) for p in problems)
 
 
-def _key_path(loc: tuple[int | str, ...]) -> str:
+def _key_path(loc: tuple[int | str, ...], prefix: str) -> str:
     path = ""
     for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else f"{NAMESPACE}:{part}")
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else f"{prefix}{part}")
     return path
 
 
-def _allowed_under(loc: tuple[int | str, ...]) -> str:
-    model: Any = StackConfig
+def _allowed_under(loc: tuple[int | str, ...], root: type[BaseModel]) -> str:
+    model: Any = root
     for part in loc:
         if isinstance(part, int):
             continue
-        field = next(f for n, f in model.model_fields.items() if (f.alias or n) == part)
+        field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
+        if field is None:
+            continue  # a key of a mapping (an agent's name): its values are the model already found
         annotation = field.annotation
         model = next(
             (a for a in _flatten(annotation) if isinstance(a, type) and issubclass(a, BaseModel)), None

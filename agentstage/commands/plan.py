@@ -38,7 +38,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="BASE",
         help="show what changes against BASE: a saved plan (--out FILE) or a git revision such as main",
     )
-    parser.add_argument("--out", type=Path, help="also write the graph as JSON to this file")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="also write to this file: the Mermaid diagram with --format mermaid, else the graph as JSON",
+    )
     parser.add_argument(
         "--project-dir",
         type=Path,
@@ -59,11 +63,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     console.info(f"planning stack {args.stack} offline (Pulumi program under mocks, preview mode)...")
     graph = build_graph(args.stack, project)
     if args.out is not None:
-        try:
-            graph.write(args.out)
-        except OSError as error:
-            raise AgentstageError(f"cannot write --out {args.out}: {error.strerror}") from None
-        console.info(f"graph written to {args.out}")
+        _write_out(args.out, graph, mermaid=args.format == "mermaid" and base is None)
+        console.info(f"{'diagram' if args.format == 'mermaid' else 'graph'} written to {args.out}")
     if base is not None:
         _print_diffs([_review(base, graph, project)], args.format, console, several=False)
         return ExitStatus.OK
@@ -82,6 +83,17 @@ def run(args: argparse.Namespace, console: Console) -> int:
     console.print()
     console.print(verdict)
     return ExitStatus.OK
+
+
+def _write_out(path: Path, graph: ResourceGraph, *, mermaid: bool) -> None:
+    """``--out``: the Mermaid diagram with ``--format mermaid``, else the graph as JSON (what --diff reads)."""
+    try:
+        if mermaid:
+            path.write_text("\n".join(mermaid_lines(graph)) + "\n", encoding="utf-8")
+        else:
+            graph.write(path)
+    except OSError as error:
+        raise AgentstageError(f"cannot write --out {path}: {error.strerror}") from None
 
 
 def _check_combination(args: argparse.Namespace) -> None:

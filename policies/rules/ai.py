@@ -8,11 +8,11 @@ from typing import Any
 
 from agent_runtime.settings import env_name
 from agentstage.graph import Resource, ResourceGraph
+from agentstage.workloads import SETTING_HOLDERS, settings
 from policies.findings import Severity
 from policies.rules.context import StackContext
 from policies.rules.model import Rule, Stage, Verdict, failed, passed
 from policies.rules.predicates import is_unknown, shown
-from policies.rules.workloads import SETTING_HOLDERS, settings
 
 MODEL_DEPLOYMENT = "azure-native:cognitiveservices:Deployment"
 RAI_POLICY = "azure-native:cognitiveservices:RaiPolicy"

@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentstage.engine import PROJECT_DIR, StackNotFoundError, read_stack_config, stack_file
-from agentstage.errors import AgentstageError
-from blueprints.config import StackConfig, StackConfigError, WaiverConfig, parse_stack_config
+from agentstage.engine import PROJECT_DIR, StackNotFoundError, load_stack_config
+from blueprints.config import StackConfig, WaiverConfig
 from policies.rules.model import Stage
 
 MIN_LOG_RETENTION_DAYS = StackConfig.model_fields["log_retention_days"].default
@@ -66,13 +65,7 @@ def load_context(stack: str, project_dir: Path = PROJECT_DIR) -> StackContext:
     defaults would silently drop the file's waivers and stage.
     """
     try:
-        path = stack_file(stack, project_dir)
+        config, shown = load_stack_config(stack, project_dir)
     except StackNotFoundError:
         return StackContext.strictest(f"no stack file for stack '{stack}' in {project_dir}")
-    raw, _secret_keys = read_stack_config(path)
-    try:
-        config = parse_stack_config(raw, path.name)
-    except StackConfigError as error:
-        raise AgentstageError(str(error)) from None
-    shown = path.relative_to(project_dir) if path.is_relative_to(project_dir) else path
-    return StackContext.from_config(config, Path(shown))
+    return StackContext.from_config(config, shown)

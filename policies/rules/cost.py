@@ -136,6 +136,31 @@ def _budget_alerts(resource: Resource, _graph: ResourceGraph, _ctx: StackContext
     return passed(f"alerts via {', '.join(sorted(alerting))} on a budget of {amount}")
 
 
+CONTRIBUTORS_NAMED = 3
+
+
+def _fixed_cost_within_budget(budget: Resource, graph: ResourceGraph, _ctx: StackContext) -> Verdict:
+    """The stack's idle cost, from its own plan and the price table, against the budget's amount."""
+    from cost import estimate
+
+    amount = budget.get("amount")
+    if not isinstance(amount, int | float) or amount <= 0:
+        return failed(f"amount is {shown(amount)}; a budget needs a positive amount to compare with")
+    priced = estimate(graph)
+    unpriced = f"; {len(priced.unpriced)} resources are not priced and not counted" if priced.unpriced else ""
+    if priced.fixed <= amount:
+        return passed(
+            f"fixed cost {priced.fixed:,.2f} {priced.currency}/month is within the budget of {amount:,}{unpriced}"
+        )
+    biggest = ", ".join(
+        f"{name} {cost:,.2f}" for name, cost in priced.by_resource("fixed")[:CONTRIBUTORS_NAMED]
+    )
+    return failed(
+        f"fixed cost {priced.fixed:,.2f} {priced.currency}/month exceeds the budget of {amount:,} before any "
+        f"traffic; biggest: {biggest}{unpriced}"
+    )
+
+
 def _capacity(resource: Resource, _graph: ResourceGraph, ctx: StackContext) -> Verdict:
     capacity = resource.get("sku.capacity")
     limit = CAPACITY_LIMITS[ctx.stage]
@@ -201,6 +226,24 @@ RULES = (
         types=(BUDGET,),
         check=_budget_alerts,
         reference="https://learn.microsoft.com/azure/cost-management-billing/costs/cost-mgt-alerts-monitor-usage-spending",
+    ),
+    Rule(
+        id="AGS-AZ-055",
+        title="The stack's fixed monthly cost fits its budget",
+        severity=Severity.MEDIUM,
+        rationale=(
+            "What a stage costs idle (gateway units, search units, messaging units, node pools, always-ready "
+            "instances) is spent before the first request; a budget it already exceeds alerts every month and "
+            "leaves nothing for the token spend it was meant to govern."
+        ),
+        remediation=(
+            "Shrink what the message names (fewer units, replicas or always-ready instances, smaller SKUs) or "
+            "raise `agentstage:budget.amount`; `agentstage cost --stack <stack>` shows every line."
+        ),
+        types=(BUDGET,),
+        check=_fixed_cost_within_budget,
+        needs_graph=True,
+        reference="https://learn.microsoft.com/azure/cost-management-billing/costs/cost-mgt-best-practices",
     ),
     Rule(
         id="AGS-AZ-052",

@@ -6,12 +6,12 @@ import json
 from typing import Any
 
 from agentstage.graph import Resource, ResourceGraph
+from agentstage.workloads import CONTAINER_APP, CONTAINER_GROUP, WEB_APP
 from components.azure.roles import BUILTIN_ROLES, FORBIDDEN_ROLES
 from policies.findings import Severity
 from policies.rules.context import StackContext
 from policies.rules.model import Rule, Verdict, failed, passed
 from policies.rules.predicates import broad_actions, resolve, role_guid, shown
-from policies.rules.workloads import CONTAINER_APP, CONTAINER_GROUP, WEB_APP
 
 ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
 ROLE_DEFINITION = "azure-native:authorization:RoleDefinition"

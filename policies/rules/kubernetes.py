@@ -6,11 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 from agentstage.graph import Resource, ResourceGraph
+from agentstage.workloads import K8S_WORKLOADS, containers, namespace, pod_spec, pod_template
 from policies.findings import Severity
 from policies.rules.context import StackContext
 from policies.rules.model import Check, Rule, Verdict, failed, passed
 from policies.rules.predicates import is_unknown
-from policies.rules.workloads import K8S_WORKLOADS, containers, namespace, pod_spec, pod_template
 
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 SERVICE_ACCOUNT = "kubernetes:core/v1:ServiceAccount"

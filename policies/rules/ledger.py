@@ -17,11 +17,11 @@ from agent_runtime.settings import Settings, env_name
 from agent_runtime.tools import ToolRegistry
 from agent_runtime.tools.builtins import builtin_tools
 from agentstage.graph import Resource, ResourceGraph
+from agentstage.workloads import SETTING_HOLDERS, settings
 from policies.findings import Severity
 from policies.rules.context import StackContext
 from policies.rules.model import Rule, Verdict, failed, passed
 from policies.rules.predicates import shown
-from policies.rules.workloads import SETTING_HOLDERS, settings
 
 AGENTS_SETTING = env_name("agents")
 BACKEND_SETTING = env_name("budget_backend")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from agentstage.graph import Resource, ResourceGraph
+from agentstage.workloads import WEB_APP
 from policies.findings import Severity
 from policies.rules.context import StackContext
 from policies.rules.model import Rule, Stage, Verdict, failed, passed
 from policies.rules.predicates import refers_to, shown, tls_at_least_1_2
-from policies.rules.workloads import WEB_APP
 
 STORAGE = "azure-native:storage:StorageAccount"
 PRIVATE_ENDPOINT = "azure-native:network:PrivateEndpoint"

@@ -6,11 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 from agentstage.graph import SECRET, UNKNOWN, Resource, ResourceGraph
+from agentstage.workloads import AZURE_SETTING_HOLDERS, K8S_WORKLOADS, LAMBDA_FUNCTION, settings
 from policies.findings import Severity
 from policies.rules.context import StackContext
 from policies.rules.model import Check, Rule, Verdict, failed, passed
 from policies.rules.predicates import is_key_vault_reference, secret_name, secret_value_kind, shown
-from policies.rules.workloads import AZURE_SETTING_HOLDERS, K8S_WORKLOADS, LAMBDA_FUNCTION, settings
 
 VAULT = "azure-native:keyvault:Vault"
 

@@ -60,9 +60,14 @@ def checkout(repository: Path) -> Iterator[Path]:
 
 
 def edit_stack(repository: Path, stack: str, key: str, value: object) -> None:
+    """Set ``key`` (``agentstage:functions.alwaysReady``: dots go into mappings) in the stack file."""
     path = repository / "stacks" / f"Pulumi.{stack}.yaml"
     document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    document["config"][key] = value
+    *parents, last = key.split(".")
+    target = document["config"]
+    for parent in parents:
+        target = target[parent]
+    target[last] = value
     path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
 
 
@@ -78,19 +83,23 @@ def test_the_same_commit_in_another_checkout_has_no_changes(checkout: Path) -> N
 
 
 def test_a_stack_edit_shows_as_exactly_that_setting(checkout: Path) -> None:
-    edit_stack(checkout, "pilot-dev", "agentstage:logRetentionDays", 90)
+    edit_stack(checkout, "pilot-dev", "agentstage:functions.alwaysReady", 1)
     status, out, err = run(
         "plan", "--stack", "pilot-dev", "--diff", "HEAD", "--format", "json", "--project-dir", str(checkout)
     )
     assert status == 0, err
     payload = json.loads(out)
     assert payload["base"]["label"] == "HEAD" and payload["head"]["label"] == "this checkout"
-    settings = {
+    settings = [
         (c["name"], s["path"], s["old"], s["new"], s["concern"])
         for c in payload["changes"]
         for s in c["settings"]
-    }
-    assert settings == {("observability-workspace", "retentionInDays", 30, 90, "cost")}
+    ]
+    ready = [{"instanceCount": 1, "name": "http"}]
+    assert settings == [
+        ("agent-app", "functionAppConfig.scaleAndConcurrency.alwaysReady", None, ready, "cost")
+    ]
+    assert payload["cost"]["resources"] == [{"resource": "agent-app", "base": 0.0, "head": 21.02}]
 
     status, tree, err = run("plan", "--stack", "pilot-dev", "--diff", "HEAD", "--project-dir", str(checkout))
     assert status == 0, err

@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from agentstage.graph import Resource, ResourceGraph
+from agentstage.workloads import WEB_APP
 from components.azure.roles import FORBIDDEN_ROLES
 from policies.rules.predicates import DIAGNOSTIC_SETTING, referencing
-from policies.rules.workloads import WEB_APP
 
 ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
 ROLE_PREFIX = (

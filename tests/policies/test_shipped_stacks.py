@@ -8,11 +8,11 @@ import pytest
 from crossguard_harness import run_pack
 
 from agentstage.engine import PROJECT_DIR, available_stacks
+from agentstage.workloads import WEB_APP
 from policies import crossguard, verdict_line
 from policies.checking import check_graph
 from policies.findings import Outcome
 from policies.rules import all_rules, load_context
-from policies.rules.workloads import WEB_APP
 
 K8S_DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 

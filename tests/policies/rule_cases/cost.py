@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agentstage.graph import Resource
 from policies.rules import Stage
 from rule_cases.base import STACK, Case, flip, res
 
@@ -24,6 +25,14 @@ def _budget(**notification: object) -> dict:
     }
 
 
+def _gateway() -> Resource:
+    return res(
+        "azure-native:apimanagement:ApiManagementService",
+        "gateway",
+        {"location": "swedencentral", "sku": {"name": "StandardV2", "capacity": 2}},
+    )
+
+
 CASES = {
     "AGS-AZ-050": Case(
         target=STACK,
@@ -35,6 +44,12 @@ CASES = {
         target="budget",
         passing=lambda: [res(BUDGET, "budget", _budget())],
         failing=lambda: [res(BUDGET, "budget", _budget(contactEmails=[]))],
+    ),
+    # Two Standard v2 gateway units are 1,400 USD a month idle: within 2,000, over 1,000.
+    "AGS-AZ-055": Case(
+        target="budget",
+        passing=lambda: [res(BUDGET, "budget", {**_budget(), "amount": 2000}), _gateway()],
+        failing=lambda: [res(BUDGET, "budget", {**_budget(), "amount": 1000}), _gateway()],
     ),
     "AGS-AZ-052": flip(
         DEPLOYMENT, "chat", {"sku": {"name": "GlobalStandard", "capacity": 100}}, {"sku": {"capacity": 101}}
