@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Sequence
 
 from agentstage.console import Console
-from agentstage.errors import AgentstageError, ExitStatus
+from core.errors import AgentstageError, ExitStatus
 
 VERBS: dict[str, str] = {
     "plan": "show every resource a stack would create (offline: no cloud account or Pulumi CLI needed)",

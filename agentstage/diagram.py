@@ -1,4 +1,4 @@
-"""The architecture as a Mermaid flowchart, derived from the resource graph alone.
+"""The architecture as a diagram (Mermaid or Graphviz), derived from the resource graph alone.
 
 Nodes are the building blocks (agentstage components); edges are what actually connects them in the
 deployment, so the diagram cannot drift from the code:
@@ -10,20 +10,23 @@ deployment, so the diagram cannot drift from the code:
   endpoint, a namespace): app or workload -> block;
 - a private endpoint: network -> the block it reaches privately;
 - a Kubernetes resource deployed through a cluster's provider: workload -> cluster;
-- an alert rule: alerts -> the block it watches and the block it pages.
+- an alert rule: alerts -> the block it watches and the block it pages;
+- on AWS, an IAM role's inline policy: the block running as the role -> each block whose ARNs it names; a
+  Lambda permission: the gateway -> the function it may invoke; an alarm on a function: monitoring -> agent.
 
 Blocks without any connection (a policy assignment set, a budget) are shown too: they are part of the stage.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from agentstage.graph import Resource, ResourceGraph
 from agentstage.render import role_name
+from core.graph import Resource, ResourceGraph
 
 ROLE_ASSIGNMENTS = (
     "azure-native:authorization:RoleAssignment",
@@ -36,6 +39,10 @@ IDENTITY = "azure-native:managedidentity:UserAssignedIdentity"
 SERVICE_ACCOUNT = "kubernetes:core/v1:ServiceAccount"
 FEDERATED_CREDENTIAL = "azure-native:managedidentity:FederatedIdentityCredential"
 CLUSTER = "azure-native:containerservice:ManagedCluster"
+AWS_ROLE = "aws:iam/role:Role"
+IDENTITY_BLOCKS = (":Identity", ":ExecutionRole")
+"""Identities appear as the compute that runs as them, not as blocks of their own."""
+AWS_ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 COSMOS_DATA_CONTRIBUTOR = "00000000-0000-0000-0000-000000000002"
 
 
@@ -59,6 +66,9 @@ def architecture(graph: ResourceGraph) -> Architecture:
         *_private_endpoints(graph, blocks),
         *_runs_on(graph, blocks),
         *_alerts(graph, blocks),
+        *_aws_grants(graph, blocks),
+        *_aws_invocations(graph, blocks),
+        *_aws_alarms(graph, blocks),
     )
     for source, target, label in connections:
         if source != target:
@@ -118,7 +128,7 @@ class _Blocks:
         block = None
         current: Resource | None = resource
         while current is not None:
-            if current.type.startswith("agentstage:") and not current.type.endswith(":Identity"):
+            if current.type.startswith("agentstage:") and not current.type.endswith(IDENTITY_BLOCKS):
                 block = current.urn
             current = self.graph.by_urn(current.parent) if current.parent else None
         return block
@@ -127,7 +137,7 @@ class _Blocks:
         """Top-level blocks that are not identities (identities appear as the compute that uses them)."""
         for resource in self.graph.resources:
             top_level = resource.type.startswith("agentstage:") and resource.parent is None
-            if top_level and not resource.type.endswith(":Identity"):
+            if top_level and not resource.type.endswith(IDENTITY_BLOCKS):
                 yield resource.urn
 
     def order(self, urn: str) -> int:
@@ -219,6 +229,66 @@ def _alerts(graph: ResourceGraph, blocks: _Blocks) -> Iterator[tuple[str, str, s
                 target = blocks.of(resource)
                 if source and target:
                     yield source, target, label
+
+
+def _aws_grants(graph: ResourceGraph, blocks: _Blocks) -> Iterator[tuple[str, str, str]]:
+    """An IAM role's inline policy: the block running as the role -> each block whose resources it names.
+
+    The role's users are the functions whose ``role`` is its ARN; the grant is labelled by its name
+    (``bedrock-invoke``, ``state-data``). Statements on ``*`` name no block and draw no edge."""
+    roles = {r.inputs.get("name"): r for r in graph.of_type(AWS_ROLE)}
+    for policy in graph.of_type(AWS_ROLE_POLICY):
+        role = roles.get(policy.inputs.get("role"))
+        if role is None:
+            continue
+        users = [blocks.of(f) for f in graph.cloud_resources() if f.inputs.get("role") == role.arn] or [
+            blocks.of(role)
+        ]
+        for target in {blocks.of(resource) for resource in _named_by(graph, policy)} - {None}:
+            for user in users:
+                if user is not None and target is not None:
+                    yield user, target, str(policy.inputs.get("name"))
+
+
+def _named_by(graph: ResourceGraph, policy: Resource) -> Iterator[Resource]:
+    """The resources an IAM document's statements name (``<arn>:*`` and ``<arn>/index/...`` included)."""
+    try:
+        statements = json.loads(str(policy.inputs.get("policy")))["Statement"]
+    except (ValueError, KeyError, TypeError):
+        return
+    arns = {r.arn: r for r in graph.resources if r.arn}
+    for statement in statements:
+        named = statement.get("Resource", [])
+        for resource in [named] if isinstance(named, str) else named:
+            match = next(
+                (
+                    r
+                    for arn, r in arns.items()
+                    if resource == arn or resource.startswith((f"{arn}:", f"{arn}/"))
+                ),
+                None,
+            )
+            if match is not None:
+                yield match
+
+
+def _aws_invocations(graph: ResourceGraph, blocks: _Blocks) -> Iterator[tuple[str, str, str]]:
+    """A Lambda permission: the block it belongs to (the gateway) may invoke the function it names."""
+    for permission in graph.of_type("aws:lambda/permission:Permission"):
+        function = graph.by_arn(str(permission.inputs.get("function")))
+        source, target = blocks.of(permission), blocks.of(function) if function else None
+        if source and target:
+            yield source, target, "invokes"
+
+
+def _aws_alarms(graph: ResourceGraph, blocks: _Blocks) -> Iterator[tuple[str, str, str]]:
+    """A CloudWatch alarm on a function's metrics: the monitoring block watches the agent."""
+    functions = {f.inputs.get("name"): f for f in graph.of_type("aws:lambda/function:Function")}
+    for alarm in graph.of_type("aws:cloudwatch/metricAlarm:MetricAlarm"):
+        function = functions.get((alarm.inputs.get("dimensions") or {}).get("FunctionName"))
+        source, target = blocks.of(alarm), blocks.of(function) if function else None
+        if source and target:
+            yield source, target, "alarms on"
 
 
 def _scope_resource(graph: ResourceGraph, assignment: Resource) -> Resource | None:

@@ -14,7 +14,8 @@ from typing import Any
 
 from agentstage.plan_diff import DEPENDENCIES, PlanDiff, ResourceChange, SettingChange
 from agentstage.plan_review import Blocking, CostChange, DiffReport, Verdict
-from agentstage.render import role_name, short_type
+from agentstage.render import role_name
+from core.graph import short_type
 from cost.render import money
 
 WIDTH = 100

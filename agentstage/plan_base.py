@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agentstage.engine import available_stacks, project_settings
-from agentstage.errors import AgentstageError
-from agentstage.graph import GRAPH_FORMAT, ResourceGraph
+from core.errors import AgentstageError
+from core.graph import GRAPH_FORMAT, ResourceGraph
+from core.stacks import available_stacks, project_settings
 
 if TYPE_CHECKING:
     from policies.rules import StackContext

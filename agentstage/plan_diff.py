@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentstage.graph import Resource, ResourceGraph
+from core.graph import Resource, ResourceGraph
 
 ROLE_TYPES = (
     "azure-native:authorization:RoleAssignment",

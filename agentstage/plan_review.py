@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from agentstage.graph import ResourceGraph
 from agentstage.plan_diff import PlanDiff, diff_graphs
 from agentstage.render import key_settings
+from core.graph import ResourceGraph
 
 if TYPE_CHECKING:
     from policies.rules import StackContext

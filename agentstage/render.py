@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from agentstage.graph import Resource, ResourceGraph
+from core.graph import Resource, ResourceGraph, short_type
 
 # Leaf input keys worth showing beside a resource: what it is and how it is secured. Searched at any
 # depth, so a new resource type shows its settings without a table entry of its own.
@@ -57,11 +57,6 @@ def _subtree(graph: ResourceGraph, nodes: list[Resource], indent: str) -> Iterat
         yield from _subtree(graph, graph.children(node.urn), indent + extension)
 
 
-def short_type(type_: str) -> str:
-    """``azure-native:keyvault:Vault`` -> ``keyvault:Vault``; components keep their full type."""
-    return type_ if type_.startswith("agentstage:") else type_.split(":", 1)[-1]
-
-
 RUNTIME_SETTINGS = {"AGENTSTAGE_BUDGETS": "budgets", "AGENTSTAGE_BUDGET_BACKEND": "ledger"}
 """Runtime settings worth showing beside an app or workload: the budgets it enforces, and where."""
 
@@ -102,7 +97,7 @@ def _runtime_setting(name: str, value: str) -> str:
 
 def role_name(role_definition_id: str) -> str:
     """The readable name of a built-in role id, or the id's last segment."""
-    from components.azure.roles import BUILTIN_ROLES, COSMOS_DATA_ROLES, FORBIDDEN_ROLES
+    from components.azure.role_ids import BUILTIN_ROLES, COSMOS_DATA_ROLES, FORBIDDEN_ROLES
 
     guid = role_definition_id.rsplit("/", 1)[-1]
     names = {v: k for k, v in {**BUILTIN_ROLES, **FORBIDDEN_ROLES, **COSMOS_DATA_ROLES}.items()}

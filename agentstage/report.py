@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from agentstage.diagram import dot_source
-from agentstage.errors import AgentstageError
-from agentstage.graph import Resource, ResourceGraph
-from agentstage.render import key_settings, short_type
+from agentstage.render import key_settings
+from core.errors import AgentstageError
+from core.graph import Resource, ResourceGraph, short_type
 from cost import Estimate
 from cost.render import money, number, unit_price
 from policies.findings import Finding, Outcome

@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agentstage.engine import available_stacks
-from agentstage.graph import ResourceGraph
+from core.graph import ResourceGraph
+from core.stacks import available_stacks
 
 TARGET_SECONDS = 4.0
 CLI = [sys.executable, "-m", "agentstage.cli"]

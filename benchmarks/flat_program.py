@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import keyword
 import re
 import sys
 from pathlib import Path
@@ -19,12 +20,13 @@ from typing import Any
 
 import pulumi
 
-from agentstage.engine import record
-from agentstage.graph import SECRET, UNKNOWN, Resource, ResourceGraph
+from core.engine import record
+from core.graph import SECRET, UNKNOWN, Resource, ResourceGraph
 
 
 def sdk_class(type_: str) -> type[pulumi.CustomResource]:
     """``azure-native:keyvault:Vault`` -> ``pulumi_azure_native.keyvault.Vault``;
+    ``aws:lambda/function:Function`` -> ``pulumi_aws.lambda_.Function`` (modules named like keywords get ``_``);
     ``kubernetes:networking.k8s.io/v1:NetworkPolicy`` -> ``pulumi_kubernetes.networking.v1.NetworkPolicy``;
     kinds the SDK has no class for (KEDA's) -> ``pulumi_kubernetes.apiextensions.CustomResource``."""
     package, module, name = type_.split(":")
@@ -37,6 +39,9 @@ def sdk_class(type_: str) -> type[pulumi.CustomResource]:
             return getattr(sdk_module, name)
         except (ImportError, AttributeError):
             return importlib.import_module("pulumi_kubernetes.apiextensions").CustomResource
+    if package == "aws":
+        module = module.split("/")[0]
+        module = f"{module}_" if keyword.iskeyword(module) else module
     return getattr(importlib.import_module(f"pulumi_{package.replace('-', '_')}.{module}"), name)
 
 
@@ -69,7 +74,8 @@ def replay_value(value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) == {"path"}:
             path = Path(value["path"])
-            return pulumi.FileArchive(str(path)) if path.is_dir() else pulumi.FileAsset(str(path))
+            archive = path.is_dir() or path.suffix == ".zip"
+            return pulumi.FileArchive(str(path)) if archive else pulumi.FileAsset(str(path))
         return {k: replay_value(v) for k, v in value.items()}
     if isinstance(value, list):
         return [replay_value(v) for v in value]

@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agentstage.engine import available_stacks
+from core.stacks import available_stacks
 
 
 def timed(command: list[str]) -> float:
@@ -48,7 +48,7 @@ def measure(stack: str, rounds: int, workdir: Path) -> tuple[float, float, int]:
     for _ in range(rounds):
         plan_times.append(timed(plan))
         flat_times.append(timed(flat))
-    from agentstage.graph import ResourceGraph
+    from core.graph import ResourceGraph
 
     count = len(ResourceGraph.from_json(graph_file.read_text()).cloud_resources())
     return statistics.median(plan_times), statistics.median(flat_times), count

@@ -6,15 +6,13 @@ same foundation and add to it, so growing from the pilot never rebuilds what is 
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
-from pathlib import Path
+from dataclasses import dataclass
 
 import pulumi
 from pulumi_azure_native import authorization, resources
-from pydantic import BaseModel
 
-from blueprints.config import StackConfig
+from blueprints.packages import runtime_package
+from blueprints.topology import Topology, stack_tags
 from components.azure.context import AzureContext
 from components.azure.dashboard import DashboardArgs, ModelPrice, RuntimeBudget
 from components.azure.identity import ManagedIdentity
@@ -26,9 +24,8 @@ from components.azure.search import VectorSearch, VectorSearchArgs
 from components.azure.secrets import Secrets, SecretsArgs
 from components.azure.serverless_agent import ServerlessAgent, ServerlessAgentArgs
 from components.azure.state_store import StateStore, StateStoreArgs
-from components.packaging import Package, build_function_package, vendoring_needed
-
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+from components.packaging import FUNCTIONS
+from core.config import StackConfig
 
 
 class AzureFoundation:
@@ -88,12 +85,11 @@ class AzureFoundation:
         self,
         name: str,
         identity: ManagedIdentity,
-        agents: str,
-        extra_settings: dict[str, pulumi.Input[str]] | None = None,
+        settings: dict[str, pulumi.Input[str]],
         *,
         network: Network | None = None,
     ) -> ServerlessAgent:
-        """A Function App running the runtime as ``identity`` for ``agents`` (AGENTSTAGE_AGENTS JSON),
+        """A Function App running the runtime as ``identity`` with ``settings`` (:meth:`agent_settings`),
         reachable only through ``network`` when the stage has a private one."""
         functions = self.config.functions
         return ServerlessAgent(
@@ -101,12 +97,8 @@ class AzureFoundation:
             self.context,
             ServerlessAgentArgs(
                 identity=identity,
-                package=runtime_package(),
-                runtime_settings={
-                    **self.runtime_settings(identity),
-                    "agents": agents,
-                    **(extra_settings or {}),
-                },
+                package=runtime_package(FUNCTIONS),
+                runtime_settings=settings,
                 telemetry_connection_string=self.observability.connection_string,
                 instance_memory_mb=functions.instance_memory_mb,
                 maximum_instance_count=functions.maximum_instance_count,
@@ -122,21 +114,23 @@ class AzureFoundation:
         self.observability.grant_telemetry_publish(identity)
         self.state.grant_data_access(identity)
 
-    def runtime_settings(self, identity: ManagedIdentity) -> dict[str, pulumi.Input[str]]:
-        """The runtime settings every agent on this foundation shares (names of the Settings contract)."""
-        config = self.config
+    def agent_settings(
+        self, topology: Topology, name: str, identity: ManagedIdentity, routes: AzureRoutes | None = None
+    ) -> dict[str, pulumi.Input[str]]:
+        """Every runtime setting of agent ``name`` on Azure (names of the Settings contract): the neutral
+        ones of the topology, and how it reaches the models, its state, the bus and its callers.
+
+        The one place an Azure agent's environment is assembled, for Function Apps and containers alike.
+        """
         return {
-            "environment": config.environment,
+            **topology.agent_settings(name),
             "llm_provider": "azure_openai",
             "llm_endpoint": self.models.endpoint,
             "llm_auth": "entra",
             "identity_client_id": identity.client_id,
-            "embedding_model": config.memory.embedding_deployment,
-            "embedding_dimensions": str(config.memory.dimensions),
-            "model_prices": model_prices_json(config),
-            **runtime_budgets(config),
             **self.state.runtime_settings(),
             **self.caller_auth_settings(),
+            **(routes.settings() if routes else {}),
         }
 
     def caller_auth_settings(self) -> dict[str, pulumi.Input[str]]:
@@ -154,27 +148,22 @@ class AzureFoundation:
         }
 
 
-def model_prices_json(config: StackConfig) -> str:
-    """The stack file's model prices in the runtime's AGENTSTAGE_MODEL_PRICES shape (cost budgets)."""
-    return json.dumps(
-        {
-            model.name: {
-                "input": model.input_price_per_million or 0.0,
-                "output": model.output_price_per_million or 0.0,
-            }
-            for model in config.models
-            if model.input_price_per_million is not None or model.output_price_per_million is not None
-        },
-        separators=(",", ":"),
-    )
+@dataclass(frozen=True)
+class AzureRoutes:
+    """Where an orchestrated stage's agents reach the models and each other: the API gateway (tokens for
+    its audience) and the Service Bus namespace of their task queues."""
 
+    gateway_url: pulumi.Input[str]
+    gateway_scope: str
+    servicebus_namespace: pulumi.Input[str]
 
-def runtime_budgets(config: StackConfig) -> dict[str, str]:
-    """AGENTSTAGE_BUDGETS from the stack's runtime budgets (nothing when it declares none)."""
-    if not config.runtime_budgets:
-        return {}
-    rules = [rule.model_dump(mode="json", exclude_none=True) for rule in config.runtime_budgets]
-    return {"budgets": json.dumps(rules, separators=(",", ":"))}
+    def settings(self) -> dict[str, pulumi.Input[str]]:
+        return {
+            "llm_endpoint": self.gateway_url,
+            "llm_token_scope": self.gateway_scope,
+            "bus_backend": "servicebus",
+            "servicebus_namespace": self.servicebus_namespace,
+        }
 
 
 def dashboard_args(config: StackConfig) -> DashboardArgs:
@@ -203,28 +192,4 @@ def vector_search(base: AzureFoundation) -> VectorSearch | None:
         "search",
         base.context,
         VectorSearchArgs(sku=settings.sku, replicas=settings.replicas, partitions=settings.partitions),
-    )
-
-
-def stack_tags(config: StackConfig) -> dict[str, str]:
-    """The stack's tags plus the ones agentstage always sets (user tags cannot override them)."""
-    return {
-        **config.tags,
-        "agentstage-blueprint": config.blueprint,
-        "agentstage-environment": config.environment,
-        "managed-by": "pulumi",
-    }
-
-
-def agents_json(agents: Iterable[BaseModel]) -> str:
-    """Agent definitions in the runtime's AGENTSTAGE_AGENTS shape (snake_case field names)."""
-    return json.dumps(
-        [agent.model_dump(mode="json", exclude_none=True) for agent in agents], separators=(",", ":")
-    )
-
-
-def runtime_package() -> Package:
-    """The runtime's deployment package: lean under the offline plan, vendored for a real engine."""
-    return build_function_package(
-        PROJECT_DIR / "runtime", PROJECT_DIR / "build", vendor_dependencies=vendoring_needed()
     )

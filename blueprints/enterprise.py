@@ -20,8 +20,8 @@ import pulumi
 
 from agent_runtime.settings import env_for
 from blueprints.azure_base import AzureFoundation
-from blueprints.config import KubernetesConfig, NetworkConfig, NodePoolConfig, StackConfig
-from blueprints.foundation import OrchestratedAgents, task_queue
+from blueprints.foundation import OrchestratedAgents
+from blueprints.topology import task_queue
 from components.azure.alerts import AlertArgs, ServiceAlerts
 from components.azure.budgets import BudgetArgs, CostGuard
 from components.azure.identity import ManagedIdentity
@@ -36,6 +36,7 @@ from components.kubernetes.namespace import AgentNamespace, AgentNamespaceArgs
 from components.kubernetes.network import Egress
 from components.kubernetes.scaling import QueueScaling, servicebus_queue
 from components.kubernetes.workload import AgentWorkload, AgentWorkloadArgs
+from core.config import KubernetesConfig, NetworkConfig, NodePoolConfig, StackConfig
 
 AGENT_EGRESS = Egress(cidrs=("0.0.0.0/0",), ports=(443, 5671))
 """Workers call Entra ID (token exchange) and the gateway over public HTTPS, and the private endpoints
@@ -154,7 +155,7 @@ def containerized_agents(
             AgentWorkloadArgs(
                 namespace=namespace.name,
                 image=kubernetes.image,
-                env=agent_env(base, system, name, identity),
+                env=agent_env(base, system, name),
                 role="worker",
                 identity=azure_workload_identity(identity.client_id),
                 egress=AGENT_EGRESS,
@@ -172,9 +173,7 @@ def containerized_agents(
         )
 
 
-def agent_env(
-    base: AzureFoundation, system: OrchestratedAgents, name: str, identity: ManagedIdentity
-) -> dict[str, pulumi.Input[str]]:
+def agent_env(base: AzureFoundation, system: OrchestratedAgents, name: str) -> dict[str, pulumi.Input[str]]:
     """The same runtime settings the agent would get on Functions, as container environment variables.
 
     The container's root filesystem is read-only, so the embedded store lives on its writable /tmp like
@@ -182,12 +181,6 @@ def agent_env(
     exporter reads itself (the connection string identifies the resource; ingestion needs the identity).
     """
     settings = env_for(
-        {
-            **RUNTIME_DEFAULTS,
-            **base.runtime_settings(identity),
-            "agents": system.agents_json(name),
-            "telemetry_exporter": "azure_monitor",
-            **system.agent_settings(name),
-        }
+        {**RUNTIME_DEFAULTS, **system.agent_settings(name), "telemetry_exporter": "azure_monitor"}
     )
     return {**settings, "APPLICATIONINSIGHTS_CONNECTION_STRING": base.observability.connection_string}

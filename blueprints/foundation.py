@@ -13,13 +13,12 @@ with some agents on Kubernetes instead of Function Apps and everything on a priv
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Mapping
 
 import pulumi
 
-from blueprints.azure_base import AzureFoundation, agents_json, vector_search
-from blueprints.config import AgentConfig, OrchestratorConfig, StackConfig
+from blueprints.azure_base import AzureFoundation, AzureRoutes, vector_search
+from blueprints.topology import Topology, task_queue
 from components.azure.apim_backends import ModelBackendArgs
 from components.azure.apim_policies import TokenLimit
 from components.azure.gateway import Gateway, GatewayArgs, gateway_url
@@ -29,13 +28,9 @@ from components.azure.messaging import Messaging, MessagingArgs, QueueSpec
 from components.azure.network import Network
 from components.azure.search import VectorSearch
 from components.azure.serverless_agent import ServerlessAgent
+from core.config import AgentConfig, OrchestratorConfig, StackConfig
 
 GATEWAY = "gateway"
-
-
-def task_queue(agent: str) -> str:
-    """The Service Bus queue an agent's worker receives its tasks from."""
-    return f"tasks-{agent}"
 
 
 class OrchestratedAgents:
@@ -57,11 +52,9 @@ class OrchestratedAgents:
         config = base.config
         assert config.orchestrator and config.gateway and config.messaging  # guaranteed by StackConfig
         self.base = base
+        self.topology = Topology(config)
         self.orchestrator: OrchestratorConfig = config.orchestrator
-        self.definitions: dict[str, OrchestratorConfig | AgentConfig] = {
-            config.orchestrator.name: config.orchestrator,
-            **{agent.name: agent for agent in config.agents},
-        }
+        self.definitions: dict[str, OrchestratorConfig | AgentConfig] = self.topology.definitions
         search = vector_search(base)
         assert search is not None  # guaranteed by StackConfig for these blueprints
         self.search: VectorSearch = search
@@ -71,8 +64,8 @@ class OrchestratedAgents:
             MessagingArgs(
                 sku=config.messaging.sku,
                 queues=tuple(
-                    QueueSpec(name=task_queue(name), max_delivery_count=config.messaging.max_delivery_count)
-                    for name in self.definitions
+                    QueueSpec(name=queue, max_delivery_count=config.messaging.max_delivery_count)
+                    for queue in self.topology.queues()
                 ),
             ),
         )
@@ -81,58 +74,29 @@ class OrchestratedAgents:
             base.grant_shared(identity)
             search.grant_query(identity)
             # Its own API queues tasks there, and a worker re-sends a message it defers (Service Bus
-            # cannot abandon with a delay), so each identity sends to, and receives from, its queue only.
+            # cannot abandon with a delay), so each identity receives from its queue only.
             self.bus.grant_receive(identity, task_queue(name))
-            self.bus.grant_send(identity, task_queue(name))
-        orchestrator = self.identities[self.orchestrator.name]
-        search.grant_index_write(orchestrator)
-        for agent in config.agents:
-            self.bus.grant_send(orchestrator, task_queue(agent.name))
+        search.grant_index_write(self.identities[self.orchestrator.name])
+        for sender, queue in self.topology.senders():
+            self.bus.grant_send(self.identities[sender], queue)
+        self.routes = AzureRoutes(
+            gateway_url=gateway_url(base.context, GATEWAY),
+            gateway_scope=f"{config.api_audience}/.default",
+            servicebus_namespace=self.bus.fully_qualified_namespace,
+        )
 
         self.apps: dict[str, ServerlessAgent] = {
             name: base.serverless_agent(
-                name,
-                self.identities[name],
-                self.agents_json(name),
-                self.agent_settings(name),
-                network=network,
+                name, self.identities[name], self.agent_settings(name), network=network
             )
             for name in self.definitions
             if name not in containerized
         }
         self.gateway = self._gateway(network.subnet_ids["gateway"] if network else None)
 
-    def agents_json(self, name: str) -> str:
-        """AGENTSTAGE_AGENTS of ``name``'s runtime: the agent alone, or for the orchestrator itself as
-        ``kind: orchestrator`` delegating to every agent, whose definitions it needs to route (their
-        descriptions) and to validate its routing; it runs none of them (``agent_queues``)."""
-        agents = self.base.config.agents
-        if name != self.orchestrator.name:
-            return agents_json([self.definitions[name]])
-        orchestrator = self.orchestrator.runtime_definition([agent.name for agent in agents])
-        return json.dumps(
-            [orchestrator, *(agent.model_dump(mode="json", exclude_none=True) for agent in agents)],
-            separators=(",", ":"),
-        )
-
     def agent_settings(self, name: str) -> dict[str, pulumi.Input[str]]:
-        """Runtime settings of agent ``name`` beyond the foundation's: the gateway and its task queue.
-
-        The orchestrator also learns every agent's queue, which is where it delegates sub-tasks.
-        """
-        config = self.base.config
-        settings: dict[str, pulumi.Input[str]] = {
-            "llm_endpoint": gateway_url(self.base.context, GATEWAY),
-            "llm_token_scope": f"{config.api_audience}/.default",
-            "bus_backend": "servicebus",
-            "servicebus_namespace": self.bus.fully_qualified_namespace,
-            "task_queue": task_queue(name),
-        }
-        if name == self.orchestrator.name:
-            settings["agent_queues"] = json.dumps(
-                {agent.name: task_queue(agent.name) for agent in config.agents}
-            )
-        return settings
+        """Every runtime setting of agent ``name``: the foundation's, through the gateway and the bus."""
+        return self.base.agent_settings(self.topology, name, self.identities[name], self.routes)
 
     def _gateway(self, subnet_id: pulumi.Input[str] | None) -> Gateway:
         """The front door: JWT validation, token limits and metrics, managed identity to the models."""

@@ -18,9 +18,7 @@ from collections.abc import Mapping
 import pulumi_kubernetes as k8s
 
 from agent_runtime.settings import env_for
-from blueprints.azure_base import agents_json, runtime_budgets
-from blueprints.config import KubernetesConfig, StackConfig
-from blueprints.foundation import task_queue
+from blueprints.topology import Topology, task_queue
 from components.kubernetes.identity import (
     AWS_ROLE_ANNOTATION,
     AZURE_CLIENT_ID_ANNOTATION,
@@ -37,6 +35,7 @@ from components.kubernetes.scaling import (
     storage_queue,
 )
 from components.kubernetes.workload import AgentWorkload, AgentWorkloadArgs
+from core.config import KubernetesConfig, StackConfig
 
 WORKER_DEFAULTS: Mapping[str, str] = {"sqlite_path": "/tmp/agentstage/state.db"}
 """The container's root filesystem is read-only: anything embedded lives on the pod's /tmp volume."""
@@ -52,7 +51,7 @@ def deploy_kubernetes(config: StackConfig) -> None:
     provider = k8s.Provider("cluster", context=kubernetes.kubeconfig_context)
     namespace = AgentNamespace("agents", AgentNamespaceArgs(name=kubernetes.namespace), provider=provider)
     identity = pod_identity(kubernetes.service_account_annotations)
-    agents = {agent.name: agent for agent in config.agents}
+    topology = Topology(config)
     for name in kubernetes.agents:
         AgentWorkload(
             name,
@@ -62,9 +61,9 @@ def deploy_kubernetes(config: StackConfig) -> None:
                 env=env_for(
                     {
                         **WORKER_DEFAULTS,
-                        **settings,
-                        **runtime_budgets(config),
-                        "agents": agents_json([agents[name]]),
+                        **topology.agent_settings(name),
+                        **settings,  # the user's cluster: its settings win over the stack-file defaults
+                        "agents": topology.agents_json(name),
                         "task_queue": task_queue(name),
                     },
                     cloud=False,

@@ -9,9 +9,10 @@ exactly one narrow role on each service it calls - no keys anywhere.
 
 from __future__ import annotations
 
-from blueprints.azure_base import AzureFoundation, agents_json, vector_search
-from blueprints.config import StackConfig
+from blueprints.azure_base import AzureFoundation, vector_search
+from blueprints.topology import Topology
 from components.azure.identity import ManagedIdentity
+from core.config import StackConfig
 
 
 def deploy_azure(config: StackConfig) -> None:
@@ -23,4 +24,5 @@ def deploy_azure(config: StackConfig) -> None:
     if search is not None:
         search.grant_query(identity)
         search.grant_index_write(identity)
-    base.serverless_agent("agent", identity, agents_json(config.agents))
+    settings = base.agent_settings(Topology(config), "agent", identity)
+    base.serverless_agent("agent", identity, settings)

@@ -6,38 +6,26 @@ from collections.abc import Callable
 
 import pulumi
 
-from blueprints.config import StackConfig, StackConfigError, parse_stack_config
+from core.config import StackConfig, StackConfigError, parse_stack_config
 
 Blueprint = Callable[[StackConfig], None]
 
-# (blueprint, cloud) -> "module:function". Imported lazily so a stack only loads the SDKs it uses.
-_BUILT: dict[tuple[str, str], str] = {
+# (blueprint, cloud) -> "module:function", for every pair of core.config's BUILT (the stack model refuses
+# any other). Imported lazily so a stack only loads the SDKs it uses.
+FUNCTIONS: dict[tuple[str, str], str] = {
     ("pilot", "azure"): "blueprints.pilot:deploy_azure",
     ("foundation", "azure"): "blueprints.foundation:deploy_azure",
     ("enterprise", "azure"): "blueprints.enterprise:deploy_azure",
     ("enterprise", "kubernetes"): "blueprints.own_cluster:deploy_kubernetes",
+    ("pilot", "aws"): "blueprints.aws_pilot:deploy_aws",
 }
 
 
-class BlueprintNotAvailableError(StackConfigError):
-    """The stack asks for a blueprint/cloud combination that is not built yet."""
-
-
-def resolve(config: StackConfig, source: str) -> Blueprint:
-    """The function that builds ``config``'s blueprint on its cloud, or a clear error."""
-    target = _BUILT.get((config.blueprint, config.cloud))
-    if target is None:
-        raise BlueprintNotAvailableError(
-            f"{source}: agentstage:cloud '{config.cloud}' is not built yet for blueprint "
-            f"'{config.blueprint}'; available: {available()}"
-        )
-    module_name, function_name = target.split(":")
+def resolve(config: StackConfig) -> Blueprint:
+    """The function that builds ``config``'s blueprint on its cloud."""
+    module_name, function_name = FUNCTIONS[(config.blueprint, config.cloud)].split(":")
     module = __import__(module_name, fromlist=[function_name])
     return getattr(module, function_name)
-
-
-def available() -> str:
-    return ", ".join(f"{blueprint} on {cloud}" for blueprint, cloud in sorted(_BUILT))
 
 
 def current_stack_config() -> tuple[StackConfig, str]:
@@ -57,8 +45,8 @@ def _all_config() -> dict[str, str]:
 def deploy() -> None:
     """Build the stack's blueprint. Config mistakes end the run with one clear message, no traceback."""
     try:
-        config, source = current_stack_config()
-        blueprint = resolve(config, source)
+        config, _source = current_stack_config()
+        blueprint = resolve(config)
     except StackConfigError as error:
         raise pulumi.RunError(str(error)) from None
     blueprint(config)

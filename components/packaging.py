@@ -1,10 +1,14 @@
-"""The agent runtime's deployment package: one deterministic zip, built from ``runtime/``.
+"""The agent runtime's deployment packages: one deterministic zip per host, built from ``runtime/``.
 
-Layout (the Azure Functions Python layout; AWS Lambda reads the same zip once its handler is in it)::
+Layouts (:data:`FUNCTIONS` for Azure Functions, :data:`LAMBDA` for AWS Lambda)::
 
-    function_app.py  host.json  requirements*.txt   the host (no logic)
-    agent_runtime/                                   the runtime package
-    .python_packages/lib/site-packages/              the dependencies, when vendored
+    function_app.py  host.json  requirements*.txt   lambda_handler.py  requirements*.txt   the host (no logic)
+    agent_runtime/                                   agent_runtime/                         the runtime package
+    .python_packages/lib/site-packages/              <the zip's root>                       the dependencies
+
+The Python worker of Azure Functions puts ``.python_packages/lib/site-packages`` on ``sys.path``; Lambda
+puts the package's root there, so its dependencies sit beside the handler. Lambda's own runtime provides
+boto3, which its requirements leave out.
 
 Why dependencies are vendored. A Flex Consumption app runs the package it is given as is: we publish
 with OneDeploy *without* a remote build (no Oryx/SCM build on Flex, no ``SCM_DO_BUILD_DURING_DEPLOYMENT``),
@@ -27,6 +31,7 @@ without its dependencies can never reach the cloud.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -42,16 +47,34 @@ from pathlib import Path
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.settings import get_monitor
 
-HOST_FILES = ("function_app.py", "host.json")
-"""Host files at the root of every package, besides the requirements files."""
-
 RUNTIME_PACKAGE = "agent_runtime"
-SITE_PACKAGES = ".python_packages/lib/site-packages"
-
-PLATFORM = "manylinux2014_x86_64"
-"""Linux x86_64 with glibc >= 2.17: what Azure Functions Flex Consumption (and AWS Lambda x86_64) run."""
-
 PYTHON_VERSION = "3.11"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What one host needs in its zip: its files, its requirements, where dependencies go, for which CPU.
+
+    ``platform`` is a pip platform tag: ``manylinux2014_x86_64`` (Linux x86_64, glibc >= 2.17: Azure
+    Functions Flex Consumption, Lambda x86_64) or ``manylinux2014_aarch64`` (Lambda arm64, Graviton).
+    """
+
+    name: str
+    host_files: tuple[str, ...]
+    requirements: str
+    site_packages: str
+    platform: str = "manylinux2014_x86_64"
+
+    def for_architecture(self, architecture: str) -> Layout:
+        """This layout for a Lambda ``architecture`` (``arm64`` or ``x86_64``)."""
+        platform = "manylinux2014_aarch64" if architecture == "arm64" else "manylinux2014_x86_64"
+        return dataclasses.replace(self, name=f"{self.name}-{architecture}", platform=platform)
+
+
+FUNCTIONS = Layout(
+    "function-app", ("function_app.py", "host.json"), "requirements.txt", ".python_packages/lib/site-packages"
+)
+LAMBDA = Layout("lambda", ("lambda_handler.py",), "requirements-lambda.txt", "")
 
 _CACHES = frozenset({"__pycache__"})
 # Never shipped from our sources: caches, tests, and agent_runtime.testing (the scripted model server, a
@@ -80,7 +103,7 @@ class Package:
     sha256: str
     vendored: bool
     python_version: str = PYTHON_VERSION
-    platform: str = PLATFORM
+    platform: str = FUNCTIONS.platform
 
 
 def vendoring_needed() -> bool:
@@ -88,21 +111,27 @@ def vendoring_needed() -> bool:
     return not isinstance(get_monitor(), MockMonitor)
 
 
-def build_function_package(runtime_dir: Path, out_dir: Path, *, vendor_dependencies: bool) -> Package:
-    """Zip ``runtime_dir``'s host files and ``agent_runtime/`` (plus, if asked, its dependencies) into ``out_dir``."""
+def build_package(runtime_dir: Path, out_dir: Path, layout: Layout, *, vendor_dependencies: bool) -> Package:
+    """Zip ``runtime_dir``'s host files and ``agent_runtime/`` (plus, if asked, its dependencies) into
+    ``out_dir`` in the host's ``layout``."""
     runtime_dir = runtime_dir.resolve()
-    for name in (*HOST_FILES, "requirements.txt", RUNTIME_PACKAGE):
+    for name in (*layout.host_files, layout.requirements, RUNTIME_PACKAGE):
         if not (runtime_dir / name).exists():
             raise PackagingError(f"{runtime_dir} is not a runtime directory: '{name}' is missing")
     out_dir.mkdir(parents=True, exist_ok=True)
-    requirements = _requirement_files(runtime_dir, "requirements.txt")
-    entries: dict[str, Path] = {name: runtime_dir / name for name in (*HOST_FILES, *requirements)}
+    requirements = _requirement_files(runtime_dir, layout.requirements)
+    entries: dict[str, Path] = {name: runtime_dir / name for name in (*layout.host_files, *requirements)}
     entries.update(_tree(runtime_dir / RUNTIME_PACKAGE, RUNTIME_PACKAGE, _SOURCE_ONLY))
     if vendor_dependencies:
-        site_packages = _vendored_site_packages(runtime_dir, requirements, out_dir)
-        entries.update(_tree(site_packages, SITE_PACKAGES, _CACHES))
+        site_packages = _vendored_site_packages(runtime_dir, requirements, out_dir, layout)
+        entries.update(_tree(site_packages, layout.site_packages, _CACHES))
     flavour = "vendored" if vendor_dependencies else "lean"
-    return _write_zip(entries, out_dir / f"function-app-{flavour}.zip", vendored=vendor_dependencies)
+    return _write_zip(
+        entries,
+        out_dir / f"{layout.name}-{flavour}.zip",
+        vendored=vendor_dependencies,
+        platform=layout.platform,
+    )
 
 
 def _requirement_files(runtime_dir: Path, name: str) -> list[str]:
@@ -126,12 +155,15 @@ def _tree(root: Path, prefix: str, excluded_dirs: frozenset[str]) -> Iterator[tu
             if filename.endswith(_EXCLUDED_SUFFIXES):
                 continue
             path = Path(directory, filename)
-            yield f"{prefix}/{path.relative_to(root).as_posix()}", path
+            name = path.relative_to(root).as_posix()
+            yield (f"{prefix}/{name}" if prefix else name), path
 
 
-def _vendored_site_packages(runtime_dir: Path, requirements: list[str], out_dir: Path) -> Path:
+def _vendored_site_packages(
+    runtime_dir: Path, requirements: list[str], out_dir: Path, layout: Layout
+) -> Path:
     """The platform's site-packages for ``requirements``, installed once per content and reused after."""
-    digest = hashlib.sha256(f"{PLATFORM} cp{PYTHON_VERSION}\n".encode())
+    digest = hashlib.sha256(f"{layout.platform} cp{PYTHON_VERSION}\n".encode())
     for name in requirements:
         digest.update(name.encode() + b"\0" + (runtime_dir / name).read_bytes())
     cached = out_dir / f"site-packages-{digest.hexdigest()[:16]}"
@@ -139,17 +171,17 @@ def _vendored_site_packages(runtime_dir: Path, requirements: list[str], out_dir:
         return cached
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".building-") as building:
         target = Path(building, "site-packages")
-        _pip_install(runtime_dir / "requirements.txt", target)
+        _pip_install(runtime_dir / layout.requirements, target, layout.platform)
         shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts, with this machine's shebangs
         target.rename(cached)
     return cached
 
 
-def _pip_install(requirements: Path, target: Path) -> None:
+def _pip_install(requirements: Path, target: Path, platform: str) -> None:
     command = [
         sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input",
         "--no-compile", "--target", str(target),
-        "--platform", PLATFORM, "--implementation", "cp", "--python-version", PYTHON_VERSION,
+        "--platform", platform, "--implementation", "cp", "--python-version", PYTHON_VERSION,
         "--only-binary=:all:", "-r", requirements.name,
     ]  # fmt: skip
     result = subprocess.run(command, cwd=requirements.parent, capture_output=True, text=True, check=False)
@@ -158,13 +190,13 @@ def _pip_install(requirements: Path, target: Path) -> None:
     missing = _NO_WHEEL.search(result.stderr)
     if missing:
         raise PackagingError(
-            f"requirement '{missing.group(1)}' has no wheel for {PLATFORM} / CPython {PYTHON_VERSION}; "
+            f"requirement '{missing.group(1)}' has no wheel for {platform} / CPython {PYTHON_VERSION}; "
             "pin a version that publishes one, or replace the dependency"
         )
     raise PackagingError(f"pip could not install {requirements}:\n{result.stderr.strip()}")
 
 
-def _write_zip(entries: dict[str, Path], path: Path, *, vendored: bool) -> Package:
+def _write_zip(entries: dict[str, Path], path: Path, *, vendored: bool, platform: str) -> Package:
     """Write ``entries`` sorted, with fixed timestamps and modes, so equal content gives equal bytes."""
     partial = path.with_suffix(".partial")
     with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -174,4 +206,5 @@ def _write_zip(entries: dict[str, Path], path: Path, *, vendored: bool) -> Packa
             info.external_attr = 0o100644 << 16
             archive.writestr(info, entries[name].read_bytes())
     partial.replace(path)
-    return Package(path=path, sha256=hashlib.sha256(path.read_bytes()).hexdigest(), vendored=vendored)
+    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    return Package(path=path, sha256=sha256, vendored=vendored, platform=platform)

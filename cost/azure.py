@@ -10,8 +10,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from agentstage.graph import Resource
-from agentstage.workloads import settings
+from core.graph import Resource
+from core.workloads import settings
 from cost.estimate import Outcome, Pricer, Pricing
 from cost.model import (
     DAYS_PER_MONTH,

@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentstage.graph import Resource, ResourceGraph
-from agentstage.workloads import settings
-from blueprints.config import StackConfig
+from core.config import StackConfig
+from core.graph import Resource, ResourceGraph
+from core.workloads import settings
 from cost.model import (
     DAYS_PER_MONTH,
     HOURS_PER_MONTH,
@@ -179,9 +179,9 @@ def estimate(
 
 def catalog() -> tuple[dict[str, Pricer], dict[str, str]]:
     """Every cloud's pricers by type, and the types that cost nothing of their own with the reason."""
-    from cost import azure, kubernetes
+    from cost import aws, azure, kubernetes
 
-    return dict(azure.PRICERS), {**FREE_EVERYWHERE, **azure.FREE, **kubernetes.FREE}
+    return {**azure.PRICERS, **aws.PRICERS}, {**FREE_EVERYWHERE, **azure.FREE, **aws.FREE, **kubernetes.FREE}
 
 
 def _json(value: Any, kind: type) -> Any:

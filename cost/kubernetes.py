@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from agentstage.graph import ResourceGraph
-from agentstage.workloads import K8S_WORKLOADS, containers, pod_spec
+from core.graph import ResourceGraph
+from core.workloads import K8S_WORKLOADS, containers, pod_spec
 
 _ON_THE_NODES = "runs on the cluster's nodes: priced as the stack's node pools, or by the cluster's owner"
 FREE: dict[str, str] = {

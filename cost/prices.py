@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from agentstage.errors import AgentstageError
+from core.errors import AgentstageError
 
 PRICES_DIR = Path(__file__).resolve().parent / "prices"
 REQUIRED = ("meter", "service", "description", "sku", "region", "unit", "price", "source", "read")

@@ -24,8 +24,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from agentstage.errors import AgentstageError
-from blueprints.config import describe_validation_error
+from core.config import describe_validation_error
+from core.errors import AgentstageError
 
 DEFAULT_AGENT = "*"
 

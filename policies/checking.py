@@ -12,9 +12,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agentstage.engine import PROJECT_DIR
-from agentstage.errors import AgentstageError
-from agentstage.graph import ResourceGraph
+from core.errors import AgentstageError
+from core.graph import ResourceGraph
+from core.stacks import PROJECT_DIR
 from policies.report.model import CheckovSummary, StackReport, verdict_text
 from policies.rules import StackContext, apply_waivers, evaluate, load_context
 

@@ -35,8 +35,8 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import _DictProxy, _is_unknown, _ListProxy
 
-from agentstage.engine import PROJECT_DIR
-from agentstage.graph import UNKNOWN, Resource, ResourceGraph
+from core.graph import UNKNOWN, Resource, ResourceGraph
+from core.stacks import PROJECT_DIR
 from policies.findings import Outcome
 from policies.rules import Rule, StackContext, all_rules, load_context, stack_resource
 from policies.rules.evaluate import judge

@@ -1,5 +1,8 @@
 """AWS Lambda hosts: the runtime's FastAPI app behind Mangum, and the task queue's SQS consumer.
 
+Secret settings come from the Secrets Manager secret named by ``AGENTSTAGE_SETTINGS_SECRET_ARN``, read once
+at cold start (:mod:`agent_runtime.settings_secret`).
+
 - ``lambda_handler.handler``: the API (API Gateway HTTP API, ALB, function URLs).
 - ``lambda_handler.tasks``: an SQS event source mapping on ``AGENTSTAGE_TASK_QUEUE`` with
   ``FunctionResponseTypes: ["ReportBatchItemFailures"]``. Each record is one task message; the handler
@@ -15,7 +18,28 @@ import json
 import logging
 from typing import Any
 
+import botocore
 from mangum import Mangum
+
+from agent_runtime.settings_secret import load_settings_secret
+
+MINIMUM_BOTOCORE = (1, 34, 129)
+"""Guardrails in Converse. The package uses the Lambda runtime's own boto3 (see requirements-lambda.txt)."""
+
+
+def require_botocore(version: str = botocore.__version__) -> None:
+    """Refuse to start on a Lambda runtime whose botocore cannot send guardrails with Converse."""
+    found = tuple(int(part) for part in version.split(".")[:3] if part.isdigit())
+    if found < MINIMUM_BOTOCORE:
+        raise RuntimeError(
+            f"this Lambda runtime's botocore is {version}; agentstage needs >= "
+            f"{'.'.join(map(str, MINIMUM_BOTOCORE))} (Bedrock guardrails in Converse): use a current python3.11 "
+            "runtime, or add boto3 to requirements-lambda.txt"
+        )
+
+
+require_botocore()
+load_settings_secret()  # before the settings are imported: they read the directory it fills
 
 from agent_runtime.api import create_app
 from agent_runtime.bus.base import ReceivedMessage

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from agentstage.engine import build_graph
-from agentstage.graph import ResourceGraph
+from core.engine import build_graph
+from core.graph import ResourceGraph
 
 _GRAPHS: dict[str, ResourceGraph] = {}
 

@@ -12,9 +12,10 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from agentstage.console import Console
-from agentstage.engine import available_stacks, build_graph, project_dir
-from agentstage.errors import AgentstageError, ExitStatus
-from agentstage.graph import ResourceGraph
+from core.engine import build_graph
+from core.errors import AgentstageError, ExitStatus
+from core.graph import ResourceGraph
+from core.stacks import available_stacks, project_dir
 from policies.checking import check_graph, start_checkov
 from policies.report import FORMATS, CheckReport, StackReport, verdict_text
 from policies.rules import load_context

@@ -11,8 +11,9 @@ import argparse
 from pathlib import Path
 
 from agentstage.console import Console
-from agentstage.engine import available_stacks, build_graph, load_stack_config, project_dir
-from agentstage.errors import AgentstageError, ExitStatus
+from core.engine import build_graph
+from core.errors import AgentstageError, ExitStatus
+from core.stacks import available_stacks, load_stack_config, project_dir
 from cost import Estimate, estimate, load_usage
 from cost.render import json_text, markdown_lines, summary_lines, table_lines
 

@@ -8,7 +8,10 @@ in the same event loop on the embedded SQLite queue (``.agentstage/bus.db``), so
 has started and stops before the API shuts down.
 
 - Real model: set ``AGENTSTAGE_LLM_ENDPOINT`` (and ``AGENTSTAGE_LLM_PROVIDER``, ``AGENTSTAGE_LLM_API_KEY``,
-  ``AGENTSTAGE_DEFAULT_MODEL`` as needed) and the runtime talks to it instead.
+  ``AGENTSTAGE_DEFAULT_MODEL`` as needed), or ``AGENTSTAGE_LLM_PROVIDER=bedrock`` with AWS credentials,
+  and the runtime talks to it instead.
+- ``--model-server openai|anthropic|bedrock`` picks which provider's wire format the local scripted server
+  speaks (the same script), so the runtime's Anthropic Messages and Bedrock Converse clients run offline too.
 - API key: ``AGENTSTAGE_API_KEY``, default ``dev-key``.
 - Agents: ``--agents FILE`` (a JSON or YAML list of definitions), else ``AGENTSTAGE_AGENTS``, else one
   ``assistant`` agent with the calculator.
@@ -30,11 +33,15 @@ from typing import Any
 import yaml
 
 from agentstage.console import Console
-from agentstage.errors import AgentstageError
+from core.errors import AgentstageError
 
 DEFAULT_API_KEY = "dev-key"
 ENDPOINT_VARIABLE = "AGENTSTAGE_LLM_ENDPOINT"
+PROVIDER_VARIABLE = "AGENTSTAGE_LLM_PROVIDER"
 API_KEY_VARIABLE = "AGENTSTAGE_API_KEY"
+MODEL_SERVERS = ("openai", "anthropic", "bedrock")
+DEV_ANTHROPIC_KEY = "dev-anthropic-key"
+"""The key the local Anthropic server expects and the runtime sends: a fixed dev value, never a real one."""
 DEFAULT_AGENTS: list[dict[str, Any]] = [
     {
         "name": "assistant",
@@ -49,23 +56,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000, help="port of the runtime (default: 8000)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--agents", type=Path, metavar="FILE", help="JSON or YAML list of agent definitions")
+    parser.add_argument(
+        "--model-server",
+        choices=MODEL_SERVERS,
+        help="start the local scripted model server speaking this provider's API "
+        "(default: openai, unless a real model is configured)",
+    )
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
     # The runtime is imported here so that other verbs never pay for FastAPI and openai at startup.
     import uvicorn
 
-    from agent_runtime.testing import ScriptedModelServer, default_script
-
     overrides = _overrides(args)
     with contextlib.ExitStack() as stack:
         listener = stack.enter_context(_listen(args.host, args.port))
-        if os.environ.get(ENDPOINT_VARIABLE):
-            model_note = f"model endpoint {os.environ[ENDPOINT_VARIABLE]}"
+        server = args.model_server or (None if _real_model_configured() else "openai")
+        if server is None:
+            model_note = f"model endpoint {os.environ.get(ENDPOINT_VARIABLE) or 'bedrock'}"
         else:
-            model = stack.enter_context(ScriptedModelServer(default_script()))
-            overrides |= {"llm_provider": "openai", "llm_endpoint": model.base_url, "llm_auth": "none"}
-            model_note = f"scripted model server at {model.base_url}"
+            model_settings, model_note = _start_model_server(server, stack)
+            overrides |= model_settings
         settings, app = _runtime(overrides)
         # Show the audit and usage records (the runtime's own loggers); keep HTTP client chatter out.
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
@@ -74,6 +85,35 @@ def run(args: argparse.Namespace, console: Console) -> int:
         _run_worker_in_lifespan(app)
         uvicorn.Server(uvicorn.Config(app, log_level="info", lifespan="on")).run(sockets=[listener])
     return 0
+
+
+def _real_model_configured() -> bool:
+    return bool(os.environ.get(ENDPOINT_VARIABLE)) or os.environ.get(PROVIDER_VARIABLE) == "bedrock"
+
+
+def _start_model_server(provider: str, stack: contextlib.ExitStack) -> tuple[dict[str, Any], str]:
+    """Start the scripted model server speaking ``provider``'s API; returns the runtime settings that
+    point at it and a line for the banner."""
+    from agent_runtime.testing import (
+        BedrockServer,
+        ScriptedAnthropicServer,
+        ScriptedModelServer,
+        default_script,
+    )
+
+    if provider == "anthropic":
+        anthropic = stack.enter_context(ScriptedAnthropicServer(default_script(), api_key=DEV_ANTHROPIC_KEY))
+        settings = {"llm_endpoint": anthropic.url, "llm_auth": "api_key", "llm_api_key": DEV_ANTHROPIC_KEY}
+        return {"llm_provider": "anthropic"} | settings, f"scripted Anthropic Messages API at {anthropic.url}"
+    if provider == "bedrock":
+        bedrock = stack.enter_context(BedrockServer(default_script()))
+        # boto3 reads its endpoint and (fake, static) credentials from the environment: this process only.
+        os.environ.update(bedrock.environment)
+        settings = {"llm_provider": "bedrock", "llm_auth": "aws", "aws_region": bedrock.region}
+        return settings, f"scripted Bedrock Runtime (Converse) at {bedrock.url}"
+    model = stack.enter_context(ScriptedModelServer(default_script()))
+    settings = {"llm_provider": "openai", "llm_endpoint": model.base_url, "llm_auth": "none"}
+    return settings, f"scripted model server at {model.base_url}"
 
 
 def _run_worker_in_lifespan(app: Any) -> None:

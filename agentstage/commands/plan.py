@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agentstage import diff_render
 from agentstage.console import Console
 from agentstage.diagram import mermaid_lines
-from agentstage.engine import available_stacks, build_graph, project_dir
-from agentstage.errors import AgentstageError, ExitStatus
-from agentstage.graph import ResourceGraph
-from agentstage.plan_base import Base, at_revision, base_plan
-from agentstage.plan_review import DiffReport, review
 from agentstage.render import summary_lines, tree_lines
+from core.engine import build_graph
+from core.errors import AgentstageError, ExitStatus
+from core.graph import ResourceGraph
+from core.stacks import available_stacks, project_dir
 from policies import verdict_line
-from policies.rules import load_context
+
+if TYPE_CHECKING:
+    from agentstage.plan_base import Base
+    from agentstage.plan_review import DiffReport
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +60,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
         return _diff_all(args, project, console)
     base = None
     if args.diff is not None:
+        from agentstage.plan_base import base_plan  # the diff's modules load only for a diff
+
         console.info(f"planning the base, {args.diff}, offline...")
         base = base_plan(args.diff, args.stack, project)
     console.info(f"planning stack {args.stack} offline (Pulumi program under mocks, preview mode)...")
@@ -109,6 +113,8 @@ def _check_combination(args: argparse.Namespace) -> None:
 
 def _diff_all(args: argparse.Namespace, project: Path, console: Console) -> int:
     """Every stack of this checkout against the revision: the base's plans come from one worktree."""
+    from agentstage.plan_base import at_revision
+
     if Path(args.diff).is_file():
         raise AgentstageError(f"--all --diff {args.diff}: a saved plan is one stack's; give a git revision")
     stacks = available_stacks(project)
@@ -123,6 +129,9 @@ def _diff_all(args: argparse.Namespace, project: Path, console: Console) -> int:
 
 
 def _review(base: Base, graph: ResourceGraph, project: Path) -> DiffReport:
+    from agentstage.plan_review import review
+    from policies.rules import load_context
+
     return review(
         base.graph,
         graph,
@@ -134,6 +143,8 @@ def _review(base: Base, graph: ResourceGraph, project: Path) -> DiffReport:
 
 def _print_diffs(reports: list[DiffReport], format_: str, console: Console, *, several: bool) -> None:
     """One stack's diff, or (``several``) the stacks a change touches and the names of the others."""
+    from agentstage import diff_render
+
     if format_ == "json":
         console.print(diff_render.json_text(reports, several=several))
         return

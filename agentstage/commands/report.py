@@ -6,9 +6,10 @@ import argparse
 from pathlib import Path
 
 from agentstage.console import Console
-from agentstage.engine import build_graph, load_stack_config, project_dir
-from agentstage.errors import AgentstageError, ExitStatus
 from agentstage.report import ReportInput, file_name, html_page
+from core.engine import build_graph
+from core.errors import AgentstageError, ExitStatus
+from core.stacks import load_stack_config, project_dir
 from cost import estimate, load_usage
 from policies.checking import check_graph
 from policies.rules import load_context

@@ -63,7 +63,7 @@ class ServerlessAgentArgs:
     """What one serverless agent needs.
 
     - ``identity``: the user-assigned identity the app runs as (storage, model, vault, telemetry).
-    - ``package``: from ``components.packaging.build_function_package``; must be vendored when a real
+    - ``package``: from ``components.packaging.build_package`` (the ``FUNCTIONS`` layout); must be vendored when a real
       engine deploys it.
     - ``runtime_settings``: runtime ``Settings`` field names -> values. Every cloud-required field must be
       present; ``identity_client_id`` is always that of ``identity`` (the one the app runs as); ``sqlite_path``

@@ -19,7 +19,7 @@ from components.azure.context import AzureContext
 from components.azure.diagnostics import send_diagnostics
 from components.azure.identity import ManagedIdentity
 from components.azure.private_link import PrivateLinkTarget
-from components.azure.roles import COSMOS_DATA_ROLES
+from components.azure.role_ids import COSMOS_DATA_ROLES
 from components.base import Component
 
 DATA_CONTRIBUTOR = COSMOS_DATA_ROLES["Cosmos DB Built-in Data Contributor"]

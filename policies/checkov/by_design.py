@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agentstage.graph import Resource
+from core.graph import Resource
 from policies.export.base import Suppression
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from agentstage.errors import AgentstageError
+from core.errors import AgentstageError
 from policies.checkov.driver import READY
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from agentstage.errors import ExitStatus
-from agentstage.graph import Resource, ResourceGraph
-from blueprints.config import WaiverConfig
+from core.config import WaiverConfig
+from core.errors import ExitStatus
+from core.graph import Resource, ResourceGraph
 from policies.checkov.by_design import by_design_waivers
 from policies.checkov.runner import CheckovError, FrameworkReport, WarmCheckov, run_checkov
 from policies.export import Export, Suppression, export_graph

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from agentstage.graph import Resource, ResourceGraph
+from core.graph import Resource, ResourceGraph
 from policies.export import arm, kubernetes, terraform
 from policies.export.base import Export, Suppression
 from policies.export.dockerfile import export_dockerfiles

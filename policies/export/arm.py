@@ -22,7 +22,7 @@ from pathlib import Path
 from string import Formatter
 from typing import Any
 
-from agentstage.graph import UNKNOWN, Resource
+from core.graph import UNKNOWN, Resource
 from policies.export.arm_types import ARM_TYPES, ArmType
 from policies.export.base import Export, Suppression, dumps, file_stem, plain
 

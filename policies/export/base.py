@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from agentstage.graph import Resource
+from core.graph import Resource
 
 
 class Suppression(NamedTuple):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from agentstage.graph import Resource
+from core.graph import Resource
 from policies.export.base import Export
 
 FRAMEWORK = "dockerfile"

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from agentstage.graph import Resource
+from core.graph import Resource
 from policies.export.base import Export, Suppression, file_stem, plain
 
 FRAMEWORK = "kubernetes"

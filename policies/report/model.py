@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from blueprints.config import WaiverConfig
+from core.config import WaiverConfig
 from policies.findings import Finding, Outcome
 from policies.rules.context import StackContext
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agentstage.render import short_type
+from core.graph import short_type
 from policies.findings import Finding, Outcome
 from policies.report.model import CheckReport, StackReport, verdict_text
 

@@ -7,8 +7,8 @@ import re
 from typing import Any
 
 from agent_runtime.settings import env_name
-from agentstage.graph import Resource, ResourceGraph
-from agentstage.workloads import SETTING_HOLDERS, settings
+from core.graph import Resource, ResourceGraph
+from core.workloads import SETTING_HOLDERS, settings
 from policies.findings import Severity
 from policies.rules.context import StackContext
 from policies.rules.model import Rule, Stage, Verdict, failed, passed

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentstage.engine import PROJECT_DIR, StackNotFoundError, load_stack_config
-from blueprints.config import StackConfig, WaiverConfig
+from core.config import StackConfig, WaiverConfig
+from core.stacks import PROJECT_DIR, StackNotFoundError, load_stack_config
 from policies.rules.model import Stage
 
 MIN_LOG_RETENTION_DAYS = StackConfig.model_fields["log_retention_days"].default

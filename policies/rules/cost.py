@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentstage.graph import Resource, ResourceGraph
+from core.graph import Resource, ResourceGraph
 from policies.findings import Severity
 from policies.rules.context import StackContext
 from policies.rules.model import STACK_TYPE, Rule, Stage, Verdict, failed, passed

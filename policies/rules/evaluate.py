@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from agentstage.graph import Resource, ResourceGraph
+from core.graph import Resource, ResourceGraph
 from policies.findings import Finding, Outcome
 from policies.rules.context import StackContext
 from policies.rules.model import STACK_TYPE, Rule

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from agentstage.graph import Resource, ResourceGraph
-from agentstage.workloads import CONTAINER_APP, CONTAINER_GROUP, WEB_APP
-from components.azure.roles import BUILTIN_ROLES, FORBIDDEN_ROLES
+from components.azure.role_ids import BUILTIN_ROLES, FORBIDDEN_ROLES
+from core.graph import Resource, ResourceGraph
+from core.workloads import CONTAINER_APP, CONTAINER_GROUP, WEB_APP
 from policies.findings import Severity
 from policies.rules.context import StackContext
 from policies.rules.model import Rule, Verdict, failed, passed

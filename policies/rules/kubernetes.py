@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from agentstage.graph import Resource, ResourceGraph
-from agentstage.workloads import K8S_WORKLOADS, containers, namespace, pod_spec, pod_template
+from core.graph import Resource, ResourceGraph
+from core.workloads import K8S_WORKLOADS, containers, namespace, pod_spec, pod_template
 from policies.findings import Severity
 from policies.rules.context import StackContext
 from policies.rules.model import Check, Rule, Verdict, failed, passed

@@ -16,8 +16,8 @@ from agent_runtime.governance.budgets import BudgetRule, ModelPrice, parse_price
 from agent_runtime.settings import Settings, env_name
 from agent_runtime.tools import ToolRegistry
 from agent_runtime.tools.builtins import builtin_tools
-from agentstage.graph import Resource, ResourceGraph
-from agentstage.workloads import SETTING_HOLDERS, settings
+from core.graph import Resource, ResourceGraph
+from core.workloads import SETTING_HOLDERS, settings
 from policies.findings import Severity
 from policies.rules.context import StackContext
 from policies.rules.model import Rule, Verdict, failed, passed
@@ -26,7 +26,7 @@ from policies.rules.predicates import shown
 AGENTS_SETTING = env_name("agents")
 BACKEND_SETTING = env_name("budget_backend")
 BUDGETS_SETTING = env_name("budgets")
-SHARED_LEDGERS = ("redis", "cosmos")
+SHARED_LEDGERS = ("redis", "cosmos", "dynamodb")
 """Ledger backends every instance and process of a stage reaches (``sqlite`` is one file per instance)."""
 _AGENT_DEFAULTS = ("default_model", "default_token_budget", "max_steps", "max_output_tokens")
 
@@ -98,7 +98,8 @@ RULES = (
         ),
         remediation=(
             f"Set {BACKEND_SETTING} to a ledger the whole stage shares: cosmos (the stage's Cosmos DB account; "
-            "the Azure blueprints set it) or redis (with AGENTSTAGE_REDIS_URL; on a bring-your-own cluster, "
+            "the Azure blueprints set it), dynamodb (with AGENTSTAGE_DYNAMODB_LEDGER_TABLE; the AWS blueprint "
+            "sets it) or redis (with AGENTSTAGE_REDIS_URL; on a bring-your-own cluster, "
             "`agentstage:runtimeSettings.budget_backend: redis`)."
         ),
         types=SETTING_HOLDERS,

@@ -15,7 +15,7 @@ from enum import IntEnum
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
-from agentstage.graph import Resource, ResourceGraph
+from core.graph import Resource, ResourceGraph
 from policies.findings import Severity
 
 if TYPE_CHECKING:

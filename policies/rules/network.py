@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentstage.graph import Resource, ResourceGraph
-from agentstage.workloads import WEB_APP
+from core.graph import Resource, ResourceGraph
+from core.workloads import WEB_APP
 from policies.findings import Severity
 from policies.rules.context import StackContext
 from policies.rules.model import Rule, Stage, Verdict, failed, passed

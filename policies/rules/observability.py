@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agentstage.graph import Resource, ResourceGraph
+from core.graph import Resource, ResourceGraph
 from policies.findings import Severity
 from policies.rules.context import StackContext
 from policies.rules.model import Rule, Verdict, failed, passed

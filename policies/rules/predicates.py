@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from agentstage.graph import SECRET, UNKNOWN, Resource, ResourceGraph
+from core.graph import SECRET, UNKNOWN, Resource, ResourceGraph
 
 
 def is_unknown(value: Any) -> bool:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from agentstage.graph import SECRET, UNKNOWN, Resource, ResourceGraph
-from agentstage.workloads import AZURE_SETTING_HOLDERS, K8S_WORKLOADS, LAMBDA_FUNCTION, settings
+from core.graph import SECRET, UNKNOWN, Resource, ResourceGraph
+from core.workloads import AZURE_SETTING_HOLDERS, K8S_WORKLOADS, LAMBDA_FUNCTION, settings
 from policies.findings import Severity
 from policies.rules.context import StackContext
 from policies.rules.model import Check, Rule, Verdict, failed, passed

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from blueprints.config import WaiverConfig
+from core.config import WaiverConfig
 from policies.findings import Finding, Outcome
 
 

@@ -22,7 +22,7 @@ from agent_runtime.caller import Caller
 from agent_runtime.errors import ModelError
 from agent_runtime.governance.budgets import Budgets, Reservation, prompt_bytes
 from agent_runtime.governance.routing import RoutingPolicy, choose
-from agent_runtime.llm import LLM, Completion, TextDelta
+from agent_runtime.llm import ChatModel, Completion, TextDelta
 from agent_runtime.memory.base import Message
 from agent_runtime.resilience import Resilience
 from agent_runtime.telemetry import Telemetry
@@ -61,7 +61,7 @@ class Routed:
 class ModelGateway:
     def __init__(
         self,
-        llm: LLM,
+        llm: ChatModel,
         budgets: Budgets,
         resilience: Resilience,
         telemetry: Telemetry,

@@ -1,4 +1,10 @@
-"""The LLM layer: chat (plain and streaming) and embeddings over OpenAI's REST API, with usage per call.
+"""The LLM layer: chat (plain and streaming) and embeddings, with usage per call, behind one interface.
+
+:class:`ChatModel` is what the runtime calls; :func:`create_model` builds the one the settings name:
+:class:`LLM` (below) for OpenAI-compatible endpoints and Azure OpenAI, ``llm_anthropic`` for Anthropic's
+Messages API, ``llm_bedrock`` for Amazon Bedrock's Converse API. Every provider takes and returns the same
+shapes: OpenAI-style messages in, :class:`Completion` / :class:`TextDelta` out, tool calls as
+:class:`ToolCall` with JSON arguments, usage as :class:`TokenUsage`, failures as :class:`ModelError`.
 
 One :class:`LLM` per process, built from :class:`Settings`, speaks the OpenAI wire format to any compatible
 endpoint (OpenAI, vLLM, Ollama, the scripted model server) and to Azure OpenAI (deployment-scoped paths and
@@ -13,6 +19,12 @@ does for a request; ``aiohttp`` spends about 0.2 ms. The SDK also imports in ~0.
 longer pay. This module sends exactly what the SDK sent for the calls the runtime makes, and has no retries
 of its own: :mod:`agent_runtime.resilience` retries, so each attempt is observed and bounded by the
 request's deadline.
+
+What every HTTP provider shares lives here too, so each provider module is only its wire format:
+:class:`ModelTransport` (the session, proxy, TLS, the resend of a request a pooled connection dropped, and
+the mapping of statuses and transport failures to :class:`ModelError`), :func:`server_sent_events`,
+:func:`json_body`, :func:`retry_after`, :func:`finished` (a :class:`Completion`, its usage logged) and
+:class:`ToolCallParts`.
 """
 
 from __future__ import annotations
@@ -24,9 +36,9 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode, urlsplit
 from urllib.request import proxy_bypass
 
@@ -48,6 +60,9 @@ KEEPALIVE_SECONDS = 4.0
 TokenProvider = Callable[[], Awaitable[str]]
 HeaderHook = Callable[[dict[str, str]], None]
 """Called with the headers of every outgoing request, to add to them (trace context)."""
+Authorize = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
+"""Adds a request's credentials to its headers, given its URL and body: a bearer token or key needs only the
+headers, a request signature (SigV4) covers all three. Called on every request, after the header hooks."""
 
 
 @dataclass(frozen=True)
@@ -89,12 +104,57 @@ class TextDelta:
 
 
 @dataclass
-class _ToolCallParts:
+class ToolCallParts:
     """Tool-call fragments of a stream, joined as they arrive."""
 
     id: str = ""
     name: str = ""
     arguments: list[str] = field(default_factory=list)
+
+
+class ChatModel(Protocol):
+    """A model provider as the runtime uses it: one per process, shared by every request."""
+
+    async def complete(
+        self,
+        model: str,
+        messages: Sequence[Message],
+        tools: Sequence[dict[str, Any]] = (),
+        *,
+        max_output_tokens: int | None = None,
+    ) -> Completion:
+        """One chat completion, waited for in full. ``tools`` are OpenAI function-tool definitions."""
+        ...
+
+    def stream(
+        self,
+        model: str,
+        messages: Sequence[Message],
+        tools: Sequence[dict[str, Any]] = (),
+        *,
+        max_output_tokens: int | None = None,
+    ) -> AsyncGenerator[TextDelta | Completion, None]:
+        """A streamed chat completion: :class:`TextDelta` pieces, then the whole :class:`Completion`."""
+        ...
+
+    async def embed(self, texts: Sequence[str], *, model: str, dimensions: int) -> list[list[float]]:
+        """Embeddings of ``texts``, in order."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def create_model(settings: Settings, header_hooks: Sequence[HeaderHook] = ()) -> ChatModel:
+    """The provider ``llm_provider`` names; a provider's client library is imported only when chosen."""
+    if settings.llm_provider == "anthropic":
+        from agent_runtime.llm_anthropic import AnthropicModel
+
+        return AnthropicModel.from_settings(settings, header_hooks)
+    if settings.llm_provider == "bedrock":
+        from agent_runtime.llm_bedrock import BedrockModel
+
+        return BedrockModel.from_settings(settings, header_hooks)
+    return LLM.from_settings(settings, header_hooks)
 
 
 @dataclass(frozen=True)
@@ -154,40 +214,42 @@ def build_endpoint(settings: Settings) -> tuple[ModelEndpoint, Any]:
     return ModelEndpoint(settings.llm_endpoint.rstrip("/"), None, api_key, token), credential
 
 
-class LLM:
-    """Chat and embeddings over one long-lived HTTP session (connection pooling, no per-call setup)."""
+RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+"""Statuses of an OpenAI-compatible endpoint that a retry may fix (the ``openai`` SDK's list)."""
+JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
+class ModelTransport:
+    """POSTs JSON to one model endpoint over one long-lived ``aiohttp`` session: what HTTP providers share.
+
+    It owns what does not depend on the wire format: the session's lifetime (one per event loop, pooled
+    connections dropped before common servers' idle timeout), the proxy the environment names, verified
+    TLS, credentials (``authorize``), the resend of a request a pooled connection dropped (:meth:`_send`),
+    and the mapping of every failure to a :class:`ModelError` that says whether a retry may help: a non-2xx
+    status (with the endpoint's own message and ``Retry-After``), a timeout, an unreachable endpoint, a body
+    cut short. A provider builds the URL, headers and body, and reads the answer.
+    """
 
     def __init__(
         self,
-        endpoint: ModelEndpoint,
-        credential: Any = None,
+        base_url: str,
         *,
-        max_output_tokens: int = 4096,
-        timeout_seconds: float = 60.0,
+        timeout_seconds: float,
         header_hooks: Sequence[HeaderHook] = (),
+        authorize: Authorize | None = None,
+        retryable_status: Container[int] = RETRYABLE_STATUS,
     ) -> None:
-        self.endpoint = endpoint
-        self._credential = credential
-        self._max_output = max_output_tokens
+        self._base_url = base_url
         # Per connect and per read, as the SDK's httpx timeout: a long stream may take longer in total.
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=timeout_seconds, sock_connect=timeout_seconds, sock_read=timeout_seconds
         )
         self._header_hooks = tuple(header_hooks)
+        self._authorize = authorize
+        self._retryable_status = retryable_status
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
         self._proxy: tuple[Any, Any] = (None, None)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, header_hooks: Sequence[HeaderHook] = ()) -> LLM:
-        endpoint, credential = build_endpoint(settings)
-        return cls(
-            endpoint,
-            credential,
-            max_output_tokens=settings.max_output_tokens,
-            timeout_seconds=settings.llm_timeout_seconds,
-            header_hooks=header_hooks,
-        )
 
     def _http(self) -> aiohttp.ClientSession:
         """The session, created on first use: it belongs to the event loop it was created in."""
@@ -198,7 +260,7 @@ class LLM:
             # certifi's CAs unless SSL_CERT_FILE names others, up to 1,000 connections, no cookies. Idle
             # connections are dropped before the 5 s after which uvicorn, Node and httpx servers close
             # them, so a request rarely meets a connection the server is closing (see _send).
-            self._proxy = _env_proxy(self.endpoint.base_url)
+            self._proxy = _env_proxy(self._base_url)
             connector = aiohttp.TCPConnector(
                 limit=1000, limit_per_host=0, keepalive_timeout=KEEPALIVE_SECONDS, ssl=_ssl_context()
             )
@@ -213,129 +275,32 @@ class LLM:
             with contextlib.suppress(RuntimeError):  # its event loop is gone: nothing left to close
                 await self._session.close()
         self._session = None
-        if self._credential is not None:
-            await self._credential.close()
-
-    async def complete(
-        self,
-        model: str,
-        messages: Sequence[Message],
-        tools: Sequence[dict[str, Any]] = (),
-        *,
-        max_output_tokens: int | None = None,
-    ) -> Completion:
-        """One chat completion, waited for in full."""
-        started = time.perf_counter()
-        body = self._chat_body(model, messages, tools, max_output_tokens)
-        async with self._post("chat/completions", model, body) as response:
-            data = await _json_body(response)
-        try:
-            choices = data.get("choices")
-            if not choices:
-                raise ModelError("the model returned no choices")
-            choice = choices[0]
-            message = choice["message"]
-            calls = tuple(
-                ToolCall(c["id"], c["function"]["name"], c["function"].get("arguments") or "")
-                for c in message.get("tool_calls") or ()
-                if c.get("type") == "function"
-            )
-            content, finish_reason, usage = message.get("content"), choice.get("finish_reason"), _usage(data)
-        except (AttributeError, KeyError, IndexError, TypeError, ValueError) as error:
-            raise _malformed() from error
-        return _finished(model, content, calls, finish_reason, usage, started)
-
-    async def stream(
-        self,
-        model: str,
-        messages: Sequence[Message],
-        tools: Sequence[dict[str, Any]] = (),
-        *,
-        max_output_tokens: int | None = None,
-    ) -> AsyncGenerator[TextDelta | Completion, None]:
-        """A streamed chat completion: :class:`TextDelta` pieces, then the whole :class:`Completion`."""
-        started = time.perf_counter()
-        text: list[str] = []
-        parts: dict[int, _ToolCallParts] = {}
-        finish_reason: str | None = None
-        usage = TokenUsage()
-        body = self._chat_body(model, messages, tools, max_output_tokens)
-        body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
-        async with self._post("chat/completions", model, body) as response:
-            try:
-                async for chunk in _server_sent_events(response):
-                    if chunk.get("usage") is not None:
-                        usage = _usage(chunk)
-                    if not chunk.get("choices"):
-                        continue
-                    choice = chunk["choices"][0]
-                    finish_reason = choice.get("finish_reason") or finish_reason
-                    delta = choice.get("delta") or {}
-                    if delta.get("content"):
-                        text.append(delta["content"])
-                        yield TextDelta(delta["content"])
-                    for call in delta.get("tool_calls") or ():
-                        part = parts.setdefault(call["index"], _ToolCallParts())
-                        part.id = call.get("id") or part.id
-                        if call.get("function") is not None:
-                            part.name = call["function"].get("name") or part.name
-                            part.arguments.append(call["function"].get("arguments") or "")
-            except (AttributeError, KeyError, IndexError, TypeError, ValueError) as error:
-                raise _malformed() from error
-        calls = tuple(ToolCall(p.id, p.name, "".join(p.arguments)) for _, p in sorted(parts.items()))
-        yield _finished(model, "".join(text) if text else None, calls, finish_reason, usage, started)
-
-    async def embed(self, texts: Sequence[str], *, model: str, dimensions: int) -> list[list[float]]:
-        """Embeddings of ``texts``, in order."""
-        started = time.perf_counter()
-        body = {"model": model, "input": list(texts), "dimensions": dimensions}
-        async with self._post("embeddings", model, body) as response:
-            data = await _json_body(response)
-        try:
-            items = sorted(data["data"], key=lambda item: item["index"])
-            vectors = [[float(x) for x in item["embedding"]] for item in items]
-            usage = _usage(data)
-        except (AttributeError, KeyError, TypeError, ValueError) as error:
-            raise _malformed() from error
-        _log_usage("embeddings", model, usage, started)
-        return vectors
-
-    def _chat_body(
-        self,
-        model: str,
-        messages: Sequence[Message],
-        tools: Sequence[dict[str, Any]],
-        max_output_tokens: int | None = None,
-    ) -> dict[str, Any]:
-        """The request body; ``max_output_tokens`` (the agent's cap, which budgets held) else the default."""
-        body: dict[str, Any] = {"messages": list(messages), "model": model}
-        if tools:  # omitted when there are none: several servers reject an empty list
-            body["tools"] = list(tools)
-        body["max_completion_tokens"] = max_output_tokens or self._max_output
-        return body
 
     @contextlib.asynccontextmanager
-    async def _post(self, operation: str, model: str, body: dict[str, Any]) -> AsyncIterator[Any]:
-        """POST ``body``; the response if its status is 2xx, else the :class:`ModelError` it means.
+    async def post(
+        self, url: str, body: Any, headers: Mapping[str, str]
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST ``body`` as JSON; the response if its status is 2xx, else the :class:`ModelError` it means.
 
-        Transport failures inside the block (a stream cut short, a read timeout) are mapped too.
+        ``headers`` go first, then the header hooks' and the credentials. Transport failures inside the
+        block (a stream cut short, a read timeout) are mapped too.
         """
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        sent = dict(headers)
         for hook in self._header_hooks:
-            hook(headers)
+            hook(sent)
         try:
-            headers.update(await self.endpoint.auth_headers())
             data = json.dumps(body, separators=(",", ":")).encode()
-            response = await self._send(self.endpoint.url(operation, model), data, headers)
+            if self._authorize is not None:
+                await self._authorize(url, data, sent)
+            response = await self._send(url, data, sent)
             async with response:
                 if response.status >= 300:
-                    raise await _status_error(response)
+                    raise await self._status_error(response)
                 yield response
         except (TimeoutError, aiohttp.ServerTimeoutError) as error:
             raise ModelError("the model endpoint timed out", retryable=True) from error
         except aiohttp.ClientPayloadError as error:
-            raise _malformed() from error
+            raise malformed_answer() from error
         except (aiohttp.ClientError, OSError) as error:
             raise ModelError("the model endpoint is unreachable", retryable=True) from error
 
@@ -358,52 +323,221 @@ class LLM:
             log.debug("the model endpoint closed a pooled connection under a request; sending it again")
         return await http.post(url, data=data, headers=headers, proxy=proxy, proxy_auth=proxy_auth)
 
+    async def _status_error(self, response: aiohttp.ClientResponse) -> ModelError:
+        """Say which upstream failure happened without echoing request headers (and so no credentials),
+        and whether a retry may help."""
+        try:
+            body: Any = json.loads(await response.read())
+        except (ValueError, aiohttp.ClientError):
+            body = None
+        return ModelError(
+            f"the model endpoint answered HTTP {response.status}: {_detail(body)}",
+            retryable=response.status in self._retryable_status,
+            retry_after=retry_after(response.headers),
+        )
 
-async def _json_body(response: Any) -> Any:
+
+class LLM:
+    """Chat and embeddings over one long-lived HTTP session (connection pooling, no per-call setup)."""
+
+    def __init__(
+        self,
+        endpoint: ModelEndpoint,
+        credential: Any = None,
+        *,
+        max_output_tokens: int = 4096,
+        timeout_seconds: float = 60.0,
+        header_hooks: Sequence[HeaderHook] = (),
+    ) -> None:
+        self.endpoint = endpoint
+        self._credential = credential
+        self._max_output = max_output_tokens
+        self._transport = ModelTransport(
+            endpoint.base_url,
+            timeout_seconds=timeout_seconds,
+            header_hooks=header_hooks,
+            authorize=self._authorize,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, header_hooks: Sequence[HeaderHook] = ()) -> LLM:
+        endpoint, credential = build_endpoint(settings)
+        return cls(
+            endpoint,
+            credential,
+            max_output_tokens=settings.max_output_tokens,
+            timeout_seconds=settings.llm_timeout_seconds,
+            header_hooks=header_hooks,
+        )
+
+    async def close(self) -> None:
+        await self._transport.close()
+        if self._credential is not None:
+            await self._credential.close()
+
+    async def complete(
+        self,
+        model: str,
+        messages: Sequence[Message],
+        tools: Sequence[dict[str, Any]] = (),
+        *,
+        max_output_tokens: int | None = None,
+    ) -> Completion:
+        """One chat completion, waited for in full."""
+        started = time.perf_counter()
+        body = self._chat_body(model, messages, tools, max_output_tokens)
+        async with self._post("chat/completions", model, body) as response:
+            data = await json_body(response)
+        try:
+            choices = data.get("choices")
+            if not choices:
+                raise ModelError("the model returned no choices")
+            choice = choices[0]
+            message = choice["message"]
+            calls = tuple(
+                ToolCall(c["id"], c["function"]["name"], c["function"].get("arguments") or "")
+                for c in message.get("tool_calls") or ()
+                if c.get("type") == "function"
+            )
+            content, finish_reason, usage = message.get("content"), choice.get("finish_reason"), _usage(data)
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError) as error:
+            raise malformed_answer() from error
+        return finished(model, content, calls, finish_reason, usage, started)
+
+    async def stream(
+        self,
+        model: str,
+        messages: Sequence[Message],
+        tools: Sequence[dict[str, Any]] = (),
+        *,
+        max_output_tokens: int | None = None,
+    ) -> AsyncGenerator[TextDelta | Completion, None]:
+        """A streamed chat completion: :class:`TextDelta` pieces, then the whole :class:`Completion`."""
+        started = time.perf_counter()
+        text: list[str] = []
+        parts: dict[int, ToolCallParts] = {}
+        finish_reason: str | None = None
+        usage = TokenUsage()
+        body = self._chat_body(model, messages, tools, max_output_tokens)
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        async with self._post("chat/completions", model, body) as response:
+            try:
+                async for chunk in _chunks(response):
+                    if chunk.get("usage") is not None:
+                        usage = _usage(chunk)
+                    if not chunk.get("choices"):
+                        continue
+                    choice = chunk["choices"][0]
+                    finish_reason = choice.get("finish_reason") or finish_reason
+                    delta = choice.get("delta") or {}
+                    if delta.get("content"):
+                        text.append(delta["content"])
+                        yield TextDelta(delta["content"])
+                    for call in delta.get("tool_calls") or ():
+                        part = parts.setdefault(call["index"], ToolCallParts())
+                        part.id = call.get("id") or part.id
+                        if call.get("function") is not None:
+                            part.name = call["function"].get("name") or part.name
+                            part.arguments.append(call["function"].get("arguments") or "")
+            except (AttributeError, KeyError, IndexError, TypeError, ValueError) as error:
+                raise malformed_answer() from error
+        calls = tuple(ToolCall(p.id, p.name, "".join(p.arguments)) for _, p in sorted(parts.items()))
+        yield finished(model, "".join(text) if text else None, calls, finish_reason, usage, started)
+
+    async def embed(self, texts: Sequence[str], *, model: str, dimensions: int) -> list[list[float]]:
+        """Embeddings of ``texts``, in order."""
+        started = time.perf_counter()
+        body = {"model": model, "input": list(texts), "dimensions": dimensions}
+        async with self._post("embeddings", model, body) as response:
+            data = await json_body(response)
+        try:
+            items = sorted(data["data"], key=lambda item: item["index"])
+            vectors = [[float(x) for x in item["embedding"]] for item in items]
+            usage = _usage(data)
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            raise malformed_answer() from error
+        log_usage("embeddings", model, usage, started)
+        return vectors
+
+    def _chat_body(
+        self,
+        model: str,
+        messages: Sequence[Message],
+        tools: Sequence[dict[str, Any]],
+        max_output_tokens: int | None = None,
+    ) -> dict[str, Any]:
+        """The request body; ``max_output_tokens`` (the agent's cap, which budgets held) else the default."""
+        body: dict[str, Any] = {"messages": list(messages), "model": model}
+        if tools:  # omitted when there are none: several servers reject an empty list
+            body["tools"] = list(tools)
+        body["max_completion_tokens"] = max_output_tokens or self._max_output
+        return body
+
+    def _post(
+        self, operation: str, model: str, body: dict[str, Any]
+    ) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        return self._transport.post(self.endpoint.url(operation, model), body, JSON_HEADERS)
+
+    async def _authorize(self, url: str, data: bytes, headers: dict[str, str]) -> None:
+        headers.update(await self.endpoint.auth_headers())
+
+
+async def json_body(response: aiohttp.ClientResponse) -> dict[str, Any]:
+    """The response's JSON object; anything else is a malformed answer."""
     try:
         data = json.loads(await response.read())
     except ValueError as error:  # not JSON, or not UTF-8
-        raise _malformed() from error
+        raise malformed_answer() from error
     if not isinstance(data, dict):
-        raise _malformed()
+        raise malformed_answer()
     return data
 
 
-async def _server_sent_events(response: Any) -> AsyncIterator[dict[str, Any]]:
-    """The JSON ``data`` of each server-sent event, until ``[DONE]``; an ``error`` event raises, and so does
-    a body without any event (an error page, a truncated answer)."""
+async def server_sent_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, Any]]:
+    """The name (``""`` when it has none) and JSON ``data`` of each server-sent event, until the body ends
+    or OpenAI's ``[DONE]``. Data that is not JSON is a malformed answer, and so is a body without any event
+    (an error page, a truncated answer). What an event means, an error included, is the provider's call."""
     data: list[str] = []
     event = ""
     seen = False
     async for line in _lines(response):
         if line:
-            name, _, value = line.partition(":")
+            field_name, _, value = line.partition(":")
             value = value.removeprefix(" ")
-            if name == "data":
+            if field_name == "data":
                 data.append(value)
-            elif name == "event":
+            elif field_name == "event":
                 event = value
             continue
-        if not data:  # a blank line ends an event; comments and keep-alives carry no data
+        # A blank line ends an event; comments and keep-alives carry no data.
+        name, event = event, ""
+        if not data:
             continue
         payload, data = "\n".join(data), []
         if payload.startswith("[DONE]"):
             return
         seen = True
         try:
-            chunk = json.loads(payload)
+            parsed = json.loads(payload)
         except ValueError as error:
-            raise _malformed() from error
+            raise malformed_answer() from error
+        yield name, parsed
+    if not seen:
+        raise malformed_answer()
+
+
+async def _chunks(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
+    """The chunks of an OpenAI stream; an ``error`` event (or an error in place of a chunk) raises."""
+    async for event, chunk in server_sent_events(response):
         if event == "error" or (isinstance(chunk, dict) and chunk.get("error")):
             raise ModelError(f"the model endpoint failed mid-stream: {_detail(chunk)}")
         if not isinstance(chunk, dict):
-            raise _malformed()
+            raise malformed_answer()
         yield chunk
-    if not seen:
-        raise _malformed()
 
 
-async def _lines(response: Any) -> AsyncIterator[str]:
+async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
     """The body's lines, without their ends, however the network split them (no line length limit)."""
     pending = b""
     async for piece in response.content.iter_any():
@@ -417,7 +551,7 @@ async def _lines(response: Any) -> AsyncIterator[str]:
 
 
 def _usage(data: Mapping[str, Any]) -> TokenUsage:
-    """``usage`` of a response (zeros when an endpoint does not report it)."""
+    """``usage`` of an OpenAI response (zeros when an endpoint does not report it)."""
     usage = data.get("usage")
     if not usage:
         return TokenUsage()
@@ -428,7 +562,7 @@ def _usage(data: Mapping[str, Any]) -> TokenUsage:
     )
 
 
-def _finished(
+def finished(
     model: str,
     content: str | None,
     calls: tuple[ToolCall, ...],
@@ -436,6 +570,7 @@ def _finished(
     usage: TokenUsage,
     started: float,
 ) -> Completion:
+    """The :class:`Completion` of a chat call begun at ``started`` (``perf_counter``), its usage logged."""
     completion = Completion(
         model=model,
         content=content,
@@ -444,11 +579,11 @@ def _finished(
         usage=usage,
         latency_ms=(time.perf_counter() - started) * 1000,
     )
-    _log_usage("chat", model, usage, started)
+    log_usage("chat", model, usage, started)
     return completion
 
 
-def _log_usage(operation: str, model: str, usage: TokenUsage, started: float) -> None:
+def log_usage(operation: str, model: str, usage: TokenUsage, started: float) -> None:
     """One structured record per model call: the raw material of token metrics and cost reports."""
     if usage_log.isEnabledFor(logging.INFO):
         usage_log.info(
@@ -466,31 +601,16 @@ def _log_usage(operation: str, model: str, usage: TokenUsage, started: float) ->
         )
 
 
-RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
-
-
-async def _status_error(response: Any) -> ModelError:
-    """Say which upstream failure happened without echoing request headers (and so no credentials), and
-    whether a retry may help."""
-    try:
-        body: Any = json.loads(await response.read())
-    except (ValueError, aiohttp.ClientError):
-        body = None
-    return ModelError(
-        f"the model endpoint answered HTTP {response.status}: {_detail(body)}",
-        retryable=response.status in RETRYABLE_STATUS,
-        retry_after=retry_after(response.headers),
-    )
-
-
 def _detail(body: Any) -> str:
-    """The ``message`` of an OpenAI error body (``{"error": {"message": ...}}`` or the bare object)."""
+    """The ``message`` of an error body: OpenAI's and Anthropic's ``{"error": {"message": ...}}``, or the
+    bare error object."""
     error = body.get("error", body) if isinstance(body, dict) else None
     message = error.get("message") if isinstance(error, dict) else None
     return message if isinstance(message, str) and message else "no details"
 
 
-def _malformed() -> ModelError:
+def malformed_answer() -> ModelError:
+    """The error of an answer that cannot be read (a retry may get a whole one)."""
     return ModelError("the model endpoint answered with a malformed response", retryable=True)
 
 

@@ -6,13 +6,17 @@ agent's memory policy asks), so both see the same embeddings and the same namesp
 
 from __future__ import annotations
 
-from agent_runtime.llm import LLM
+from typing import TYPE_CHECKING
+
 from agent_runtime.memory.base import VectorHit, VectorStore
 from agent_runtime.settings import Settings
 
+if TYPE_CHECKING:  # an annotation only: the tool registry is also read offline, without a model client
+    from agent_runtime.llm import ChatModel
+
 
 async def recall(
-    text: str, *, namespace: str, top_k: int, llm: LLM, vectors: VectorStore, settings: Settings
+    text: str, *, namespace: str, top_k: int, llm: ChatModel, vectors: VectorStore, settings: Settings
 ) -> list[VectorHit]:
     [embedding] = await llm.embed(
         [text], model=settings.embedding_model, dimensions=settings.embedding_dimensions

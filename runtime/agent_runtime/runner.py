@@ -40,7 +40,7 @@ from agent_runtime.errors import (
 )
 from agent_runtime.gateway import CallScope, ModelGateway, Routed
 from agent_runtime.governance.guardrails import TOOL_OUTPUT_WITHHELD, Guardrails
-from agent_runtime.llm import LLM, TextDelta, ToolCall
+from agent_runtime.llm import ChatModel, TextDelta, ToolCall
 from agent_runtime.memory.base import ConversationStore, Message, VectorStore
 from agent_runtime.recall import recall
 from agent_runtime.settings import Settings
@@ -152,7 +152,7 @@ class AgentRunner:
 
     settings: Settings
     catalog: AgentCatalog
-    llm: LLM
+    llm: ChatModel
     gateway: ModelGateway
     guardrails: Guardrails
     telemetry: Telemetry

@@ -24,7 +24,7 @@ from agent_runtime.governance.guardrails import Guardrails
 from agent_runtime.governance.ledger import Ledger, open_ledger
 from agent_runtime.governance.redaction import install_log_redaction
 from agent_runtime.governance.setup import build_guardrails, build_redactor
-from agent_runtime.llm import LLM
+from agent_runtime.llm import ChatModel, create_model
 from agent_runtime.memory.base import ConversationStore, VectorStore
 from agent_runtime.orchestrator.queues import check_agent_queues
 from agent_runtime.orchestrator.runner import OrchestratingRunner
@@ -45,7 +45,7 @@ class Assembly:
     settings: Settings
     registry: ToolRegistry
     catalog: AgentCatalog
-    llm: LLM
+    llm: ChatModel
     http: httpx.AsyncClient
     auth: Authenticator
     open_stores: StoreOpener
@@ -94,7 +94,7 @@ class Assembly:
             settings,
             registry,
             catalog,
-            LLM.from_settings(settings, [telemetry.inject_headers]),
+            create_model(settings, [telemetry.inject_headers]),
             http,
             build_authenticator(settings, http),
             open_stores,

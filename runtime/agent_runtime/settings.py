@@ -37,9 +37,10 @@ class Settings(BaseSettings):
         description="Deployment environment name (local, dev, prod, ...); shown in traces and logs.",
         json_schema_extra={"cloud_required": True},
     )
-    llm_provider: Literal["openai", "azure_openai"] = Field(
+    llm_provider: Literal["openai", "azure_openai", "anthropic", "bedrock"] = Field(
         default="openai",
-        description="'openai' for any OpenAI-compatible endpoint, 'azure_openai' for an Azure OpenAI account.",
+        description="'openai' for any OpenAI-compatible endpoint, 'azure_openai' for an Azure OpenAI account, "
+        "'anthropic' for Anthropic's Messages API, 'bedrock' for Amazon Bedrock's Converse API.",
         json_schema_extra={"cloud_required": True},
     )
     llm_endpoint: str = Field(
@@ -47,9 +48,10 @@ class Settings(BaseSettings):
         description="Base URL of the model endpoint (the local model server by default).",
         json_schema_extra={"cloud_required": True},
     )
-    llm_auth: Literal["api_key", "entra", "none"] = Field(
+    llm_auth: Literal["api_key", "entra", "aws", "none"] = Field(
         default="api_key",
-        description="How to authenticate to the model: an API key (local only) or an Entra ID token.",
+        description="How to authenticate to the model: an API key (local only), an Entra ID token, or AWS "
+        "credentials from the environment or the execution role (SigV4; llm_provider=bedrock).",
         json_schema_extra={"cloud_required": True},
     )
     llm_api_key: str | None = Field(
@@ -60,16 +62,28 @@ class Settings(BaseSettings):
         default="2024-10-21",
         description="Azure OpenAI data-plane API version (ignored for plain OpenAI endpoints).",
     )
+    anthropic_version: str = Field(
+        default="2023-06-01",
+        description="The anthropic-version header of Anthropic Messages API calls (llm_provider=anthropic).",
+    )
+    bedrock_guardrail_id: str | None = Field(
+        default=None,
+        description="Bedrock guardrail applied to every Converse call (llm_provider=bedrock); infrastructure "
+        "generates it from the stack's content-filter settings.",
+    )
+    bedrock_guardrail_version: str = Field(
+        default="DRAFT", description="Version of the Bedrock guardrail (a number once published, or DRAFT)."
+    )
     identity_client_id: str | None = Field(
         default=None,
-        description="Client id of the user-assigned managed identity the runtime authenticates as.",
-        json_schema_extra={"cloud_required": True},
+        description="azure: client id of the user-assigned managed identity the runtime authenticates as (on "
+        "AWS the execution role's credentials come from the environment).",
     )
-    state_backend: Literal["sqlite", "redis", "postgres", "cosmos"] = Field(
+    state_backend: Literal["sqlite", "redis", "postgres", "cosmos", "dynamodb"] = Field(
         default="sqlite",
         description="Where conversation state lives.",
     )
-    vector_backend: Literal["sqlite", "redis", "postgres", "cosmos"] = Field(
+    vector_backend: Literal["sqlite", "redis", "postgres", "cosmos", "dynamodb"] = Field(
         default="sqlite",
         description="Where long-term vector memory lives.",
     )
@@ -156,7 +170,25 @@ class Settings(BaseSettings):
     )
     aws_region: str | None = Field(
         default=None,
-        description="AWS region of the SQS queues; unset, the AWS_REGION the Lambda or pod carries applies.",
+        description="AWS region of SQS, DynamoDB and Bedrock; unset, the AWS_REGION the Lambda or pod carries "
+        "applies. AWS endpoints can be overridden (moto, local servers) with the SDK's own AWS_ENDPOINT_URL.",
+    )
+    dynamodb_conversations_table: str = Field(
+        default="agentstage-conversations",
+        description="DynamoDB table of conversation history (state_backend=dynamodb); infrastructure creates it.",
+    )
+    dynamodb_memories_table: str = Field(
+        default="agentstage-memories",
+        description="DynamoDB table of vector memory (vector_backend=dynamodb); infrastructure creates it.",
+    )
+    dynamodb_tasks_table: str = Field(
+        default="agentstage-tasks",
+        description="DynamoDB table of task records (state_backend=dynamodb); infrastructure creates it.",
+    )
+    dynamodb_ledger_table: str = Field(
+        default="agentstage-ledger",
+        description="DynamoDB table of the budget ledger and tool-call idempotency records "
+        "(budget_backend=dynamodb); infrastructure creates it with TTL on.",
     )
     task_queue: str | None = Field(
         default=None, description="The queue this runtime's worker receives its tasks from."
@@ -270,11 +302,11 @@ class Settings(BaseSettings):
         default="{}",
         description='JSON object of USD prices per million tokens: {"<model>": {"input": 0.15, "output": 0.6}}.',
     )
-    budget_backend: Literal["sqlite", "redis", "cosmos"] = Field(
+    budget_backend: Literal["sqlite", "redis", "cosmos", "dynamodb"] = Field(
         default="sqlite",
         description="Where the budget ledger and tool-call idempotency records live: sqlite (this instance "
         "only: local use), or one ledger every instance shares: redis (needs redis_url), cosmos (needs "
-        "cosmos_endpoint; cosmos_ledger_container).",
+        "cosmos_endpoint; cosmos_ledger_container), dynamodb (dynamodb_ledger_table).",
     )
     budget_prompt_bytes_per_token: float = Field(
         default=1.0,
@@ -436,6 +468,7 @@ def env_for(values: dict[str, Any], *, cloud: bool = True) -> dict[str, Any]:
             raise ValueError(f"runtime settings missing for a cloud deployment: {', '.join(missing)}")
         if "llm_api_key" in values:
             raise ValueError(
-                "llm_api_key must not be set in the cloud: deployed agents authenticate with Entra ID"
+                "llm_api_key must not be set in the cloud: deployed agents authenticate with their cloud identity "
+                "(Entra ID, an IAM role), and other secrets come from the vault"
             )
     return env

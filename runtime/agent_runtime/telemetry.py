@@ -36,7 +36,13 @@ from agent_runtime.trace import TokenUsage
 
 content_log = logging.getLogger("agentstage.genai")
 _PROPAGATOR = TraceContextTextMapPropagator()
-_PROVIDER_NAMES = {"openai": "openai", "azure_openai": "azure.ai.openai"}
+_PROVIDER_NAMES = {
+    "openai": "openai",
+    "azure_openai": "azure.ai.openai",
+    "anthropic": "anthropic",
+    "bedrock": "aws.bedrock",
+}
+"""``gen_ai.system`` of each provider, as the OpenTelemetry GenAI conventions name them."""
 EXPORT_BATCH_SIZE = 64
 """Spans per OTLP/console export, unless ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` says otherwise."""
 

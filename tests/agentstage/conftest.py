@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agentstage.engine import PROJECT_DIR
+from core.stacks import PROJECT_DIR
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from agentstage.cli import main
 from agentstage.console import Console
-from agentstage.engine import PROJECT_DIR
+from core.stacks import PROJECT_DIR
 
 
 def run(*argv: str) -> tuple[int, str, str]:
@@ -97,7 +97,10 @@ def test_stage_keys_on_an_earlier_stage_are_errors(project: Path) -> None:
     stack.write_text(stack.read_text() + "  agentstage:messaging:\n    sku: Standard\n")
     status, _, err = run("plan", "--stack", "pilot-dev", "--project-dir", str(project))
     assert status == 2
-    assert "agentstage:messaging applies to the foundation and enterprise blueprints, not 'pilot'" in err
+    assert (
+        "agentstage:messaging applies to foundation on azure, enterprise on azure, not pilot on azure; remove it"
+        in err
+    )
 
 
 def test_unknown_blueprint_lists_allowed_values(project: Path) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from agentstage.diagram import mermaid_lines
-from agentstage.graph import ResourceGraph
+from core.graph import ResourceGraph
 
 
 @pytest.fixture(scope="module")

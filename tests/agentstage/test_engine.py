@@ -8,9 +8,10 @@ import pulumi
 import pytest
 from pulumi_azure_native import resources, storage
 
-from agentstage.engine import clean_value, read_stack_config, record
-from agentstage.errors import AgentstageError
-from agentstage.graph import SECRET, UNKNOWN, ResourceGraph
+from core.engine import clean_value, record
+from core.errors import AgentstageError
+from core.graph import SECRET, UNKNOWN, ResourceGraph
+from core.stacks import read_stack_config
 
 
 class _Box(pulumi.ComponentResource):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from agentstage.engine import available_stacks
-from agentstage.graph import ResourceGraph
+from core.graph import ResourceGraph
+from core.stacks import available_stacks
 
 
 @pytest.mark.parametrize("stack", available_stacks())

@@ -20,11 +20,11 @@ import yaml
 from agentstage import diff_render
 from agentstage.cli import main
 from agentstage.console import Console
-from agentstage.graph import ResourceGraph
 from agentstage.plan_diff import compare
 from agentstage.plan_review import DiffReport, review
-from blueprints.config import WaiverConfig
-from components.azure.roles import BUILTIN_ROLES, FORBIDDEN_ROLES
+from components.azure.role_ids import BUILTIN_ROLES, FORBIDDEN_ROLES
+from core.config import WaiverConfig
+from core.graph import ResourceGraph
 from policies.rules import StackContext, load_context
 
 Graphs = Callable[[str], ResourceGraph]

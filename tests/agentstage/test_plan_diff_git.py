@@ -19,7 +19,7 @@ import yaml
 
 from agentstage.cli import main
 from agentstage.console import Console
-from agentstage.engine import PROJECT_DIR
+from core.stacks import PROJECT_DIR, available_stacks
 
 GIT = ("git", "-c", "user.name=agentstage-test", "-c", "user.email=test@example.invalid")
 
@@ -177,7 +177,8 @@ def test_all_stacks_show_the_touched_ones_and_name_the_rest(checkout: Path) -> N
     assert status == 0, err
     sections = [line for line in out.splitlines() if line.startswith("### Plan diff: ")]
     assert sections == ["### Plan diff: `foundation-staging` — `HEAD` → `this checkout`"]
-    assert out.rstrip().endswith("Unchanged: `enterprise-k8s`, `enterprise-prod`, `pilot-dev`, `pilot-prod`.")
+    unchanged = ", ".join(f"`{s}`" for s in available_stacks(checkout) if s != "foundation-staging")
+    assert out.rstrip().endswith(f"Unchanged: {unchanged}.")
 
 
 @pytest.mark.parametrize(

@@ -19,9 +19,9 @@ from agentstage import report
 from agentstage.cli import main
 from agentstage.console import Console
 from agentstage.diagram import architecture
-from agentstage.engine import PROJECT_DIR, available_stacks, load_stack_config
-from agentstage.graph import ResourceGraph
 from agentstage.report import ReportInput, html_page
+from core.graph import ResourceGraph
+from core.stacks import PROJECT_DIR, available_stacks, load_stack_config
 from cost import estimate
 from cost.render import money
 from policies.checking import check_graph

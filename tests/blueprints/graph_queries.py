@@ -13,8 +13,8 @@ from agent_runtime.orchestrator.queues import check_agent_queues
 from agent_runtime.settings import Settings
 from agent_runtime.tasks.factory import check_task_settings
 from agent_runtime.tools import default_registry
-from agentstage.graph import Resource, ResourceGraph
-from components.azure.roles import BUILTIN_ROLES
+from components.azure.role_ids import BUILTIN_ROLES
+from core.graph import Resource, ResourceGraph
 
 IDENTITY = "azure-native:managedidentity:UserAssignedIdentity"
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from agentstage.engine import PROJECT_DIR, available_stacks, read_stack_config, stack_file
-from blueprints.config import StackConfig, StackConfigError, parse_stack_config
+from core.config import StackConfig, StackConfigError, parse_stack_config
+from core.stacks import PROJECT_DIR, available_stacks, read_stack_config, stack_file
 
 SOURCE = "stacks/Pulumi.test.yaml"
 
@@ -125,3 +125,10 @@ def test_every_shipped_stack_file_is_valid(stack: str) -> None:
     config = parse_stack_config(raw, str(path.relative_to(PROJECT_DIR)))
     assert isinstance(config, StackConfig)
     assert secret_keys == [], "stack files carry no secrets: identities replace keys"
+
+
+def test_every_built_blueprint_has_its_function_and_no_other() -> None:
+    from blueprints.registry import FUNCTIONS
+    from core.config.stack import BUILT
+
+    assert set(FUNCTIONS) == set(BUILT)

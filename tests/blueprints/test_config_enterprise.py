@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from blueprints.config import StackConfig, StackConfigError, parse_stack_config
+from core.config import StackConfig, StackConfigError, parse_stack_config
 from tests.blueprints.test_config import SOURCE, valid_config
 
 IMAGE = "agsprodacr.azurecr.io/agentstage-runtime@sha256:" + "a" * 64
@@ -55,7 +55,9 @@ def test_enterprise_on_azure_names_each_missing_key(missing: str) -> None:
 @pytest.mark.parametrize("key", ["kubernetes", "network", "budget", "alerts", "policy"])
 def test_enterprise_keys_are_refused_on_earlier_stages(key: str) -> None:
     raw = valid_config(blueprint="foundation", **FOUNDATION_KEYS, **{key: ENTERPRISE_KEYS.get(key, {})})
-    assert f"agentstage:{key} applies to the enterprise blueprints, not 'foundation'" in error_for(raw)
+    message = error_for(raw)
+    assert f"agentstage:{key} applies to enterprise on azure" in message
+    assert "not foundation on azure; remove it or change agentstage:blueprint" in message
 
 
 def test_kubernetes_agents_must_be_configured_agents() -> None:
@@ -147,14 +149,16 @@ def test_secrets_are_refused_in_runtime_settings() -> None:
 @pytest.mark.parametrize("key", ["gateway", "network", "budget"])
 def test_azure_only_keys_are_refused_on_your_own_cluster(key: str) -> None:
     value = {**ENTERPRISE_KEYS, "network": {}}[key]
-    assert f"agentstage:{key} applies to the azure and aws clouds, not 'kubernetes'" in error_for(
-        own_cluster(**{key: value})
-    )
+    message = error_for(own_cluster(**{key: value}))
+    assert f"agentstage:{key} applies to " in message and "not enterprise on kubernetes" in message
 
 
 def test_runtime_settings_only_for_your_own_cluster() -> None:
     raw = enterprise(runtimeSettings={"llm_endpoint": "x"})
-    assert "agentstage:runtimeSettings applies to the kubernetes clouds, not 'azure'" in error_for(raw)
+    assert (
+        "agentstage:runtimeSettings applies to enterprise on kubernetes, not enterprise on azure"
+        in error_for(raw)
+    )
 
 
 def test_runtime_settings_must_be_complete_for_a_deployed_agent() -> None:

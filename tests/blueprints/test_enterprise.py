@@ -11,8 +11,8 @@ from collections.abc import Callable
 import pytest
 
 from agent_runtime.settings import env_name
-from agentstage.graph import Resource, ResourceGraph
 from blueprints.foundation import task_queue
+from core.graph import Resource, ResourceGraph
 from tests.blueprints.graph_queries import app_settings, by_name, grants, runtime_catalog
 
 STACK = "enterprise-prod"

@@ -12,17 +12,21 @@ from collections.abc import Callable
 import pytest
 
 from agent_runtime.settings import cloud_required_fields, env_name
-from agentstage.engine import PROJECT_DIR, available_stacks, read_stack_config, stack_file
-from agentstage.graph import Resource, ResourceGraph
-from blueprints.config import StackConfig, parse_stack_config
-from components.azure.roles import BUILTIN_ROLES, FORBIDDEN_ROLES
-
-PILOT_STACKS = [s for s in available_stacks() if s.startswith("pilot-")]
+from components.azure.role_ids import BUILTIN_ROLES, FORBIDDEN_ROLES
+from core.config import StackConfig, parse_stack_config
+from core.graph import Resource, ResourceGraph
+from core.stacks import PROJECT_DIR, available_stacks, read_stack_config, stack_file
 
 
 def config_of(stack: str) -> StackConfig:
     raw, _ = read_stack_config(stack_file(stack))
     return parse_stack_config(raw, stack)
+
+
+PILOT_STACKS = [
+    s for s in available_stacks() if (c := config_of(s)).blueprint == "pilot" and c.cloud == "azure"
+]
+"""The Azure pilot stacks; the AWS pilot has its own tests (test_aws_pilot.py)."""
 
 
 @pytest.fixture(params=PILOT_STACKS)

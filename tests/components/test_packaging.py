@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from agentstage.engine import record
 from components import packaging
-from components.packaging import PackagingError, build_function_package, vendoring_needed
+from components.packaging import FUNCTIONS, LAMBDA, PackagingError, build_package, vendoring_needed
+from core.engine import record
 
 RUNTIME = Path(__file__).resolve().parents[2] / "runtime"
 
@@ -35,9 +35,15 @@ def _names(path: Path) -> list[str]:
 
 
 def test_lean_package_holds_the_host_and_the_runtime_only(runtime_copy: Path, tmp_path: Path) -> None:
-    package = build_function_package(runtime_copy, tmp_path / "out", vendor_dependencies=False)
+    package = build_package(runtime_copy, tmp_path / "out", FUNCTIONS, vendor_dependencies=False)
     names = _names(package.path)
-    assert {"function_app.py", "host.json", "requirements.txt", "requirements-core.txt"} <= set(names)
+    assert {
+        "function_app.py",
+        "host.json",
+        "requirements.txt",
+        "requirements-core.txt",
+        "requirements-azure.txt",
+    } <= set(names)
     assert "agent_runtime/settings.py" in names and "agent_runtime/api/app.py" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc") or "/tests/" in n], names
     assert not [n for n in names if n.startswith(("agent_runtime/testing/", ".python_packages/"))]
@@ -46,28 +52,45 @@ def test_lean_package_holds_the_host_and_the_runtime_only(runtime_copy: Path, tm
     assert package.vendored is False and package.python_version == "3.11"
 
 
+def test_the_lambda_layout_has_its_handler_its_architecture_and_no_azure_sdks(
+    runtime_copy: Path, tmp_path: Path
+) -> None:
+    package = build_package(
+        runtime_copy, tmp_path / "out", LAMBDA.for_architecture("arm64"), vendor_dependencies=False
+    )
+    names = set(_names(package.path))
+    assert {"lambda_handler.py", "requirements-lambda.txt", "requirements-core.txt"} <= names
+    # boto3 comes with Lambda's runtime; the Azure host and SDK requirements stay out.
+    assert not names & {"function_app.py", "host.json", "requirements.txt", "requirements-azure.txt"}
+    assert (package.path.name, package.platform) == ("lambda-arm64-lean.zip", "manylinux2014_aarch64")
+    assert LAMBDA.for_architecture("x86_64").platform == "manylinux2014_x86_64"
+    assert LAMBDA.site_packages == "", (
+        "Lambda puts the package root on sys.path: dependencies sit beside the handler"
+    )
+
+
 def test_same_content_gives_the_same_bytes_whatever_the_timestamps(
     runtime_copy: Path, tmp_path: Path
 ) -> None:
-    first = build_function_package(runtime_copy, tmp_path / "a", vendor_dependencies=False)
+    first = build_package(runtime_copy, tmp_path / "a", FUNCTIONS, vendor_dependencies=False)
     (runtime_copy / "function_app.py").touch()
-    second = build_function_package(runtime_copy, tmp_path / "b", vendor_dependencies=False)
+    second = build_package(runtime_copy, tmp_path / "b", FUNCTIONS, vendor_dependencies=False)
     assert first.sha256 == second.sha256
     with zipfile.ZipFile(second.path) as archive:
         assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
 
 
 def test_changed_source_changes_the_hash(runtime_copy: Path, tmp_path: Path) -> None:
-    before = build_function_package(runtime_copy, tmp_path / "out", vendor_dependencies=False)
+    before = build_package(runtime_copy, tmp_path / "out", FUNCTIONS, vendor_dependencies=False)
     with (runtime_copy / "agent_runtime" / "settings.py").open("a") as source:
         source.write("\n# changed\n")
-    after = build_function_package(runtime_copy, tmp_path / "out", vendor_dependencies=False)
+    after = build_package(runtime_copy, tmp_path / "out", FUNCTIONS, vendor_dependencies=False)
     assert before.sha256 != after.sha256
 
 
 def test_not_a_runtime_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(PackagingError, match="'function_app.py' is missing"):
-        build_function_package(tmp_path, tmp_path / "out", vendor_dependencies=False)
+        build_package(tmp_path, tmp_path / "out", FUNCTIONS, vendor_dependencies=False)
 
 
 def test_dependency_without_a_wheel_is_named(
@@ -82,7 +105,7 @@ def test_dependency_without_a_wheel_is_named(
     with pytest.raises(
         PackagingError, match=r"requirement 'sdist-only-package==1.0' has no wheel for manylinux2014"
     ):
-        build_function_package(runtime_copy, tmp_path / "out", vendor_dependencies=True)
+        build_package(runtime_copy, tmp_path / "out", FUNCTIONS, vendor_dependencies=True)
 
 
 def test_offline_plan_builds_lean_packages() -> None:
@@ -98,12 +121,12 @@ def test_vendored_package_runs_with_nothing_but_itself(
     """Build from PyPI for the Flex platform, then import ``function_app`` in an isolated interpreter
     whose only third-party path is the zip's own site-packages: the proof the package answers."""
     out = tmp_path / "out"
-    package = build_function_package(runtime_copy, out, vendor_dependencies=True)
+    package = build_package(runtime_copy, out, FUNCTIONS, vendor_dependencies=True)
     assert package.vendored
     unzipped = tmp_path / "wwwroot"
     with zipfile.ZipFile(package.path) as archive:
         archive.extractall(unzipped)
-    site_packages = unzipped / packaging.SITE_PACKAGES
+    site_packages = unzipped / FUNCTIONS.site_packages
     assert (site_packages / "azure" / "functions").is_dir() and not (site_packages / "bin").exists()
     probe = (
         "import site, sys\n"
@@ -126,4 +149,4 @@ def test_vendored_package_runs_with_nothing_but_itself(
 
     # A rebuild reuses the cached site-packages: no pip, same bytes.
     monkeypatch.setattr(packaging, "_pip_install", lambda *_: pytest.fail("pip ran again"))
-    assert build_function_package(runtime_copy, out, vendor_dependencies=True).sha256 == package.sha256
+    assert build_package(runtime_copy, out, FUNCTIONS, vendor_dependencies=True).sha256 == package.sha256

@@ -12,8 +12,8 @@ import pytest
 
 from agentstage.cli import main
 from agentstage.console import Console
-from agentstage.engine import PROJECT_DIR, available_stacks, load_stack_config
-from agentstage.graph import ResourceGraph
+from core.graph import ResourceGraph
+from core.stacks import PROJECT_DIR, available_stacks, load_stack_config
 from cost import estimate, load_usage
 from cost.render import markdown_lines, summary_lines
 from cost.usage import UsageError

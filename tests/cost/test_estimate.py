@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from agentstage.engine import available_stacks, load_stack_config
-from agentstage.graph import ResourceGraph
+from core.graph import ResourceGraph
+from core.stacks import available_stacks, load_stack_config
 from cost import estimate
 from cost.estimate import catalog
 from cost.model import SECONDS_PER_MONTH

@@ -35,7 +35,7 @@ def test_every_checked_in_row_is_complete_sourced_and_unique() -> None:
         assert price.source.startswith("https://") and price.read and price.currency == "USD", price
     keys = [(p.meter, p.sku.lower(), p.region.lower()) for p in prices.prices]
     assert len(keys) == len(set(keys))
-    assert {path.name for path in PRICES_DIR.glob("*.yaml")} == {"azure.yaml"}
+    assert {path.name for path in PRICES_DIR.glob("*.yaml")} == {"aws.yaml", "azure.yaml"}
 
 
 def test_lookup_ignores_the_case_of_sku_and_region(tmp_path: Path) -> None:

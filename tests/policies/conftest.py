@@ -13,7 +13,7 @@ from rule_cases.base import STACK
 
 from agentstage.cli import main
 from agentstage.console import Console
-from agentstage.graph import ResourceGraph
+from core.graph import ResourceGraph
 
 STACK_CONFIG = {
     "agentstage:blueprint": "pilot",

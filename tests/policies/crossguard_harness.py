@@ -13,7 +13,7 @@ from typing import Any
 from pulumi_policy import PolicyCustomTimeouts, PolicyResource, PolicyResourceOptions, ResourceValidationArgs
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
-from agentstage.graph import UNKNOWN, Resource, ResourceGraph
+from core.graph import UNKNOWN, Resource, ResourceGraph
 from policies.rules.predicates import refers_to
 
 Violation = tuple[str, str | None]

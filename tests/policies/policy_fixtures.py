@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rule_cases.base import STACK, ref, res
 
-from agentstage.graph import ResourceGraph
+from core.graph import ResourceGraph
 
 TAGS = {"owner": "platform-team", "costCenter": "4711"}
 WORKSPACE = "azure-native:operationalinsights:Workspace"

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from agentstage.graph import Resource, ResourceGraph
-from agentstage.workloads import WEB_APP
-from components.azure.roles import FORBIDDEN_ROLES
+from components.azure.role_ids import FORBIDDEN_ROLES
+from core.graph import Resource, ResourceGraph
+from core.workloads import LAMBDA_FUNCTION, WEB_APP
 from policies.rules.predicates import DIAGNOSTIC_SETTING, referencing
 
 ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
@@ -122,6 +122,187 @@ def _grant_owner(resource: Resource, graph: ResourceGraph) -> tuple[ResourceGrap
     return graph, owner.name
 
 
+# --- AWS ---------------------------------------------------------------------------------------------
+
+
+def with_env(resource: Resource, name: str, value: str | None) -> Resource:
+    """A Lambda function with one environment variable set (``None`` removes it)."""
+    variables = dict(resource.get("environment.variables") or {})
+    if value is None:
+        variables.pop(name, None)
+    else:
+        variables[name] = value
+    return with_input(resource, "environment.variables", variables)
+
+
+def with_statement(resource: Resource, statement: dict[str, Any]) -> Resource:
+    """A role policy with one more statement in its JSON document."""
+    document = json.loads(resource.get("policy"))
+    document["Statement"] = [*document["Statement"], {"Effect": "Allow", **statement}]
+    return with_input(resource, "policy", json.dumps(document))
+
+
+def _without_trust_condition(resource: Resource) -> Resource:
+    document = json.loads(resource.get("assumeRolePolicy"))
+    for statement in document["Statement"]:
+        statement.pop("Condition", None)
+    return with_input(resource, "assumeRolePolicy", json.dumps(document))
+
+
+def _weaken_guardrail(kind: str, **change: Any) -> Callable[[Resource], Resource]:
+    def weaken(resource: Resource) -> Resource:
+        filters = copy.deepcopy(resource.get("contentPolicyConfig.filtersConfigs"))
+        for entry in filters:
+            if entry["type"] == kind:
+                entry.update(change)
+        return with_input(resource, "contentPolicyConfig.filtersConfigs", filters)
+
+    return weaken
+
+
+def _beside(resource: Resource, type_: str, name: str, inputs: dict[str, Any]) -> Resource:
+    """A new resource of ``type_`` registered next to ``resource`` (same stack and project)."""
+    return Resource(
+        urn=resource.urn.rsplit("::", 2)[0] + f"::{type_}::{name}",
+        type=type_,
+        name=name,
+        custom=True,
+        inputs=inputs,
+        mock_id=name,
+    )
+
+
+def _add(type_: str, name: str, inputs: Callable[[Resource], dict[str, Any]]) -> Callable[..., Any]:
+    def change(resource: Resource, graph: ResourceGraph) -> tuple[ResourceGraph, str]:
+        graph.resources.append(_beside(resource, type_, name, inputs(resource)))
+        return graph, name
+
+    return change
+
+
+AWS_ROLE = "aws:iam/role:Role"
+AWS_ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+AWS_GUARDRAIL = "aws:bedrock/guardrail:Guardrail"
+AWS_TABLE = "aws:dynamodb/table:Table"
+AWS_LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+ADMINISTRATOR = "arn:aws:iam::aws:policy/AdministratorAccess"
+
+AWS_MUTATIONS: tuple[Mutation, ...] = (
+    edit(
+        "plaintext password in the Lambda environment",
+        "AGS-AWS-002",
+        LAMBDA_FUNCTION,
+        lambda r: with_env(r, "DB_PASSWORD", "hunter2-but-longer"),
+    ),
+    edit(
+        "a ledger per Lambda instance",
+        "AGS-AI-002",
+        LAMBDA_FUNCTION,
+        lambda r: with_env(r, "AGENTSTAGE_BUDGET_BACKEND", "sqlite"),
+    ),
+    edit(
+        "Bedrock invocation on every model",
+        "AGS-AWS-004",
+        AWS_ROLE_POLICY,
+        lambda r: with_statement(
+            r, {"Action": "bedrock:InvokeModel", "Resource": "arn:aws:bedrock:eu-west-1::foundation-model/*"}
+        ),
+    ),
+    edit(
+        "guardrail dropped from the function",
+        "AGS-AWS-005",
+        LAMBDA_FUNCTION,
+        lambda r: with_env(r, "AGENTSTAGE_BEDROCK_GUARDRAIL_ID", None),
+    ),
+    edit(
+        "function names a guardrail the stack does not define",
+        "AGS-AWS-005",
+        LAMBDA_FUNCTION,
+        lambda r: with_env(r, "AGENTSTAGE_BEDROCK_GUARDRAIL_ID", "lenient00000"),
+    ),
+    edit(
+        "prompt attacks not filtered",
+        "AGS-AWS-006",
+        AWS_GUARDRAIL,
+        _weaken_guardrail("PROMPT_ATTACK", inputStrength="NONE"),
+    ),
+    edit("hate only detected", "AGS-AWS-006", AWS_GUARDRAIL, _weaken_guardrail("HATE", outputAction="NONE")),
+    setting("log group on an AWS key", "AGS-AWS-007", AWS_LOG_GROUP, "kmsKeyId", None),
+    setting("table on an AWS key", "AGS-AWS-007", AWS_TABLE, "serverSideEncryption.kmsKeyArn", None),
+    setting("secret on an AWS key", "AGS-AWS-007", "aws:secretsmanager/secret:Secret", "kmsKeyId", None),
+    setting(
+        "topic on the AWS managed key",
+        "AGS-AWS-007",
+        "aws:sns/topic:Topic",
+        "kmsMasterKeyId",
+        "alias/aws/sns",
+    ),
+    setting("function environment on an AWS key", "AGS-AWS-007", LAMBDA_FUNCTION, "kmsKeyArn", None),
+    setting(
+        "route without authorization",
+        "AGS-AWS-008",
+        "aws:apigatewayv2/route:Route",
+        "authorizationType",
+        "NONE",
+    ),
+    Mutation(
+        "public function URL",
+        "AGS-AWS-009",
+        LAMBDA_FUNCTION,
+        _add(
+            "aws:lambda/functionUrl:FunctionUrl",
+            "agent-url",
+            lambda r: {"functionName": r.get("name"), "authorizationType": "NONE"},
+        ),
+    ),
+    setting(
+        "any API may invoke the function",
+        "AGS-AWS-010",
+        "aws:lambda/permission:Permission",
+        "sourceArn",
+        None,
+    ),
+    edit(
+        "service-wide action",
+        "AGS-AWS-011",
+        AWS_ROLE_POLICY,
+        lambda r: with_statement(
+            r, {"Action": "dynamodb:*", "Resource": "arn:aws:dynamodb:eu-west-1:1:table/x"}
+        ),
+    ),
+    edit(
+        "scoped action on every resource",
+        "AGS-AWS-011",
+        AWS_ROLE_POLICY,
+        lambda r: with_statement(r, {"Action": "secretsmanager:GetSecretValue", "Resource": "*"}),
+    ),
+    setting(
+        "full access managed policy on the role",
+        "AGS-AWS-012",
+        AWS_ROLE,
+        "managedPolicyArns",
+        ["arn:aws:iam::aws:policy/AmazonBedrockFullAccess"],
+    ),
+    Mutation(
+        "AdministratorAccess attached",
+        "AGS-AWS-012",
+        AWS_ROLE,
+        _add(
+            "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+            "agent-admin",
+            lambda r: {"role": r.get("name"), "policyArn": ADMINISTRATOR},
+        ),
+    ),
+    edit("trust without aws:SourceAccount", "AGS-AWS-013", AWS_ROLE, _without_trust_condition),
+    setting("point-in-time recovery off", "AGS-AWS-014", AWS_TABLE, "pointInTimeRecovery.enabled", False),
+    replace(
+        setting("deletion protection off", "AGS-AWS-015", AWS_TABLE, "deletionProtectionEnabled", False),
+        stacks=("pilot-aws-prod",),
+    ),
+    setting("log group never expires", "AGS-AWS-016", AWS_LOG_GROUP, "retentionInDays", None),
+    setting("log retention below the stack minimum", "AGS-AWS-016", AWS_LOG_GROUP, "retentionInDays", 7),
+)
+
 ACCOUNT = "azure-native:cognitiveservices:Account"
 SEARCH = "azure-native:search:Service"
 COSMOS = "azure-native:cosmosdb:DatabaseAccount"
@@ -224,4 +405,5 @@ MUTATIONS: tuple[Mutation, ...] = (
             '[{"name": "tiny", "scope": "tenant", "window_seconds": 60, "tokens": 1000}]',
         ),
     ),
+    *AWS_MUTATIONS,
 )

@@ -9,7 +9,7 @@ from crossguard_harness import run_pack
 from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
 from rule_cases import CASES
 
-from blueprints.config import WaiverConfig
+from core.config import WaiverConfig
 from policies import crossguard
 from policies.rules import Rule, StackContext, Stage, all_rules
 

@@ -8,13 +8,14 @@ import pytest
 from policy_mutations import MUTATIONS, Mutation, with_input
 from pulumi_azure_native import resources
 
-from agentstage.engine import PROJECT_DIR, available_stacks, record
-from agentstage.graph import ResourceGraph
 from components.azure.context import AzureContext
 from components.azure.models import Models, ModelsArgs
 from components.azure.naming import Naming
 from components.azure.search import VectorSearch, VectorSearchArgs
 from components.azure.secrets import Secrets, SecretsArgs
+from core.engine import record
+from core.graph import ResourceGraph
+from core.stacks import PROJECT_DIR, available_stacks
 from policies.checking import check_graph
 from policies.findings import Outcome
 from policies.rules import StackContext, Stage, evaluate, load_context, rule_by_id

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 from policy_fixtures import compliant_graph
 
-from blueprints.config import WaiverConfig
+from core.config import WaiverConfig
 from policies.checking import check_graph
 from policies.findings import Finding, Outcome, Severity
 from policies.report import CheckReport

@@ -7,8 +7,8 @@ import json
 import pytest
 from crossguard_harness import run_pack
 
-from agentstage.engine import PROJECT_DIR, available_stacks
-from agentstage.workloads import WEB_APP
+from core.stacks import PROJECT_DIR, available_stacks
+from core.workloads import LAMBDA_FUNCTION, WEB_APP
 from policies import crossguard, verdict_line
 from policies.checking import check_graph
 from policies.findings import Outcome
@@ -27,10 +27,10 @@ def test_stack_has_no_unwaived_mandatory_failure(stack, stack_graph):
         f"{f.check_id} {f.resource_urn}: {f.message}" for f in report.blocking
     )
     assert report.unused_waivers == []
-    # The rules must actually inspect the stack: every workload (Function App, Kubernetes Deployment)
-    # has passed at least one of them.
+    # The rules must actually inspect the stack: every workload (Function App, Lambda function, Kubernetes
+    # Deployment) has passed at least one of them.
     inspected = {finding.resource_urn for finding in report.passed}
-    workloads = [r.urn for r in graph.resources if r.type in (WEB_APP, K8S_DEPLOYMENT)]
+    workloads = [r.urn for r in graph.resources if r.type in (WEB_APP, LAMBDA_FUNCTION, K8S_DEPLOYMENT)]
     assert workloads, f"{stack} runs no workload"
     assert [urn for urn in workloads if urn not in inspected] == []
 

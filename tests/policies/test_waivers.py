@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from policy_fixtures import compliant_graph
 
-from blueprints.config import WaiverConfig
+from core.config import WaiverConfig
 from policies.findings import Finding, Outcome, Severity
 from policies.rules import StackContext, Stage, apply_waivers, evaluate
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dynamodb_support import dynamodb, dynamodb_server  # noqa: F401  (DynamoDB on the session's moto server)
 from runtime_helpers import AGENTS, API_KEYS, EXECUTED, SCRIPT, Runtime, RuntimeFactory, make_registry
 
 from agent_runtime.api import create_app

@@ -15,6 +15,7 @@ import pytest
 from runtime_helpers import AGENTS, Runtime, RuntimeFactory, audit_records
 
 from agent_runtime.memory import Owner
+from agent_runtime.memory.dynamodb import DynamoDBConversationStore
 from agent_runtime.memory.sqlite import SqliteConversationStore
 from agent_runtime.testing import ScriptedModelServer
 
@@ -29,9 +30,14 @@ ALICE, CAROL, BOB, TWIN, OPS = (key for key in KEYS)
 SECRET = "my account number is 31415926"
 
 
-@pytest.fixture
-def runtime(runtime_factory: RuntimeFactory) -> Runtime:
-    return runtime_factory(api_keys=json.dumps(KEYS), agents=json.dumps(AGENTS))
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def runtime(runtime_factory: RuntimeFactory, request: pytest.FixtureRequest) -> Runtime:
+    """The runtime with conversations in SQLite, or in a fresh DynamoDB table (the session's moto server)."""
+    state: dict[str, str] = {}
+    if request.param == "dynamodb":
+        table = request.getfixturevalue("dynamodb").create("conversations")
+        state = {"state_backend": "dynamodb", "dynamodb_conversations_table": table}
+    return runtime_factory(api_keys=json.dumps(KEYS), agents=json.dumps(AGENTS), **state)
 
 
 def _prompt_of_last_call(model: ScriptedModelServer) -> str:
@@ -131,7 +137,12 @@ def test_handoff_records_are_never_listed_as_conversations(runtime: Runtime) -> 
     assert runtime.invoke("assistant", "hello", key=ALICE, conversation_id="c1").status_code == 200
 
     async def record_a_handoff() -> None:  # as an orchestrator replica writes it, beside the conversation
-        store = await SqliteConversationStore.open(runtime.settings.sqlite_path)
+        settings = runtime.settings
+        store = (
+            await DynamoDBConversationStore.connect(settings.dynamodb_conversations_table)
+            if settings.state_backend == "dynamodb"
+            else await SqliteConversationStore.open(settings.sqlite_path)
+        )
         try:
             await store.append(Owner("t-a", "alice"), "c1#handoff", [{"role": "system", "agent": "writer"}])
         finally:

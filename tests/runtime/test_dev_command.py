@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 from agent_runtime.testing.serve import bind_socket
 from agentstage.commands import dev
 from agentstage.console import Console
-from agentstage.errors import AgentstageError
+from core.errors import AgentstageError
 
 
 def free_port() -> int:
@@ -26,15 +27,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]:
-    """``agentstage dev`` in a subprocess, in an empty directory, with no AGENTSTAGE_* variables set."""
+@contextlib.contextmanager
+def running_dev(workdir: Path, *argv: str) -> Iterator[tuple[int, str]]:
+    """``agentstage dev`` in a subprocess, in ``workdir``, with no AGENTSTAGE_* or AWS_* variables set."""
     port = free_port()
-    env = {name: value for name, value in os.environ.items() if not name.startswith("AGENTSTAGE_")}
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("AGENTSTAGE_", "AWS_"))}
     code = "import sys; from agentstage.cli import main; sys.exit(main(sys.argv[1:]))"
     process = subprocess.Popen(
-        [sys.executable, "-c", code, "dev", "--port", str(port)],
-        cwd=tmp_path_factory.mktemp("dev"),
+        [sys.executable, "-c", code, "dev", "--port", str(port), *argv],
+        cwd=workdir,
         env=env | {"PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -52,6 +53,12 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, 
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]:
+    with running_dev(tmp_path_factory.mktemp("dev")) as running:
+        yield running
 
 
 def test_dev_prints_how_to_call_it(dev_server: tuple[int, str]) -> None:
@@ -77,6 +84,33 @@ def test_the_openai_client_chats_with_the_dev_agent(dev_server: tuple[int, str])
         model="assistant", messages=[{"role": "user", "content": "hello agent"}], stream=True
     )
     assert "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices) == "hello agent"
+
+
+@pytest.mark.parametrize(
+    ("server", "banner_line"),
+    [
+        ("anthropic", "scripted Anthropic Messages API at"),
+        ("bedrock", "scripted Bedrock Runtime (Converse) at"),
+    ],
+)
+def test_the_openai_client_chats_through_the_anthropic_and_bedrock_clients(
+    tmp_path: Path, server: str, banner_line: str
+) -> None:
+    """The runtime's own Anthropic Messages and Bedrock Converse clients, against the local servers that
+    speak those wire formats: a plain answer, a tool call (the calculator) and a stream."""
+    with running_dev(tmp_path, "--model-server", server) as (port, banner):
+        assert banner_line in banner
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="dev-key", max_retries=0)
+        reply = client.chat.completions.create(
+            model="assistant", messages=[{"role": "user", "content": "what is 6*7?"}]
+        )
+        assert reply.choices[0].message.content == "The answer is 42."
+        assert reply.usage is not None and reply.usage.total_tokens > 0
+        stream = client.chat.completions.create(
+            model="assistant", messages=[{"role": "user", "content": "hello agent"}], stream=True
+        )
+        streamed = [chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices]
+        assert "".join(streamed) == "hello agent"
 
 
 def test_a_task_queued_on_the_dev_runtime_is_run_by_its_worker(dev_server: tuple[int, str]) -> None:

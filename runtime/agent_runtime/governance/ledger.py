@@ -6,10 +6,11 @@ that dies without settling leaves its hold behind, and once the lease has passed
 (its usage is unknown, so its worst case is assumed: nothing is ever overspent). Keeping the two apart lets
 the budgets tell a budget that is really spent from one that calls in flight hold for a moment.
 
-Backends (:mod:`.ledger_sqlite`, :mod:`.ledger_redis`, :mod:`.ledger_cosmos`) make :meth:`Ledger.reserve`
-one atomic step, so concurrent requests, in one process or many, can never together pass a limit:
-check-then-hold happens inside one SQLite write transaction, one Redis Lua script, or one Cosmos DB
-transactional batch conditioned on the counters' ETags.
+Backends (:mod:`.ledger_sqlite`, :mod:`.ledger_redis`, :mod:`.ledger_cosmos`, :mod:`.ledger_dynamodb`) make
+:meth:`Ledger.reserve` one atomic step, so concurrent requests, in one process or many, can never together
+pass a limit: check-then-hold happens inside one SQLite write transaction, one Redis Lua script, one Cosmos
+DB transactional batch conditioned on the counters' ETags, or DynamoDB conditional updates (one transaction
+when a hold spans several counters).
 """
 
 from __future__ import annotations
@@ -99,6 +100,10 @@ async def open_ledger(settings: Settings) -> Ledger:
             container=settings.cosmos_ledger_container,
             client_id=settings.identity_client_id,
         )
+    if settings.budget_backend == "dynamodb":
+        from agent_runtime.governance.ledger_dynamodb import DynamoDBLedger
+
+        return await DynamoDBLedger.connect(settings.dynamodb_ledger_table, region=settings.aws_region)
     from agent_runtime.governance.ledger_sqlite import SqliteLedger
 
     return await SqliteLedger.open(settings.sqlite_path)

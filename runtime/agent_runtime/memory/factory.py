@@ -1,7 +1,7 @@
 """Open the configured stores: ``settings.state_backend`` for conversations, ``vector_backend`` for vectors.
 
 Backend modules are imported only when chosen, so a deployment pays at cold start only for the client
-library it uses (redis, psycopg or azure-cosmos).
+library it uses (redis, psycopg, azure-cosmos or boto3).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ async def open_stores(settings: Settings) -> tuple[ConversationStore, VectorStor
     if settings.embedding_dimensions < 1:
         raise MemoryConfigurationError(f"{env_name('embedding_dimensions')} must be at least 1")
     for field in ("state_backend", "vector_backend"):
-        if getattr(settings, field) != "sqlite":
+        if getattr(settings, field) in _LOCATION_FIELD:  # DynamoDB tables have default names
             _location(settings, field)
     conversations = await _open_conversations(settings)
     try:
@@ -77,6 +77,12 @@ async def _open_conversations(s: Settings) -> ConversationStore:
                 client_id=s.identity_client_id,
                 container=s.cosmos_conversations_container,
             )
+        case "dynamodb":
+            from .dynamodb import DynamoDBConversationStore
+
+            return await DynamoDBConversationStore.connect(
+                s.dynamodb_conversations_table, region=s.aws_region
+            )
     raise MemoryConfigurationError(f"unknown {env_name('state_backend')}: {s.state_backend!r}")
 
 
@@ -104,5 +110,11 @@ async def _open_vectors(s: Settings) -> VectorStore:
                 dimensions,
                 client_id=s.identity_client_id,
                 container=s.cosmos_memories_container,
+            )
+        case "dynamodb":
+            from .dynamodb import DynamoDBVectorStore
+
+            return await DynamoDBVectorStore.connect(
+                s.dynamodb_memories_table, dimensions, region=s.aws_region
             )
     raise MemoryConfigurationError(f"unknown {env_name('vector_backend')}: {s.vector_backend!r}")

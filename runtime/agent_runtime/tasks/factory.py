@@ -18,8 +18,8 @@ def check_task_settings(settings: Settings) -> None:
     """:class:`ConfigurationError` unless the state backend can hold task records; contacts nothing.
 
     Tasks need a store that every worker replica shares, with compare-and-set: SQLite (the embedded
-    file, shared by the API and local workers), Redis or Cosmos DB. PostgreSQL deployments keep
-    conversations there but have no task store yet.
+    file, shared by the API and local workers), Redis, Cosmos DB or DynamoDB (``dynamodb_tasks_table``).
+    PostgreSQL deployments keep conversations there but have no task store yet.
     """
     match settings.state_backend:
         case "sqlite":
@@ -32,10 +32,11 @@ def check_task_settings(settings: Settings) -> None:
             raise ConfigurationError(
                 f"{env_name('state_backend')}=cosmos needs {env_name('cosmos_endpoint')} for task records"
             )
-        case "redis" | "cosmos":
+        case "redis" | "cosmos" | "dynamodb":
             return
     raise ConfigurationError(
-        f"tasks need {env_name('state_backend')}=sqlite, redis or cosmos (it is {settings.state_backend!r})"
+        f"tasks need {env_name('state_backend')}=sqlite, redis, cosmos or dynamodb "
+        f"(it is {settings.state_backend!r})"
     )
 
 
@@ -58,6 +59,10 @@ async def open_task_store(settings: Settings) -> TaskStore:
                 container=settings.cosmos_tasks_container,
                 client_id=settings.identity_client_id,
             )
+        case "dynamodb":
+            from agent_runtime.tasks.store_dynamodb import DynamoDBTaskStore
+
+            return await DynamoDBTaskStore.connect(settings.dynamodb_tasks_table, region=settings.aws_region)
     from agent_runtime.tasks.store_sqlite import SqliteTaskStore
 
     return await SqliteTaskStore.open(settings.sqlite_path)

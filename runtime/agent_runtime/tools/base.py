@@ -7,15 +7,18 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, get_type_hints
+from typing import TYPE_CHECKING, Any, get_type_hints
 
-import httpx
 from pydantic import BaseModel
 
 from agent_runtime.caller import Caller
-from agent_runtime.llm import LLM
 from agent_runtime.memory.base import VectorStore
 from agent_runtime.settings import Settings
+
+if TYPE_CHECKING:  # annotations only: the registry is also read offline (policies), without HTTP clients
+    import httpx
+
+    from agent_runtime.llm import ChatModel
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -27,7 +30,7 @@ class ToolContext:
     caller: Caller
     agent: str
     settings: Settings
-    llm: LLM
+    llm: ChatModel
     vectors: VectorStore
     http: httpx.AsyncClient
     idempotency_key: str | None = None

@@ -26,17 +26,20 @@ import logging
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ValidationError
 
 from agent_runtime.errors import ToolArgumentsInvalid, ToolDenied, ToolError, ToolTimeout
 from agent_runtime.governance.ledger import PENDING, Ledger
-from agent_runtime.llm import ToolCall
 from agent_runtime.tools import audit
 from agent_runtime.tools.access import authorize
 from agent_runtime.tools.base import Tool, ToolContext
 from agent_runtime.tools.registry import ToolRegistry
 from agent_runtime.trace import ToolStep
+
+if TYPE_CHECKING:  # an annotation only: the registry is also read offline, without a model client
+    from agent_runtime.llm import ToolCall
 
 log = logging.getLogger("agentstage.tools")
 

@@ -8,11 +8,11 @@ import pulumi
 import pytest
 from pulumi_azure_native import resources
 
-from agentstage.engine import record
-from agentstage.graph import Resource, ResourceGraph
 from components.azure.context import AzureContext
 from components.azure.identity import ManagedIdentity
 from components.azure.naming import Naming
+from core.engine import record
+from core.graph import Resource, ResourceGraph
 
 SUBSCRIPTION_ID = "00000000-0000-0000-0000-000000000000"
 TENANT_ID = "00000000-0000-0000-0000-0000000000aa"
@@ -40,7 +40,12 @@ class Builder:
     tags = TAGS
 
     def __call__(
-        self, factory: Factory, *, isolated: bool = False, workspace_id: str | None = WORKSPACE_ID
+        self,
+        factory: Factory,
+        *,
+        isolated: bool = False,
+        workspace_id: str | None = WORKSPACE_ID,
+        mocks: pulumi.runtime.Mocks | None = None,
     ) -> ResourceGraph:
         def program() -> None:
             group = resources.ResourceGroup(
@@ -60,12 +65,12 @@ class Builder:
             if outputs:
                 pulumi.CustomResource(OUTPUTS, "outputs", dict(outputs))
 
-        return record(program)
+        return record(program, mocks=mocks)
 
 
 @pytest.fixture(scope="session")
 def build() -> Builder:
-    """``build(factory, isolated=False, workspace_id=...)``: the graph of one component's program."""
+    """``build(factory, isolated=False, workspace_id=..., mocks=...)``: the graph of one component's program."""
     return Builder()
 
 

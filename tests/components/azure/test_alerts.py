@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agentstage.graph import Resource, ResourceGraph
 from components.azure.alerts import COST_METRIC, AlertArgs, ServiceAlerts
+from core.graph import Resource, ResourceGraph
 
 RULE = "azure-native:monitor:ScheduledQueryRule"
 APP_INSIGHTS_ID = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Insights/components/appi-test"

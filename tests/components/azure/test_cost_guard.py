@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime
 import pulumi
 import pytest
 
-from agentstage.graph import ResourceGraph
 from components.azure import budgets
 from components.azure.budgets import BudgetArgs, CostGuard, first_of_current_month
+from core.graph import ResourceGraph
 
 BUDGET = "azure-native:consumption:Budget"
 ACTION_GROUP = "azure-native:monitor:ActionGroup"

@@ -8,9 +8,9 @@ import uuid
 import pytest
 
 from agent_runtime import telemetry
-from agentstage.graph import ResourceGraph
 from components.azure.dashboard import DashboardArgs, ModelPrice, RuntimeBudget, panels, serialize
 from components.azure.observability import Observability, ObservabilityArgs
+from core.graph import ResourceGraph
 
 WORKBOOK = "azure-native:applicationinsights:Workbook"
 WORKSPACE = "azure-native:operationalinsights:Workspace"

@@ -6,12 +6,12 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from agentstage.graph import ResourceGraph
 from components.azure.apim_backends import ModelBackendArgs
 from components.azure.apim_policies import TokenLimit
 from components.azure.gateway import Gateway, GatewayArgs
 from components.azure.gateway_policies import CALLER_APP, JwtArgs
 from components.azure.models import ModelDeploymentArgs, Models, ModelsArgs
+from core.graph import ResourceGraph
 
 SERVICE = "azure-native:apimanagement:ApiManagementService"
 BACKEND = "azure-native:apimanagement:Backend"

@@ -8,15 +8,16 @@ import pytest
 import yaml
 from pulumi.runtime import rpc
 
-from agentstage import engine
-from agentstage.graph import UNKNOWN, ResourceGraph
 from components.azure.identity import ManagedIdentity
 from components.azure.kubernetes import ClusterArgs, KubernetesCluster, NodePoolArgs, kubeconfig_for
 from components.azure.registry import ContainerRegistry
-from components.azure.roles import BUILTIN_ROLES
+from components.azure.role_ids import BUILTIN_ROLES
 from components.kubernetes.identity import azure_workload_identity
 from components.kubernetes.namespace import AgentNamespace, AgentNamespaceArgs
 from components.kubernetes.workload import AgentWorkload, AgentWorkloadArgs
+from core.graph import UNKNOWN, ResourceGraph
+from core.mocks import OfflineMocks
+from core.mocks import azure as azure_mocks
 
 CLUSTER = "azure-native:containerservice:ManagedCluster"
 AGENT_POOL = "azure-native:containerservice:AgentPool"
@@ -29,14 +30,14 @@ PROVIDER = "pulumi:providers:kubernetes"
 SERVICE_ACCOUNT = "kubernetes:core/v1:ServiceAccount"
 SUBNET_ID = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-net/providers/Microsoft.Network/virtualNetworks/vnet/subnets/nodes"
 ADMINS = ("00000000-0000-0000-0000-0000000ad001",)
-DEPLOYER_OBJECT_ID = engine.OFFLINE_INVOKES["azure-native:authorization:getClientConfig"]["objectId"]
+DEPLOYER_OBJECT_ID = azure_mocks.INVOKES["azure-native:authorization:getClientConfig"]["objectId"]
 CREDENTIALS = "azure-native:containerservice:listManagedClusterUserCredentials"
 IMAGE = "cragsttest.azurecr.io/agentstage-runtime:1.0.0"
 ISSUER = "https://westeurope.oic.prod-aks.azure.com/00000000-0000-0000-0000-0000000000aa/1b2c3d4e/"
 KUBELET_OBJECT_ID = "00000000-0000-0000-0000-0000000cb1e7"
 
 
-class _CreatedCluster(engine._OfflineMocks):
+class _CreatedCluster(azure_mocks.AzureProfile):
     """The offline engine, plus the outputs ARM returns once a cluster exists (issuer URL, kubelet identity).
 
     A preview of a new cluster knows neither, so only this "second run" shows where each one is wired.
@@ -59,7 +60,7 @@ def _credentials_pending_creation():
     """
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(
-            engine.OFFLINE_INVOKES,
+            azure_mocks.INVOKES,
             CREDENTIALS,
             {"kubeconfigs": [{"name": "clusterUser", "value": rpc.UNKNOWN}]},
         )
@@ -92,9 +93,7 @@ def private(build) -> ResourceGraph:
 
 @pytest.fixture(scope="module")
 def created(build) -> ResourceGraph:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(engine, "_OfflineMocks", _CreatedCluster)
-        return build(_cluster_factory(ClusterArgs()))
+    return build(_cluster_factory(ClusterArgs()), mocks=OfflineMocks([_CreatedCluster()]))
 
 
 def test_only_entra_id_reaches_the_api(graph, only, build) -> None:

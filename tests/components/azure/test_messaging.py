@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agentstage.graph import ResourceGraph
 from components.azure.messaging import Messaging, MessagingArgs, QueueSpec, SubscriptionSpec, TopicSpec
-from components.azure.roles import BUILTIN_ROLES
+from components.azure.role_ids import BUILTIN_ROLES
+from core.graph import ResourceGraph
 
 NAMESPACE = "azure-native:servicebus:Namespace"
 QUEUE = "azure-native:servicebus:Queue"

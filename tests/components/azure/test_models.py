@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 
-from agentstage.graph import ResourceGraph
 from components.azure.models import ContentFilterArgs, ModelDeploymentArgs, Models, ModelsArgs
-from components.azure.roles import BUILTIN_ROLES
+from components.azure.role_ids import BUILTIN_ROLES
+from core.graph import ResourceGraph
 
 ACCOUNT = "azure-native:cognitiveservices:Account"
 POLICY = "azure-native:cognitiveservices:RaiPolicy"

@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 
-from agentstage.graph import Resource, ResourceGraph
 from components.azure.network import ROLES, ExistingNetwork, Network, NetworkArgs
 from components.azure.private_link import PrivateLinkTarget
+from core.graph import Resource, ResourceGraph
 
 VNET = "azure-native:network:VirtualNetwork"
 SUBNET = "azure-native:network:Subnet"

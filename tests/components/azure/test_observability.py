@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agentstage.graph import UNKNOWN, ResourceGraph
 from components.azure.observability import Observability, ObservabilityArgs
-from components.azure.roles import BUILTIN_ROLES
+from components.azure.role_ids import BUILTIN_ROLES
+from core.graph import UNKNOWN, ResourceGraph
 
 WORKSPACE = "azure-native:operationalinsights:Workspace"
 APP_INSIGHTS = "azure-native:applicationinsights:Component"

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from agentstage.graph import Resource, ResourceGraph
 from components.azure.policy_assignments import BUILTIN_POLICIES, BuiltinPolicy, PolicyArgs, PolicyGuard
+from core.graph import Resource, ResourceGraph
 
 ASSIGNMENT = "azure-native:authorization:PolicyAssignment"
 BUILTIN_ID = re.compile(

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from agentstage.graph import Resource, ResourceGraph
 from components.azure.messaging import Messaging, MessagingArgs
 from components.azure.models import Models, ModelsArgs
 from components.azure.network import Network, NetworkArgs
 from components.azure.search import VectorSearch, VectorSearchArgs
 from components.azure.secrets import Secrets, SecretsArgs
 from components.azure.state_store import StateStore, StateStoreArgs
+from core.graph import Resource, ResourceGraph
 
 ENDPOINT = "azure-native:network:PrivateEndpoint"
 ZONE_GROUP = "azure-native:network:PrivateDnsZoneGroup"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agentstage.graph import ResourceGraph
 from components.azure.registry import ContainerRegistry, ContainerRegistryArgs
-from components.azure.roles import BUILTIN_ROLES
+from components.azure.role_ids import BUILTIN_ROLES
+from core.graph import ResourceGraph
 
 REGISTRY = "azure-native:containerregistry:Registry"
 ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"

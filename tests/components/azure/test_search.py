@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agentstage.graph import ResourceGraph
-from components.azure.roles import BUILTIN_ROLES
+from components.azure.role_ids import BUILTIN_ROLES
 from components.azure.search import VectorSearch, VectorSearchArgs
+from core.graph import ResourceGraph
 
 SERVICE = "azure-native:search:Service"
 ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,17 +11,16 @@ import pulumi
 import pytest
 
 from agent_runtime.settings import cloud_required_fields, env_name
-from agentstage import engine
-from agentstage.engine import record
-from agentstage.graph import UNKNOWN, Resource, ResourceGraph
 from components.azure import serverless_agent as module
 from components.azure.context import AzureContext
 from components.azure.identity import ManagedIdentity
 from components.azure.naming import Naming
 from components.azure.network import Network, NetworkArgs
-from components.azure.roles import BUILTIN_ROLES
+from components.azure.role_ids import BUILTIN_ROLES
 from components.azure.serverless_agent import ServerlessAgent, ServerlessAgentArgs
 from components.packaging import Package
+from core.engine import record
+from core.graph import UNKNOWN, Resource, ResourceGraph
 
 RUNTIME_SETTINGS = {
     "environment": "dev",
@@ -45,28 +44,6 @@ FLEX_REJECTED_SETTINGS = {
     "SCM_DO_BUILD_DURING_DEPLOYMENT",
     "ENABLE_ORYX_BUILD",
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def arm_shaped_identities() -> Iterator[None]:
-    """Echo ``identity.userAssignedIdentities`` as ARM returns it (a map keyed by id, not the input list).
-
-    The engine's mocks echo inputs verbatim; for a list the SDK's output type (a map) rejects the echo.
-    Remove once the engine shapes it itself.
-    """
-    original = engine._OfflineMocks.new_resource
-
-    def new_resource(self: engine._OfflineMocks, args: Any) -> tuple[str, dict[str, Any]]:
-        resource_id, state = original(self, args)
-        identity = state.get("identity") or {}
-        if isinstance(identity.get("userAssignedIdentities"), list):
-            ids = identity["userAssignedIdentities"]
-            state = {**state, "identity": {**identity, "userAssignedIdentities": {i: {} for i in ids}}}
-        return resource_id, state
-
-    engine._OfflineMocks.new_resource = new_resource  # type: ignore[method-assign]
-    yield
-    engine._OfflineMocks.new_resource = original  # type: ignore[method-assign]
 
 
 def _context(*, isolated: bool = False) -> AzureContext:

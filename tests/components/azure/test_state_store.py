@@ -10,8 +10,8 @@ from pulumi_azure_native import resources
 from agent_runtime.memory.cosmos import CONVERSATION_PARTITION_KEY
 from agent_runtime.settings import Settings, env_for
 from agent_runtime.tasks.store_cosmos import TASKS_PARTITION_KEY
-from agentstage.graph import ResourceGraph
 from components.azure.state_store import StateStore, StateStoreArgs
+from core.graph import ResourceGraph
 
 ACCOUNT = "azure-native:cosmosdb:DatabaseAccount"
 DATABASE = "azure-native:cosmosdb:SqlResourceSqlDatabase"

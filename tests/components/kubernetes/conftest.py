@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from k8s_programs import agent_program, record_with_cluster
 
-from agentstage.graph import ResourceGraph
+from core.graph import ResourceGraph
 
 
 @pytest.fixture(scope="session")

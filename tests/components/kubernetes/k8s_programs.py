@@ -6,13 +6,13 @@ from collections.abc import Callable
 
 import pulumi_kubernetes as k8s
 
-from agentstage.engine import record
-from agentstage.graph import ResourceGraph
 from components.kubernetes.identity import azure_workload_identity
 from components.kubernetes.namespace import AgentNamespace, AgentNamespaceArgs
 from components.kubernetes.network import Egress
 from components.kubernetes.scaling import QueueScaling, servicebus_queue
 from components.kubernetes.workload import AgentWorkload, AgentWorkloadArgs
+from core.engine import record
+from core.graph import ResourceGraph
 
 IMAGE = "cragstprod.azurecr.io/agentstage-runtime@sha256:" + "0123456789abcdef" * 4
 AGENT_CLIENT_ID = "11111111-1111-1111-1111-111111111111"

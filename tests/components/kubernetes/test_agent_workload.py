@@ -8,7 +8,6 @@ import pulumi
 import pytest
 from k8s_programs import AGENT_CLIENT_ID, ENV, IMAGE, KEDA_CLIENT_ID, record_with_cluster
 
-from agentstage.graph import Resource, ResourceGraph
 from components.kubernetes.identity import AZURE_CLIENT_ID_ANNOTATION, AZURE_USE_LABEL, aws_role
 from components.kubernetes.namespace import AgentNamespace, AgentNamespaceArgs
 from components.kubernetes.network import Egress
@@ -20,6 +19,7 @@ from components.kubernetes.workload import (
     AgentWorkload,
     AgentWorkloadArgs,
 )
+from core.graph import Resource, ResourceGraph
 from policies.findings import Outcome
 from policies.rules.context import StackContext
 from policies.rules.evaluate import judge

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentstage.graph import ResourceGraph
+from core.graph import ResourceGraph
 from policies.checkov import ScanResult, scan
 from policies.findings import Outcome
 

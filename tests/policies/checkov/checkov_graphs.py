@@ -25,8 +25,8 @@ from pulumi_azure_native import (
     cognitiveservices as cs,
 )
 
-from agentstage.engine import record
-from agentstage.graph import UNKNOWN, Resource, ResourceGraph
+from core.engine import record
+from core.graph import UNKNOWN, Resource, ResourceGraph
 
 RG = "rg-ags-test"
 LOCATION = "swedencentral"

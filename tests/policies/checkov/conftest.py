@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from agentstage.engine import available_stacks, read_stack_config, stack_file
-from agentstage.graph import ResourceGraph
-from blueprints.config import StackConfig, parse_stack_config
+from core.config import StackConfig, parse_stack_config
+from core.graph import ResourceGraph
+from core.stacks import available_stacks, read_stack_config, stack_file
 from policies.checkov import ScanResult, scan
 
 SHIPPED_STACKS = available_stacks()

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from checkov_graphs import aws_graph, azure_pilot, hand_built, kubernetes_graph
 
-from agentstage.graph import ResourceGraph
-from blueprints.config import WaiverConfig
+from core.config import WaiverConfig
+from core.graph import ResourceGraph
 from policies.checkov import ScanResult, scan
 from policies.checkov.runner import PROJECT_DIR
 from policies.findings import Finding, Outcome, Severity

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from conftest import SHIPPED_STACKS, stack_config
 
-from agentstage.graph import ResourceGraph
+from core.graph import ResourceGraph
 from policies.checkov import ScanResult, scan
 from policies.findings import Outcome
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from checkov_graphs import azure_pilot, hand_built
 
-from agentstage.graph import SECRET, UNKNOWN, ResourceGraph
+from core.graph import SECRET, UNKNOWN, ResourceGraph
 from policies.export.arm import api_version, export_arm
 from policies.export.arm_types import ARM_TYPES
 from policies.export.base import Suppression

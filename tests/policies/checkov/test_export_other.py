@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from checkov_graphs import aws_graph, azure_pilot, hand_built, kubernetes_graph
 
-from agentstage.graph import ResourceGraph
+from core.graph import ResourceGraph
 from policies.export import NOT_SCANNABLE, export_graph
 from policies.export.base import Suppression
 from policies.export.kubernetes import export_kubernetes

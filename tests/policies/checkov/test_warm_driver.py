@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import stack_config
 
-from agentstage.graph import ResourceGraph
+from core.graph import ResourceGraph
 from policies.checkov import CheckovError, ScanResult, scan
 from policies.checkov import runner as runner_module
 from policies.checkov.driver import READY

@@ -7,16 +7,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agentstage.graph import Resource, ResourceGraph
+from core.graph import Resource, ResourceGraph
 from policies.rules import StackContext, Stage
 
 STACK = "test"
 
 
 def res(
-    type_: str, name: str, inputs: dict[str, Any] | None = None, *, dependencies: tuple[str, ...] = ()
+    type_: str,
+    name: str,
+    inputs: dict[str, Any] | None = None,
+    *,
+    dependencies: tuple[str, ...] = (),
+    arn: str | None = None,
 ) -> Resource:
-    """A cloud resource as the plan engine records it (mock id ``/agentstage-plan/<type>/<name>``)."""
+    """A cloud resource as the plan engine records it (mock id ``/agentstage-plan/<type>/<name>``; an AWS
+    resource with the ``arn`` the AWS mocks give it)."""
     return Resource(
         urn=f"urn:pulumi:{STACK}::agentstage::{type_}::{name}",
         type=type_,
@@ -25,6 +31,7 @@ def res(
         inputs=copy.deepcopy(inputs or {}),
         mock_id=f"/agentstage-plan/{type_}/{name}",
         dependencies=dependencies,
+        arn=arn,
     )
 
 

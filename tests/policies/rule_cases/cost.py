@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agentstage.graph import Resource
+from core.graph import Resource
 from policies.rules import Stage
 from rule_cases.base import STACK, Case, flip, res
 

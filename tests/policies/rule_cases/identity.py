@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from components.azure.roles import BUILTIN_ROLES, FORBIDDEN_ROLES
+from components.azure.role_ids import BUILTIN_ROLES, FORBIDDEN_ROLES
 from rule_cases.base import Case, flip, ref, res
 
 ROLE_PREFIX = (

@@ -50,6 +50,11 @@ def _runtime(
     }
     if backend == "redis":
         overrides |= {"budget_backend": "redis", "redis_url": more.pop("redis_url")}
+    if backend == "dynamodb":
+        overrides |= {
+            "budget_backend": "dynamodb",
+            "dynamodb_ledger_table": more.pop("dynamodb_ledger_table"),
+        }
     return factory(budgets=json.dumps(budgets), **overrides | more)
 
 
@@ -76,6 +81,8 @@ async def _calls(
 
 
 def _redis_url(backend: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    if backend == "dynamodb":  # a fresh table on the session's moto server
+        return {"dynamodb_ledger_table": request.getfixturevalue("dynamodb").create("ledger")}
     if backend != "redis":
         return {}
     import redis
@@ -85,7 +92,7 @@ def _redis_url(backend: str, request: pytest.FixtureRequest) -> dict[str, str]:
     return {"redis_url": url}
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "dynamodb"])
 def test_calls_wait_for_calls_in_flight_instead_of_a_false_429(
     backend: str,
     runtime_factory: RuntimeFactory,
@@ -102,7 +109,7 @@ def test_calls_wait_for_calls_in_flight_instead_of_a_false_429(
     assert sum(r.json()["usage"]["total_tokens"] for r in responses) == 6_800
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "dynamodb"])
 def test_a_spent_budget_refuses_as_exhausted_and_is_never_overspent(
     backend: str,
     runtime_factory: RuntimeFactory,

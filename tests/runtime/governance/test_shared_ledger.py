@@ -126,17 +126,26 @@ class Shared:
     effects: Path
 
 
-@pytest.fixture(params=["redis", "cosmos"])
+@pytest.fixture(params=["redis", "cosmos", "dynamodb"])
 def shared(
     request: pytest.FixtureRequest, charging_model: ScriptedModelServer, tmp_path: Path
 ) -> Iterator[Shared]:
-    """Two runtimes on Redis, or on Cosmos DB reached with the managed identity as on App Service."""
+    """Two runtimes on Redis, on Cosmos DB reached with the managed identity as on App Service, or on DynamoDB
+    (a table where a fifth of the writes lose a race to another transaction, and are retried)."""
     budget = f"storm-{uuid.uuid4().hex[:6]}"  # the ledger outlives the test: counters of its own
     extra: dict[str, str] = {}
     if request.param == "redis":
         url = request.getfixturevalue("redis_url")
         backend = {"BUDGET_BACKEND": "redis", "REDIS_URL": url}
         open_ledger: Callable[[], Awaitable[Any]] = partial(RedisLedger.connect, url)
+    elif request.param == "dynamodb":
+        from agent_runtime.governance.ledger_dynamodb import DynamoDBLedger
+
+        dynamodb = request.getfixturevalue("dynamodb")
+        table = dynamodb.create("ledger", conflicted=True)
+        backend = {"BUDGET_BACKEND": "dynamodb", "DYNAMODB_LEDGER_TABLE": table}
+        extra = dynamodb.environment
+        open_ledger = partial(DynamoDBLedger.connect, table)
     else:
         cosmos = request.getfixturevalue("cosmos_ledger")
         backend = {

@@ -64,7 +64,10 @@ def test_final_stage_installs_no_build_tools() -> None:
 
 
 def test_image_installs_the_container_requirements_only() -> None:
-    assert "COPY requirements-core.txt requirements-container.txt ./" in DOCKERFILE
+    assert (
+        "COPY requirements-core.txt requirements-azure.txt requirements-aws.txt requirements-container.txt ./"
+        in DOCKERFILE
+    )
 
 
 @pytest.fixture(scope="module")

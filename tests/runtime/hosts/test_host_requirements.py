@@ -47,6 +47,14 @@ def test_function_app_stays_on_azure_functions_1x_for_python_311() -> None:
     )
 
 
+def test_serverless_hosts_carry_only_the_sdks_their_platform_lacks() -> None:
+    """The Function App brings the Azure SDKs; the Lambda package brings neither the Azure SDKs nor boto3
+    (the Lambda runtime has it, checked at cold start), which keeps it under Lambda's 50 MB direct upload."""
+    functions, lambda_ = _requirements("requirements.txt"), _requirements("requirements-lambda.txt")
+    assert "azure-cosmos" in functions and "boto3" not in functions
+    assert not [name for name in lambda_ if name.startswith(("azure", "boto"))], lambda_
+
+
 def test_every_third_party_module_the_deployed_runtime_imports_is_required() -> None:
     """``agent_runtime.testing`` (the scripted model server) is a development aid and is not deployed."""
     imported: set[str] = set()
@@ -59,7 +67,7 @@ def test_every_third_party_module_the_deployed_runtime_imports_is_required() -> 
                 imported.add(node.module.split(".")[0])
     third_party = imported - set(sys.stdlib_module_names) - {"agent_runtime", "__future__"}
     distributions = importlib.metadata.packages_distributions()
-    required = _requirements("requirements-core.txt").keys()
+    required = _requirements("requirements-container.txt").keys()  # the host that runs on every cloud
     providers = {
         module: {_normalise(d) for d in distributions.get(module, [module])} for module in third_party
     }

@@ -209,3 +209,9 @@ def test_one_failed_record_does_not_redeliver_the_batch(
     assert done.state is TaskState.SUCCEEDED and done.result is not None
     assert done.result["output"] == "hello from sqs"
     assert module.tasks({"Records": []}, _context()) == {"batchItemFailures": []}
+
+
+def test_a_lambda_runtime_too_old_for_bedrock_guardrails_is_refused_at_start(host: ModuleType) -> None:
+    host.require_botocore("1.40.0")
+    with pytest.raises(RuntimeError, match=r"botocore is 1\.34\.100; agentstage needs >= 1\.34\.129"):
+        host.require_botocore("1.34.100")

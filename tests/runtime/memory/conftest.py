@@ -26,7 +26,7 @@ import pytest
 
 from agent_runtime.memory import ConversationStore, VectorStore
 
-BACKENDS = ["sqlite", "redis", "postgres"]
+BACKENDS = ["sqlite", "redis", "postgres", "dynamodb"]
 CONVERSATION_BACKENDS = [*BACKENDS, "cosmos"]
 """Conversations also run on Cosmos DB, against an in-memory container (fake_cosmos_conversations.py)."""
 PG_USER = "agentstage-pg"
@@ -240,6 +240,10 @@ class Backend:
             store = await PostgresConversationStore.connect(
                 self.location["dsn"], schema=self.location["schema"]
             )
+        elif self.name == "dynamodb":
+            from agent_runtime.memory.dynamodb import DynamoDBConversationStore
+
+            store = await DynamoDBConversationStore.connect(self.location["conversations"])
         else:
             from agent_runtime.memory.cosmos import CosmosConversationStore
 
@@ -261,6 +265,10 @@ class Backend:
             store = await RedisVectorStore.connect(
                 self.location["url"], dimensions, prefix=self.location["prefix"]
             )
+        elif self.name == "dynamodb":
+            from agent_runtime.memory.dynamodb import DynamoDBVectorStore
+
+            store = await DynamoDBVectorStore.connect(self.location["memories"], dimensions)
         else:
             from agent_runtime.memory.postgres import PostgresVectorStore
 
@@ -272,8 +280,8 @@ class Backend:
 
 
 async def _opened(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    """Each test gets a fresh location: its own SQLite file, Redis key prefix, PostgreSQL schema or fake
-    Cosmos DB container."""
+    """Each test gets a fresh location: its own SQLite file, Redis key prefix, PostgreSQL schema, DynamoDB
+    tables or fake Cosmos DB container."""
     unique = uuid.uuid4().hex[:12]
     location: dict[str, Any] = {}
     if request.param == "sqlite":
@@ -282,6 +290,12 @@ async def _opened(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         location = {"url": request.getfixturevalue("redis_url"), "prefix": f"test-{unique}:"}
     elif request.param == "postgres":
         location = {"dsn": request.getfixturevalue("postgres_dsn"), "schema": f"test_{unique}"}
+    elif request.param == "dynamodb":
+        dynamodb = request.getfixturevalue("dynamodb")  # fresh tables per test on the session's moto server
+        location = {
+            "conversations": dynamodb.create("conversations"),
+            "memories": dynamodb.create("memories"),
+        }
     else:
         from fake_cosmos_conversations import FakeAccount, FakeConversationsContainer
 

@@ -17,9 +17,9 @@ from agent_runtime.bus.sqlite import SqliteBus
 from agent_runtime.memory.factory import open_stores
 from agent_runtime.services import Assembly, Services
 from agent_runtime.settings import Settings
+from agent_runtime.tasks.factory import open_task_store
 from agent_runtime.tasks.model import TaskRecord, TaskState
 from agent_runtime.tasks.service import TaskService
-from agent_runtime.tasks.store_sqlite import SqliteTaskStore
 from agent_runtime.tasks.worker import Worker
 from agent_runtime.telemetry import Telemetry
 from agent_runtime.testing import ScriptedModelServer
@@ -68,7 +68,7 @@ async def open_stack(settings: Settings, telemetry: Telemetry | None = None) -> 
     assembly = Assembly.from_settings(settings, task_registry(), open_stores, telemetry)
     services = await Services.open(assembly)
     bus = SqliteBus(settings.bus_sqlite_path)
-    store = await SqliteTaskStore.open(settings.sqlite_path)
+    store = await open_task_store(settings)  # the state backend's: SQLite unless a test chose another
     return Stack(settings, services, assembly, TaskService(store, bus, settings, services.catalog), bus)
 
 

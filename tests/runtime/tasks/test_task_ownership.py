@@ -34,9 +34,20 @@ RITA = Caller("rita", frozenset({"reviewer"}), "t-a")
 KEEPER = {"name": "keeper", "instructions": "Keep.", "tools": ["transfer"], "memory": {"history_window": 10}}
 
 
-@pytest.fixture
-async def keeper(task_model: ScriptedModelServer, tmp_path: Path) -> AsyncIterator[Stack]:
-    opened = await open_stack(task_settings(task_model, tmp_path, agents=json.dumps([KEEPER])))
+@pytest.fixture(params=["sqlite", "dynamodb"])
+async def keeper(
+    task_model: ScriptedModelServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Stack]:
+    """Conversations and task records in SQLite, or in fresh DynamoDB tables (the session's moto server)."""
+    state: dict[str, str] = {}
+    if request.param == "dynamodb":
+        dynamodb = request.getfixturevalue("dynamodb")
+        state = {
+            "state_backend": "dynamodb",
+            "dynamodb_conversations_table": dynamodb.create("conversations"),
+            "dynamodb_tasks_table": dynamodb.create("tasks"),
+        }
+    opened = await open_stack(task_settings(task_model, tmp_path, agents=json.dumps([KEEPER]), **state))
     yield opened
     await close_stack(opened)
 

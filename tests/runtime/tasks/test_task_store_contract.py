@@ -28,7 +28,7 @@ async def flush(url: str) -> None:
     await redis.aclose()
 
 
-@pytest.fixture(params=["sqlite", "redis", "cosmos"])
+@pytest.fixture(params=["sqlite", "redis", "cosmos", "dynamodb"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TaskStore]:
     opened: TaskStore
     if request.param == "sqlite":
@@ -37,6 +37,10 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         url = request.getfixturevalue("redis_url")
         await flush(url)
         opened = await RedisTaskStore.connect(url)
+    elif request.param == "dynamodb":
+        from agent_runtime.tasks.store_dynamodb import DynamoDBTaskStore
+
+        opened = await DynamoDBTaskStore.connect(request.getfixturevalue("dynamodb").create("tasks"))
     else:
         opened = CosmosTaskStore(FakeAccount(), FakeTasksContainer())  # type: ignore[arg-type]
     yield opened

@@ -80,7 +80,7 @@ async def test_an_idempotent_submission_claims_a_deterministic_document_and_lose
 async def test_other_state_backends_are_refused_with_the_setting_named() -> None:
     from agent_runtime.errors import ConfigurationError
 
-    with pytest.raises(ConfigurationError, match="AGENTSTAGE_STATE_BACKEND=sqlite, redis or cosmos"):
+    with pytest.raises(ConfigurationError, match="STATE_BACKEND=sqlite, redis, cosmos or dynamodb"):
         await open_task_store(Settings(state_backend="postgres", postgres_dsn="postgresql://x"))
     with pytest.raises(ConfigurationError, match="needs AGENTSTAGE_REDIS_URL"):
         await open_task_store(Settings(state_backend="redis"))

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from agentstage.graph import Resource
+from core.graph import Resource
 
 WEB_APP = "azure-native:web:WebApp"
 WEB_APP_SETTINGS = "azure-native:web:WebAppApplicationSettings"

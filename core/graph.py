@@ -38,6 +38,8 @@ class Resource:
     mock_id: str | None = None
     retain_on_delete: bool = False
     """Pulumi leaves the cloud resource in place when the program deletes or replaces it (data stores)."""
+    arn: str | None = None
+    """AWS: the resource's ARN, as IAM documents name it (``None`` elsewhere)."""
 
     def get(self, path: str, default: Any = None) -> Any:
         """The input at a dotted path (``"properties.disableLocalAuth"``), or ``default``."""
@@ -75,6 +77,10 @@ class ResourceGraph:
     def children(self, urn: str | None) -> list[Resource]:
         return [r for r in self.resources if r.parent == urn]
 
+    def by_arn(self, arn: str) -> Resource | None:
+        """The AWS resource an ARN names (an IAM statement's resource), or ``None``."""
+        return next((r for r in self.resources if r.arn == arn), None)
+
     def by_mock_id(self, resource_id: str) -> Resource | None:
         """The resource whose (mock) id another resource's input references, if any."""
         for resource in self.resources:
@@ -94,7 +100,7 @@ class ResourceGraph:
             "format": GRAPH_FORMAT,
             "stack": self.stack,
             "project": self.project,
-            "resources": [asdict(r) for r in self.resources],
+            "resources": [_record(r) for r in self.resources],
         }
         return json.dumps(payload, indent=2, sort_keys=False)
 
@@ -110,3 +116,16 @@ class ResourceGraph:
             Resource(**{**r, "dependencies": tuple(r.get("dependencies", ()))}) for r in payload["resources"]
         ]
         return cls(stack=payload["stack"], project=payload["project"], resources=resources)
+
+
+def _record(resource: Resource) -> dict[str, Any]:
+    """A resource as saved; ``arn`` only where there is one (plans of other clouds stay as they were)."""
+    record = asdict(resource)
+    if record["arn"] is None:
+        del record["arn"]
+    return record
+
+
+def short_type(type_: str) -> str:
+    """``azure-native:keyvault:Vault`` -> ``keyvault:Vault``; components keep their full type."""
+    return type_ if type_.startswith("agentstage:") else type_.split(":", 1)[-1]

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import os
 import runpy
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pulumi
-import yaml
 from pulumi.output import Unknown
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
@@ -26,93 +24,10 @@ from pulumi.runtime.config import set_all_config
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from agentstage.errors import AgentstageError
-from agentstage.graph import SECRET, UNKNOWN, Resource, ResourceGraph
-
-if TYPE_CHECKING:
-    from blueprints.config import StackConfig
-
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-
-# Answers to the provider functions the program calls; any other call fails loudly rather than
-# inventing data. The ids are obviously fake so they can never be mistaken for a real tenant.
-OFFLINE_INVOKES: dict[str, dict[str, Any]] = {
-    "azure-native:authorization:getClientConfig": {
-        "clientId": "00000000-0000-0000-0000-00000000c11e",
-        "objectId": "00000000-0000-0000-0000-0000000000b1",
-        "subscriptionId": "00000000-0000-0000-0000-000000000000",
-        "tenantId": "00000000-0000-0000-0000-0000000000aa",
-    },
-    # A cluster's kubeconfig exists only once the cluster does: a first real preview answers "unknown".
-    "azure-native:containerservice:listManagedClusterUserCredentials": {
-        "kubeconfigs": [{"name": "clusterUser", "value": rpc.UNKNOWN}]
-    },
-}
-
-
-class StackNotFoundError(AgentstageError):
-    """The stack has no stack file."""
-
-
-class OfflineInvokeError(AgentstageError):
-    """The program asked a provider something only a live cloud can answer."""
-
-
-class _OfflineMocks(pulumi_mocks.Mocks):
-    """Resources echo their inputs; everything else stays unknown, as in a real preview.
-
-    Like the azure-native provider's preview, a resource's ``name`` output is known when its own name
-    input is: the single ``...Name`` input other than the resource group's (or, for a resource group,
-    ``resourceGroupName`` itself).
-    """
-
-    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        state = dict(args.inputs)
-        _output_shapes(state)
-        _computed_outputs(args.typ, state)
-        own_name = _own_name(args.typ, state)
-        if own_name is not None:
-            state.setdefault("name", own_name)
-        return f"/agentstage-plan/{args.typ}/{args.name}", state
-
-    def call(self, args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:
-        if args.token in OFFLINE_INVOKES:
-            return OFFLINE_INVOKES[args.token]
-        raise OfflineInvokeError(f"the program calls '{args.token}', which cannot be answered offline")
-
-
-# Outputs the provider computes on creation that the program reads back: unknown in a first preview.
-# A mock that echoed the input would hand the program a known ``None`` (the issuer URL inside
-# ``oidcIssuerProfile``) and drop the input built from it. The SDK only keeps unknowns at the top level
-# of an output, so the whole property is unknown.
-COMPUTED_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "azure-native:containerservice:ManagedCluster": ("oidcIssuerProfile",),
-}
-
-
-def _computed_outputs(type_: str, state: dict[str, Any]) -> None:
-    for name in COMPUTED_OUTPUTS.get(type_, ()):
-        state[name] = rpc.UNKNOWN
-
-
-def _output_shapes(state: dict[str, Any]) -> None:
-    """Where an output's shape differs from its input's, echo the output shape.
-
-    ARM takes user-assigned identities as a list of ids but returns them as a map of id -> details.
-    """
-    identity = state.get("identity")
-    if isinstance(identity, dict) and isinstance(identity.get("userAssignedIdentities"), list):
-        state["identity"] = {
-            **identity,
-            "userAssignedIdentities": {i: {} for i in identity["userAssignedIdentities"]},
-        }
-
-
-def _own_name(type_: str, inputs: dict[str, Any]) -> Any:
-    if type_ == "azure-native:resources:ResourceGroup":
-        return inputs.get("resourceGroupName")
-    candidates = [k for k in inputs if k.endswith("Name") and k != "resourceGroupName"]
-    return inputs[candidates[0]] if len(candidates) == 1 else None
+from core.errors import AgentstageError
+from core.graph import SECRET, UNKNOWN, Resource, ResourceGraph
+from core.mocks import offline_mocks
+from core.stacks import PROJECT_DIR, project_settings, read_stack_config, stack_file
 
 
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -135,6 +50,8 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
             self.stack_urn = response.urn
             return response
         inputs = rpc.deserialize_properties(request.object, keep_unknowns=True)
+        outputs = rpc.deserialize_properties(response.object, keep_unknowns=True) if response.object else {}
+        arn = next((outputs[key] for key in ARN_OUTPUTS if isinstance(outputs.get(key), str)), None)
         self.recorded.append(
             Resource(
                 urn=response.urn,
@@ -147,9 +64,14 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 inputs=clean_value(inputs),
                 mock_id=response.id or None,
                 retain_on_delete=bool(request.retainOnDelete),
+                arn=arn if arn != rpc.UNKNOWN else None,
             )
         )
         return response
+
+
+ARN_OUTPUTS = ("arn", "guardrailArn", "dashboardArn")
+"""Outputs that carry an AWS resource's ARN, the name IAM documents use for it."""
 
 
 def clean_value(value: Any) -> Any:
@@ -172,81 +94,6 @@ def clean_value(value: Any) -> Any:
     if isinstance(value, pulumi.Resource):
         return UNKNOWN
     return value
-
-
-def project_dir(given: Path | None = None) -> Path:
-    """The project to plan: the one given, else the working directory's, else agentstage's own."""
-    if given is not None:
-        if not (given / "Pulumi.yaml").is_file():
-            raise AgentstageError(f"--project-dir {given}: no Pulumi.yaml there")
-        return given.resolve()
-    cwd = Path.cwd()
-    return cwd if (cwd / "Pulumi.yaml").is_file() else PROJECT_DIR
-
-
-def project_settings(project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
-    with open(project_dir / "Pulumi.yaml", encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
-
-
-def stack_file(stack: str, project_dir: Path = PROJECT_DIR) -> Path:
-    """The stack's file, or a clear error listing the stacks that exist."""
-    config_dir = project_dir / project_settings(project_dir).get("stackConfigDir", ".")
-    path = config_dir / f"Pulumi.{stack}.yaml"
-    if not path.is_file():
-        known = ", ".join(available_stacks(project_dir)) or "none"
-        raise StackNotFoundError(
-            f"unknown stack '{stack}': {path.relative_to(project_dir)} does not exist (stacks: {known})"
-        )
-    return path
-
-
-def available_stacks(project_dir: Path = PROJECT_DIR) -> list[str]:
-    config_dir = project_dir / project_settings(project_dir).get("stackConfigDir", ".")
-    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in config_dir.glob("Pulumi.*.yaml"))
-
-
-def read_stack_config(path: Path) -> tuple[dict[str, str], list[str]]:
-    """Config as the Pulumi engine hands it to a program: strings, structured values as JSON.
-
-    Secure (encrypted) values cannot be decrypted offline; they are passed as a redacted marker and
-    flagged secret, exactly where a real run would see a secret.
-    """
-    try:
-        with open(path, encoding="utf-8") as handle:
-            document = yaml.safe_load(handle) or {}
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise AgentstageError(
-            f"{path.name} is not valid YAML{where}: {getattr(error, 'problem', error)}"
-        ) from None
-    if not isinstance(document, dict) or not isinstance(document.get("config", {}), dict):
-        raise AgentstageError(f"{path.name}: expected a mapping with a 'config' mapping at the top level")
-    config: dict[str, str] = {}
-    secret_keys: list[str] = []
-    for key, value in (document.get("config") or {}).items():
-        if isinstance(value, dict) and set(value) == {"secure"}:
-            config[key] = SECRET
-            secret_keys.append(key)
-        elif isinstance(value, str):
-            config[key] = value
-        else:
-            config[key] = json.dumps(value)
-    return config, secret_keys
-
-
-def load_stack_config(stack: str, project_dir: Path = PROJECT_DIR) -> tuple[StackConfig, Path]:
-    """The stack file, validated, and where it is (relative to the project when inside it, for messages)."""
-    from blueprints.config import StackConfigError, parse_stack_config
-
-    path = stack_file(stack, project_dir)
-    raw, _secret_keys = read_stack_config(path)
-    try:
-        config = parse_stack_config(raw, path.name)
-    except StackConfigError as error:
-        raise AgentstageError(str(error)) from None
-    return config, path.relative_to(project_dir) if path.is_relative_to(project_dir) else path
 
 
 def build_graph(stack: str, project_dir: Path = PROJECT_DIR) -> ResourceGraph:
@@ -294,14 +141,18 @@ def record(
     stack: str = "test",
     config: dict[str, str] | None = None,
     secret_keys: list[str] | None = None,
+    mocks: pulumi_mocks.Mocks | None = None,
 ) -> ResourceGraph:
-    """Run any Pulumi program (a whole stack, or one component in a test) and record its graph."""
+    """Run any Pulumi program (a whole stack, or one component in a test) and record its graph.
+
+    ``mocks`` answers registrations and invokes; by default every cloud's profile (:mod:`core.mocks`).
+    """
     # Each recording runs on a loop of its own: Pulumi's synchronous bridge uses the thread's current
     # loop, and code run earlier in the process (asyncio.run) may have left none or a closed one.
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        return _record_on_current_loop(program, project, stack, config or {}, secret_keys or [])
+        return _record_on_current_loop(program, project, stack, config or {}, secret_keys or [], mocks)
     finally:
         # A program that failed leaves Pulumi's registrations pending: cancel and drain them, so closing
         # the loop destroys no live task.
@@ -314,9 +165,14 @@ def record(
 
 
 def _record_on_current_loop(
-    program: Callable[[], object], project: str, stack: str, config: dict[str, str], secret_keys: list[str]
+    program: Callable[[], object],
+    project: str,
+    stack: str,
+    config: dict[str, str],
+    secret_keys: list[str],
+    mocks: pulumi_mocks.Mocks | None,
 ) -> ResourceGraph:
-    monitor = _RecordingMonitor(_OfflineMocks())
+    monitor = _RecordingMonitor(mocks or offline_mocks(config))
     pulumi_settings.ROOT.set(None)
     set_all_config(config, secret_keys)
     pulumi_mocks.set_mocks(monitor.mocks, project=project, stack=stack, preview=True, monitor=monitor)

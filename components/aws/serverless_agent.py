@@ -1,0 +1,154 @@
+"""A serverless agent on AWS: the agent runtime in a Lambda function, as its own execution role.
+
+- code: the runtime's Lambda package (``components.packaging``, the ``LAMBDA`` layout for the function's
+  architecture), uploaded with the function; its sha256 decides when the code changes.
+- environment: the runtime's settings (checked by its contract), encrypted with the stack's key.
+- logs: a log group created first, with retention and the stack's key; JSON log format.
+- tracing: X-Ray active tracing (the only X-Ray permission takes no resource scope).
+- scale: reserved concurrency is the ceiling (and the worst-case spend per second); provisioned
+  concurrency, when asked, keeps instances initialised on a published alias.
+- no function URL: callers come through the API gateway, which authenticates them first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_aws import lambda_
+
+from agent_runtime.settings import env_for
+from components.aws.context import AwsContext
+from components.aws.iam import Statement
+from components.aws.logs import log_group, retention
+from components.aws.role import ExecutionRole
+from components.base import Component
+from components.packaging import Package, vendoring_needed
+
+HANDLER = "lambda_handler.handler"
+RUNTIME = "python3.11"
+RUNTIME_DEFAULTS: Mapping[str, str] = {"sqlite_path": "/tmp/agentstage/state.db"}
+"""Lambda's code directory is read-only: anything embedded lives on /tmp."""
+ARCHITECTURES = ("arm64", "x86_64")
+
+
+@dataclass(frozen=True)
+class LambdaAgentArgs:
+    """One agent function. ``runtime_settings`` are names of the runtime's Settings contract (every
+    cloud-required one present); ``package`` is built for ``architecture``."""
+
+    role: ExecutionRole
+    package: Package
+    runtime_settings: Mapping[str, pulumi.Input[str]]
+    architecture: str = "arm64"
+    memory_mb: int = 1024
+    timeout_seconds: int = 29
+    reserved_concurrency: int = 10
+    provisioned_concurrency: int = 0
+    log_retention_days: int = 30
+    host_environment: Mapping[str, pulumi.Input[str]] = dataclasses.field(default_factory=dict)
+    """Variables of the Lambda host itself, outside the runtime's settings (the settings secret's ARN)."""
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"architecture must be one of {', '.join(ARCHITECTURES)}; got {self.architecture}"
+            )
+        expected = "manylinux2014_aarch64" if self.architecture == "arm64" else "manylinux2014_x86_64"
+        if self.package.platform != expected:
+            raise ValueError(
+                f"the package was built for {self.package.platform}, the function runs {expected}"
+            )
+        if self.provisioned_concurrency > self.reserved_concurrency:
+            raise ValueError("provisioned_concurrency cannot exceed reserved_concurrency")
+
+
+class LambdaAgent(Component):
+    """``agentstage:aws:ServerlessAgent``: the function, its log group and (optionally) a warm alias.
+
+    Outputs: ``function_name``, ``function_arn``, ``invoke_arn`` (of the alias callers reach).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        context: AwsContext,
+        args: LambdaAgentArgs,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("aws", "ServerlessAgent", name, opts)
+        if vendoring_needed() and not args.package.vendored:
+            raise ValueError(
+                f"{name}: a real deployment needs the vendored package (its dependencies inside); the lean "
+                "one is for offline plans only"
+            )
+        function_name = context.name(name)
+        logs = log_group(
+            name, context, f"/aws/lambda/{function_name}", retention(args.log_retention_days), self
+        )
+        args.role.allow(
+            "logs-write",
+            Statement(
+                "WriteOwnLogs",
+                ("logs:CreateLogStream", "logs:PutLogEvents"),
+                (pulumi.Output.concat(logs.arn, ":*"),),
+            ),
+        )
+        args.role.allow(
+            "xray-write",
+            Statement("UploadTraces", ("xray:PutTraceSegments", "xray:PutTelemetryRecords"), ("*",)),
+        )
+        self.function = lambda_.Function(
+            f"{name}-function",
+            name=function_name,
+            role=args.role.arn,
+            runtime=RUNTIME,
+            handler=HANDLER,
+            architectures=[args.architecture],
+            code=pulumi.FileArchive(str(args.package.path)),
+            source_code_hash=args.package.sha256,
+            memory_size=args.memory_mb,
+            timeout=args.timeout_seconds,
+            reserved_concurrent_executions=args.reserved_concurrency,
+            publish=args.provisioned_concurrency > 0,
+            environment={
+                "variables": {
+                    **env_for({**RUNTIME_DEFAULTS, **args.runtime_settings}, cloud=True),
+                    **args.host_environment,
+                }
+            },
+            kms_key_arn=context.key,
+            tracing_config={"mode": "Active"},
+            logging_config={"log_format": "JSON", "log_group": logs.name},
+            tags=context.tags,
+            opts=self.child(depends_on=[logs]),
+        )
+        self.function_name: pulumi.Output[str] = self.function.name
+        self.function_arn: pulumi.Output[str] = self.function.arn
+        self.invoke_arn: pulumi.Output[str] = self.function.invoke_arn
+        if args.provisioned_concurrency:
+            alias = lambda_.Alias(
+                f"{name}-live",
+                name="live",
+                function_name=self.function.name,
+                function_version=self.function.version,
+                opts=self.child(),
+            )
+            lambda_.ProvisionedConcurrencyConfig(
+                f"{name}-warm",
+                function_name=self.function.name,
+                qualifier=alias.name,
+                provisioned_concurrent_executions=args.provisioned_concurrency,
+                opts=self.child(),
+            )
+            self.function_arn = alias.arn
+            self.invoke_arn = alias.invoke_arn
+        self.register_outputs(
+            {
+                "function_name": self.function_name,
+                "function_arn": self.function_arn,
+                "invoke_arn": self.invoke_arn,
+            }
+        )

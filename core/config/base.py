@@ -1,0 +1,98 @@
+"""What every part of the stack model shares: the namespace, names, strict camelCase models, and errors
+that name the stack file, the key as written there and what is allowed."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+NAMESPACE = "agentstage"
+
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")]
+
+
+class Strict(BaseModel):
+    """camelCase keys as written in the stack file; unknown keys rejected."""
+
+    model_config = ConfigDict(alias_generator=to_camel, extra="forbid", frozen=True, populate_by_name=False)
+
+
+class StackConfigError(ValueError):
+    """A stack file says something agentstage cannot use; the message says where and how to fix it."""
+
+
+def describe_validation_error(
+    error: ValidationError, source: str, root: type[BaseModel], prefix: str = ""
+) -> str:
+    """One line per problem: file, key path as written in the file, what is wrong, what was given.
+
+    ``root`` is the model the file was validated against (it lists the keys allowed where one is
+    unknown); ``prefix`` goes before a top-level key (``agentstage:`` in a stack file).
+    """
+    lines = []
+    problems = error.errors(include_url=False)
+    for problem in problems:
+        if problem["type"] == "too_short" and _has_problem_below(problem["loc"], problems):
+            continue  # a list whose items were rejected: the items' own errors say why
+        location = _key_path(problem["loc"], prefix)
+        if problem["type"] == "extra_forbidden":
+            parent = _key_path(problem["loc"][:-1], prefix)
+            allowed = _allowed_under(problem["loc"][:-1], root)
+            lines.append(
+                f"{source}: unknown key '{location}'"
+                + (f"; allowed keys under {parent}: {allowed}" if parent else f"; allowed keys: {allowed}")
+            )
+            continue
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "missing":
+            lines.append(f"{source}: missing required key '{location}'")
+        elif location:
+            given = problem.get("input")
+            shown = "" if isinstance(given, dict | list) else f" (got {given!r})"
+            lines.append(f"{source}: {location}: {message}{shown}")
+        else:
+            lines.append(f"{source}: {message}")
+    return "\n".join(lines)
+
+
+def _has_problem_below(loc: tuple[int | str, ...], problems: list[Any]) -> bool:
+    return any(len(p["loc"]) > len(loc) and tuple(p["loc"][: len(loc)]) == tuple(loc) for p in problems)
+
+
+def _key_path(loc: tuple[int | str, ...], prefix: str) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else f"{prefix}{part}")
+    return path
+
+
+def _allowed_under(loc: tuple[int | str, ...], root: type[BaseModel]) -> str:
+    model: Any = root
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
+        if field is None:
+            continue  # a key of a mapping (an agent's name): its values are the model already found
+        annotation = field.annotation
+        model = next(
+            (a for a in _flatten(annotation) if isinstance(a, type) and issubclass(a, BaseModel)), None
+        )
+        if model is None:
+            return "(not a mapping)"
+    return ", ".join(sorted(f.alias or n for n, f in model.model_fields.items()))
+
+
+def _flatten(annotation: Any) -> list[Any]:
+    args = getattr(annotation, "__args__", None)
+    if not args:
+        return [annotation]
+    return [a for arg in args for a in _flatten(arg)]
+
+
+def require_unique(key: str, names: list[str]) -> None:
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"{key}: names must be unique; repeated: {', '.join(duplicates)}")

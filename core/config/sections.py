@@ -1,0 +1,200 @@
+"""Sections a stack may have on more than one cloud: callers' authentication, the content filter, cost
+budgets and alerts, waivers, and containerized agents on Kubernetes."""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from core.config.base import NAMESPACE, Name, Strict
+
+
+class ContentFilterConfig(Strict):
+    """The content filter on every model call: an Azure OpenAI RAI policy, or a Bedrock guardrail."""
+
+    severity_threshold: Literal["Low", "Medium", "High"] = "Medium"
+    block_prompt_attacks: bool = True
+
+
+class ApiConfig(Strict):
+    """How callers authenticate to the deployed agents: JWT bearer tokens of an OpenID Connect issuer.
+
+    On azure the issuer is the tenant's Entra ID (derived, not set); on aws it is the issuer you name
+    (Cognito, Entra ID, Okta, Auth0 ...), whose signing keys are at ``jwksUrl``.
+    """
+
+    audience: str | None = Field(
+        default=None,
+        description="Expected token audience (the API's app ID URI); defaults to api://<prefix>-<env>.",
+    )
+    issuer: str | None = Field(
+        default=None,
+        pattern=r"^https://[^\s/]+(/[^\s]*)?$",
+        description="aws: the OpenID Connect issuer URL of callers' tokens (its iss claim, exactly).",
+    )
+    jwks_url: str | None = Field(
+        default=None,
+        pattern=r"^https://[^\s]+$",
+        description="aws: the issuer's signing keys; defaults to <issuer>/.well-known/jwks.json.",
+    )
+
+    @property
+    def keys_url(self) -> str | None:
+        return self.jwks_url or (f"{self.issuer.rstrip('/')}/.well-known/jwks.json" if self.issuer else None)
+
+
+class BudgetConfig(Strict):
+    """A monthly cost budget on the stage's resource group, alerting by email."""
+
+    amount: float = Field(gt=0, description="Monthly budget in the billing currency.")
+    thresholds: tuple[int, ...] = Field(default=(50, 80, 100), min_length=1)
+    contact_emails: tuple[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")], ...] = Field(min_length=1)
+
+
+class AlertsConfig(Strict):
+    """Alert rules on the agents' server errors, latency and model spend (sent to the budget's contacts)."""
+
+    server_error_percent: float = Field(default=5.0, gt=0, le=100, description="5xx share of requests.")
+    latency_p95_ms: int = Field(
+        default=30_000, gt=0, description="95th percentile of request duration (an agent run spans calls)."
+    )
+    daily_spend_usd: float = Field(default=50.0, gt=0, description="Priced model usage over 24 hours.")
+
+
+class WaiverConfig(Strict):
+    """A documented exception to one policy rule or checkov check, shown in every report."""
+
+    check: str = Field(pattern=r"^(AGS-[A-Z0-9]+-\d{3}|CKV2?_[A-Z0-9_]+)$", description="Rule or check id.")
+    resource: str = Field(
+        default="*", min_length=1, description="Resource name or glob (`*-app`, `*` for all) it applies to."
+    )
+    reason: str = Field(min_length=20, description="Why the exception is acceptable; reviewed like code.")
+
+    def covers(self, resource_name: str) -> bool:
+        """Whether this waiver applies to the resource named ``resource_name``."""
+        return fnmatch.fnmatchcase(resource_name, self.resource)
+
+
+class NodePoolConfig(Strict):
+    """An autoscaling node pool of a cluster the stack creates (AKS: an Azure VM size)."""
+
+    vm_size: str = Field(default="Standard_D4ds_v5", min_length=1)
+    min_count: int = Field(default=1, ge=0, le=100)
+    max_count: int = Field(default=3, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> NodePoolConfig:
+        if self.min_count > self.max_count:
+            raise ValueError(f"minCount ({self.min_count}) is above maxCount ({self.max_count})")
+        return self
+
+
+_IMAGE = r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[A-Za-z0-9._-]{1,128}|@sha256:[0-9a-f]{64})$"
+
+
+class KubernetesConfig(Strict):
+    """Containerized agents on Kubernetes, scaled on their queue depth (AKS, or a cluster you already run)."""
+
+    image: str = Field(
+        pattern=_IMAGE,
+        description="The runtime image, by tag or (better) digest: <registry>/<repository>@sha256:<digest>.",
+    )
+    agents: tuple[Name, ...] = Field(
+        min_length=1, description="Agents that run on Kubernetes; the others stay serverless (hybrid)."
+    )
+    namespace: Name = "agents"
+    system_pool: NodePoolConfig = NodePoolConfig.model_validate({"vmSize": "Standard_D2ds_v5", "maxCount": 3})
+    user_pool: NodePoolConfig = NodePoolConfig()
+    kubernetes_version: str | None = Field(default=None, pattern=r"^1\.\d+(\.\d+)?$")
+    private_cluster: bool = Field(default=False, description="API server reachable only from the VNet.")
+    admin_group_object_ids: tuple[str, ...] = Field(
+        default=(), description="Entra ID groups that administer the cluster (Azure RBAC Cluster Admin)."
+    )
+    encryption_at_host: bool = Field(
+        default=False,
+        description="Encrypt node temp disks and caches; needs the subscription feature "
+        "Microsoft.Compute/EncryptionAtHost registered first.",
+    )
+    zone_redundant_registry: bool = Field(
+        default=False, description="Replicate the (Premium) registry across the region's availability zones."
+    )
+    max_replicas: int = Field(default=10, ge=1, le=1000, description="Upper bound of each agent's workers.")
+    messages_per_replica: int = Field(
+        default=5, ge=1, le=1000, description="Queue depth per worker replica KEDA aims for."
+    )
+    kubeconfig_context: str | None = Field(
+        default=None, description="kubernetes cloud only: the kubeconfig context of your cluster."
+    )
+    service_account_annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description="kubernetes cloud only: annotations binding the agents' service account to a cloud "
+        "identity (azure.workload.identity/client-id, eks.amazonaws.com/role-arn).",
+    )
+    settings_secret: str | None = Field(
+        default=None,
+        description="kubernetes cloud only: an existing Secret whose keys (AGENTSTAGE_<SETTING>) the agents "
+        "read as settings files (what must not be in the stack file: API keys, connection URLs).",
+    )
+
+
+# What the blueprint sets itself in runtimeSettings (per agent), and what a shared cluster cannot use.
+_SET_BY_BLUEPRINT = frozenset({"agents", "task_queue", "identity_client_id"})
+_NEEDS_A_SHARED_BUS = ("sqs", "servicebus", "storage_queue")
+
+
+def runtime_settings_known(values: dict[str, str]) -> None:
+    """Names must be settings of the runtime's contract, complete for a deployed agent, and not secret."""
+    # Light (pydantic-settings); only the stacks that use runtimeSettings pay for the import.
+    from agent_runtime.settings import Settings, cloud_required_fields
+
+    unknown = sorted(set(values) - Settings.model_fields.keys())
+    if unknown:
+        raise ValueError(
+            f"{NAMESPACE}:runtimeSettings: unknown runtime setting(s) {', '.join(unknown)}; see "
+            "runtime/agent_runtime/settings.py for the names"
+        )
+    own = sorted(set(values) & _SET_BY_BLUEPRINT)
+    if own:
+        raise ValueError(
+            f"{NAMESPACE}:runtimeSettings.{own[0]} is set by the blueprint for each agent; remove it"
+        )
+    missing = sorted(cloud_required_fields() - _SET_BY_BLUEPRINT - set(values))
+    if missing:
+        raise ValueError(f"{NAMESPACE}:runtimeSettings needs {', '.join(missing)} for a deployed agent")
+    if values.get("bus_backend") not in _NEEDS_A_SHARED_BUS:
+        raise ValueError(
+            f"{NAMESPACE}:runtimeSettings.bus_backend must be one of {', '.join(_NEEDS_A_SHARED_BUS)}: "
+            "workers on a cluster share their queues (the embedded sqlite queue is one process's)"
+        )
+    secret = sorted(
+        name for name in values if name in {"llm_api_key", "api_key", "api_keys", "redis_url", "postgres_dsn"}
+    )
+    if secret:
+        raise ValueError(
+            f"{NAMESPACE}:runtimeSettings.{secret[0]} is a secret: put it in the Secret named by "
+            f"{NAMESPACE}:kubernetes.settingsSecret, not in the stack file"
+        )
+
+
+# What KEDA needs to find and read each bus's queues on your own cluster: (runtime setting, annotation).
+
+
+_SCALER_NEEDS: dict[str, tuple[str, str]] = {
+    "sqs": ("aws_region", "eks.amazonaws.com/role-arn"),
+    "servicebus": ("servicebus_namespace", "azure.workload.identity/client-id"),
+    "storage_queue": ("storage_queue_account_url", "azure.workload.identity/client-id"),
+}
+
+
+def scaler_can_read_the_bus(settings: dict[str, str], annotations: dict[str, str]) -> None:
+    backend = settings["bus_backend"]
+    setting, annotation = _SCALER_NEEDS[backend]
+    if not settings.get(setting):
+        raise ValueError(f"{NAMESPACE}:runtimeSettings.{setting} is needed with bus_backend '{backend}'")
+    if not annotations.get(annotation):
+        raise ValueError(
+            f"{NAMESPACE}:kubernetes.serviceAccountAnnotations needs '{annotation}' with bus_backend "
+            f"'{backend}': the agents and KEDA's queue-depth reads authenticate as that identity"
+        )

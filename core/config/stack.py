@@ -1,0 +1,285 @@
+"""The stack configuration: everything a stack file may say, validated before anything is built.
+
+Stack files (``stacks/Pulumi.<stack>.yaml``) use Pulumi's ``agentstage:`` namespace with camelCase keys.
+Unknown keys are errors - a typo must never fall back to a default silently - and every error names
+the stack file, the key as written there, and what is allowed. A neutral core (agents, models, memory,
+budgets) is shared by every cloud; each cloud's sections and what the neutral ones must say on that
+cloud are checked by that cloud's module (``azure``, ``aws``, ``kubernetes``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from core.config.agents import (
+    AgentConfig,
+    MemoryConfig,
+    ModelDeploymentConfig,
+    OrchestratorConfig,
+    RoutingRuleConfig,
+    RuntimeBudgetConfig,
+)
+from core.config.aws import LambdaConfig, check_aws
+from core.config.azure import (
+    FunctionsConfig,
+    GatewayConfig,
+    MessagingConfig,
+    NetworkConfig,
+    PolicyConfig,
+    VectorSearchConfig,
+    check_azure,
+)
+from core.config.base import NAMESPACE, StackConfigError, Strict, describe_validation_error, require_unique
+from core.config.kubernetes import check_kubernetes
+from core.config.sections import (
+    AlertsConfig,
+    ApiConfig,
+    BudgetConfig,
+    ContentFilterConfig,
+    KubernetesConfig,
+    WaiverConfig,
+    runtime_settings_known,
+    scaler_can_read_the_bus,
+)
+
+BUILT: tuple[tuple[str, str], ...] = (
+    ("pilot", "azure"),
+    ("foundation", "azure"),
+    ("enterprise", "azure"),
+    ("enterprise", "kubernetes"),
+    ("pilot", "aws"),
+)
+"""The (blueprint, cloud) pairs the kit builds (``blueprints.registry`` maps each to its function)."""
+
+# Keys that only mean something on some stages and clouds: set elsewhere they would be ignored, so they
+# are errors instead. key -> the (blueprint, cloud) pairs built to use it.
+_EVERY_STAGE = ("pilot", "foundation", "enterprise")
+_LATER_STAGES = ("foundation", "enterprise")
+_KEY_PLACES: dict[str, tuple[tuple[str, str], ...]] = {
+    "orchestrator": tuple((stage, cloud) for stage in _LATER_STAGES for cloud in ("azure", "kubernetes")),
+    "gateway": tuple((stage, "azure") for stage in _LATER_STAGES),
+    "messaging": tuple((stage, "azure") for stage in _LATER_STAGES),
+    "kubernetes": (("enterprise", "azure"), ("enterprise", "kubernetes")),
+    "network": (("enterprise", "azure"),),
+    "budget": (("enterprise", "azure"), ("pilot", "aws")),
+    "alerts": (("enterprise", "azure"), ("pilot", "aws")),
+    "policy": (("enterprise", "azure"),),
+    "runtime_settings": (("enterprise", "kubernetes"),),
+    "functions": tuple((stage, "azure") for stage in _EVERY_STAGE),
+    "vector_search": tuple((stage, "azure") for stage in _EVERY_STAGE),
+    "lambda_function": (("pilot", "aws"),),
+}
+
+# Keys each (blueprint, cloud) cannot do without.
+_REQUIRED_KEYS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("foundation", "azure"): ("orchestrator", "gateway", "messaging", "vector_search"),
+    ("enterprise", "azure"): (
+        "orchestrator",
+        "gateway",
+        "messaging",
+        "vector_search",
+        "kubernetes",
+        "network",
+        "budget",
+    ),
+    ("enterprise", "kubernetes"): ("kubernetes", "runtime_settings"),
+    ("pilot", "aws"): ("budget",),
+}
+
+
+class StackConfig(Strict):
+    """One environment: which blueprint on which cloud, and its settings."""
+
+    blueprint: Literal["pilot", "foundation", "enterprise"]
+    cloud: Literal["azure", "aws", "kubernetes"]
+    location: str = Field(pattern=r"^[a-z][a-z0-9-]*$", description="Cloud region, e.g. swedencentral.")
+    name_prefix: str = Field(pattern=r"^[a-z][a-z0-9]{1,7}$", description="2-8 lowercase letters/digits.")
+    environment: str = Field(pattern=r"^[a-z][a-z0-9]{1,9}$", description="2-10 lowercase letters/digits.")
+    tags: dict[str, str] = Field(default_factory=dict)
+    agents: tuple[AgentConfig, ...] = Field(min_length=1)
+    models: tuple[ModelDeploymentConfig, ...] = Field(min_length=1)
+    memory: MemoryConfig
+    log_retention_days: int = Field(default=30, ge=30, le=730)
+    vector_search: VectorSearchConfig | None = None
+    functions: FunctionsConfig = FunctionsConfig()
+    lambda_function: LambdaConfig = Field(default_factory=LambdaConfig, alias="lambda")
+    content_filter: ContentFilterConfig = ContentFilterConfig()
+    api: ApiConfig = ApiConfig()
+    orchestrator: OrchestratorConfig | None = None
+    gateway: GatewayConfig | None = None
+    messaging: MessagingConfig | None = None
+    kubernetes: KubernetesConfig | None = None
+    network: NetworkConfig | None = None
+    budget: BudgetConfig | None = None
+    runtime_budgets: tuple[RuntimeBudgetConfig, ...] = Field(
+        default=(),
+        description="Tokens, requests and cost per window, per tenant, agent or caller, enforced by every app "
+        "on the stage's shared ledger.",
+    )
+    alerts: AlertsConfig | None = None
+    policy: PolicyConfig | None = None
+    runtime_settings: dict[str, str] | None = Field(
+        default=None,
+        description="kubernetes cloud: the runtime's settings (names of its contract, e.g. llm_endpoint, "
+        "bus_backend) for services the cluster reaches but this stack does not create.",
+    )
+    waivers: tuple[WaiverConfig, ...] = ()
+
+    def _rules_name_agents(self, rules: Sequence[RoutingRuleConfig]) -> None:
+        names = [agent.name for agent in self.agents]
+        for index, rule in enumerate(rules):
+            for position, agent in enumerate(rule.agents):
+                if agent not in names:
+                    raise ValueError(
+                        f"{NAMESPACE}:orchestrator.rules[{index}].agents[{position}]: '{agent}' is not one of "
+                        f"{NAMESPACE}:agents ({', '.join(names)})"
+                    )
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> StackConfig:
+        require_unique("agents", [a.name for a in self.agents])
+        require_unique("models", [m.name for m in self.models])
+        require_unique("runtimeBudgets", [b.name for b in self.runtime_budgets])
+        if self.runtime_budgets and "budgets" in (self.runtime_settings or {}):
+            raise ValueError(
+                f"{NAMESPACE}:runtimeSettings.budgets: declare runtime budgets in {NAMESPACE}:runtimeBudgets only"
+            )
+        self._stage_keys_fit()
+        deployments = [m.name for m in self.models]
+        references = [(f"agents[{i}].model", agent.model) for i, agent in enumerate(self.agents)]
+        if self.orchestrator is not None:
+            references.append(("orchestrator.model", self.orchestrator.model))
+            if self.orchestrator.name in {a.name for a in self.agents}:
+                raise ValueError(
+                    f"{NAMESPACE}:orchestrator.name: '{self.orchestrator.name}' is also an agent's name"
+                )
+            self._rules_name_agents(self.orchestrator.rules)
+        references.append(("memory.embeddingDeployment", self.memory.embedding_deployment))
+        for key, deployment in references:
+            if deployment not in deployments:
+                raise ValueError(
+                    f"{NAMESPACE}:{key}: '{deployment}' is not a deployment in {NAMESPACE}:models "
+                    f"(deployments: {', '.join(deployments)})"
+                )
+        return self
+
+    def _stage_keys_fit(self) -> None:
+        place = (self.blueprint, self.cloud)
+        if place not in BUILT:
+            available = ", ".join(f"{stage} on {cloud}" for stage, cloud in sorted(BUILT))
+            raise ValueError(
+                f"{NAMESPACE}:cloud '{self.cloud}' is not built yet for blueprint '{self.blueprint}'; "
+                f"available: {available}"
+            )
+        for key, places in _KEY_PLACES.items():
+            if key not in self.model_fields_set or place in places:
+                continue
+            where = ", ".join(f"{stage} on {cloud}" for stage, cloud in places)
+            raise ValueError(
+                f"{key_name(key)} applies to {where}, not {self.blueprint} on {self.cloud}; remove it or "
+                "change agentstage:blueprint / agentstage:cloud"
+            )
+        required = _REQUIRED_KEYS.get(place, ())
+        missing = [
+            key_name(key)
+            for key in required
+            if (not self.vector_search_enabled if key == "vector_search" else getattr(self, key) is None)
+        ]
+        if missing:
+            raise ValueError(f"the {self.blueprint} blueprint on {self.cloud} needs " + ", ".join(missing))
+        if self.kubernetes is not None:
+            names = [agent.name for agent in self.agents]
+            unknown = [name for name in self.kubernetes.agents if name not in names]
+            if unknown:
+                raise ValueError(
+                    f"{NAMESPACE}:kubernetes.agents: {', '.join(unknown)} not in {NAMESPACE}:agents "
+                    f"(agents: {', '.join(names)})"
+                )
+        if self.runtime_settings is not None:
+            runtime_settings_known(self.runtime_settings)
+            if self.kubernetes is not None:
+                scaler_can_read_the_bus(self.runtime_settings, self.kubernetes.service_account_annotations)
+        CLOUD_CHECKS[self.cloud](self)
+
+    @property
+    def vector_search_enabled(self) -> bool:
+        return self.vector_search is not None and self.vector_search.enabled
+
+    @property
+    def api_audience(self) -> str:
+        return self.api.audience or f"api://{self.name_prefix}-{self.environment}"
+
+
+CLOUD_CHECKS: dict[str, Callable[[StackConfig], None]] = {
+    "azure": check_azure,
+    "aws": check_aws,
+    "kubernetes": check_kubernetes,
+}
+"""What each cloud requires of the neutral sections (raising a ValueError that names the key)."""
+
+
+def key_name(field: str) -> str:
+    """A field of :class:`StackConfig` as the stack file writes it (``agentstage:lambda``)."""
+    info = StackConfig.model_fields[field]
+    return f"{NAMESPACE}:{info.alias or to_camel(field)}"
+
+
+def parse_stack_config(raw: dict[str, str], source: str) -> StackConfig:
+    """Validate the ``agentstage:`` keys of a stack's config.
+
+    ``raw`` maps full keys (``agentstage:agents``) to values as the Pulumi engine passes them: strings,
+    with structured values JSON-encoded. Keys of other namespaces (provider settings such as
+    ``azure-native:location``) are left to their providers. ``source`` names the stack file in errors.
+    """
+    allowed = {field.alias or name for name, field in StackConfig.model_fields.items()}
+    values: dict[str, Any] = {}
+    for full_key, value in raw.items():
+        namespace, _, key = full_key.partition(":")
+        if namespace != NAMESPACE:
+            continue
+        if key not in allowed:
+            raise StackConfigError(
+                f"{source}: unknown key '{full_key}'; allowed keys: "
+                + ", ".join(f"{NAMESPACE}:{k}" for k in sorted(allowed))
+            )
+        values[key] = _decode(value)
+    try:
+        config = StackConfig.model_validate(values)
+    except ValidationError as error:
+        raise StackConfigError(
+            describe_validation_error(error, source, StackConfig, f"{NAMESPACE}:")
+        ) from None
+    _provider_region_matches(config, raw, source)
+    return config
+
+
+PROVIDER_REGION = {"aws": "aws:region"}
+"""The provider setting that places a cloud's resources, which must be the stack's location."""
+
+
+def _provider_region_matches(config: StackConfig, raw: dict[str, str], source: str) -> None:
+    key = PROVIDER_REGION.get(config.cloud)
+    if key is None:
+        return
+    region = raw.get(key)
+    if region != config.location:
+        found = f"it is '{region}'" if region else "it is not set"
+        raise StackConfigError(
+            f"{source}: {key} places every resource and must be the stack's location '{config.location}' "
+            f"({NAMESPACE}:location); {found}"
+        )
+
+
+def _decode(value: str) -> Any:
+    """Structured values arrive JSON-encoded; scalars stay strings (pydantic converts '30' to 30)."""
+    if value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
