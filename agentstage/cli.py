@@ -23,6 +23,7 @@ VERBS: dict[str, str] = {
     "check": "check stacks against agentstage's policy rules and checkov (offline); exit 1 on a blocking failure",
     "cost": "estimate what a stack costs a month: fixed (idle) and usage, from list prices (offline)",
     "report": "write one self-contained HTML page of a stack: architecture, policy verdict, cost, components",
+    "stacks": "list every stack in delivery order (development -> production), as the pipeline deploys them",
     "dev": "run the agent runtime locally (scripted model unless AGENTSTAGE_LLM_ENDPOINT is set)",
 }
 

@@ -2,6 +2,9 @@
 
 Exit status: 0 when no stack has an unwaived mandatory failure, 1 when one has, 2 for usage errors
 (unknown stack, unreadable graph file, invalid stack file).
+
+``--deploy`` is the gate the pipeline runs right before ``pulumi up``: besides the rules it refuses what
+may be planned but never deployed - an image named by tag, or the example stacks' placeholder digest.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ import json
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
+from agentstage.commands import add_project_dir
 from agentstage.console import Console
+from core.delivery import IMAGE_KEY, delivery_of
 from core.engine import build_graph
 from core.errors import AgentstageError, ExitStatus
 from core.graph import ResourceGraph
-from core.stacks import available_stacks, project_dir
+from core.stacks import available_stacks, load_stack_config, project_dir
 from policies.checking import check_graph, start_checkov
 from policies.report import FORMATS, CheckReport, StackReport, verdict_text
 from policies.rules import load_context
@@ -36,11 +41,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--no-checkov", action="store_true", help="run agentstage's rules only (skip checkov)"
     )
     parser.add_argument(
-        "--project-dir",
-        type=Path,
-        default=None,
-        help="the Pulumi project (default: this directory if it has one)",
+        "--deploy",
+        action="store_true",
+        help="the stacks are about to be deployed: also refuse images by tag or by the placeholder digest",
     )
+    add_project_dir(parser)
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
@@ -48,6 +53,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     checkov = not args.no_checkov
     reports: list[StackReport] = []
     if args.graph is not None:
+        if args.deploy:
+            raise AgentstageError("--deploy checks stack files: use --stack or --all, not --graph")
         with _warm_checkov(checkov, console) as warm:
             graph = _read_graph(args.graph)
             context = load_context(graph.stack, project)
@@ -61,6 +68,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
         stacks = available_stacks(project) if args.all else [args.stack]
         if not stacks:
             raise AgentstageError(f"no stacks in {project}: nothing to check")
+        if args.deploy and (undeployable := _undeployable(stacks, project)):
+            for problem in undeployable:
+                console.error(problem)
+            return ExitStatus.POLICY_FAILED
         for stack in stacks:
             console.info(
                 f"checking stack {stack} (planning offline, then rules{' and checkov' if checkov else ''})..."
@@ -79,6 +90,23 @@ def run(args: argparse.Namespace, console: Console) -> int:
         if args.out is not None or args.format != "table":
             console.info(f"{stack.stack}: {verdict_text(stack)}")
     return ExitStatus.OK if report.ok else ExitStatus.POLICY_FAILED
+
+
+def _undeployable(stacks: list[str], project: Path) -> list[str]:
+    """Why each of ``stacks`` must not be deployed as its stack file stands (nothing when all may be)."""
+    problems = []
+    for stack in stacks:
+        config, path = load_stack_config(stack, project)
+        delivery = delivery_of(stack, config)
+        fix = (
+            f"deploy the digest the agent-build workflow pushed "
+            f"(pulumi config set --path {IMAGE_KEY} {delivery.image_repository}@sha256:<digest> -s {stack})"
+        )
+        if delivery.placeholder_image:
+            problems.append(f"{path}: {IMAGE_KEY} is the placeholder digest (all zeros): {fix}")
+        elif delivery.image_repository and not delivery.image_digest:
+            problems.append(f"{path}: {IMAGE_KEY} names a tag, and a tag can move under a deployment: {fix}")
+    return problems
 
 
 def _warm_checkov(enabled: bool, console: Console) -> AbstractContextManager:

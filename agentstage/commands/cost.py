@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from agentstage.commands import add_project_dir
 from agentstage.console import Console
 from core.engine import build_graph
 from core.errors import AgentstageError, ExitStatus
@@ -34,9 +35,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default="table",
         help="table for people (default), json for machines, markdown for documents",
     )
-    parser.add_argument(
-        "--project-dir", type=Path, default=None, help="the Pulumi project (default: this directory)"
-    )
+    add_project_dir(parser)
 
 
 def run(args: argparse.Namespace, console: Console) -> int:

@@ -10,13 +10,15 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agentstage.commands import add_project_dir
 from agentstage.console import Console
 from agentstage.diagram import mermaid_lines
 from agentstage.render import summary_lines, tree_lines
+from core.delivery import IMAGE_KEY, delivery_of
 from core.engine import build_graph
 from core.errors import AgentstageError, ExitStatus
 from core.graph import ResourceGraph
-from core.stacks import available_stacks, project_dir
+from core.stacks import available_stacks, load_stack_config, project_dir
 from policies import verdict_line
 
 if TYPE_CHECKING:
@@ -45,12 +47,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="also write to this file: the Mermaid diagram with --format mermaid, else the graph as JSON",
     )
-    parser.add_argument(
-        "--project-dir",
-        type=Path,
-        default=None,
-        help="the Pulumi project (default: this directory if it has one)",
-    )
+    add_project_dir(parser)
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
@@ -66,6 +63,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         base = base_plan(args.diff, args.stack, project)
     console.info(f"planning stack {args.stack} offline (Pulumi program under mocks, preview mode)...")
     graph = build_graph(args.stack, project)
+    _warn_of_placeholder_image(args.stack, project, console)
     if args.out is not None:
         _write_out(args.out, graph, mermaid=args.format == "mermaid" and base is None)
         console.info(f"{'diagram' if args.format == 'mermaid' else 'graph'} written to {args.out}")
@@ -87,6 +85,14 @@ def run(args: argparse.Namespace, console: Console) -> int:
     console.print()
     console.print(verdict)
     return ExitStatus.OK
+
+
+def _warn_of_placeholder_image(stack: str, project: Path, console: Console) -> None:
+    if delivery_of(stack, load_stack_config(stack, project)[0]).placeholder_image:
+        console.warn(
+            f"stack {stack}: {IMAGE_KEY} is the placeholder digest - fine to plan and check, refused by "
+            "`agentstage check --deploy`; the pipeline deploys the digest the agent-build workflow pushed"
+        )
 
 
 def _write_out(path: Path, graph: ResourceGraph, *, mermaid: bool) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from agentstage.commands import add_project_dir
 from agentstage.console import Console
 from agentstage.report import ReportInput, file_name, html_page
 from core.engine import build_graph
@@ -24,9 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-checkov", action="store_true", help="our rules only (checkov adds its findings, a few seconds)"
     )
-    parser.add_argument(
-        "--project-dir", type=Path, default=None, help="the Pulumi project (default: this directory)"
-    )
+    add_project_dir(parser)
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
