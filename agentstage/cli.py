@@ -4,7 +4,7 @@ Every verb module exposes ``configure(parser)`` and ``run(args, console) -> int`
 in :data:`VERBS`. Only the verb being run is imported: ``plan`` need not load the runtime or the report
 writers, which keeps the command's start close to the Pulumi program's own.
 User mistakes (:class:`AgentstageError`) print one line and exit 2; anything else is a bug and prints
-a one-line hint, with the traceback only under ``--debug``.
+a one-line hint, with the traceback only under ``--debug`` (given before or after the verb).
 """
 
 from __future__ import annotations
@@ -35,6 +35,13 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for name, help_text in VERBS.items():
         sub = verbs.add_parser(name, help=help_text, description=help_text)
+        # Also after the verb; SUPPRESS keeps a --debug given before the verb from being reset to False.
+        sub.add_argument(
+            "--debug",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="show tracebacks of internal errors",
+        )
         if name == verb:
             module = importlib.import_module(f"agentstage.commands.{name}")
             module.configure(sub)

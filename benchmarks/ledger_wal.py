@@ -5,7 +5,8 @@ behind it) takes ``wrk`` at 20 connections for ``--seconds`` (default 300). The 
 times a second throughout, and again after a few quiet seconds. Printed: the high-water mark (target
 <= 64 MB), the size once idle, throughput and latency percentiles.
 
-Run: ``.venv/bin/python benchmarks/ledger_wal.py [--seconds 300]`` (needs ``wrk``: apt-get install wrk).
+Run: ``make bench-ledger`` (installs ``wrk`` first), or ``.venv/bin/python benchmarks/ledger_wal.py
+[--seconds 300]`` once ``wrk`` is there.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=300)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed: apt-get install wrk")
+        sys.exit("wrk is not installed: make bench-ledger installs it (scripts/install-system-deps.sh bench)")
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp)
         script = state / "post.lua"

@@ -15,7 +15,8 @@ Three measurements, printed as one table:
   imports openai (``benchmarks/bare_app.py``), medians of alternating rounds. Target ratio <= 1.3.
 
 ``wrk`` (Debian package) drives load: a Python client saturates at 500-750 req/s here and would measure
-itself. Run: ``.venv/bin/python benchmarks/runtime_latency.py [--seconds 10] [--workers 2] [--rounds 5]``;
+itself; ``make bench-runtime`` installs it (``scripts/install-system-deps.sh bench``) and runs this. Run by
+hand: ``.venv/bin/python benchmarks/runtime_latency.py [--seconds 10] [--workers 2] [--rounds 5]``;
 ``--runtime DIR`` measures another checkout's ``runtime/`` directory (a before/after comparison).
 """
 
@@ -136,7 +137,9 @@ def main() -> None:
     args = parser.parse_args()
     cwd = args.runtime.resolve()
     if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed: apt-get install wrk")
+        sys.exit(
+            "wrk is not installed: make bench-runtime installs it (scripts/install-system-deps.sh bench)"
+        )
 
     with tempfile.TemporaryDirectory() as tmp:
         state, script = Path(tmp), Path(tmp) / "post.lua"

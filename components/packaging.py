@@ -197,14 +197,24 @@ def _pip_install(requirements: Path, target: Path, platform: str) -> None:
 
 
 def _write_zip(entries: dict[str, Path], path: Path, *, vendored: bool, platform: str) -> Package:
-    """Write ``entries`` sorted, with fixed timestamps and modes, so equal content gives equal bytes."""
-    partial = path.with_suffix(".partial")
-    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name in sorted(entries):
-            info = zipfile.ZipInfo(name, date_time=_FIXED_TIMESTAMP)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o100644 << 16
-            archive.writestr(info, entries[name].read_bytes())
-    partial.replace(path)
-    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    """Write ``entries`` sorted, with fixed timestamps and modes, so equal content gives equal bytes.
+
+    The zip is written under a name of this process's own and moved into place, so processes planning at
+    the same time (a diff's base and head, parallel test workers) never read or clobber a half-written one.
+    """
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".partial")
+    os.close(handle)
+    partial = Path(name)
+    try:
+        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for entry in sorted(entries):
+                info = zipfile.ZipInfo(entry, date_time=_FIXED_TIMESTAMP)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o100644 << 16
+                archive.writestr(info, entries[entry].read_bytes())
+        sha256 = hashlib.sha256(partial.read_bytes()).hexdigest()
+        partial.chmod(0o644)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
     return Package(path=path, sha256=sha256, vendored=vendored, platform=platform)

@@ -33,10 +33,11 @@ from core.stacks import PROJECT_DIR, project_settings, read_stack_config, stack_
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
     """A mock monitor that keeps every registration: the whole graph, with its edges."""
 
-    def __init__(self, mocks: pulumi_mocks.Mocks) -> None:
+    def __init__(self, mocks: pulumi_mocks.Mocks, on_resource: OnResource | None = None) -> None:
         super().__init__(mocks)
         self.recorded: list[Resource] = []
         self.stack_urn = ""
+        self.on_resource = on_resource
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
         """URNs as the engine forms them: the parent's type chain, without the root stack's type."""
@@ -67,8 +68,13 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 arn=arn if arn != rpc.UNKNOWN else None,
             )
         )
+        if self.on_resource is not None:
+            self.on_resource(self.recorded[-1])
         return response
 
+
+OnResource = Callable[[Resource], None]
+"""Called with each resource as it is registered (progress on a terminal); it must return quickly."""
 
 ARN_OUTPUTS = ("arn", "guardrailArn", "dashboardArn")
 """Outputs that carry an AWS resource's ARN, the name IAM documents use for it."""
@@ -96,8 +102,13 @@ def clean_value(value: Any) -> Any:
     return value
 
 
-def build_graph(stack: str, project_dir: Path = PROJECT_DIR) -> ResourceGraph:
-    """Run the project's program for ``stack`` offline and return its resource graph."""
+def build_graph(
+    stack: str, project_dir: Path = PROJECT_DIR, *, on_resource: OnResource | None = None
+) -> ResourceGraph:
+    """Run the project's program for ``stack`` offline and return its resource graph.
+
+    ``on_resource`` hears of each resource as it is registered, in registration order (not the graph's).
+    """
     path = stack_file(stack, project_dir)
     config, secret_keys = read_stack_config(path)
     program = project_dir / "__main__.py"
@@ -107,6 +118,7 @@ def build_graph(stack: str, project_dir: Path = PROJECT_DIR) -> ResourceGraph:
         stack=stack,
         config=config,
         secret_keys=secret_keys,
+        on_resource=on_resource,
     )
     return relative_paths(graph, (project_dir, PROJECT_DIR))
 
@@ -142,17 +154,21 @@ def record(
     config: dict[str, str] | None = None,
     secret_keys: list[str] | None = None,
     mocks: pulumi_mocks.Mocks | None = None,
+    on_resource: OnResource | None = None,
 ) -> ResourceGraph:
     """Run any Pulumi program (a whole stack, or one component in a test) and record its graph.
 
     ``mocks`` answers registrations and invokes; by default every cloud's profile (:mod:`core.mocks`).
+    ``on_resource`` is called with each resource as it is registered.
     """
     # Each recording runs on a loop of its own: Pulumi's synchronous bridge uses the thread's current
     # loop, and code run earlier in the process (asyncio.run) may have left none or a closed one.
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        return _record_on_current_loop(program, project, stack, config or {}, secret_keys or [], mocks)
+        return _record_on_current_loop(
+            program, project, stack, config or {}, secret_keys or [], mocks, on_resource
+        )
     finally:
         # A program that failed leaves Pulumi's registrations pending: cancel and drain them, so closing
         # the loop destroys no live task.
@@ -171,8 +187,9 @@ def _record_on_current_loop(
     config: dict[str, str],
     secret_keys: list[str],
     mocks: pulumi_mocks.Mocks | None,
+    on_resource: OnResource | None = None,
 ) -> ResourceGraph:
-    monitor = _RecordingMonitor(mocks or offline_mocks(config))
+    monitor = _RecordingMonitor(mocks or offline_mocks(config), on_resource)
     pulumi_settings.ROOT.set(None)
     set_all_config(config, secret_keys)
     pulumi_mocks.set_mocks(monitor.mocks, project=project, stack=stack, preview=True, monitor=monitor)

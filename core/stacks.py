@@ -7,6 +7,7 @@ redacted marker: exactly what a real run hands the program, minus what only decr
 
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,12 +60,27 @@ def available_stacks(project_dir: Path = PROJECT_DIR) -> list[str]:
     return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in config_dir.glob("Pulumi.*.yaml"))
 
 
+TOP_LEVEL_KEYS = ("config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment")
+"""What a stack file may hold at the top: ``config``, and what Pulumi itself writes there (the secrets
+provider and its key or salt, and the Pulumi ESC environments the stack imports)."""
+
+
+def shown_path(path: Path) -> str:
+    """``path`` as messages name it: relative to its project (``stacks/Pulumi.dev.yaml``), else as given."""
+    for folder in path.resolve().parents:
+        if (folder / "Pulumi.yaml").is_file():
+            return path.resolve().relative_to(folder).as_posix()
+    return str(path)
+
+
 def read_stack_config(path: Path) -> tuple[dict[str, str], list[str]]:
     """Config as the Pulumi engine hands it to a program: strings, structured values as JSON.
 
     Secure (encrypted) values cannot be decrypted offline; they are passed as a redacted marker and
-    flagged secret, exactly where a real run would see a secret.
+    flagged secret, exactly where a real run would see a secret. A top-level key other than
+    :data:`TOP_LEVEL_KEYS` (a misspelled ``config:``) is one clear error, not a list of missing settings.
     """
+    shown = shown_path(path)
     try:
         with open(path, encoding="utf-8") as handle:
             document = yaml.safe_load(handle) or {}
@@ -72,10 +88,21 @@ def read_stack_config(path: Path) -> tuple[dict[str, str], list[str]]:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         raise AgentstageError(
-            f"{path.name} is not valid YAML{where}: {getattr(error, 'problem', error)}"
+            f"{shown} is not valid YAML{where}: {getattr(error, 'problem', error)}"
         ) from None
     if not isinstance(document, dict) or not isinstance(document.get("config", {}), dict):
-        raise AgentstageError(f"{path.name}: expected a mapping with a 'config' mapping at the top level")
+        raise AgentstageError(f"{shown}: expected a mapping with a 'config' mapping at the top level")
+    unknown = [key for key in document if key not in TOP_LEVEL_KEYS]
+    if unknown:
+        key = unknown[0]
+        match = difflib.get_close_matches(str(key), TOP_LEVEL_KEYS, n=1, cutoff=0.6)
+        raise AgentstageError(
+            f"{shown}: unknown top-level key '{key}'"
+            + (f" (did you mean {match[0]}?)" if match else "")
+            + "; a stack file holds its settings under config:, beside only what Pulumi writes there ("
+            + ", ".join(TOP_LEVEL_KEYS[1:])
+            + ")"
+        )
     config: dict[str, str] = {}
     secret_keys: list[str] = []
     for key, value in (document.get("config") or {}).items():
@@ -96,7 +123,7 @@ def load_stack_config(stack: str, project_dir: Path = PROJECT_DIR) -> tuple[Stac
     path = stack_file(stack, project_dir)
     raw, _secret_keys = read_stack_config(path)
     try:
-        config = parse_stack_config(raw, path.name)
+        config = parse_stack_config(raw, shown_path(path))
     except StackConfigError as error:
         raise AgentstageError(str(error)) from None
     return config, path.relative_to(project_dir) if path.is_relative_to(project_dir) else path

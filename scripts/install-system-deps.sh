@@ -1,15 +1,34 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite needs, only if they are missing: its real servers (Redis),
-# Graphviz (agentstage report draws the architecture with dot) and headless Chromium with a font (the
-# report is tested in a real browser). PostgreSQL + pgvector come from the pgserver Python package
-# (installed into .venv), not from here.
+# Installs Debian packages agentstage needs, only if they are missing.
+#
+#   scripts/install-system-deps.sh          what the test suite needs (make test): its real servers (Redis),
+#                                           Graphviz (agentstage report draws the architecture with dot) and
+#                                           headless Chromium with a font (the report is tested in a real
+#                                           browser). PostgreSQL + pgvector come from the pgserver Python
+#                                           package (installed into .venv), not from here.
+#   scripts/install-system-deps.sh bench    what the runtime benchmarks need (make bench-runtime,
+#                                           make bench-ledger): wrk, the HTTP load generator.
 set -euo pipefail
 
+purpose="${1:-tests}"
 missing=()
-command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-command -v dot >/dev/null 2>&1 || missing+=(graphviz)
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+case "$purpose" in
+  tests)
+    needed_by="the tests"
+    command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+    command -v dot >/dev/null 2>&1 || missing+=(graphviz)
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+    ;;
+  bench)
+    needed_by="the runtime benchmarks"
+    command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+    ;;
+  *)
+    echo "usage: $0 [tests|bench]" >&2
+    exit 2
+    ;;
+esac
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
@@ -20,7 +39,7 @@ if [ "$(id -u)" -ne 0 ]; then
   if sudo -n true 2>/dev/null; then
     as_root=(sudo -n)
   else
-    echo "error: the tests need these Debian packages: ${missing[*]}; install them with:" >&2
+    echo "error: $needed_by need these Debian packages: ${missing[*]}; install them with:" >&2
     echo "  sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
     exit 1
   fi

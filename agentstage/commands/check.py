@@ -5,16 +5,20 @@ Exit status: 0 when no stack has an unwaived mandatory failure, 1 when one has, 
 
 ``--deploy`` is the gate the pipeline runs right before ``pulumi up``: besides the rules it refuses what
 may be planned but never deployed - an image named by tag, or the example stacks' placeholder digest.
+
+The table shows failures, waivers and each stack's verdict (``--verbose``: every check, passes too);
+``--out FILE`` writes the chosen format to FILE instead of stdout.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
-from agentstage.commands import add_project_dir
+from agentstage.commands import add_out, add_project_dir, emit
 from agentstage.console import Console
 from core.delivery import IMAGE_KEY, delivery_of
 from core.engine import build_graph
@@ -22,7 +26,7 @@ from core.errors import AgentstageError, ExitStatus
 from core.graph import ResourceGraph
 from core.stacks import available_stacks, load_stack_config, project_dir
 from policies.checking import check_graph, start_checkov
-from policies.report import FORMATS, CheckReport, StackReport, verdict_text
+from policies.report import FORMATS, CheckReport, StackReport, table, verdict_text
 from policies.rules import load_context
 
 
@@ -31,12 +35,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--stack", help="stack name: stacks/Pulumi.<stack>.yaml")
     target.add_argument("--all", action="store_true", help="every stack in the project")
     target.add_argument(
-        "--graph", type=Path, metavar="FILE", help="a graph saved by `agentstage plan --out FILE`"
+        "--graph",
+        type=Path,
+        metavar="FILE",
+        help="a graph saved by `agentstage plan --format json --out FILE`",
     )
     parser.add_argument(
         "--format", choices=tuple(FORMATS), default="table", help="report format (default: table)"
     )
-    parser.add_argument("--out", type=Path, metavar="FILE", help="write the report to FILE instead of stdout")
+    parser.add_argument(
+        "--verbose", action="store_true", help="table: list every check on every resource, passes too"
+    )
+    add_out(parser, "the report")
     parser.add_argument(
         "--no-checkov", action="store_true", help="run agentstage's rules only (skip checkov)"
     )
@@ -51,16 +61,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, console: Console) -> int:
     project = project_dir(args.project_dir)
     checkov = not args.no_checkov
+    doing = f"running our rules{' and checkov' if checkov else ''}"
     reports: list[StackReport] = []
     if args.graph is not None:
         if args.deploy:
             raise AgentstageError("--deploy checks stack files: use --stack or --all, not --graph")
-        with _warm_checkov(checkov, console) as warm:
+        with _warm_checkov(checkov, console) as warm, console.progress() as progress:
             graph = _read_graph(args.graph)
             context = load_context(graph.stack, project)
             if context.stack_file is None:
                 console.warn(f"{args.graph}: {context.source}")
             console.info(f"checking saved graph {args.graph} (stack {graph.stack})...")
+            progress.stack(graph.stack, doing)
+            progress.resources = len(graph.resources)
             reports.append(
                 check_graph(graph, context, checkov=checkov, graph_file=args.graph, warm_checkov=warm)
             )
@@ -72,16 +85,24 @@ def run(args: argparse.Namespace, console: Console) -> int:
             for problem in undeployable:
                 console.error(problem)
             return ExitStatus.POLICY_FAILED
-        for stack in stacks:
-            console.info(
-                f"checking stack {stack} (planning offline, then rules{' and checkov' if checkov else ''})..."
-            )
-            with _warm_checkov(checkov, console) as warm:
-                graph = build_graph(stack, project)
-                context = load_context(stack, project)
-                reports.append(check_graph(graph, context, checkov=checkov, warm_checkov=warm))
-    report = CheckReport(reports)
-    _emit(FORMATS[args.format](report), args.out, console)
+        with console.progress(len(stacks)) as progress:
+            for stack in stacks:
+                then = "rules and checkov" if checkov else "rules"
+                console.info(f"checking stack {stack} (planning offline, then {then})...")
+                progress.stack(stack)
+                with _warm_checkov(checkov, console) as warm:
+                    graph = build_graph(stack, project, on_resource=progress.resource)
+                    context = load_context(stack, project)
+                    progress.doing(doing)
+                    reports.append(check_graph(graph, context, checkov=checkov, warm_checkov=warm))
+    report = CheckReport([dataclasses.replace(r, project_dir=project) for r in reports])
+    if args.format == "table":
+        text = table.render(report, verbose=args.verbose)
+    else:
+        if args.verbose:
+            console.warn(f"--verbose changes the table; --format {args.format} always has every finding")
+        text = FORMATS[args.format](report)
+    emit(text, args.out, console, what="report")
     for stack in report.stacks:
         for waiver in stack.unused_waivers:
             console.warn(
@@ -125,16 +146,5 @@ def _read_graph(path: Path) -> ResourceGraph:
     except (ValueError, KeyError, TypeError) as error:
         detail = error.msg if isinstance(error, json.JSONDecodeError) else str(error)
         raise AgentstageError(
-            f"--graph {path}: not a graph saved by `agentstage plan --out` ({detail})"
+            f"--graph {path}: not a graph saved by `agentstage plan --format json --out` ({detail})"
         ) from None
-
-
-def _emit(text: str, out: Path | None, console: Console) -> None:
-    if out is None:
-        console.print(text)
-        return
-    try:
-        out.write_text(text + "\n", encoding="utf-8")
-    except OSError as error:
-        raise AgentstageError(f"cannot write --out {out}: {error.strerror}") from None
-    console.info(f"report written to {out}")

@@ -45,18 +45,22 @@ def run(args: argparse.Namespace, console: Console) -> int:
     usage = load_usage(args.usage) if args.usage is not None else None
     stacks = available_stacks(project) if args.all else [args.stack]
     estimates = []
-    for stack in stacks:
-        console.info(f"planning stack {stack} offline...")
-        config, stack_file = load_stack_config(stack, project)
-        estimates.append(
-            estimate(
-                build_graph(stack, project),
-                config,
-                usage,
-                stack_file=str(stack_file),
-                usage_source=str(args.usage) if args.usage else None,
+    with console.progress(len(stacks)) as progress:
+        for stack in stacks:
+            console.info(f"planning stack {stack} offline...")
+            progress.stack(stack)
+            config, stack_file = load_stack_config(stack, project)
+            graph = build_graph(stack, project, on_resource=progress.resource)
+            progress.doing("pricing")
+            estimates.append(
+                estimate(
+                    graph,
+                    config,
+                    usage,
+                    stack_file=str(stack_file),
+                    usage_source=str(args.usage) if args.usage else None,
+                )
             )
-        )
     for line in _lines(estimates, args.format, several=args.all):
         console.print(line)
     return ExitStatus.OK

@@ -2,6 +2,8 @@
 
 With ``--diff BASE`` it shows what a change does instead: against a saved plan, or against the stack
 planned at a git revision. ``--all --diff REVISION`` is the pull-request view of every stack.
+``--out FILE`` writes what stdout would show, in the chosen ``--format``, to FILE (as ``check --out``
+does): a plan that ``--diff`` reads later is saved with ``--format json --out FILE``.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agentstage.commands import add_project_dir
-from agentstage.console import Console
+from agentstage.commands import add_out, add_project_dir, emit
+from agentstage.console import Console, Progress
 from agentstage.diagram import mermaid_lines
 from agentstage.render import summary_lines, tree_lines
 from core.delivery import IMAGE_KEY, delivery_of
@@ -40,51 +42,74 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--diff",
         metavar="BASE",
-        help="show what changes against BASE: a saved plan (--out FILE) or a git revision such as main",
+        help="show what changes against BASE: a plan saved with --format json --out FILE, or a git "
+        "revision such as main",
     )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        help="also write to this file: the Mermaid diagram with --format mermaid, else the graph as JSON",
-    )
+    add_out(parser, "the plan (or the diff)")
     add_project_dir(parser)
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    _check_combination(args)
+    _check_combination(args, console)
     project = project_dir(args.project_dir)
     if args.all:
         return _diff_all(args, project, console)
-    base = None
-    if args.diff is not None:
-        from agentstage.plan_base import base_plan  # the diff's modules load only for a diff
-
-        console.info(f"planning the base, {args.diff}, offline...")
-        base = base_plan(args.diff, args.stack, project)
-    console.info(f"planning stack {args.stack} offline (Pulumi program under mocks, preview mode)...")
-    graph = build_graph(args.stack, project)
+    verdict, lines = "", []
+    with console.progress() as progress:
+        base = _base(args, project, console, progress) if args.diff is not None else None
+        console.info(f"planning stack {args.stack} offline (Pulumi program under mocks, preview mode)...")
+        progress.stack(args.stack)
+        graph = build_graph(args.stack, project, on_resource=progress.resource)
+        progress.doing("diffing and checking our rules" if base is not None else "checking our rules")
+        if base is not None:
+            lines = _diff_lines([_review(base, graph, project)], args.format, several=False)
+        else:
+            verdict = verdict_line(graph, project)
     _warn_of_placeholder_image(args.stack, project, console)
-    if args.out is not None:
-        _write_out(args.out, graph, mermaid=args.format == "mermaid" and base is None)
-        console.info(f"{'diagram' if args.format == 'mermaid' else 'graph'} written to {args.out}")
     if base is not None:
-        _print_diffs([_review(base, graph, project)], args.format, console, several=False)
+        emit("\n".join(lines), args.out, console, what="diff")
         return ExitStatus.OK
-    verdict = verdict_line(graph, project)
     if args.format in ("json", "mermaid"):
-        lines = [graph.to_json()] if args.format == "json" else list(mermaid_lines(graph))
-        for line in lines:
-            console.print(line)
+        text = graph.to_json() if args.format == "json" else "\n".join(mermaid_lines(graph))
+        emit(text, args.out, console, what="graph" if args.format == "json" else "diagram")
         console.info(verdict)
         return ExitStatus.OK
-    for line in tree_lines(graph):
-        console.print(line)
-    console.print()
-    for line in summary_lines(graph):
-        console.print(line)
-    console.print()
-    console.print(verdict)
+    lines = [*tree_lines(graph), "", *summary_lines(graph), "", verdict]
+    emit("\n".join(lines), args.out, console, what="plan")
     return ExitStatus.OK
+
+
+def _base(args: argparse.Namespace, project: Path, console: Console, progress: Progress) -> Base:
+    from agentstage.plan_base import base_plan  # the diff's modules load only for a diff
+
+    _refuse_a_view_as_base(args.diff, args.stack)
+    console.info(f"planning the base, {args.diff}, offline...")
+    progress.doing(f"reading the base, {args.diff}")
+    return base_plan(args.diff, args.stack, project)
+
+
+def _refuse_a_view_as_base(base: str, stack: str) -> None:
+    """A saved file that is not a plan (the tree or the diagram ``--out`` also writes) says so clearly."""
+    path = Path(base)
+    if not path.is_file():
+        return  # a git revision
+    try:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            start = handle.read(256).lstrip()
+    except OSError:
+        return  # plan_base reports it
+    if start.startswith("{"):
+        return
+    if start.startswith("stack "):
+        what = "the file is the tree view (plan --format tree), not a saved plan"
+    elif start.startswith("flowchart"):
+        what = "the file is a Mermaid diagram (plan --format mermaid), not a saved plan"
+    else:
+        what = "the file is not a saved plan (not JSON)"
+    raise AgentstageError(
+        f"--diff {base}: {what}; save the base with "
+        f"`agentstage plan --stack {stack} --format json --out {base}`, or give a git revision"
+    )
 
 
 def _warn_of_placeholder_image(stack: str, project: Path, console: Console) -> None:
@@ -95,26 +120,18 @@ def _warn_of_placeholder_image(stack: str, project: Path, console: Console) -> N
         )
 
 
-def _write_out(path: Path, graph: ResourceGraph, *, mermaid: bool) -> None:
-    """``--out``: the Mermaid diagram with ``--format mermaid``, else the graph as JSON (what --diff reads)."""
-    try:
-        if mermaid:
-            path.write_text("\n".join(mermaid_lines(graph)) + "\n", encoding="utf-8")
-        else:
-            graph.write(path)
-    except OSError as error:
-        raise AgentstageError(f"cannot write --out {path}: {error.strerror}") from None
-
-
-def _check_combination(args: argparse.Namespace) -> None:
+def _check_combination(args: argparse.Namespace, console: Console) -> None:
     if args.diff is None and args.format == "markdown":
         raise AgentstageError("--format markdown is the pull-request view of a diff: add --diff BASE")
     if args.diff is not None and args.format == "mermaid":
         raise AgentstageError("--diff shows as tree, json or markdown, not mermaid: drop --format mermaid")
     if args.all and args.diff is None:
         raise AgentstageError("--all plans every stack for a diff: add --diff REVISION (or plan one --stack)")
-    if args.all and args.out is not None:
-        raise AgentstageError("--out saves one stack's plan: use it with --stack, not --all")
+    if args.out is not None and args.out.suffix == ".json" and args.format != "json":
+        console.warn(
+            f"--out {args.out}: writes the {args.format} view, which `plan --diff` cannot read; "
+            "add --format json to save the plan itself"
+        )
 
 
 def _diff_all(args: argparse.Namespace, project: Path, console: Console) -> int:
@@ -124,13 +141,18 @@ def _diff_all(args: argparse.Namespace, project: Path, console: Console) -> int:
     if Path(args.diff).is_file():
         raise AgentstageError(f"--all --diff {args.diff}: a saved plan is one stack's; give a git revision")
     stacks = available_stacks(project)
-    console.info(f"planning {len(stacks)} stacks at {args.diff} offline...")
-    bases = at_revision(args.diff, stacks, project)
-    reports = []
-    for stack in stacks:
-        console.info(f"planning stack {stack} offline...")
-        reports.append(_review(bases[stack], build_graph(stack, project), project))
-    _print_diffs(reports, args.format, console, several=True)
+    with console.progress(len(stacks)) as progress:
+        console.info(f"planning {len(stacks)} stacks at {args.diff} offline...")
+        progress.doing(f"planning {len(stacks)} stacks at {args.diff}")
+        bases = at_revision(args.diff, stacks, project)
+        reports = []
+        for stack in stacks:
+            console.info(f"planning stack {stack} offline...")
+            progress.stack(stack)
+            graph = build_graph(stack, project, on_resource=progress.resource)
+            progress.doing("diffing")
+            reports.append(_review(bases[stack], graph, project))
+    emit("\n".join(_diff_lines(reports, args.format, several=True)), args.out, console, what="diff")
     return ExitStatus.OK
 
 
@@ -147,12 +169,10 @@ def _review(base: Base, graph: ResourceGraph, project: Path) -> DiffReport:
     )
 
 
-def _print_diffs(reports: list[DiffReport], format_: str, console: Console, *, several: bool) -> None:
+def _diff_lines(reports: list[DiffReport], format_: str, *, several: bool) -> list[str]:
     """One stack's diff, or (``several``) the stacks a change touches and the names of the others."""
     from agentstage import diff_render
 
     if format_ == "json":
-        console.print(diff_render.json_text(reports, several=several))
-        return
-    for line in diff_render.all_lines(reports, markdown=format_ == "markdown", several=several):
-        console.print(line)
+        return [diff_render.json_text(reports, several=several)]
+    return list(diff_render.all_lines(reports, markdown=format_ == "markdown", several=several))

@@ -33,12 +33,20 @@ def run(args: argparse.Namespace, console: Console) -> int:
     usage = load_usage(args.usage) if args.usage is not None else None
     config, stack_file = load_stack_config(args.stack, project)
     console.info(f"planning stack {args.stack} offline...")
-    graph = build_graph(args.stack, project)
-    verdict = check_graph(graph, load_context(args.stack, project), checkov=not args.no_checkov)
-    priced = estimate(
-        graph, config, usage, stack_file=str(stack_file), usage_source=str(args.usage) if args.usage else None
-    )
-    page = html_page(ReportInput(graph, verdict, priced, title=f"agentstage · {args.stack}"))
+    with console.progress() as progress:
+        progress.stack(args.stack)
+        graph = build_graph(args.stack, project, on_resource=progress.resource)
+        progress.doing("running our rules" + ("" if args.no_checkov else " and checkov"))
+        verdict = check_graph(graph, load_context(args.stack, project), checkov=not args.no_checkov)
+        progress.doing("pricing and drawing the page")
+        priced = estimate(
+            graph,
+            config,
+            usage,
+            stack_file=str(stack_file),
+            usage_source=str(args.usage) if args.usage else None,
+        )
+        page = html_page(ReportInput(graph, verdict, priced, title=f"agentstage · {args.stack}"))
     out = args.out or Path(file_name(args.stack))
     try:
         out.write_text(page, encoding="utf-8")

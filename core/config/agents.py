@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
+import json
 import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from agent_runtime.governance.budgets import BudgetRule
-from core.config.base import Name, Strict
+from core.config.base import NAMESPACE, Name, Strict, did_you_mean, pattern
 
 
 class ModelDeploymentConfig(Strict):
@@ -75,13 +77,14 @@ class RoutingRuleConfig(Strict):
     match: str = Field(min_length=1)
     agents: tuple[Name, ...] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _compiles(self) -> RoutingRuleConfig:
+    @field_validator("match")
+    @classmethod
+    def _compiles(cls, match: str) -> str:
         try:
-            re.compile(self.match)
+            re.compile(match)
         except re.error as error:
-            raise ValueError(f"match: not a regular expression: {error}") from None
-        return self
+            raise ValueError(f"not a regular expression: {error}") from None
+        return match
 
 
 class OrchestratorConfig(Strict):
@@ -133,3 +136,94 @@ class RuntimeBudgetConfig(BudgetRule):
     with the stack file's camelCase keys (``windowSeconds``, ``costUsd``)."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=False)
+
+    @model_validator(mode="after")
+    def _limits_something(self) -> RuntimeBudgetConfig:
+        # Replaces the runtime's check of the same name, to name the limits as the stack file writes them.
+        if self.tokens is None and self.requests is None and self.cost_usd is None:
+            raise ValueError("a budget needs at least one of tokens, requests, costUsd")
+        return self
+
+
+# The runtime's own pattern for budget names, in words.
+for _metadata in BudgetRule.model_fields["name"].metadata:
+    if getattr(_metadata, "pattern", None):
+        pattern(_metadata.pattern, "1-64 letters, digits, '.', '_' or '-'")
+
+
+def check_tools(agents: Sequence[AgentConfig], tool_modules: str | None, *, own_modules: bool) -> None:
+    """Every tool an agent lists must be one the runtime will have: a built-in tool, or (where the stack can
+    name tool modules: ``own_modules``) one that a module of ``runtimeSettings.tool_modules`` registers.
+
+    Those modules are imported here to learn their tools, and only when an agent names a tool that is not
+    built in; when one cannot be imported, such a name cannot be confirmed and is refused with the reason.
+    """
+    listed = [
+        (f"{NAMESPACE}:agents[{index}].tools[{position}]", name)
+        for index, agent in enumerate(agents)
+        for position, name in enumerate(agent.tools)
+    ]
+    if not listed:
+        return  # the runtime's tool layer loads only when an agent names a tool
+    from agent_runtime.tools import default_registry
+    from agent_runtime.tools.builtins import builtin_tools
+
+    builtins = sorted(tool.name for tool in builtin_tools())
+    unknown = [(key, name) for key, name in listed if name not in builtins]
+    if not unknown:
+        return
+    if not own_modules:
+        key, name = unknown[0]
+        raise ValueError(
+            f"{key}: '{name}' is not a tool of the runtime{did_you_mean(name, builtins)} (built-in tools: "
+            f"{', '.join(builtins)})"
+        )
+    modules = _module_names(tool_modules)
+    failures = [f"{module} ({error})" for module in modules if (error := _import_error(module))]
+    # What the runtime's registry holds once the modules are imported (their @tool decorators ran).
+    known = sorted({tool.name for tool in default_registry} | set(builtins)) if modules else builtins
+    for key, name in unknown:
+        if name in known:
+            continue
+        if failures:
+            raise ValueError(
+                f"{key}: '{name}' is not a built-in tool ({', '.join(builtins)}), and the tools of "
+                f"{NAMESPACE}:runtimeSettings.tool_modules cannot be checked here: cannot import "
+                f"{'; '.join(failures)}; install those modules where agentstage runs so the plan can check "
+                "the names"
+            )
+        where = (
+            f"with those of {NAMESPACE}:runtimeSettings.tool_modules ({', '.join(modules)})"
+            if modules
+            else f"custom tools need their modules in {NAMESPACE}:runtimeSettings.tool_modules"
+        )
+        raise ValueError(
+            f"{key}: '{name}' is not a tool of the runtime{did_you_mean(name, known)} (tools: "
+            f"{', '.join(known)}; {where})"
+        )
+
+
+def _module_names(value: str | None) -> list[str]:
+    """``runtimeSettings.tool_modules`` as the runtime reads it: a JSON list, or names separated by commas."""
+    text = (value or "").strip()
+    if not text.startswith("["):
+        return [name.strip() for name in text.split(",") if name.strip()]
+    try:
+        names = json.loads(text)
+    except json.JSONDecodeError:
+        names = None
+    if not isinstance(names, list) or not all(isinstance(name, str) and name for name in names):
+        raise ValueError(
+            f"{NAMESPACE}:runtimeSettings.tool_modules: expected module names separated by commas "
+            f'(acme_tools,acme.more_tools) or a JSON list (["acme_tools"]); got {value!r}'
+        )
+    return names
+
+
+def _import_error(module: str) -> str | None:
+    """Import ``module`` (its ``@tool`` decorators register its tools); what went wrong, if anything."""
+    try:
+        importlib.import_module(module)
+    except Exception as error:  # noqa: BLE001 - a module failing to import for any reason cannot tell its tools
+        return f"{type(error).__name__}: {error}"
+    return None

@@ -9,14 +9,16 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from core.config.base import NAMESPACE, Strict
+from core.config.regions import check_location
 
 if TYPE_CHECKING:
     from core.config.stack import StackConfig
 
-AWS_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d+$")
 BEDROCK_MODEL = re.compile(r"^([a-z]{2,4}\.)?[a-z0-9-]+\.[a-z0-9][a-z0-9.:-]*$")
 """A Bedrock foundation-model id (``amazon.nova-lite-v1:0``) or a cross-region inference profile id
 (``eu.anthropic.claude-3-5-haiku-20241022-v1:0``)."""
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,256}$")
+_URI = re.compile(r"^[a-z][a-z0-9+.-]*://[^\s]+$")
 TITAN_EMBEDDINGS_V2 = "amazon.titan-embed-text-v2:0"
 TITAN_V2_DIMENSIONS = (256, 512, 1024)
 API_GATEWAY_TIMEOUT_SECONDS = 30
@@ -45,10 +47,7 @@ class LambdaConfig(Strict):
 
 def check_aws(config: StackConfig) -> None:
     """What the neutral sections must say on AWS."""
-    if not AWS_REGION.match(config.location):
-        raise ValueError(
-            f"{NAMESPACE}:location: '{config.location}' is not an AWS region (e.g. eu-west-1, us-east-1)"
-        )
+    check_location(config.location, ("aws",))
     for index, model in enumerate(config.models):
         azure_only = [key for key in ("version", "capacity", "sku") if key in model.model_fields_set]
         if azure_only:
@@ -71,4 +70,11 @@ def check_aws(config: StackConfig) -> None:
         raise ValueError(
             f"{NAMESPACE}:api.issuer is needed on aws: the OpenID Connect issuer of your callers' tokens "
             "(a Cognito user pool, Entra ID, Okta ...); API Gateway and the runtime accept only its tokens"
+        )
+    audience = config.api.audience
+    if audience is not None and not (_CLIENT_ID.match(audience) or _URI.match(audience)):
+        raise ValueError(
+            f"{NAMESPACE}:api.audience: '{audience}' is not a token audience API Gateway can match; expected "
+            "your identity provider's app client id (letters, digits, '.', '_', '-', e.g. a Cognito app client "
+            "id) or a URI without spaces (e.g. api://agentstage, https://api.example.com)"
         )

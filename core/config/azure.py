@@ -3,13 +3,16 @@ VNet and Azure Policy - and what the neutral sections must say on Azure (:func:`
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from core.config.base import NAMESPACE, Strict
+from core.config.base import NAMESPACE, Strict, pattern
+from core.config.regions import check_location
+from core.config.sections import EMAIL
 
 if TYPE_CHECKING:
     from core.config.stack import StackConfig
@@ -38,7 +41,7 @@ class GatewayConfig(Strict):
 
     sku: Literal["Consumption", "BasicV2", "StandardV2"] = "BasicV2"
     capacity: int = Field(default=1, ge=1, le=10, description="Scale units (ignored by Consumption).")
-    publisher_email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", description="Receives APIM notifications.")
+    publisher_email: str = Field(pattern=EMAIL, description="Receives APIM notifications.")
     publisher_name: str = Field(default="agentstage", min_length=1)
     tokens_per_minute: int = Field(default=20_000, ge=100, description="Token limit per calling application.")
     caller_application_ids: tuple[str, ...] = Field(
@@ -59,12 +62,18 @@ class NetworkConfig(Strict):
 
     address_space: str = Field(
         default="10.40.0.0/16",
-        pattern=r"^\d{1,3}(\.\d{1,3}){3}/(1[6-9]|2[0-2])$",
+        pattern=pattern(
+            r"^\d{1,3}(\.\d{1,3}){3}/(1[6-9]|2[0-2])$", "an IPv4 range from /16 to /22, e.g. 10.40.0.0/16"
+        ),
         description="CIDR of the VNet to create (/16 to /22); ignored with existingVnetId.",
     )
     existing_vnet_id: str | None = Field(
         default=None,
-        pattern=r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/virtualNetworks/[^/]+$",
+        pattern=pattern(
+            r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/virtualNetworks/[^/]+$",
+            "a VNet's resource id: /subscriptions/<id>/resourceGroups/<group>/providers/"
+            "Microsoft.Network/virtualNetworks/<name>",
+        ),
         description="Resource id of a VNet to use instead of creating one (needs existingSubnetIds).",
     )
     existing_subnet_ids: dict[Literal["gateway", "functions", "aks", "endpoints"], str] = Field(
@@ -95,18 +104,36 @@ class PolicyConfig(Strict):
     )
 
 
-AZURE_REGION = re.compile(r"^[a-z]+[a-z0-9]*$")
 AZURE_VM_SIZE = re.compile(r"^Standard_[A-Za-z0-9_]+$")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
+_ENTRA_AUDIENCE = re.compile(r"^(api://|https://)[^\s/][^\s]*$")
+
+# What the enterprise blueprint's private network needs of each service tier: (key, tier, why).
+_ISOLATED_TIERS = (
+    (
+        "messaging",
+        "Premium",
+        (
+            "its Service Bus is private (public access off, reached through a private endpoint) and only "
+            "Premium offers private endpoints; the foundation blueprint takes Standard or Premium"
+        ),
+    ),
+    (
+        "gateway",
+        "StandardV2",
+        (
+            "its gateway reaches the models and agents through the VNet and only StandardV2 joins a VNet; "
+            "the foundation blueprint takes Consumption, BasicV2 or StandardV2"
+        ),
+    ),
+)
 
 
 def check_azure(config: StackConfig) -> None:
-    """What the neutral sections must say on Azure: deployments with a version and capacity, Entra ID
-    callers (no issuer of your own), Azure regions and VM sizes."""
-    if not AZURE_REGION.match(config.location):
-        raise ValueError(
-            f"{NAMESPACE}:location: '{config.location}' is not an Azure region name (lowercase letters and "
-            "digits, e.g. swedencentral, westeurope)"
-        )
+    """What the neutral sections must say on Azure: an Azure region, deployments with a version and capacity,
+    Entra ID callers (no issuer of your own, an Entra audience), the tiers a private network needs, VM sizes
+    and an image the stack's own registry holds."""
+    check_location(config.location, ("azure",))
     for index, model in enumerate(config.models):
         missing = [key for key in ("version", "capacity") if getattr(model, key) is None]
         if missing:
@@ -116,9 +143,24 @@ def check_azure(config: StackConfig) -> None:
             )
     if config.api.issuer or config.api.jwks_url:
         raise ValueError(
-            f"{NAMESPACE}:api.issuer and api.jwksUrl apply to the aws cloud; on azure callers present Entra ID "
-            "tokens of the subscription's tenant and both are derived from it"
+            f"{NAMESPACE}:api.issuer and {NAMESPACE}:api.jwksUrl apply to the aws cloud; on azure callers "
+            "present Entra ID tokens of the subscription's tenant and both are derived from it"
         )
+    audience = config.api.audience
+    if audience is not None and not (_ENTRA_AUDIENCE.match(audience) or _GUID.match(audience)):
+        raise ValueError(
+            f"{NAMESPACE}:api.audience: '{audience}' is not an Entra ID audience; expected the API's "
+            "application ID URI (api://<name>, or an https:// URI of a verified domain) or its application "
+            "(client) id, a GUID like 11111111-2222-3333-4444-555555555555"
+        )
+    if config.blueprint == "enterprise":
+        for key, tier, why in _ISOLATED_TIERS:
+            section = getattr(config, key)
+            if section is not None and section.sku != tier:
+                raise ValueError(
+                    f"{NAMESPACE}:{key}.sku: '{section.sku}' cannot serve the enterprise blueprint, which needs "
+                    f"{tier}: {why}"
+                )
     kubernetes = config.kubernetes
     if kubernetes is None:
         return
@@ -139,3 +181,56 @@ def check_azure(config: StackConfig) -> None:
             f"{NAMESPACE}:kubernetes.{to_camel(own_cluster[0])} applies to the kubernetes cloud (your own "
             "cluster); on azure the stack creates the cluster and its identities"
         )
+    check_own_registry(config)
+
+
+REGISTRY_DOMAIN = "azurecr.io"
+_SUFFIX = "<5 hex digits>"
+
+
+def registry_host(name_prefix: str, environment: str, subscription_id: str | None = None) -> str:
+    """The login server of the container registry the Azure enterprise stack creates.
+
+    Its name is the kit's naming rule for ``container_registry`` / ``registry`` (components.azure.naming):
+    ``<prefix><environment>crregistry`` and a 5-hex-digit suffix derived from the subscription and the
+    resource group (``rg-<prefix>-<environment>``), so without ``subscription_id`` the suffix is left as
+    ``<5 hex digits>``.
+    """
+    head = re.sub(r"[^a-z0-9]", "", f"{name_prefix}{environment}crregistry".lower())[: 50 - 5]
+    if subscription_id is None:
+        return f"{head}{_SUFFIX}.{REGISTRY_DOMAIN}"
+    group = f"rg-{name_prefix}-{environment}"
+    suffix = hashlib.sha256(f"{subscription_id}/{group}".encode()).hexdigest()[:5]
+    return f"{head}{suffix}.{REGISTRY_DOMAIN}"
+
+
+def check_own_registry(config: StackConfig, subscription_id: str | None = None) -> None:
+    """The image must be in the registry the stack creates: the cluster's kubelet identity is granted
+    AcrPull on that registry alone, so an image anywhere else could never be pulled.
+
+    ``subscription_id`` (the stack file's ``azure-native:subscriptionId``, when it has one) pins the
+    registry's exact name; without it the name's subscription-derived suffix may be any 5 hex digits.
+    """
+    if config.kubernetes is None or config.blueprint != "enterprise":
+        return
+    image = config.kubernetes.image
+    host, _, path = image.partition("/")
+    expected = registry_host(config.name_prefix, config.environment, subscription_id)
+    if subscription_id is None:
+        head = expected.removesuffix(f"{_SUFFIX}.{REGISTRY_DOMAIN}")
+        matches = re.fullmatch(rf"{re.escape(head)}[0-9a-f]{{5}}\.{re.escape(REGISTRY_DOMAIN)}", host)
+    else:
+        matches = host == expected
+    if matches:
+        return
+    how = (
+        f"(from azure-native:subscriptionId {subscription_id})"
+        if subscription_id is not None
+        else f"({_SUFFIX}: derived from your subscription; set azure-native:subscriptionId in the stack file "
+        f"to have it named here, or read it with `az acr list -g rg-{config.name_prefix}-{config.environment} "
+        '--query "[].loginServer"` after the first deployment)'
+    )
+    raise ValueError(
+        f"{NAMESPACE}:kubernetes.image: '{image}' is not in the registry this stack creates; the cluster's "
+        f"kubelet may pull only from {expected} {how}: use {expected}/{path}"
+    )

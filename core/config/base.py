@@ -1,8 +1,10 @@
 """What every part of the stack model shares: the namespace, names, strict camelCase models, and errors
-that name the stack file, the key as written there and what is allowed."""
+that name the stack file, the key as written there and what is allowed - in words, never a regex."""
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -10,7 +12,25 @@ from pydantic.alias_generators import to_camel
 
 NAMESPACE = "agentstage"
 
-Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")]
+_PATTERN_WORDS: dict[str, str] = {}
+
+
+def pattern(regex: str, words: str) -> str:
+    """``regex`` for a field's ``pattern``, remembered with what it allows in words: a value that does not
+    match is reported with the words (``expected 2-8 lowercase letters or digits``), never the regex."""
+    _PATTERN_WORDS[regex] = words
+    return regex
+
+
+Name = Annotated[
+    str,
+    Field(
+        pattern=pattern(
+            r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$",
+            "2-32 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen",
+        )
+    ),
+]
 
 
 class Strict(BaseModel):
@@ -21,6 +41,12 @@ class Strict(BaseModel):
 
 class StackConfigError(ValueError):
     """A stack file says something agentstage cannot use; the message says where and how to fix it."""
+
+
+YAML_BOOLEAN_HINT = (
+    'YAML reads unquoted yes/no/on/off/true/false as a boolean: quote the value ("Off", "yes") '
+    "to keep it text"
+)
 
 
 def describe_validation_error(
@@ -43,18 +69,31 @@ def describe_validation_error(
             lines.append(
                 f"{source}: unknown key '{location}'"
                 + (f"; allowed keys under {parent}: {allowed}" if parent else f"; allowed keys: {allowed}")
+                + did_you_mean(str(problem["loc"][-1]), allowed.split(", "))
             )
             continue
-        message = problem["msg"].removeprefix("Value error, ")
+        message = _in_words(problem)
+        given = problem.get("input")
+        # A string (or one of some words) given an unquoted YAML boolean, nested (a bool) or at the top
+        # level (the engine passes it as "true"/"false"): say why, and how to keep the text.
+        boolean = isinstance(given, bool) or given in ("true", "false")
+        hint = f"; {YAML_BOOLEAN_HINT}" if boolean and not problem["type"].startswith("bool") else ""
         if problem["type"] == "missing":
             lines.append(f"{source}: missing required key '{location}'")
         elif location:
-            given = problem.get("input")
             shown = "" if isinstance(given, dict | list) else f" (got {given!r})"
-            lines.append(f"{source}: {location}: {message}{shown}")
+            lines.append(f"{source}: {location}: {message}{shown}{hint}")
         else:
-            lines.append(f"{source}: {message}")
+            lines.append(f"{source}: {message}{hint}")
     return "\n".join(lines)
+
+
+def _in_words(problem: Any) -> str:
+    """pydantic's message, with a pattern replaced by what it allows in words."""
+    if problem["type"] == "string_pattern_mismatch":
+        words = _PATTERN_WORDS.get(problem.get("ctx", {}).get("pattern", ""))
+        return f"expected {words}" if words else "not in the form this key allows"
+    return problem["msg"].removeprefix("Value error, ")
 
 
 def _has_problem_below(loc: tuple[int | str, ...], problems: list[Any]) -> bool:
@@ -93,6 +132,18 @@ def _flatten(annotation: Any) -> list[Any]:
 
 
 def require_unique(key: str, names: list[str]) -> None:
+    """``key`` as the stack file writes it (``agentstage:agents``)."""
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise ValueError(f"{key}: names must be unique; repeated: {', '.join(duplicates)}")
+
+
+def closest(given: str, known: Iterable[str], count: int = 1) -> list[str]:
+    """The names of ``known`` that ``given`` most likely misspells, best first (none when nothing is close)."""
+    return difflib.get_close_matches(given, list(known), n=count, cutoff=0.6)
+
+
+def did_you_mean(given: str, known: Iterable[str]) -> str:
+    """``"; did you mean calculator?"`` when a known name is close to ``given``, else ``""``."""
+    match = closest(given, known)
+    return f"; did you mean {match[0]}?" if match else ""

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from pydantic.alias_generators import to_camel
 
 from core.config.base import NAMESPACE
+from core.config.regions import check_location
 
 if TYPE_CHECKING:
     from core.config.stack import StackConfig
@@ -24,6 +25,10 @@ CLUSTER_THE_STACK_CREATES = (
 
 
 def check_kubernetes(config: StackConfig) -> None:
+    """An Azure or AWS region (where the cluster runs: the delivery pipeline fetches an EKS cluster's
+    credentials there, and the bus and models the workers reach are Azure's or AWS's), and no settings of a
+    cluster the stack would create."""
+    check_location(config.location, ("azure", "aws"))
     kubernetes = config.kubernetes
     if kubernetes is None:
         return

@@ -4,11 +4,14 @@ budgets and alerts, waivers, and containerized agents on Kubernetes."""
 from __future__ import annotations
 
 import fnmatch
+import re
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from core.config.base import NAMESPACE, Name, Strict
+from core.config.base import NAMESPACE, Name, Strict, pattern
+
+EMAIL = pattern(r"^[^@\s]+@[^@\s]+$", "an email address (name@example.com)")
 
 
 class ContentFilterConfig(Strict):
@@ -31,12 +34,14 @@ class ApiConfig(Strict):
     )
     issuer: str | None = Field(
         default=None,
-        pattern=r"^https://[^\s/]+(/[^\s]*)?$",
+        pattern=pattern(
+            r"^https://[^\s/]+(/[^\s]*)?$", "an https:// URL without spaces (exactly the tokens' iss claim)"
+        ),
         description="aws: the OpenID Connect issuer URL of callers' tokens (its iss claim, exactly).",
     )
     jwks_url: str | None = Field(
         default=None,
-        pattern=r"^https://[^\s]+$",
+        pattern=pattern(r"^https://[^\s]+$", "an https:// URL without spaces"),
         description="aws: the issuer's signing keys; defaults to <issuer>/.well-known/jwks.json.",
     )
 
@@ -50,7 +55,7 @@ class BudgetConfig(Strict):
 
     amount: float = Field(gt=0, description="Monthly budget in the billing currency.")
     thresholds: tuple[int, ...] = Field(default=(50, 80, 100), min_length=1)
-    contact_emails: tuple[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")], ...] = Field(min_length=1)
+    contact_emails: tuple[Annotated[str, Field(pattern=EMAIL)], ...] = Field(min_length=1)
 
 
 class AlertsConfig(Strict):
@@ -66,7 +71,14 @@ class AlertsConfig(Strict):
 class WaiverConfig(Strict):
     """A documented exception to one policy rule or checkov check, shown in every report."""
 
-    check: str = Field(pattern=r"^(AGS-[A-Z0-9]+-\d{3}|CKV2?_[A-Z0-9_]+)$", description="Rule or check id.")
+    check: str = Field(
+        pattern=pattern(
+            r"^(AGS-[A-Z0-9]+-\d{3}|CKV2?_[A-Z0-9_]+)$",
+            "an agentstage rule id (AGS-<AREA>-<3 digits>, e.g. AGS-AZ-021) or a checkov check id "
+            "(e.g. CKV_AZURE_17, CKV2_AWS_57)",
+        ),
+        description="Rule or check id.",
+    )
     resource: str = Field(
         default="*", min_length=1, description="Resource name or glob (`*-app`, `*` for all) it applies to."
     )
@@ -91,14 +103,47 @@ class NodePoolConfig(Strict):
         return self
 
 
-_IMAGE = r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[A-Za-z0-9._-]{1,128}|@sha256:[0-9a-f]{64})$"
+_REPOSITORY = re.compile(r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+PINNED = (
+    "a version tag (<registry>/<repository>:1.4.2) or a digest (<registry>/<repository>@sha256:<64 hex "
+    "digits>)"
+)
+
+
+def pinned_image(image: str) -> str:
+    """``image`` if it names its registry and is pinned to a version tag or a digest.
+
+    An untagged or ``latest`` image changes under a running Deployment, so a rollback or a scan result would
+    describe an image nobody can name. A registry port (``host:5000/repo``) is not a tag.
+    """
+    name, at, digest = image.partition("@")
+    if at:
+        if not _DIGEST.match(digest):
+            raise ValueError(f"a digest is sha256: and 64 lowercase hex digits; expected {PINNED}")
+    else:
+        last = name.rsplit("/", 1)[-1]
+        _, colon, tag = last.partition(":")
+        if not colon or tag == "latest":
+            raise ValueError(
+                f"must be pinned to {PINNED}: an untagged or 'latest' image changes under a running Deployment"
+            )
+        if not _TAG.match(tag):
+            raise ValueError(f"'{tag}' is not a tag (letters, digits, '.', '_', '-'); expected {PINNED}")
+        name = name[: len(name) - len(tag) - 1]
+    if not _REPOSITORY.match(name):
+        raise ValueError(
+            f"expected <registry host>/<repository> in lowercase, pinned to {PINNED}, e.g. "
+            "myregistry.azurecr.io/agentstage-runtime:1.4.2"
+        )
+    return image
 
 
 class KubernetesConfig(Strict):
     """Containerized agents on Kubernetes, scaled on their queue depth (AKS, or a cluster you already run)."""
 
     image: str = Field(
-        pattern=_IMAGE,
         description="The runtime image, by tag or (better) digest: <registry>/<repository>@sha256:<digest>.",
     )
     agents: tuple[Name, ...] = Field(
@@ -107,7 +152,10 @@ class KubernetesConfig(Strict):
     namespace: Name = "agents"
     system_pool: NodePoolConfig = NodePoolConfig.model_validate({"vmSize": "Standard_D2ds_v5", "maxCount": 3})
     user_pool: NodePoolConfig = NodePoolConfig()
-    kubernetes_version: str | None = Field(default=None, pattern=r"^1\.\d+(\.\d+)?$")
+    kubernetes_version: str | None = Field(
+        default=None,
+        pattern=pattern(r"^1\.\d+(\.\d+)?$", "a Kubernetes version 1.<minor>[.<patch>], e.g. 1.30"),
+    )
     private_cluster: bool = Field(default=False, description="API server reachable only from the VNet.")
     admin_group_object_ids: tuple[str, ...] = Field(
         default=(), description="Entra ID groups that administer the cluster (Azure RBAC Cluster Admin)."
@@ -137,6 +185,11 @@ class KubernetesConfig(Strict):
         description="kubernetes cloud only: an existing Secret whose keys (AGENTSTAGE_<SETTING>) the agents "
         "read as settings files (what must not be in the stack file: API keys, connection URLs).",
     )
+
+    @field_validator("image")
+    @classmethod
+    def _pinned(cls, image: str) -> str:
+        return pinned_image(image)
 
 
 # What the blueprint sets itself in runtimeSettings (per agent), and what a shared cluster cannot use.

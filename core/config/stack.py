@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
@@ -23,6 +23,7 @@ from core.config.agents import (
     OrchestratorConfig,
     RoutingRuleConfig,
     RuntimeBudgetConfig,
+    check_tools,
 )
 from core.config.aws import LambdaConfig, check_aws
 from core.config.azure import (
@@ -33,8 +34,17 @@ from core.config.azure import (
     PolicyConfig,
     VectorSearchConfig,
     check_azure,
+    check_own_registry,
 )
-from core.config.base import NAMESPACE, StackConfigError, Strict, describe_validation_error, require_unique
+from core.config.base import (
+    NAMESPACE,
+    StackConfigError,
+    Strict,
+    describe_validation_error,
+    did_you_mean,
+    pattern,
+    require_unique,
+)
 from core.config.kubernetes import check_kubernetes
 from core.config.sections import (
     AlertsConfig,
@@ -46,6 +56,7 @@ from core.config.sections import (
     runtime_settings_known,
     scaler_can_read_the_bus,
 )
+from core.graph import SECRET
 
 BUILT: tuple[tuple[str, str], ...] = (
     ("pilot", "azure"),
@@ -60,6 +71,7 @@ BUILT: tuple[tuple[str, str], ...] = (
 # are errors instead. key -> the (blueprint, cloud) pairs built to use it.
 _EVERY_STAGE = ("pilot", "foundation", "enterprise")
 _LATER_STAGES = ("foundation", "enterprise")
+_NOT_YOUR_OWN_CLUSTER = tuple(place for place in BUILT if place[1] != "kubernetes")
 _KEY_PLACES: dict[str, tuple[tuple[str, str], ...]] = {
     "orchestrator": tuple((stage, cloud) for stage in _LATER_STAGES for cloud in ("azure", "kubernetes")),
     "gateway": tuple((stage, "azure") for stage in _LATER_STAGES),
@@ -73,6 +85,15 @@ _KEY_PLACES: dict[str, tuple[tuple[str, str], ...]] = {
     "functions": tuple((stage, "azure") for stage in _EVERY_STAGE),
     "vector_search": tuple((stage, "azure") for stage in _EVERY_STAGE),
     "lambda_function": (("pilot", "aws"),),
+    "api": _NOT_YOUR_OWN_CLUSTER,
+    "content_filter": _NOT_YOUR_OWN_CLUSTER,
+}
+# Where the job of a key that does not apply to your own cluster is done there instead.
+_ON_YOUR_OWN_CLUSTER: dict[str, str] = {
+    "api": "on your own cluster runtimeSettings.jwt_issuer, jwt_audience and jwt_jwks_url say which callers' "
+    "tokens the agents accept",
+    "content_filter": "on your own cluster the models are the endpoint of runtimeSettings.llm_endpoint, whose "
+    "own content filter applies",
 }
 
 # Keys each (blueprint, cloud) cannot do without.
@@ -97,9 +118,22 @@ class StackConfig(Strict):
 
     blueprint: Literal["pilot", "foundation", "enterprise"]
     cloud: Literal["azure", "aws", "kubernetes"]
-    location: str = Field(pattern=r"^[a-z][a-z0-9-]*$", description="Cloud region, e.g. swedencentral.")
-    name_prefix: str = Field(pattern=r"^[a-z][a-z0-9]{1,7}$", description="2-8 lowercase letters/digits.")
-    environment: str = Field(pattern=r"^[a-z][a-z0-9]{1,9}$", description="2-10 lowercase letters/digits.")
+    location: str = Field(
+        min_length=1, description="Cloud region, e.g. swedencentral or eu-west-1 (checked per cloud)."
+    )
+    name_prefix: str = Field(
+        pattern=pattern(
+            r"^[a-z][a-z0-9]{1,7}$", "2-8 lowercase letters or digits, starting with a letter (e.g. ags)"
+        ),
+        description="2-8 lowercase letters/digits.",
+    )
+    environment: str = Field(
+        pattern=pattern(
+            r"^[a-z][a-z0-9]{1,9}$",
+            "2-10 lowercase letters or digits, starting with a letter (e.g. dev, prod)",
+        ),
+        description="2-10 lowercase letters/digits.",
+    )
     tags: dict[str, str] = Field(default_factory=dict)
     agents: tuple[AgentConfig, ...] = Field(min_length=1)
     models: tuple[ModelDeploymentConfig, ...] = Field(min_length=1)
@@ -142,9 +176,9 @@ class StackConfig(Strict):
 
     @model_validator(mode="after")
     def _references_resolve(self) -> StackConfig:
-        require_unique("agents", [a.name for a in self.agents])
-        require_unique("models", [m.name for m in self.models])
-        require_unique("runtimeBudgets", [b.name for b in self.runtime_budgets])
+        require_unique(f"{NAMESPACE}:agents", [a.name for a in self.agents])
+        require_unique(f"{NAMESPACE}:models", [m.name for m in self.models])
+        require_unique(f"{NAMESPACE}:runtimeBudgets", [b.name for b in self.runtime_budgets])
         if self.runtime_budgets and "budgets" in (self.runtime_settings or {}):
             raise ValueError(
                 f"{NAMESPACE}:runtimeSettings.budgets: declare runtime budgets in {NAMESPACE}:runtimeBudgets only"
@@ -166,24 +200,15 @@ class StackConfig(Strict):
                     f"{NAMESPACE}:{key}: '{deployment}' is not a deployment in {NAMESPACE}:models "
                     f"(deployments: {', '.join(deployments)})"
                 )
+        own_cluster = self.cloud == "kubernetes"
+        check_tools(self.agents, (self.runtime_settings or {}).get("tool_modules"), own_modules=own_cluster)
         return self
 
     def _stage_keys_fit(self) -> None:
         place = (self.blueprint, self.cloud)
-        if place not in BUILT:
-            available = ", ".join(f"{stage} on {cloud}" for stage, cloud in sorted(BUILT))
-            raise ValueError(
-                f"{NAMESPACE}:cloud '{self.cloud}' is not built yet for blueprint '{self.blueprint}'; "
-                f"available: {available}"
-            )
-        for key, places in _KEY_PLACES.items():
-            if key not in self.model_fields_set or place in places:
-                continue
-            where = ", ".join(f"{stage} on {cloud}" for stage, cloud in places)
-            raise ValueError(
-                f"{key_name(key)} applies to {where}, not {self.blueprint} on {self.cloud}; remove it or "
-                "change agentstage:blueprint / agentstage:cloud"
-            )
+        problem = misplaced(self.blueprint, self.cloud, self.model_fields_set)
+        if problem:
+            raise ValueError(problem)
         required = _REQUIRED_KEYS.get(place, ())
         missing = [
             key_name(key)
@@ -223,6 +248,24 @@ CLOUD_CHECKS: dict[str, Callable[[StackConfig], None]] = {
 """What each cloud requires of the neutral sections (raising a ValueError that names the key)."""
 
 
+def misplaced(blueprint: str, cloud: str, fields: set[str] | frozenset[str]) -> str | None:
+    """Why ``fields`` (of :class:`StackConfig`) cannot be on ``blueprint`` on ``cloud``, if they cannot: the
+    pair is not built, or a key applies elsewhere (and would be ignored here)."""
+    if (blueprint, cloud) not in BUILT:
+        available = ", ".join(f"{stage} on {on}" for stage, on in sorted(BUILT))
+        return f"{NAMESPACE}:cloud '{cloud}' is not built yet for blueprint '{blueprint}'; available: {available}"
+    for key, places in _KEY_PLACES.items():
+        if key not in fields or (blueprint, cloud) in places:
+            continue
+        where = ", ".join(f"{stage} on {on}" for stage, on in places)
+        instead = _ON_YOUR_OWN_CLUSTER.get(key) if cloud == "kubernetes" else None
+        return (
+            f"{key_name(key)} applies to {where}, not {blueprint} on {cloud}; remove it or change "
+            f"{NAMESPACE}:blueprint / {NAMESPACE}:cloud" + (f" ({instead})" if instead else "")
+        )
+    return None
+
+
 def key_name(field: str) -> str:
     """A field of :class:`StackConfig` as the stack file writes it (``agentstage:lambda``)."""
     info = StackConfig.model_fields[field]
@@ -246,8 +289,18 @@ def parse_stack_config(raw: dict[str, str], source: str) -> StackConfig:
             raise StackConfigError(
                 f"{source}: unknown key '{full_key}'; allowed keys: "
                 + ", ".join(f"{NAMESPACE}:{k}" for k in sorted(allowed))
+                + did_you_mean(key, sorted(allowed)).replace("mean ", f"mean {NAMESPACE}:")
             )
         values[key] = _decode(value)
+    if not values:
+        raise StackConfigError(
+            f"{source}: no {NAMESPACE}: settings; its config: mapping needs at least "
+            + ", ".join(
+                key_name(name) for name, field in StackConfig.model_fields.items() if field.is_required()
+            )
+            + " (the stack files in stacks/ are examples)"
+        )
+    _keys_fit_before_their_contents(values, source)
     try:
         config = StackConfig.model_validate(values)
     except ValidationError as error:
@@ -255,7 +308,37 @@ def parse_stack_config(raw: dict[str, str], source: str) -> StackConfig:
             describe_validation_error(error, source, StackConfig, f"{NAMESPACE}:")
         ) from None
     _provider_region_matches(config, raw, source)
+    _image_in_the_named_subscriptions_registry(config, raw, source)
     return config
+
+
+def _keys_fit_before_their_contents(values: dict[str, Any], source: str) -> None:
+    """A section that does not apply to the stack's blueprint and cloud is reported as such, before its
+    contents are validated: ``gateway`` on a pilot says where gateways go, not which of its keys is missing."""
+    blueprint, cloud = values.get("blueprint"), values.get("cloud")
+    blueprints, clouds = (
+        get_args(StackConfig.model_fields[key].annotation) for key in ("blueprint", "cloud")
+    )
+    if blueprint not in blueprints or cloud not in clouds:
+        return  # the model reports the value itself
+    aliases = {field.alias or to_camel(name): name for name, field in StackConfig.model_fields.items()}
+    problem = misplaced(blueprint, cloud, {aliases[key] for key in values})
+    if problem:
+        raise StackConfigError(f"{source}: {problem}")
+
+
+SUBSCRIPTION_KEY = "azure-native:subscriptionId"
+"""The provider setting naming the Azure subscription, when the stack file pins it."""
+
+
+def _image_in_the_named_subscriptions_registry(config: StackConfig, raw: dict[str, str], source: str) -> None:
+    subscription = raw.get(SUBSCRIPTION_KEY)
+    if config.cloud != "azure" or not subscription or subscription == SECRET:
+        return
+    try:
+        check_own_registry(config, subscription)
+    except ValueError as error:
+        raise StackConfigError(f"{source}: {error}") from None
 
 
 PROVIDER_REGION = {"aws": "aws:region"}

@@ -33,6 +33,7 @@ from policies.export import Export, Suppression, export_graph
 from policies.export.dockerfile import dockerfile_resource
 from policies.export.terraform import FRAMEWORK as TERRAFORM_PLAN
 from policies.findings import Finding, Outcome, Severity
+from policies.report.stack_keys import stack_key
 
 SOURCE = "checkov"
 
@@ -181,10 +182,7 @@ def _finding(result: dict[str, Any], owner: Resource, outcome: Outcome, waiver_r
     title = result.get("check_name") or check_id
     evaluated = result.get("check_result", {}).get("evaluated_keys") or []
     where = f" (evaluated: {', '.join(evaluated)})" if evaluated else ""
-    remediation = result.get("guideline") or (
-        f"Make {', '.join(evaluated) or 'the setting this check reads'} compliant in the component that creates "
-        f"'{owner.name}', or waive {check_id} for it in the stack file with a written reason."
-    )
+    remediation = _remediation(check_id, owner.name, evaluated, result.get("guideline") or "")
     return Finding(
         source=SOURCE,
         check_id=check_id,
@@ -200,6 +198,24 @@ def _finding(result: dict[str, Any], owner: Resource, outcome: Outcome, waiver_r
         remediation=remediation,
         waiver_reason=waiver_reason,
     )
+
+
+def _remediation(check_id: str, resource_name: str, evaluated: list[str], guideline: str) -> str:
+    """The stack key that controls the check when one does (:mod:`policies.report.stack_keys`), else the
+    component; checkov's guideline, when it gives one, follows."""
+    waive = f"or waive {check_id} for '{resource_name}' in the stack file with a written reason."
+    key = stack_key(check_id)
+    if key is not None:
+        text = f"Set `{key.path}` in the stack file ({key.passes}), {waive}"
+    elif guideline:
+        return guideline
+    else:
+        setting = ", ".join(evaluated) or "the setting its title names"
+        text = (
+            f"No stack key controls {check_id}: make {setting} compliant in the component that creates "
+            f"'{resource_name}', {waive}"
+        )
+    return f"{text} {guideline}" if guideline else text
 
 
 # checkov's severity names (with an API key, or stated by our custom checks) -> ours.

@@ -25,6 +25,7 @@ class StackReport:
     """One stack's verdict. ``checkov`` is ``None`` when checkov was skipped (``--no-checkov``).
 
     ``graph_file`` is the saved graph that was checked, if the graph did not come from planning the stack.
+    ``project_dir`` is the project the stack file's path is relative to (default: the working directory).
     """
 
     stack: str
@@ -33,11 +34,20 @@ class StackReport:
     unused_waivers: list[WaiverConfig]
     checkov: CheckovSummary | None = None
     graph_file: Path | None = None
+    project_dir: Path | None = None
 
     @property
     def artifact(self) -> Path:
         """The file a reviewer edits to fix or waive a finding: the stack file, else the saved graph."""
         return self.context.stack_file or self.graph_file or Path(f"stacks/Pulumi.{self.stack}.yaml")
+
+    @property
+    def stack_file_path(self) -> Path | None:
+        """The stack file to read (reports point at its lines), if the checked facts came from one."""
+        path = self.context.stack_file
+        if path is None or path.is_absolute() or self.project_dir is None:
+            return path
+        return self.project_dir / path
 
     @property
     def blocking(self) -> list[Finding]:

@@ -1,9 +1,11 @@
 """SARIF 2.1.0 for GitHub code scanning: one run, rules with help, one result per problem.
 
-Results point at the stack file (the artifact a reviewer changes, or where a waiver goes) and name
-the resource by URN in ``logicalLocations``. Waived failures are results with an accepted external
-suppression carrying the reason, so code scanning shows them as dismissed rather than hiding them.
-``partialFingerprints`` keep results distinct even though they share the stack file's first line.
+Results point at the stack file (the artifact a reviewer changes, or where a waiver goes): a waived
+finding at its waiver's line, another at the line of the key that controls it
+(:mod:`policies.report.stack_keys`), else at line 1; ``logicalLocations`` name the resource by URN.
+Waived failures are results with an accepted external suppression carrying the reason, so code
+scanning shows them as dismissed rather than hiding them. ``partialFingerprints`` keep results distinct
+where several share a line.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from typing import Any
 
 from policies.findings import Finding, Outcome, Severity
 from policies.report.model import CheckReport, StackReport
+from policies.report.stack_keys import StackFileLines, stack_key
 from policies.rules import rule_by_id
+from policies.rules.waivers import matches
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 CHECKOV_INDEX = "https://www.checkov.io/5.Policy%20Index/all.html"
@@ -62,8 +66,21 @@ def _rule(finding: Finding) -> dict[str, Any]:
     }
 
 
-def _result(finding: Finding, stack: StackReport, rule_index: int) -> dict[str, Any]:
+def _key_of(finding: Finding, stack: StackReport) -> str | None:
+    """The stack-file key a finding is decided at: its waiver (the first that matches, as applied), else
+    the key that controls the check."""
+    if finding.outcome is Outcome.WAIVED:
+        waiver = next((i for i, w in enumerate(stack.context.waivers) if matches(w, finding)), None)
+        if waiver is not None:
+            return f"agentstage:waivers[{waiver}]"
+    key = stack_key(finding.check_id)
+    return key.path if key is not None else None
+
+
+def _result(finding: Finding, stack: StackReport, rule_index: int, lines: StackFileLines) -> dict[str, Any]:
     artifact = stack.artifact.as_posix()
+    key = _key_of(finding, stack)
+    line = (lines.line(key) if key else None) or 1
     fingerprint = hashlib.sha256(f"{finding.check_id}|{finding.resource_urn}".encode()).hexdigest()
     result: dict[str, Any] = {
         "ruleId": finding.check_id,
@@ -72,7 +89,7 @@ def _result(finding: Finding, stack: StackReport, rule_index: int) -> dict[str, 
         "message": {"text": f"{finding.resource_name} ({finding.resource_type}): {finding.message}"},
         "locations": [
             {
-                "physicalLocation": {"artifactLocation": {"uri": artifact}, "region": {"startLine": 1}},
+                "physicalLocation": {"artifactLocation": {"uri": artifact}, "region": {"startLine": line}},
                 "logicalLocations": [
                     {
                         "name": finding.resource_name,
@@ -85,6 +102,8 @@ def _result(finding: Finding, stack: StackReport, rule_index: int) -> dict[str, 
         "partialFingerprints": {"agentstageFinding/v1": fingerprint},
         "properties": {"stack": stack.stack, "source": finding.source, "mandatory": finding.mandatory},
     }
+    if key is not None:
+        result["properties"]["stackKey"] = key
     if finding.outcome is Outcome.WAIVED:
         result["suppressions"] = [
             {"kind": "external", "status": "accepted", "justification": finding.waiver_reason}
@@ -103,10 +122,11 @@ def render(report: CheckReport) -> str:
     for _stack, finding in problems:
         rules.setdefault(finding.check_id, _rule(finding))
     order = {rule_id: index for index, rule_id in enumerate(rules)}
+    lines = {id(stack): StackFileLines(stack.stack_file_path) for stack in report.stacks}
     run = {
         "tool": {"driver": {"name": "agentstage", "version": _version(), "rules": list(rules.values())}},
         "automationDetails": {"id": "agentstage-check/" + "+".join(s.stack for s in report.stacks) + "/"},
-        "results": [_result(f, s, order[f.check_id]) for s, f in problems],
+        "results": [_result(f, s, order[f.check_id], lines[id(s)]) for s, f in problems],
         "columnKind": "utf16CodeUnits",
     }
     return json.dumps({"$schema": SCHEMA, "version": "2.1.0", "runs": [run]}, indent=2)

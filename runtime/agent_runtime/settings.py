@@ -4,20 +4,69 @@ Every environment variable the agent runtime reads is a field of :class:`Setting
 components build a deployed agent's app settings / container env with :func:`env_for`, which checks the
 field names against this class, so infrastructure and code cannot drift apart: a renamed or missing
 variable fails the offline plan instead of the first request in production.
+
+Values are text. A list of names (roles, hosts, modules, algorithms) may be written comma-separated
+(``user,reviewer``) or as JSON (``["user", "reviewer"]``); a list of regular expressions only as JSON, since
+a pattern may itself contain commas. Structured settings (agents, budgets, prices, queues, keys) are JSON;
+:data:`JSON_FORMATS` shows each one's shape, and :func:`check_json_settings` refuses any other with it.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+
+from agent_runtime.errors import ConfigurationError
 
 ENV_PREFIX = "AGENTSTAGE_"
 SETTINGS_DIR_VARIABLE = "AGENTSTAGE_SETTINGS_DIR"
 """A directory of files named ``AGENTSTAGE_<SETTING>`` whose contents are settings (a mounted Kubernetes
 Secret): secret settings then never sit in the process environment. The environment wins over a file."""
+
+
+def _names(value: Any) -> Any:
+    """A list of names from text: JSON (``["a", "b"]``) or comma-separated (``a, b``; blanks dropped)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f"starts with '[' but is not a JSON list ({error.msg} at position {error.pos}); write a "
+                'comma-separated list such as a,b or a JSON list such as ["a", "b"]'
+            ) from None
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _patterns(value: Any) -> Any:
+    """A list of regular expressions from text: JSON only (a comma is part of ``{1,64}``, not a separator)."""
+    if not isinstance(value, str):
+        return value
+    if not value.strip():
+        return []
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, list):
+        return parsed
+    raise ValueError(
+        'must be a JSON list of regular expressions, e.g. ["ACME-[0-9]{6}", "(?i)project x"]; not '
+        "comma-separated, because a pattern may itself contain commas"
+    )
+
+
+NameList = Annotated[list[str], NoDecode, BeforeValidator(_names)]
+"""A list setting of names: ``a,b`` or ``["a", "b"]``."""
+PatternList = Annotated[list[str], NoDecode, BeforeValidator(_patterns)]
+"""A list setting of regular expressions: ``["p1", "p2"]`` only."""
 
 
 class Settings(BaseSettings):
@@ -324,7 +373,7 @@ class Settings(BaseSettings):
         description="Prompt-injection screening of user input (refused with 400) and tool output (withheld "
         "from the model); 'report' only records detections in logs and traces.",
     )
-    injection_patterns: list[str] = Field(
+    injection_patterns: PatternList = Field(
         default=[], description="JSON list of extra regular expressions that count as prompt injection."
     )
     content_safety_endpoint: str | None = Field(
@@ -337,7 +386,7 @@ class Settings(BaseSettings):
         description="What happens to an answer carrying secrets, keys or sensitive_patterns: redacted, or "
         "refused with 502 output_blocked.",
     )
-    sensitive_patterns: list[str] = Field(
+    sensitive_patterns: PatternList = Field(
         default=[],
         description="JSON list of regular expressions (Python re syntax) of data that must never leave the "
         "runtime or be logged. Streamed answers are checked as they arrive, so each must have a longest match "
@@ -376,8 +425,9 @@ class Settings(BaseSettings):
         description="A single API key (dev mode, small deployments); its caller id is 'api-key' and its "
         "roles are api_key_roles. `agentstage dev` defaults it to 'dev-key'.",
     )
-    api_key_roles: list[str] = Field(
-        default=["user"], description="JSON list of the roles of the caller holding api_key."
+    api_key_roles: NameList = Field(
+        default=["user"],
+        description="Roles of the caller holding api_key: comma-separated (user,reviewer) or a JSON list.",
     )
     api_keys: SecretStr | None = Field(
         default=None,
@@ -387,7 +437,9 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = Field(default=None, description="Required `iss` of JWT bearer tokens.")
     jwt_audience: str | None = Field(default=None, description="Required `aud` of JWT bearer tokens.")
     jwt_jwks_url: str | None = Field(default=None, description="URL of the issuer's JSON Web Key Set.")
-    jwt_algorithms: list[str] = Field(default=["RS256"], description="JSON list of accepted JWT algorithms.")
+    jwt_algorithms: NameList = Field(
+        default=["RS256"], description="Accepted JWT algorithms: RS256,ES256 or a JSON list."
+    )
     jwt_roles_claim: str = Field(default="roles", description="JWT claim holding the caller's roles.")
     jwt_tenant_claim: str = Field(
         default="tid", description="JWT claim naming the caller's tenant (tenant budgets); Entra ID's 'tid'."
@@ -411,17 +463,19 @@ class Settings(BaseSettings):
         default=50_000, gt=0, description="Tokens one request may spend, unless an agent sets token_budget."
     )
     tool_timeout_seconds: float = Field(default=15.0, gt=0, description="Timeout of one tool call.")
-    http_allowed_hosts: list[str] = Field(
-        default=[], description="JSON list of the host names the http_get tool may reach (exact match)."
+    http_allowed_hosts: NameList = Field(
+        default=[],
+        description="Host names the http_get tool may reach (exact match): comma-separated or a JSON list.",
     )
     http_allow_loopback: bool = Field(
         default=False, description="Let http_get reach loopback hosts over plain http (tests, dev only)."
     )
     http_max_bytes: int = Field(default=262_144, gt=0, description="Largest body http_get reads.")
     http_timeout_seconds: float = Field(default=10.0, gt=0, description="Timeout of one http_get request.")
-    tool_modules: list[str] = Field(
+    tool_modules: NameList = Field(
         default=[],
-        description="JSON list of Python modules imported at startup; they register custom tools.",
+        description="Python modules imported at startup, which register custom tools: comma-separated "
+        "(mytools,acme.tools) or a JSON list.",
     )
 
     @model_validator(mode="after")
@@ -472,3 +526,71 @@ def env_for(values: dict[str, Any], *, cloud: bool = True) -> dict[str, Any]:
                 "(Entra ID, an IAM role), and other secrets come from the vault"
             )
     return env
+
+
+JSON_FORMATS: dict[str, tuple[type, str]] = {
+    "agents": (list, '[{"name": "assistant", "instructions": "Be brief.", "tools": ["calculator"]}]'),
+    "budgets": (
+        list,
+        '[{"name": "daily", "scope": "tenant", "match": "*", "window_seconds": 86400, "tokens": 1000000}]',
+    ),
+    "model_prices": (dict, '{"gpt-4o-mini": {"input": 0.15, "output": 0.6}}'),
+    "agent_queues": (dict, '{"research": "tasks-research"}'),
+    "api_keys": (dict, '{"<key>": {"caller": "alice", "roles": ["user"], "tenant": "t1"}}'),
+}
+"""The structured settings: the JSON type each must be, and an example of it."""
+
+
+def check_json_settings(settings: Settings) -> None:
+    """:class:`ConfigurationError` naming the variable, the JSON type it must be and an example, unless every
+    structured setting is JSON of its type; what is inside is checked by the code that uses it."""
+    for field, (kind, example) in JSON_FORMATS.items():
+        value = getattr(settings, field)
+        if value is None:
+            continue
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        expected = "a JSON list" if kind is list else "a JSON object"
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ConfigurationError(
+                f"{env_name(field)} is not valid JSON ({error.msg} at position {error.pos}): it must be "
+                f"{expected}, e.g. {example}"
+            ) from None
+        if not isinstance(parsed, kind):
+            raise ConfigurationError(
+                f"{env_name(field)} must be {expected}, not {_json_type(parsed)}: e.g. {example}"
+            )
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), "a number" if isinstance(value, int | float) else "null"
+    )
+
+
+_SETTINGS_ERROR_FIELD = re.compile(r'field "(?P<field>\w+)"')
+
+
+def describe_settings_error(error: ValidationError | SettingsError) -> str:
+    """The settings' problems on one line, each naming its variable, what is wrong and the value given
+    (never a secret's)."""
+    if isinstance(error, SettingsError):
+        found = _SETTINGS_ERROR_FIELD.search(str(error))
+        if found and found["field"] in Settings.model_fields:
+            return f"{env_name(found['field'])}: cannot be read: {error.__cause__ or error}"
+        return f"invalid runtime settings: {error}"
+    problems = []
+    for problem in error.errors(include_url=False):
+        message = problem["msg"].removeprefix("Value error, ")
+        loc = problem["loc"]
+        field = str(loc[0]) if loc else ""
+        if field not in Settings.model_fields:
+            problems.append(f"invalid runtime settings: {message}")
+            continue
+        item = "".join(f"[{part}]" for part in loc[1:])
+        secret = "SecretStr" in str(Settings.model_fields[field].annotation)
+        given = problem.get("input")
+        shown = "" if secret or not isinstance(given, str | int | float) else f" (got {given!r})"
+        problems.append(f"{env_name(field)}{item}: {message}{shown}")
+    return "; ".join(problems)

@@ -12,21 +12,26 @@ It reads the same environment as the API (:class:`~agent_runtime.settings.Settin
 - Exit codes: 0 stopped by a signal; 2 configuration error (settings, agents, tool modules, store);
   3 the bus kept failing after ``worker_bus_retries`` retries (every message is still on the queue);
   1 anything else.
+
+It takes no arguments but ``--help``: everything else is a setting, as for the API.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Sequence
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from agent_runtime.errors import ConfigurationError
 from agent_runtime.memory.factory import open_stores
 from agent_runtime.services import Assembly, Lifecycle
-from agent_runtime.settings import Settings
+from agent_runtime.settings import Settings, check_json_settings, describe_settings_error
 from agent_runtime.tasks.factory import check_task_settings
 from agent_runtime.tasks.worker import Worker, WorkerBusError
 from agent_runtime.tools import ToolRegistry, default_registry
@@ -56,13 +61,31 @@ async def serve(settings: Settings, registry: ToolRegistry = default_registry) -
         await lifecycle.close()
 
 
-def main() -> int:
+def parser() -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(
+        prog="python -m agent_runtime.worker",
+        description="Run agent tasks from a queue until SIGTERM or SIGINT. The worker is configured by the "
+        "same AGENTSTAGE_* environment variables as the API, chiefly AGENTSTAGE_TASK_QUEUE (the queue to "
+        "consume), AGENTSTAGE_BUS_BACKEND (where it is), AGENTSTAGE_AGENTS (what to run), "
+        "AGENTSTAGE_WORKER_CONCURRENCY, AGENTSTAGE_WORKER_SHUTDOWN_GRACE_SECONDS and "
+        "AGENTSTAGE_WORKER_HEARTBEAT_FILE (a liveness file touched on every poll).",
+        epilog="exit codes: 0 stopped by a signal; 1 failed; 2 configuration error (settings, agents, tool "
+        "modules, store); 3 the bus kept failing (every message is still on the queue)",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         settings = Settings()
-    except ValidationError as error:
-        log.error("invalid settings: %s", error)
+        check_json_settings(settings)
+    except (ValidationError, SettingsError) as error:
+        log.error("invalid settings: %s", describe_settings_error(error))
+        return EXIT_CONFIGURATION
+    except ConfigurationError as error:
+        log.error("configuration error: %s", error.message)
         return EXIT_CONFIGURATION
     try:
         asyncio.run(serve(settings))

@@ -168,13 +168,18 @@ def test_a_saved_plan_must_be_a_plan_of_the_same_stack(repository: Path, tmp_pat
         assert status == 2 and message in err, err
 
 
-def test_all_stacks_show_the_touched_ones_and_name_the_rest(checkout: Path) -> None:
-    """The pull-request view: one worktree for every base plan, a section per changed stack."""
+def test_all_stacks_show_the_touched_ones_and_name_the_rest(checkout: Path, tmp_path: Path) -> None:
+    """The pull-request view: one worktree for every base plan, a section per changed stack; ``--out``
+    writes it to the file instead of stdout."""
     edit_stack(checkout, "foundation-staging", "agentstage:logRetentionDays", 120)
-    status, out, err = run(
-        "plan", "--all", "--diff", "HEAD", "--format", "markdown", "--project-dir", str(checkout)
-    )
+    target = tmp_path / "plan-diff.md"
+    status, printed, err = run(
+        "plan", "--all", "--diff", "HEAD", "--format", "markdown", "--out", str(target),
+        "--project-dir", str(checkout),
+    )  # fmt: skip
     assert status == 0, err
+    assert printed == "" and f"diff written to {target}" in err
+    out = target.read_text(encoding="utf-8")
     sections = [line for line in out.splitlines() if line.startswith("### Plan diff: ")]
     assert sections == ["### Plan diff: `foundation-staging` — `HEAD` → `this checkout`"]
     unchanged = ", ".join(f"`{s}`" for s in available_stacks(checkout) if s != "foundation-staging")
@@ -185,7 +190,6 @@ def test_all_stacks_show_the_touched_ones_and_name_the_rest(checkout: Path) -> N
     ("argv", "message"),
     [
         (("--all",), "--all plans every stack for a diff: add --diff REVISION"),
-        (("--all", "--diff", "HEAD", "--out", "x.json"), "--out saves one stack's plan"),
         (("--all", "--diff", "pyproject.toml"), "a saved plan is one stack's; give a git revision"),
     ],
 )

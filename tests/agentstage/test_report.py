@@ -119,9 +119,10 @@ def test_without_graphviz_the_report_says_how_to_get_it(
 
 def test_plan_writes_mermaid_to_out_when_asked_for_mermaid(tmp_path: Path) -> None:
     target = tmp_path / "diagram.mmd"
-    status, out, _ = run("plan", "--stack", "pilot-dev", "--format", "mermaid", "--out", str(target))
-    assert status == 0
-    assert target.read_text(encoding="utf-8") == out and out.startswith("flowchart LR\n")
+    status, out, err = run("plan", "--stack", "pilot-dev", "--format", "mermaid", "--out", str(target))
+    assert (status, out) == (0, "")
+    assert target.read_text(encoding="utf-8").startswith("flowchart LR\n")
+    assert f"diagram written to {target}" in err
 
 
 def test_the_readme_shows_a_screenshot_of_a_real_report() -> None:

@@ -48,7 +48,7 @@ def test_the_aws_pilot_parses_with_lambda_defaults() -> None:
         ),
         (
             {"location": "westeurope"},
-            "agentstage:location: 'westeurope' is not an AWS region (e.g. eu-west-1",
+            "agentstage:location: 'westeurope' is not an AWS region name; e.g. eu-west-1",
         ),
         ({"api": {}}, "agentstage:api.issuer is needed on aws: the OpenID Connect issuer"),
         (
@@ -86,7 +86,10 @@ def test_what_the_aws_cloud_refuses_is_named(overrides: dict[str, object], messa
             },
             "agentstage:models[0] (chat): an Azure OpenAI deployment needs version and capacity",
         ),
-        ({"api": {"issuer": "https://idp.example.com"}}, "api.issuer and api.jwksUrl apply to the aws cloud"),
+        (
+            {"api": {"issuer": "https://idp.example.com"}},
+            "agentstage:api.issuer and agentstage:api.jwksUrl apply to the aws cloud",
+        ),
         ({"lambda": {"memoryMb": 2048}}, "agentstage:lambda applies to pilot on aws, not pilot on azure"),
         ({"location": "west-europe"}, "'west-europe' is not an Azure region name"),
     ],
@@ -113,7 +116,7 @@ def test_an_azure_vm_size_is_checked_on_azure_only() -> None:
 
     raw = enterprise(
         kubernetes={
-            "image": "r.io/a@sha256:" + "a" * 64,
+            "image": "agsdevcrregistry12345.azurecr.io/a@sha256:" + "a" * 64,
             "agents": ["assistant"],
             "userPool": {"vmSize": "m7i.large"},
         }

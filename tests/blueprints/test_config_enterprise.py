@@ -7,7 +7,9 @@ import pytest
 from core.config import StackConfig, StackConfigError, parse_stack_config
 from tests.blueprints.test_config import SOURCE, valid_config
 
-IMAGE = "agsprodacr.azurecr.io/agentstage-runtime@sha256:" + "a" * 64
+# In the registry the stack creates (agsdevcrregistry + 5 hex digits of the subscription): the only one its
+# kubelet may pull from.
+IMAGE = "agsdevcrregistry12345.azurecr.io/agentstage-runtime@sha256:" + "a" * 64
 FOUNDATION_KEYS: dict[str, object] = {
     "orchestrator": {"instructions": "Route.", "model": "chat", "tokenBudget": 1000},
     "gateway": {"sku": "StandardV2", "publisherEmail": "ops@example.com"},

@@ -163,7 +163,7 @@ def test_out_writes_the_report_to_a_file(project, agentstage, tmp_path):
     ("content", "message"),
     [
         (None, "cannot read it"),
-        ("{not json", "not a graph saved by `agentstage plan --out`"),
+        ("{not json", "not a graph saved by `agentstage plan --format json --out`"),
         ('{"format": 99}', "unsupported graph format"),
     ],
 )

@@ -94,6 +94,8 @@ LEDGER_SCHEMA = TableSchema(sort_key=None)
 TTL_ATTRIBUTE = "ttl"
 TTL_MARGIN_SECONDS = 3600
 """A counter outlives its window by this much before TTL may delete it, so a late settlement finds it."""
+CLOSE_WAIT_SECONDS = 5.0
+"""How long close() waits for a cancelled reservation and its release before it disconnects."""
 REMEMBERED_HOLDS = 10_000
 """Holds granted here whose amount and lease are remembered for their settlement (the oldest are forgotten:
 settling those reads them first)."""
@@ -176,7 +178,10 @@ class DynamoDBLedger:
             return await asyncio.shield(attempt)
         except asyncio.CancelledError:
             # Granted for a caller that is gone: give the room back rather than hold it until the lease ends.
+            # Tracked until it ends, so that close() waits for the attempt and for its release.
+            self._background.add(attempt)
             attempt.add_done_callback(partial(self._release_if_granted, hold, keys))
+            attempt.add_done_callback(self._background.discard)
             raise
 
     async def _reserve(self, hold: str, lines: tuple[Line, ...], lease_seconds: float) -> Refusal | list[int]:
@@ -311,7 +316,6 @@ class DynamoDBLedger:
         return totals
 
     def _release_if_granted(self, hold: str, keys: list[str], attempt: asyncio.Future[Any]) -> None:
-        print("DONE", attempt)
         if attempt.cancelled() or attempt.exception() is not None or isinstance(attempt.result(), Refusal):
             return
         release = asyncio.ensure_future(self.settle(hold, [(key, 0) for key in keys]))
@@ -321,7 +325,6 @@ class DynamoDBLedger:
     def _forget(self, future: asyncio.Future[Any]) -> None:
         self._background.discard(future)
         if not future.cancelled():
-            print("RELEASE", future.exception())
             future.exception()  # best effort: a failure only leaves the hold to lapse
 
     async def settle(self, hold: str, spent: Sequence[tuple[str, int]]) -> None:
@@ -344,7 +347,6 @@ class DynamoDBLedger:
                 )
                 entry = reply.get("Item", {}).get(names["#h"])
                 if entry is None:
-                    print("NO ENTRY", reply)
                     return  # settled already, or never held
                 known = int(entry["M"]["amount"]["N"]), float(entry["M"]["lease"]["N"])
             held, lease_until = known
@@ -366,10 +368,8 @@ class DynamoDBLedger:
                         ConditionExpression=condition,
                         **_expressions(names, values, update, condition),
                     )
-                    print("SETTLED", hold, key, update, known)
                     return
                 except ClientError as error:
-                    print("SETTLE ERR", error)
                     if error_code(error) == _FAILED:
                         known = None  # settled meanwhile, or the lease just passed: read again
                         continue
@@ -471,7 +471,9 @@ class DynamoDBLedger:
             await contention.lost()
 
     async def close(self) -> None:
-        """Let background releases finish (briefly), then disconnect."""
-        if self._background:
-            await asyncio.wait(list(self._background), timeout=5)
+        """Let background work finish (briefly): a cancelled reservation, then its release; then disconnect."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CLOSE_WAIT_SECONDS
+        while self._background and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(list(self._background), timeout=left)
         await self._client.close()

@@ -25,7 +25,7 @@ from agent_runtime.errors import AgentRuntimeError
 from agent_runtime.orchestrator.outcome import Delegation
 from agent_runtime.settings import Settings
 from agent_runtime.tasks.factory import SharedTaskService
-from agent_runtime.tasks.model import TaskRecord, TaskState
+from agent_runtime.tasks.model import TaskRecord, TaskState, result_answer
 from agent_runtime.tasks.service import TaskService, queue_for
 from agent_runtime.trace import TokenUsage
 
@@ -148,7 +148,7 @@ def _outcome(agent: str, record: TaskRecord, seconds: float) -> Delegation:
     result: Mapping[str, Any] = record.result or {}
     usage = TokenUsage.model_validate(result.get("usage") or {})
     if record.state is TaskState.SUCCEEDED:
-        return Delegation(agent, record.id, "succeeded", str(result.get("output", "")), None, usage, seconds)
+        return Delegation(agent, record.id, "succeeded", result_answer(result), None, usage, seconds)
     if record.state is TaskState.FAILED:
         error = dict(record.error or {"code": "task_failed", "message": "the sub-task failed"})
         return Delegation(agent, record.id, "failed", None, error, usage, seconds)

@@ -75,7 +75,7 @@ class TaskRecord(BaseModel):
     parent_id: str | None = None  # the orchestrator task that delegated this one
     traceparent: str | None = None  # W3C trace context of the request that created the task
     result: Mapping[str, Any] | None = (
-        None  # {"output": str, "conversation_id", "usage": {...}, "steps": [...]}
+        None  # {"answer": str, "conversation_id", "usage": {...}, "steps": [...]}
     )
     error: Mapping[str, Any] | None = None  # {"code": str, "message": str}
     approval: PendingApproval | None = None
@@ -90,6 +90,11 @@ class TaskRecord(BaseModel):
     finished_at: float | None = None
     updated_at: float
     version: int = Field(default=0, description="Bumped by every write; compare-and-set uses it.")
+
+
+def result_answer(result: Mapping[str, Any]) -> str:
+    """The answer of a stored ``result`` (``output`` in records written before it was named ``answer``)."""
+    return str(result.get("answer", result.get("output", "")))
 
 
 class TaskConflict(Exception):

@@ -6,11 +6,34 @@ from the record's timestamps.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
 from agent_runtime.tasks.model import PendingApproval, TaskRecord, TaskState
+from agent_runtime.trace import ModelStep, TokenUsage, ToolStep
+
+_Step = Annotated[ModelStep | ToolStep, Field(discriminator="kind")]
+
+
+class TaskResult(BaseModel):
+    """A succeeded task's outcome: what ``invoke`` answers, under the same names."""
+
+    answer: str
+    conversation_id: str | None = Field(
+        default=None, description="Send it back to continue the conversation."
+    )
+    usage: TokenUsage = TokenUsage()
+    steps: list[_Step] = Field(default=[], description="Every model call and tool call of the run, in order.")
+
+    @classmethod
+    def of(cls, stored: Mapping[str, Any]) -> TaskResult:
+        """From a record's ``result``; one stored before ``output`` was renamed ``answer`` reads the same."""
+        data = dict(stored)
+        if "answer" not in data and "output" in data:
+            data["answer"] = data.pop("output")
+        return cls.model_validate(data)
 
 
 class TaskTimings(BaseModel):
@@ -30,7 +53,7 @@ class TaskView(BaseModel):
     parent_id: str | None
     attempts: int = Field(description="Runs started; more than one after a worker died or a review.")
     cancel_requested: bool
-    result: dict[str, Any] | None = Field(description="On success: output, usage and the run's steps.")
+    result: TaskResult | None = Field(description="On success: the answer, usage and the run's steps.")
     error: dict[str, Any] | None = Field(description="On failure: code and message.")
     approval: PendingApproval | None = Field(description="The tool call under (or after) human review.")
     callback: dict[str, Any] | None = Field(description="How delivery to callback_url went, once tried.")
@@ -47,7 +70,7 @@ class TaskView(BaseModel):
             parent_id=record.parent_id,
             attempts=record.attempts,
             cancel_requested=record.cancel_requested,
-            result=dict(record.result) if record.result is not None else None,
+            result=TaskResult.of(record.result) if record.result is not None else None,
             error=dict(record.error) if record.error is not None else None,
             approval=record.approval,
             callback=dict(record.callback) if record.callback is not None else None,

@@ -441,7 +441,7 @@ class _Lease:
 
 def _succeeded(result: RunResult) -> Callable[[TaskRecord], TaskRecord]:
     outcome = {
-        "output": result.answer,
+        "answer": result.answer,
         "conversation_id": result.conversation_id,
         "usage": result.usage.model_dump(),
         "steps": [step.model_dump() for step in result.steps],

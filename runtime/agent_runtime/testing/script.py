@@ -2,8 +2,9 @@
 
 A rule matches the text of the request's last message (a regular expression, searched) when that message
 has the rule's role (``on``: ``"user"``, ``"tool"`` or ``"any"``). The first matching rule answers with
-``reply`` and/or ``tool_calls``; ``\\1`` and ``\\g<name>`` in the reply and in string tool arguments are
-filled from the match. When no rule matches, the model echoes: the user's text, or the tool results.
+``reply`` and/or ``tool_calls``; ``\\1`` and ``\\g<name>`` in the reply, in tool names and in string tool
+arguments are filled from the match. When no rule matches, the model echoes: the user's text, or the tool
+results.
 
 Scripts can also come from JSON (``python -m agent_runtime.testing --script FILE``)::
 
@@ -91,7 +92,7 @@ class Script:
             found = rule.match(role, text)
             if found is not None:
                 calls = tuple(
-                    (f"call_{len(messages)}_{index}", call.name, _expand(call.arguments, found))
+                    (f"call_{len(messages)}_{index}", found.expand(call.name), _expand(call.arguments, found))
                     for index, call in enumerate(rule.tool_calls)
                 )
                 content = found.expand(rule.reply) if rule.reply is not None else None
@@ -139,10 +140,19 @@ class _ScriptSpec(BaseModel):
     rules: list[Rule]
 
 
+CALL_PATTERN = r"(?is)^\s*call\s+(?P<tool>[A-Za-z0-9_-]{1,64})\s+(?P<arguments>\{.*\})\s*$"
+"""``call <tool> <JSON arguments>``: the default script calls that tool with those arguments, as written."""
+
+
 def default_script() -> Script:
-    """The script of ``agentstage dev``: arithmetic questions go to the calculator, anything else echoes."""
+    """The script of ``agentstage dev``: arithmetic questions go to the calculator; ``call <tool> {...}``
+    calls any tool (a custom one too) with the JSON arguments given; anything else echoes."""
     return Script(
         [
+            Rule(
+                pattern=CALL_PATTERN,
+                tool_calls=(ScriptedToolCall(name=r"\g<tool>", arguments=r"\g<arguments>"),),
+            ),
             Rule(
                 pattern=r"(?i)(?:what is|calculate|compute)\s+(?P<expression>[-+*/%().\d\s]+?)\s*\??\s*$",
                 tool_calls=(

@@ -1,5 +1,6 @@
-"""The scripted OpenAI-compatible model server: chat completions (plain and streaming, with usage) and
-embeddings, all deterministic, on OpenAI's paths and Azure OpenAI's deployment paths.
+"""The scripted OpenAI-compatible model server: chat completions (plain and streaming, with usage),
+embeddings and the model list, all deterministic, on OpenAI's paths and Azure OpenAI's deployment paths.
+It answers to any model name; ``GET /v1/models`` lists the runtime's default ones (:data:`MODELS`).
 
 Run it in-process for tests::
 
@@ -43,6 +44,8 @@ from agent_runtime.testing.script import Reply, Script
 from agent_runtime.testing.serve import ServerThread
 
 DEFAULT_DIMENSIONS = 384
+MODELS = ("gpt-4o-mini", "text-embedding-3-small")
+"""What ``GET /v1/models`` lists: the runtime's default chat and embedding models (any name is answered)."""
 _WORD = re.compile(r"\w+")
 
 
@@ -108,15 +111,28 @@ def create_model_app(
             }
         )
 
+    async def models(request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [_model(name) for name in MODELS]})
+
+    async def model(request: Request) -> Response:
+        return JSONResponse(_model(request.path_params["model"]))
+
     # Azure OpenAI's deployment-scoped paths too, so the Azure client can be tested against the same script.
     return Starlette(
         routes=[
             Route("/v1/chat/completions", chat, methods=["POST"]),
             Route("/v1/embeddings", embeddings, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/models/{model:path}", model, methods=["GET"]),
             Route("/openai/deployments/{deployment}/chat/completions", chat, methods=["POST"]),
             Route("/openai/deployments/{deployment}/embeddings", embeddings, methods=["POST"]),
         ]
     )
+
+
+def _model(name: str) -> dict[str, Any]:
+    """A model object as OpenAI's ``GET /v1/models`` lists it."""
+    return {"id": name, "object": "model", "created": 0, "owned_by": "agentstage-scripted"}
 
 
 async def _faulty(fault: Fault, plan: Faults) -> Response:

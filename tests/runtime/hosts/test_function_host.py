@@ -223,7 +223,7 @@ def test_a_task_message_runs_its_task_once(
     _deliver(task_host, body, message_id=message_id, headers=headers)
     done = stored(settings, record.id)
     assert done.state is TaskState.SUCCEEDED and done.result is not None
-    assert done.result["output"] == "hello from the queue"
+    assert done.result["answer"] == "hello from the queue"
     calls = len(model.requests)
     _deliver(task_host, body, message_id=message_id, headers=headers, delivery_count=2)
     assert len(model.requests) == calls, "a redelivered message of a finished task runs nothing"

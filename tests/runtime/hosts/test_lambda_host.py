@@ -207,7 +207,7 @@ def test_one_failed_record_does_not_redeliver_the_batch(
     assert response == {"batchItemFailures": [{"itemIdentifier": "sqs-2"}, {"itemIdentifier": "sqs-3"}]}
     done = stored(settings, good.id)
     assert done.state is TaskState.SUCCEEDED and done.result is not None
-    assert done.result["output"] == "hello from sqs"
+    assert done.result["answer"] == "hello from sqs"
     assert module.tasks({"Records": []}, _context()) == {"batchItemFailures": []}
 
 

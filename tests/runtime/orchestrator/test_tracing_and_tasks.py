@@ -68,7 +68,7 @@ def test_the_orchestrator_runs_as_a_task_and_parents_its_sub_tasks(
             loop = asyncio.get_running_loop()
             [done] = await stack.tasks.wait([parent.id], loop.time() + 5)
             assert done.state is TaskState.SUCCEEDED, done.error
-            assert done.result is not None and done.result["output"].startswith("[research]\neveryone, go")
+            assert done.result is not None and done.result["answer"].startswith("[research]\neveryone, go")
             children = await stack.tasks.store.children(parent.id)
             assert sorted(child.agent for child in children) == ["flaky", "research", "slow", "writer"]
             assert {child.caller for child in children} == {"alice"}, "sub-tasks run as the caller"

@@ -208,7 +208,7 @@ async def test_an_approved_call_runs_once_and_the_task_resumes(
     [done] = await run_worker_until_finished(worker_stack, [task_id])
     assert done.state.value == "succeeded"
     assert get(api, "/v1/approvals", "rita-key").json()["tasks"] == []
-    assert done.result is not None and done.result["output"] == "transferred 5"
+    assert done.result is not None and done.result["answer"] == "transferred 5"
     assert [t.split(":")[0] for t in TRANSFERS] == ["5"]
     assert done.approval is not None and (done.approval.reviewer, done.approval.comment) == ("rita", "ok")
     requested, decision = [r for r in audit_records(caplog) if r["event"].startswith("tool_approval")]
@@ -268,7 +268,7 @@ async def test_a_finished_task_is_posted_to_its_callback(
     task_id = location.rsplit("/", 1)[1]
     [done] = await run_worker_until_finished(worker_stack, [task_id])
     assert done.state.value == "succeeded"
-    assert [(p["id"], p["state"], p["result"]["output"]) for p in received] == [
+    assert [(p["id"], p["state"], p["result"]["answer"]) for p in received] == [
         (task_id, "succeeded", "paid cb")
     ]
     callback = get(api, location).json()["callback"]

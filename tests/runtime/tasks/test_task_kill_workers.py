@@ -143,7 +143,7 @@ async def test_killing_workers_mid_task_loses_nothing_and_repeats_no_side_effect
 
     assert killer.mid_task >= KILLS_MID_TASK
     assert [r.state for r in done] == [TaskState.SUCCEEDED] * TASKS, [(r.id, r.state, r.error) for r in done]
-    assert [r.result["output"] for r in done if r.result] == [f"paid ref-{n:02d}" for n in range(TASKS)]
+    assert [r.result["answer"] for r in done if r.result] == [f"paid ref-{n:02d}" for n in range(TASKS)]
     applied = payments(tmp_path / "effects.db")
     assert sorted(ref for _, ref in applied) == [f"ref-{n:02d}" for n in range(TASKS)]  # each exactly once
     assert dead == []

@@ -42,7 +42,7 @@ async def test_a_task_runs_once_and_its_result_is_stored(stack: Stack) -> None:
     task = await submit(stack, "pay r1 0")
     [done] = await run_worker_until_finished(stack, [task.id])
     assert done.state is TaskState.SUCCEEDED
-    assert done.result is not None and done.result["output"] == "paid r1"
+    assert done.result is not None and done.result["answer"] == "paid r1"
     assert [step["kind"] for step in done.result["steps"]] == ["model", "tool", "model"]
     assert done.attempts == 1 and done.started_at and done.finished_at
     assert done.lease_until is None

@@ -66,3 +66,43 @@ def test_a_configuration_error_exits_2_saying_why(
     done = run_worker(tmp_path, **settings)
     assert done.returncode == EXIT_CONFIGURATION, done.stderr
     assert message in done.stderr
+
+
+def test_help_prints_usage_and_exits_without_touching_the_queue(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "agent_runtime.worker", "--help"],
+        check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: python -m agent_runtime.worker [-h]")
+    assert "AGENTSTAGE_TASK_QUEUE" in done.stdout and "exit codes: 0 stopped by a signal" in done.stdout
+    assert not (tmp_path / ".agentstage").exists()  # nothing was opened
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {"api_key_roles": "[user"},
+            "invalid settings: AGENTSTAGE_API_KEY_ROLES: starts with '[' but is not a JSON list",
+        ),
+        (
+            {"agent_queues": "research=tasks-research"},
+            (
+                "AGENTSTAGE_AGENT_QUEUES is not valid JSON (Expecting value at position 0): it must be a JSON "
+                'object, e.g. {"research": "tasks-research"}'
+            ),
+        ),
+    ],
+)
+def test_a_settings_mistake_exits_2_naming_the_variable(
+    tmp_path: Path, settings: dict[str, str], message: str
+) -> None:
+    done = run_worker(tmp_path, **settings)
+    assert done.returncode == EXIT_CONFIGURATION, done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
