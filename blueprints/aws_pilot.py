@@ -41,6 +41,7 @@ def deploy_aws(config: StackConfig) -> None:
         account_id=identity.account_id,
         tags=stack_tags(config),
     )
+    topology = Topology(config, called={model.name: model.model for model in config.models})
     encryption = Encryption("encryption", context)
     context = context.with_key(encryption.key_arn)
     models = BedrockModels(
@@ -53,7 +54,11 @@ def deploy_aws(config: StackConfig) -> None:
         ),
     )
     state = StateTables(
-        "state", context, StateTablesArgs(deletion_protection=config.environment in PROTECTED_ENVIRONMENTS)
+        "state",
+        context,
+        StateTablesArgs(
+            deletion_protection=config.environment in PROTECTED_ENVIRONMENTS, tasks=topology.queued
+        ),
     )
     secrets = Secrets("secrets", context)
     role = ExecutionRole(AGENT, context)
@@ -62,7 +67,6 @@ def deploy_aws(config: StackConfig) -> None:
     state.grant_data_access(role)
     secrets.grant_read(role)
 
-    topology = Topology(config, called={model.name: model.model for model in config.models})
     function = config.lambda_function
     agent = LambdaAgent(
         AGENT,

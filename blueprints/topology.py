@@ -148,6 +148,8 @@ class Topology:
         }
         if self.queued:
             settings["task_queue"] = task_queue(name)
+        else:  # no queue, no worker: the task endpoints say so instead of accepting work nothing runs
+            settings["tasks_enabled"] = "false"
         if self.orchestrator is not None and name == self.orchestrator.name:
             settings["agent_queues"] = json.dumps(
                 {agent.name: task_queue(agent.name) for agent in config.agents}

@@ -279,7 +279,8 @@ def _stack_settings(stack: str, given_project: Path | None) -> tuple[dict[str, A
         for agent in json.loads(topology.agents_json(name)):
             agents.setdefault(agent["name"], agent)
     settings: dict[str, Any] = dict(topology.agent_settings(next(iter(topology.definitions))))
-    for cloud_only in ("task_queue", "agent_queues"):  # one runtime here: its worker runs every agent
+    # One runtime here, and its worker runs every agent: no queue per agent, and tasks work on any stage.
+    for cloud_only in ("task_queue", "agent_queues", "tasks_enabled"):
         settings.pop(cloud_only, None)
     settings["agents"] = json.dumps(list(agents.values()))
     state = STATE_DIR / stack

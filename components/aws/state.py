@@ -60,10 +60,12 @@ TABLES: Mapping[str, TableLayout] = {
 @dataclass(frozen=True)
 class StateTablesArgs:
     deletion_protection: bool = False
+    tasks: bool = True
+    """Whether the stage runs task workers; without them (the pilot) there is no tasks table to keep."""
 
 
 class StateTables(Component):
-    """``agentstage:aws:StateStore``: the four tables.
+    """``agentstage:aws:StateStore``: conversations, memories, the ledger and, where workers run tasks, tasks.
 
     Outputs: ``table_names`` (by purpose).
     """
@@ -77,7 +79,9 @@ class StateTables(Component):
     ) -> None:
         super().__init__("aws", "StateStore", name, opts)
         self.tables = {
-            purpose: self._table(name, purpose, layout, context, args) for purpose, layout in TABLES.items()
+            purpose: self._table(name, purpose, layout, context, args)
+            for purpose, layout in TABLES.items()
+            if args.tasks or purpose != "tasks"
         }
         self.table_names = {purpose: table.name for purpose, table in self.tables.items()}
         self.register_outputs({"table_names": self.table_names})
@@ -113,11 +117,11 @@ class StateTables(Component):
         )
 
     def grant_data_access(self, role: ExecutionRole) -> None:
-        """Item reads and writes on the four tables and the tasks' index; nothing else."""
+        """Item reads and writes on the tables and their indexes; nothing else."""
         resources = [table.arn for table in self.tables.values()]
-        for purpose, layout in TABLES.items():
+        for purpose, table in self.tables.items():
             resources += [
-                pulumi.Output.concat(self.tables[purpose].arn, "/index/", index) for index in layout.indexes
+                pulumi.Output.concat(table.arn, "/index/", index) for index in TABLES[purpose].indexes
             ]
         role.allow("state-data", Statement("StateTables", DATA_ACTIONS, tuple(resources)))
 

@@ -254,6 +254,13 @@ class DeadlineExceeded(LimitExceeded):
     code = "deadline_exceeded"
 
 
+class TasksNotOffered(CallerError):
+    """This deployment runs no task worker (the pilot stage): a task would be accepted and never run."""
+
+    status = 501
+    code = "tasks_not_offered"
+
+
 class Unavailable(AgentRuntimeError):
     """A service the runtime depends on (state store, identity provider keys) cannot be reached."""
 

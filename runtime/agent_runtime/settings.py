@@ -242,6 +242,12 @@ class Settings(BaseSettings):
     task_queue: str | None = Field(
         default=None, description="The queue this runtime's worker receives its tasks from."
     )
+    tasks_enabled: bool = Field(
+        default=True,
+        description="Whether a worker runs this runtime's tasks. A stage without one (the pilot: no task "
+        "queue, no trigger) sets it false, and the task endpoints answer 501 rather than accept work that "
+        "nothing would run.",
+    )
     agent_queues: str = Field(
         default="{}",
         description="JSON object mapping agent name -> task queue: where the orchestrator delegates work.",

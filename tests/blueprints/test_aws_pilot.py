@@ -58,7 +58,7 @@ def test_the_agents_role_holds_exactly_its_grants(stack_graph: Graphs) -> None:
     profile = arn("bedrock", "inference-profile/eu.amazon.nova-lite-v1:0")
     key = by_name(graph, "aws:kms/key:Key", "encryption-key").arn
     tables = sorted(
-        arn("dynamodb", f"table/ags-dev-{name}") for name in ("conversations", "ledger", "memories", "tasks")
+        arn("dynamodb", f"table/ags-dev-{name}") for name in ("conversations", "ledger", "memories")
     )
     assert grants == {
         "kms-use": [{"Sid": "UseStackKey", "Effect": "Allow", "Action": ["kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey"], "Resource": key}],
@@ -77,7 +77,7 @@ def test_the_agents_role_holds_exactly_its_grants(stack_graph: Graphs) -> None:
              "Action": sorted(["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem",
                                "dynamodb:DeleteItem", "dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem",
                                "dynamodb:Query", "dynamodb:UpdateItem"]),
-             "Resource": sorted([*tables, arn("dynamodb", "table/ags-dev-tasks/index/awaiting_approval")])},
+             "Resource": tables},  # no tasks table: the pilot runs no task worker
         ],
         "secrets-read": [
             {"Sid": "ReadSettingsSecret", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],

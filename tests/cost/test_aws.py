@@ -162,9 +162,9 @@ def test_usage_lines_of_the_aws_pilot_follow_the_profile(stack_graph: Graphs) ->
     assert guardrail.monthly == pytest.approx(
         guardrail.quantity * row("bedrock.guardrail.content-filter", "text")
     )
-    # 40 request units a request, spread over the 4 tables, 75% of them write units.
-    units = requests * 40 / 4
-    for table in ("state-conversations", "state-ledger", "state-memories", "state-tasks"):
+    # 40 request units a request, spread over the 3 tables (no tasks table: no task worker), 75% writes.
+    units = requests * 40 / 3
+    for table in ("state-conversations", "state-ledger", "state-memories"):
         assert usage[(table, "dynamodb.write-request-units")].quantity == pytest.approx(
             units * WRITE_SHARE / 1e6
         )

@@ -385,3 +385,18 @@ def test_project_dir_without_a_stack_is_a_user_error(monkeypatch: pytest.MonkeyP
         2,
         "error: --project-dir names where --stack is read from: give --stack STACK too\n",
     )
+
+
+def test_a_pilot_stack_takes_tasks_under_dev_whose_worker_runs_them(tmp_path: Path) -> None:
+    """The deployed pilot runs no task worker (its task endpoints answer 501); dev runs one beside the API."""
+    with running_dev(tmp_path, "--stack", "pilot-dev") as dev:
+        headers = {"Authorization": "Bearer dev-key"}
+        with httpx.Client(base_url=dev.url, headers=headers, timeout=10) as http:
+            queued = http.post("/v1/agents/assistant/tasks", json={"input": "what is 6*7?"})
+            assert queued.status_code == 202, queued.text
+            deadline = time.monotonic() + 20
+            task = queued.json()
+            while task["state"] in ("queued", "running") and time.monotonic() < deadline:
+                time.sleep(0.05)
+                task = http.get(queued.headers["location"]).json()
+    assert task["state"] == "succeeded", task

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent_runtime.api.deps import CallerDep, ServicesDep
 from agent_runtime.api.limits import check_prompt_size
 from agent_runtime.api.schemas import InvokeRequest, error_responses
-from agent_runtime.errors import UnprocessableRequest
+from agent_runtime.errors import TasksNotOffered, UnprocessableRequest
 from agent_runtime.tasks.service import TaskService
 from agent_runtime.tasks.view import TaskView
 
@@ -52,6 +52,11 @@ class ApprovalRequest(BaseModel):
 
 
 async def task_service(runtime: ServicesDep) -> TaskService:
+    if not runtime.settings.tasks_enabled:
+        raise TasksNotOffered(
+            "this deployment runs no task worker, so it takes no tasks: invoke the agent "
+            "(POST /v1/agents/{agent}/invoke), or deploy a stage with task queues (foundation or enterprise)"
+        )
     return await runtime.tasks.get()
 
 
@@ -62,7 +67,7 @@ TasksDep = Annotated[TaskService, Depends(task_service)]
     "/v1/agents/{agent}/tasks",
     status_code=202,
     response_model=TaskView,
-    responses=error_responses(400, 401, 404, 413, 422, 503),
+    responses=error_responses(400, 401, 404, 413, 422, 501, 503),
 )
 async def submit_task(
     agent: str,
@@ -100,14 +105,16 @@ async def submit_task(
     return TaskView.of(record)
 
 
-@router.get("/v1/tasks/{task_id}", response_model=TaskView, responses=error_responses(401, 404, 422))
+@router.get("/v1/tasks/{task_id}", response_model=TaskView, responses=error_responses(401, 404, 422, 501))
 async def get_task(task_id: TaskId, caller: CallerDep, tasks: TasksDep) -> TaskView:
     """The task's state, timings and, once finished, its result or error."""
     return TaskView.of(await tasks.get(task_id, caller))
 
 
 @router.post(
-    "/v1/tasks/{task_id}/cancel", response_model=TaskView, responses=error_responses(401, 403, 404, 409, 422)
+    "/v1/tasks/{task_id}/cancel",
+    response_model=TaskView,
+    responses=error_responses(401, 403, 404, 409, 422, 501),
 )
 async def cancel_task(task_id: TaskId, caller: CallerDep, tasks: TasksDep) -> TaskView:
     """Cancel: at once when queued or awaiting approval; before its next step when running."""
@@ -118,7 +125,7 @@ class ReviewQueue(BaseModel):
     tasks: list[TaskView] = Field(description="Tasks awaiting a decision on a tool call, oldest first.")
 
 
-@router.get("/v1/approvals", response_model=ReviewQueue, responses=error_responses(401, 403, 422))
+@router.get("/v1/approvals", response_model=ReviewQueue, responses=error_responses(401, 403, 422, 501))
 async def review_queue(
     caller: CallerDep, tasks: TasksDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> ReviewQueue:
@@ -129,7 +136,7 @@ async def review_queue(
 @router.post(
     "/v1/tasks/{task_id}/approval",
     response_model=TaskView,
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses=error_responses(401, 403, 404, 409, 422, 501),
 )
 async def decide_task(task_id: TaskId, body: ApprovalRequest, caller: CallerDep, tasks: TasksDep) -> TaskView:
     """Approve (the task resumes and runs the call once) or reject (it fails) the parked tool call."""

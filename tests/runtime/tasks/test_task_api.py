@@ -273,3 +273,27 @@ async def test_a_finished_task_is_posted_to_its_callback(
     ]
     callback = get(api, location).json()["callback"]
     assert (callback["status"], callback["attempts"], callback["detail"]) == ("delivered", 1, "HTTP 200")
+
+
+def test_a_deployment_without_a_task_worker_refuses_tasks_instead_of_queueing_them(
+    runtime_factory: RuntimeFactory, task_model: ScriptedModelServer
+) -> None:
+    """The pilot stage runs no worker: a task would be accepted and never run, so every task endpoint says
+    so (501) and points at invoke; invoke itself still answers."""
+    pilot = runtime_factory(
+        task_registry(),
+        llm_endpoint=task_model.base_url,
+        agents=json.dumps(AGENTS),
+        api_keys=json.dumps(KEYS),
+        tasks_enabled=False,
+    )
+    for response in (
+        submit(pilot, "pay r 0"),
+        get(pilot, "/v1/tasks/any-id"),
+        post(pilot, "/v1/tasks/any-id/cancel", {}),
+        get(pilot, "/v1/approvals", key="rita-key"),
+    ):
+        assert response.status_code == 501, response.text
+        assert error_of(response)["code"] == "tasks_not_offered"
+        assert "POST /v1/agents/{agent}/invoke" in error_of(response)["message"]
+    assert post(pilot, "/v1/agents/payer/invoke", {"input": "pay r 0"}).status_code == 200
