@@ -25,6 +25,7 @@ VERBS: dict[str, str] = {
     "report": "write one self-contained HTML page of a stack: architecture, policy verdict, cost, components",
     "stacks": "list every stack in delivery order (development -> production), as the pipeline deploys them",
     "dev": "run the agent runtime locally (scripted model unless AGENTSTAGE_LLM_ENDPOINT is set)",
+    "ingest": "fill the local knowledge index that `agentstage dev` searches from a folder of documents",
 }
 
 

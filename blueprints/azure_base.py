@@ -1,4 +1,5 @@
-"""What every Azure stage is built on: resource group, shared context, logs, vault, models, state.
+"""What every Azure stage is built on: resource group, shared context, logs, vault, models, state and,
+where the stack file enables it, AI Search holding the knowledge index.
 
 Composition only - the blocks themselves live in components/azure/. Stages 2 and 3 start from the
 same foundation and add to it, so growing from the pilot never rebuilds what is already deployed.
@@ -12,10 +13,11 @@ import pulumi
 from pulumi_azure_native import authorization, resources
 
 from blueprints.packages import runtime_package
-from blueprints.topology import Topology, stack_tags
+from blueprints.topology import Topology, agents_json, stack_tags
 from components.azure.context import AzureContext
 from components.azure.dashboard import DashboardArgs, ModelPrice, RuntimeBudget
 from components.azure.identity import ManagedIdentity
+from components.azure.knowledge import KnowledgeSource
 from components.azure.models import ContentFilterArgs, ModelDeploymentArgs, Models, ModelsArgs
 from components.azure.naming import Naming, unique_suffix
 from components.azure.network import Network
@@ -80,6 +82,7 @@ class AzureFoundation:
         self.state = StateStore(
             "state", self.context, StateStoreArgs(embedding_dimensions=config.memory.dimensions)
         )
+        self.search: VectorSearch | None = _vector_search(config, self.context)
 
     def serverless_agent(
         self,
@@ -88,9 +91,16 @@ class AzureFoundation:
         settings: dict[str, pulumi.Input[str]],
         *,
         network: Network | None = None,
+        background: bool = False,
     ) -> ServerlessAgent:
         """A Function App running the runtime as ``identity`` with ``settings`` (:meth:`agent_settings`),
-        reachable only through ``network`` when the stage has a private one."""
+        reachable only through ``network`` when the stage has a private one.
+
+        It is sized by the stack's ``functions`` section, except that a ``background`` app (one that only
+        works off a durable queue, like the ingestion worker) keeps no instance warm and is not zone
+        redundant: nobody waits on it, its messages wait in the queue through a cold start or a zone
+        outage, and it costs nothing while idle - a zone-redundant app keeps two instances per trigger.
+        """
         functions = self.config.functions
         return ServerlessAgent(
             name,
@@ -102,8 +112,8 @@ class AzureFoundation:
                 telemetry_connection_string=self.observability.connection_string,
                 instance_memory_mb=functions.instance_memory_mb,
                 maximum_instance_count=functions.maximum_instance_count,
-                always_ready=functions.always_ready,
-                zone_redundant=functions.zone_redundant,
+                always_ready=0 if background else functions.always_ready,
+                zone_redundant=functions.zone_redundant and not background,
                 network=network,
             ),
         )
@@ -118,19 +128,66 @@ class AzureFoundation:
         self, topology: Topology, name: str, identity: ManagedIdentity, routes: AzureRoutes | None = None
     ) -> dict[str, pulumi.Input[str]]:
         """Every runtime setting of agent ``name`` on Azure (names of the Settings contract): the neutral
-        ones of the topology, and how it reaches the models, its state, the bus and its callers.
+        ones of the topology, and how it reaches the models, its state, the knowledge index, the bus and
+        its callers.
 
         The one place an Azure agent's environment is assembled, for Function Apps and containers alike.
         """
         return {
             **topology.agent_settings(name),
+            **self._model_settings(identity),
+            **self.state.runtime_settings(),
+            **self.knowledge_settings(),
+            **self.caller_auth_settings(),
+            **(routes.settings() if routes else {}),
+        }
+
+    def ingestion_settings(
+        self, identity: ManagedIdentity, routes: AzureRoutes, source: KnowledgeSource, queue: str
+    ) -> dict[str, pulumi.Input[str]]:
+        """Every runtime setting of the knowledge ingestion worker: the runtime package, consuming the
+        document events of ``queue`` into the index from ``source``.
+
+        It is no agent, so the topology has nothing to say about it: it runs none (``agents`` is a setting
+        every cloud deployment must give; its API, which the Function host serves anyway, lists no agent),
+        takes no tasks, and keeps no conversations or budget ledger (no state store, no Cosmos DB role).
+        It embeds chunks with the agents' embedding deployment, through the same models route, and is the
+        one runtime that creates the index definition (``knowledge_manage_index``).
+        """
+        config = self.config
+        assert self.search is not None  # the ingestion worker is only deployed beside AI Search
+        return {
+            "environment": config.environment,
+            "agents": agents_json([]),
+            "embedding_model": config.memory.embedding_deployment,
+            "embedding_dimensions": str(config.memory.dimensions),
+            "tasks_enabled": "false",
+            **self._model_settings(identity),
+            **self.search.runtime_settings(),
+            "knowledge_manage_index": "true",
+            "knowledge_source": source.source_url,
+            "ingest_queue": queue,
+            **self.caller_auth_settings(),
+            **routes.settings(),
+        }
+
+    def knowledge_settings(self) -> dict[str, pulumi.Input[str]]:
+        """Where the runtime searches the stage's knowledge index: AI Search where the stack has it.
+
+        Without it there is no shared index to search: the runtime's embedded one would sit on one
+        instance's temporary disk, empty and gone on scale-in, so knowledge is off (``none``) and the
+        ``knowledge_search`` tool says so instead of answering from nothing.
+        """
+        return self.search.runtime_settings() if self.search is not None else {"knowledge_backend": "none"}
+
+    def _model_settings(self, identity: ManagedIdentity) -> dict[str, pulumi.Input[str]]:
+        """How a runtime running as ``identity`` calls the models: Azure OpenAI with Entra ID tokens (an
+        orchestrated stage's routes point it at the gateway instead)."""
+        return {
             "llm_provider": "azure_openai",
             "llm_endpoint": self.models.endpoint,
             "llm_auth": "entra",
             "identity_client_id": identity.client_id,
-            **self.state.runtime_settings(),
-            **self.caller_auth_settings(),
-            **(routes.settings() if routes else {}),
         }
 
     def caller_auth_settings(self) -> dict[str, pulumi.Input[str]]:
@@ -183,13 +240,13 @@ def dashboard_args(config: StackConfig) -> DashboardArgs:
     )
 
 
-def vector_search(base: AzureFoundation) -> VectorSearch | None:
+def _vector_search(config: StackConfig, context: AzureContext) -> VectorSearch | None:
     """The stack's AI Search service, if its file enables one."""
-    settings = base.config.vector_search
+    settings = config.vector_search
     if settings is None or not settings.enabled:
         return None
     return VectorSearch(
         "search",
-        base.context,
+        context,
         VectorSearchArgs(sku=settings.sku, replicas=settings.replicas, partitions=settings.partitions),
     )

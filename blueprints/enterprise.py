@@ -4,9 +4,10 @@ The foundation's system (gateway, orchestrator, agents over Service Bus, shared 
 built again with three changes:
 
 - **Private network.** Every data service (models, search, Cosmos DB, Service Bus, Key Vault, the
-  Function Apps and their storage, the registry) has public access off and a private endpoint with its
-  DNS zone; the Function Apps and the gateway join the VNet. The gateway stays the one public, Entra
-  ID-protected front door.
+  documents, the Function Apps and their storage, the registry) has public access off and a private
+  endpoint with its DNS zone; the Function Apps and the gateway join the VNet. The gateway stays the one
+  public, Entra ID-protected front door. Event Grid, which cannot deliver through a private endpoint,
+  reaches the ingest queue as a trusted service with its own identity.
 - **Hybrid agents.** Agents named in ``kubernetes.agents`` run as queue workers on AKS, pulled from
   ACR by the kubelet identity only, scaled by KEDA on their Service Bus queue (to zero when idle), with
   the same managed identity, grants and runtime settings they would have on Functions (Workload ID).
@@ -109,6 +110,7 @@ def private_link_targets(
         *base.secrets.private_link_targets,
         *base.state.private_link_targets,
         *system.search.private_link_targets,
+        *system.knowledge.private_link_targets,
         *system.bus.private_link_targets,
         *registry.private_link_targets,
     )

@@ -481,6 +481,11 @@ FREE: dict[str, str] = {
     "azure-native:privatedns:VirtualNetworkLink": "resolution links are free",
     "azure-native:servicebus:Queue": "billed on its namespace (base charge and operations)",
     "azure-native:storage:BlobContainer": "billed on its storage account (storage.blobGbPerAccount)",
+    "azure-native:eventgrid:SystemTopic": "no charge of its own; the events it delivers are Event Grid "
+    "operations: the first 100,000 a month are free, then $0.60 per million (not estimated)",
+    "azure-native:eventgrid:SystemTopicEventSubscription": "a part of its system topic (billed per operation)",
+    "azure-native:servicebus:NamespaceNetworkRuleSet": "a setting of its namespace",
+    "azure-native:storage:BlobServiceProperties": "a setting of its storage account",
     "azure-native:web:WebAppFtpAllowed": "a setting of its app",
     "azure-native:web:WebAppScmAllowed": "a setting of its app",
 }

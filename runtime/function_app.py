@@ -2,7 +2,7 @@
 
 Anonymous at the platform level because the runtime authenticates every request itself (API key or JWT);
 host.json sets an empty route prefix so the API's paths are the app's paths. The Python v2 model allows
-one function app per module, so the Service Bus trigger is a second function on the same ``app``.
+one function app per module, so the Service Bus triggers are further functions on the same ``app``.
 
 An app with ``AGENTSTAGE_TASK_QUEUE`` set (its bus is Service Bus: the foundation's agents) also gets
 the trigger, which receives one message of that queue per invocation over an identity-based
@@ -10,6 +10,10 @@ connection (app settings ``ServiceBusConnection__fullyQualifiedNamespace``,
 ``ServiceBusConnection__credential=managedidentity``, ``ServiceBusConnection__clientId``). Returning
 completes the message; raising abandons it for redelivery, and the queue's ``maxDeliveryCount`` then
 dead-letters it (see :mod:`agent_runtime.hosting` for why that is also the path of poison messages).
+
+An app with ``AGENTSTAGE_INGEST_QUEUE`` set (the knowledge layer's ingestion worker) gets a trigger on that
+queue of Event Grid blob events, over the same identity-based connection; each message refreshes the
+documents it names in the knowledge index (:mod:`agent_runtime.knowledge.service`).
 """
 
 import json
@@ -19,17 +23,23 @@ import azure.functions as func
 from agent_runtime.api import create_app
 from agent_runtime.bus.base import ReceivedMessage
 from agent_runtime.hosting import PushedTasks
+from agent_runtime.knowledge.service import PushedDocuments
 from agent_runtime.settings import Settings
 from agent_runtime.tasks.service import worker_queue
 
 settings = Settings()
 api = create_app(settings)
 tasks = PushedTasks(api.state.lifecycle)
+documents = PushedDocuments(api.state.lifecycle)
 app = func.AsgiFunctionApp(app=api, http_auth_level=func.AuthLevel.ANONYMOUS)
 
 
 async def run_task(message: func.ServiceBusMessage) -> None:
-    await tasks.handle(delivery(message))
+    await tasks.handle(delivery(message, worker_queue(settings)))
+
+
+async def ingest_documents(message: func.ServiceBusMessage) -> None:
+    await documents.handle(delivery(message, settings.ingest_queue or ""))
 
 
 # Only apps with a task queue get the trigger: an unresolvable %AGENTSTAGE_TASK_QUEUE% would put the
@@ -43,9 +53,18 @@ task_trigger = (
     if settings.task_queue
     else None
 )
+ingest_trigger = (
+    app.function_name("ingest_documents")(
+        app.service_bus_queue_trigger(
+            arg_name="message", queue_name="%AGENTSTAGE_INGEST_QUEUE%", connection="ServiceBusConnection"
+        )(ingest_documents)
+    )
+    if settings.ingest_queue
+    else None
+)
 
 
-def delivery(message: func.ServiceBusMessage) -> ReceivedMessage:
+def delivery(message: func.ServiceBusMessage, queue: str) -> ReceivedMessage:
     """The trigger's message in the bus contract's shape (headers are its application properties)."""
     try:
         body = json.loads(message.get_body())
@@ -54,7 +73,7 @@ def delivery(message: func.ServiceBusMessage) -> ReceivedMessage:
     properties = message.application_properties or {}
     enqueued = message.enqueued_time_utc
     return ReceivedMessage(
-        queue=worker_queue(settings),
+        queue=queue,
         message_id=message.message_id or "",
         body=body if isinstance(body, dict) else {"raw": message.get_body().decode("utf-8", "replace")},
         headers={str(name): value for name, value in properties.items() if isinstance(value, str)},

@@ -9,6 +9,9 @@ at cold start (:mod:`agent_runtime.settings_secret`).
   returns the failed ones as ``batchItemFailures``, so only those are delivered again (and, after the
   queue's ``maxReceiveCount``, moved to its dead-letter queue) while the rest of the batch is deleted.
   See :mod:`agent_runtime.hosting` for which failures those are.
+- ``lambda_handler.documents``: an SQS event source mapping on ``AGENTSTAGE_INGEST_QUEUE``, the S3 event
+  notifications of the knowledge layer's documents bucket, reported the same way; each record refreshes
+  the documents it names (:mod:`agent_runtime.knowledge.service`).
 
 Both handlers run on the one event loop of the process, which the opened services are bound to.
 """
@@ -16,6 +19,7 @@ Both handlers run on the one event loop of the process, which the opened service
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import botocore
@@ -43,7 +47,8 @@ load_settings_secret()  # before the settings are imported: they read the direct
 
 from agent_runtime.api import create_app
 from agent_runtime.bus.base import ReceivedMessage
-from agent_runtime.hosting import PushedTasks
+from agent_runtime.hosting import PushedTasks, handle_all
+from agent_runtime.knowledge.service import PushedDocuments
 
 log = logging.getLogger("agentstage.lambda")
 loop = asyncio.new_event_loop()
@@ -54,18 +59,30 @@ api = create_app()
 # after the first; without it the services open on first use and live as long as the warm process.
 handler = Mangum(api, lifespan="off")
 _tasks = PushedTasks(api.state.lifecycle)
+_documents = PushedDocuments(api.state.lifecycle)
 
 
 def tasks(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
     """Run each SQS record's task; report the records whose delivery failed."""
+    return _batch(event, "task", _tasks.handle)
+
+
+def documents(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
+    """Refresh the documents each SQS record names; report the records whose delivery failed."""
+    return _batch(event, "document event", _documents.handle)
+
+
+def _batch(
+    event: dict[str, Any], what: str, handle: Callable[[ReceivedMessage], Awaitable[object]]
+) -> dict[str, list[dict[str, str]]]:
+    """Each record handled concurrently; the failed ones reported as ``batchItemFailures`` (partial batch
+    response), so only those are delivered again."""
     records = event.get("Records", [])
-    failures = loop.run_until_complete(_tasks.handle_all([delivery(record) for record in records]))
+    failures = loop.run_until_complete(handle_all([delivery(record) for record in records], handle))
     failed = []
     for record, failure in zip(records, failures, strict=True):
         if failure is not None:
-            log.warning(
-                "task message %s failed: %s: %s", record["messageId"], type(failure).__name__, failure
-            )
+            log.warning("%s %s failed: %s: %s", what, record["messageId"], type(failure).__name__, failure)
             failed.append({"itemIdentifier": record["messageId"]})
     return {"batchItemFailures": failed}
 

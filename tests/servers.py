@@ -53,6 +53,29 @@ class AzuriteQueue:
 
 
 @dataclass(frozen=True)
+class AzuriteStorage:
+    """Azurite's blob and queue services side by side: what Event Grid would connect in Azure."""
+
+    blob_port: int
+    queue_port: int
+
+    @property
+    def blob_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.blob_port}/{AZURITE_ACCOUNT}"
+
+    @property
+    def queue_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.queue_port}/{AZURITE_ACCOUNT}"
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint={self.blob_endpoint};QueueEndpoint={self.queue_endpoint};"
+        )
+
+
+@dataclass(frozen=True)
 class MotoServer:
     port: int
     region: str = "us-east-1"
@@ -72,34 +95,48 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def azurite_queue_binary() -> Path:
-    """``azurite-queue`` from ``.tools/azurite`` (scripts/install-azurite.sh), else from PATH."""
-    local = AZURITE_BIN / "azurite-queue"
+def azurite_binary(service: str = "queue") -> Path:
+    """``azurite-<service>`` from ``.tools/azurite`` (scripts/install-azurite.sh), else from PATH."""
+    name = f"azurite-{service}"
+    local = AZURITE_BIN / name
     if local.exists():
         return local
-    found = shutil.which("azurite-queue")
+    found = shutil.which(name)
     if found:
         return Path(found)
-    raise ServerError("azurite-queue is not installed; run scripts/install-azurite.sh (make test does)")
+    raise ServerError(f"{name} is not installed; run scripts/install-azurite.sh (make test does)")
 
 
 @contextmanager
 def azurite_queue() -> Iterator[AzuriteQueue]:
     """Azurite's queue service, in memory (nothing persists), telemetry off, run in a scratch directory."""
-    binary = azurite_queue_binary()
+    with _azurite_service("queue") as port:
+        yield AzuriteQueue(port)
+
+
+@contextmanager
+def azurite_storage() -> Iterator[AzuriteStorage]:
+    """Azurite's blob and queue services (two processes), in memory, telemetry off."""
+    with _azurite_service("blob") as blob_port, _azurite_service("queue") as queue_port:
+        yield AzuriteStorage(blob_port, queue_port)
+
+
+@contextmanager
+def _azurite_service(service: str) -> Iterator[int]:
+    binary = azurite_binary(service)
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="azurite-") as workspace:
         command = [
             str(binary),
-            "--queueHost", "127.0.0.1",
-            "--queuePort", str(port),
+            f"--{service}Host", "127.0.0.1",
+            f"--{service}Port", str(port),
             "--inMemoryPersistence",
             "--disableTelemetry",
             "--skipApiVersionCheck",
             "--silent",
         ]  # fmt: skip
-        with _process(command, port, "azurite-queue", Path(workspace)):
-            yield AzuriteQueue(port)
+        with _process(command, port, f"azurite-{service}", Path(workspace)):
+            yield port
 
 
 @contextmanager

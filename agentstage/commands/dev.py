@@ -22,6 +22,9 @@ has started and stops before the API shuts down.
   agent), else ``AGENTSTAGE_AGENTS``, else one ``assistant`` agent with the calculator.
 - State: everything lives under ``.agentstage/`` in the working directory (``.agentstage/<stack>/`` with
   ``--stack``, since stacks embed with other dimensions); delete it to start afresh.
+- Knowledge: agents with the ``knowledge_search`` tool search the local index in the same state file, which
+  ``agentstage ingest PATH`` fills from a folder of documents (with ``--stack``, the stack's cloud index
+  settings are replaced by that local one).
 - Tool modules (``AGENTSTAGE_TOOL_MODULES``) are imported from the working directory too.
 - SIGTERM stops it as Ctrl+C does (the worker and the API shut down cleanly), with exit status 0.
 """
@@ -66,6 +69,13 @@ API_KEY_VARIABLE = "AGENTSTAGE_API_KEY"
 MODEL_SERVERS = ("openai", "anthropic", "bedrock")
 DEV_ANTHROPIC_KEY = "dev-anthropic-key"
 """The key the local Anthropic server expects and the runtime sends: a fixed dev value, never a real one."""
+KNOWLEDGE_CLOUD_SETTINGS = (
+    "knowledge_backend",
+    "search_endpoint",
+    "knowledge_manage_index",
+    "knowledge_index",
+)
+"""A stack's knowledge index is its cloud's (AI Search); dev searches the local one `agentstage ingest` fills."""
 DEFAULT_AGENTS: list[dict[str, Any]] = [
     {
         "name": "assistant",
@@ -93,6 +103,10 @@ scripted model:
   'what is 6*7?' goes to the calculator; 'call TOOL {{"arg": "value"}}' calls any
   tool with those arguments, custom ones too (AGENTSTAGE_TOOL_MODULES, importable
   from this directory); anything else is echoed.
+
+knowledge:
+  agents with the knowledge_search tool search the documents that
+  `agentstage ingest PATH` put into {STATE_DIR}/state.db (--stack: {STATE_DIR}/STACK/).
 
 state:
   {STATE_DIR}/state.db (conversations, memory, budgets, tasks) and {STATE_DIR}/bus.db
@@ -133,19 +147,19 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
     if args.project_dir is not None and args.stack is None:
         raise AgentstageError("--project-dir names where --stack is read from: give --stack STACK too")
-    overrides, source = _overrides(args)
-    _import_tools_from_here()
+    overrides, source = runtime_overrides(args.stack, args.project_dir, args.agents)
+    import_tools_from_here()
     try:
         with contextlib.ExitStack() as stack:
             _stop_cleanly_on_sigterm(stack)
             listener = stack.enter_context(_listen(args.host, args.port))
-            server = args.model_server or (None if _real_model_configured() else "openai")
+            server = args.model_server or (None if real_model_configured() else "openai")
             if server is None:
                 model_note = f"model endpoint {os.environ.get(ENDPOINT_VARIABLE) or 'bedrock'}"
             else:
-                model_settings, model_note = _start_model_server(server, stack)
+                model_settings, model_note = start_model_server(server, stack)
                 overrides |= model_settings
-            settings, app = _runtime(overrides)
+            settings, app = build_runtime(overrides)
             # Show the audit and usage records (the runtime's own loggers); keep HTTP client chatter out.
             logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
             logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -182,18 +196,18 @@ def _stop_cleanly_on_sigterm(stack: contextlib.ExitStack) -> None:
     stack.callback(signal.signal, signal.SIGTERM, previous)
 
 
-def _import_tools_from_here() -> None:
+def import_tools_from_here() -> None:
     """Let AGENTSTAGE_TOOL_MODULES name modules in the working directory, as ``python -m`` would."""
     here = str(Path.cwd())
     if here not in sys.path and "" not in sys.path:
         sys.path.insert(0, here)
 
 
-def _real_model_configured() -> bool:
+def real_model_configured() -> bool:
     return bool(os.environ.get(ENDPOINT_VARIABLE)) or os.environ.get(PROVIDER_VARIABLE) == "bedrock"
 
 
-def _start_model_server(provider: str, stack: contextlib.ExitStack) -> tuple[dict[str, Any], str]:
+def start_model_server(provider: str, stack: contextlib.ExitStack) -> tuple[dict[str, Any], str]:
     """Start the scripted model server speaking ``provider``'s API; returns the runtime settings that
     point at it and a line for the banner."""
     from agent_runtime.testing import (
@@ -247,18 +261,20 @@ def _report_worker_failure(working: asyncio.Task[None]) -> None:
         logging.getLogger("agentstage.worker").error("the task worker stopped: %s", working.exception())
 
 
-def _overrides(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+def runtime_overrides(
+    stack: str | None, project: Path | None, agents: Path | None
+) -> tuple[dict[str, Any], str]:
     """Dev defaults for what the environment leaves unset (the API key, the agents) and what ``--agents``
     or ``--stack`` sets; with where the agents come from, for the banner."""
     overrides: dict[str, Any] = {}
     if not os.environ.get(API_KEY_VARIABLE):
         overrides["api_key"] = DEFAULT_API_KEY
-    if args.stack is not None:
-        stack_settings, source = _stack_settings(args.stack, args.project_dir)
+    if stack is not None:
+        stack_settings, source = _stack_settings(stack, project)
         return overrides | stack_settings, source
-    if args.agents is not None:
-        overrides["agents"] = json.dumps(_read_agents(args.agents))
-        return overrides, str(args.agents)
+    if agents is not None:
+        overrides["agents"] = json.dumps(_read_agents(agents))
+        return overrides, str(agents)
     if os.environ.get(AGENTS_VARIABLE, "").strip() in ("", "[]"):
         overrides["agents"] = json.dumps(DEFAULT_AGENTS)
         return overrides, "the default; --agents FILE or --stack STACK for others"
@@ -280,7 +296,7 @@ def _stack_settings(stack: str, given_project: Path | None) -> tuple[dict[str, A
             agents.setdefault(agent["name"], agent)
     settings: dict[str, Any] = dict(topology.agent_settings(next(iter(topology.definitions))))
     # One runtime here, and its worker runs every agent: no queue per agent, and tasks work on any stage.
-    for cloud_only in ("task_queue", "agent_queues", "tasks_enabled"):
+    for cloud_only in ("task_queue", "agent_queues", "tasks_enabled", *KNOWLEDGE_CLOUD_SETTINGS):
         settings.pop(cloud_only, None)
     settings["agents"] = json.dumps(list(agents.values()))
     state = STATE_DIR / stack
@@ -291,7 +307,7 @@ def _stack_settings(stack: str, given_project: Path | None) -> tuple[dict[str, A
     return settings, f"stack {stack} ({path})"
 
 
-def _runtime(overrides: dict[str, Any]) -> tuple[Any, Any]:
+def build_runtime(overrides: dict[str, Any]) -> tuple[Any, Any]:
     """The settings (environment plus ``overrides``, plus the dev reviewer key unless keys are configured)
     and the app; configuration mistakes are user errors naming the variable."""
     from pydantic import SecretStr, ValidationError

@@ -3,7 +3,8 @@
 The Functions host keeps its keys, leases and timers in ``AzureWebJobsStorage``; Flex Consumption also
 loads the app's package from a blob container (``functionAppConfig.deployment.storage``). One dedicated
 account serves both, so the app's identity can be granted data access on an account that holds nothing
-else. Shared keys are off: the host, the deployment and operators all authenticate with Entra ID.
+else. Shared keys are off (``storage_account``): the host, the deployment and operators all authenticate
+with Entra ID.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import pulumi
 from pulumi_azure_native import storage
 
 from components.azure.context import AzureContext
-from components.azure.diagnostics import send_diagnostics
 from components.azure.private_link import PrivateLinkTarget
+from components.azure.storage_account import secure_storage_account
 
 DEPLOYMENT_CONTAINER = "app-package"
 PRIVATE_SERVICES = ("blob", "queue")
@@ -41,29 +42,7 @@ def create_function_storage(
     name: str, *, context: AzureContext, purpose: str, parent: pulumi.Resource
 ) -> FunctionStorage:
     """Create the account, the deployment container and their diagnostic settings under ``parent``."""
-    account = storage.StorageAccount(
-        f"{name}-storage",
-        account_name=context.naming.name("storage", purpose),
-        resource_group_name=context.resource_group_name,
-        location=context.location,
-        kind=storage.Kind.STORAGE_V2,
-        sku=storage.SkuArgs(name=storage.SkuName.STANDARD_LRS),
-        allow_shared_key_access=False,
-        default_to_o_auth_authentication=True,
-        allow_blob_public_access=False,
-        allow_cross_tenant_replication=False,
-        enable_https_traffic_only=True,
-        minimum_tls_version=storage.MinimumTlsVersion.TLS1_2,
-        public_network_access=context.public_network_access,
-        # Explicit firewall: deny by default where the stage is isolated (private endpoints); trusted
-        # Azure services (diagnostics, backup) may always pass. Identity is still required either way.
-        network_rule_set=storage.NetworkRuleSetArgs(
-            default_action=storage.DefaultAction.DENY if context.isolated else storage.DefaultAction.ALLOW,
-            bypass=storage.Bypass.AZURE_SERVICES,
-        ),
-        tags=dict(context.tags),
-        opts=pulumi.ResourceOptions(parent=parent),
-    )
+    account = secure_storage_account(f"{name}-storage", context=context, purpose=purpose, parent=parent)
     container = storage.BlobContainer(
         f"{name}-package-container",
         account_name=account.name,
@@ -71,16 +50,6 @@ def create_function_storage(
         resource_group_name=context.resource_group_name,
         public_access=storage.PublicAccess.NONE,
         opts=pulumi.ResourceOptions(parent=parent),
-    )
-    # The account itself only emits metrics; reads and writes are logged on its blob service.
-    send_diagnostics(
-        f"{name}-storage", context=context, resource_id=account.id, parent=parent, log_category_groups=()
-    )
-    send_diagnostics(
-        f"{name}-storage-blob",
-        context=context,
-        resource_id=pulumi.Output.concat(account.id, "/blobServices/default"),
-        parent=parent,
     )
     container_url = pulumi.Output.concat(account.primary_endpoints.blob, DEPLOYMENT_CONTAINER)
     targets = tuple(

@@ -7,11 +7,37 @@ package, the model, the vault) are in place when the app first starts instead of
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Protocol
+
 import pulumi
 from pulumi_azure_native import managedidentity
 
 from components.azure.context import AzureContext
 from components.base import Component
+
+
+class Principal(Protocol):
+    """Who a grant is for: ``label`` names the role assignment, ``principal_id`` is what ARM assigns to.
+
+    Satisfied by :class:`ManagedIdentity` (every agentstage workload) and :class:`SystemIdentity` (an Azure
+    service acting on the stage's behalf), so components grant either through the same ``grant_*`` methods.
+    """
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def principal_id(self) -> pulumi.Output[str]: ...
+
+
+@dataclass(frozen=True)
+class SystemIdentity:
+    """The system-assigned identity of an Azure resource that acts on its own, such as an Event Grid system
+    topic delivering events: it lives and dies with that resource, which no workload runs as."""
+
+    label: str
+    principal_id: pulumi.Output[str]
 
 
 class ManagedIdentity(Component):

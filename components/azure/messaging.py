@@ -20,7 +20,7 @@ from pulumi_azure_native import authorization, servicebus
 
 from components.azure.context import AzureContext
 from components.azure.diagnostics import send_diagnostics
-from components.azure.identity import ManagedIdentity
+from components.azure.identity import ManagedIdentity, Principal
 from components.azure.private_link import PrivateLinkTarget
 from components.azure.roles import assign_role
 from components.base import Component
@@ -130,6 +130,10 @@ class MessagingArgs:
     messaging units (default 1; 1, 2, 4, 8 or 16), 80 GB entities, and ``zone_redundant`` (default
     off) replicas across availability zones; both settings are refused on Standard, which has neither.
     ``queues`` and ``topics`` (default none): the entities; names must be unique across both kinds.
+    ``trusted_services`` (default off): let the Azure services Microsoft lists as trusted for Service Bus
+    through the firewall of an isolated namespace - Event Grid delivering with its managed identity is the
+    one agentstage needs, since Event Grid cannot deliver through a private endpoint. They still need a data
+    role on the entity (:meth:`Messaging.grant_send`); where the namespace is public it changes nothing.
     """
 
     sku: Literal["Standard", "Premium"] = "Standard"
@@ -137,6 +141,7 @@ class MessagingArgs:
     zone_redundant: bool = False
     queues: tuple[QueueSpec, ...] = ()
     topics: tuple[TopicSpec, ...] = ()
+    trusted_services: bool = False
 
     def __post_init__(self) -> None:
         if self.sku not in ("Standard", "Premium"):
@@ -161,7 +166,11 @@ class Messaging(Component):
 
     Minimum TLS 1.2. With ``context.isolated`` public network access is off and the namespace is reached
     through its private endpoint (``private_link_targets``) only; Service Bus offers private endpoints on
-    Premium alone, so an isolated stage refuses Standard.
+    Premium alone, so an isolated stage refuses Standard. Its firewall is then written out as the
+    namespace's network rule set - deny by default, no IP or network rule, trusted services as
+    ``MessagingArgs.trusted_services`` says ("allow access to Service Bus resources from certain trusted
+    services even when private endpoints are enabled": learn.microsoft.com/azure/service-bus-messaging/
+    private-link-service).
     Outputs: ``namespace_id``, ``namespace_name``, ``fully_qualified_namespace``
     (``<name>.servicebus.windows.net``, what the Service Bus SDK connects to with a credential),
     ``queue_ids`` and ``topic_ids`` by entity name.
@@ -201,6 +210,21 @@ class Messaging(Component):
             opts=self.child(),
         )
         send_diagnostics(f"{name}-namespace", context=context, resource_id=namespace.id, parent=self)
+        self.network_rules: servicebus.NamespaceNetworkRuleSet | None = None
+        """The namespace's firewall on an isolated stage: what a sender from outside (Event Grid, a trusted
+        service) must wait for before it is checked."""
+        if context.isolated:
+            self.network_rules = servicebus.NamespaceNetworkRuleSet(
+                f"{name}-network-rules",
+                namespace_name=namespace.name,
+                resource_group_name=context.resource_group_name,
+                public_network_access=servicebus.PublicNetworkAccessFlag.DISABLED,
+                default_action=servicebus.DefaultAction.DENY,
+                ip_rules=[],
+                virtual_network_rules=[],
+                trusted_service_access_enabled=args.trusted_services,
+                opts=self.child(),
+            )
         self.namespace_id: pulumi.Output[str] = namespace.id
         self.namespace_name: pulumi.Output[str] = namespace_name
         self.private_link_targets: tuple[PrivateLinkTarget, ...] = (
@@ -233,8 +257,11 @@ class Messaging(Component):
             }
         )
 
-    def grant_send(self, identity: ManagedIdentity, queue: str) -> authorization.RoleAssignment:
-        """Let ``identity`` send to ``queue``: **Azure Service Bus Data Sender** on that queue only."""
+    def grant_send(self, identity: Principal, queue: str) -> authorization.RoleAssignment:
+        """Let ``identity`` send to ``queue``: **Azure Service Bus Data Sender** on that queue only.
+
+        ``identity`` may be an Azure service's own (an Event Grid system topic delivering events).
+        """
         scope = self.queue_ids[_find("no queue", queue, self._args.queues).name]
         return self._grant(f"send-{queue}", "Azure Service Bus Data Sender", scope, identity)
 
@@ -275,7 +302,7 @@ class Messaging(Component):
         )
 
     def _grant(
-        self, purpose: str, role: str, scope: pulumi.Input[str], identity: ManagedIdentity
+        self, purpose: str, role: str, scope: pulumi.Input[str], identity: Principal
     ) -> authorization.RoleAssignment:
         return assign_role(
             f"{self._name}-{purpose}-{identity.label}",

@@ -26,6 +26,7 @@ _RULES: dict[str, tuple[str, int, bool]] = {
     "cosmos": ("cosmos", 44, True),
     "apim": ("apim", 50, True),
     "servicebus": ("sb", 50, True),
+    "event_grid_system_topic": ("egst", 128, True),
     "storage": ("st", 24, False),
     "function_plan": ("asp", 40, True),
     "function_app": ("func", 60, True),

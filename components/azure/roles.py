@@ -11,7 +11,7 @@ import pulumi
 from pulumi_azure_native import authorization
 
 from components.azure.context import AzureContext
-from components.azure.identity import ManagedIdentity
+from components.azure.identity import Principal
 from components.azure.role_ids import BUILTIN_ROLES, FORBIDDEN_ROLES
 
 
@@ -33,13 +33,14 @@ def assign_role(
     context: AzureContext,
     scope: pulumi.Input[str],
     role: str,
-    identity: ManagedIdentity,
+    identity: Principal,
     parent: pulumi.Resource,
 ) -> authorization.RoleAssignment:
     """Grant ``identity`` the built-in ``role`` on exactly ``scope``.
 
     ``principal_type`` is set so that ARM does not wait for directory replication of a new identity
-    (without it, a role assignment to a just-created identity fails intermittently).
+    (without it, a role assignment to a just-created identity fails intermittently); managed identities,
+    user- or system-assigned, are service principals.
     """
     return authorization.RoleAssignment(
         name,

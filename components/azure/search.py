@@ -1,8 +1,13 @@
-"""Vector search: an Azure AI Search service for agent memory and retrieval.
+"""Vector search: an Azure AI Search service holding the stage's shared knowledge index.
 
 API keys are disabled (``disableLocalAuth``; ``authOptions`` must then be absent, the two conflict), so
-every query and every write needs an Entra ID token for an identity granted :meth:`VectorSearch.grant_query`
-or :meth:`VectorSearch.grant_index_write`.
+every query and every write needs an Entra ID token for an identity granted :meth:`VectorSearch.grant_query`,
+:meth:`VectorSearch.grant_index_write` or :meth:`VectorSearch.grant_index_management`.
+
+The index itself (:data:`KNOWLEDGE_INDEX`) is no ARM resource: AI Search indexes live in the service's data
+plane, and neither ARM nor azure-native can declare one. The runtime's ingestion worker creates or updates
+its definition when it starts (``knowledge_manage_index``), from the same code that writes and queries it,
+so the fields, vector dimensions and vector profile can never disagree with the runtime that uses them.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from components.azure.roles import assign_role
 from components.base import Component
 
 PARTITION_COUNTS = (1, 2, 3, 4, 6, 12)
+KNOWLEDGE_INDEX = "knowledge"
+"""The index every runtime of the stage searches and the ingestion worker writes (``knowledge_index``)."""
 
 
 @dataclass(frozen=True)
@@ -50,8 +57,8 @@ class VectorSearch(Component):
     """An Azure AI Search service with key auth off (``agentstage:azure:VectorSearch``).
 
     Public network access is off when ``context.isolated``: the service is then reached through its
-    private endpoint (``private_link_targets``) only. No system identity:
-    the service pulls from no data source; agents push documents with their own identity.
+    private endpoint (``private_link_targets``) only. No system identity: the service pulls from no data
+    source (no indexer); the ingestion worker pushes documents with its own identity.
 
     Outputs: ``service_id``, ``service_name`` and ``endpoint`` (``https://<name>.search.windows.net``).
     """
@@ -95,6 +102,14 @@ class VectorSearch(Component):
             {"service_id": self.service_id, "service_name": self.service_name, "endpoint": self.endpoint}
         )
 
+    def runtime_settings(self) -> dict[str, pulumi.Input[str]]:
+        """Where a runtime finds the knowledge index (names of the runtime's Settings contract)."""
+        return {
+            "knowledge_backend": "aisearch",
+            "search_endpoint": self.endpoint,
+            "knowledge_index": KNOWLEDGE_INDEX,
+        }
+
     def grant_query(self, identity: ManagedIdentity) -> authorization.RoleAssignment:
         """Let ``identity`` search: **Search Index Data Reader** on this service (read every index's documents)."""
         return self._grant("query", "Search Index Data Reader", identity)
@@ -103,9 +118,26 @@ class VectorSearch(Component):
         """Let ``identity`` load documents: **Search Index Data Contributor** on this service.
 
         Reads, adds, updates and deletes documents in every index; it cannot create or delete indexes
-        (that is the control plane's Search Service Contributor, deliberately not granted to agents).
+        (that is :meth:`grant_index_management`). For the ingestion worker, never for an agent: an agent
+        steered by a prompt injection could otherwise rewrite what every other agent reads.
         """
         return self._grant("index-write", "Search Index Data Contributor", identity)
+
+    def grant_index_management(self, identity: ManagedIdentity) -> authorization.RoleAssignment:
+        """Let ``identity`` create and update index definitions: **Search Service Contributor** here.
+
+        The narrowest built-in role that may PUT an index: the Search Index Data roles only read and write
+        documents, and the other built-in roles with index rights, Owner and Contributor, also grant
+        access to others or reach every resource in scope (agentstage refuses both). Search Service
+        Contributor still carries the control plane of this one service
+        (``Microsoft.Search/searchServices/*``: scaling, network rules, keys, deletion), which is why the
+        ingestion worker alone holds it - scoped to the service, with the keys opening nothing while local
+        auth is off. No built-in role is limited to
+        index definitions; a custom one (``Microsoft.Search/searchServices/indexes/*``) would need a deployer
+        that may create role definitions, which Contributor + Role Based Access Control Administrator - the
+        documented deployer - may not.
+        """
+        return self._grant("index-management", "Search Service Contributor", identity)
 
     def _grant(self, purpose: str, role: str, identity: ManagedIdentity) -> authorization.RoleAssignment:
         return assign_role(

@@ -51,6 +51,9 @@ RUNTIME_DEFAULTS: Mapping[str, str] = {"sqlite_path": "/tmp/agentstage/state.db"
 """Runtime settings this host needs unless the caller sets them: Flex runs the app from its read-only
 package mount, so the embedded SQLite store must live on the instance's writable (ephemeral) /tmp."""
 
+SERVICE_BUS_TRIGGERS = ("task_queue", "ingest_queue")
+"""Runtime settings naming a queue that runtime/function_app.py consumes through a Service Bus trigger."""
+
 STORAGE_ROLE = "Storage Blob Data Owner"
 """The role Microsoft documents for identity-based host storage (the host creates its own containers and
 takes blob leases). Beyond Storage Blob Data Contributor it adds POSIX ACL/ownership actions, which mean
@@ -291,18 +294,20 @@ def _app_settings(
         "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": pulumi.Output.concat(
             "Authorization=AAD;ClientId=", client_id
         ),
-        **_task_trigger_connection(args.runtime_settings, client_id),
+        **_service_bus_connection(args.runtime_settings, client_id),
     }
 
 
-def _task_trigger_connection(
+def _service_bus_connection(
     runtime_settings: Mapping[str, pulumi.Input[str]], client_id: pulumi.Input[str]
 ) -> dict[str, pulumi.Input[str]]:
-    """The identity-based ``ServiceBusConnection`` of the task queue trigger (runtime/function_app.py).
+    """The identity-based ``ServiceBusConnection`` of the Service Bus triggers (runtime/function_app.py).
 
-    Only apps that consume a Service Bus queue get it; the trigger itself is registered only then.
+    Only apps that consume a Service Bus queue get it - tasks (``task_queue``) or document events
+    (``ingest_queue``); the triggers themselves are registered only then.
     """
-    if runtime_settings.get("bus_backend") != "servicebus" or "task_queue" not in runtime_settings:
+    consumes = any(queue in runtime_settings for queue in SERVICE_BUS_TRIGGERS)
+    if runtime_settings.get("bus_backend") != "servicebus" or not consumes:
         return {}
     return {
         "ServiceBusConnection__fullyQualifiedNamespace": runtime_settings["servicebus_namespace"],

@@ -113,6 +113,10 @@ _REQUIRED_KEYS: dict[tuple[str, str], tuple[str, ...]] = {
 }
 
 
+BLOCK_NAMES = {"gateway": "the API gateway", "ingest": "the knowledge ingestion worker"}
+"""Names the blueprints give their own identities and apps (blueprints/foundation.py: GATEWAY, INGEST)."""
+
+
 class StackConfig(Strict):
     """One environment: which blueprint on which cloud, and its settings."""
 
@@ -177,6 +181,15 @@ class StackConfig(Strict):
     @model_validator(mode="after")
     def _references_resolve(self) -> StackConfig:
         require_unique(f"{NAMESPACE}:agents", [a.name for a in self.agents])
+        named = [(f"agents[{i}].name", a.name) for i, a in enumerate(self.agents)]
+        if self.orchestrator is not None:
+            named.append(("orchestrator.name", self.orchestrator.name))
+        for where, name in named:
+            if name in BLOCK_NAMES:
+                raise ValueError(
+                    f"{NAMESPACE}:{where}: '{name}' names {BLOCK_NAMES[name]}, which has an identity of its "
+                    "own on the foundation and enterprise stages; choose another name"
+                )
         require_unique(f"{NAMESPACE}:models", [m.name for m in self.models])
         require_unique(f"{NAMESPACE}:runtimeBudgets", [b.name for b in self.runtime_budgets])
         if self.runtime_budgets and "budgets" in (self.runtime_settings or {}):

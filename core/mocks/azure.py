@@ -35,6 +35,9 @@ INVOKES: dict[str, dict[str, Any]] = {
 # of an output, so the whole property is unknown.
 COMPUTED_OUTPUTS: dict[str, tuple[str, ...]] = {
     "azure-native:containerservice:ManagedCluster": ("oidcIssuerProfile",),
+    # A system-assigned identity's principal id exists only once deployed; echoing the input would make it
+    # a known None, and role assignments to it would record no principal and no dependency on the topic.
+    "azure-native:eventgrid:SystemTopic": ("identity",),
 }
 
 

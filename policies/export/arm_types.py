@@ -138,7 +138,7 @@ ARM_TYPES: Mapping[str, ArmType] = MappingProxyType(
             "Microsoft.Storage/storageAccounts", "{accountName}", renames=_STORAGE_ACCOUNT_RENAMES
         ),
         "azure-native:storage:BlobServiceProperties": ArmType(
-            "Microsoft.Storage/storageAccounts/blobServices", "{accountName}/default"
+            "Microsoft.Storage/storageAccounts/blobServices", "{accountName}/{blobServicesName}"
         ),
         "azure-native:storage:BlobContainer": ArmType(
             "Microsoft.Storage/storageAccounts/blobServices/containers",
@@ -219,6 +219,16 @@ ARM_TYPES: Mapping[str, ArmType] = MappingProxyType(
         "azure-native:servicebus:Subscription": ArmType(
             "Microsoft.ServiceBus/namespaces/topics/subscriptions",
             "{namespaceName}/{topicName}/{subscriptionName}",
+        ),
+        "azure-native:servicebus:NamespaceNetworkRuleSet": ArmType(
+            "Microsoft.ServiceBus/namespaces/networkRuleSets", "{namespaceName}/default"
+        ),
+        # Knowledge source events.
+        "azure-native:eventgrid:SystemTopic": ArmType(
+            "Microsoft.EventGrid/systemTopics", "{systemTopicName}"
+        ),
+        "azure-native:eventgrid:SystemTopicEventSubscription": ArmType(
+            "Microsoft.EventGrid/systemTopics/eventSubscriptions", "{systemTopicName}/{eventSubscriptionName}"
         ),
         # Containers and private networking (enterprise).
         "azure-native:containerservice:ManagedCluster": ArmType(

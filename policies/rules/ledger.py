@@ -17,11 +17,11 @@ from agent_runtime.settings import Settings, env_name
 from agent_runtime.tools import ToolRegistry
 from agent_runtime.tools.builtins import builtin_tools
 from core.graph import Resource, ResourceGraph
-from core.workloads import SETTING_HOLDERS, settings
+from core.workloads import SETTING_HOLDERS
 from policies.findings import Severity
 from policies.rules.context import StackContext
 from policies.rules.model import Rule, Verdict, failed, passed
-from policies.rules.predicates import shown
+from policies.rules.predicates import runs_agents, setting_values, shown
 
 AGENTS_SETTING = env_name("agents")
 BACKEND_SETTING = env_name("budget_backend")
@@ -31,20 +31,12 @@ SHARED_LEDGERS = ("redis", "cosmos", "dynamodb")
 _AGENT_DEFAULTS = ("default_model", "default_token_budget", "max_steps", "max_output_tokens")
 
 
-def _values(resource: Resource) -> dict[str, Any]:
-    return {setting.name: setting.value for setting in settings(resource)}
-
-
-def _runs_agents(resource: Resource) -> bool:
-    return AGENTS_SETTING in _values(resource)
-
-
 def _declares_budgets(resource: Resource) -> bool:
-    return BUDGETS_SETTING in _values(resource)
+    return BUDGETS_SETTING in setting_values(resource)
 
 
 def _shared_ledger(resource: Resource, _graph: ResourceGraph, _ctx: StackContext) -> Verdict:
-    backend = _values(resource).get(BACKEND_SETTING)
+    backend = setting_values(resource).get(BACKEND_SETTING)
     if backend in SHARED_LEDGERS:
         return passed(f"{BACKEND_SETTING} is {backend}: one ledger for every instance of the stage")
     return failed(
@@ -55,7 +47,7 @@ def _shared_ledger(resource: Resource, _graph: ResourceGraph, _ctx: StackContext
 
 
 def _budgets_admit(resource: Resource, _graph: ResourceGraph, _ctx: StackContext) -> Verdict:
-    values = _values(resource)
+    values = setting_values(resource)
     defaults = {
         field: values[env_name(field)]
         for field in _AGENT_DEFAULTS
@@ -104,7 +96,7 @@ RULES = (
         ),
         types=SETTING_HOLDERS,
         check=_shared_ledger,
-        applies=_runs_agents,
+        applies=runs_agents,
         reference="https://genai.owasp.org/llmrisk/llm102025-unbounded-consumption/",
     ),
     Rule(

@@ -4,10 +4,13 @@ point at that resource?") is answered once and the same way everywhere.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
+from agent_runtime.settings import env_name
 from core.graph import SECRET, UNKNOWN, Resource, ResourceGraph
+from core.workloads import settings
 
 
 def is_unknown(value: Any) -> bool:
@@ -50,6 +53,45 @@ def resolve(graph: ResourceGraph, value: Any) -> Resource | None:
     if not isinstance(value, str):
         return None
     return next((r for r in graph.cloud_resources() if refers_to(value, r)), None)
+
+
+# --- workloads: who runs what, as whom ------------------------------------------------------------
+
+IDENTITY = "azure-native:managedidentity:UserAssignedIdentity"
+AGENTS_SETTING = env_name("agents")
+
+
+def setting_values(resource: Resource) -> dict[str, Any]:
+    """A workload's environment settings by name (``AGENTSTAGE_*`` and the platform's own)."""
+    return {setting.name: setting.value for setting in settings(resource)}
+
+
+def runs_agents(resource: Resource) -> bool:
+    """Whether a workload runs agents: it sets AGENTSTAGE_AGENTS to anything but the empty list.
+
+    Every cloud runtime must set it; the knowledge ingestion worker sets ``[]`` and runs none. A value
+    that cannot be read (unknown, secret) counts as agents, so no rule about agents is skipped for it.
+    """
+    values = setting_values(resource)
+    if AGENTS_SETTING not in values:
+        return False
+    try:
+        return json.loads(values[AGENTS_SETTING]) != []
+    except (TypeError, ValueError):
+        return True
+
+
+def workload_identities(graph: ResourceGraph, workload: Resource) -> list[Resource]:
+    """The user-assigned identities ``workload`` runs as.
+
+    Azure compute names them in ``identity.userAssignedIdentities``; a Kubernetes workload names its
+    identity's client id in its environment (Workload ID), so it depends on that identity instead.
+    """
+    identity = workload.get("identity")
+    named = identity.get("userAssignedIdentities") if isinstance(identity, dict) else None
+    if named:
+        return [r for r in graph.of_type(IDENTITY) if r.mock_id in named]
+    return [r for r in graph.of_type(IDENTITY) if r.urn in workload.dependencies]
 
 
 # --- setting values ----------------------------------------------------------------------------------
@@ -171,6 +213,7 @@ DIAGNOSTICS_TYPES = (
     "azure-native:eventhub:Namespace",
     "azure-native:web:WebApp",
     "azure-native:storage:StorageAccount",
+    "azure-native:eventgrid:SystemTopic",
     "azure-native:apimanagement:ApiManagementService",
     "azure-native:containerservice:ManagedCluster",
     "azure-native:containerregistry:Registry",

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from functools import cache
 
-from policies.rules import ai, aws, cost, identity, kubernetes, ledger, network, observability, secrets
+from policies.rules import (
+    ai,
+    aws,
+    cost,
+    identity,
+    knowledge,
+    kubernetes,
+    ledger,
+    network,
+    observability,
+    secrets,
+)
 from policies.rules.model import Rule
 
-AREAS = (identity, secrets, network, observability, cost, ai, ledger, kubernetes, aws)
+AREAS = (identity, secrets, network, observability, cost, ai, ledger, knowledge, kubernetes, aws)
 
 
 @cache

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from agent_runtime.azure_credential import async_credential
 from agent_runtime.memory.common import CloseOnce
 
 if TYPE_CHECKING:
@@ -28,11 +29,8 @@ class CosmosAccount:
     def connect(cls, endpoint: str, client_id: str | None) -> CosmosAccount:
         # Lazy imports: only deployments that use Cosmos DB pay for them.
         from azure.cosmos.aio import CosmosClient
-        from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 
-        credential: AsyncTokenCredential = (
-            ManagedIdentityCredential(client_id=client_id) if client_id else DefaultAzureCredential()
-        )
+        credential = async_credential(client_id)
         return cls(CosmosClient(endpoint, credential=credential), credential)
 
     async def container(

@@ -181,6 +181,77 @@ class ModelGateway:
             await events.aclose()
             telemetry.end(span, error)
 
+    async def embed(
+        self,
+        caller: Caller,
+        agent: str,
+        texts: Sequence[str],
+        *,
+        model: str,
+        dimensions: int,
+        deadline: float,
+    ) -> list[list[float]]:
+        """Embeddings of ``texts`` on the governed path: one budget reservation for the batch (counted as
+        ``agent``'s, the caller's and its tenant's), retries and the breaker, an ``embeddings`` span with
+        token metrics, and settlement whatever happens.
+
+        Embedding APIs report no usage the runtime reads back, so the batch settles at the reservation's
+        own estimate of its input tokens (an over-estimate, like every reservation).
+        """
+        size = sum(len(text.encode()) for text in texts)
+        reservation: Reservation | None = None
+        if self._budgets.active:
+            reservation = await self._budgets.reserve(
+                caller=caller,
+                agent=agent,
+                model=model,
+                prompt_bytes=size,
+                output_tokens=0,
+                first_call=True,
+                deadline=deadline,
+            )
+        usage = TokenUsage()
+
+        async def attempt(deployment: str) -> AsyncGenerator[list[list[float]], None]:
+            nonlocal usage
+            span = self._telemetry.start_chat(None, deployment, agent, operation="embeddings")
+            started = time.perf_counter()
+            error: BaseException | None = None
+            try:
+                with self._telemetry.active(span):
+                    async with asyncio.timeout(self._call_timeout):
+                        vectors = await self._llm.embed(texts, model=deployment, dimensions=dimensions)
+                tokens = self._budgets.tokens_in(size)
+                usage = TokenUsage(prompt_tokens=tokens, total_tokens=tokens)
+                price = self._budgets.price(deployment)
+                self._telemetry.model_call(
+                    span,
+                    model=deployment,
+                    response_model=deployment,
+                    usage=usage,
+                    seconds=time.perf_counter() - started,
+                    cost=price.micro_usd(tokens, 0) / 1e6 if price else 0.0,
+                    operation="embeddings",
+                )
+                yield vectors
+            except TimeoutError as timeout:
+                error = ModelError("the embeddings call timed out", retryable=True)
+                raise error from timeout
+            except BaseException as failure:
+                error = failure
+                raise
+            finally:
+                self._telemetry.end(span, error)
+
+        embedded: list[list[float]] = []
+        try:
+            async for vectors in self._resilience.call([model], attempt, deadline=deadline):
+                embedded = vectors
+        finally:
+            if reservation is not None:
+                await self._budgets.settle(reservation, usage)
+        return embedded
+
     def _spec_bytes_of(self, agent: str, specs: Sequence[dict[str, Any]]) -> int:
         """The size of an agent's tool schemas, computed once (they never change)."""
         spec_bytes = self._spec_bytes.get(agent)

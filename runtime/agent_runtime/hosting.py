@@ -20,7 +20,7 @@ on the task and the message is completed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from agent_runtime.bus.base import (
@@ -98,16 +98,6 @@ class PushedTasks:
         worker = await self._get_worker()
         await worker.handle(message)
 
-    async def handle_all(self, messages: Sequence[ReceivedMessage]) -> list[Exception | None]:
-        """Each message's failure (``None`` when handled), in order; they run concurrently."""
-        outcomes: list[Any] = await asyncio.gather(
-            *(self.handle(m) for m in messages), return_exceptions=True
-        )
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
-                raise outcome  # cancellation, KeyboardInterrupt: not a failed delivery
-        return [outcome if isinstance(outcome, Exception) else None for outcome in outcomes]
-
     async def _get_worker(self) -> Worker:
         if self._worker is None:
             async with self._lock:
@@ -119,3 +109,14 @@ class PushedTasks:
                     )
                     self._worker = Worker(services.runner, services.catalog, settled, services.settings)
         return self._worker
+
+
+async def handle_all(
+    messages: Sequence[ReceivedMessage], handle: Callable[[ReceivedMessage], Awaitable[object]]
+) -> list[Exception | None]:
+    """Each message's failure (``None`` when handled), in order; they run concurrently."""
+    outcomes: list[Any] = await asyncio.gather(*(handle(m) for m in messages), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+            raise outcome  # cancellation, KeyboardInterrupt: not a failed delivery
+    return [outcome if isinstance(outcome, Exception) else None for outcome in outcomes]

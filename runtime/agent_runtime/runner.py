@@ -40,6 +40,7 @@ from agent_runtime.errors import (
 )
 from agent_runtime.gateway import CallScope, ModelGateway, Routed
 from agent_runtime.governance.guardrails import TOOL_OUTPUT_WITHHELD, Guardrails
+from agent_runtime.knowledge.factory import KnowledgeAccess
 from agent_runtime.llm import ChatModel, TextDelta, ToolCall
 from agent_runtime.memory.base import ConversationStore, Message, VectorStore
 from agent_runtime.recall import recall
@@ -158,6 +159,7 @@ class AgentRunner:
     telemetry: Telemetry
     conversations: ConversationStore
     vectors: VectorStore
+    knowledge: KnowledgeAccess
     tools: ToolExecutor
     http: httpx.AsyncClient
 
@@ -233,6 +235,7 @@ class AgentRunner:
             llm=self.llm,
             vectors=self.vectors,
             http=self.http,
+            knowledge=self.knowledge,
         )
         request_key = options.request_key or options.conversation_id or uuid.uuid4().hex
         specs = self.tools.registry.specs(agent.tools)

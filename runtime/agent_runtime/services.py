@@ -24,6 +24,7 @@ from agent_runtime.governance.guardrails import Guardrails
 from agent_runtime.governance.ledger import Ledger, open_ledger
 from agent_runtime.governance.redaction import install_log_redaction
 from agent_runtime.governance.setup import build_guardrails, build_redactor
+from agent_runtime.knowledge.factory import KnowledgeAccess, check_knowledge_settings
 from agent_runtime.llm import ChatModel, create_model
 from agent_runtime.memory.base import ConversationStore, VectorStore
 from agent_runtime.orchestrator.queues import check_agent_queues
@@ -64,6 +65,7 @@ class Assembly:
         """``telemetry`` defaults to the exporters the settings choose (tests pass in-memory providers)."""
         import_tool_modules(settings)
         catalog = AgentCatalog.from_settings(settings, registry)
+        check_knowledge_settings(settings, (tool for agent in catalog for tool in agent.tools))
         check_agent_queues(settings.agent_queues, (agent.name for agent in catalog))
         # Budgets are used once the ledger opens; check them now so a typo, or a budget that could never
         # admit a call, fails at import.
@@ -124,6 +126,8 @@ class Services:
     auth: Authenticator
     ledger: Ledger
     tasks: SharedTaskService
+    knowledge: KnowledgeAccess
+    models: ModelGateway
 
     @classmethod
     async def open(cls, assembly: Assembly) -> Services:
@@ -147,6 +151,7 @@ class Services:
             ledger=ledger,
             idempotency_ttl=settings.idempotency_ttl_seconds,
         )
+        knowledge = KnowledgeAccess(settings)  # opens on first search: see agent_runtime.knowledge.factory
         agents = AgentRunner(
             settings=settings,
             catalog=assembly.catalog,
@@ -156,16 +161,32 @@ class Services:
             telemetry=assembly.telemetry,
             conversations=conversations,
             vectors=vectors,
+            knowledge=knowledge,
             tools=tools,
             http=assembly.http,
         )
         tasks = SharedTaskService(settings, assembly.catalog)
         runner = OrchestratingRunner(agents, tasks)
-        return cls(settings, assembly.catalog, conversations, vectors, runner, assembly.auth, ledger, tasks)
+        return cls(
+            settings,
+            assembly.catalog,
+            conversations,
+            vectors,
+            runner,
+            assembly.auth,
+            ledger,
+            tasks,
+            knowledge,
+            gateway,
+        )
 
     async def close(self) -> None:
         await asyncio.gather(
-            self.conversations.close(), self.vectors.close(), self.ledger.close(), self.tasks.close()
+            self.conversations.close(),
+            self.vectors.close(),
+            self.ledger.close(),
+            self.tasks.close(),
+            self.knowledge.close(),
         )
 
 

@@ -239,6 +239,56 @@ class Settings(BaseSettings):
         description="DynamoDB table of the budget ledger and tool-call idempotency records "
         "(budget_backend=dynamodb); infrastructure creates it with TTL on.",
     )
+    knowledge_backend: Literal["none", "sqlite", "postgres", "aisearch"] = Field(
+        default="sqlite",
+        description="Where the shared knowledge index lives (documents agents search with knowledge_search): "
+        "the embedded SQLite file (sqlite_path), PostgreSQL + pgvector (postgres_dsn), Azure AI Search "
+        "(search_endpoint), or none.",
+    )
+    knowledge_index: str = Field(
+        default="knowledge",
+        pattern=r"^[a-z0-9][a-z0-9-]{0,127}$",
+        description="Name of the knowledge index (an AI Search index name: lower-case letters, digits and "
+        "dashes, starting with a letter or digit).",
+    )
+    search_endpoint: str | None = Field(
+        default=None,
+        description="Azure AI Search endpoint (https://<service>.search.windows.net) for knowledge_backend="
+        "aisearch; reached with the managed identity, never an API key.",
+    )
+    knowledge_manage_index: bool = Field(
+        default=False,
+        description="Create or update the AI Search index definition on start: the ingestion worker only "
+        "(it holds Search Service Contributor); agents hold query rights and only check it exists.",
+    )
+    knowledge_source: str | None = Field(
+        default=None,
+        description="Where the ingestion worker reads documents: a Blob container URL "
+        "(https://<account>.blob.core.windows.net/<container>), an S3 URL (s3://<bucket>[/<prefix>]) or a "
+        "local folder.",
+    )
+    ingest_queue: str | None = Field(
+        default=None,
+        description="The queue of document events (Event Grid blob events on Service Bus or a Storage queue; "
+        "S3 notifications on SQS) that this runtime's ingestion worker consumes.",
+    )
+    knowledge_default_readers: NameList = Field(
+        default_factory=list,
+        description="Readers of a document that declares none (blob metadata 'readers', S3 tag 'readers', "
+        "or the local folder's readers file). Empty: such documents are skipped and reported, never "
+        "indexed readable by everyone by accident; '*' means every authenticated caller.",
+    )
+    knowledge_chunk_tokens: int = Field(
+        default=400, ge=16, le=8000, description="Upper bound of a chunk's tokens (estimated)."
+    )
+    knowledge_overlap_tokens: int = Field(
+        default=60, ge=0, description="Tokens repeated from the end of one chunk at the start of the next."
+    )
+    knowledge_max_document_bytes: int = Field(
+        default=20_000_000,
+        ge=1,
+        description="Larger documents are dead-lettered with the reason instead of being read into memory.",
+    )
     task_queue: str | None = Field(
         default=None, description="The queue this runtime's worker receives its tasks from."
     )

@@ -20,7 +20,7 @@ import logging
 import os
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from opentelemetry import context as otel_context
@@ -33,6 +33,9 @@ from agent_runtime.governance.redaction import Redactor
 from agent_runtime.resilience import BreakerState, Observer
 from agent_runtime.settings import Settings
 from agent_runtime.trace import TokenUsage
+
+ModelOperation = Literal["chat", "embeddings"]
+"""The GenAI semantic conventions' ``gen_ai.operation.name`` of the model calls the runtime makes."""
 
 content_log = logging.getLogger("agentstage.genai")
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -184,16 +187,26 @@ class Telemetry(Observer):
         parent = _PROPAGATOR.extract(headers) if headers else None
         return self.tracer.start_span(f"invoke_agent {agent}", parent, SpanKind.SERVER, attributes)
 
-    def start_chat(self, parent: Span, model: str, agent: str, route_reason: str | None = None) -> Span:
+    def start_chat(
+        self,
+        parent: Span | None,
+        model: str,
+        agent: str,
+        route_reason: str | None = None,
+        *,
+        operation: ModelOperation = "chat",
+    ) -> Span:
+        """A model call's span (``chat`` or ``embeddings``); a root span when there is no run around it."""
         attributes = {
-            "gen_ai.operation.name": "chat",
+            "gen_ai.operation.name": operation,
             "gen_ai.request.model": model,
             "gen_ai.provider.name": self._provider,
             "gen_ai.agent.name": agent,
         }
         if route_reason is not None:
             attributes["agentstage.route.reason"] = route_reason
-        return self.tracer.start_span(f"chat {model}", _child_of(parent), SpanKind.CLIENT, attributes)
+        context = _child_of(parent) if parent is not None else None
+        return self.tracer.start_span(f"{operation} {model}", context, SpanKind.CLIENT, attributes)
 
     def start_tool(self, parent: Span, tool: str, call_id: str, agent: str) -> Span:
         attributes = {
@@ -224,9 +237,17 @@ class Telemetry(Observer):
     # -- recording -----------------------------------------------------------------------------------
 
     def model_call(
-        self, span: Span, *, model: str, response_model: str, usage: TokenUsage, seconds: float, cost: float
+        self,
+        span: Span,
+        *,
+        model: str,
+        response_model: str,
+        usage: TokenUsage,
+        seconds: float,
+        cost: float,
+        operation: ModelOperation = "chat",
     ) -> None:
-        """Usage on the chat span and in the GenAI metrics."""
+        """Usage on the model call's span and in the GenAI metrics."""
         span.set_attributes(
             {
                 "gen_ai.response.model": response_model,
@@ -235,7 +256,7 @@ class Telemetry(Observer):
             }
         )
         base = {
-            "gen_ai.operation.name": "chat",
+            "gen_ai.operation.name": operation,
             "gen_ai.request.model": model,
             "gen_ai.provider.name": self._provider,
         }

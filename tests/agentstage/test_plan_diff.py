@@ -242,13 +242,15 @@ def test_only_real_changes_when_an_agent_is_removed(
     changes = {c["name"]: c for c in payload["changes"]}
     removed = {name for name, c in changes.items() if c["kind"] == "removed"}
     analysts = {r.name for r in base.cloud_resources() if "analyst" in r.name}
-    assert removed - analysts == {"gateway-gateway-client-app-2"}  # the analyst's client id, by position
+    # Client ids are named by position: the list loses its last entry (orchestrator, agents, then the worker).
+    assert removed - analysts == {"gateway-gateway-client-app-3"}
     assert analysts <= removed
     assert not [c for c in changes.values() if c["kind"] == "added"]
     changed = {
         name: [s["path"] for s in c["settings"]] for name, c in changes.items() if c["kind"] == "changed"
     }
     assert changed == {
+        "gateway-gateway-client-app-2": ["(dependencies)"],  # now the worker's client id, by position
         "gateway-agent-orchestrator-policy": ["value", "(dependencies)"],
         "gateway-openai-policy": ["value", "(dependencies)"],
         "orchestrator-app": [

@@ -76,7 +76,7 @@ def test_a_misspelled_tool_suggests_the_closest(project: Path) -> None:
     line = plan_with(project, "pilot-dev", lambda t: t.replace("tools: [calculator,", "tools: [calculater,"))
     assert line == (
         "agentstage:agents[0].tools[0]: 'calculater' is not a tool of the runtime; did you mean calculator? "
-        "(built-in tools: calculator, http_get, memory_search)"
+        "(built-in tools: calculator, http_get, knowledge_search, memory_search)"
     )
 
 
@@ -287,7 +287,8 @@ def test_a_misspelled_custom_tool_suggests_the_modules_tool(tool_module: str) ->
 def test_a_tool_module_that_cannot_be_imported_is_explained() -> None:
     message = error_for(own_cluster_with_tools(["weather"], ["acme_missing_tools"]))
     assert (
-        "'weather' is not a built-in tool (calculator, http_get, memory_search), and the tools of " in message
+        "'weather' is not a built-in tool (calculator, http_get, knowledge_search, memory_search), and the tools of "
+        in message
     )
     assert "cannot import acme_missing_tools (ModuleNotFoundError: " in message
     assert "install those modules where agentstage runs" in message
@@ -534,3 +535,17 @@ def test_every_shipped_agent_tells_the_router_what_it_is_for(stack: str) -> None
     raw, _ = read_stack_config(stack_file(stack))
     for agent in json.loads(raw["agentstage:agents"]):
         assert len(agent.get("description", "")) > 20, f"{stack}: agent {agent['name']} has no description"
+
+
+@pytest.mark.parametrize("name", ["ingest", "gateway"])
+def test_an_agent_may_not_take_the_name_of_a_block_with_its_own_identity(name: str) -> None:
+    agents = [{"name": name, "instructions": "Help.", "model": "chat", "tokenBudget": 1000}]
+    message = error_for(valid_config(agents=agents))
+    assert f"agentstage:agents[0].name: '{name}' names the " in message and "choose another name" in message
+
+
+def test_the_reserved_names_are_the_blueprints_own() -> None:
+    from blueprints.foundation import GATEWAY, INGEST
+    from core.config.stack import BLOCK_NAMES
+
+    assert set(BLOCK_NAMES) == {GATEWAY, INGEST}

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from agent_runtime.settings import env_name
-from blueprints.foundation import task_queue
+from blueprints.foundation import INGEST, INGEST_QUEUE, task_queue
 from core.graph import Resource, ResourceGraph
 from tests.blueprints.graph_queries import app_settings, by_name, grants, runtime_catalog
 
@@ -103,7 +103,7 @@ def test_function_apps_and_gateway_join_their_subnets(graph: ResourceGraph) -> N
 
 def test_hybrid_agents_containerized_research_serverless_analyst(graph: ResourceGraph) -> None:
     apps = {r.name for r in graph.of_type("azure-native:web:WebApp")}
-    assert apps == {f"{ORCHESTRATOR}-app", f"{SERVERLESS}-app"}
+    assert apps == {f"{ORCHESTRATOR}-app", f"{SERVERLESS}-app", f"{INGEST}-app"}
     assert [d.get("metadata.name") for d in graph.of_type(DEPLOYMENT)] == [CONTAINERIZED]
 
 
@@ -149,6 +149,56 @@ def test_each_identity_reaches_only_its_queue_its_memory_and_shared_services(gra
     assert models == {"gateway"}, "agents reach the models only through the gateway"
 
 
+def test_event_grid_reaches_the_private_bus_as_a_trusted_service(graph: ResourceGraph) -> None:
+    """Event Grid cannot deliver through a private endpoint; the namespace stays private and lets it through
+    as a trusted service, with the system topic's identity holding Data Sender on the ingest queue alone."""
+    namespace = by_name(graph, "azure-native:servicebus:Namespace", "bus-namespace")
+    rules = by_name(graph, "azure-native:servicebus:NamespaceNetworkRuleSet", "bus-network-rules")
+    assert namespace.get("publicNetworkAccess") == "Disabled"
+    assert {key: rules.get(key) for key in rules.inputs if key != "resourceGroupName"} == {
+        "namespaceName": namespace.get("namespaceName"),
+        "publicNetworkAccess": "Disabled",
+        "defaultAction": "Deny",
+        "ipRules": [],
+        "virtualNetworkRules": [],
+        "trustedServiceAccessEnabled": True,
+    }
+    assert grants(graph)[f"bus-send-{INGEST_QUEUE}-documents-events"] == {
+        ("Azure Service Bus Data Sender", f"bus-queue-{INGEST_QUEUE}")
+    }
+
+
+def test_documents_are_private_and_zone_redundant_and_only_the_worker_reads_them(
+    graph: ResourceGraph,
+) -> None:
+    account = by_name(graph, "azure-native:storage:StorageAccount", "documents-account")
+    assert (account.get("publicNetworkAccess"), account.get("sku.name")) == ("Disabled", "Standard_ZRS")
+    endpoint = by_name(graph, PRIVATE_ENDPOINT, "network-documents-blob")
+    (connection,) = endpoint.get("privateLinkServiceConnections")
+    assert (connection["privateLinkServiceId"], connection["groupIds"]) == (account.mock_id, ["blob"])
+    assert grants(graph)[INGEST] == {
+        ("Storage Blob Data Reader", "documents-container"),
+        ("Search Index Data Contributor", "search-service"),
+        ("Search Service Contributor", "search-service"),
+        ("Azure Service Bus Data Receiver", f"bus-queue-{INGEST_QUEUE}"),
+        ("Monitoring Metrics Publisher", "observability-app-insights"),
+        ("Storage Blob Data Owner", f"{INGEST}-storage"),
+    }
+
+
+def test_the_ingestion_worker_scales_to_zero_where_the_agents_stay_warm_in_every_zone(
+    graph: ResourceGraph,
+) -> None:
+    """A background app: documents wait in the queue, so it keeps no instance warm and no zone copy."""
+    for app, warm in ((SERVERLESS, True), (INGEST, False)):
+        plan = by_name(graph, "azure-native:web:AppServicePlan", f"{app}-plan")
+        scale = by_name(graph, "azure-native:web:WebApp", f"{app}-app").get(
+            "functionAppConfig.scaleAndConcurrency"
+        )
+        assert plan.get("zoneRedundant") is warm, plan.urn
+        assert bool(scale.get("alwaysReady")) is warm, app
+
+
 def test_the_queue_reader_is_its_own_identity_scoped_to_one_queue(graph: ResourceGraph) -> None:
     held = grants(graph)
     assert held[f"{CONTAINERIZED}-scaler"] == {
@@ -180,7 +230,9 @@ def test_the_worker_gets_the_same_settings_as_a_serverless_agent(graph: Resource
     (container,) = deployment.get("spec.template.spec.containers")
     env = {e["name"]: e.get("value") for e in container["env"]}
     serverless = app_settings(graph, SERVERLESS)
-    for name in ("llm_endpoint", "llm_token_scope", "bus_backend", "servicebus_namespace", "auth_mode"):
+    shared = ("llm_endpoint", "llm_token_scope", "bus_backend", "servicebus_namespace", "auth_mode")
+    knowledge = ("knowledge_backend", "search_endpoint", "knowledge_index")
+    for name in (*shared, *knowledge):
         assert env[env_name(name)] == serverless[env_name(name)], name
     assert env[env_name("task_queue")] == task_queue(CONTAINERIZED)
     assert env[env_name("sqlite_path")].startswith("/tmp/")
@@ -206,7 +258,7 @@ def test_the_worker_pod_is_hardened(graph: ResourceGraph) -> None:
 def test_function_apps_consume_their_queue_through_the_trigger_with_their_identity(
     graph: ResourceGraph,
 ) -> None:
-    for app in (ORCHESTRATOR, SERVERLESS):
+    for app in (ORCHESTRATOR, SERVERLESS, INGEST):
         settings = app_settings(graph, app)
         assert settings["ServiceBusConnection__credential"] == "managedidentity"
         assert (

@@ -1,4 +1,5 @@
-"""The foundation stack: the request path through the gateway, and least privilege for every identity.
+"""The foundation stack: the request path through the gateway, the knowledge pipeline, and least privilege
+for every identity.
 
 Built offline from stacks/Pulumi.foundation-staging.yaml; assertions name the resource URN.
 """
@@ -12,13 +13,17 @@ from collections.abc import Callable
 import pytest
 
 from agent_runtime.settings import env_name
-from blueprints.foundation import task_queue
+from blueprints.foundation import INGEST, INGEST_QUEUE, task_queue
 from core.graph import ResourceGraph
 from tests.blueprints.graph_queries import app_settings, by_name, grants, runtime_catalog
 
 STACK = "foundation-staging"
 AGENTS = ("research", "analyst")
 ORCHESTRATOR = "orchestrator"
+SEARCH_ROLES = ("Search Index Data Reader", "Search Index Data Contributor", "Search Service Contributor")
+TOPIC_SENDS = f"bus-send-{INGEST_QUEUE}-documents-events"
+"""The system topic's grant (its principal is no user-assigned identity, so it is keyed by its own name)."""
+TOPIC_DEAD_LETTERS = "documents-undelivered-write-documents-events"
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +31,13 @@ def graph(stack_graph: Callable[[str], ResourceGraph]) -> ResourceGraph:
     return stack_graph(STACK)
 
 
-def test_every_agent_has_its_own_function_app_and_queue(graph: ResourceGraph) -> None:
+def test_every_agent_and_the_ingestion_worker_have_their_own_function_app_and_queue(
+    graph: ResourceGraph,
+) -> None:
     apps = {r.name for r in graph.of_type("azure-native:web:WebApp")}
-    assert apps == {f"{name}-app" for name in (ORCHESTRATOR, *AGENTS)}
+    assert apps == {f"{name}-app" for name in (ORCHESTRATOR, *AGENTS, INGEST)}
     queues = {q.get("queueName") for q in graph.of_type("azure-native:servicebus:Queue")}
-    assert queues == {task_queue(name) for name in (ORCHESTRATOR, *AGENTS)}
+    assert queues == {*(task_queue(name) for name in (ORCHESTRATOR, *AGENTS)), INGEST_QUEUE}
 
 
 @pytest.mark.parametrize("agent", AGENTS)
@@ -45,6 +52,169 @@ def test_each_agent_reaches_only_its_queue_its_memory_and_shared_services(
         ("Monitoring Metrics Publisher", "observability-app-insights"),
         ("Storage Blob Data Owner", f"{agent}-storage"),
     }
+
+
+def test_the_orchestrator_reaches_the_queues_it_delegates_to_and_only_queries_the_index(
+    graph: ResourceGraph,
+) -> None:
+    assert grants(graph)[ORCHESTRATOR] == {
+        ("Azure Service Bus Data Receiver", f"bus-queue-{task_queue(ORCHESTRATOR)}"),
+        *(
+            ("Azure Service Bus Data Sender", f"bus-queue-{task_queue(name)}")
+            for name in (ORCHESTRATOR, *AGENTS)
+        ),
+        ("Search Index Data Reader", "search-service"),
+        ("Key Vault Secrets User", "secrets-vault"),
+        ("Monitoring Metrics Publisher", "observability-app-insights"),
+        ("Storage Blob Data Owner", f"{ORCHESTRATOR}-storage"),
+    }
+
+
+def test_the_ingestion_worker_reads_documents_receives_events_and_alone_writes_and_defines_the_index(
+    graph: ResourceGraph,
+) -> None:
+    assert grants(graph)[INGEST] == {
+        ("Storage Blob Data Reader", "documents-container"),
+        ("Search Index Data Contributor", "search-service"),
+        ("Search Service Contributor", "search-service"),
+        ("Azure Service Bus Data Receiver", f"bus-queue-{INGEST_QUEUE}"),
+        ("Monitoring Metrics Publisher", "observability-app-insights"),
+        ("Storage Blob Data Owner", f"{INGEST}-storage"),
+    }
+    on_search = {
+        (holder, role)
+        for holder, held in grants(graph).items()
+        for role, scope in held
+        if scope == "search-service"
+    }
+    assert on_search == {
+        *((agent, "Search Index Data Reader") for agent in (ORCHESTRATOR, *AGENTS)),
+        (INGEST, "Search Index Data Contributor"),
+        (INGEST, "Search Service Contributor"),
+    }
+
+
+def test_document_events_are_sent_by_the_system_topic_alone_and_received_by_the_worker_alone(
+    graph: ResourceGraph,
+) -> None:
+    on_ingest_queue = {
+        (holder, role)
+        for holder, held in grants(graph).items()
+        for role, scope in held
+        if scope == f"bus-queue-{INGEST_QUEUE}"
+    }
+    assert on_ingest_queue == {
+        (TOPIC_SENDS, "Azure Service Bus Data Sender"),
+        (INGEST, "Azure Service Bus Data Receiver"),
+    }
+    assert grants(graph)[TOPIC_DEAD_LETTERS] == {
+        ("Storage Blob Data Contributor", "documents-undelivered-container")
+    }
+    on_documents = {
+        (holder, role)
+        for holder, held in grants(graph).items()
+        for role, scope in held
+        if scope.startswith("documents")
+    }
+    assert on_documents == {
+        (INGEST, "Storage Blob Data Reader"),
+        (TOPIC_DEAD_LETTERS, "Storage Blob Data Contributor"),
+    }, "nothing in the stack may write documents: uploaders are granted by the estate"
+
+
+def test_blob_events_of_the_documents_container_reach_the_ingest_queue_as_the_topic(
+    graph: ResourceGraph,
+) -> None:
+    account = by_name(graph, "azure-native:storage:StorageAccount", "documents-account")
+    topic = by_name(graph, "azure-native:eventgrid:SystemTopic", "documents-events")
+    subscription = by_name(
+        graph, "azure-native:eventgrid:SystemTopicEventSubscription", f"documents-events-to-{INGEST_QUEUE}"
+    )
+    queue = by_name(graph, "azure-native:servicebus:Queue", f"bus-queue-{INGEST_QUEUE}")
+    assert (topic.get("source"), topic.get("identity")) == (account.mock_id, {"type": "SystemAssigned"})
+    assert subscription.get("systemTopicName") == topic.get("systemTopicName")
+    assert subscription.get("filter") == {
+        "includedEventTypes": ["Microsoft.Storage.BlobCreated", "Microsoft.Storage.BlobDeleted"],
+        "subjectBeginsWith": "/blobServices/default/containers/documents/",
+        "isSubjectCaseSensitive": False,
+    }
+    assert subscription.get("eventDeliverySchema") == "EventGridSchema"
+    assert subscription.get("deliveryWithResourceIdentity") == {
+        "identity": {"type": "SystemAssigned"},
+        "destination": {"endpointType": "ServiceBusQueue", "resourceId": queue.mock_id},
+    }
+    assert subscription.get("retryPolicy") == {"maxDeliveryAttempts": 30, "eventTimeToLiveInMinutes": 1440}
+    assert subscription.get("deadLetterWithResourceIdentity") == {
+        "identity": {"type": "SystemAssigned"},
+        "deadLetterDestination": {
+            "endpointType": "StorageBlob",
+            "resourceId": account.mock_id,
+            "blobContainerName": "undelivered-events",
+        },
+    }
+    tasks = by_name(graph, "azure-native:servicebus:Queue", f"bus-queue-{task_queue(ORCHESTRATOR)}")
+    for setting in (
+        "maxDeliveryCount",
+        "deadLetteringOnMessageExpiration",
+        "lockDuration",
+        "defaultMessageTimeToLive",
+    ):
+        assert queue.get(setting) == tasks.get(setting), (
+            f"poison documents dead-letter like poison tasks: {setting}"
+        )
+
+
+def test_the_documents_account_takes_entra_id_only_and_keeps_what_was_deleted(graph: ResourceGraph) -> None:
+    account = by_name(graph, "azure-native:storage:StorageAccount", "documents-account")
+    assert account.get("allowSharedKeyAccess") is False and account.get("allowBlobPublicAccess") is False
+    assert (account.get("minimumTlsVersion"), account.get("sku.name")) == ("TLS1_2", "Standard_LRS")
+    service = by_name(graph, "azure-native:storage:BlobServiceProperties", "documents-blob-service")
+    assert service.get("isVersioningEnabled") is True
+    assert service.get("deleteRetentionPolicy") == {"enabled": True, "days": 30}
+
+
+def test_the_ingestion_worker_runs_no_agent_and_consumes_document_events(graph: ResourceGraph) -> None:
+    settings = app_settings(graph, INGEST)
+    gateway = by_name(graph, "azure-native:apimanagement:ApiManagementService", "gateway")
+    search = by_name(graph, "azure-native:search:Service", "search-service")
+    account = by_name(graph, "azure-native:storage:StorageAccount", "documents-account")
+    expected = {
+        "agents": "[]",
+        "tasks_enabled": "false",
+        "knowledge_backend": "aisearch",
+        "search_endpoint": f"https://{search.get('searchServiceName')}.search.windows.net",
+        "knowledge_index": "knowledge",
+        "knowledge_manage_index": "true",
+        "knowledge_source": f"https://{account.get('accountName')}.blob.core.windows.net/documents",
+        "ingest_queue": INGEST_QUEUE,
+        "embedding_model": "embeddings",
+        "embedding_dimensions": "1536",
+        "llm_provider": "azure_openai",
+        "llm_auth": "entra",
+        "llm_endpoint": f"https://{gateway.get('serviceName')}.azure-api.net",
+        "llm_token_scope": "api://ags-stg/.default",
+        "bus_backend": "servicebus",
+    }
+    assert {name: settings[env_name(name)] for name in expected} == expected
+    for absent in ("task_queue", "agent_queues", "cosmos_endpoint", "budget_backend", "budgets"):
+        assert env_name(absent) not in settings, f"the worker has no {absent}"
+    assert settings["ServiceBusConnection__credential"] == "managedidentity"
+    assert (
+        settings["ServiceBusConnection__fullyQualifiedNamespace"]
+        == settings[env_name("servicebus_namespace")]
+    )
+    assert settings["ServiceBusConnection__clientId"] == settings[env_name("identity_client_id")]
+    assert list(runtime_catalog(settings)) == [], "the runtime starts with these settings, serving no agent"
+
+
+@pytest.mark.parametrize("app", (ORCHESTRATOR, *AGENTS))
+def test_every_agent_searches_the_knowledge_index_and_manages_none(graph: ResourceGraph, app: str) -> None:
+    settings = app_settings(graph, app)
+    worker = app_settings(graph, INGEST)
+    for name in ("knowledge_backend", "search_endpoint", "knowledge_index"):
+        assert settings[env_name(name)] == worker[env_name(name)], name
+    for absent in ("knowledge_manage_index", "knowledge_source", "ingest_queue"):
+        assert env_name(absent) not in settings, absent
 
 
 def test_only_the_orchestrator_may_send_tasks_to_the_agents(graph: ResourceGraph) -> None:
@@ -183,7 +353,7 @@ def test_gateway_fronts_the_orchestrator_with_token_validation(graph: ResourceGr
         for r in graph.of_type("azure-native:apimanagement:NamedValue")
         if str(r.get("namedValueId")).startswith("gateway-client-app-")
     }
-    assert len(named) == 3, "the orchestrator's and both agents' identities must be allowed callers"
+    assert len(named) == 4, "the orchestrator's, both agents' and the worker's identities are allowed callers"
 
 
 def test_dashboard_and_diagnostics_cover_the_new_blocks(graph: ResourceGraph) -> None:
@@ -197,4 +367,6 @@ def test_dashboard_and_diagnostics_cover_the_new_blocks(graph: ResourceGraph) ->
         "azure-native:apimanagement:ApiManagementService",
         "azure-native:servicebus:Namespace",
         "azure-native:search:Service",
+        "azure-native:storage:StorageAccount",
+        "azure-native:eventgrid:SystemTopic",
     } <= targets

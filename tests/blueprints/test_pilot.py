@@ -208,6 +208,39 @@ def test_vector_search_only_where_the_stack_enables_it(stack: str, graph: Resour
         assert services == []
 
 
+def test_the_agent_only_queries_the_knowledge_index_and_nothing_ingests_in_the_pilot(
+    stack: str, graph: ResourceGraph
+) -> None:
+    """Documents reach a pilot's index by `agentstage ingest`, run by an operator (blueprints/pilot.py)."""
+    settings = app_settings(graph)
+    roles = {BUILTIN_ROLES_BY_ID[a.get("roleDefinitionId").rsplit("/", 1)[-1]] for a in search_grants(graph)}
+    if config_of(stack).vector_search_enabled:
+        service = one(graph, "azure-native:search:Service")
+        assert settings[env_name("knowledge_backend")] == "aisearch"
+        assert (
+            settings[env_name("search_endpoint")]
+            == f"https://{service.get('searchServiceName')}.search.windows.net"
+        )
+        assert settings[env_name("knowledge_index")] == "knowledge"
+        assert roles == {"Search Index Data Reader"}
+    else:
+        assert settings[env_name("knowledge_backend")] == "none", "no shared index to search"
+        assert env_name("search_endpoint") not in settings and roles == set()
+    for absent in ("knowledge_manage_index", "knowledge_source", "ingest_queue"):
+        assert env_name(absent) not in settings, absent
+    assert graph.of_type("azure-native:eventgrid:SystemTopic") == []
+
+
+def search_grants(graph: ResourceGraph) -> list[Resource]:
+    services = {s.mock_id for s in graph.of_type("azure-native:search:Service")}
+    return [
+        a for a in graph.of_type("azure-native:authorization:RoleAssignment") if a.get("scope") in services
+    ]
+
+
+BUILTIN_ROLES_BY_ID = {guid: name for name, guid in BUILTIN_ROLES.items()}
+
+
 def test_graph_exports_no_secret_values(graph: ResourceGraph) -> None:
     text = graph.to_json()
     assert "InstrumentationKey=" not in text and "AccountKey=" not in text

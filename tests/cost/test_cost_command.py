@@ -39,7 +39,7 @@ def test_the_table_names_each_line_its_basis_and_what_is_free() -> None:
         "agent-app" in line and "always ready 2 http (zone-redundant minimum 2 per group)" in line
         for line in lines
     )
-    assert any(line.startswith("  6 authorization:RoleAssignment") for line in lines)
+    assert any(line.startswith("  5 authorization:RoleAssignment") for line in lines)
     assert f"usage ({EXAMPLE}):" in lines
 
 

@@ -13,10 +13,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from components.azure.role_ids import FORBIDDEN_ROLES
+from components.azure.role_ids import BUILTIN_ROLES, FORBIDDEN_ROLES
 from core.graph import Resource, ResourceGraph
 from core.workloads import LAMBDA_FUNCTION, WEB_APP
-from policies.rules.predicates import DIAGNOSTIC_SETTING, referencing
+from policies.rules.predicates import (
+    DIAGNOSTIC_SETTING,
+    referencing,
+    runs_agents,
+    setting_values,
+    workload_identities,
+)
 
 ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
 ROLE_PREFIX = (
@@ -63,7 +69,8 @@ class Mutation:
     """Weaken every resource of ``type_`` (one per mutated graph); ``rule`` must then fail on ``target``.
 
     ``stacks``: the stack-name prefixes where the change is a weakening (all stacks when empty): a Premium
-    vault is wrong in a pilot and allowed in the enterprise stage.
+    vault is wrong in a pilot and allowed in the enterprise stage. ``selects``: which resources of
+    ``type_`` the change weakens (all of them by default): an agent's budget only where agents run.
     """
 
     name: str
@@ -71,13 +78,15 @@ class Mutation:
     type_: str
     change: Callable[[Resource, ResourceGraph], tuple[ResourceGraph, str]]
     stacks: tuple[str, ...] = ()
+    selects: Callable[[Resource], bool] = lambda resource: True
 
     def apply(self, graph: ResourceGraph) -> Iterator[tuple[ResourceGraph, str]]:
         """Each mutated copy of ``graph`` with the name of the resource the rule must fail on."""
         if self.stacks and not graph.stack.startswith(self.stacks):
             return
         for resource in graph.of_type(self.type_):
-            yield self.change(copy.deepcopy(resource), _copy(graph))
+            if self.selects(resource):
+                yield self.change(copy.deepcopy(resource), _copy(graph))
 
 
 def _copy(graph: ResourceGraph) -> ResourceGraph:
@@ -120,6 +129,54 @@ def _grant_owner(resource: Resource, graph: ResourceGraph) -> tuple[ResourceGrap
     )
     graph.resources.append(owner)
     return graph, owner.name
+
+
+def _index_write_for_an_agent(service: Resource, graph: ResourceGraph) -> tuple[Resource, Resource]:
+    """A Search Index Data Contributor assignment on ``service`` for the identity of the first runtime that
+    runs agents, added to ``graph``; returns that runtime and the assignment."""
+    agent = next(r for r in graph.resources if r.type == WEB_APP and runs_agents(r))
+    (identity,) = workload_identities(graph, agent)
+    name = f"{agent.name}-index-write"
+    assignment = Resource(
+        urn=service.urn.rsplit("::", 2)[0] + f"::{ROLE_ASSIGNMENT}::{name}",
+        type=ROLE_ASSIGNMENT,
+        name=name,
+        custom=True,
+        inputs={
+            "roleDefinitionId": ROLE_PREFIX + BUILTIN_ROLES["Search Index Data Contributor"],
+            "scope": service.mock_id,
+            "principalType": "ServicePrincipal",
+            "principalId": "<unknown>",
+        },
+        dependencies=(identity.urn,),
+        mock_id=f"/agentstage-plan/{ROLE_ASSIGNMENT}/{name}",
+    )
+    graph.resources.append(assignment)
+    return agent, assignment
+
+
+def _agent_may_write_the_index(
+    target: Callable[[Resource, Resource], Resource],
+) -> Callable[[Resource, ResourceGraph], tuple[ResourceGraph, str]]:
+    """Grant an agent index write on a search service; the rule must fail on ``target(agent, assignment)``."""
+
+    def change(service: Resource, graph: ResourceGraph) -> tuple[ResourceGraph, str]:
+        agent, assignment = _index_write_for_an_agent(service, graph)
+        return graph, target(agent, assignment).name
+
+    return change
+
+
+def _documents_take_shared_keys(worker: Resource, graph: ResourceGraph) -> tuple[ResourceGraph, str]:
+    """Turn shared keys on for the account ``worker`` ingests from."""
+    source = str(setting_values(worker)[KNOWLEDGE_SOURCE])
+    account_name = source.removeprefix("https://").split(".", 1)[0]
+    account = next(r for r in graph.of_type(STORAGE) if r.get("accountName") == account_name)
+    return _swap(graph, account, with_input(account, "allowSharedKeyAccess", True)), worker.name
+
+
+def _ingests_from_blobs(resource: Resource) -> bool:
+    return KNOWLEDGE_SOURCE in setting_values(resource)
 
 
 # --- AWS ---------------------------------------------------------------------------------------------
@@ -311,6 +368,7 @@ VAULT = "azure-native:keyvault:Vault"
 WORKSPACE = "azure-native:operationalinsights:Workspace"
 APP_INSIGHTS = "azure-native:applicationinsights:Component"
 DEPLOYMENT = "azure-native:cognitiveservices:Deployment"
+KNOWLEDGE_SOURCE = "AGENTSTAGE_KNOWLEDGE_SOURCE"
 
 MUTATIONS: tuple[Mutation, ...] = (
     setting("openai local auth on", "AGS-AZ-001", ACCOUNT, "properties.disableLocalAuth", False),
@@ -383,27 +441,56 @@ MUTATIONS: tuple[Mutation, ...] = (
         "lenient",
     ),
     edit("jailbreaks not blocked", "AGS-AZ-061", "azure-native:cognitiveservices:RaiPolicy", _weaken_filter),
-    edit(
-        "agent token budget removed",
-        "AGS-AI-001",
-        WEB_APP,
-        lambda r: _edit_agents(r, lambda agents: agents[0].pop("token_budget")),
-    ),
-    edit(
-        "a ledger per instance",
-        "AGS-AI-002",
-        WEB_APP,
-        lambda r: with_app_setting(r, "AGENTSTAGE_BUDGET_BACKEND", "sqlite"),
-    ),
-    edit(
-        "a runtime budget below one call's hold",
-        "AGS-AI-003",
-        WEB_APP,
-        lambda r: with_app_setting(
-            r,
-            "AGENTSTAGE_BUDGETS",
-            '[{"name": "tiny", "scope": "tenant", "window_seconds": 60, "tokens": 1000}]',
+    replace(
+        edit(
+            "agent token budget removed",
+            "AGS-AI-001",
+            WEB_APP,
+            lambda r: _edit_agents(r, lambda agents: agents[0].pop("token_budget")),
         ),
+        selects=runs_agents,
+    ),
+    replace(
+        edit(
+            "a ledger per instance",
+            "AGS-AI-002",
+            WEB_APP,
+            lambda r: with_app_setting(r, "AGENTSTAGE_BUDGET_BACKEND", "sqlite"),
+        ),
+        selects=runs_agents,
+    ),
+    replace(
+        edit(
+            "a runtime budget below one call's hold",
+            "AGS-AI-003",
+            WEB_APP,
+            lambda r: with_app_setting(
+                r,
+                "AGENTSTAGE_BUDGETS",
+                '[{"name": "tiny", "scope": "tenant", "window_seconds": 60, "tokens": 1000}]',
+            ),
+        ),
+        selects=runs_agents,
+    ),
+    setting("a search service nothing searches", "AGS-AZ-070", SEARCH, "searchServiceName", "ags-orphan"),
+    Mutation(
+        "an agent's identity may write the index (the grant)",
+        "AGS-AZ-071",
+        SEARCH,
+        _agent_may_write_the_index(lambda agent, assignment: assignment),
+    ),
+    Mutation(
+        "an agent's identity may write the index (the agent)",
+        "AGS-AZ-072",
+        SEARCH,
+        _agent_may_write_the_index(lambda agent, assignment: agent),
+    ),
+    Mutation(
+        "documents account takes shared keys",
+        "AGS-AZ-073",
+        WEB_APP,
+        _documents_take_shared_keys,
+        selects=_ingests_from_blobs,
     ),
     *AWS_MUTATIONS,
 )

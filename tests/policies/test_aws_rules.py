@@ -60,8 +60,16 @@ def _passes(rule_id: str, target: str, *resources: Resource, **kwargs: Any) -> b
     ("backend", "shared"), [("dynamodb", True), ("cosmos", True), ("redis", True), ("sqlite", False)]
 )
 def test_a_lambda_ledger_is_shared_only_on_a_stage_wide_backend(backend: str, shared: bool) -> None:
-    agent = res(FUNCTION, "agent", function(AGENTSTAGE_BUDGET_BACKEND=backend))
+    agents = json.dumps([{"name": "assistant", "model": "nova", "token_budget": 8000}])
+    agent = res(FUNCTION, "agent", function(AGENTSTAGE_AGENTS=agents, AGENTSTAGE_BUDGET_BACKEND=backend))
     assert _passes("AGS-AI-002", "agent", agent) is shared
+
+
+def test_a_runtime_that_runs_no_agent_needs_no_shared_ledger() -> None:
+    """The knowledge ingestion worker sets AGENTSTAGE_AGENTS=[] (every cloud runtime must): no budget."""
+    worker = res(FUNCTION, "worker", function(AGENTSTAGE_BUDGET_BACKEND="sqlite"))
+    graph = ResourceGraph(stack=STACK, project="agentstage", resources=[worker])
+    assert evaluate(graph, StackContext(Stage.PILOT, 30, (), "fixture"), [rule_by_id("AGS-AI-002")]) == []
 
 
 # --- Bedrock ------------------------------------------------------------------------------------------

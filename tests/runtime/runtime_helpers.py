@@ -62,6 +62,7 @@ SCRIPT = Script(
         Rule(
             pattern=r"^search (?P<q>.+)$", tool_calls=calls("memory_search", {"query": r"\g<q>", "top_k": 2})
         ),
+        Rule(pattern=r"^knowledge (?P<q>.+)$", tool_calls=calls("knowledge_search", {"query": r"\g<q>"})),
         Rule(pattern=r"^report$", tool_calls=calls("admin_report", {"topic": "payroll"})),
         Rule(pattern=r"^bad args$", tool_calls=calls("admin_report", {"topic": 42, "extra": True})),
         Rule(pattern=r"^bad json$", tool_calls=calls("calculator", "{not json")),

@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from agent_runtime.caller import Caller
 from agent_runtime.errors import ToolDenied, ToolError
+from agent_runtime.knowledge.factory import KnowledgeAccess
 from agent_runtime.llm import LLM
 from agent_runtime.settings import Settings
 from agent_runtime.testing import ServerThread
@@ -92,8 +93,9 @@ def fetch(url: str, **settings: Any) -> Any:
                 agent="a",
                 settings=config,
                 llm=LLM.from_settings(config),
-                vectors=None,
-                http=http,  # type: ignore[arg-type]
+                vectors=None,  # type: ignore[arg-type]
+                http=http,
+                knowledge=KnowledgeAccess(config),
             )
             return await http_get(HttpGetArgs(url=url), context)
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from agent_runtime.azure_credential import async_credential
 from agent_runtime.errors import ConfigurationError
 from agent_runtime.settings import Settings, env_name
 
@@ -25,7 +24,7 @@ def open_bus(settings: Settings) -> MessageBus:
 
         namespace = _required(settings, "servicebus_namespace")
         return ServiceBusBus.from_namespace(
-            namespace, _azure_credential(settings), max_delivery_count=deliveries
+            namespace, async_credential(settings.identity_client_id), max_delivery_count=deliveries
         )
     if backend == "storage_queue":
         from .storage_queue import StorageQueueBus
@@ -38,7 +37,7 @@ def open_bus(settings: Settings) -> MessageBus:
             )
         account_url = _required(settings, "storage_queue_account_url")
         return StorageQueueBus.from_account_url(
-            account_url, _azure_credential(settings), max_delivery_count=deliveries
+            account_url, async_credential(settings.identity_client_id), max_delivery_count=deliveries
         )
     return _sqs(settings)
 
@@ -68,12 +67,3 @@ def _required(settings: Settings, field: str) -> str:
         variable = env_name(field)
         raise ConfigurationError(f"bus_backend '{settings.bus_backend}' needs {variable}", field=variable)
     return str(value)
-
-
-def _azure_credential(settings: Settings) -> Any:
-    """The user-assigned managed identity when its client id is set, else the developer's login."""
-    from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
-
-    if settings.identity_client_id:
-        return ManagedIdentityCredential(client_id=settings.identity_client_id)
-    return DefaultAzureCredential()

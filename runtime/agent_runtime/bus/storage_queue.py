@@ -4,8 +4,10 @@ Storage Queues have no dead-letter queue and no long polling, so this adapter ad
 Functions queue trigger does: a message dequeued more than ``max_delivery_count`` times is moved to
 ``<queue>-poison``, and an empty receive polls again after a pause that grows to one second (each poll
 is a billed transaction). A message is base64 text of a JSON envelope carrying the body, the headers and
-the message id; a dead-lettered copy adds the reason. A message that is not such an envelope (written by
-another tool) is moved to the poison queue too, instead of failing every receive.
+the message id; a dead-lettered copy adds the reason. Base64 JSON objects written by another service (Event
+Grid's blob events) are delivered as they are, with the queue's message id and no headers, as the SQS
+adapter delivers any JSON object body. A message that is neither (plain text, a JSON array) is moved to
+the poison queue, instead of failing every receive.
 
 The lease is the service's pop receipt, which changes whenever the message is received or updated, so a
 stale holder's ``complete`` is refused by the service itself.
@@ -156,7 +158,7 @@ class StorageQueueBus:
         receipt = _Receipt(raw.id, raw.pop_receipt or "")
         delivered = raw.dequeue_count - 1  # the deliveries before this receive, which will not deliver it
         try:
-            envelope = _decode(raw.content)
+            envelope = _decode(raw.content, raw.id)
         except ValueError as exc:
             envelope = {"message_id": raw.id, "body": {"raw": str(raw.content)}, "headers": {}}
             await self._move_to_poison(queue, receipt, envelope, f"invalid_envelope: {exc}", delivered)
@@ -208,7 +210,7 @@ class StorageQueueBus:
         letters = []
         for raw in peeked:
             try:
-                envelope = _decode(raw.content)
+                envelope = _decode(raw.content, raw.id)
             except ValueError as exc:  # put there by something else (an Azure Functions trigger, a person)
                 envelope = {"message_id": raw.id, "body": {"raw": str(raw.content)}, "headers": {}}
                 envelope["reason"] = f"invalid_envelope: {exc}"
@@ -315,19 +317,20 @@ def _encode(envelope: dict[str, Any]) -> str:
     return base64.b64encode(encode_json(envelope).encode()).decode("ascii")
 
 
-def _decode(content: object) -> dict[str, Any]:
-    """The envelope of a message's content; ValueError says what is wrong with it."""
+def _decode(content: object, queue_message_id: str) -> dict[str, Any]:
+    """The envelope of a message's content (a foreign JSON object wrapped in one); ValueError says what is
+    wrong with it."""
     try:
-        envelope = decode_object(base64.b64decode(str(content), validate=True))
+        decoded = decode_object(base64.b64decode(str(content), validate=True))
     except binascii.Error as exc:
         raise ValueError(f"not base64 ({exc})") from exc
     if (
-        isinstance(envelope.get("message_id"), str)
-        and isinstance(envelope.get("body"), dict)
-        and isinstance(envelope.get("headers"), dict)
+        isinstance(decoded.get("message_id"), str)
+        and isinstance(decoded.get("body"), dict)
+        and isinstance(decoded.get("headers"), dict)
     ):
-        return envelope
-    raise ValueError("not an envelope of message_id, body and headers")
+        return decoded
+    return {"message_id": queue_message_id, "body": decoded, "headers": {}}
 
 
 def _first_line(exc: BaseException) -> str:

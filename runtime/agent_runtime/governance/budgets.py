@@ -162,6 +162,10 @@ class Budgets:
     def price(self, model: str) -> ModelPrice | None:
         return self._prices.get(model)
 
+    def tokens_in(self, prompt_bytes: int) -> int:
+        """The input tokens a reservation counts for ``prompt_bytes`` (an over-estimate, as reservations are)."""
+        return math.ceil(prompt_bytes / self._bytes_per_token)
+
     async def reserve(
         self,
         *,
@@ -175,7 +179,7 @@ class Budgets:
     ) -> Reservation:
         """Hold the worst case of one model call: at once when there is room, after waiting when calls in
         flight hold it; else :class:`QuotaExceeded` naming the budget and why."""
-        input_tokens = math.ceil(prompt_bytes / self._bytes_per_token)
+        input_tokens = self.tokens_in(prompt_bytes)
         amounts: dict[Metric, int] = {
             "tokens": input_tokens + output_tokens,
             "requests": 1 if first_call else 0,

@@ -46,7 +46,7 @@ def _vector_literal(values: Sequence[float]) -> str:
     return "[" + ",".join(map(repr, values)) + "]"
 
 
-async def _create_schema(conn: AsyncConnection, schema: str, ddl: list[str]) -> None:
+async def create_schema(conn: AsyncConnection, schema: str, ddl: list[str]) -> None:
     """Run ``ddl`` (``{schema}`` is filled in as a quoted identifier) once across concurrently starting replicas."""
     from psycopg import sql
 
@@ -57,13 +57,13 @@ async def _create_schema(conn: AsyncConnection, schema: str, ddl: list[str]) -> 
             await conn.execute(sql.SQL(statement).format(schema=sql.Identifier(schema)))
 
 
-async def _setup_connection(dsn: str) -> AsyncConnection:
+async def setup_connection(dsn: str) -> AsyncConnection:
     from psycopg import AsyncConnection  # lazy: only deployments that use PostgreSQL pay for the import
 
     return await AsyncConnection.connect(dsn, autocommit=True)
 
 
-async def _open_pool(dsn: str) -> AsyncConnectionPool:
+async def open_pool(dsn: str) -> AsyncConnectionPool:
     """A small pool of autocommit connections: a single statement needs no BEGIN/COMMIT round trips, and
     multi-statement operations open an explicit transaction. ``wait=True`` fails now if the server is down.
     """
@@ -137,9 +137,9 @@ class PostgresConversationStore:
             """CREATE INDEX IF NOT EXISTS conversation_history_by_conversation
                 ON {schema}.conversation_history (tenant, caller, conversation_id, seq)""",
         ]
-        async with await _setup_connection(dsn) as conn:
-            await _create_schema(conn, schema, ddl)
-        return cls(await _open_pool(dsn), schema)
+        async with await setup_connection(dsn) as conn:
+            await create_schema(conn, schema, ddl)
+        return cls(await open_pool(dsn), schema)
 
     async def append(self, owner: Owner, conversation_id: str, messages: Sequence[Message]) -> None:
         key = conversation_key(owner, conversation_id)
@@ -232,9 +232,9 @@ class PostgresVectorStore:
             """CREATE INDEX IF NOT EXISTS vector_items_embedding_hnsw
                 ON {schema}.vector_items USING hnsw (embedding vector_cosine_ops)""",
         ]
-        async with await _setup_connection(dsn) as conn:
-            await _require_pgvector(conn)
-            await _create_schema(conn, schema, ddl)
+        async with await setup_connection(dsn) as conn:
+            await require_pgvector(conn)
+            await create_schema(conn, schema, ddl)
             cur = await conn.execute(
                 "SELECT a.atttypmod FROM pg_attribute a"
                 " JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
@@ -247,7 +247,7 @@ class PostgresVectorStore:
                 f"table {schema}.vector_items holds {stored}-dimensional vectors but "
                 f"AGENTSTAGE_EMBEDDING_DIMENSIONS is {dimensions}"
             )
-        return cls(await _open_pool(dsn), schema, dimensions)
+        return cls(await open_pool(dsn), schema, dimensions)
 
     async def upsert(self, namespace: str, items: Sequence[VectorItem]) -> None:
         check_id(namespace, "namespace")
@@ -304,7 +304,7 @@ class PostgresVectorStore:
         await self._close()
 
 
-async def _require_pgvector(conn: AsyncConnection) -> None:
+async def require_pgvector(conn: AsyncConnection) -> None:
     """Fail with the fix, rather than with CREATE EXTENSION's "could not open extension control file"."""
     cur = await conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")
     if await cur.fetchone() is None:

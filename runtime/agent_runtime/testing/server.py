@@ -16,8 +16,8 @@ Run it in-process for tests::
 or standalone: ``python -m agent_runtime.testing --port 8400 [--script rules.json]``.
 
 Token counts are words, not real tokens: stable numbers for assertions, not a tokenizer. Embeddings hash
-each word into a dimension (feature hashing), so texts sharing words are similar and a text is always
-identical to itself; they carry no meaning beyond that.
+each word and its character trigrams into a dimension (feature hashing), so texts sharing words or word
+stems are similar and a text is always identical to itself; they carry no meaning beyond that.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from agent_runtime.knowledge.common import STOP_WORDS
 from agent_runtime.testing.faults import Fault, Faults
 from agent_runtime.testing.script import Reply, Script
 from agent_runtime.testing.serve import ServerThread
@@ -60,16 +61,23 @@ def create_model_app(
     recorded = requests if requests is not None else []
     injected = faults if faults is not None else {}
 
+    def model_of(body: dict[str, Any], request: Request) -> str:
+        return str(body.get("model", request.path_params.get("deployment", "scripted")))
+
+    def fault_of(body: dict[str, Any], request: Request) -> tuple[Fault, Faults] | None:
+        model = model_of(body, request)
+        plan = injected.get(model) or injected.get("*")
+        fault = plan.draw() if plan else None
+        return (fault, plan) if fault is not None and plan is not None else None
+
     async def chat(request: Request) -> Response:
         body = await request.json()
         recorded.append(body)
         if headers is not None:
             headers.append(dict(request.headers))
-        model = str(body.get("model", request.path_params.get("deployment", "scripted")))
-        plan = injected.get(model) or injected.get("*")
-        fault = plan.draw() if plan else None
-        if fault is not None and plan is not None:
-            return await _faulty(fault, plan)
+        if faulty := fault_of(body, request):
+            return await _faulty(*faulty)
+        model = model_of(body, request)
         messages = body.get("messages") or []
         reply = script.reply(messages)
         if reply.delay:
@@ -91,6 +99,8 @@ def create_model_app(
 
     async def embeddings(request: Request) -> Response:
         body = await request.json()
+        if faulty := fault_of(body, request):
+            return await _faulty(*faulty)
         texts = body.get("input")
         texts = [texts] if isinstance(texts, str) else texts
         if not isinstance(texts, list) or not all(isinstance(text, str) for text in texts):
@@ -166,17 +176,32 @@ class ScriptedModelServer(ServerThread):
 
 
 def embed(text: str, dimensions: int) -> list[float]:
-    """A deterministic unit vector: each word hashed to a dimension and a sign."""
+    """A deterministic unit vector: each content word and each of its character trigrams hashed to a
+    dimension and a sign (subword feature hashing), so "invoice" and "invoices" are close while sharing no
+    whole word; function words count only when the text has nothing else."""
     vector = [0.0] * dimensions
-    for word in _WORD.findall(text.lower()) or [text]:
-        digest = hashlib.sha256(word.encode()).digest()
-        vector[int.from_bytes(digest[:4], "little") % dimensions] += 1.0 if digest[4] & 1 else -1.0
+    words = _WORD.findall(text.lower())
+    for word in [word for word in words if word not in STOP_WORDS] or words or [text]:
+        _add_feature(vector, word, 1.0)
+        padded = f"<{word}>"
+        for start in range(len(padded) - 2):
+            _add_feature(vector, padded[start : start + 3], TRIGRAM_WEIGHT)
     norm = math.sqrt(sum(x * x for x in vector))
-    if norm == 0.0:  # words cancelled out: fall back to one hashed dimension of the whole text
+    if norm == 0.0:  # features cancelled out: fall back to one hashed dimension of the whole text
         digest = hashlib.sha256(text.encode()).digest()
         vector[int.from_bytes(digest[:4], "little") % dimensions] = 1.0
         return vector
     return [x / norm for x in vector]
+
+
+TRIGRAM_WEIGHT = 0.35
+"""How much a shared trigram counts against a shared word: enough for inflections to meet, not to drown
+whole-word matches."""
+
+
+def _add_feature(vector: list[float], feature: str, weight: float) -> None:
+    digest = hashlib.sha256(feature.encode()).digest()
+    vector[int.from_bytes(digest[:4], "little") % len(vector)] += weight if digest[4] & 1 else -weight
 
 
 def _encode(vector: list[float], as_base64: bool) -> list[float] | str:

@@ -18,6 +18,7 @@ from agent_runtime.settings import Settings
 if TYPE_CHECKING:  # annotations only: the registry is also read offline (policies), without HTTP clients
     import httpx
 
+    from agent_runtime.knowledge.factory import KnowledgeAccess
     from agent_runtime.llm import ChatModel
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -33,6 +34,7 @@ class ToolContext:
     llm: ChatModel
     vectors: VectorStore
     http: httpx.AsyncClient
+    knowledge: KnowledgeAccess
     idempotency_key: str | None = None
     """Set for tools with ``side_effects`` or ``requires_approval``: a stable key for this call (the same
     when a task is re-run after a crash). Pass it to the downstream system (a payment API's

@@ -12,6 +12,7 @@ NAMESPACE = "azure-native:servicebus:Namespace"
 QUEUE = "azure-native:servicebus:Queue"
 TOPIC = "azure-native:servicebus:Topic"
 SUBSCRIPTION = "azure-native:servicebus:Subscription"
+NETWORK_RULES = "azure-native:servicebus:NamespaceNetworkRuleSet"
 ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
 SENDER = BUILTIN_ROLES["Azure Service Bus Data Sender"]
 RECEIVER = BUILTIN_ROLES["Azure Service Bus Data Receiver"]
@@ -79,6 +80,36 @@ def test_public_access_follows_isolation_and_premium_is_sized(graph, isolated_pr
     assert namespace.get("sku") == {"name": "Premium", "tier": "Premium", "capacity": 2}, namespace.urn
     assert namespace.get("zoneRedundant") is True, namespace.urn
     assert only(isolated_premium, QUEUE).get("maxSizeInMegabytes") == 81920
+
+
+def test_an_isolated_namespace_writes_out_a_firewall_that_trusted_services_pass_only_when_asked(
+    build, isolated_premium, only
+):
+    """Event Grid cannot deliver through a private endpoint: it reaches an isolated namespace as a trusted
+    service with its own identity, which the namespace must allow explicitly."""
+
+    def factory(context, identity):
+        Messaging(
+            "bus", context, MessagingArgs(sku="Premium", queues=(QueueSpec("events"),), trusted_services=True)
+        )
+
+    trusted = build(factory, isolated=True)
+    rules, namespace = only(trusted, NETWORK_RULES), only(trusted, NAMESPACE)
+    assert rules.inputs == {
+        "namespaceName": namespace.get("namespaceName"),
+        "resourceGroupName": namespace.get("resourceGroupName"),
+        "publicNetworkAccess": "Disabled",
+        "defaultAction": "Deny",
+        "ipRules": [],
+        "virtualNetworkRules": [],
+        "trustedServiceAccessEnabled": True,
+    }, rules.urn
+    assert namespace.urn in rules.dependencies, "the rule set is the namespace's own"
+    assert only(isolated_premium, NETWORK_RULES).get("trustedServiceAccessEnabled") is False
+
+
+def test_a_public_namespace_has_no_firewall_to_write(graph):
+    assert graph.of_type(NETWORK_RULES) == []
 
 
 @pytest.mark.parametrize(("queue", "deliveries", "lock"), [("tasks", 5, "PT1M"), ("results", 3, "PT5M")])

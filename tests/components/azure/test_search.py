@@ -1,11 +1,13 @@
-"""VectorSearch on its own: no API keys, sized from its args, reads and writes granted separately."""
+"""VectorSearch on its own: no API keys, sized from its args, queries, writes and index definitions granted
+separately, and where the runtime finds the knowledge index."""
 
 from __future__ import annotations
 
 import pytest
 
+from agent_runtime.settings import env_for
 from components.azure.role_ids import BUILTIN_ROLES
-from components.azure.search import VectorSearch, VectorSearchArgs
+from components.azure.search import KNOWLEDGE_INDEX, VectorSearch, VectorSearchArgs
 from core.graph import ResourceGraph
 
 SERVICE = "azure-native:search:Service"
@@ -17,6 +19,8 @@ def _factory(context, identity):
     return {
         "query": search.grant_query(identity).id,
         "indexWrite": search.grant_index_write(identity).id,
+        "indexManagement": search.grant_index_management(identity).id,
+        "runtimeSettings": search.runtime_settings(),
         "serviceId": search.service_id,
         "serviceName": search.service_name,
         "endpoint": search.endpoint,
@@ -58,7 +62,11 @@ def test_diagnostics_go_to_the_workspace(graph, only, build, assert_diagnostics)
 
 @pytest.mark.parametrize(
     ("output", "role"),
-    [("query", "Search Index Data Reader"), ("indexWrite", "Search Index Data Contributor")],
+    [
+        ("query", "Search Index Data Reader"),
+        ("indexWrite", "Search Index Data Contributor"),
+        ("indexManagement", "Search Service Contributor"),
+    ],
 )
 def test_each_grant_is_one_data_role_on_the_service(graph, only, outputs, assert_grant, output, role):
     assignments = [a for a in graph.of_type(ROLE_ASSIGNMENT) if a.mock_id == outputs(graph)[output]]
@@ -66,8 +74,18 @@ def test_each_grant_is_one_data_role_on_the_service(graph, only, outputs, assert
     assert_grant(assignments[0], BUILTIN_ROLES[role], only(graph, SERVICE))
 
 
-def test_two_grants_make_two_assignments(graph):
-    assert len(graph.of_type(ROLE_ASSIGNMENT)) == 2, [a.urn for a in graph.of_type(ROLE_ASSIGNMENT)]
+def test_three_grants_make_three_assignments(graph):
+    assert len(graph.of_type(ROLE_ASSIGNMENT)) == 3, [a.urn for a in graph.of_type(ROLE_ASSIGNMENT)]
+
+
+def test_the_runtime_finds_the_knowledge_index_on_this_service(graph, only, outputs):
+    name = only(graph, SERVICE).get("searchServiceName")
+    assert outputs(graph)["runtimeSettings"] == {
+        "knowledge_backend": "aisearch",
+        "search_endpoint": f"https://{name}.search.windows.net",
+        "knowledge_index": KNOWLEDGE_INDEX,
+    }
+    env_for(outputs(graph)["runtimeSettings"], cloud=False)  # names of the runtime's settings contract
 
 
 def test_outputs_are_known_before_deployment(graph, only, outputs):

@@ -306,6 +306,47 @@ def test_runtime_authenticates_as_the_identity_the_app_runs_as() -> None:
     )
 
 
+SERVICE_BUS = {"bus_backend": "servicebus", "servicebus_namespace": "sb-test.servicebus.windows.net"}
+
+
+@pytest.mark.parametrize(
+    ("consumed", "connected"),
+    [
+        ({**SERVICE_BUS, "task_queue": "tasks-helper"}, True),
+        ({**SERVICE_BUS, "ingest_queue": "knowledge-ingest", "tasks_enabled": "false"}, True),
+        (SERVICE_BUS, False),  # sends only (an API that queues tasks elsewhere): no trigger, no connection
+        ({"task_queue": "tasks-helper"}, False),  # the embedded bus: no Service Bus trigger
+    ],
+    ids=["task-queue", "ingest-queue", "no-queue", "not-service-bus"],
+)
+def test_an_app_that_consumes_a_service_bus_queue_gets_the_identity_connection(
+    consumed: dict[str, str], connected: bool
+) -> None:
+    """runtime/function_app.py registers a trigger on AGENTSTAGE_TASK_QUEUE or AGENTSTAGE_INGEST_QUEUE over
+    the ``ServiceBusConnection`` connection, whose settings name the namespace and the app's identity."""
+
+    def program() -> None:
+        context = _context()
+        args = ServerlessAgentArgs(
+            identity=ManagedIdentity("helper", context),
+            package=PACKAGE,
+            runtime_settings={**RUNTIME_SETTINGS, **consumed},
+            telemetry_connection_string=CONNECTION_STRING,
+        )
+        ServerlessAgent("helper", context, args)
+
+    settings = _app_settings(_one(record(program), "azure-native:web:WebApp"))
+    connection = {name: value for name, value in settings.items() if name.startswith("ServiceBusConnection")}
+    if not connected:
+        assert connection == {}
+        return
+    assert connection == {
+        "ServiceBusConnection__fullyQualifiedNamespace": "sb-test.servicebus.windows.net",
+        "ServiceBusConnection__credential": "managedidentity",
+        "ServiceBusConnection__clientId": settings[env_name("identity_client_id")],
+    }
+
+
 def test_telemetry_authenticates_with_entra(graph: ResourceGraph) -> None:
     settings = _app_settings(_one(graph, "azure-native:web:WebApp"))
     assert settings["APPLICATIONINSIGHTS_CONNECTION_STRING"] == CONNECTION_STRING

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Otel
+from otel_helpers import Otel
 from runtime_helpers import USER_KEY, Runtime, RuntimeFactory
 
 from agent_runtime.api import create_app

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Otel
+from otel_helpers import Otel
 from runtime_helpers import ADMIN_KEY, EXECUTED, RuntimeFactory
 from starlette.applications import Starlette
 from starlette.requests import Request

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import Otel
+from otel_helpers import Otel
 from runtime_helpers import RuntimeFactory
 
 from agent_runtime.testing import ScriptedModelServer

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 import pytest
-from conftest import Otel
+from otel_helpers import Otel
 from runtime_helpers import RuntimeFactory
 
 from agent_runtime.governance.redaction import Redactor

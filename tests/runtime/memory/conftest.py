@@ -1,20 +1,15 @@
 """Real servers for the memory contract tests, and one fixture that opens any backend's stores.
 
-Redis comes from Debian's ``redis-server``; PostgreSQL 16 + pgvector from the ``pgserver`` package's
-binaries. PostgreSQL refuses to run as root, and CI runs as root, so the binaries run as an unprivileged
-user that the fixture creates when missing. A server that cannot start FAILS the tests that need it, with
-the reason; it never skips them.
+Redis comes from Debian's ``redis-server``; PostgreSQL (``postgres_dsn``) from tests/runtime/conftest.py,
+shared with the knowledge index tests. A server that cannot start FAILS the tests that need it, with the
+reason; it never skips them.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import pwd
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -29,28 +24,6 @@ from agent_runtime.memory import ConversationStore, VectorStore
 BACKENDS = ["sqlite", "redis", "postgres", "dynamodb"]
 CONVERSATION_BACKENDS = [*BACKENDS, "cosmos"]
 """Conversations also run on Cosmos DB, against an in-memory container (fake_cosmos_conversations.py)."""
-PG_USER = "agentstage-pg"
-_USERADD = [
-    "useradd",
-    "--system",
-    "--no-create-home",
-    "--home-dir",
-    "/nonexistent",
-    "--shell",
-    "/usr/sbin/nologin",
-]
-_INITDB_OPTIONS = ["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"]
-# Only a unix socket (no TCP port to collide on) and no durability: the server is thrown away after the run.
-_PG_OPTIONS = [
-    "-c",
-    "listen_addresses=",
-    "-c",
-    "fsync=off",
-    "-c",
-    "synchronous_commit=off",
-    "-c",
-    "full_page_writes=off",
-]
 STARTUP_TIMEOUT = 30.0
 
 
@@ -121,99 +94,6 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         _stop(proc)
-
-
-def _pg_install() -> Path:
-    spec = importlib.util.find_spec("pgserver")
-    if spec is None or spec.origin is None:
-        pytest.fail(
-            "the pgserver package is not installed; pip install 'pgserver>=0.1.4' (dev extra)", pytrace=False
-        )
-    return Path(spec.origin).parent / "pginstall"
-
-
-def _pg_account() -> dict[str, Any]:
-    """``subprocess`` options that drop root to the unprivileged PostgreSQL user (created on first use)."""
-    if os.geteuid() != 0:
-        return {}
-    try:
-        entry = pwd.getpwnam(PG_USER)
-    except KeyError:
-        subprocess.run(
-            [*_USERADD, PG_USER],
-            check=True,
-            capture_output=True,
-        )
-        entry = pwd.getpwnam(PG_USER)
-    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
-
-
-def _pg_binaries(workdir: Path, account: dict[str, Any]) -> Path:
-    """The pgserver ``bin`` directory, copied next to the data when the user cannot reach it where it is.
-
-    A checkout under root's 0700 home is unreadable to the PostgreSQL user; a copy (about 27 MB) is. The
-    copy keeps the wheel's layout, because the binaries find their vendored libpq through the relative
-    rpath ``$ORIGIN/../../../pgserver.libs``.
-    """
-    install = _pg_install()
-    try:
-        subprocess.run(
-            [install / "bin" / "postgres", "--version"], check=True, capture_output=True, **account
-        )
-        return install / "bin"
-    except (PermissionError, subprocess.CalledProcessError):
-        copy = workdir / "site" / "pgserver" / "pginstall"
-        shutil.copytree(install, copy, symlinks=True, ignore=shutil.ignore_patterns("include"))
-        libs = install.parent.parent / "pgserver.libs"
-        if libs.is_dir():
-            shutil.copytree(libs, workdir / "site" / "pgserver.libs")
-        return copy / "bin"
-
-
-@pytest.fixture(scope="session")
-def postgres_dsn() -> Iterator[str]:
-    """A throwaway PostgreSQL 16 + pgvector, listening only on a unix socket in a private temp directory."""
-    import psycopg
-
-    account = _pg_account()
-    workdir = Path(tempfile.mkdtemp(prefix="agentstage-pg-"))
-    try:
-        if account:
-            os.chown(workdir, account["user"], account["group"])
-        binaries = _pg_binaries(workdir, account)
-        data, log = workdir / "data", workdir / "postgres.log"
-        initdb = subprocess.run(
-            [binaries / "initdb", "-D", data, *_INITDB_OPTIONS],
-            check=False,
-            capture_output=True,
-            text=True,
-            **account,
-        )
-        if initdb.returncode != 0:
-            pytest.fail(f"initdb failed ({binaries}):\n{initdb.stdout}\n{initdb.stderr}", pytrace=False)
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [binaries / "postgres", "-D", data, "-k", workdir, *_PG_OPTIONS],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                **account,
-            )
-        dsn = f"host={workdir} port=5432 user=postgres dbname=postgres connect_timeout=5"
-
-        def ready() -> bool:
-            try:
-                psycopg.connect(dsn).close()
-                return True
-            except psycopg.OperationalError:
-                return False
-
-        try:
-            _wait_until(ready, proc, "postgres", log)
-            yield dsn
-        finally:
-            _stop(proc)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @dataclass

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import datetime
-import ipaddress
 import secrets
 import tempfile
 import time
@@ -16,6 +14,7 @@ from agent_runtime.testing.cosmos.account import CosmosAccount, partition_key_de
 from agent_runtime.testing.cosmos.base import Clock, CosmosError, Document
 from agent_runtime.testing.cosmos.rest import RecordedRequest, create_cosmos_app
 from agent_runtime.testing.serve import ServerThread
+from agent_runtime.testing.tls import TlsServerThread, write_self_signed_certificate
 
 if TYPE_CHECKING:
     from azure.core.credentials import AccessToken
@@ -44,51 +43,6 @@ class StaticTokenCredential:
         await self.close()
 
 
-def _write_self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    """A day-long certificate and key for ``localhost`` and ``127.0.0.1``, as PEM files in ``directory``."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    certificate_file, key_file = directory / "cert.pem", directory / "key.pem"
-    certificate_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return certificate_file, key_file
-
-
-class _TlsServerThread(ServerThread):
-    """A :class:`ServerThread` serving HTTPS: uvicorn loads the certificate when the thread starts."""
-
-    def __init__(self, app: Any, certificate: Path, key: Path, *, host: str, port: int) -> None:
-        super().__init__(app, host=host, port=port)
-        self._server.config.ssl_certfile = str(certificate)
-        self._server.config.ssl_keyfile = str(key)
-
-    @property
-    def url(self) -> str:
-        return f"https://{self.host}:{self.port}"
-
-
 class LocalCosmosServer:
     """``with LocalCosmosServer() as cosmos: CosmosClient(cosmos.url, credential=cosmos.key)``.
 
@@ -115,8 +69,8 @@ class LocalCosmosServer:
         if self._certificates is None:
             self._server: ServerThread = ServerThread(app, host=host, port=port)
         else:
-            certificate, private_key = _write_self_signed_certificate(Path(self._certificates.name))
-            self._server = _TlsServerThread(app, certificate, private_key, host=host, port=port)
+            certificate, private_key = write_self_signed_certificate(Path(self._certificates.name))
+            self._server = TlsServerThread(app, certificate, private_key, host=host, port=port)
 
     @property
     def url(self) -> str:
