@@ -74,11 +74,17 @@ def run(args: argparse.Namespace, console: Console) -> int:
 async def _ingest(lifecycle: Any, progress: Progress) -> list[Any]:
     from agent_runtime.knowledge.folder_source import ReadersFileError
     from agent_runtime.knowledge.service import DocumentEvents
+    from agent_runtime.memory.common import DimensionMismatchError
 
     try:
         events = await DocumentEvents.open(await lifecycle.get())
     except ReadersFileError as error:
         raise AgentstageError(str(error)) from None
+    except DimensionMismatchError as error:
+        raise AgentstageError(
+            f"{error}: set AGENTSTAGE_EMBEDDING_DIMENSIONS back, or give the index a fresh file "
+            "(AGENTSTAGE_SQLITE_PATH) and ingest everything again"
+        ) from None
     try:
         total = len([document async for document in events.ingestor.source.document_ids()])
         done: Counter[str] = Counter()

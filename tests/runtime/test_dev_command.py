@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -143,16 +144,22 @@ def test_the_openai_client_chats_through_the_anthropic_and_bedrock_clients(
         assert "".join(streamed) == "hello agent"
 
 
-def test_a_task_queued_on_the_dev_runtime_is_run_by_its_worker(dev_server: Dev) -> None:
+def run_task(dev: Dev, text: str) -> dict[str, Any]:
+    """Queue a task for the assistant on a running dev and poll it until it ends (or 20 s pass)."""
     headers = {"Authorization": "Bearer dev-key"}
-    with httpx.Client(base_url=dev_server.url, headers=headers, timeout=10) as http:
-        queued = http.post("/v1/agents/assistant/tasks", json={"input": "what is 6*7?"})
+    with httpx.Client(base_url=dev.url, headers=headers, timeout=10) as http:
+        queued = http.post("/v1/agents/assistant/tasks", json={"input": text})
         assert queued.status_code == 202, queued.text
         deadline = time.monotonic() + 20
         task = queued.json()
         while task["state"] in ("queued", "running") and time.monotonic() < deadline:
             time.sleep(0.05)
             task = http.get(queued.headers["location"]).json()
+    return task
+
+
+def test_a_task_queued_on_the_dev_runtime_is_run_by_its_worker(dev_server: Dev) -> None:
+    task = run_task(dev_server, "what is 6*7?")
     assert task["state"] == "succeeded", task
     assert task["result"]["answer"] == "The answer is 42."
 
@@ -390,13 +397,5 @@ def test_project_dir_without_a_stack_is_a_user_error(monkeypatch: pytest.MonkeyP
 def test_a_pilot_stack_takes_tasks_under_dev_whose_worker_runs_them(tmp_path: Path) -> None:
     """The deployed pilot runs no task worker (its task endpoints answer 501); dev runs one beside the API."""
     with running_dev(tmp_path, "--stack", "pilot-dev") as dev:
-        headers = {"Authorization": "Bearer dev-key"}
-        with httpx.Client(base_url=dev.url, headers=headers, timeout=10) as http:
-            queued = http.post("/v1/agents/assistant/tasks", json={"input": "what is 6*7?"})
-            assert queued.status_code == 202, queued.text
-            deadline = time.monotonic() + 20
-            task = queued.json()
-            while task["state"] in ("queued", "running") and time.monotonic() < deadline:
-                time.sleep(0.05)
-                task = http.get(queued.headers["location"]).json()
+        task = run_task(dev, "what is 6*7?")
     assert task["state"] == "succeeded", task

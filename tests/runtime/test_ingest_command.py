@@ -62,6 +62,16 @@ def test_ingest_names_a_missing_folder_and_a_broken_readers_file(workdir: Path) 
     assert status == 2 and "readers.yaml: expected a mapping" in err
 
 
+def test_ingest_names_a_change_of_embedding_dimensions_and_the_fix(workdir: Path) -> None:
+    assert ingest(workdir, "docs")[0] == 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AGENTSTAGE_EMBEDDING_DIMENSIONS", "128")
+        status, _, err = ingest(workdir, "docs")
+    assert status == 2
+    assert "holds 384-dimensional embeddings but 128 were configured" in err
+    assert "set AGENTSTAGE_EMBEDDING_DIMENSIONS back" in err and "internal error" not in err
+
+
 def test_a_dev_agent_answers_from_the_ingested_documents_citing_the_source(workdir: Path) -> None:
     assert ingest(workdir, "docs")[0] == 0
     with running_dev(workdir, "--agents", "agents.yaml") as dev:
