@@ -80,7 +80,13 @@ class AzureFoundation:
             ),
         )
         self.state = StateStore(
-            "state", self.context, StateStoreArgs(embedding_dimensions=config.memory.dimensions)
+            "state",
+            self.context,
+            StateStoreArgs(
+                embedding_dimensions=config.memory.dimensions,
+                # Only stages whose agents have task queues run tasks (Topology.queued): no container else.
+                **({} if Topology(config).queued else {"tasks_container": None}),
+            ),
         )
         self.search: VectorSearch | None = _vector_search(config, self.context)
 

@@ -46,7 +46,7 @@ class StateStoreArgs:
     database_name: str = "agentstage"
     conversations_container: str = "conversations-by-owner"
     memories_container: str = "memories"
-    tasks_container: str = "tasks"
+    tasks_container: str | None = "tasks"
     ledger_container: str = "ledger"
     continuous_backup: bool = True
     zone_redundant: bool = False
@@ -141,14 +141,16 @@ class StateStore(Component):
             "conversations", args.conversations_container, ["/tenant", "/caller", "/conversationId"]
         )
         memories = self._container("memories", args.memories_container, ["/namespace"], vectors=True)
-        # Task records and idempotency claims are read by id (the runtime's TASKS_PARTITION_KEY).
-        tasks = self._container("tasks", args.tasks_container, ["/id"])
+        # Task records and idempotency claims are read by id (the runtime's TASKS_PARTITION_KEY); a stage
+        # with no task worker (the pilot) has no task records, so no container.
+        tasks = self._container("tasks", args.tasks_container, ["/id"]) if args.tasks_container else None
         # The stage's one budget ledger and tool-call idempotency records, shared by every app (the
         # runtime's LEDGER_PARTITION_KEY); documents expire with their per-item TTL.
         ledger = self._container("ledger", args.ledger_container, ["/partition"], expiring=True)
         # Depends on every container, so an app configured with it starts only once they exist.
+        containers = [conversations, memories, *([tasks] if tasks else []), ledger]
         self.database_name: pulumi.Output[str] = pulumi.Output.all(
-            conversations.id, memories.id, tasks.id, ledger.id
+            *(container.id for container in containers)
         ).apply(lambda _: args.database_name)
         self.conversations_container, self.memories_container = (
             args.conversations_container,
@@ -164,7 +166,7 @@ class StateStore(Component):
                 "database_name": self.database_name,
                 "conversations_container": self.conversations_container,
                 "memories_container": self.memories_container,
-                "tasks_container": self.tasks_container,
+                "tasks_container": self.tasks_container or "",
                 "ledger_container": self.ledger_container,
             }
         )
@@ -263,7 +265,7 @@ class StateStore(Component):
             "cosmos_database": self.database_name,
             "cosmos_conversations_container": self.conversations_container,
             "cosmos_memories_container": self.memories_container,
-            "cosmos_tasks_container": self.tasks_container,
+            **({"cosmos_tasks_container": self.tasks_container} if self.tasks_container else {}),
             "budget_backend": "cosmos",
             "cosmos_ledger_container": self.ledger_container,
         }

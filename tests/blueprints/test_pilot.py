@@ -98,6 +98,16 @@ def test_state_store_accepts_only_entra_tokens(graph: ResourceGraph) -> None:
     assert account.get("minimalTlsVersion") == "Tls12", account.urn
 
 
+def test_the_pilot_runs_no_tasks_so_it_has_no_task_container(graph: ResourceGraph) -> None:
+    containers = {
+        c.get("resource.id") for c in graph.of_type("azure-native:cosmosdb:SqlResourceSqlContainer")
+    }
+    assert containers == {"conversations-by-owner", "memories", "ledger"}
+    settings = app_settings(graph)
+    assert settings["AGENTSTAGE_TASKS_ENABLED"] == "false"
+    assert "AGENTSTAGE_COSMOS_TASKS_CONTAINER" not in settings
+
+
 def test_function_storage_refuses_keys_and_anonymous_access(graph: ResourceGraph) -> None:
     account = one(graph, "azure-native:storage:StorageAccount")
     assert account.get("allowSharedKeyAccess") is False, account.urn
