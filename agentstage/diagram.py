@@ -12,7 +12,9 @@ deployment, so the diagram cannot drift from the code:
 - a Kubernetes resource deployed through a cluster's provider: workload -> cluster;
 - an alert rule: alerts -> the block it watches and the block it pages;
 - on AWS, an IAM role's inline policy: the block running as the role -> each block whose ARNs it names; a
-  Lambda permission: the gateway -> the function it may invoke; an alarm on a function: monitoring -> agent.
+  Lambda permission: the gateway -> the function it may invoke; an alarm on a function: monitoring -> agent;
+  a queue's event source mapping: bus -> the function it delivers to; a web ACL association: firewall ->
+  the stage it filters; a bucket's event notification: the bucket's block -> the queue it announces on.
 
 Blocks without any connection (a policy assignment set, a budget) are shown too: they are part of the stage.
 """
@@ -43,6 +45,8 @@ AWS_ROLE = "aws:iam/role:Role"
 IDENTITY_BLOCKS = (":Identity", ":ExecutionRole")
 """Identities appear as the compute that runs as them, not as blocks of their own."""
 AWS_ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+DATABASE_USER_ARN = "arn:aws:rds-db:"
+AURORA_CLUSTER = "aws:rds/cluster:Cluster"
 COSMOS_DATA_CONTRIBUTOR = "00000000-0000-0000-0000-000000000002"
 
 
@@ -69,6 +73,7 @@ def architecture(graph: ResourceGraph) -> Architecture:
         *_aws_grants(graph, blocks),
         *_aws_invocations(graph, blocks),
         *_aws_alarms(graph, blocks),
+        *_aws_connections(graph, blocks),
     )
     for source, target, label in connections:
         if source != target:
@@ -260,6 +265,11 @@ def _named_by(graph: ResourceGraph, policy: Resource) -> Iterator[Resource]:
     for statement in statements:
         named = statement.get("Resource", [])
         for resource in [named] if isinstance(named, str) else named:
+            if resource.startswith(DATABASE_USER_ARN):
+                # ``dbuser:<cluster resource id>/<user>`` names no ARN of the graph: the cluster it was
+                # built from is among the policy's dependencies.
+                yield from (r for r in _dependencies(graph, policy) if r.type == AURORA_CLUSTER)
+                continue
             match = next(
                 (
                     r
@@ -289,6 +299,41 @@ def _aws_alarms(graph: ResourceGraph, blocks: _Blocks) -> Iterator[tuple[str, st
         source, target = blocks.of(alarm), blocks.of(function) if function else None
         if source and target:
             yield source, target, "alarms on"
+
+
+AWS_CONNECTIONS: dict[str, tuple[str | None, str, str]] = {
+    "aws:lambda/eventSourceMapping:EventSourceMapping": ("eventSourceArn", "functionName", "delivers to"),
+    "aws:wafv2/webAclAssociation:WebAclAssociation": ("webAclArn", "resourceArn", "filters"),
+    "aws:s3/bucketNotification:BucketNotification": (None, "queues[].queueArn", "announces on"),
+}
+"""Resources that connect two others by ARN: type -> (source input or None for the resource's own block,
+target input (``[]`` for each item of a list), label)."""
+
+
+def _aws_connections(graph: ResourceGraph, blocks: _Blocks) -> Iterator[tuple[str, str, str]]:
+    for type_, (source_input, target_input, label) in AWS_CONNECTIONS.items():
+        for connector in graph.of_type(type_):
+            source_resource = (
+                graph.by_arn(str(connector.inputs.get(source_input))) if source_input else connector
+            )
+            source = blocks.of(source_resource) if source_resource else None
+            for arn in _input_values(connector.inputs, target_input):
+                target_resource = graph.by_arn(str(arn))
+                target = blocks.of(target_resource) if target_resource else None
+                if source and target and source != target:
+                    yield source, target, label
+
+
+def _input_values(inputs: dict[str, object], path: str) -> Iterator[object]:
+    """The values at ``path`` (``queues[].queueArn``: the queueArn of each item of queues)."""
+    head, _, rest = path.partition("[].")
+    value = inputs.get(head)
+    if not rest:
+        yield value
+        return
+    for item in value if isinstance(value, list) else []:
+        if isinstance(item, dict):
+            yield item.get(rest)
 
 
 def _scope_resource(graph: ResourceGraph, assignment: Resource) -> Resource | None:

@@ -3,6 +3,7 @@ offline plan, vendored when a real engine deploys (see components/packaging.py).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from components.packaging import Layout, Package, build_package, vendoring_needed
@@ -10,7 +11,9 @@ from components.packaging import Layout, Package, build_package, vendoring_neede
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
+@functools.cache
 def runtime_package(layout: Layout) -> Package:
+    """Built once per program: every function of a stage deploys the same package (one zip, one hash)."""
     return build_package(
         PROJECT_DIR / "runtime", PROJECT_DIR / "build", layout, vendor_dependencies=vendoring_needed()
     )

@@ -18,6 +18,7 @@ FUNCTIONS: dict[tuple[str, str], str] = {
     ("enterprise", "azure"): "blueprints.enterprise:deploy_azure",
     ("enterprise", "kubernetes"): "blueprints.own_cluster:deploy_kubernetes",
     ("pilot", "aws"): "blueprints.aws_pilot:deploy_aws",
+    ("foundation", "aws"): "blueprints.aws_foundation:deploy_aws_foundation",
 }
 
 

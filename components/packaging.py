@@ -74,7 +74,14 @@ class Layout:
 FUNCTIONS = Layout(
     "function-app", ("function_app.py", "host.json"), "requirements.txt", ".python_packages/lib/site-packages"
 )
-LAMBDA = Layout("lambda", ("lambda_handler.py",), "requirements-lambda.txt", "")
+LAMBDA = Layout(
+    "lambda",
+    ("lambda_handler.py", "aws_authorizer.py", "aws_database_bootstrap.py"),
+    "requirements-lambda.txt",
+    "",
+)
+"""One package for every AWS function: the agents' host, the gateway's token authorizer and the knowledge
+database's bootstrap (one build, one hash; each function names its handler)."""
 
 _CACHES = frozenset({"__pycache__"})
 # Never shipped from our sources: caches, tests, and agent_runtime.testing (the scripted model server, a

@@ -26,6 +26,15 @@ How the cloud-neutral usage profile becomes AWS usage (each line's basis repeats
   that calls the model (Bedrock's on-demand models are no resource of the stack).
 - Logs: ``logs.gbPerDay`` is the whole stage's, spread evenly over its log groups; stored at that rate for
   the group's retention, uncompressed (CloudWatch bills archived logs compressed: an upper bound).
+- REST API and WAF: the requests of the agents the API's functions run - the orchestrator's; the agents it
+  delegates to are reached over the bus, not through the API. The web ACL evaluates its APIs' requests.
+- SQS: ``messagesPerRequest`` of each agent, on the task queue of the function that runs the agent.
+- S3 and Aurora: ``storage.blobGbPerAccount`` in each bucket; the knowledge index holds those documents
+  as text in the runtime's chunks, each with its embedding twice (row and HNSW index). A cluster at
+  minimum 0 ACUs is awake after each request of an agent that searches the index, until it has been
+  idle its auto-pause delay; its I/O is not priced (the profile cannot say what misses the cache).
+- Interface VPC endpoints: every hour in each availability zone; per GB, the model tokens of the agents
+  whose functions run in its subnets, through ``bedrock-runtime``, at :data:`CHARS_PER_TOKEN` bytes each.
 """
 
 from __future__ import annotations
@@ -51,12 +60,18 @@ from cost.model import (
 from cost.prices import PRICES_DIR, Price
 
 GLOBAL = "global"
-"""The region of prices AWS does not set per region (CloudWatch dashboards)."""
+"""The region of prices AWS does not set per region (CloudWatch dashboards, WAF)."""
 FUNCTION = "aws:lambda/function:Function"
 TABLE = "aws:dynamodb/table:Table"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 ROUTE = "aws:apigatewayv2/route:Route"
 PROVISIONED_CONCURRENCY = "aws:lambda/provisionedConcurrencyConfig:ProvisionedConcurrencyConfig"
+REST_API = "aws:apigateway/restApi:RestApi"
+REST_METHOD = "aws:apigateway/method:Method"
+REST_INTEGRATION = "aws:apigateway/integration:Integration"
+WEB_ACL_ASSOCIATION = "aws:wafv2/webAclAssociation:WebAclAssociation"
+EVENT_SOURCE_MAPPING = "aws:lambda/eventSourceMapping:EventSourceMapping"
+CLUSTER_INSTANCE = "aws:rds/clusterInstance:ClusterInstance"
 
 DEFAULT_MEMORY_MB = 128
 DEFAULT_ARCHITECTURE = "x86_64"
@@ -81,9 +96,37 @@ TABLE_ROLES = {
     "AGENTSTAGE_DYNAMODB_MEMORIES_TABLE": "memories",
 }
 """The runtime settings that name the table holding conversations (``storage.stateGb``) and memories."""
+REST_METHOD_METRICS = ("Count", "4XXError", "5XXError", "Latency", "IntegrationLatency")
+REST_CACHE_METRICS = ("CacheHitCount", "CacheMissCount")
+"""What a REST API's detailed metrics publish per method (the cache's only where the stage caches)."""
+PAID_RULE_GROUPS = frozenset(
+    {"AWSManagedRulesBotControlRuleSet", "AWSManagedRulesATPRuleSet", "AWSManagedRulesACFPRuleSet"}
+)
+"""AWS managed rule groups that bill a subscription and request fees on top of a rule's price."""
+DEFAULT_INSPECTION = "KB_16"
+"""The body inspection limit a web ACL's base request price covers (API Gateway, CloudFront, Cognito...)."""
+ENGINE = "aurora-postgresql"
+SERVERLESS_CLASS = "db.serverless"
+STANDARD_STORAGE = "aurora"
+"""Aurora Standard's ``storageType`` (I/O billed per request); ``aurora-iopt1`` is I/O-Optimized."""
+DEFAULT_AUTO_PAUSE_SECONDS = 300
+"""How long an Aurora Serverless v2 instance at minimum 0 ACUs stays idle before it pauses, by default."""
+AWAKE_ACUS = 0.5
+"""The least an awake Aurora Serverless v2 instance runs at: Aurora's smallest capacity above 0."""
+DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP_TOKENS = 400, 60
+"""The runtime's knowledge chunks (its settings ``knowledge_chunk_tokens``, ``knowledge_overlap_tokens``)."""
+INDEX_COPIES = 2
+"""pgvector keeps each chunk's embedding twice: in the chunk's row and in the HNSW index."""
+KNOWLEDGE_TOOL = "knowledge_search"
+_MODEL_TOKENS = ("input_tokens_per_request", "output_tokens_per_request", "embedding_tokens_per_request")
+TASK_QUEUE_SETTING = "AGENTSTAGE_TASK_QUEUE"
+KNOWLEDGE_BACKEND_SETTING = "AGENTSTAGE_KNOWLEDGE_BACKEND"
+CHUNK_TOKENS_SETTING = "AGENTSTAGE_KNOWLEDGE_CHUNK_TOKENS"
+OVERLAP_TOKENS_SETTING = "AGENTSTAGE_KNOWLEDGE_OVERLAP_TOKENS"
 EMBEDDING_SETTING = "AGENTSTAGE_EMBEDDING_MODEL"
 DIMENSIONS_SETTING = "AGENTSTAGE_EMBEDDING_DIMENSIONS"
 GUARDRAIL_SETTING = "AGENTSTAGE_BEDROCK_GUARDRAIL_ID"
+_REST_STAGE_ARN = re.compile(r"/restapis/([^/]+)/stages/")
 _ARN_REGION = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:([a-z]{2}(?:-[a-z]+)+-\d+):")
 
 
@@ -345,8 +388,7 @@ def _stage(resource: Resource, pricing: Pricing) -> Iterator[Outcome]:
         r for r in pricing.graph.of_type(ROUTE) if r.inputs.get("apiId") == resource.inputs.get("apiId")
     ]
     count = max(len(routes), 1)
-    requests = pricing.monthly()
-    hours = 1 - math.exp(-requests / HOURS_PER_MONTH)  # hours with a request, requests arriving at random
+    hours = _hours_with_requests(pricing.monthly())
     metrics = count * len(ROUTE_METRICS)
     yield _line(
         resource,
@@ -358,6 +400,12 @@ def _stage(resource: Resource, pricing: Pricing) -> Iterator[Outcome]:
         f"{count} route{'s' if count != 1 else ''} x {len(ROUTE_METRICS)} detailed metrics, published in "
         f"{hours:.0%} of hours",
     )
+
+
+def _hours_with_requests(requests: float) -> float:
+    """The share of the month's hours with at least one of ``requests`` (arriving at random): the hours in
+    which detailed metrics are published, and billed."""
+    return 1 - math.exp(-requests / HOURS_PER_MONTH)
 
 
 def _on_demand_tables(pricing: Pricing) -> list[Resource]:
@@ -623,6 +671,472 @@ def _guardrail(resource: Resource, pricing: Pricing) -> Iterator[Outcome]:
     )
 
 
+# --- The foundation's front door: API Gateway REST API and WAF --------------------------------------------
+
+
+_REST_PART = "part of its REST API: requests bill on the API"
+
+
+def _settings_of(resource: Resource) -> dict[str, Any]:
+    return {setting.name: setting.value for setting in settings(resource)}
+
+
+def _invoked_function(pricing: Pricing, uri: Any) -> Resource | None:
+    """The plan's function an API Gateway integration's URI (a Lambda invoke ARN) invokes."""
+    function_arn = str(uri or "").removesuffix("/invocations").rsplit("/functions/", 1)[-1]
+    return _function_named(pricing, function_arn)
+
+
+def _api_requests(api: Resource, pricing: Pricing) -> tuple[float, str]:
+    """Requests a month through a REST API, and whose: those of the agents its functions run. Agents the
+    orchestrator delegates to are reached over the bus, not through the API."""
+    backends = {
+        function.name: function
+        for integration in pricing.graph.of_type(REST_INTEGRATION)
+        if integration.inputs.get("restApi") == api.mock_id
+        and (function := _invoked_function(pricing, integration.inputs.get("uri"))) is not None
+    }
+    if not backends:
+        return pricing.monthly(), "of every agent (no function of the plan behind the API)"
+    agents = [agent for function in backends.values() for agent in pricing.agents_of(function)]
+    names = ", ".join(sorted({agent["name"] for agent in agents})) or "no agent"
+    return pricing.monthly(agents=agents), f"of {names}"
+
+
+def _rest_api(resource: Resource, pricing: Pricing) -> Iterator[Outcome]:
+    if pricing.usage is None:
+        yield _usage_free(resource, "million requests")
+        return
+    requests, whose = _api_requests(resource, pricing)
+    yield _line(
+        resource,
+        pricing,
+        "usage",
+        "apigateway.rest-requests",
+        "REST",
+        requests / 1e6,
+        f"{requests:,.0f} requests {whose}",
+    )
+
+
+def _rest_stage(resource: Resource, _pricing: Pricing) -> Iterator[Outcome]:
+    """A stage costs nothing of its own unless it runs a cache cluster. Its X-Ray traces are the traces of
+    its requests, which X-Ray bills once per trace: on the functions that record them (active tracing)."""
+    if resource.inputs.get("cacheClusterEnabled") is True:
+        size = resource.inputs.get("cacheClusterSize") or "0.5"
+        yield UnpricedResource(
+            resource.name,
+            resource.type,
+            f"its {size} GB cache cluster bills per hour: not in the price table",
+        )
+        return
+    yield FreeResource(resource.name, resource.type, _REST_PART)
+
+
+def _method_settings(resource: Resource, pricing: Pricing) -> Iterator[Outcome]:
+    """Detailed (method-level) metrics are CloudWatch custom metrics, like an HTTP API's route metrics:
+    billed for the hours they are published, only hours with requests."""
+    configured = resource.inputs.get("settings") or {}
+    if not isinstance(configured, dict) or configured.get("metricsEnabled") is not True:
+        yield FreeResource(resource.name, resource.type, "settings of its REST API's stage: free")
+        return
+    if pricing.usage is None:
+        yield _usage_free(
+            resource, "custom metric-hour (detailed method metrics, published in hours with requests)"
+        )
+        return
+    api_id = resource.inputs.get("restApi")
+    methods = [m for m in pricing.graph.of_type(REST_METHOD) if m.inputs.get("restApi") == api_id]
+    count = max(len(methods), 1) if resource.inputs.get("methodPath") == "*/*" else 1
+    metrics = REST_METHOD_METRICS + (REST_CACHE_METRICS if configured.get("cachingEnabled") is True else ())
+    api = next((a for a in pricing.graph.of_type(REST_API) if a.mock_id == api_id), None)
+    hours = _hours_with_requests(_api_requests(api, pricing)[0] if api else pricing.monthly())
+    yield _line(
+        resource,
+        pricing,
+        "usage",
+        "cloudwatch.custom-metric",
+        "standard",
+        count * len(metrics) * hours,
+        f"{count} method{'s' if count != 1 else ''} x {len(metrics)} detailed metrics, published in "
+        f"{hours:.0%} of hours",
+    )
+
+
+def _managed_group(rule: dict[str, Any]) -> dict[str, Any] | None:
+    statement = rule.get("statement")
+    group = statement.get("managedRuleGroupStatement") if isinstance(statement, dict) else None
+    return group if isinstance(group, dict) else None
+
+
+def _protected_requests(acl: Resource, pricing: Pricing) -> tuple[float, str]:
+    """Requests a month the web ACL evaluates: those of the REST APIs whose stages it is associated with."""
+    apis = {
+        api.name: api
+        for association in pricing.graph.of_type(WEB_ACL_ASSOCIATION)
+        if association.inputs.get("webAclArn") in (acl.arn, acl.mock_id)
+        and (stage := _REST_STAGE_ARN.search(str(association.inputs.get("resourceArn") or "")))
+        for api in pricing.graph.of_type(REST_API)
+        if api.mock_id == stage[1]
+    }
+    if not apis:
+        return pricing.monthly(), "of every agent (no REST API of the plan associated)"
+    counted = [_api_requests(api, pricing) for api in apis.values()]
+    return sum(requests for requests, _ in counted), " and ".join(whose for _, whose in counted)
+
+
+def _raised_inspection_limits(acl: Resource) -> list[str]:
+    """Body inspection limits above the default 16 KB (``KB_32``...), per associated resource type."""
+    bodies = acl.get("associationConfig.requestBodies")
+    entries = bodies if isinstance(bodies, list) else [bodies]
+    return sorted(
+        {
+            str(config["defaultSizeInspectionLimit"])
+            for entry in entries
+            if isinstance(entry, dict)
+            for config in entry.values()
+            if isinstance(config, dict)
+            and config.get("defaultSizeInspectionLimit", DEFAULT_INSPECTION) != DEFAULT_INSPECTION
+        }
+    )
+
+
+def _web_acl(resource: Resource, pricing: Pricing) -> Iterator[Outcome]:
+    """A web ACL and each of its rules bill by the month - a rule group, managed or not, is one rule - and
+    every request it evaluates bills per million: the requests of the REST APIs it protects (requests it
+    blocks bill too, so an attack costs more than the profile's traffic). WAF's prices are global."""
+    yield _line(resource, pricing, "fixed", "waf.web-acl", "standard", 1, "1 web ACL", region=GLOBAL)
+    yield from _rules(resource, pricing)
+    if pricing.usage is None:
+        return
+    requests, whose = _protected_requests(resource, pricing)
+    raised = _raised_inspection_limits(resource)
+    extra = (
+        f"; bodies over 16 KB (inspected up to {', '.join(raised)}) bill extra, not estimated"
+        if raised
+        else ""
+    )
+    yield _line(
+        resource,
+        pricing,
+        "usage",
+        "waf.requests",
+        "standard",
+        requests / 1e6,
+        f"{requests:,.0f} requests {whose}{extra}",
+        region=GLOBAL,
+    )
+
+
+def _rules(acl: Resource, pricing: Pricing) -> Iterator[Outcome]:
+    """One rule-month per rule; rule groups that bill fees of their own are named, not priced."""
+    rules = acl.inputs.get("rules")
+    if rules is None and acl.inputs.get("ruleJson") is None:
+        rules = []
+    if not isinstance(rules, list):
+        yield UnpricedResource(
+            acl.name,
+            acl.type,
+            "rules: not a list the plan knows (unknown until deployment, or given as ruleJson); each rule "
+            "bills by the month",
+        )
+        return
+    groups = [group for rule in rules if isinstance(rule, dict) and (group := _managed_group(rule))]
+    yield _line(
+        acl,
+        pricing,
+        "fixed",
+        "waf.rule",
+        "standard",
+        len(rules),
+        f"{len(rules)} rules, {len(groups)} of them managed rule groups (one rule each)",
+        region=GLOBAL,
+    )
+    for group in groups:
+        name, vendor = str(group.get("name")), str(group.get("vendorName") or "AWS")
+        if vendor != "AWS" or name in PAID_RULE_GROUPS:
+            yield UnpricedResource(
+                acl.name,
+                acl.type,
+                f"managed rule group {vendor}/{name} adds a subscription and request fees: not in the price "
+                "table",
+            )
+
+
+# --- The bus: SQS queues and the event source mappings that poll them -------------------------------------
+
+
+def _queue(resource: Resource, pricing: Pricing) -> Iterator[Outcome]:
+    """Per million requests (each 64 KB of a payload is one): each agent's bus operations
+    (``messagesPerRequest``) land on the task queue of the function that runs the agent."""
+    sku = "fifo" if resource.inputs.get("fifoQueue") is True else "standard"
+    polled = any(
+        mapping.inputs.get("eventSourceArn") in (resource.arn, resource.mock_id)
+        for mapping in pricing.graph.of_type(EVENT_SOURCE_MAPPING)
+    )
+    polling = "; Lambda long-polls it, and its empty receives bill too (not estimated)" if polled else ""
+    if pricing.usage is None:
+        yield _usage_free(resource, f"million requests{polling}")
+        return
+    name = resource.inputs.get("name")
+    agents = [
+        agent
+        for function in pricing.graph.of_type(FUNCTION)
+        if _settings_of(function).get(TASK_QUEUE_SETTING) == name
+        for agent in pricing.agents_of(function)
+    ]
+    operations = pricing.monthly("messages_per_request", agents)
+    whose = (
+        ", ".join(sorted({agent["name"] for agent in agents})) or "no agent (no function takes tasks from it)"
+    )
+    yield _line(
+        resource,
+        pricing,
+        "usage",
+        "sqs.requests",
+        sku,
+        operations / 1e6,
+        f"{operations:,.0f} requests: messagesPerRequest of {whose}{polling}",
+    )
+
+
+def _event_source_mapping(resource: Resource, _pricing: Pricing) -> Iterator[Outcome]:
+    if resource.inputs.get("provisionedPollerConfig"):
+        yield UnpricedResource(
+            resource.name,
+            resource.type,
+            "provisioned mode bills its event pollers by the hour: not in the price table",
+        )
+        return
+    yield FreeResource(
+        resource.name,
+        resource.type,
+        "no charge of its own: Lambda's pollers long-poll its queue, also when it is empty, and their "
+        "requests bill on the queue",
+    )
+
+
+# --- The knowledge source: the documents bucket -------------------------------------------------------------
+
+
+def _bucket(resource: Resource, pricing: Pricing) -> Iterator[Outcome]:
+    """Storage of ``storage.blobGbPerAccount`` in each bucket. Requests bill per 1,000 (an upload, and the
+    few reads of its ingestion): the usage profile counts no documents, so they are not estimated."""
+    if pricing.usage is None:
+        yield _usage_free(resource, "GB-month stored and 1,000 requests")
+        return
+    stored = pricing.usage.storage.blob_gb_per_account
+    yield _line(
+        resource,
+        pricing,
+        "usage",
+        "s3.storage",
+        "STANDARD",
+        stored,
+        f"{stored:g} GB (storage.blobGbPerAccount), current versions; requests (per 1,000) not estimated",
+    )
+
+
+# --- The private network: VPC endpoints ------------------------------------------------------------------
+
+
+def _vpc_endpoint(resource: Resource, pricing: Pricing) -> Iterator[Outcome]:
+    """An interface endpoint bills every hour in each of its availability zones (one per subnet), idle or
+    not, and per GB it carries. Only the model traffic of the functions in its subnets is sizable (prompts
+    and completions through ``bedrock-runtime``); other services' API calls carry kilobytes."""
+    kind = str(resource.inputs.get("vpcEndpointType") or "Gateway")
+    if kind == "Gateway":
+        yield FreeResource(
+            resource.name, resource.type, "gateway endpoints (S3, DynamoDB) are free: routes in route tables"
+        )
+        return
+    if kind != "Interface":
+        yield UnpricedResource(
+            resource.name, resource.type, f"{kind} endpoints bill at their own rates: not in the price table"
+        )
+        return
+    subnets = resource.inputs.get("subnetIds")
+    if not isinstance(subnets, list) or not subnets:
+        yield UnpricedResource(
+            resource.name,
+            resource.type,
+            "subnetIds: unknown, so are its availability zones (it bills per hour in each, one per subnet)",
+        )
+        return
+    zones = len(subnets)
+    yield _line(
+        resource,
+        pricing,
+        "fixed",
+        "vpc.interface-endpoint",
+        "standard",
+        zones * HOURS_PER_MONTH,
+        f"{zones} AZ{'s' if zones != 1 else ''} (one per subnet) x {HOURS_PER_MONTH} h",
+    )
+    if pricing.usage is None or not str(resource.inputs.get("serviceName")).endswith(".bedrock-runtime"):
+        return
+    inside = [
+        function
+        for function in pricing.graph.of_type(FUNCTION)
+        if set(function.get("vpcConfig.subnetIds") or []) & set(subnets)
+    ]
+    agents = [agent for function in inside for agent in pricing.agents_of(function)]
+    tokens = sum(pricing.monthly(per_request, agents) for per_request in _MODEL_TOKENS)
+    whose = ", ".join(sorted({agent["name"] for agent in agents})) or "no agent"
+    yield _line(
+        resource,
+        pricing,
+        "usage",
+        "vpc.interface-endpoint.data",
+        "standard",
+        tokens * CHARS_PER_TOKEN / 1e9,
+        f"{tokens:,.0f} model tokens of {whose} x {CHARS_PER_TOKEN} bytes; JSON framing and embedding "
+        "vectors not counted",
+    )
+
+
+# --- The knowledge index: Aurora PostgreSQL Serverless v2 ------------------------------------------------
+
+
+def _serverless_instances(cluster: Resource, pricing: Pricing) -> list[Resource]:
+    ids = {cluster.mock_id, cluster.inputs.get("clusterIdentifier")} - {None}
+    return [
+        instance
+        for instance in pricing.graph.of_type(CLUSTER_INSTANCE)
+        if instance.inputs.get("clusterIdentifier") in ids
+        and instance.inputs.get("instanceClass") == SERVERLESS_CLASS
+    ]
+
+
+def _aurora_cluster(resource: Resource, pricing: Pricing) -> Iterator[Outcome]:
+    """Each ``db.serverless`` instance bills its ACUs every second: at least the minimum capacity, always
+    (a fixed line), unless the minimum is 0 - then it pauses when idle and bills no ACUs while paused. The
+    cluster's storage bills per GB-month and, on Aurora Standard storage, every I/O per million."""
+    engine = str(resource.inputs.get("engine"))
+    if engine != ENGINE:
+        yield UnpricedResource(
+            resource.name, resource.type, f"engine {engine}: the price table holds {ENGINE}'s rates only"
+        )
+        return
+    storage = str(resource.inputs.get("storageType") or STANDARD_STORAGE)
+    scaling = resource.inputs.get("serverlessv2ScalingConfiguration") or {}
+    minimum = _number(scaling.get("minCapacity"))
+    pause = _number(scaling.get("secondsUntilAutoPause"), DEFAULT_AUTO_PAUSE_SECONDS)
+    instances = len(_serverless_instances(resource, pricing))
+    if instances:
+        who = f"{instances} {SERVERLESS_CLASS} instance{'s' if instances != 1 else ''}"
+        yield _line(
+            resource,
+            pricing,
+            "fixed",
+            "aurora.serverless-v2",
+            storage,
+            instances * minimum * HOURS_PER_MONTH,
+            (
+                f"{who} at 0 ACUs: paused after {pause:g} s without connections, when it bills no ACUs"
+                if minimum == 0
+                else f"{who} x {minimum:g} ACUs (minimum capacity) x {HOURS_PER_MONTH} h"
+            )
+            + "; storage and I/O bill with use",
+        )
+    if pricing.usage is None:
+        return
+    if instances and minimum == 0:
+        yield _awake(resource, pricing, storage, instances, pause)
+    yield _index_size(resource, pricing)
+    if storage == STANDARD_STORAGE:
+        yield UnpricedResource(
+            resource.name,
+            resource.type,
+            "I/O requests bill per million on Aurora Standard storage: the usage profile does not say how "
+            "many of the searches' page reads miss the buffer cache (aurora-iopt1 storage includes them)",
+        )
+
+
+def _awake(
+    cluster: Resource, pricing: Pricing, storage: str, instances: int, pause: float
+) -> CostLine | UnpricedResource:
+    """ACU-hours of a cluster that scales to 0: awake after a search (a connection) until it has had no
+    connection for ``pause`` seconds; searches arriving at random. A lower bound twice over: awake, it runs
+    at least :data:`AWAKE_ACUS`, more under load; and a warm function keeps its pool's connection open
+    between requests, which holds the instance awake until Lambda retires the function's instance."""
+    searchers = [
+        agent
+        for function in pricing.graph.of_type(FUNCTION)
+        if _settings_of(function).get(KNOWLEDGE_BACKEND_SETTING) == "postgres"
+        for agent in pricing.agents_of(function)
+        if KNOWLEDGE_TOOL in (agent.get("tools") or [])
+    ]
+    searches = pricing.monthly(agents=searchers)
+    awake = 1 - math.exp(-searches * pause / SECONDS_PER_MONTH)
+    whose = ", ".join(sorted({agent["name"] for agent in searchers})) or "no agent"
+    return _line(
+        cluster,
+        pricing,
+        "usage",
+        "aurora.serverless-v2",
+        storage,
+        instances * AWAKE_ACUS * awake * HOURS_PER_MONTH,
+        f"awake {awake:.0%} of the month: {searches:,.0f} requests of {whose} at random, each keeping it up "
+        f"{pause:g} s; {instances} x {AWAKE_ACUS} ACU, the least it runs awake (a lower bound)",
+    )
+
+
+def _index_size(cluster: Resource, pricing: Pricing) -> CostLine | UnpricedResource:
+    """The knowledge index's GB: the documents (``storage.blobGbPerAccount``, read as plain text) cut into
+    the chunks of the runtimes that use the index, each stored with its embedding twice - in its row and in
+    the HNSW index."""
+    assert pricing.usage is not None
+    documents = pricing.usage.storage.blob_gb_per_account
+    values: dict[str, Any] = {}
+    for function in pricing.graph.of_type(FUNCTION):
+        if (own := _settings_of(function)).get(KNOWLEDGE_BACKEND_SETTING) == "postgres":
+            values |= own
+    chunk = _number(_integer(values.get(CHUNK_TOKENS_SETTING)), DEFAULT_CHUNK_TOKENS)
+    overlap = _number(_integer(values.get(OVERLAP_TOKENS_SETTING)), DEFAULT_OVERLAP_TOKENS)
+    if 2 * overlap >= chunk:
+        return UnpricedResource(
+            cluster.name,
+            cluster.type,
+            f"{OVERLAP_TOKENS_SETTING} ({overlap:g}) must be less than half of {CHUNK_TOKENS_SETTING} "
+            f"({chunk:g}), as the runtime requires: fix the functions' settings",
+        )
+    dimensions = _dimensions(pricing)
+    chunk_bytes = chunk * CHARS_PER_TOKEN + INDEX_COPIES * VECTOR_BYTES_PER_DIMENSION * dimensions
+    factor = chunk_bytes / ((chunk - overlap) * CHARS_PER_TOKEN)
+    return _line(
+        cluster,
+        pricing,
+        "usage",
+        "aurora.storage",
+        str(cluster.inputs.get("storageType") or STANDARD_STORAGE),
+        documents * factor,
+        f"{documents:g} GB of documents (storage.blobGbPerAccount) as text in {chunk:g}-token chunks "
+        f"({overlap:g} overlapping), each with its {dimensions}-dim vector in its row and its HNSW index: "
+        f"x {factor:.1f}",
+    )
+
+
+def _integer(value: Any) -> int | None:
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+def _cluster_instance(resource: Resource, _pricing: Pricing) -> Iterator[Outcome]:
+    instance_class = str(resource.inputs.get("instanceClass"))
+    if instance_class == SERVERLESS_CLASS:
+        yield FreeResource(
+            resource.name,
+            resource.type,
+            "its ACUs bill on its cluster (one ACU line per db.serverless instance)",
+        )
+        return
+    yield UnpricedResource(
+        resource.name,
+        resource.type,
+        f"instance class {instance_class} bills per instance-hour: not in the price table",
+    )
+
+
 PRICERS: dict[str, Pricer] = {
     FUNCTION: _function,
     PROVISIONED_CONCURRENCY: _provisioned_concurrency,
@@ -635,9 +1149,21 @@ PRICERS: dict[str, Pricer] = {
     "aws:kms/key:Key": _kms_key,
     "aws:secretsmanager/secret:Secret": _secret,
     "aws:bedrock/guardrail:Guardrail": _guardrail,
+    REST_API: _rest_api,
+    "aws:apigateway/stage:Stage": _rest_stage,
+    "aws:apigateway/methodSettings:MethodSettings": _method_settings,
+    "aws:wafv2/webAcl:WebAcl": _web_acl,
+    "aws:sqs/queue:Queue": _queue,
+    EVENT_SOURCE_MAPPING: _event_source_mapping,
+    "aws:s3/bucket:Bucket": _bucket,
+    "aws:ec2/vpcEndpoint:VpcEndpoint": _vpc_endpoint,
+    "aws:rds/cluster:Cluster": _aurora_cluster,
+    CLUSTER_INSTANCE: _cluster_instance,
 }
 
 _API_PART = "part of its HTTP API: requests bill on the API"
+_BUCKET_PART = "a setting of its bucket: free"
+_NETWORK_PART = "VPCs, subnets, route tables and security groups are free"
 FREE: dict[str, str] = {
     "aws:iam/role:Role": "IAM roles and policies are free",
     "aws:iam/rolePolicy:RolePolicy": "IAM roles and policies are free",
@@ -659,4 +1185,55 @@ FREE: dict[str, str] = {
         "AWS Budgets bills only action-enabled budgets (after an account's first two, 0.10 USD a day) and "
         "reports; budget notifications are free"
     ),
+    "aws:cloudwatch/logResourcePolicy:LogResourcePolicy": "a resource policy of CloudWatch Logs: free",
+    "aws:lambda/invocation:Invocation": (
+        "one run of its function per deployment that changes it: negligible, and billed on the function"
+    ),
+    # API Gateway REST API
+    "aws:apigateway/resource:Resource": _REST_PART,
+    "aws:apigateway/method:Method": _REST_PART,
+    "aws:apigateway/integration:Integration": _REST_PART,
+    "aws:apigateway/authorizer:Authorizer": (
+        "part of its REST API: a Lambda authorizer bills as its function (its answers cached per token)"
+    ),
+    "aws:apigateway/deployment:Deployment": "a snapshot of its REST API's routes: free",
+    "aws:apigateway/requestValidator:RequestValidator": "a validation setting of its REST API: free",
+    "aws:apigateway/usagePlan:UsagePlan": "usage plans and API keys are free",
+    "aws:apigateway/apiKey:ApiKey": "usage plans and API keys are free",
+    "aws:apigateway/usagePlanKey:UsagePlanKey": "usage plans and API keys are free",
+    "aws:apigateway/account:Account": "API Gateway's account settings (its CloudWatch logging role): free",
+    # WAF
+    "aws:wafv2/webAclAssociation:WebAclAssociation": "attaches its web ACL: requests bill on the web ACL",
+    "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration": (
+        "WAF logs bill as their log group's ingestion and storage"
+    ),
+    # SQS
+    "aws:sqs/queuePolicy:QueuePolicy": "a setting of its queue: requests bill on the queue",
+    "aws:sqs/redriveAllowPolicy:RedriveAllowPolicy": "a setting of its queue: requests bill on the queue",
+    # S3
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": _BUCKET_PART,
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls": _BUCKET_PART,
+    "aws:s3/bucketVersioning:BucketVersioning": (
+        "a setting of its bucket: versions kept bill as the bucket's storage"
+    ),
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": (
+        "a setting of its bucket: KMS requests bill on the key (bucket keys make them few)"
+    ),
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": _BUCKET_PART,
+    "aws:s3/bucketPolicy:BucketPolicy": _BUCKET_PART,
+    "aws:s3/bucketNotification:BucketNotification": (
+        "S3 event notifications are free: the messages they send bill on the queue"
+    ),
+    # VPC
+    "aws:ec2/vpc:Vpc": _NETWORK_PART,
+    "aws:ec2/subnet:Subnet": _NETWORK_PART,
+    "aws:ec2/routeTable:RouteTable": _NETWORK_PART,
+    "aws:ec2/routeTableAssociation:RouteTableAssociation": _NETWORK_PART,
+    "aws:ec2/securityGroup:SecurityGroup": _NETWORK_PART,
+    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": _NETWORK_PART,
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": _NETWORK_PART,
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": _NETWORK_PART,
+    "aws:ec2/flowLog:FlowLog": "flow logs bill as their log group's ingestion and storage (vended logs)",
+    # Aurora
+    "aws:rds/subnetGroup:SubnetGroup": "DB subnet groups are free",
 }

@@ -3,7 +3,7 @@
 Secret settings come from the Secrets Manager secret named by ``AGENTSTAGE_SETTINGS_SECRET_ARN``, read once
 at cold start (:mod:`agent_runtime.settings_secret`).
 
-- ``lambda_handler.handler``: the API (API Gateway HTTP API, ALB, function URLs).
+- ``lambda_handler.handler``: the API (API Gateway REST and HTTP APIs, ALB, function URLs).
 - ``lambda_handler.tasks``: an SQS event source mapping on ``AGENTSTAGE_TASK_QUEUE`` with
   ``FunctionResponseTypes: ["ReportBatchItemFailures"]``. Each record is one task message; the handler
   returns the failed ones as ``batchItemFailures``, so only those are delivered again (and, after the
@@ -12,15 +12,19 @@ at cold start (:mod:`agent_runtime.settings_secret`).
 - ``lambda_handler.documents``: an SQS event source mapping on ``AGENTSTAGE_INGEST_QUEUE``, the S3 event
   notifications of the knowledge layer's documents bucket, reported the same way; each record refreshes
   the documents it names (:mod:`agent_runtime.knowledge.service`).
+- ``lambda_handler.main``: all of them in one function (the foundation's orchestrator serves the API and
+  consumes its queues): an SQS batch of ``AGENTSTAGE_INGEST_QUEUE`` goes to ``documents``, one of any
+  other queue to ``tasks``, and every other event to the API.
 
-Both handlers run on the one event loop of the process, which the opened services are bound to.
+All handlers run on the one event loop of the process, which the opened services are bound to.
 """
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import botocore
 from mangum import Mangum
@@ -49,24 +53,63 @@ from agent_runtime.api import create_app
 from agent_runtime.bus.base import ReceivedMessage
 from agent_runtime.hosting import PushedTasks, handle_all
 from agent_runtime.knowledge.service import PushedDocuments
+from agent_runtime.settings import Settings
 
+T = TypeVar("T")
 log = logging.getLogger("agentstage.lambda")
 loop = asyncio.new_event_loop()
 asyncio.set_event_loop(loop)  # Mangum runs each request on the current loop: the same one
 
-api = create_app()
+settings = Settings()
+api = create_app(settings)
 # Mangum would run the ASGI startup and shutdown around every invocation, closing the shared clients
 # after the first; without it the services open on first use and live as long as the warm process.
-handler = Mangum(api, lifespan="off")
+_http = Mangum(api, lifespan="off")
 _tasks = PushedTasks(api.state.lifecycle)
 _documents = PushedDocuments(api.state.lifecycle)
+_telemetry = api.state.lifecycle.assembly.telemetry
 
 
+def _flushed(entry: Callable[[dict[str, Any], Any], T]) -> Callable[[dict[str, Any], Any], T]:
+    """``entry`` with the invocation's telemetry written out before it returns: Lambda freezes the instance
+    between events, so metrics still buffered then would wait for the next event, or be lost."""
+
+    @functools.wraps(entry)
+    def flushed(event: dict[str, Any], context: Any) -> T:
+        try:
+            return entry(event, context)
+        finally:
+            _telemetry.flush()
+
+    return flushed
+
+
+@_flushed
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The API (API Gateway REST or HTTP API, ALB, function URLs)."""
+    return _http(event, context)
+
+
+@_flushed
+def main(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Route one invocation of a function that serves the API and consumes queues by what invoked it: an
+    event source mapping's batch comes from a single queue, named last in its records' ``eventSourceARN``."""
+    records = event.get("Records")
+    if records and records[0].get("eventSource") == "aws:sqs":
+        queue = records[0]["eventSourceARN"].rsplit(":", 1)[-1]
+        if queue == settings.ingest_queue:
+            return _batch(event, "document event", _documents.handle)
+        return _batch(event, "task", _tasks.handle)
+    return _http(event, context)
+
+
+@_flushed
 def tasks(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
     """Run each SQS record's task; report the records whose delivery failed."""
     return _batch(event, "task", _tasks.handle)
 
 
+@_flushed
 def documents(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
     """Refresh the documents each SQS record names; report the records whose delivery failed."""
     return _batch(event, "document event", _documents.handle)

@@ -55,6 +55,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         raise AgentstageError(f"{args.path}: no such folder of documents; give the folder to ingest")
     overrides, _ = runtime_overrides(args.stack, args.project_dir, None)
     overrides["knowledge_source"] = str(args.path)
+    overrides["knowledge_manage_index"] = "true"  # the writer: it creates the index where it is missing
     if args.readers is not None:
         overrides["knowledge_default_readers"] = args.readers
     import_tools_from_here()

@@ -1,8 +1,11 @@
 """The stack's customer-managed KMS key: what logs, tables, secrets and function environments are sealed with.
 
 One key per stack, rotated yearly, 30 days before a scheduled deletion takes effect. Its policy lets the
-account's IAM policies grant its use (the roles' grants below name it) and lets CloudWatch Logs use it
-only for this stack's log groups; nothing else holds it.
+account's IAM policies grant its use (the roles' grants below name it), lets CloudWatch Logs use it only
+for this stack's log groups, and lets the services that write to the stack's sealed topics and queues
+seal their messages: CloudWatch alarms (this account's) publishing to the alarm topic - without it an
+alarm to a KMS-encrypted topic deploys cleanly and delivers nothing - and, where asked, S3 announcing
+objects on an encrypted queue. Nothing else holds it.
 """
 
 from __future__ import annotations
@@ -24,11 +27,19 @@ class Encryption(Component):
     Outputs: ``key_arn``, ``key_id``.
     """
 
-    def __init__(self, name: str, context: AwsContext, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        context: AwsContext,
+        *,
+        s3_notifications: bool = False,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         super().__init__("aws", "Encryption", name, opts)
-        log_groups = f"arn:{PARTITION}:logs:{context.region}:{{account}}:log-group:/aws/*/{context.name('')}*"
         policy = pulumi.Output.from_input(context.account_id).apply(
-            lambda account: _key_policy(account, context.region, log_groups.format(account=account))
+            lambda account: _key_policy(
+                account, context.region, stack_log_groups(context, account), s3_notifications
+            )
         )
         self.key = kms.Key(
             f"{name}-key",
@@ -60,8 +71,44 @@ class Encryption(Component):
         )
 
 
-def _key_policy(account: str, region: str, log_groups: str) -> str:
+WAF_LOG_PREFIX = "aws-waf-logs-"
+"""AWS WAF logs only to log groups whose names start with this."""
+
+
+def stack_log_groups(context: AwsContext, account: str) -> list[str]:
+    """ARN patterns of the stack's log groups: ``/aws/<service>/<prefix>-<env>-...`` and its WAF's logs."""
+    base = f"arn:{PARTITION}:logs:{context.region}:{account}:log-group:"
+    return [f"{base}/aws/*/{context.name('')}*", f"{base}{WAF_LOG_PREFIX}{context.name('')}*"]
+
+
+SEAL_MESSAGES = ("kms:Decrypt", "kms:GenerateDataKey*")
+"""What a service needs to put a message on a KMS-encrypted SNS topic or SQS queue."""
+
+
+def _key_policy(account: str, region: str, log_groups: list[str], s3_notifications: bool) -> str:
     root = f"arn:{PARTITION}:iam::{account}:root"
+    services: list[dict[str, object]] = [
+        {
+            "Sid": "CloudWatchAlarmsToTopic",
+            "Effect": "Allow",
+            "Principal": {"Service": "cloudwatch.amazonaws.com"},
+            "Action": list(SEAL_MESSAGES),
+            "Resource": "*",
+            "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+        }
+    ]
+    if s3_notifications:
+        # As AWS documents for S3 event notifications to an encrypted queue; the queue's own policy
+        # admits only the documents bucket of this account as a sender.
+        services.append(
+            {
+                "Sid": "S3NotificationsToQueue",
+                "Effect": "Allow",
+                "Principal": {"Service": "s3.amazonaws.com"},
+                "Action": list(SEAL_MESSAGES),
+                "Resource": "*",
+            }
+        )
     return json.dumps(
         {
             "Version": "2012-10-17",
@@ -88,6 +135,7 @@ def _key_policy(account: str, region: str, log_groups: str) -> str:
                     "Resource": "*",
                     "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_groups}},
                 },
+                *services,
             ],
         },
         sort_keys=True,

@@ -11,33 +11,18 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import pulumi
 from pulumi_aws import apigatewayv2, lambda_
 
 from components.aws.context import AwsContext
-from components.aws.logs import log_group, retention
+from components.aws.logs import access_log_format, log_group, retention
 from components.aws.serverless_agent import LambdaAgent
 from components.base import Component
 
 INTEGRATION_TIMEOUT_MS = 30_000
-ACCESS_LOG_FORMAT = json.dumps(
-    {
-        "requestId": "$context.requestId",
-        "ip": "$context.identity.sourceIp",
-        "time": "$context.requestTime",
-        "method": "$context.httpMethod",
-        "path": "$context.path",
-        "status": "$context.status",
-        "latencyMs": "$context.responseLatency",
-        "integrationStatus": "$context.integrationStatus",
-        "authorizerError": "$context.authorizer.error",
-        "caller": "$context.authorizer.claims.sub",
-    },
-    sort_keys=True,
-)
+ACCESS_LOG_FORMAT = access_log_format(caller="$context.authorizer.claims.sub")
 """Who called what and how it ended; never the body or the token."""
 
 

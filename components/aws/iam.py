@@ -15,7 +15,16 @@ from typing import Any
 
 import pulumi
 
-WILDCARD_RESOURCE_ALLOWED = frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords"})
+WILDCARD_RESOURCE_ALLOWED = frozenset(
+    {
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        # What Lambda does with the execution role to find a VPC function's interfaces and subnets
+        # (AWSLambdaVPCAccessExecutionRole); EC2's Describe actions take no resource scope.
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeSubnets",
+    }
+)
 """Actions AWS does not scope to resources: the only ones that may name ``*``."""
 
 

@@ -3,6 +3,8 @@ service that writes to them (a log group a service creates itself never expires 
 
 from __future__ import annotations
 
+import json
+
 import pulumi
 from pulumi_aws import cloudwatch
 
@@ -52,3 +54,23 @@ RETENTION_DAYS = (
 def retention(days: int) -> int:
     """The smallest retention CloudWatch accepts that keeps logs at least ``days``."""
     return next(allowed for allowed in RETENTION_DAYS if allowed >= days)
+
+
+def access_log_format(**extra: str) -> str:
+    """An API Gateway access log line: who called what and how it ended - never the body or the token.
+    ``extra`` adds fields of the API's kind (``caller`` from the authorizer it has)."""
+    return json.dumps(
+        {
+            "requestId": "$context.requestId",
+            "ip": "$context.identity.sourceIp",
+            "time": "$context.requestTime",
+            "method": "$context.httpMethod",
+            "path": "$context.path",
+            "status": "$context.status",
+            "latencyMs": "$context.responseLatency",
+            "integrationStatus": "$context.integrationStatus",
+            "authorizerError": "$context.authorizer.error",
+            **extra,
+        },
+        sort_keys=True,
+    )

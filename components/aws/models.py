@@ -85,19 +85,21 @@ class BedrockModels(Component):
             }
         )
 
-    def grant_invoke(self, role: ExecutionRole) -> None:
-        """Converse, ConverseStream and InvokeModel on the stack's models only, and its guardrail."""
+    def grant_invoke(self, role: ExecutionRole, model_ids: Sequence[str] | None = None) -> None:
+        """Converse, ConverseStream and InvokeModel on ``model_ids`` (the stack's models by default: each
+        must be one of them), and the guardrail."""
+        chosen = list(self.model_ids) if model_ids is None else sorted(set(model_ids))
+        unknown = [model for model in chosen if model not in self.model_ids]
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: not among the stack's models ({', '.join(self.model_ids)})")
         invoke = ("bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream")
+        direct = [m for m in chosen if not m.startswith(PROFILE_PREFIXES)]
         statements = (
-            [
-                Statement(
-                    "InvokeFoundationModels", invoke, tuple(self._foundation_model(m) for m in self._direct())
-                ),
-            ]
-            if self._direct()
+            [Statement("InvokeFoundationModels", invoke, tuple(self._foundation_model(m) for m in direct))]
+            if direct
             else []
         )
-        for index, profile in enumerate(self._profiles()):
+        for index, profile in enumerate(m for m in chosen if m.startswith(PROFILE_PREFIXES)):
             profile_arn = self._context.arn("bedrock", f"inference-profile/{profile}")
             statements.append(Statement(f"InvokeProfile{index}", invoke, (profile_arn,)))
             statements.append(
@@ -120,12 +122,6 @@ class BedrockModels(Component):
             "bedrock_guardrail_id": self.guardrail_id,
             "bedrock_guardrail_version": self.guardrail_version,
         }
-
-    def _direct(self) -> list[str]:
-        return [m for m in self.model_ids if not m.startswith(PROFILE_PREFIXES)]
-
-    def _profiles(self) -> list[str]:
-        return [m for m in self.model_ids if m.startswith(PROFILE_PREFIXES)]
 
     def _foundation_model(self, model_id: str) -> str:
         return f"arn:{PARTITION}:bedrock:{self._context.region}::foundation-model/{model_id}"

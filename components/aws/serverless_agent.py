@@ -8,11 +8,14 @@
 - scale: reserved concurrency is the ceiling (and the worst-case spend per second); provisioned
   concurrency, when asked, keeps instances initialised on a published alias.
 - no function URL: callers come through the API gateway, which authenticates them first.
+- network: outside any VPC unless placed in one (``vpc``, from ``Network.place``): then the function runs
+  in the private subnets with the functions' security group, and reaches AWS through VPC endpoints only.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -23,6 +26,7 @@ from agent_runtime.settings import env_for
 from components.aws.context import AwsContext
 from components.aws.iam import Statement
 from components.aws.logs import log_group, retention
+from components.aws.network import VpcPlacement
 from components.aws.role import ExecutionRole
 from components.base import Component
 from components.packaging import Package, vendoring_needed
@@ -42,6 +46,11 @@ class LambdaAgentArgs:
     role: ExecutionRole
     package: Package
     runtime_settings: Mapping[str, pulumi.Input[str]]
+    handler: str = HANDLER
+    """The host's entry point (``module.function``): the API by default, or another one of the package."""
+    agent_runtime: bool = True
+    """Whether the function runs the agent runtime, whose cloud-required settings must then all be given;
+    the gateway's token authorizer reads only its own few."""
     architecture: str = "arm64"
     memory_mb: int = 1024
     timeout_seconds: int = 29
@@ -50,19 +59,38 @@ class LambdaAgentArgs:
     log_retention_days: int = 30
     host_environment: Mapping[str, pulumi.Input[str]] = dataclasses.field(default_factory=dict)
     """Variables of the Lambda host itself, outside the runtime's settings (the settings secret's ARN)."""
+    vpc: VpcPlacement | None = None
+    """The private subnets and security group the function runs in (``Network.place(role)``), if any."""
 
     def __post_init__(self) -> None:
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(
-                f"architecture must be one of {', '.join(ARCHITECTURES)}; got {self.architecture}"
-            )
-        expected = "manylinux2014_aarch64" if self.architecture == "arm64" else "manylinux2014_x86_64"
-        if self.package.platform != expected:
-            raise ValueError(
-                f"the package was built for {self.package.platform}, the function runs {expected}"
-            )
+        check_architecture(self.package, self.architecture)
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*", self.handler):
+            raise ValueError(f"handler: '{self.handler}' is not module.function, such as {HANDLER}")
         if self.provisioned_concurrency > self.reserved_concurrency:
             raise ValueError("provisioned_concurrency cannot exceed reserved_concurrency")
+        if self.vpc is not None and self.vpc.role is not self.role:
+            raise ValueError(
+                "vpc: the placement was granted to another execution role; call network.place(role) with "
+                "this function's role"
+            )
+
+
+def check_architecture(package: Package, architecture: str) -> None:
+    """``package`` runs on a Lambda function of ``architecture``, or a ValueError says why not."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}; got {architecture}")
+    expected = "manylinux2014_aarch64" if architecture == "arm64" else "manylinux2014_x86_64"
+    if package.platform != expected:
+        raise ValueError(f"the package was built for {package.platform}, the function runs {expected}")
+
+
+def check_deployable(name: str, package: Package) -> None:
+    """A real engine deploys only a vendored package (the lean one has no dependencies inside)."""
+    if vendoring_needed() and not package.vendored:
+        raise ValueError(
+            f"{name}: a real deployment needs the vendored package (its dependencies inside); the lean "
+            "one is for offline plans only"
+        )
 
 
 class LambdaAgent(Component):
@@ -79,11 +107,7 @@ class LambdaAgent(Component):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("aws", "ServerlessAgent", name, opts)
-        if vendoring_needed() and not args.package.vendored:
-            raise ValueError(
-                f"{name}: a real deployment needs the vendored package (its dependencies inside); the lean "
-                "one is for offline plans only"
-            )
+        check_deployable(name, args.package)
         function_name = context.name(name)
         logs = log_group(
             name, context, f"/aws/lambda/{function_name}", retention(args.log_retention_days), self
@@ -105,7 +129,7 @@ class LambdaAgent(Component):
             name=function_name,
             role=args.role.arn,
             runtime=RUNTIME,
-            handler=HANDLER,
+            handler=args.handler,
             architectures=[args.architecture],
             code=pulumi.FileArchive(str(args.package.path)),
             source_code_hash=args.package.sha256,
@@ -115,15 +139,20 @@ class LambdaAgent(Component):
             publish=args.provisioned_concurrency > 0,
             environment={
                 "variables": {
-                    **env_for({**RUNTIME_DEFAULTS, **args.runtime_settings}, cloud=True),
+                    **(
+                        env_for({**RUNTIME_DEFAULTS, **args.runtime_settings}, cloud=True)
+                        if args.agent_runtime
+                        else env_for(dict(args.runtime_settings), cloud=False)
+                    ),
                     **args.host_environment,
                 }
             },
             kms_key_arn=context.key,
             tracing_config={"mode": "Active"},
             logging_config={"log_format": "JSON", "log_group": logs.name},
+            vpc_config=_vpc_config(args.vpc),
             tags=context.tags,
-            opts=self.child(depends_on=[logs]),
+            opts=self.child(depends_on=[logs, *([args.vpc.grant] if args.vpc else [])]),
         )
         self.function_name: pulumi.Output[str] = self.function.name
         self.function_arn: pulumi.Output[str] = self.function.arn
@@ -152,3 +181,12 @@ class LambdaAgent(Component):
                 "invoke_arn": self.invoke_arn,
             }
         )
+
+
+def _vpc_config(placement: VpcPlacement | None) -> dict[str, list[pulumi.Input[str]]] | None:
+    if placement is None:
+        return None
+    return {
+        "subnet_ids": list(placement.subnet_ids),
+        "security_group_ids": list(placement.security_group_ids),
+    }

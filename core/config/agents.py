@@ -133,7 +133,11 @@ class OrchestratorConfig(Strict):
 
 class RuntimeBudgetConfig(BudgetRule):
     """A budget the runtime enforces on every app of the stage (AGENTSTAGE_BUDGETS): the runtime's own rule,
-    with the stack file's camelCase keys (``windowSeconds``, ``costUsd``)."""
+    with the stack file's camelCase keys (``windowSeconds``, ``costUsd``).
+
+    ``scope: application`` counts per calling application (the client id of the app that obtained the
+    caller's token): on AWS, whose API Gateway has no token-limit policy, a tokens-per-minute budget of that
+    scope is the stage's limit per application that Azure API Management enforces at its gateway."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=False)
 

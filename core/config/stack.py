@@ -25,7 +25,7 @@ from core.config.agents import (
     RuntimeBudgetConfig,
     check_tools,
 )
-from core.config.aws import LambdaConfig, check_aws
+from core.config.aws import AwsGatewayConfig, LambdaConfig, VectorDatabaseConfig, VpcConfig, check_aws
 from core.config.azure import (
     FunctionsConfig,
     GatewayConfig,
@@ -64,6 +64,7 @@ BUILT: tuple[tuple[str, str], ...] = (
     ("enterprise", "azure"),
     ("enterprise", "kubernetes"),
     ("pilot", "aws"),
+    ("foundation", "aws"),
 )
 """The (blueprint, cloud) pairs the kit builds (``blueprints.registry`` maps each to its function)."""
 
@@ -73,18 +74,22 @@ _EVERY_STAGE = ("pilot", "foundation", "enterprise")
 _LATER_STAGES = ("foundation", "enterprise")
 _NOT_YOUR_OWN_CLUSTER = tuple(place for place in BUILT if place[1] != "kubernetes")
 _KEY_PLACES: dict[str, tuple[tuple[str, str], ...]] = {
-    "orchestrator": tuple((stage, cloud) for stage in _LATER_STAGES for cloud in ("azure", "kubernetes")),
+    "orchestrator": tuple((stage, cloud) for stage in _LATER_STAGES for cloud in ("azure", "kubernetes"))
+    + (("foundation", "aws"),),
     "gateway": tuple((stage, "azure") for stage in _LATER_STAGES),
     "messaging": tuple((stage, "azure") for stage in _LATER_STAGES),
     "kubernetes": (("enterprise", "azure"), ("enterprise", "kubernetes")),
     "network": (("enterprise", "azure"),),
-    "budget": (("enterprise", "azure"), ("pilot", "aws")),
-    "alerts": (("enterprise", "azure"), ("pilot", "aws")),
+    "budget": (("enterprise", "azure"), ("pilot", "aws"), ("foundation", "aws")),
+    "alerts": (("enterprise", "azure"), ("pilot", "aws"), ("foundation", "aws")),
     "policy": (("enterprise", "azure"),),
     "runtime_settings": (("enterprise", "kubernetes"),),
     "functions": tuple((stage, "azure") for stage in _EVERY_STAGE),
     "vector_search": tuple((stage, "azure") for stage in _EVERY_STAGE),
-    "lambda_function": (("pilot", "aws"),),
+    "lambda_function": (("pilot", "aws"), ("foundation", "aws")),
+    "api_gateway": (("foundation", "aws"),),
+    "vpc": (("foundation", "aws"),),
+    "vector_database": (("foundation", "aws"),),
     "api": _NOT_YOUR_OWN_CLUSTER,
     "content_filter": _NOT_YOUR_OWN_CLUSTER,
 }
@@ -110,11 +115,17 @@ _REQUIRED_KEYS: dict[tuple[str, str], tuple[str, ...]] = {
     ),
     ("enterprise", "kubernetes"): ("kubernetes", "runtime_settings"),
     ("pilot", "aws"): ("budget",),
+    ("foundation", "aws"): ("orchestrator", "api_gateway", "budget"),
 }
 
 
-BLOCK_NAMES = {"gateway": "the API gateway", "ingest": "the knowledge ingestion worker"}
-"""Names the blueprints give their own identities and apps (blueprints/foundation.py: GATEWAY, INGEST)."""
+BLOCK_NAMES = {
+    "gateway": "the API gateway",
+    "ingest": "the knowledge ingestion worker",
+    "authorizer": "the AWS gateway's token authorizer",
+}
+"""Names the blueprints give their own identities and apps (blueprints/foundation.py: GATEWAY, INGEST;
+blueprints/aws_foundation.py: AUTHORIZER)."""
 
 
 class StackConfig(Strict):
@@ -150,14 +161,17 @@ class StackConfig(Strict):
     api: ApiConfig = ApiConfig()
     orchestrator: OrchestratorConfig | None = None
     gateway: GatewayConfig | None = None
+    api_gateway: AwsGatewayConfig | None = None
+    vpc: VpcConfig | None = None
+    vector_database: VectorDatabaseConfig | None = None
     messaging: MessagingConfig | None = None
     kubernetes: KubernetesConfig | None = None
     network: NetworkConfig | None = None
     budget: BudgetConfig | None = None
     runtime_budgets: tuple[RuntimeBudgetConfig, ...] = Field(
         default=(),
-        description="Tokens, requests and cost per window, per tenant, agent or caller, enforced by every app "
-        "on the stage's shared ledger.",
+        description="Tokens, requests and cost per window, per tenant, agent, caller or calling application, "
+        "enforced by every app on the stage's shared ledger.",
     )
     alerts: AlertsConfig | None = None
     policy: PolicyConfig | None = None

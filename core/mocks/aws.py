@@ -11,6 +11,7 @@ preview too. Types not listed here keep their computed outputs unknown, as a pre
 from __future__ import annotations
 
 import hashlib
+import json
 import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ DEFAULT_REGION = "us-east-1"
 PARTITION = "aws"
 
 Outputs = Callable[["_Named"], dict[str, Any]]
+HEX = string.digits + "abcdef"
+LOWER = string.ascii_lowercase + string.digits
+UPPER = string.ascii_uppercase + string.digits
 
 
 @dataclass(frozen=True)
@@ -37,14 +41,26 @@ class _Named:
     def arn(self, service: str, resource: str, *, regional: bool = True) -> str:
         return f"arn:{PARTITION}:{service}:{self.region if regional else ''}:{ACCOUNT}:{resource}"
 
-    def generated(self, length: int, alphabet: str = string.ascii_lowercase + string.digits) -> str:
-        """An id the service generates (an API id, a key id), stable for one program and name."""
-        digest = hashlib.sha256(self.token.encode()).digest()
-        return "".join(alphabet[byte % len(alphabet)] for byte in digest[:length])
+    def generated(self, length: int, alphabet: str = LOWER, *, salt: str = "") -> str:
+        """An id the service generates (an API id, a key id), stable for one program and name; ``salt``
+        tells apart several ids of one resource."""
+        return _stable(self._seed(salt), length, alphabet)
 
-    def uuid(self) -> str:
-        hexdigits = hashlib.sha256(self.token.encode()).hexdigest()
+    def uuid(self, *, salt: str = "") -> str:
+        hexdigits = hashlib.sha256(self._seed(salt).encode()).hexdigest()
         return f"{hexdigits[:8]}-{hexdigits[8:12]}-{hexdigits[12:16]}-{hexdigits[16:20]}-{hexdigits[20:32]}"
+
+    def text(self, key: str) -> str:
+        """An input as text (empty when absent)."""
+        return str(self.inputs.get(key) or "")
+
+    def _seed(self, salt: str) -> str:
+        return f"{self.token}#{salt}" if salt else self.token
+
+
+def _stable(seed: str, length: int, alphabet: str) -> str:
+    digest = hashlib.sha256(seed.encode()).digest()
+    return "".join(alphabet[byte % len(alphabet)] for byte in digest[:length])
 
 
 def _lambda(n: _Named) -> dict[str, Any]:
@@ -140,6 +156,198 @@ def _generated_id(n: _Named) -> dict[str, Any]:
     return {"id": n.generated(7)}
 
 
+# --- API Gateway REST APIs (v1) ------------------------------------------------------------------------
+
+
+def _rest_api(n: _Named) -> dict[str, Any]:
+    api_id = n.generated(10)
+    return {
+        "id": api_id,
+        "rootResourceId": n.generated(10, salt="root"),
+        "executionArn": n.arn("execute-api", api_id),
+        "arn": f"arn:{PARTITION}:apigateway:{n.region}::/restapis/{api_id}",
+    }
+
+
+def _rest_stage(n: _Named) -> dict[str, Any]:
+    api_id = n.text("restApi")
+    return {
+        "id": f"ags-{api_id}-{n.name}",
+        "invokeUrl": f"https://{api_id}.execute-api.{n.region}.amazonaws.com/{n.name}",
+        "executionArn": n.arn("execute-api", f"{api_id}/{n.name}"),
+        "arn": f"arn:{PARTITION}:apigateway:{n.region}::/restapis/{api_id}/stages/{n.name}",
+    }
+
+
+def _rest_method(prefix: str) -> Outputs:
+    """A method or an integration: Terraform's id of the API, resource and HTTP method."""
+    return lambda n: {"id": f"{prefix}-{n.text('restApi')}-{n.text('resourceId')}-{n.text('httpMethod')}"}
+
+
+def _rest_authorizer(n: _Named) -> dict[str, Any]:
+    authorizer_id = n.generated(6)
+    api_id = n.text("restApi")
+    return {
+        "id": authorizer_id,
+        "arn": f"arn:{PARTITION}:apigateway:{n.region}::/restapis/{api_id}/authorizers/{authorizer_id}",
+    }
+
+
+def _apigateway_item(collection: str, length: int) -> Outputs:
+    """A usage plan or an API key: a generated id under the region's ``/<collection>``."""
+
+    def outputs(n: _Named) -> dict[str, Any]:
+        item_id = n.generated(length)
+        return {"id": item_id, "arn": f"arn:{PARTITION}:apigateway:{n.region}::/{collection}/{item_id}"}
+
+    return outputs
+
+
+# --- WAF -----------------------------------------------------------------------------------------------
+
+
+def _web_acl(n: _Named) -> dict[str, Any]:
+    acl_id = n.uuid()
+    if n.text("scope") == "CLOUDFRONT":  # CloudFront's web ACLs live in us-east-1, in the "global" scope
+        arn = f"arn:{PARTITION}:wafv2:us-east-1:{ACCOUNT}:global/webacl/{n.name}/{acl_id}"
+    else:
+        arn = n.arn("wafv2", f"regional/webacl/{n.name}/{acl_id}")
+    return {"id": acl_id, "arn": arn, "lockToken": n.uuid(salt="lock")}
+
+
+# --- VPC -----------------------------------------------------------------------------------------------
+
+
+def _ec2(kind: str, prefix: str) -> Outputs:
+    """An EC2 resource: ``<prefix>-<17 hex>`` and ``arn:aws:ec2:<region>:<account>:<kind>/<id>``."""
+
+    def outputs(n: _Named) -> dict[str, Any]:
+        resource_id = f"{prefix}-{n.generated(17, HEX)}"
+        return {"id": resource_id, "arn": n.arn("ec2", f"{kind}/{resource_id}"), "ownerId": ACCOUNT}
+
+    return outputs
+
+
+def _vpc(n: _Named) -> dict[str, Any]:
+    ids = {
+        "defaultSecurityGroupId": f"sg-{n.generated(17, HEX, salt='sg')}",
+        "defaultNetworkAclId": f"acl-{n.generated(17, HEX, salt='acl')}",
+        "mainRouteTableId": f"rtb-{n.generated(17, HEX, salt='rtb')}",
+        "dhcpOptionsId": f"dopt-{n.generated(17, HEX, salt='dopt')}",
+    }
+    return {**_ec2("vpc", "vpc")(n), **ids, "defaultRouteTableId": ids["mainRouteTableId"]}
+
+
+def _security_group_rule(n: _Named) -> dict[str, Any]:
+    outputs = _ec2("security-group-rule", "sgr")(n)
+    return {**outputs, "securityGroupRuleId": outputs["id"]}
+
+
+def _vpc_endpoint(n: _Named) -> dict[str, Any]:
+    outputs = {**_ec2("vpc-endpoint", "vpce")(n), "state": "available"}
+    service = n.text("serviceName").removeprefix(f"com.amazonaws.{n.region}.")
+    if n.text("vpcEndpointType") == "Gateway":
+        # One prefix list per service and region, whichever VPC routes to it.
+        outputs["prefixListId"] = f"pl-{_stable(f'{n.region}:{service}', 8, HEX)}"
+        return outputs
+    endpoint_id = outputs["id"]
+    regional = f"{endpoint_id}-{n.generated(8, salt='dns')}.{service}.{n.region}.vpce.amazonaws.com"
+    entries = [{"dnsName": regional, "hostedZoneId": "Z" + n.generated(13, UPPER, salt="zone")}]
+    if n.inputs.get("privateDnsEnabled"):
+        entries.append(
+            {
+                "dnsName": f"{service}.{n.region}.amazonaws.com",
+                "hostedZoneId": "Z" + n.generated(13, UPPER, salt="private"),
+            }
+        )
+    subnets = n.inputs.get("subnetIds") or []
+    outputs["dnsEntries"] = entries
+    outputs["networkInterfaceIds"] = [f"eni-{n.generated(17, HEX, salt=str(subnet))}" for subnet in subnets]
+    return outputs
+
+
+# --- Aurora --------------------------------------------------------------------------------------------
+
+
+def _rds_port(n: _Named) -> int:
+    return int(n.inputs.get("port") or (5432 if "postgres" in n.text("engine") else 3306))
+
+
+def _rds_zone(n: _Named) -> str:
+    """The DNS label RDS gives every endpoint of one account in one region."""
+    return _stable(f"{ACCOUNT}:{n.region}", 12, LOWER)
+
+
+def _rds_cluster(n: _Named) -> dict[str, Any]:
+    domain = f"{_rds_zone(n)}.{n.region}.rds.amazonaws.com"
+    outputs: dict[str, Any] = {
+        "id": n.name,
+        "arn": n.arn("rds", f"cluster:{n.name}"),
+        "clusterResourceId": "cluster-" + n.generated(26, UPPER),
+        "endpoint": f"{n.name}.cluster-{domain}",
+        "readerEndpoint": f"{n.name}.cluster-ro-{domain}",
+        "port": _rds_port(n),
+        "engineVersionActual": n.text("engineVersion"),
+    }
+    if n.inputs.get("manageMasterUserPassword"):
+        # RDS names the secret it manages rds!cluster-<uuid>; Secrets Manager appends six random characters.
+        secret = f"rds!cluster-{n.uuid(salt='secret')}-{n.generated(6, string.ascii_letters, salt='secret')}"
+        outputs["masterUserSecrets"] = [
+            {
+                "secretArn": n.arn("secretsmanager", f"secret:{secret}"),
+                "kmsKeyId": n.text("masterUserSecretKmsKeyId"),
+                "secretStatus": "active",
+            }
+        ]
+    return outputs
+
+
+def _rds_instance(n: _Named) -> dict[str, Any]:
+    return {
+        "id": n.name,
+        "arn": n.arn("rds", f"db:{n.name}"),
+        "dbiResourceId": "db-" + n.generated(26, UPPER),
+        "endpoint": f"{n.name}.{_rds_zone(n)}.{n.region}.rds.amazonaws.com",
+        "port": _rds_port(n),
+        "engineVersionActual": n.text("engineVersion"),
+    }
+
+
+# --- Lambda, S3 and SQS wiring ---------------------------------------------------------------------------
+
+
+def _event_source_mapping(n: _Named) -> dict[str, Any]:
+    uuid = n.uuid()
+    function = n.text("functionName")
+    return {
+        "id": uuid,
+        "uuid": uuid,
+        "arn": n.arn("lambda", f"event-source-mapping:{uuid}"),
+        "functionArn": function if function.startswith("arn:") else n.arn("lambda", f"function:{function}"),
+        "state": "Disabled" if n.inputs.get("enabled") is False else "Enabled",
+    }
+
+
+def _invocation(n: _Named) -> dict[str, Any]:
+    """Terraform's id (function, qualifier, md5 of the input); the function's answer is only known once it
+    ran: offline it is an empty JSON object."""
+    digest = hashlib.md5(n.text("input").encode(), usedforsecurity=False).hexdigest()
+    return {
+        "id": f"{n.text('functionName')}_{n.text('qualifier') or '$LATEST'}_{digest}",
+        "result": json.dumps({}),
+    }
+
+
+def _permission(n: _Named) -> dict[str, Any]:
+    statement = n.text("statementId") or "terraform-" + n.generated(26, string.digits)
+    return {"id": statement, "statementId": statement}
+
+
+def _input_as_id(key: str) -> Outputs:
+    """Resources whose id is the resource they configure (a bucket's notification, a queue's policy)."""
+    return lambda n: {"id": n.text(key)}
+
+
 # type token -> (the input that holds the physical name, or None when AWS generates the id; outputs)
 TYPES: dict[str, tuple[str | None, Outputs]] = {
     "aws:lambda/function:Function": ("name", _lambda),
@@ -190,6 +398,53 @@ TYPES: dict[str, tuple[str | None, Outputs]] = {
         lambda n: {"arn": f"{n.inputs.get('topic', '')}:{n.uuid()}"},
     ),
     "aws:iam/rolePolicy:RolePolicy": ("name", lambda n: {"id": f"{n.inputs.get('role', '')}:{n.name}"}),
+    # API Gateway REST APIs (v1)
+    "aws:apigateway/restApi:RestApi": ("name", _rest_api),
+    "aws:apigateway/stage:Stage": ("stageName", _rest_stage),
+    "aws:apigateway/deployment:Deployment": (None, lambda n: {"id": n.generated(6)}),
+    "aws:apigateway/resource:Resource": (None, lambda n: {"id": n.generated(6)}),
+    "aws:apigateway/method:Method": (None, _rest_method("agm")),
+    "aws:apigateway/integration:Integration": (None, _rest_method("agi")),
+    "aws:apigateway/authorizer:Authorizer": (None, _rest_authorizer),
+    "aws:apigateway/usagePlan:UsagePlan": ("name", _apigateway_item("usageplans", 6)),
+    "aws:apigateway/apiKey:ApiKey": ("name", _apigateway_item("apikeys", 10)),
+    "aws:apigateway/usagePlanKey:UsagePlanKey": (None, lambda n: {"id": n.text("keyId")}),
+    "aws:apigateway/account:Account": (None, lambda n: {"id": "api-gateway-account"}),
+    # WAF
+    "aws:wafv2/webAcl:WebAcl": ("name", _web_acl),
+    "aws:wafv2/webAclAssociation:WebAclAssociation": (
+        None,
+        lambda n: {"id": f"{n.text('webAclArn')},{n.text('resourceArn')}"},
+    ),
+    "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration": (None, _input_as_id("resourceArn")),
+    # VPC
+    "aws:ec2/vpc:Vpc": (None, _vpc),
+    "aws:ec2/subnet:Subnet": (None, _ec2("subnet", "subnet")),
+    "aws:ec2/securityGroup:SecurityGroup": ("name", _ec2("security-group", "sg")),
+    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": (None, _ec2("security-group", "sg")),
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": (None, _security_group_rule),
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": (None, _security_group_rule),
+    "aws:ec2/vpcEndpoint:VpcEndpoint": (None, _vpc_endpoint),
+    "aws:ec2/routeTable:RouteTable": (None, _ec2("route-table", "rtb")),
+    "aws:ec2/routeTableAssociation:RouteTableAssociation": (
+        None,
+        lambda n: {"id": f"rtbassoc-{n.generated(17, HEX)}"},
+    ),
+    "aws:ec2/flowLog:FlowLog": (None, _ec2("vpc-flow-log", "fl")),
+    # Aurora
+    "aws:rds/cluster:Cluster": ("clusterIdentifier", _rds_cluster),
+    "aws:rds/clusterInstance:ClusterInstance": ("identifier", _rds_instance),
+    "aws:rds/subnetGroup:SubnetGroup": (
+        "name",
+        lambda n: {"id": n.name, "arn": n.arn("rds", f"subgrp:{n.name}")},
+    ),
+    # Lambda, S3 and SQS wiring
+    "aws:lambda/eventSourceMapping:EventSourceMapping": (None, _event_source_mapping),
+    "aws:lambda/invocation:Invocation": (None, _invocation),
+    "aws:lambda/permission:Permission": (None, _permission),
+    "aws:s3/bucketNotification:BucketNotification": (None, _input_as_id("bucket")),
+    "aws:sqs/queuePolicy:QueuePolicy": (None, _input_as_id("queueUrl")),
+    "aws:sqs/redrivePolicy:RedrivePolicy": (None, _input_as_id("queueUrl")),
 }
 
 

@@ -1,158 +1,64 @@
 """Export pulumi-aws resources as a Terraform plan (``terraform show -json``), which checkov reads.
 
 pulumi-aws is generated from the Terraform AWS provider, so each resource is a Terraform resource under
-another name: the token-to-type map below is curated (pulumi-aws ships none) and the attribute names
-are the inputs' camelCase turned back into snake_case. Terraform represents nested blocks as lists of
-objects where pulumi-aws uses a single object, so objects become one-element lists - except the map
-attributes (``tags``, ``variables``), whose keys are data, not attribute names.
+another name (:mod:`policies.export.terraform_types` maps the types and the attributes pulumi-aws renamed).
+Terraform represents nested blocks as lists of objects where pulumi-aws uses a single object, so objects
+become one-element lists - except the map attributes (``tags``, ``variables``), whose keys are data.
 
-pulumi-aws also renames some attributes: a repeated block gets a plural name (Terraform's ``attribute``
-blocks of a table are ``attributes``, a guardrail's ``filters_config`` blocks are ``filtersConfigs``) and a
-few references drop their suffix (a subscription's ``topic_arn`` is ``topic``). ``RENAMED`` maps them back,
-per Terraform type and by their (snake-cased) path, so that checkov reads the attribute its checks name.
-
-A resource whose input holds another resource's id (a public access block's ``bucket``, a route's
-``api_id``) is written the way a real plan writes a not-yet-known reference: absent from
-``planned_values`` and listed in ``configuration ... expressions ... references``, which is the only place
-checkov's cross-resource (CKV2) checks look for links. AWS ids are often physical names, so a value only
-counts as a reference when the resource was computed from that other resource (its dependencies) and is
-not the resource's own ``name``. The file must end in ``.json`` for checkov to read it as a plan.
+A value that is another resource's id, ARN or other naming attribute (a public access block's ``bucket``,
+a logging configuration's ``resource_arn``, a Lambda function's ``vpc_config.security_group_ids``) is written
+the way a real plan writes a not-yet-known reference: absent from ``planned_values`` (``null`` in a list,
+which keeps the known elements in place) and listed as ``references`` in ``configuration ... expressions``,
+at the same place in the block structure. That is the only place checkov's cross-resource (CKV2) checks
+look for links. AWS ids are often physical names, and some resources share an id with another (a bucket
+notification's is its bucket's name), so a value only counts as a reference when the resource was computed
+from that other resource (its dependencies; any, in a graph that records none), is not the resource's own
+name (``name``, a bucket's ``bucket``), and - when several resources it depends on carry that value - the
+attribute's name picks one of them. KMS keys are the exception: they stay values, which checks compare.
+The file must end in ``.json`` for checkov to read it as a plan.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from types import MappingProxyType
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from core.graph import Resource
 from policies.export.base import Export, dumps, plain
+from policies.export.terraform_types import (
+    MAP_ATTRIBUTES,
+    NAMED_BY_VALUE,
+    OWN_NAMES,
+    REFERENCEABLE,
+    RENAMED,
+    SINGLE_ITEM_LISTS,
+    TERRAFORM_TYPES,
+)
+
+__all__ = ["FRAMEWORK", "PLAN_FILE", "PREFIX", "TERRAFORM_TYPES", "export_terraform", "snake_case"]
 
 FRAMEWORK = "terraform_plan"
 PREFIX = "aws:"
 PLAN_FILE = "plan.json"
 PROVIDER = "registry.terraform.io/hashicorp/aws"
 
-TERRAFORM_TYPES: Mapping[str, str] = MappingProxyType(
-    {
-        # Storage and state.
-        "aws:s3/bucket:Bucket": "aws_s3_bucket",
-        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": "aws_s3_bucket_public_access_block",
-        "aws:s3/bucketVersioning:BucketVersioning": "aws_s3_bucket_versioning",
-        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": (
-            "aws_s3_bucket_server_side_encryption_configuration"
-        ),
-        "aws:s3/bucketLogging:BucketLogging": "aws_s3_bucket_logging",
-        "aws:s3/bucketPolicy:BucketPolicy": "aws_s3_bucket_policy",
-        "aws:dynamodb/table:Table": "aws_dynamodb_table",
-        "aws:opensearch/domain:Domain": "aws_opensearch_domain",
-        # Messaging.
-        "aws:sqs/queue:Queue": "aws_sqs_queue",
-        "aws:sqs/queuePolicy:QueuePolicy": "aws_sqs_queue_policy",
-        "aws:sns/topic:Topic": "aws_sns_topic",
-        "aws:sns/topicSubscription:TopicSubscription": "aws_sns_topic_subscription",
-        # Compute and API.
-        "aws:lambda/function:Function": "aws_lambda_function",
-        "aws:lambda/permission:Permission": "aws_lambda_permission",
-        "aws:lambda/functionUrl:FunctionUrl": "aws_lambda_function_url",
-        "aws:lambda/eventSourceMapping:EventSourceMapping": "aws_lambda_event_source_mapping",
-        "aws:lambda/alias:Alias": "aws_lambda_alias",
-        "aws:lambda/provisionedConcurrencyConfig:ProvisionedConcurrencyConfig": (
-            "aws_lambda_provisioned_concurrency_config"
-        ),
-        "aws:apigatewayv2/api:Api": "aws_apigatewayv2_api",
-        "aws:apigatewayv2/stage:Stage": "aws_apigatewayv2_stage",
-        "aws:apigatewayv2/route:Route": "aws_apigatewayv2_route",
-        "aws:apigatewayv2/integration:Integration": "aws_apigatewayv2_integration",
-        "aws:apigatewayv2/authorizer:Authorizer": "aws_apigatewayv2_authorizer",
-        "aws:ecr/repository:Repository": "aws_ecr_repository",
-        "aws:eks/cluster:Cluster": "aws_eks_cluster",
-        "aws:eks/nodeGroup:NodeGroup": "aws_eks_node_group",
-        # Identity, keys and secrets.
-        "aws:iam/role:Role": "aws_iam_role",
-        "aws:iam/policy:Policy": "aws_iam_policy",
-        "aws:iam/rolePolicy:RolePolicy": "aws_iam_role_policy",
-        "aws:iam/rolePolicyAttachment:RolePolicyAttachment": "aws_iam_role_policy_attachment",
-        "aws:kms/key:Key": "aws_kms_key",
-        "aws:kms/alias:Alias": "aws_kms_alias",
-        "aws:secretsmanager/secret:Secret": "aws_secretsmanager_secret",
-        # Models.
-        "aws:bedrock/guardrail:Guardrail": "aws_bedrock_guardrail",
-        "aws:bedrock/guardrailVersion:GuardrailVersion": "aws_bedrock_guardrail_version",
-        # Observability, cost and network.
-        "aws:cloudwatch/logGroup:LogGroup": "aws_cloudwatch_log_group",
-        "aws:cloudwatch/metricAlarm:MetricAlarm": "aws_cloudwatch_metric_alarm",
-        "aws:cloudwatch/dashboard:Dashboard": "aws_cloudwatch_dashboard",
-        "aws:budgets/budget:Budget": "aws_budgets_budget",
-        "aws:ec2/vpc:Vpc": "aws_vpc",
-        "aws:ec2/subnet:Subnet": "aws_subnet",
-        "aws:ec2/securityGroup:SecurityGroup": "aws_security_group",
-        "aws:ec2/vpcEndpoint:VpcEndpoint": "aws_vpc_endpoint",
-        "aws:ec2/flowLog:FlowLog": "aws_flow_log",
-    }
-)
 
-# Terraform map attributes: their keys are data and they stay objects (not blocks, not snake-cased).
-MAP_ATTRIBUTES = frozenset(
-    {
-        "tags",
-        "tags_all",
-        "variables",  # a Lambda function's environment
-        "dimensions",  # a metric alarm's (and its metric queries')
-        "stage_variables",
-        "request_parameters",  # an HTTP API integration's parameter mapping
-        "request_templates",
-        "request_models",
-        "mappings",  # an integration's response parameter mappings
-        "additional_version_weights",  # a Lambda alias' routing
-    }
-)
+class _Target(NamedTuple):
+    """A resource as another one names it: Terraform's ``<address>.<attribute>`` (``id``, ``arn``, ...)."""
 
-RENAMED: Mapping[str, Mapping[str, str]] = MappingProxyType(
-    {
-        "aws_lambda_function": {"name": "function_name"},
-        "aws_lambda_permission": {"function": "function_name"},
-        "aws_sns_topic_subscription": {"topic": "topic_arn"},
-        "aws_iam_role": {"inline_policies": "inline_policy"},
-        "aws_dynamodb_table": {
-            "attributes": "attribute",
-            "global_secondary_indexes": "global_secondary_index",
-            "local_secondary_indexes": "local_secondary_index",
-            "replicas": "replica",
-        },
-        "aws_cloudwatch_metric_alarm": {"metric_queries": "metric_query"},
-        "aws_budgets_budget": {
-            "cost_filters": "cost_filter",
-            "notifications": "notification",
-            "planned_limits": "planned_limit",
-        },
-        "aws_apigatewayv2_authorizer": {"jwt_configuration.audiences": "audience"},
-        "aws_apigatewayv2_route": {"request_parameters": "request_parameter"},
-        "aws_bedrock_guardrail": {
-            "content_policy_config.filters_configs": "filters_config",
-            "content_policy_config.tier_configs": "tier_config",
-            "contextual_grounding_policy_config.filters_configs": "filters_config",
-            "sensitive_information_policy_config.pii_entities_configs": "pii_entities_config",
-            "sensitive_information_policy_config.regexes_configs": "regexes_config",
-            "topic_policy_config.topics_configs": "topics_config",
-            "topic_policy_config.tier_configs": "tier_config",
-            "word_policy_config.managed_word_lists_configs": "managed_word_lists_config",
-            "word_policy_config.words_configs": "words_config",
-        },
-        "aws_secretsmanager_secret": {"replicas": "replica"},
-        "aws_s3_bucket": {
-            "cors_rules": "cors_rule",
-            "grants": "grant",
-            "lifecycle_rules": "lifecycle_rule",
-            "loggings": "logging",
-        },
-        "aws_s3_bucket_server_side_encryption_configuration": {"rules": "rule"},
-        "aws_ecr_repository": {"encryption_configurations": "encryption_configuration"},
-        "aws_lambda_event_source_mapping": {"filter_criteria.filters": "filter"},
-    }
-)
-"""Terraform attribute names pulumi-aws renamed, by Terraform type and snake-cased pulumi path."""
+    urn: str
+    address: str
+    attribute: str
+    tf_type: str
+
+
+class _AfterApply:
+    """A planned value Terraform knows only after apply (a reference): left out of ``planned_values``."""
+
+
+_AFTER_APPLY = _AfterApply()
 
 
 def export_terraform(resources: Iterable[Resource]) -> Export:
@@ -167,12 +73,20 @@ def export_terraform(resources: Iterable[Resource]) -> Export:
         mapped.append((resource, tf_type, _unique_label(resource.name, tf_type, {a for _, _, a in mapped})))
     if not mapped:
         return export
-    targets = {r.mock_id: (r, address) for r, _, address in mapped if r.mock_id}
+    targets = _targets(mapped)
+    # Hand-built graphs record no dependencies at all; then any resource may reference any other.
+    linked = any(resource.dependencies for resource, _, _ in mapped)
     planned, configured = [], []
     for resource, tf_type, address in mapped:
-        addresses = _references_of(resource, targets)
-        inputs = _terraform_inputs(tf_type, plain(resource.inputs))
-        values, expressions = _values_and_references(inputs, addresses, RENAMED.get(tf_type, {}))
+        shape = _Shape(
+            renamed=RENAMED.get(tf_type, {}),
+            single_item_lists=SINGLE_ITEM_LISTS.get(tf_type, frozenset()),
+            own_name=OWN_NAMES.get(tf_type, "name"),
+            resource=resource,
+            targets=targets,
+            linked=linked,
+        )
+        values, expressions = shape.block("", _terraform_inputs(tf_type, plain(resource.inputs)))
         label = address.split(".", 1)[1]
         common = {"address": address, "mode": "managed", "type": tf_type, "name": label}
         planned.append(
@@ -212,14 +126,33 @@ def _unique_label(name: str, tf_type: str, taken: set[str]) -> str:
     return address
 
 
-def _references_of(resource: Resource, targets: Mapping[str, tuple[Resource, str]]) -> dict[str, str]:
-    """The ids ``resource`` may reference -> their addresses: other resources it was computed from (any,
-    when the graph records no dependencies at all)."""
-    return {
-        mock_id: address
-        for mock_id, (target, address) in targets.items()
-        if target.urn != resource.urn and (not resource.dependencies or target.urn in resource.dependencies)
-    }
+def _targets(mapped: Iterable[tuple[Resource, str, str]]) -> dict[str, list[_Target]]:
+    """Every value that names a mapped resource -> the resources it names: its ARN, its id and its
+    :data:`REFERENCEABLE` attributes (the ARN first: a mock id is sometimes the ARN too)."""
+    index: dict[str, list[_Target]] = {}
+    for resource, tf_type, address in mapped:
+        if tf_type in NAMED_BY_VALUE:
+            continue
+        names = [(resource.arn, "arn"), (resource.mock_id, "id")]
+        names += [(_input(resource, tf_type, name), name) for name in REFERENCEABLE.get(tf_type, ())]
+        for value, attribute in names:
+            if isinstance(value, str) and value:
+                index.setdefault(value, []).append(_Target(resource.urn, address, attribute, tf_type))
+    return index
+
+
+def _input(resource: Resource, tf_type: str, attribute: str) -> Any:
+    """The top-level input that is Terraform's ``attribute`` (a Lambda function's ``name`` is its
+    ``function_name``)."""
+    renamed = RENAMED.get(tf_type, {})
+    return next(
+        (
+            value
+            for key, value in resource.inputs.items()
+            if renamed.get(snake_case(key), snake_case(key)) == attribute
+        ),
+        None,
+    )
 
 
 def _terraform_inputs(tf_type: str, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -232,42 +165,92 @@ def _terraform_inputs(tf_type: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return inputs
 
 
-def _values_and_references(
-    inputs: dict[str, Any], addresses: Mapping[str, str], renamed: Mapping[str, str] | None = None
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Top-level attribute values, and the expressions of those that reference another resource's id."""
-    renamed = renamed or {}
-    values: dict[str, Any] = {}
-    expressions: dict[str, Any] = {}
-    for key, value in inputs.items():
-        path = snake_case(key)
-        attribute = renamed.get(path, path)
-        if isinstance(value, str) and value in addresses and path != "name":
-            expressions[attribute] = {"references": [f"{addresses[value]}.id", addresses[value]]}
-            continue
-        values[attribute] = _attribute(path, value, renamed)
-        expressions[attribute] = {"constant_value": values[attribute]}
-    return values, expressions
+@dataclass(frozen=True)
+class _Shape:
+    """How one resource's inputs become Terraform planned values and configuration expressions."""
+
+    renamed: Mapping[str, str]
+    single_item_lists: frozenset[str]
+    own_name: str
+    resource: Resource
+    targets: Mapping[str, list[_Target]]
+    linked: bool
+    """The graph records dependencies: a resource references only those it depends on."""
+
+    def block(self, path: str, value: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A block's planned values (without the unknown ones) and its expressions, by Terraform name;
+        ``path`` is the block's snake-cased pulumi path (``""`` for the resource itself)."""
+        values: dict[str, Any] = {}
+        expressions: dict[str, Any] = {}
+        for key, item in value.items():
+            child = f"{path}.{snake_case(key)}" if path else snake_case(key)
+            name = self.renamed.get(child, snake_case(key))
+            planned, expressions[name] = self.attribute(child, name, item)
+            if planned is not _AFTER_APPLY:
+                values[name] = planned
+        return values, expressions
+
+    def attribute(self, path: str, name: str, value: Any) -> tuple[Any, Any]:
+        """The planned value (:data:`_AFTER_APPLY` for a reference) and the expression of the attribute at
+        pulumi ``path``, whose Terraform name is ``name``."""
+        if name in MAP_ATTRIBUTES:
+            return value, {"constant_value": value}
+        if path in self.single_item_lists and not isinstance(value, list):
+            value = [value]
+        if isinstance(value, dict):
+            values, expressions = self.block(path, value)
+            return [values], [expressions]
+        if isinstance(value, list) and any(isinstance(item, dict) for item in value):
+            blocks = [
+                self.block(path, item) if isinstance(item, dict) else (item, {"constant_value": item})
+                for item in value
+            ]
+            return [values for values, _ in blocks], [expressions for _, expressions in blocks]
+        if isinstance(value, list):
+            references = [self.reference(path, name, item) for item in value]
+            if not any(references):
+                return value, {"constant_value": value}
+            # Terraform keeps a list's known elements in place and writes the unknown ones as null.
+            planned = [None if reference else item for item, reference in zip(value, references, strict=True)]
+            return planned, {"references": [address for reference in references for address in reference]}
+        reference = self.reference(path, name, value)
+        if reference:
+            return _AFTER_APPLY, {"references": reference}
+        return value, {"constant_value": value}
+
+    def reference(self, path: str, name: str, value: Any) -> list[str]:
+        """Terraform's references for ``value`` in attribute ``name`` (at pulumi ``path``) if it names a
+        resource this one depends on (any, when the graph records no dependencies at all), else ``[]``.
+        The resource's own name is no reference, even where another resource's id is the same string."""
+        is_own_name = "." not in path and name == self.own_name
+        if is_own_name or not isinstance(value, str):
+            return []
+        candidates: dict[str, _Target] = {}
+        for target in self.targets.get(value, ()):
+            if target.urn != self.resource.urn and (
+                not self.linked or target.urn in self.resource.dependencies
+            ):
+                candidates.setdefault(target.urn, target)
+        target = _closest(name, list(candidates.values()))
+        return [f"{target.address}.{target.attribute}", target.address] if target else []
 
 
-def _attribute(path: str, value: Any, renamed: Mapping[str, str]) -> Any:
-    """``value`` in Terraform's shape: objects become one-element block lists with snake_case (and, where
-    pulumi-aws renamed them, Terraform) names; maps stay maps. ``path`` is the snake-cased pulumi path."""
-    if path.rsplit(".", 1)[-1] in MAP_ATTRIBUTES:
-        return value
-    if isinstance(value, dict):
-        return [_block(path, value, renamed)]
-    if isinstance(value, list):
-        return [_block(path, item, renamed) if isinstance(item, dict) else item for item in value]
-    return value
+def _closest(attribute: str, candidates: list[_Target]) -> _Target | None:
+    """The one candidate ``attribute`` names: the only one, else the one whose Terraform type shares the
+    most words with the attribute and adds the fewest others (``cluster_identifier`` names an
+    ``aws_rds_cluster``, ``bucket`` an ``aws_s3_bucket`` rather than its notification). None when no
+    candidate shares a word or two score the same: a wrong link would pass or fail a check on another
+    resource's behalf."""
+    if len(candidates) <= 1:
+        return candidates[0] if candidates else None
+    words = set(attribute.split("_"))
 
+    def score(target: _Target) -> tuple[int, int]:
+        type_words = set(target.tf_type.split("_")[1:])
+        return len(words & type_words), -len(type_words - words)
 
-def _block(path: str, value: dict[str, Any], renamed: Mapping[str, str]) -> dict[str, Any]:
-    block = {}
-    for key, item in value.items():
-        child = f"{path}.{snake_case(key)}"
-        block[renamed.get(child, snake_case(key))] = _attribute(child, item, renamed)
-    return block
+    best, runner_up = sorted(candidates, key=score, reverse=True)[:2]
+    return best if score(best)[0] > 0 and score(best) > score(runner_up) else None
 
 
 def snake_case(name: str) -> str:

@@ -55,6 +55,9 @@ STACK_KEYS: dict[str, StackKey] = {
     },
     # checkov: AWS
     "CKV_AWS_338": StackKey("agentstage:logRetentionDays", "365 or more keeps logs a year"),
+    "CKV_AWS_139": StackKey(
+        "agentstage:environment", "prod or production protects the knowledge database from deletion"
+    ),
     # agentstage's rules
     "AGS-AZ-041": StackKey("agentstage:logRetentionDays", "the workspace keeps logs at least this long"),
     "AGS-AWS-016": StackKey("agentstage:logRetentionDays", "log groups keep logs at least this long"),

@@ -45,6 +45,7 @@ LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 TABLE = "aws:dynamodb/table:Table"
 SECRET_TYPE = "aws:secretsmanager/secret:Secret"
 TOPIC = "aws:sns/topic:Topic"
+QUEUE = "aws:sqs/queue:Queue"
 ROUTE = "aws:apigatewayv2/route:Route"
 AUTHORIZER = "aws:apigatewayv2/authorizer:Authorizer"
 FUNCTION_URL = "aws:lambda/functionUrl:FunctionUrl"
@@ -69,6 +70,7 @@ UNSCOPED_ACTIONS = frozenset(
         "cloudwatch:PutMetricData",
         # What a Lambda function in a VPC needs to find its network interfaces (AWSLambdaVPCAccessExecutionRole).
         "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeSubnets",
         # Listing actions without resource types.
         "kms:ListKeys",
         "kms:ListAliases",
@@ -354,6 +356,7 @@ CUSTOMER_KEY: dict[str, str] = {
     TABLE: "serverSideEncryption.kmsKeyArn",
     SECRET_TYPE: "kmsKeyId",
     TOPIC: "kmsMasterKeyId",
+    QUEUE: "kmsMasterKeyId",
     LAMBDA_FUNCTION: "kmsKeyArn",
 }
 """Where each type names the KMS key it is encrypted with."""
@@ -466,6 +469,25 @@ def _least_privilege(resource: Resource, _graph: ResourceGraph, _ctx: StackConte
     return passed(f"{_count(checked, 'Allow statement')}, each with exact actions on exact resources")
 
 
+NARROWING_CONDITIONS: dict[str, frozenset[str]] = {
+    # Network interfaces are created before their ids exist: the subnet or VPC they are in narrows them.
+    "ec2:network-interface": frozenset({"ec2:subnet", "ec2:vpc"}),
+}
+"""Resource types AWS cannot name in advance, and the condition keys that scope every one of them."""
+
+
+def _narrowed_by_condition(resource: str, statement: dict[str, Any]) -> bool:
+    arn = Arn.parse(resource)
+    keys = NARROWING_CONDITIONS.get(f"{arn.service}:{arn.resource_type}") if arn else None
+    if not keys:
+        return False
+    conditions = {key.lower(): value for key, value in _condition_keys(statement).items()}
+    return any(
+        key in conditions and all(isinstance(v, str) and "*" not in v for v in as_list(conditions[key]))
+        for key in keys
+    )
+
+
 def _statement_problems(statement: dict[str, Any]) -> Iterator[str]:
     if "NotAction" in statement:
         yield "NotAction allows every action except those listed"
@@ -475,7 +497,11 @@ def _statement_problems(statement: dict[str, Any]) -> Iterator[str]:
     wildcards = [a for a in actions if a == "*" or a.split(":", 1)[-1] == "*" or "*" in a.split(":", 1)[0]]
     if wildcards:
         yield f"Action {wildcards} allows every action of the service, present and future"
-    broad = [r for r in as_list(statement.get("Resource")) if isinstance(r, str) and _every_resource(r)]
+    broad = [
+        r
+        for r in as_list(statement.get("Resource"))
+        if isinstance(r, str) and _every_resource(r) and not _narrowed_by_condition(r, statement)
+    ]
     scoped = sorted(a for a in actions if a.lower() not in UNSCOPED_ACTIONS)
     if broad and scoped:
         yield f"Resource {broad} for {scoped}, which AWS scopes to resources: name their ARNs"
@@ -662,18 +688,18 @@ RULES = (
     ),
     Rule(
         id="AGS-AWS-007",
-        title="Logs, tables, secrets, topics and function environments use a customer-managed KMS key",
+        title="Logs, tables, secrets, topics, queues and function environments use a customer-managed KMS key",
         severity=Severity.MEDIUM,
         rationale=(
             "With AWS-owned or AWS-managed keys, anyone with read access to the service reads the data: the key "
             "policy cannot be narrowed, its use is not separately auditable, and the data cannot be made "
             "unreadable by disabling the key. Conversations, prompts in logs and secret settings belong under the "
-            "stack's own key."
+            "stack's own key; so do the tasks agents hand each other through queues."
         ),
         remediation=(
             "Set the stack's KMS key: `kmsKeyId` on log groups and secrets, `serverSideEncryption: {enabled: true, "
-            "kmsKeyArn}` on DynamoDB tables, `kmsMasterKeyId` on SNS topics, `kmsKeyArn` on Lambda functions "
-            "(components/aws take it from `context.key`)."
+            "kmsKeyArn}` on DynamoDB tables, `kmsMasterKeyId` on SNS topics and SQS queues, `kmsKeyArn` on Lambda "
+            "functions (components/aws take it from `context.key`)."
         ),
         types=tuple(CUSTOMER_KEY),
         check=_customer_managed_key,

@@ -7,6 +7,7 @@ from typing import Any
 from core.graph import Resource, ResourceGraph
 from core.workloads import WEB_APP
 from policies.findings import Severity
+from policies.rules.aws import referenced
 from policies.rules.context import StackContext
 from policies.rules.model import Rule, Stage, Verdict, failed, passed
 from policies.rules.predicates import refers_to, shown, tls_at_least_1_2
@@ -109,7 +110,14 @@ def _no_anonymous_blobs(resource: Resource, _graph: ResourceGraph, _ctx: StackCo
 
 
 def _s3_blocked(resource: Resource, graph: ResourceGraph, _ctx: StackContext) -> Verdict:
-    blocks = [b for b in graph.of_type(S3_PUBLIC_ACCESS_BLOCK) if refers_to(b.get("bucket"), resource)]
+    # The block names its bucket by id; where ids are not known yet (a CrossGuard preview), by what it
+    # was computed from.
+    blocks = [
+        b
+        for b in graph.of_type(S3_PUBLIC_ACCESS_BLOCK)
+        if refers_to(b.get("bucket"), resource)
+        or referenced(graph, b, b.get("bucket"), S3_BUCKETS) is resource
+    ]
     if not blocks:
         return failed("no BucketPublicAccessBlock refers to this bucket")
     off = [flag for flag in S3_BLOCK_FLAGS if blocks[0].get(flag) is not True]

@@ -164,6 +164,22 @@ def secret_name(name: str) -> bool:
     return bool(_SECRET_NAME_ANYWHERE.search(name) or _SECRET_NAME_SUFFIX.search(name))
 
 
+_DSN_NAME = re.compile(r"(^|[_.\-])(DSN|CONNECTION_?STRING|CONN_?STR)$", re.IGNORECASE)
+_DSN_PASSWORD = re.compile(
+    r"(^|\s)password\s*=|[a-z][a-z0-9+.-]*://[^/\s@]*:[^/\s@]*@|[?&]password=", re.IGNORECASE
+)
+_DSN_SHAPE = re.compile(r"^(\s*[a-z_]+\s*=\s*\S+)+\s*$|^[a-z][a-z0-9+.-]*://\S+$", re.IGNORECASE)
+
+
+def credential_free_connection(name: str, value: Any) -> bool:
+    """Whether a connection-string setting demonstrably holds no credential: a libpq ``key=value`` DSN or a
+    URL that names no password (the client then signs in with a token it mints, such as RDS IAM
+    authentication, or a certificate). Anything else named like a connection string may hold one."""
+    if not _DSN_NAME.search(name) or not isinstance(value, str) or value in (SECRET, UNKNOWN):
+        return False
+    return bool(_DSN_SHAPE.match(value)) and not _DSN_PASSWORD.search(value)
+
+
 def secret_value_kind(value: Any) -> str | None:
     """What kind of credential a literal value is (``"a SAS token"``), or ``None`` if it looks like none."""
     if not isinstance(value, str) or value in (SECRET, UNKNOWN) or KEY_VAULT_REFERENCE.match(value):

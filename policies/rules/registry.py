@@ -7,6 +7,7 @@ from functools import cache
 from policies.rules import (
     ai,
     aws,
+    aws_foundation,
     cost,
     identity,
     knowledge,
@@ -18,7 +19,19 @@ from policies.rules import (
 )
 from policies.rules.model import Rule
 
-AREAS = (identity, secrets, network, observability, cost, ai, ledger, knowledge, kubernetes, aws)
+AREAS = (
+    identity,
+    secrets,
+    network,
+    observability,
+    cost,
+    ai,
+    ledger,
+    knowledge,
+    kubernetes,
+    aws,
+    aws_foundation,
+)
 
 
 @cache

@@ -10,7 +10,13 @@ from core.workloads import AZURE_SETTING_HOLDERS, K8S_WORKLOADS, LAMBDA_FUNCTION
 from policies.findings import Severity
 from policies.rules.context import StackContext
 from policies.rules.model import Check, Rule, Verdict, failed, passed
-from policies.rules.predicates import is_key_vault_reference, secret_name, secret_value_kind, shown
+from policies.rules.predicates import (
+    credential_free_connection,
+    is_key_vault_reference,
+    secret_name,
+    secret_value_kind,
+    shown,
+)
 
 VAULT = "azure-native:keyvault:Vault"
 
@@ -34,7 +40,11 @@ def _no_plaintext_secrets(accepted: Callable[[Any], bool], accepted_text: str) -
             kind = secret_value_kind(setting.value)
             if kind is not None:
                 problems.append(f"{setting.where}: {setting.name} holds {kind}")
-            elif secret_name(setting.name) and not accepted(setting.value):
+            elif (
+                secret_name(setting.name)
+                and not accepted(setting.value)
+                and not credential_free_connection(setting.name, setting.value)
+            ):
                 problems.append(
                     f"{setting.where}: {setting.name} is {_described(setting.value)}, not {accepted_text}"
                 )

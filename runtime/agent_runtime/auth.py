@@ -4,6 +4,14 @@ The mode is a setting (``AGENTSTAGE_AUTH_MODE``). API keys are kept only as SHA-
 a lookup never compares secrets byte by byte and a key never appears in a repr or a log. JWTs are verified
 against the issuer's JWKS, fetched asynchronously and cached; an unknown ``kid`` triggers one refresh, so
 key rotation works without a restart.
+
+Every caller also has an application: the client that obtained its credentials, which application budgets
+count against (the runtime's counterpart of the Azure gateway's token limit per ``azp``/``appid``, for
+stages whose gateway has no such policy, as on AWS). A JWT names it in the first of
+:data:`APPLICATION_CLAIMS` it carries; a token with none is :data:`~agent_runtime.caller.UNKNOWN_APPLICATION`,
+and all such tokens share its quota. An API key is an application of its own: its entry's
+``application``, else its ``caller`` (the single ``AGENTSTAGE_API_KEY``'s application is its caller id), so
+keys share a quota only where the operator names one application for them.
 """
 
 from __future__ import annotations
@@ -16,13 +24,19 @@ from typing import Any, Protocol
 import httpx
 import jwt
 
-from agent_runtime.caller import DEFAULT_TENANT, Caller
+from agent_runtime.caller import DEFAULT_TENANT, UNKNOWN_APPLICATION, Caller
 from agent_runtime.errors import ConfigurationError, Unauthorized, Unavailable
 from agent_runtime.memory.base import identity_problem
-from agent_runtime.settings import Settings
+from agent_runtime.settings import GatewayAuthorizerSettings, Settings
 
 API_KEY_CALLER = "api-key"
 """Caller id of the single ``AGENTSTAGE_API_KEY``."""
+
+APPLICATION_CLAIMS = ("azp", "client_id", "appid")
+"""JWT claims naming the client application a token was issued to, in the order they are looked for:
+``azp`` (OpenID Connect; Entra ID v2.0 tokens), ``client_id`` (Amazon Cognito access tokens), ``appid``
+(Entra ID v1.0 tokens). They are read from the verified token, so no caller can spend another application's
+quota by sending a header."""
 
 JWKS_MIN_REFRESH_SECONDS = 10.0
 """Unknown ``kid`` values refresh the key set at most this often, so forged tokens cannot flood the issuer."""
@@ -51,7 +65,7 @@ class ApiKeyAuthenticator:
         callers: dict[bytes, Caller] = {}
         if settings.api_key is not None:
             callers[_digest(settings.api_key.get_secret_value())] = Caller(
-                API_KEY_CALLER, frozenset(settings.api_key_roles)
+                API_KEY_CALLER, frozenset(settings.api_key_roles), application=API_KEY_CALLER
             )
         if settings.api_keys is not None:
             callers.update(_parse_api_keys(settings.api_keys.get_secret_value()))
@@ -121,6 +135,23 @@ class JwtAuthenticator:
         self._roles_claim = roles_claim
         self._tenant_claim = tenant_claim
 
+    @classmethod
+    def from_settings(
+        cls, settings: Settings | GatewayAuthorizerSettings, http: httpx.AsyncClient
+    ) -> JwtAuthenticator:
+        """The JWT checks ``settings`` name (the runtime's, or the gateway authorizer's same fields), fetching
+        the issuer's keys with ``http``."""
+        # Both settings classes refuse to be built for JWTs without these.
+        assert settings.jwt_issuer and settings.jwt_audience and settings.jwt_jwks_url
+        return cls(
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            keys=JwksCache(settings.jwt_jwks_url, http, settings.jwks_cache_seconds),
+            algorithms=settings.jwt_algorithms,
+            roles_claim=settings.jwt_roles_claim,
+            tenant_claim=settings.jwt_tenant_claim,
+        )
+
     async def authenticate(self, *, bearer: str | None, api_key: str | None) -> Caller:
         if not bearer:
             raise Unauthorized("send a JWT in 'Authorization: Bearer <token>'")
@@ -144,7 +175,7 @@ class JwtAuthenticator:
         for claim, value in (("sub", subject), (self._tenant_claim, tenant)):
             if problem := identity_problem(value):
                 raise Unauthorized(f"the token's '{claim}' claim {problem}")
-        return Caller(subject, _roles(claims.get(self._roles_claim)), tenant)
+        return Caller(subject, _roles(claims.get(self._roles_claim)), tenant, _application(claims))
 
 
 def build_authenticator(settings: Settings, http: httpx.AsyncClient) -> Authenticator:
@@ -152,16 +183,7 @@ def build_authenticator(settings: Settings, http: httpx.AsyncClient) -> Authenti
         return Anonymous()
     if settings.auth_mode == "api_key":
         return ApiKeyAuthenticator.from_settings(settings)
-    # Settings guarantee these are set when auth_mode is jwt.
-    assert settings.jwt_issuer and settings.jwt_audience and settings.jwt_jwks_url
-    return JwtAuthenticator(
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        keys=JwksCache(settings.jwt_jwks_url, http, settings.jwks_cache_seconds),
-        algorithms=settings.jwt_algorithms,
-        roles_claim=settings.jwt_roles_claim,
-        tenant_claim=settings.jwt_tenant_claim,
-    )
+    return JwtAuthenticator.from_settings(settings, http)
 
 
 def _digest(key: str) -> bytes:
@@ -169,7 +191,8 @@ def _digest(key: str) -> bytes:
 
 
 def _parse_api_keys(raw: str) -> dict[bytes, Caller]:
-    """``{"<key>": {"caller": "id", "roles": [...]}}``; errors never quote the keys."""
+    """``{"<key>": {"caller": "id", "roles": [...], "tenant": "id", "application": "id"}}`` (tenant and
+    application optional; the application defaults to the caller); errors never quote the keys."""
     try:
         entries: Any = json.loads(raw)
     except json.JSONDecodeError as error:
@@ -184,18 +207,37 @@ def _parse_api_keys(raw: str) -> dict[bytes, Caller]:
             and isinstance(entry.get("roles", []), list)
             and all(isinstance(role, str) for role in entry.get("roles", []))
             and isinstance(entry.get("tenant", DEFAULT_TENANT), str)
+            and isinstance(entry.get("application", entry.get("caller")), str)
         ):
             raise ConfigurationError(
                 f"AGENTSTAGE_API_KEYS entry #{position} must be "
-                '{"caller": "<id>", "roles": ["<role>", ...], "tenant": "<id>"}'
+                '{"caller": "<id>", "roles": ["<role>", ...], "tenant": "<id>", "application": "<id>"}'
             )
-        for part in ("caller", "tenant"):
-            if problem := identity_problem(entry.get(part, DEFAULT_TENANT)):
+        identity = {
+            "caller": entry["caller"],
+            "tenant": entry.get("tenant", DEFAULT_TENANT),
+            "application": entry.get("application", entry["caller"]),
+        }
+        for part, value in identity.items():
+            if problem := identity_problem(value):
                 raise ConfigurationError(f"AGENTSTAGE_API_KEYS entry #{position}: '{part}' {problem}")
         callers[_digest(key)] = Caller(
-            entry["caller"], frozenset(entry.get("roles", [])), entry.get("tenant", DEFAULT_TENANT)
+            identity["caller"], frozenset(entry.get("roles", [])), identity["tenant"], identity["application"]
         )
     return callers
+
+
+def _application(claims: dict[str, Any]) -> str:
+    """The client application a verified token was issued to: the first of :data:`APPLICATION_CLAIMS` it
+    carries, held to the rules of every identity; :data:`UNKNOWN_APPLICATION` when it carries none."""
+    for claim in APPLICATION_CLAIMS:
+        value = claims.get(claim)
+        if value is None:
+            continue
+        if problem := identity_problem(value):
+            raise Unauthorized(f"the token's '{claim}' claim {problem}")
+        return value
+    return UNKNOWN_APPLICATION
 
 
 def _roles(claim: Any) -> frozenset[str]:

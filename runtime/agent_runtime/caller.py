@@ -7,18 +7,26 @@ from dataclasses import dataclass
 from agent_runtime.memory.base import Owner
 
 DEFAULT_TENANT = "default"
+UNKNOWN_APPLICATION = "unknown"
+"""The application of callers whose credentials name none: they share its quotas, as on the Azure gateway,
+whose token limit counts tokens without ``azp``/``appid`` under the same key."""
 
 
 @dataclass(frozen=True)
 class Caller:
-    """An authenticated caller: a stable id (API key owner or JWT subject), its roles and its tenant.
+    """An authenticated caller: a stable id (API key owner or JWT subject), its roles, its tenant and the
+    application it calls through.
 
-    The tenant is what tenant budgets count against; callers without one share ``DEFAULT_TENANT``.
+    The tenant is what tenant budgets count against; callers without one share ``DEFAULT_TENANT``. The
+    application is the client that obtained the caller's credentials (a JWT's ``azp``, ``client_id`` or
+    ``appid``; an API key's configured application), what application budgets count against: many users of
+    one front end share its quota, however many subjects they are.
     """
 
     id: str
     roles: frozenset[str] = frozenset()
     tenant: str = DEFAULT_TENANT
+    application: str = UNKNOWN_APPLICATION
 
     def has_any_role(self, roles: frozenset[str]) -> bool:
         return not self.roles.isdisjoint(roles)

@@ -186,7 +186,8 @@ class BudgetExceeded(LimitExceeded):
 
 
 class QuotaExceeded(LimitExceeded):
-    """A budget of the tenant, agent or caller has no room for the request in its current window.
+    """A budget of the tenant, agent, caller or calling application has no room for the request in its
+    current window.
 
     ``reason`` says which: ``exhausted`` (what finished calls spent leaves too little, until the window
     resets) or ``held`` (calls in flight hold the room; the call waited for them and gave up; retry soon).

@@ -69,6 +69,32 @@ PatternList = Annotated[list[str], NoDecode, BeforeValidator(_patterns)]
 """A list setting of regular expressions: ``["p1", "p2"]`` only."""
 
 
+def _usage_keys(value: Any) -> Any:
+    """The API gateway's usage plan keys by client application, from JSON text: an object of non-empty
+    strings with a ``"*"`` entry, so every caller resolves to some plan's key."""
+    if value is None:
+        return None
+    shape = (
+        "a JSON object mapping client application ids to API key values (non-empty strings), "
+        'e.g. {"reporting-app": "<its key>", "*": "<default key>"}'
+    )
+    try:
+        parsed = json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"is not valid JSON ({error.msg} at position {error.pos}): it must be {shape}"
+        ) from None
+    if not isinstance(parsed, dict) or not all(
+        isinstance(name, str) and name and isinstance(key, str) and key for name, key in parsed.items()
+    ):
+        raise ValueError(f"must be {shape}")
+    if "*" not in parsed:
+        raise ValueError(
+            'needs a "*" entry: the key of the default usage plan, for callers whose application has none'
+        )
+    return parsed
+
+
 class Settings(BaseSettings):
     """Runtime settings; each field is read from ``AGENTSTAGE_<FIELD NAME IN CAPITALS>``.
 
@@ -145,6 +171,13 @@ class Settings(BaseSettings):
     )
     postgres_dsn: str | None = Field(
         default=None, description="libpq connection string for the PostgreSQL + pgvector backends."
+    )
+    postgres_iam_auth: bool = Field(
+        default=False,
+        description="Sign in to PostgreSQL on Amazon RDS / Aurora with IAM database authentication: every new "
+        "connection presents a 15-minute token signed with the execution role's credentials (rds-db:connect) "
+        "for aws_region. postgres_dsn then names host, port, dbname and user but no password, and TLS is "
+        "required (sslmode=require unless it sets verify-ca or verify-full).",
     )
     cosmos_endpoint: str | None = Field(
         default=None, description="Cosmos DB for NoSQL account endpoint; reached with the managed identity."
@@ -258,8 +291,16 @@ class Settings(BaseSettings):
     )
     knowledge_manage_index: bool = Field(
         default=False,
-        description="Create or update the AI Search index definition on start: the ingestion worker only "
-        "(it holds Search Service Contributor); agents hold query rights and only check it exists.",
+        description="Create or update the AI Search index definition, or the PostgreSQL index tables, on start: "
+        "the ingestion worker only (it holds Search Service Contributor, or owns the tables); agents hold "
+        "query rights and only check the index exists.",
+    )
+    knowledge_schema: str = Field(
+        default="agentstage",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="PostgreSQL schema of the knowledge index (knowledge_backend=postgres): lower-case letters, "
+        "digits and underscores. On AWS the database bootstrap creates it, owned by the ingestion worker's "
+        "database user.",
     )
     knowledge_source: str | None = Field(
         default=None,
@@ -400,8 +441,9 @@ class Settings(BaseSettings):
     )
     budgets: str = Field(
         default="[]",
-        description='JSON list of budgets: {"name", "scope": tenant|agent|caller, "match": id or "*", '
-        '"window_seconds", "tokens"?, "requests"?, "cost_usd"?}; see governance/budgets.py.',
+        description='JSON list of budgets: {"name", "scope": tenant|agent|caller|application, '
+        '"match": id or "*", "window_seconds", "tokens"?, "requests"?, "cost_usd"?}; '
+        "see governance/budgets.py.",
     )
     model_prices: str = Field(
         default="{}",
@@ -454,10 +496,12 @@ class Settings(BaseSettings):
         description="Redact PII (emails, phone, card numbers, IBANs) besides secrets in logs, traces, "
         "stored history and answers.",
     )
-    telemetry_exporter: Literal["none", "console", "otlp", "azure_monitor"] = Field(
+    telemetry_exporter: Literal["none", "console", "otlp", "azure_monitor", "emf"] = Field(
         default="none",
         description="Where traces and metrics go; azure_monitor uses applicationinsights_connection_string or, "
-        "when unset, the standard APPLICATIONINSIGHTS_CONNECTION_STRING the host already carries.",
+        "when unset, the standard APPLICATIONINSIGHTS_CONNECTION_STRING the host already carries; emf writes "
+        "metrics per agent as CloudWatch Embedded Metric Format lines to stdout (Lambda: CloudWatch Logs "
+        "extracts them; the host flushes after each event) and exports no traces.",
         json_schema_extra={"cloud_required": True},
     )
     otlp_endpoint: str | None = Field(
@@ -488,7 +532,8 @@ class Settings(BaseSettings):
     api_keys: SecretStr | None = Field(
         default=None,
         description="JSON object mapping API keys to callers: "
-        '{"<key>": {"caller": "id", "roles": ["user"], "tenant": "t1"}} (tenant optional).',
+        '{"<key>": {"caller": "id", "roles": ["user"], "tenant": "t1", "application": "app"}} (tenant '
+        "optional; application optional, defaults to the key's caller).",
     )
     jwt_issuer: str | None = Field(default=None, description="Required `iss` of JWT bearer tokens.")
     jwt_audience: str | None = Field(default=None, description="Required `aud` of JWT bearer tokens.")
@@ -502,6 +547,13 @@ class Settings(BaseSettings):
     )
     jwks_cache_seconds: float = Field(
         default=300.0, gt=0, description="How long fetched signing keys are trusted before a refresh."
+    )
+    gateway_usage_plans: Annotated[dict[str, str] | None, NoDecode, BeforeValidator(_usage_keys)] = Field(
+        default=None,
+        description="The API gateway's Lambda authorizer (agent_runtime.gateway_authorizer): JSON object "
+        "mapping a caller's client application (JWT azp, client_id or appid) to the API key of its usage "
+        'plan, "*" to the default plan\'s key. The values only select a plan (the REST API takes keys '
+        "from the authorizer), they grant nothing.",
     )
     max_request_bytes: int = Field(
         default=1_048_576, gt=0, description="Largest request body accepted (HTTP 413 above it)."
@@ -545,6 +597,32 @@ class Settings(BaseSettings):
             ]
             if missing:
                 raise ValueError(f"auth_mode 'jwt' needs {', '.join(missing)}")
+        return self
+
+
+class GatewayAuthorizerSettings(BaseSettings):
+    """What the API gateway's Lambda authorizer reads: the JWT fields of :class:`Settings` (the same
+    variables, defaults and validation) and ``gateway_usage_plans``. Its function is configured with these
+    alone (``env_for(values, cloud=False)``): it runs no agent, so it needs none of the agent settings."""
+
+    model_config = Settings.model_config
+
+    jwt_issuer: str | None = Settings.model_fields["jwt_issuer"]
+    jwt_audience: str | None = Settings.model_fields["jwt_audience"]
+    jwt_jwks_url: str | None = Settings.model_fields["jwt_jwks_url"]
+    jwt_algorithms: list[str] = Settings.model_fields["jwt_algorithms"]
+    jwt_roles_claim: str = Settings.model_fields["jwt_roles_claim"]
+    jwt_tenant_claim: str = Settings.model_fields["jwt_tenant_claim"]
+    jwks_cache_seconds: float = Settings.model_fields["jwks_cache_seconds"]
+    gateway_usage_plans: dict[str, str] | None = Settings.model_fields["gateway_usage_plans"]
+
+    @model_validator(mode="after")
+    def _complete(self) -> GatewayAuthorizerSettings:
+        """Fail at cold start, not on the first request, without what tokens are verified with."""
+        required = ("jwt_issuer", "jwt_audience", "jwt_jwks_url")
+        missing = [env_name(name) for name in required if not getattr(self, name)]
+        if missing:
+            raise ValueError(f"the gateway authorizer needs {', '.join(missing)}")
         return self
 
 

@@ -7,10 +7,12 @@ breaker state and budget pressure. The trace context of the current span goes ou
 request of the model client (:meth:`Telemetry.inject_headers`) and the tools' shared client
 (:meth:`Telemetry.inject`).
 
-Exporters come from settings: ``none`` (no-op API objects: near-zero cost), ``console``, ``otlp`` (HTTP) or
-``azure_monitor``; SDK and exporter packages are imported only when chosen, so cold start pays nothing for
-them otherwise. Content (prompts, answers, tool arguments and results) is recorded only with
-``capture_content``, and always through the redactor.
+Exporters come from settings: ``none`` (no-op API objects: near-zero cost), ``console``, ``otlp`` (HTTP),
+``azure_monitor`` or ``emf`` (CloudWatch Embedded Metric Format lines on stdout, per agent and model:
+:mod:`agent_runtime.telemetry_emf`; traces stay in the process); SDK and exporter packages are imported
+only when chosen, so cold start pays nothing for them otherwise. A host whose process is frozen between
+events (Lambda) calls :meth:`Telemetry.flush` after each one. Content (prompts, answers, tool arguments and
+results) is recorded only with ``capture_content``, and always through the redactor.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import logging
 import os
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 from opentelemetry import context as otel_context
@@ -33,6 +35,9 @@ from agent_runtime.governance.redaction import Redactor
 from agent_runtime.resilience import BreakerState, Observer
 from agent_runtime.settings import Settings
 from agent_runtime.trace import TokenUsage
+
+if TYPE_CHECKING:
+    from agent_runtime.telemetry_emf import EmfMetrics
 
 ModelOperation = Literal["chat", "embeddings"]
 """The GenAI semantic conventions' ``gen_ai.operation.name`` of the model calls the runtime makes."""
@@ -61,6 +66,8 @@ BUDGET_NAME, BUDGET_METRIC, BUDGET_REASON = (
     "agentstage.budget.reason",
 )
 """Budget metrics and their attributes: the dashboard's budget query reads these names."""
+COST_ATTRIBUTE = "agentstage.usage.cost_usd"
+"""The attribute of a model call's span with its price in USD (only when the model has one)."""
 
 
 class Telemetry(Observer):
@@ -76,6 +83,7 @@ class Telemetry(Observer):
         self._capture = settings.capture_content
         self._provider = _PROVIDER_NAMES[settings.llm_provider]
         self._shutdown: list[Any] = []
+        self._emf: EmfMetrics | None = None
         if tracer_provider is None and meter_provider is None:
             tracer_provider, meter_provider = self._configure(settings)
         self.tracer = (tracer_provider or trace.NoOpTracerProvider()).get_tracer("agentstage.runtime")
@@ -137,6 +145,8 @@ class Telemetry(Observer):
                 resource=_resource(settings),
             )
             return trace.get_tracer_provider(), metrics.get_meter_provider()
+        if settings.telemetry_exporter == "emf":
+            return self._configure_emf(settings), None
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
         from opentelemetry.sdk.trace import TracerProvider
@@ -168,6 +178,26 @@ class Telemetry(Observer):
         )
         self._shutdown += [tracer_provider, meter_provider]
         return tracer_provider, meter_provider
+
+    def _configure_emf(self, settings: Settings) -> trace.TracerProvider:
+        """Spans recorded (every one: the metrics must count each run, whatever the caller sampled) and
+        turned into EMF metrics as they end; none is exported."""
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+        from agent_runtime.telemetry_emf import EmfMetrics
+
+        self._emf = EmfMetrics(settings.environment)
+        tracer_provider = TracerProvider(resource=_resource(settings), sampler=ALWAYS_ON)
+        tracer_provider.add_span_processor(self._emf)
+        self._shutdown.append(tracer_provider)
+        return tracer_provider
+
+    def flush(self) -> None:
+        """Send what was recorded so far: EMF lines written, OTLP/console batches exported. A Lambda host
+        calls it after each event, before the instance is frozen; nothing to do for ``none``."""
+        for provider in self._shutdown:
+            provider.force_flush()
 
     def shutdown(self) -> None:
         """Flush and stop the providers this object created."""
@@ -220,7 +250,13 @@ class Telemetry(Observer):
         )
 
     def end(self, span: Span, error: BaseException | None = None) -> None:
-        """End ``span``; a runtime error is recorded by code with a redacted message, never a traceback."""
+        """End ``span``; a runtime error is recorded by code with a redacted message, never a traceback.
+
+        ``GeneratorExit`` is no failure: the consumer closed the run's generator, after taking its result
+        (every run that is not streamed ends so) or because its caller went away.
+        """
+        if isinstance(error, GeneratorExit):
+            error = None
         if isinstance(error, AgentRuntimeError):
             span.set_attribute("error.type", error.code)
             span.set_status(Status(StatusCode.ERROR, self._redactor.redact(error.message)))
@@ -255,6 +291,8 @@ class Telemetry(Observer):
                 "gen_ai.usage.output_tokens": usage.completion_tokens,
             }
         )
+        if cost:
+            span.set_attribute(COST_ATTRIBUTE, cost)
         base = {
             "gen_ai.operation.name": operation,
             "gen_ai.request.model": model,
@@ -280,25 +318,37 @@ class Telemetry(Observer):
 
     def budget_pressure(self, agent: str, pressure: float) -> None:
         self._budget.set(pressure, {"gen_ai.agent.name": agent})
+        if self._emf is not None:
+            self._emf.budget_pressure(agent, pressure)
 
     # -- BudgetMeter ---------------------------------------------------------------------------------
 
     def budget_reserved(self, budget: str, metric: str, amount: int) -> None:
         self._budget_reserved.add(amount, {BUDGET_NAME: budget, BUDGET_METRIC: metric})
+        if self._emf is not None:
+            self._emf.budget_reserved(budget, metric, amount)
 
     def budget_settled(self, budget: str, metric: str, amount: int) -> None:
         self._budget_settled.add(amount, {BUDGET_NAME: budget, BUDGET_METRIC: metric})
+        if self._emf is not None:
+            self._emf.budget_settled(budget, metric, amount)
 
     def budget_refused(self, budget: str, metric: str, reason: str) -> None:
         self._budget_refused.add(1, {BUDGET_NAME: budget, BUDGET_METRIC: metric, BUDGET_REASON: reason})
+        if self._emf is not None:
+            self._emf.budget_refused(budget, metric, reason)
 
     def budget_waited(self, budget: str, seconds: float) -> None:
         self._budget_wait.record(seconds, {BUDGET_NAME: budget})
+        if self._emf is not None:
+            self._emf.budget_waited(budget, seconds)
 
     # -- Observer (resilience) -----------------------------------------------------------------------
 
     def retry(self, deployment: str, error: ModelError, delay: float) -> None:
         self._retries.add(1, {"gen_ai.request.model": deployment})
+        if self._emf is not None:
+            self._emf.retry(deployment)
         trace.get_current_span().add_event("retry", {"gen_ai.request.model": deployment, "delay_s": delay})
 
     def failure(self, deployment: str, error: ModelError) -> None:
@@ -306,6 +356,8 @@ class Telemetry(Observer):
 
     def breaker(self, deployment: str, state: BreakerState) -> None:
         self._breaker.set(int(state), {"gen_ai.request.model": deployment})
+        if self._emf is not None:
+            self._emf.breaker(deployment, state)
         trace.get_current_span().add_event(
             "circuit_breaker", {"gen_ai.request.model": deployment, "state": state.name}
         )

@@ -82,11 +82,11 @@ def test_wrong_type_is_reported_with_its_key(project: Path) -> None:
 
 
 def test_cloud_not_built_yet_lists_what_is_available(project: Path) -> None:
-    stack = project / "stacks" / "Pulumi.foundation-staging.yaml"
+    stack = project / "stacks" / "Pulumi.enterprise-prod.yaml"
     stack.write_text(stack.read_text().replace("agentstage:cloud: azure", "agentstage:cloud: aws"))
-    status, _, err = run("plan", "--stack", "foundation-staging", "--project-dir", str(project))
+    status, _, err = run("plan", "--stack", "enterprise-prod", "--project-dir", str(project))
     assert status == 2
-    assert "agentstage:cloud 'aws' is not built yet for blueprint 'foundation'; available: " in err
+    assert "agentstage:cloud 'aws' is not built yet for blueprint 'enterprise'; available: " in err
     assert "enterprise on kubernetes" in err
 
 

@@ -90,7 +90,7 @@ def test_what_the_aws_cloud_refuses_is_named(overrides: dict[str, object], messa
             {"api": {"issuer": "https://idp.example.com"}},
             "agentstage:api.issuer and agentstage:api.jwksUrl apply to the aws cloud",
         ),
-        ({"lambda": {"memoryMb": 2048}}, "agentstage:lambda applies to pilot on aws, not pilot on azure"),
+        ({"lambda": {"memoryMb": 2048}}, "agentstage:lambda applies to pilot on aws, foundation on aws, not pilot on azure"),
         ({"location": "west-europe"}, "'west-europe' is not an Azure region name"),
     ],
 )

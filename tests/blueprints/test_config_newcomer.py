@@ -545,7 +545,9 @@ def test_an_agent_may_not_take_the_name_of_a_block_with_its_own_identity(name: s
 
 
 def test_the_reserved_names_are_the_blueprints_own() -> None:
+    from blueprints.aws_foundation import AUTHORIZER
+    from blueprints.aws_foundation import INGEST as AWS_INGEST
     from blueprints.foundation import GATEWAY, INGEST
     from core.config.stack import BLOCK_NAMES
 
-    assert set(BLOCK_NAMES) == {GATEWAY, INGEST}
+    assert set(BLOCK_NAMES) == {GATEWAY, INGEST, AUTHORIZER} and AWS_INGEST == INGEST

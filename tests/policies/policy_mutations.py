@@ -182,6 +182,14 @@ def _ingests_from_blobs(resource: Resource) -> bool:
 # --- AWS ---------------------------------------------------------------------------------------------
 
 
+AWS_QUEUE = "aws:sqs/queue:Queue"
+
+
+def _calls_a_model(resource: Resource) -> bool:
+    """A function that calls a model (not the gateway's authorizer, not the database bootstrap)."""
+    return "AGENTSTAGE_LLM_PROVIDER" in (resource.get("environment.variables") or {})
+
+
 def with_env(resource: Resource, name: str, value: str | None) -> Resource:
     """A Lambda function with one environment variable set (``None`` removes it)."""
     variables = dict(resource.get("environment.variables") or {})
@@ -251,11 +259,14 @@ AWS_MUTATIONS: tuple[Mutation, ...] = (
         LAMBDA_FUNCTION,
         lambda r: with_env(r, "DB_PASSWORD", "hunter2-but-longer"),
     ),
-    edit(
-        "a ledger per Lambda instance",
-        "AGS-AI-002",
-        LAMBDA_FUNCTION,
-        lambda r: with_env(r, "AGENTSTAGE_BUDGET_BACKEND", "sqlite"),
+    replace(
+        edit(
+            "a ledger per Lambda instance",
+            "AGS-AI-002",
+            LAMBDA_FUNCTION,
+            lambda r: with_env(r, "AGENTSTAGE_BUDGET_BACKEND", "sqlite"),
+        ),
+        selects=runs_agents,
     ),
     edit(
         "Bedrock invocation on every model",
@@ -265,17 +276,23 @@ AWS_MUTATIONS: tuple[Mutation, ...] = (
             r, {"Action": "bedrock:InvokeModel", "Resource": "arn:aws:bedrock:eu-west-1::foundation-model/*"}
         ),
     ),
-    edit(
-        "guardrail dropped from the function",
-        "AGS-AWS-005",
-        LAMBDA_FUNCTION,
-        lambda r: with_env(r, "AGENTSTAGE_BEDROCK_GUARDRAIL_ID", None),
+    replace(
+        edit(
+            "guardrail dropped from the function",
+            "AGS-AWS-005",
+            LAMBDA_FUNCTION,
+            lambda r: with_env(r, "AGENTSTAGE_BEDROCK_GUARDRAIL_ID", None),
+        ),
+        selects=_calls_a_model,
     ),
-    edit(
-        "function names a guardrail the stack does not define",
-        "AGS-AWS-005",
-        LAMBDA_FUNCTION,
-        lambda r: with_env(r, "AGENTSTAGE_BEDROCK_GUARDRAIL_ID", "lenient00000"),
+    replace(
+        edit(
+            "function names a guardrail the stack does not define",
+            "AGS-AWS-005",
+            LAMBDA_FUNCTION,
+            lambda r: with_env(r, "AGENTSTAGE_BEDROCK_GUARDRAIL_ID", "lenient00000"),
+        ),
+        selects=_calls_a_model,
     ),
     edit(
         "prompt attacks not filtered",
@@ -294,7 +311,10 @@ AWS_MUTATIONS: tuple[Mutation, ...] = (
         "kmsMasterKeyId",
         "alias/aws/sns",
     ),
-    setting("function environment on an AWS key", "AGS-AWS-007", LAMBDA_FUNCTION, "kmsKeyArn", None),
+    replace(
+        setting("function environment on an AWS key", "AGS-AWS-007", LAMBDA_FUNCTION, "kmsKeyArn", None),
+        selects=lambda r: bool(r.get("environment.variables")),
+    ),
     setting(
         "route without authorization",
         "AGS-AWS-008",
@@ -358,6 +378,39 @@ AWS_MUTATIONS: tuple[Mutation, ...] = (
     ),
     setting("log group never expires", "AGS-AWS-016", AWS_LOG_GROUP, "retentionInDays", None),
     setting("log retention below the stack minimum", "AGS-AWS-016", AWS_LOG_GROUP, "retentionInDays", 7),
+    setting("queue on the AWS managed key", "AGS-AWS-007", AWS_QUEUE, "kmsMasterKeyId", "alias/aws/sqs"),
+    setting(
+        "a method anyone may call", "AGS-AWS-019", "aws:apigateway/method:Method", "authorization", "NONE"
+    ),
+    replace(
+        setting("a queue without its dead-letter queue", "AGS-AWS-020", AWS_QUEUE, "redrivePolicy", None),
+        selects=lambda r: bool(r.get("redrivePolicy")),
+    ),
+    setting(
+        "vector database with passwords",
+        "AGS-AWS-021",
+        "aws:rds/cluster:Cluster",
+        "iamDatabaseAuthenticationEnabled",
+        False,
+    ),
+    setting(
+        "vector database on a public address",
+        "AGS-AWS-022",
+        "aws:rds/clusterInstance:ClusterInstance",
+        "publiclyAccessible",
+        True,
+    ),
+    replace(
+        edit(
+            "a role that receives from every queue",
+            "AGS-AWS-023",
+            AWS_ROLE_POLICY,
+            lambda r: with_statement(
+                r, {"Action": "sqs:ReceiveMessage", "Resource": "arn:aws:sqs:eu-west-1:123456789012:*"}
+            ),
+        ),
+        stacks=("foundation-aws",),
+    ),
 )
 
 ACCOUNT = "azure-native:cognitiveservices:Account"

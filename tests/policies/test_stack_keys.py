@@ -34,6 +34,14 @@ NO_STACK_KEY = {
     "CKV_AWS_116": "dead-letter queue: the component",
     "CKV_AWS_117": "Lambda in a VPC: the component",
     "CKV_AWS_272": "code signing: the component",
+    "CKV_AWS_18": "S3 access logging: the component",
+    "CKV_AWS_144": "S3 cross-region replication: the component",
+    "CKV_AWS_120": "API caching would share per-caller answers",
+    "CKV_AWS_225": "API caching would share per-caller answers",
+    "CKV2_AWS_51": "a client certificate for Lambda proxy backends does not apply",
+    "CKV2_AWS_8": "an AWS Backup plan: the organisation's",
+    "CKV2_AWS_27": "statement logging would log callers' search text",
+    "CKV_AWS_118": "enhanced monitoring: the component",
 }
 
 

@@ -15,6 +15,9 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from agent_runtime.auth import ApiKeyAuthenticator
+from agent_runtime.errors import ConfigurationError
+from agent_runtime.settings import Settings
 from agent_runtime.testing import ServerThread
 
 ISSUER = "https://login.example.test/tenant"
@@ -171,3 +174,97 @@ def test_an_unreachable_jwks_is_503(runtime_factory: RuntimeFactory, issuer: tup
     response = runtime.invoke("assistant", "hi", key=issuer[0].token())
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "unavailable"
+
+
+# --- the calling application: what application budgets count on ---------------------------------------------
+
+PER_APPLICATION = [{"name": "per-app", "scope": "application", "window_seconds": 3600, "requests": 1}]
+"""One request per application: the second call of an application is refused, naming it."""
+
+
+def _application_of(runtime: Runtime, key: str) -> str:
+    """The application the runtime counted ``key``'s calls on, as its refusal names it."""
+    assert runtime.invoke("restricted", "hi", key=key).status_code == 200
+    refused = runtime.invoke("restricted", "hi", key=key)
+    assert refused.status_code == 429, refused.text
+    budget = refused.json()["error"]["budget"]
+    assert (budget["name"], budget["scope"]) == ("per-app", "application")
+    return budget["subject"]
+
+
+@pytest.mark.parametrize(
+    ("claims", "application"),
+    [
+        ({"azp": "web-portal", "client_id": "cognito-client", "appid": "v1-app"}, "web-portal"),
+        ({"client_id": "cognito-client", "appid": "v1-app"}, "cognito-client"),
+        ({"appid": "v1-app"}, "v1-app"),
+        ({"azp": None, "appid": "v1-app"}, "v1-app"),
+        ({}, "unknown"),
+    ],
+)
+def test_a_jwt_names_its_application_in_azp_client_id_or_appid(
+    runtime_factory: RuntimeFactory, issuer: tuple[Issuer, str], claims: dict[str, Any], application: str
+) -> None:
+    runtime = runtime_factory(
+        auth_mode="jwt",
+        jwt_issuer=ISSUER,
+        jwt_audience=AUDIENCE,
+        jwt_jwks_url=issuer[1],
+        api_keys=None,
+        budgets=json.dumps(PER_APPLICATION),
+    )
+    assert _application_of(runtime, issuer[0].token(**claims)) == application
+
+
+@pytest.mark.parametrize(
+    ("claims", "message"),
+    [
+        ({"azp": "a" * 257}, "the token's 'azp' claim must be at most 256 characters, got 257"),
+        ({"client_id": "app\x00"}, "the token's 'client_id' claim must not contain control characters"),
+        ({"appid": 42}, "the token's 'appid' claim must be a non-empty string, got 42"),
+        ({"azp": "", "appid": "v1-app"}, "the token's 'azp' claim must be a non-empty string, got ''"),
+    ],
+)
+def test_a_jwt_with_a_malformed_application_is_401(
+    jwt_runtime: Runtime, issuer: tuple[Issuer, str], claims: dict[str, Any], message: str
+) -> None:
+    response = jwt_runtime.invoke("assistant", "hi", key=issuer[0].token(**claims))
+    assert response.status_code == 401
+    assert response.json()["error"] == {"code": "unauthorized", "message": message}
+
+
+def test_an_api_key_is_its_own_application_unless_its_entry_names_one(
+    runtime_factory: RuntimeFactory,
+) -> None:
+    keys = {
+        "portal-key-a-0123456789": {"caller": "ann", "application": "portal"},
+        "portal-key-b-0123456789": {"caller": "ben", "application": "portal"},
+        "batch-key-0123456789": {"caller": "batch-job"},
+    }
+    runtime = runtime_factory(api_keys=json.dumps(keys), budgets=json.dumps(PER_APPLICATION))
+
+    assert _application_of(runtime, "portal-key-a-0123456789") == "portal"
+    refused = runtime.invoke("restricted", "hi", key="portal-key-b-0123456789")
+    assert refused.json()["error"]["budget"]["subject"] == "portal", "keys of one application share its quota"
+    assert _application_of(runtime, "batch-key-0123456789") == "batch-job"
+
+
+def test_the_single_dev_key_is_an_application_of_its_own(runtime_factory: RuntimeFactory) -> None:
+    runtime = runtime_factory(api_key="dev-key", api_keys=None, budgets=json.dumps(PER_APPLICATION))
+    assert _application_of(runtime, "dev-key") == "api-key"
+
+
+@pytest.mark.parametrize(
+    ("application", "message"),
+    [
+        ("tab\there", "AGENTSTAGE_API_KEYS entry #1: 'application' must not contain control characters"),
+        ("", "AGENTSTAGE_API_KEYS entry #1: 'application' must be a non-empty string, got ''"),
+        (["portal"], "AGENTSTAGE_API_KEYS entry #1 must be {"),
+    ],
+)
+def test_a_malformed_api_key_application_is_a_configuration_error(application: Any, message: str) -> None:
+    keys = json.dumps({"secret-key-0123456789": {"caller": "ann", "application": application}})
+    with pytest.raises(ConfigurationError) as raised:
+        ApiKeyAuthenticator.from_settings(Settings(api_keys=keys))
+    assert str(raised.value).startswith(message)
+    assert "secret-key" not in str(raised.value), "errors never quote the keys"

@@ -1,4 +1,4 @@
-"""Budgets and quotas per tenant, agent and caller: tokens, requests and cost per fixed window.
+"""Budgets and quotas per tenant, agent, caller and application: tokens, requests and cost per window.
 
 ``AGENTSTAGE_BUDGETS`` is a JSON list of rules::
 
@@ -6,8 +6,13 @@
       "tokens": 2000000, "requests": 5000, "cost_usd": 20},
      {"name": "bob-minute", "scope": "caller", "match": "bob", "window_seconds": 60, "requests": 10}]
 
-``match`` is one tenant / agent / caller id, or ``"*"`` for a counter of its own per id. Every model call
-*holds* its worst case before it is sent: tokens as an upper bound (prompt bytes /
+``match`` is one tenant / agent / caller / application id, or ``"*"`` for a counter of its own per id. An
+application is the client that obtained the caller's credentials (:attr:`Caller.application`: a JWT's
+``azp``, ``client_id`` or ``appid``), so ``{"scope": "application", "window_seconds": 60, "tokens": ...}`` is
+the tokens-per-minute limit per calling application that the Azure gateway enforces in its token-limit
+policy, for stages whose gateway has none (AWS).
+
+Every model call *holds* its worst case before it is sent: tokens as an upper bound (prompt bytes /
 ``budget_prompt_bytes_per_token`` plus the agent's ``max_output_tokens``, which the model is told as its
 cap), cost priced from ``AGENTSTAGE_MODEL_PRICES`` (integer micro-dollars, rounded up), and one request on
 the run's first call. After the call the hold is settled to the actual usage (a failed call spends no
@@ -57,7 +62,7 @@ class BudgetRule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    scope: Literal["tenant", "agent", "caller"]
+    scope: Literal["tenant", "agent", "caller", "application"]
     match: str = "*"
     window_seconds: int = Field(gt=0)
     tokens: int | None = Field(default=None, gt=0)
@@ -269,7 +274,12 @@ class Budgets:
         return price.micro_usd(input_tokens, output_tokens) if price else 0
 
     def _counters(self, caller: Caller, agent: str, amounts: dict[Metric, int], now: float) -> list[_Counter]:
-        subjects = {"tenant": caller.tenant, "agent": agent, "caller": caller.id}
+        subjects = {
+            "tenant": caller.tenant,
+            "agent": agent,
+            "caller": caller.id,
+            "application": caller.application,
+        }
         counters: list[_Counter] = []
         for rule in self._rules:
             subject = subjects[rule.scope]

@@ -1,8 +1,9 @@
 """Open the configured knowledge index and document source (``knowledge_backend``, ``knowledge_source``).
 
 The index opens on first use, not at startup: an agent may start before the ingestion worker has created
-the AI Search index, and a runtime whose agents never search should not pay for the connection. Backend
-modules are imported only when chosen.
+the AI Search index or the PostgreSQL tables, and a runtime whose agents never search should not pay for the
+connection. Only a runtime with ``knowledge_manage_index`` (the ingestion worker) creates them; others check
+they exist. Backend modules are imported only when chosen.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ def check_knowledge_settings(settings: Settings, tools_in_use: Iterable[str]) ->
     location = _LOCATION_FIELD.get(settings.knowledge_backend)
     if location is not None:
         _required(settings, location)
+    if settings.knowledge_backend == "postgres" and settings.postgres_iam_auth:
+        from agent_runtime.memory.postgres_iam import iam_settings
+
+        iam_settings(settings)
 
 
 async def open_index(settings: Settings) -> KnowledgeIndex:
@@ -75,9 +80,14 @@ async def open_index(settings: Settings) -> KnowledgeIndex:
             return await SqliteKnowledgeIndex.open(settings.sqlite_path, dimensions)
         case "postgres":
             from agent_runtime.knowledge.postgres import PostgresKnowledgeIndex
+            from agent_runtime.memory.postgres_iam import postgres_auth
 
             return await PostgresKnowledgeIndex.connect(
-                _required(settings, _LOCATION_FIELD["postgres"]), dimensions
+                _required(settings, _LOCATION_FIELD["postgres"]),
+                dimensions,
+                schema=settings.knowledge_schema,
+                manage_index=settings.knowledge_manage_index,
+                auth=postgres_auth(settings),
             )
         case "aisearch":
             from agent_runtime.knowledge.aisearch import AISearchKnowledgeIndex

@@ -4,8 +4,11 @@
 vector(n)`` (HNSW, cosine) and a generated ``tsvector`` (GIN) over title, headings and text weighted A, B
 and C, so that a word in the title counts most. Headings are a ``jsonb`` array because a generated column
 takes only immutable functions: ``to_tsvector`` of ``jsonb`` is, joining a ``text[]`` is not.
-``knowledge_documents`` holds each document's content hash. Tables are created idempotently, in the memory
-stores' schema and under their advisory lock, so that replicas starting together do not collide.
+``knowledge_documents`` holds each document's content hash. The ingestion worker (``manage_index``) creates
+the tables idempotently, under the memory stores' advisory lock, so that replicas starting together do not
+collide. Agents only read: their runtime creates nothing, and refuses to start until the tables are there
+and readable, because on AWS they sign in as a database user that may only SELECT
+(:mod:`.postgres_bootstrap`).
 Embeddings travel as binary ``float8[]`` cast to ``vector`` by the server: no pgvector Python package, and
 no float formatted as text (a third of the time of a bulk load).
 
@@ -32,11 +35,13 @@ from agent_runtime.memory.common import CloseOnce, DimensionMismatchError, check
 from agent_runtime.memory.postgres import (
     DEFAULT_EF_SEARCH,
     DEFAULT_SCHEMA,
+    ConnectionAuth,
     create_schema,
     open_pool,
     require_pgvector,
     setup_connection,
 )
+from agent_runtime.settings import env_name
 
 from .base import Chunk, KnowledgeQuery, Passage
 from .common import check_chunks, check_query, query_terms, readable_by
@@ -49,6 +54,11 @@ if TYPE_CHECKING:
 MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
 _ITERATIVE_SCAN = (0, 8)  # the pgvector version that can keep scanning HNSW until enough rows pass a filter
 _COLUMNS = "document_id, chunk_index, text, uri, title, headings"
+TABLES = ("knowledge_chunks", "knowledge_documents")
+
+
+class KnowledgeTablesMissing(RuntimeError):
+    """A runtime that only reads the index found its tables missing or unreadable; the message says why."""
 
 
 def _ddl(dimensions: int) -> list[str]:
@@ -79,6 +89,39 @@ def _ddl(dimensions: int) -> list[str]:
         """CREATE INDEX IF NOT EXISTS knowledge_chunks_readers
             ON {schema}.knowledge_chunks USING gin (readers)""",
     ]
+
+
+async def create_tables(conn: AsyncConnection, schema: str, dimensions: int) -> None:
+    """The extension, tables and indexes, each created when missing (safe when replicas start together)."""
+    await require_pgvector(conn)
+    await create_schema(conn, schema, _ddl(dimensions))
+
+
+async def require_tables(conn: AsyncConnection, schema: str) -> None:
+    """Refuse to start a reader whose tables are missing or that may not read them, naming the fix."""
+    cur = await conn.execute(
+        "SELECT c.relname, has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT')"
+        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = ANY(%s) AND c.relkind IN ('r', 'p')",
+        (schema, list(TABLES)),
+    )
+    readable = dict(await cur.fetchall())
+    missing = [f"{schema}.{table}" for table in TABLES if table not in readable]
+    if missing:
+        manage = env_name("knowledge_manage_index")
+        raise KnowledgeTablesMissing(
+            f"the knowledge index has no table {', '.join(missing)} and this runtime only reads it "
+            f"({manage}=false): the ingestion worker creates the tables when it starts (its runtime sets "
+            f"{manage}=true), so run it once; on AWS also check that the database bootstrap prepared schema "
+            f"{schema} and that {env_name('knowledge_schema')} names it"
+        )
+    unreadable = [f"{schema}.{table}" for table in TABLES if not readable[table]]
+    if unreadable:
+        raise KnowledgeTablesMissing(
+            f"database user {conn.info.user} may not read {', '.join(unreadable)}: the database bootstrap "
+            f"grants the reader USAGE on schema {schema} and SELECT on the writer's tables; run it again for "
+            "this user (it is idempotent)"
+        )
 
 
 def tsquery_text(text: str) -> str | None:
@@ -135,23 +178,28 @@ class PostgresKnowledgeIndex:
 
     @classmethod
     async def connect(
-        cls, dsn: str, dimensions: int, *, schema: str = DEFAULT_SCHEMA
+        cls,
+        dsn: str,
+        dimensions: int,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        manage_index: bool = True,
+        auth: ConnectionAuth | None = None,
     ) -> PostgresKnowledgeIndex:
-        """Connect, creating the extension, tables and indexes when missing (safe when replicas start
-        together); refuses a table that holds vectors of other dimensions."""
-        async with await setup_connection(dsn) as conn:
-            await require_pgvector(conn)
-            await create_schema(conn, schema, _ddl(dimensions))
-            stored = await _stored_dimensions(conn, schema)
+        """Connect; with ``manage_index`` create the extension, tables and indexes when missing, without it
+        only check they are there and readable (:class:`KnowledgeTablesMissing`). Either way a table that
+        holds vectors of other dimensions is refused. ``auth``: see :func:`.memory.postgres.open_pool`.
+        """
+        async with await setup_connection(dsn, auth) as conn:
+            if manage_index:
+                await create_tables(conn, schema, dimensions)
+            else:
+                await require_tables(conn, schema)
+            await check_dimensions(conn, schema, dimensions)
             cur = await conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
             (version,) = await cur.fetchone()
-        if stored != dimensions:
-            raise DimensionMismatchError(
-                f"table {schema}.knowledge_chunks holds {stored}-dimensional vectors but "
-                f"{dimensions} were configured"
-            )
         iterative = tuple(int(part) for part in version.split(".")[:2]) >= _ITERATIVE_SCAN
-        return cls(await open_pool(dsn), schema, dimensions, iterative)
+        return cls(await open_pool(dsn, auth), schema, dimensions, iterative)
 
     async def replace_document(self, document_id: str, chunks: Sequence[Chunk]) -> None:
         embeddings = check_chunks(document_id, chunks, self._dimensions)
@@ -247,7 +295,8 @@ class PostgresKnowledgeIndex:
         await self._close()
 
 
-async def _stored_dimensions(conn: AsyncConnection, schema: str) -> int:
+async def check_dimensions(conn: AsyncConnection, schema: str, dimensions: int) -> None:
+    """Refuse to start on a table built for other embeddings, rather than fail every write and search."""
     cur = await conn.execute(
         "SELECT a.atttypmod FROM pg_attribute a"
         " JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
@@ -255,7 +304,11 @@ async def _stored_dimensions(conn: AsyncConnection, schema: str) -> int:
         (schema,),
     )
     (stored,) = await cur.fetchone()
-    return stored
+    if stored != dimensions:
+        raise DimensionMismatchError(
+            f"table {schema}.knowledge_chunks holds {stored}-dimensional vectors but "
+            f"{dimensions} were configured"
+        )
 
 
 def _passage(row: tuple[Any, ...], score: float) -> Passage:

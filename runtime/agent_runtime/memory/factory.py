@@ -66,8 +66,11 @@ async def _open_conversations(s: Settings) -> ConversationStore:
             return await RedisConversationStore.connect(_location(s, "state_backend"))
         case "postgres":
             from .postgres import PostgresConversationStore
+            from .postgres_iam import postgres_auth
 
-            return await PostgresConversationStore.connect(_location(s, "state_backend"))
+            return await PostgresConversationStore.connect(
+                _location(s, "state_backend"), auth=postgres_auth(s)
+            )
         case "cosmos":
             from .cosmos import CosmosConversationStore
 
@@ -99,8 +102,11 @@ async def _open_vectors(s: Settings) -> VectorStore:
             return await RedisVectorStore.connect(_location(s, "vector_backend"), dimensions)
         case "postgres":
             from .postgres import PostgresVectorStore
+            from .postgres_iam import postgres_auth
 
-            return await PostgresVectorStore.connect(_location(s, "vector_backend"), dimensions)
+            return await PostgresVectorStore.connect(
+                _location(s, "vector_backend"), dimensions, auth=postgres_auth(s)
+            )
         case "cosmos":
             from .cosmos import CosmosVectorStore
 

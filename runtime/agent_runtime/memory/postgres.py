@@ -5,6 +5,10 @@ an advisory lock because concurrent ``CREATE ... IF NOT EXISTS`` from several st
 collide in the catalog. Vectors are sent as pgvector's text form cast with ``::vector``, so the ``pgvector``
 Python package is not needed.
 
+Connections take an optional :data:`ConnectionAuth`: libpq parameters asked for afresh by every connection
+opened, the first and each one the pool adds later, which is how a password that expires (an RDS IAM token,
+:mod:`.postgres_iam`) reaches them. Without it the DSN is used as it is.
+
 Search is ``ORDER BY embedding <=> query`` (cosine distance) over an HNSW index. HNSW is approximate, and
 it applies ``WHERE`` (the namespace and metadata filters) only to the ``hnsw.ef_search`` candidates it
 found, so a selective filter can leave fewer than ``top_k`` rows (pgvector 0.6 has no iterative scan). When
@@ -15,7 +19,7 @@ returns more rows than that.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .base import Conversation, Message, Owner, VectorHit, VectorItem
@@ -41,37 +45,64 @@ DEFAULT_SCHEMA = "agentstage"
 DEFAULT_EF_SEARCH = 40
 _SCHEMA_LOCK = 7_412_001  # advisory lock key serialising schema creation across replicas
 
+ConnectionAuth = Callable[[], Awaitable[dict[str, str]]]
+"""Extra libpq parameters (a fresh ``password``, an ``sslmode``) for one new connection."""
+
 
 def _vector_literal(values: Sequence[float]) -> str:
     return "[" + ",".join(map(repr, values)) + "]"
 
 
 async def create_schema(conn: AsyncConnection, schema: str, ddl: list[str]) -> None:
-    """Run ``ddl`` (``{schema}`` is filled in as a quoted identifier) once across concurrently starting replicas."""
+    """Run ``ddl`` (``{schema}`` is filled in as a quoted identifier) once across concurrently starting replicas.
+
+    The schema is created only when missing: ``CREATE SCHEMA IF NOT EXISTS`` checks the CREATE privilege on
+    the database before it looks, and a role that owns its schema (the database bootstrap's writer) need not
+    hold that privilege.
+    """
     from psycopg import sql
 
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-        await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        found = await conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+        if await found.fetchone() is None:
+            await conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         for statement in ddl:
             await conn.execute(sql.SQL(statement).format(schema=sql.Identifier(schema)))
 
 
-async def setup_connection(dsn: str) -> AsyncConnection:
+async def setup_connection(dsn: str, auth: ConnectionAuth | None = None) -> AsyncConnection:
+    """One autocommit connection (schema setup), authenticated by ``auth`` when given."""
     from psycopg import AsyncConnection  # lazy: only deployments that use PostgreSQL pay for the import
 
-    return await AsyncConnection.connect(dsn, autocommit=True)
+    params = await auth() if auth is not None else {}
+    return await AsyncConnection.connect(dsn, autocommit=True, **params)
 
 
-async def open_pool(dsn: str) -> AsyncConnectionPool:
+async def open_pool(dsn: str, auth: ConnectionAuth | None = None) -> AsyncConnectionPool:
     """A small pool of autocommit connections: a single statement needs no BEGIN/COMMIT round trips, and
     multi-statement operations open an explicit transaction. ``wait=True`` fails now if the server is down.
+
+    With ``auth`` the pool asks it for every connection it opens (psycopg_pool 3.3 resolves callable
+    ``kwargs`` per connection), so one opened an hour later carries a fresh credential.
     """
     from psycopg_pool import AsyncConnectionPool
 
-    pool = AsyncConnectionPool(dsn, min_size=1, max_size=10, open=False, kwargs={"autocommit": True})
+    pool = AsyncConnectionPool(dsn, min_size=1, max_size=10, open=False, kwargs=_pool_kwargs(auth))
     await pool.open(wait=True)
     return pool
+
+
+def _pool_kwargs(
+    auth: ConnectionAuth | None,
+) -> dict[str, Any] | Callable[[], Awaitable[dict[str, Any]]]:
+    if auth is None:
+        return {"autocommit": True}
+
+    async def kwargs() -> dict[str, Any]:
+        return {"autocommit": True, **await auth()}
+
+    return kwargs
 
 
 class PostgresConversationStore:
@@ -116,7 +147,9 @@ class PostgresConversationStore:
         )
 
     @classmethod
-    async def connect(cls, dsn: str, *, schema: str = DEFAULT_SCHEMA) -> PostgresConversationStore:
+    async def connect(
+        cls, dsn: str, *, schema: str = DEFAULT_SCHEMA, auth: ConnectionAuth | None = None
+    ) -> PostgresConversationStore:
         ddl = [
             """CREATE TABLE IF NOT EXISTS {schema}.conversations (
                 tenant text NOT NULL,
@@ -137,9 +170,9 @@ class PostgresConversationStore:
             """CREATE INDEX IF NOT EXISTS conversation_history_by_conversation
                 ON {schema}.conversation_history (tenant, caller, conversation_id, seq)""",
         ]
-        async with await setup_connection(dsn) as conn:
+        async with await setup_connection(dsn, auth) as conn:
             await create_schema(conn, schema, ddl)
-        return cls(await open_pool(dsn), schema)
+        return cls(await open_pool(dsn, auth), schema)
 
     async def append(self, owner: Owner, conversation_id: str, messages: Sequence[Message]) -> None:
         key = conversation_key(owner, conversation_id)
@@ -219,7 +252,9 @@ class PostgresVectorStore:
         self._delete = sql.SQL("DELETE FROM {} WHERE namespace = %s AND id = ANY(%s)").format(table)
 
     @classmethod
-    async def connect(cls, dsn: str, dimensions: int, *, schema: str = DEFAULT_SCHEMA) -> PostgresVectorStore:
+    async def connect(
+        cls, dsn: str, dimensions: int, *, schema: str = DEFAULT_SCHEMA, auth: ConnectionAuth | None = None
+    ) -> PostgresVectorStore:
         ddl = [
             "CREATE EXTENSION IF NOT EXISTS vector",
             f"""CREATE TABLE IF NOT EXISTS {{schema}}.vector_items (
@@ -232,7 +267,7 @@ class PostgresVectorStore:
             """CREATE INDEX IF NOT EXISTS vector_items_embedding_hnsw
                 ON {schema}.vector_items USING hnsw (embedding vector_cosine_ops)""",
         ]
-        async with await setup_connection(dsn) as conn:
+        async with await setup_connection(dsn, auth) as conn:
             await require_pgvector(conn)
             await create_schema(conn, schema, ddl)
             cur = await conn.execute(
@@ -247,7 +282,7 @@ class PostgresVectorStore:
                 f"table {schema}.vector_items holds {stored}-dimensional vectors but "
                 f"AGENTSTAGE_EMBEDDING_DIMENSIONS is {dimensions}"
             )
-        return cls(await open_pool(dsn), schema, dimensions)
+        return cls(await open_pool(dsn, auth), schema, dimensions)
 
     async def upsert(self, namespace: str, items: Sequence[VectorItem]) -> None:
         check_id(namespace, "namespace")

@@ -5,7 +5,9 @@ is screened for prompt injection (refused before anything is delegated); the del
 the model router, or the agent that holds the conversation after a handoff); each gets a sub-task on its
 queue; the orchestrator waits for them until ``subtask_deadline_seconds`` and answers with what came back.
 Sub-tasks run with the caller's own identity and roles, so a delegate's tools are exactly as available as
-if the caller had asked the delegate directly: delegation never widens access.
+if the caller had asked the delegate directly: delegation never widens access. They also keep the caller's
+application (stored on each sub-task's record), so the delegates' model calls spend that application's
+budgets, never the shared quota of the unknown application.
 
 The whole run is one ``orchestrate <agent>`` span (child of the caller's ``traceparent``) with a
 ``delegate <agent>`` span per sub-task, whose context travels in the task message: the delegates'

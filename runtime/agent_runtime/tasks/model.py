@@ -22,6 +22,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent_runtime.caller import UNKNOWN_APPLICATION
+
 TASK_MESSAGE_KIND = "agentstage.task.v1"
 """``kind`` of a bus message's body that asks a worker to run task ``task_id``."""
 
@@ -69,6 +71,10 @@ class TaskRecord(BaseModel):
     queue: str  # where the task's messages go (its agent's worker queue)
     caller: str
     tenant: str | None = None
+    # The submitting caller's client application: the worker's run spends that application's budgets, so
+    # submitting a task never moves spending to another quota. Records stored before the field load as
+    # the shared unknown application, as callers whose credentials name none do.
+    application: str = UNKNOWN_APPLICATION
     roles: Sequence[str] = Field(default_factory=list)
     idempotency_key: str | None = None
     callback_url: str | None = None

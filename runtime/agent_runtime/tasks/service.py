@@ -120,6 +120,7 @@ class TaskService:
             queue=queue_for(agent, self._settings),
             caller=caller.id,
             tenant=caller.tenant if caller.tenant != DEFAULT_TENANT else None,
+            application=caller.application,
             roles=sorted(caller.roles),
             # The stores claim (caller, key): the tenant goes into the key, so a caller of the same name in
             # another tenant never replays into this one's task.

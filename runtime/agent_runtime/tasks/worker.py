@@ -267,8 +267,12 @@ class Worker:
     ) -> RunOptions:
         carrier: dict[str, str] = {}
         _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
+        # The run is the submitter's, whole: its access (id, roles, tenant) and the application whose
+        # budgets it spends; an orchestrator run passes the same caller on to its sub-tasks.
         return RunOptions(
-            caller=Caller(record.caller, frozenset(record.roles), record.tenant or DEFAULT_TENANT),
+            caller=Caller(
+                record.caller, frozenset(record.roles), record.tenant or DEFAULT_TENANT, record.application
+            ),
             conversation_id=record.conversation_id,
             trace_headers=carrier,
             task_class=record.task_class,

@@ -3,6 +3,7 @@
 from rule_cases import (
     ai,
     aws,
+    aws_foundation,
     cost,
     identity,
     knowledge,
@@ -15,7 +16,19 @@ from rule_cases import (
 from rule_cases.base import Case
 
 CASES: dict[str, Case] = {}
-for _module in (identity, secrets, network, observability, cost, ai, ledger, knowledge, kubernetes, aws):
+for _module in (
+    identity,
+    secrets,
+    network,
+    observability,
+    cost,
+    ai,
+    ledger,
+    knowledge,
+    kubernetes,
+    aws,
+    aws_foundation,
+):
     _overlap = CASES.keys() & _module.CASES.keys()
     assert not _overlap, f"fixtures defined twice: {_overlap}"
     CASES.update(_module.CASES)

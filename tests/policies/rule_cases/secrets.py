@@ -51,7 +51,15 @@ CASES = {
     "AGS-AWS-002": flip(
         "aws:lambda/function:Function",
         "agent",
-        {"environment": {"variables": {"DB_PASSWORD": "arn:aws:secretsmanager:eu-west-1:1:secret:db"}}},
+        {
+            "environment": {
+                "variables": {
+                    "DB_PASSWORD": "arn:aws:secretsmanager:eu-west-1:1:secret:db",
+                    # No password in it: the runtime signs in with an RDS IAM token it mints.
+                    "AGENTSTAGE_POSTGRES_DSN": "host=db.example port=5432 user=reader sslmode=require",
+                }
+            }
+        },
         {"environment": {"variables": {"DB_PASSWORD": "hunter2hunter2"}}},
     ),
     "AGS-K8S-001": Case(

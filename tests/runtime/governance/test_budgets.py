@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from runtime_helpers import USER_KEY, Runtime, RuntimeFactory
+from runtime_helpers import ADMIN_KEY, USER_KEY, Runtime, RuntimeFactory
 
 from agent_runtime.governance.ledger import Line, Refusal, Usage
 from agent_runtime.governance.ledger_cosmos import CosmosLedger
@@ -90,6 +90,33 @@ def test_an_exhausted_budget_is_a_429_naming_the_budget_with_retry_after(
     assert int(refused.headers["Retry-After"]) == max(1, budget["reset_seconds"])
     admin = runtime.invoke("restricted", "hi", key="admin-key-0123456789")
     assert admin.status_code == 200, "another caller's budget is its own"
+
+
+def test_an_application_budget_that_names_one_application_counts_only_its_calls(
+    runtime_factory: RuntimeFactory,
+) -> None:
+    keys = {
+        USER_KEY: {"caller": "alice", "roles": ["user"], "application": "portal"},
+        ADMIN_KEY: {"caller": "bob", "roles": ["user"]},
+    }
+    budgets = [
+        {
+            "name": "portal-hourly",
+            "scope": "application",
+            "match": "portal",
+            "window_seconds": 3600,
+            "requests": 1,
+        }
+    ]
+    runtime = runtime_factory(api_keys=json.dumps(keys), budgets=json.dumps(budgets))
+
+    assert runtime.invoke("restricted", "hi").status_code == 200
+    refused = runtime.invoke("restricted", "hi")
+    assert refused.status_code == 429
+    budget = refused.json()["error"]["budget"]
+    assert (budget["name"], budget["scope"], budget["subject"]) == ("portal-hourly", "application", "portal")
+    others = [runtime.invoke("restricted", "hi", key=ADMIN_KEY).status_code for _ in range(3)]
+    assert others == [200, 200, 200], "bob's application (bob) is not the one the budget names"
 
 
 async def _storm(runtime: Runtime, agents: list[str]) -> list[httpx.Response]:

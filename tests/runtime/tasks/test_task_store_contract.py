@@ -1,4 +1,5 @@
-"""The TaskStore contract, for every store: create with idempotency, compare-and-set, children."""
+"""The TaskStore contract, for every store: create with idempotency, compare-and-set, children, and records
+stored by an older runtime (fields added since) still loading."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pathlib import Path
 import pytest
 from fake_cosmos_tasks import FakeAccount, FakeTasksContainer
 from memory.conftest import redis_url  # noqa: F401  (the session's throwaway redis-server)
+from pydantic import Field
 
+from agent_runtime.caller import UNKNOWN_APPLICATION
 from agent_runtime.tasks.model import TaskConflict, TaskRecord, TaskState, TaskStore
 from agent_runtime.tasks.store_cosmos import CosmosTaskStore
 from agent_runtime.tasks.store_redis import RedisTaskStore
@@ -47,8 +50,18 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     await opened.close()
 
 
+class StoredBeforeApplications(TaskRecord):
+    """A record as a runtime wrote it before tasks carried the caller's application: serialised without it."""
+
+    application: str = Field(default=UNKNOWN_APPLICATION, exclude=True)
+
+
 def record(
-    caller: str = "alice", key: str | None = None, parent: str | None = None, at: float = 0.0
+    caller: str = "alice",
+    key: str | None = None,
+    parent: str | None = None,
+    at: float = 0.0,
+    application: str = "portal",
 ) -> TaskRecord:
     now = at or time.time()
     return TaskRecord(
@@ -57,6 +70,7 @@ def record(
         messages=[{"role": "user", "content": "hi"}],
         queue="q",
         caller=caller,
+        application=application,
         idempotency_key=key,
         parent_id=parent,
         created_at=now,
@@ -70,6 +84,17 @@ async def test_create_then_get_round_trips_the_record(store: TaskStore) -> None:
     assert new and created == task
     assert await store.get(task.id) == task
     assert await store.get("no-such-task") is None
+    replaced = await store.replace(task.model_copy(update={"state": TaskState.RUNNING}), expected_version=0)
+    assert (await store.get(task.id)) == replaced and replaced.application == "portal"
+
+
+async def test_a_record_stored_before_applications_loads_as_the_unknown_application(store: TaskStore) -> None:
+    legacy = StoredBeforeApplications.model_validate(record(application="portal").model_dump())
+    assert "application" not in legacy.model_dump_json()
+    await store.create(legacy)
+    loaded = await store.get(legacy.id)
+    assert loaded is not None and loaded.application == UNKNOWN_APPLICATION
+    assert loaded.model_dump(exclude={"application"}) == legacy.model_dump()
 
 
 async def test_the_same_idempotency_key_returns_the_first_task(store: TaskStore) -> None:
