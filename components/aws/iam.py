@@ -8,8 +8,9 @@ permissions (X-Ray's trace upload) - :func:`policy_document` refuses anything el
 
 from __future__ import annotations
 
+import inspect
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,31 +48,48 @@ class Statement:
 
 
 def policy_document(statements: Sequence[Statement]) -> pulumi.Output[str]:
-    """The JSON policy document of ``statements``, once their ARNs (in resources and conditions) are known."""
-    parts = [
-        pulumi.Output.from_input(
-            {
-                "resources": list(statement.resources),
-                "conditions": {k: dict(v) for k, v in statement.conditions.items()},
-            }
-        )
-        for statement in statements
-    ]
-    return pulumi.Output.all(*parts).apply(lambda known: _render(statements, known))
+    """The JSON policy document of ``statements``, once their ARNs (in resources and conditions) are known.
+
+    Only the values that are outputs are awaited, all at once: wrapping every ARN and condition of every
+    statement in outputs of its own made the stage's 42 documents a tenth of its offline plan."""
+    pending = [value for statement in statements for value in _leaves(statement) if _is_output(value)]
+    return pulumi.Output.all(*pending).apply(
+        lambda known: _render(statements, dict(zip(map(id, pending), known, strict=True)))
+    )
 
 
-def _render(statements: Sequence[Statement], known: Sequence[dict[str, Any]]) -> str:
+def _leaves(statement: Statement) -> Iterator[Any]:
+    """Every value a statement holds: its resources, and its condition values (one level of lists)."""
+    yield from statement.resources
+    for block in statement.conditions.values():
+        for value in block.values():
+            yield from value if isinstance(value, list | tuple) else (value,)
+
+
+def _is_output(value: Any) -> bool:
+    return isinstance(value, pulumi.Output) or inspect.isawaitable(value)
+
+
+def _render(statements: Sequence[Statement], known: Mapping[int, Any]) -> str:
+    def value_of(value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return [value_of(item) for item in value]
+        return known[id(value)] if _is_output(value) else value
+
     rendered = []
-    for statement, values in zip(statements, known, strict=True):
-        arns = values["resources"]
+    for statement in statements:
+        arns = [value_of(resource) for resource in statement.resources]
         body: dict[str, Any] = {
             "Sid": statement.sid,
             "Effect": "Allow",
             "Action": sorted(statement.actions),
             "Resource": sorted(arns) if len(arns) > 1 else arns[0],
         }
-        if values["conditions"]:
-            body["Condition"] = values["conditions"]
+        if statement.conditions:
+            body["Condition"] = {
+                operator: {key: value_of(value) for key, value in block.items()}
+                for operator, block in statement.conditions.items()
+            }
         rendered.append(body)
     return json.dumps({"Version": "2012-10-17", "Statement": rendered}, sort_keys=True)
 

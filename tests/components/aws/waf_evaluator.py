@@ -28,6 +28,11 @@ INSPECTION_LIMITS = {"KB_16": 16_384, "KB_32": 32_768, "KB_48": 49_152, "KB_64":
 CORE_RULE_SET_BODY_LIMIT = 8_192
 
 
+class Unmodelled(Exception):
+    """The evaluator refuses to judge what it does not model (a statement kind, a managed group, an
+    override): a rule added to the web ACL must be modelled before the body test can vouch for it."""
+
+
 @dataclass(frozen=True)
 class Request:
     """A POST to the protected stage: its body, the AWS IP lists its source address is on, and how many
@@ -188,7 +193,7 @@ class WebAcl:
             assert statement["aggregateKeyType"] == "IP", "the model counts requests per address only"
             matched = request.recent_requests > statement["limit"]
         else:
-            raise NotImplementedError(f"{rule['name']}: no model for {kind}")
+            raise Unmodelled(f"{rule['name']}: no model for {kind}")
         custom = rule["action"].get("block", {}).get("customResponse")
         return [Match(rule["name"], _action_of(rule["action"]), custom)] if matched else []
 
@@ -197,13 +202,13 @@ class WebAcl:
     ) -> list[Match]:
         group = statement["name"]
         if group not in AWS_MANAGED_RULES:
-            raise NotImplementedError(f"{rule['name']}: no model of {group}; add its documented rules")
+            raise Unmodelled(f"{rule['name']}: no model of {group}; add its documented rules")
         overrides = {
             o["name"]: _action_of(o["actionToUse"]) for o in statement.get("ruleActionOverrides", [])
         }
         unknown = set(overrides) - {managed.name for managed in AWS_MANAGED_RULES[group]}
         if unknown:
-            raise NotImplementedError(f"{rule['name']}: overrides {sorted(unknown)}, which the model lacks")
+            raise Unmodelled(f"{rule['name']}: overrides {sorted(unknown)}, which the model lacks")
         group_counts = "count" in rule["overrideAction"]
         return [
             Match(
