@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -351,3 +352,11 @@ def test_requests_without_a_token_end_at_the_gateway(graph: ResourceGraph) -> No
     for method in graph.of_type("aws:apigateway/method:Method"):
         assert method.inputs["requestParameters"] == {"method.request.header.Authorization": True}
         assert method.inputs["requestValidatorId"] == validator.mock_id
+
+
+def test_the_readme_states_the_concurrency_the_stage_reserves(graph: ResourceGraph) -> None:
+    """Lambda keeps 100 of an account's concurrency unreserved: the quota the README asks for is that
+    plus what the stage's functions reserve."""
+    reserved = sum(f.inputs.get("reservedConcurrentExecutions", 0) for f in graph.of_type(FUNCTION))
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert f"quota must be at least {100 + reserved}" in " ".join(readme.split())

@@ -90,7 +90,10 @@ def test_what_the_aws_cloud_refuses_is_named(overrides: dict[str, object], messa
             {"api": {"issuer": "https://idp.example.com"}},
             "agentstage:api.issuer and agentstage:api.jwksUrl apply to the aws cloud",
         ),
-        ({"lambda": {"memoryMb": 2048}}, "agentstage:lambda applies to pilot on aws, foundation on aws, not pilot on azure"),
+        (
+            {"lambda": {"memoryMb": 2048}},
+            "agentstage:lambda applies to pilot on aws, foundation on aws, not pilot on azure",
+        ),
         ({"location": "west-europe"}, "'west-europe' is not an Azure region name"),
     ],
 )
@@ -122,3 +125,61 @@ def test_an_azure_vm_size_is_checked_on_azure_only() -> None:
         }
     )
     assert "agentstage:kubernetes.userPool.vmSize: 'm7i.large' is not an Azure VM size" in error_for(raw)
+
+
+ORCHESTRATOR = {
+    "instructions": "Route each request.",
+    "model": "chat",
+    "tokenBudget": 1000,
+    "subtaskDeadlineSeconds": 20,
+}
+PLAN = {"clientId": "portal", "rateLimit": 5, "burstLimit": 10}
+
+
+def foundation(**overrides: object) -> dict[str, str]:
+    return aws(**{"blueprint": "foundation", "orchestrator": ORCHESTRATOR, "apiGateway": {}, **overrides})
+
+
+def test_the_aws_foundation_parses_with_gateway_defaults() -> None:
+    config = parse_stack_config(foundation(), SOURCE)
+    assert config.api_gateway is not None
+    assert (config.api_gateway.tokens_per_minute, config.api_gateway.max_body_kb) == (20_000, 64)
+    assert config.vector_database is None and config.vpc is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            # 30 s is the key's default, made for hosts without API Gateway's 29 s limit.
+            {"orchestrator": {k: v for k, v in ORCHESTRATOR.items() if k != "subtaskDeadlineSeconds"}},
+            (
+                "agentstage:orchestrator.subtaskDeadlineSeconds (30) must be below the orchestrator's run "
+                "deadline on Lambda, 28 s (agentstage:lambda.timeoutSeconds minus one"
+            ),
+        ),
+        (
+            {"vectorDatabase": {"minCapacity": 0}},
+            "agentstage:vectorDatabase: no agent declares the knowledge_search tool, so nothing would read",
+        ),
+        (
+            {"apiGateway": {"usagePlans": [PLAN, PLAN]}},
+            "agentstage:apiGateway.usagePlans: each clientId may have one plan only",
+        ),
+        ({"apiGateway": {"maxBodyKb": 128}}, "agentstage:apiGateway.maxBodyKb"),
+        ({"apiGateway": {"accountLoggingRoleArn": "my-role"}}, "agentstage:apiGateway.accountLoggingRoleArn"),
+        ({"vpc": {"cidr": "10.0.0.0/8"}}, "agentstage:vpc.cidr"),
+        ({"apiGateway": None}, "the foundation blueprint on aws needs agentstage:apiGateway"),
+    ],
+)
+def test_what_the_aws_foundation_refuses_is_named(overrides: dict[str, object], message: str) -> None:
+    raw = foundation(**overrides)
+    if overrides.get("apiGateway", ...) is None:
+        del raw["agentstage:apiGateway"]
+    assert message in error_for(raw)
+
+
+def test_aws_foundation_keys_are_refused_on_the_pilot() -> None:
+    assert "agentstage:apiGateway applies to foundation on aws, not pilot on aws" in error_for(
+        aws(apiGateway={})
+    )
