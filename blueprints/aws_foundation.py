@@ -67,6 +67,8 @@ class AwsFoundation:
     def __init__(self, config: StackConfig) -> None:
         assert config.orchestrator and config.api_gateway and config.budget  # guaranteed by StackConfig
         self.config = config
+        self.orchestrator = config.orchestrator.name
+        self.api_gateway = config.api_gateway
         self.readers = [agent.name for agent in config.agents if KNOWLEDGE_TOOL in agent.tools]
         self.shared = shared = AwsShared.build(config, s3_notifications=bool(self.readers))
         self.context = shared.context
@@ -91,7 +93,7 @@ class AwsFoundation:
             )
         if self.readers:
             self._ingestion_worker()
-        self.gateway = self._gateway(self.functions[config.orchestrator.name])
+        self.gateway = self._gateway(self.functions[self.orchestrator])
         shared.monitoring(
             self.watched,
             ApiWatch.rest_api(self.gateway.api_name, self.gateway.stage_name),
@@ -103,8 +105,8 @@ class AwsFoundation:
             self.context,
             WebFirewallArgs(
                 stage_arn=self.gateway.stage_arn,
-                max_body_bytes=config.api_gateway.max_body_kb * 1024,
-                requests_per_window=config.api_gateway.requests_per_five_minutes_per_ip,
+                max_body_bytes=self.api_gateway.max_body_kb * 1024,
+                requests_per_window=self.api_gateway.requests_per_five_minutes_per_ip,
                 log_retention_days=config.log_retention_days,
             ),
         )
@@ -167,7 +169,7 @@ class AwsFoundation:
     def _runtime(self, name: str) -> LambdaAgent:
         """Runtime ``name``'s function: the orchestrator serves the API and its queue, an agent its queue;
         an agent that searches the knowledge index runs in the VPC and connects as the index's reader."""
-        orchestrator = name == self.config.orchestrator.name  # type: ignore[union-attr]
+        orchestrator = name == self.orchestrator
         role = self.roles[name]
         knowledge: dict[str, pulumi.Input[str]] = {"knowledge_backend": "none"}
         placement = None
@@ -184,7 +186,7 @@ class AwsFoundation:
         }
         if orchestrator:
             # Larger bodies never reach it: the firewall refuses them with the same 413.
-            settings["max_request_bytes"] = str(self.config.api_gateway.max_body_kb * 1024)  # type: ignore[union-attr]
+            settings["max_request_bytes"] = str(self.api_gateway.max_body_kb * 1024)
         return self.shared.function(
             name, role, settings, handler=API_HANDLER if orchestrator else TASK_HANDLER, vpc=placement
         )
@@ -234,7 +236,7 @@ class AwsFoundation:
         """SQS by the queues' physical names (SQS names are per account and region, so they are prefixed)."""
         names = self.bus.queue_names
         settings: dict[str, pulumi.Input[str]] = {"bus_backend": "sqs", "task_queue": names[task_queue(name)]}
-        if name == self.config.orchestrator.name:  # type: ignore[union-attr]
+        if name == self.orchestrator:
             agents = [agent.name for agent in self.config.agents]
             settings["agent_queues"] = pulumi.Output.all(*(names[task_queue(a)] for a in agents)).apply(
                 lambda physical: json.dumps(dict(zip(agents, physical, strict=True)))
@@ -243,8 +245,7 @@ class AwsFoundation:
 
     def _budgets(self) -> str:
         """The stack's runtime budgets and the per-application token limit of the gateway section."""
-        gateway = self.config.api_gateway
-        assert gateway is not None
+        gateway = self.api_gateway
         rules = [rule.model_dump(mode="json", exclude_none=True) for rule in self.config.runtime_budgets]
         rules.append(
             {
@@ -257,8 +258,7 @@ class AwsFoundation:
         return json.dumps(rules, separators=(",", ":"))
 
     def _gateway(self, orchestrator: LambdaAgent) -> RestGateway:
-        gateway = self.config.api_gateway
-        assert gateway is not None
+        gateway = self.api_gateway
         plans = [
             UsagePlanSpec(
                 DEFAULT_PLAN,
