@@ -10,12 +10,15 @@ a one-line hint, with the traceback only under ``--debug`` (given before or afte
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 import traceback
 from collections.abc import Sequence
 
 from agentstage.console import Console
+from core.collector import collector_paused
 from core.errors import AgentstageError, ExitStatus
 
 VERBS: dict[str, str] = {
@@ -27,6 +30,12 @@ VERBS: dict[str, str] = {
     "dev": "run the agent runtime locally (scripted model unless AGENTSTAGE_LLM_ENDPOINT is set)",
     "ingest": "fill the local knowledge index that `agentstage dev` searches from a folder of documents",
 }
+
+BATCH_VERBS = frozenset({"plan", "check", "cost", "report", "stacks"})
+"""Verbs that record stack graphs and exit. They run with the cyclic garbage collector paused
+(:mod:`core.collector`; ``check --all`` peaks ~15% higher, 2.7 s sooner), and the console script ends
+them without tearing their heap down object by object (:func:`entry`). ``dev`` and ``ingest`` run as long
+as their input and keep both."""
 
 
 def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
@@ -53,7 +62,12 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
     console = console or Console()
     argv = list(sys.argv[1:] if argv is None else argv)
-    verb = next((arg for arg in argv if not arg.startswith("-")), None)
+    verb = _verb(argv)
+    with collector_paused() if verb in BATCH_VERBS else contextlib.nullcontext():
+        return _run(verb, argv, console)
+
+
+def _run(verb: str | None, argv: list[str], console: Console) -> int:
     args = build_parser(verb if verb in VERBS else None).parse_args(argv)
     try:
         return int(args.handler(args, console))
@@ -70,5 +84,25 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
         return int(ExitStatus.INTERNAL)
 
 
+def entry() -> None:
+    """The ``agentstage`` console script: :func:`main`, then the exit.
+
+    A batch verb's output is written and closed by then (files by their ``with`` blocks, the streams
+    flushed here), and no thread or exit handler of ours has work left; what remains is the interpreter
+    freeing millions of SDK and graph objects one by one - a second of CPU after a plan, more wall time.
+    The process skips that; every other verb exits normally.
+    """
+    status = main()
+    if _verb(sys.argv[1:]) in BATCH_VERBS:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    raise SystemExit(status)
+
+
+def _verb(argv: Sequence[str]) -> str | None:
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

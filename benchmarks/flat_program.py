@@ -10,9 +10,14 @@ the time difference between the two is what agentstage's abstractions cost.
 
 from __future__ import annotations
 
+import gc
+
+gc.disable()  # `agentstage plan`'s process policy (agentstage.cli.BATCH_VERBS), from the same point: before the SDKs
+
 import importlib
 import inspect
 import keyword
+import os
 import re
 import sys
 from pathlib import Path
@@ -115,4 +120,7 @@ def main(path: str) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1]))
+    status = main(sys.argv[1])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)  # as `agentstage plan` exits: without tearing the heap down (agentstage.cli.entry)

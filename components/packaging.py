@@ -208,20 +208,58 @@ def _write_zip(entries: dict[str, Path], path: Path, *, vendored: bool, platform
 
     The zip is written under a name of this process's own and moved into place, so processes planning at
     the same time (a diff's base and head, parallel test workers) never read or clobber a half-written one.
+    Beside it, ``<zip>.sources`` records the digest of the entries it was built from and the zip's own
+    hash: when both still match, the zip is reused instead of compressed again (most of the packaging
+    time of a plan); any other content, or a zip replaced since, is rebuilt.
     """
+    contents = {entry: entries[entry].read_bytes() for entry in sorted(entries)}
+    sources = _sources_digest(contents)
+    reused = _reusable(path, sources)
+    if reused is not None:
+        return Package(path=path, sha256=reused, vendored=vendored, platform=platform)
     handle, name = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".partial")
     os.close(handle)
     partial = Path(name)
     try:
         with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for entry in sorted(entries):
+            for entry, data in contents.items():
                 info = zipfile.ZipInfo(entry, date_time=_FIXED_TIMESTAMP)
                 info.compress_type = zipfile.ZIP_DEFLATED
                 info.external_attr = 0o100644 << 16
-                archive.writestr(info, entries[entry].read_bytes())
+                archive.writestr(info, data)
         sha256 = hashlib.sha256(partial.read_bytes()).hexdigest()
         partial.chmod(0o644)
         partial.replace(path)
     finally:
         partial.unlink(missing_ok=True)
+    _atomic_write(_sources_file(path), f"{sources} {sha256}\n")
     return Package(path=path, sha256=sha256, vendored=vendored, platform=platform)
+
+
+def _sources_digest(contents: dict[str, bytes]) -> str:
+    digest = hashlib.sha256()
+    for entry, data in contents.items():
+        digest.update(f"{entry}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def _sources_file(path: Path) -> Path:
+    return path.with_name(f"{path.name}.sources")
+
+
+def _reusable(path: Path, sources: str) -> str | None:
+    """The zip's hash if it was built from ``sources`` and is unchanged since, else None."""
+    try:
+        recorded_sources, recorded_sha256 = _sources_file(path).read_text(encoding="utf-8").split()
+        sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    except (OSError, ValueError):
+        return None
+    return sha256 if recorded_sources == sources and recorded_sha256 == sha256 else None
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.", suffix=".partial")
+    with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        stream.write(text)
+    Path(name).replace(path)

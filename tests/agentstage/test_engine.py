@@ -105,3 +105,13 @@ def test_stack_files_are_read_like_the_engine_passes_them(tmp_path) -> None:
         "agentstage:token": SECRET,
     }
     assert secret_keys == ["agentstage:token"]
+
+
+def test_recording_skips_the_sdks_source_positions_and_restores_them() -> None:
+    from pulumi.runtime import resource as pulumi_resource
+
+    capture = pulumi_resource._get_stack_trace
+    during: list[object] = []
+    record(lambda: during.append(pulumi_resource._get_stack_trace))
+    assert during and during[0] is not capture
+    assert pulumi_resource._get_stack_trace is capture

@@ -88,6 +88,23 @@ def test_changed_source_changes_the_hash(runtime_copy: Path, tmp_path: Path) -> 
     assert before.sha256 != after.sha256
 
 
+def test_an_unchanged_package_is_reused_not_compressed_again(runtime_copy: Path, tmp_path: Path) -> None:
+    first = build_package(runtime_copy, tmp_path / "out", FUNCTIONS, vendor_dependencies=False)
+    written = first.path.stat().st_ino
+    again = build_package(runtime_copy, tmp_path / "out", FUNCTIONS, vendor_dependencies=False)
+    assert again == first
+    assert again.path.stat().st_ino == written  # the same file, not a rewrite moved into place
+
+
+def test_a_package_altered_since_it_was_built_is_rebuilt(runtime_copy: Path, tmp_path: Path) -> None:
+    first = build_package(runtime_copy, tmp_path / "out", FUNCTIONS, vendor_dependencies=False)
+    original = first.path.read_bytes()
+    first.path.write_bytes(b"not the package")
+    again = build_package(runtime_copy, tmp_path / "out", FUNCTIONS, vendor_dependencies=False)
+    assert again.sha256 == first.sha256
+    assert again.path.read_bytes() == original
+
+
 def test_not_a_runtime_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(PackagingError, match="'function_app.py' is missing"):
         build_package(tmp_path, tmp_path / "out", FUNCTIONS, vendor_dependencies=False)

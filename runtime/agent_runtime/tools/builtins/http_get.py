@@ -9,14 +9,16 @@ the same check. Bodies are cut at ``http_max_bytes``.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from pydantic import BaseModel, Field
 
 from agent_runtime.errors import ToolDenied, ToolError
 from agent_runtime.settings import Settings
 from agent_runtime.tools.base import ToolContext
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class HttpGetArgs(BaseModel):
@@ -33,7 +35,12 @@ def is_loopback(host: str) -> bool:
 
 
 def checked_url(raw: str, settings: Settings) -> httpx.URL:
-    """The URL, if policy allows fetching it; else :class:`ToolDenied` saying why."""
+    """The URL, if policy allows fetching it; else :class:`ToolDenied` saying why.
+
+    httpx loads here, not with the module: ``agentstage plan`` reads the built-in tools to check the names a
+    stack file gives, and need not load an HTTP client to do so (the runtime has it loaded already)."""
+    import httpx
+
     try:
         url = httpx.URL(raw)
     except httpx.InvalidURL as error:
@@ -54,6 +61,8 @@ def checked_url(raw: str, settings: Settings) -> httpx.URL:
 
 async def http_get(args: HttpGetArgs, ctx: ToolContext) -> dict[str, Any]:
     """Fetch a URL on an allowed host with GET; returns status, content type and (truncated) text."""
+    import httpx
+
     settings = ctx.settings
     url = checked_url(args.url, settings)
     body = bytearray()
