@@ -11,10 +11,12 @@ deployment, so the diagram cannot drift from the code:
 - a private endpoint: network -> the block it reaches privately;
 - a Kubernetes resource deployed through a cluster's provider: workload -> cluster;
 - an alert rule: alerts -> the block it watches and the block it pages;
-- on AWS, an IAM role's inline policy: the block running as the role -> each block whose ARNs it names; a
+- on AWS, an IAM role's inline policy: the block running as the role (a function, or the workload whose
+  service account an EKS Pod Identity association binds to it) -> each block whose ARNs it names; a
   Lambda permission: the gateway -> the function it may invoke; an alarm on a function: monitoring -> agent;
-  a queue's event source mapping: bus -> the function it delivers to; a web ACL association: firewall ->
-  the stage it filters; a bucket's event notification: the bucket's block -> the queue it announces on.
+  a queue's event source mapping, or a KEDA ScaledObject on it: bus -> the function or workload it delivers
+  to; a web ACL association: firewall -> the stage it filters; a bucket's event notification: the bucket's
+  block -> the queue it announces on.
 
 Blocks without any connection (a policy assignment set, a budget) are shown too: they are part of the stage.
 """
@@ -45,6 +47,9 @@ AWS_ROLE = "aws:iam/role:Role"
 IDENTITY_BLOCKS = (":Identity", ":ExecutionRole")
 """Identities appear as the compute that runs as them, not as blocks of their own."""
 AWS_ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+AWS_QUEUE = "aws:sqs/queue:Queue"
+POD_IDENTITY_ASSOCIATION = "aws:eks/podIdentityAssociation:PodIdentityAssociation"
+SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
 DATABASE_USER_ARN = "arn:aws:rds-db:"
 AURORA_CLUSTER = "aws:rds/cluster:Cluster"
 COSMOS_DATA_CONTRIBUTOR = "00000000-0000-0000-0000-000000000002"
@@ -74,6 +79,7 @@ def architecture(graph: ResourceGraph) -> Architecture:
         *_aws_invocations(graph, blocks),
         *_aws_alarms(graph, blocks),
         *_aws_connections(graph, blocks),
+        *_scaled_on(graph, blocks),
     )
     for source, target, label in connections:
         if source != target:
@@ -246,13 +252,39 @@ def _aws_grants(graph: ResourceGraph, blocks: _Blocks) -> Iterator[tuple[str, st
         role = roles.get(policy.inputs.get("role"))
         if role is None:
             continue
-        users = [blocks.of(f) for f in graph.cloud_resources() if f.inputs.get("role") == role.arn] or [
-            blocks.of(role)
-        ]
+        users = (
+            [blocks.of(f) for f in graph.cloud_resources() if f.inputs.get("role") == role.arn]
+            or [*_pod_identity_users(graph, blocks, role)]
+            or [blocks.of(role)]
+        )
         for target in {blocks.of(resource) for resource in _named_by(graph, policy)} - {None}:
             for user in users:
                 if user is not None and target is not None:
                     yield user, target, str(policy.inputs.get("name"))
+
+
+def _pod_identity_users(graph: ResourceGraph, blocks: _Blocks, role: Resource) -> Iterator[str | None]:
+    """The workloads whose service account an EKS Pod Identity association binds to ``role``."""
+    for association in graph.of_type(POD_IDENTITY_ASSOCIATION):
+        if association.inputs.get("roleArn") != role.arn:
+            continue
+        for account in graph.of_type(SERVICE_ACCOUNT):
+            if (account.get("metadata.namespace"), account.get("metadata.name")) == (
+                association.inputs.get("namespace"),
+                association.inputs.get("serviceAccount"),
+            ):
+                yield blocks.of(account)
+
+
+def _scaled_on(graph: ResourceGraph, blocks: _Blocks) -> Iterator[tuple[str, str, str]]:
+    """A KEDA ScaledObject on an SQS queue: the queue's block delivers to the workload it scales."""
+    queues = {r.mock_id: r for r in graph.of_type(AWS_QUEUE) if r.mock_id}
+    for scaled in graph.of_type(SCALED_OBJECT):
+        for trigger in scaled.get("spec.triggers") or []:
+            queue = queues.get((trigger.get("metadata") or {}).get("queueURL"))
+            source, target = blocks.of(queue) if queue else None, blocks.of(scaled)
+            if source and target:
+                yield source, target, "delivers to"
 
 
 def _named_by(graph: ResourceGraph, policy: Resource) -> Iterator[Resource]:

@@ -23,7 +23,7 @@ from components.aws.monitoring import (
     MonitoringArgs,
     QueueWatch,
 )
-from components.aws.network import VpcPlacement
+from components.aws.network import Network, NetworkArgs, VpcPlacement
 from components.aws.role import ExecutionRole
 from components.aws.secrets import SETTINGS_SECRET_VARIABLE, Secrets
 from components.aws.serverless_agent import LambdaAgent, LambdaAgentArgs
@@ -70,14 +70,28 @@ class AwsShared:
     models: BedrockModels
     state: StateTables
     secrets: Secrets
+    network: Network | None = None
+    fenced: Network | None = None
+    """The network whose endpoints fence the stage's data (:mod:`components.aws.data_perimeter`), if any."""
 
     @classmethod
-    def build(cls, config: StackConfig, *, s3_notifications: bool = False) -> AwsShared:
-        """``s3_notifications``: S3 announces objects on one of the stack's encrypted queues."""
+    def build(
+        cls,
+        config: StackConfig,
+        *,
+        s3_notifications: bool = False,
+        network: NetworkArgs | None = None,
+        perimeters: bool = False,
+    ) -> AwsShared:
+        """``s3_notifications``: S3 announces objects on one of the stack's encrypted queues. ``network``:
+        the stage's VPC, built before the data it may fence: with ``perimeters``, the state tables and the
+        settings secret deny their data outside the VPC's endpoints."""
         context = aws_context(config)
         topology = Topology(config, called={model.name: model.model for model in config.models})
         encryption = Encryption("encryption", context, s3_notifications=s3_notifications)
         context = context.with_key(encryption.key_arn)
+        built = None if network is None else Network("network", context, network)
+        fenced = built if perimeters else None
         models = BedrockModels(
             "models",
             context,
@@ -91,19 +105,24 @@ class AwsShared:
             "state",
             context,
             StateTablesArgs(
-                deletion_protection=config.environment in PROTECTED_ENVIRONMENTS, tasks=topology.queued
+                deletion_protection=config.environment in PROTECTED_ENVIRONMENTS,
+                tasks=topology.queued,
+                perimeter=fenced and fenced.perimeter("dynamodb"),
             ),
         )
-        return cls(config, context, topology, encryption, models, state, Secrets("secrets", context))
+        secrets = Secrets("secrets", context, perimeter=fenced and fenced.perimeter("secretsmanager"))
+        return cls(config, context, topology, encryption, models, state, secrets, built, fenced)
 
     def model_id(self, deployment: str) -> str:
         """What Bedrock calls the stack file's model ``deployment``."""
         return self.topology.called[deployment]
 
-    def runtime_role(self, name: str, models: list[str] | None = None) -> ExecutionRole:
-        """A runtime's role: the key, ``models`` (Bedrock ids; all the stack's by default), the state
-        tables and the settings secret."""
-        role = ExecutionRole(name, self.context)
+    def runtime_role(
+        self, name: str, models: list[str] | None = None, role: ExecutionRole | None = None
+    ) -> ExecutionRole:
+        """A runtime's role - a new Lambda role, or ``role`` (a pod's) - granted the key, ``models``
+        (Bedrock ids; all the stack's by default), the state tables and the settings secret."""
+        role = role or ExecutionRole(name, self.context)
         self.encryption.grant_use(role)
         self.models.grant_invoke(role, models)
         self.state.grant_data_access(role)
@@ -156,9 +175,11 @@ class AwsShared:
         dead_letter_queues: Sequence[QueueWatch] = (),
         *,
         api_latency_alarm: bool = False,
+        workloads: Sequence[str] = (),
     ) -> Monitoring:
         """Alarms to the stack's contacts, the per-agent dashboard and the monthly budget;
-        ``api_latency_alarm``: the API's own p95 latency is alarmed too (at the stack's ``latency_p95_ms``)."""
+        ``api_latency_alarm``: the API's own p95 latency is alarmed too (at the stack's ``latency_p95_ms``);
+        ``workloads``: the agents that run on EKS, alarmed on their runtime's own metrics."""
         config, alerts, budget = self.config, self.config.alerts, self.config.budget
         assert budget is not None  # every AWS stage requires it (StackConfig)
         thresholds: dict[str, float | int] = {}
@@ -177,6 +198,7 @@ class AwsShared:
                 functions=functions,
                 api=api,
                 dead_letter_queues=dead_letter_queues,
+                workloads=workloads,
                 agents=list(self.topology.definitions),
                 prices=[
                     ModelPrice(m.model, m.input_price_per_million or 0.0, m.output_price_per_million or 0.0)

@@ -28,7 +28,7 @@ from blueprints.aws_base import PROTECTED_ENVIRONMENTS, AwsShared, caller_auth_s
 from blueprints.topology import agents_json, task_queue
 from components.aws.knowledge import KnowledgeSource, KnowledgeSourceArgs, bucket_arn, documents_bucket_name
 from components.aws.monitoring import ApiWatch, FunctionWatch, QueueWatch
-from components.aws.network import Network, NetworkArgs
+from components.aws.network import NetworkArgs, VpcPlacement
 from components.aws.queues import QueueSpec, TaskQueues, TaskQueuesArgs
 from components.aws.rest_gateway import DEFAULT_PLAN, RestGateway, RestGatewayArgs, UsagePlanSpec, usage_keys
 from components.aws.role import ExecutionRole
@@ -70,20 +70,21 @@ class AwsFoundation:
         self.orchestrator = config.orchestrator.name
         self.api_gateway = config.api_gateway
         self.readers = [agent.name for agent in config.agents if KNOWLEDGE_TOOL in agent.tools]
-        self.shared = shared = AwsShared.build(config, s3_notifications=bool(self.readers))
-        self.context = shared.context
-        self.definitions = shared.topology.definitions
         self.function = config.lambda_function
+        self.shared = shared = AwsShared.build(
+            config, s3_notifications=bool(self.readers), network=self._network_args(), perimeters=self.private
+        )
+        self.context = shared.context
+        self.network = shared.network
+        self.definitions = shared.topology.definitions
+        self._prepare()
         self.roles = {
-            name: shared.runtime_role(name, self._models_of(definition.model))
+            name: shared.runtime_role(name, self._models_of(definition.model), self._role(name))
             for name, definition in self.definitions.items()
         }
         self.bus = self._bus()
-        self.network: Network | None = None
-        self.database: VectorDatabase | None = None
-        if self.readers:
-            self.network, self.database = self._knowledge_index()
-        self.functions = {name: self._runtime(name) for name in self.definitions}
+        self.database = self._knowledge_index() if self.readers else None
+        self.functions = {name: self._runtime(name) for name in self.definitions if self.serverless(name)}
         self.watched = [
             FunctionWatch(name, function.function_name) for name, function in self.functions.items()
         ]
@@ -93,12 +94,14 @@ class AwsFoundation:
             )
         if self.readers:
             self._ingestion_worker()
+        self._containers()
         self.gateway = self._gateway(self.functions[self.orchestrator])
         shared.monitoring(
             self.watched,
             ApiWatch.rest_api(self.gateway.api_name, self.gateway.stage_name),
             [QueueWatch(queue, name) for queue, name in self.bus.dead_letter_names.items()],
             api_latency_alarm=True,
+            workloads=sorted(name for name in self.definitions if not self.serverless(name)),
         )
         self.firewall = WebFirewall(
             "firewall",
@@ -111,6 +114,39 @@ class AwsFoundation:
             ),
         )
 
+    private = False
+    """Whether the stage fences its data to the VPC and runs every function but the authorizer in it."""
+
+    def _network_args(self) -> NetworkArgs | None:
+        """The VPC: here only where an agent searches the knowledge index, for the functions that reach it."""
+        if not self.readers:
+            return None
+        vpc = self.config.vpc or VpcConfig()
+        return NetworkArgs(
+            cidr=vpc.cidr,
+            zones=vpc.availability_zones,
+            interface_services=IN_VPC_SERVICES,
+            flow_log_retention_days=self.config.log_retention_days,
+        )
+
+    def _prepare(self) -> None:
+        """What a later stage builds before the runtimes' roles (the foundation: nothing)."""
+
+    def _role(self, name: str) -> ExecutionRole | None:
+        """Runtime ``name``'s own role, or None for a new Lambda role (the foundation's every runtime)."""
+        return None
+
+    def serverless(self, name: str) -> bool:
+        """Whether runtime ``name`` runs on Lambda (the foundation's all do)."""
+        return True
+
+    def _placement(self, name: str, role: ExecutionRole) -> VpcPlacement | None:
+        """Where runtime ``name``'s function runs: in the VPC where it searches the knowledge index."""
+        return self.network.place(role) if self.network is not None and name in self.readers else None
+
+    def _containers(self) -> None:
+        """The runtimes that do not run on Lambda (the foundation: none)."""
+
     def _models_of(self, deployment: str) -> list[str]:
         """A runtime's model and the embeddings (memory search embeds queries): nothing else."""
         shared = self.shared
@@ -121,11 +157,17 @@ class AwsFoundation:
         senders: dict[str, list[pulumi.Input[str]]] = {}
         for sender, queue in self.shared.topology.senders():
             senders.setdefault(queue, []).append(self.roles[sender].arn)
-        specs = [QueueSpec(queue, timeout, senders=tuple(arns)) for queue, arns in senders.items()]
+        owners = {task_queue(name): name for name in self.definitions}
+        specs = [
+            QueueSpec(queue, timeout, senders=tuple(arns), consumed_in_vpc=not self.serverless(owners[queue]))
+            for queue, arns in senders.items()
+        ]
         if self.readers:
             bucket = documents_bucket_name(self.context)
             specs.append(QueueSpec(INGEST_QUEUE, timeout, source=("s3.amazonaws.com", bucket_arn(bucket))))
-        bus = TaskQueues("bus", self.context, TaskQueuesArgs(queues=specs))
+        fenced = self.shared.fenced
+        perimeter = fenced.perimeter("sqs") if fenced is not None else None
+        bus = TaskQueues("bus", self.context, TaskQueuesArgs(queues=specs, perimeter=perimeter))
         sends: dict[str, list[str]] = {}
         for sender, queue in self.shared.topology.senders():
             sends.setdefault(sender, []).append(queue)
@@ -134,21 +176,12 @@ class AwsFoundation:
             bus.grant_send(role, sends[name])
         return bus
 
-    def _knowledge_index(self) -> tuple[Network, VectorDatabase]:
-        """The VPC and the Aurora cluster holding the knowledge index (only where an agent searches it)."""
-        vpc = self.config.vpc or VpcConfig()
+    def _knowledge_index(self) -> VectorDatabase:
+        """The Aurora cluster holding the knowledge index (only where an agent searches it)."""
+        assert self.network is not None  # built with the shared blocks wherever an agent searches the index
+        network = self.network
         sizing = self.config.vector_database or VectorDatabaseConfig()
-        network = Network(
-            "network",
-            self.context,
-            NetworkArgs(
-                cidr=vpc.cidr,
-                zones=vpc.availability_zones,
-                interface_services=IN_VPC_SERVICES,
-                flow_log_retention_days=self.config.log_retention_days,
-            ),
-        )
-        database = VectorDatabase(
+        return VectorDatabase(
             "knowledge",
             self.context,
             VectorDatabaseArgs(
@@ -164,32 +197,38 @@ class AwsFoundation:
                 log_retention_days=self.config.log_retention_days,
             ),
         )
-        return network, database
 
     def _runtime(self, name: str) -> LambdaAgent:
         """Runtime ``name``'s function: the orchestrator serves the API and its queue, an agent its queue;
         an agent that searches the knowledge index runs in the VPC and connects as the index's reader."""
         orchestrator = name == self.orchestrator
         role = self.roles[name]
+        settings = self.runtime_settings(name)
+        if orchestrator:
+            # Larger bodies never reach it: the firewall refuses them with the same 413.
+            settings["max_request_bytes"] = str(self.api_gateway.max_body_kb * 1024)
+        return self.shared.function(
+            name,
+            role,
+            settings,
+            handler=API_HANDLER if orchestrator else TASK_HANDLER,
+            vpc=self._placement(name, role),
+        )
+
+    def runtime_settings(self, name: str) -> dict[str, pulumi.Input[str]]:
+        """Runtime ``name``'s settings wherever it runs; an agent that searches the knowledge index is
+        granted connecting to it as its reader."""
         knowledge: dict[str, pulumi.Input[str]] = {"knowledge_backend": "none"}
-        placement = None
         if name in self.readers:
-            assert self.network is not None and self.database is not None
-            placement = self.network.place(role)
-            self.database.grant_connect(role, READER)
+            assert self.database is not None
+            self.database.grant_connect(self.roles[name], READER)
             knowledge = dict(self.database.runtime_settings(READER))
-        settings = {
+        return {
             **self.shared.runtime_settings(name, self.function.timeout_seconds - 1),
             **self._bus_settings(name),
             "budgets": self._budgets(),
             **knowledge,
         }
-        if orchestrator:
-            # Larger bodies never reach it: the firewall refuses them with the same 413.
-            settings["max_request_bytes"] = str(self.api_gateway.max_body_kb * 1024)
-        return self.shared.function(
-            name, role, settings, handler=API_HANDLER if orchestrator else TASK_HANDLER, vpc=placement
-        )
 
     def _ingestion_worker(self) -> None:
         """The knowledge ingestion worker: its own role and function in the VPC, fed by the ingest queue.
@@ -203,7 +242,11 @@ class AwsFoundation:
             DOCUMENTS,
             self.context,
             documents_bucket_name(self.context),
-            KnowledgeSourceArgs(queues=self.bus, queue=INGEST_QUEUE),
+            KnowledgeSourceArgs(
+                queues=self.bus,
+                queue=INGEST_QUEUE,
+                perimeter=shared.fenced.perimeter("s3") if shared.fenced is not None else None,
+            ),
         )
         role = ExecutionRole(INGEST, self.context)
         shared.encryption.grant_use(role)

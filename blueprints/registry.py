@@ -19,6 +19,7 @@ FUNCTIONS: dict[tuple[str, str], str] = {
     ("enterprise", "kubernetes"): "blueprints.own_cluster:deploy_kubernetes",
     ("pilot", "aws"): "blueprints.aws_pilot:deploy_aws",
     ("foundation", "aws"): "blueprints.aws_foundation:deploy_aws_foundation",
+    ("enterprise", "aws"): "blueprints.aws_enterprise:deploy_aws_enterprise",
 }
 
 

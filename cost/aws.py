@@ -35,6 +35,12 @@ How the cloud-neutral usage profile becomes AWS usage (each line's basis repeats
   idle its auto-pause delay; its I/O is not priced (the profile cannot say what misses the cache).
 - Interface VPC endpoints: every hour in each availability zone; per GB, the model tokens of the agents
   whose functions run in its subnets, through ``bedrock-runtime``, at :data:`CHARS_PER_TOKEN` bytes each.
+- EKS (the enterprise stage): the control plane every hour; each node group at its autoscaling minimum (what
+  it costs idle; the autoscaler adds nodes with load, which the profile does not size), its instance type's
+  on-demand price, and its launch template's root volumes per GB-month. Pods bill nothing of their own.
+- AWS Config rules: each evaluation. A periodic rule evaluates every resource of its type in the account at
+  its frequency: the plan's resources of that type are a lower bound (the account's others add to it). A
+  change-triggered rule evaluates a resource in its scope when it changes, which no profile says.
 """
 
 from __future__ import annotations
@@ -72,6 +78,7 @@ REST_INTEGRATION = "aws:apigateway/integration:Integration"
 WEB_ACL_ASSOCIATION = "aws:wafv2/webAclAssociation:WebAclAssociation"
 EVENT_SOURCE_MAPPING = "aws:lambda/eventSourceMapping:EventSourceMapping"
 CLUSTER_INSTANCE = "aws:rds/clusterInstance:ClusterInstance"
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 
 DEFAULT_MEMORY_MB = 128
 DEFAULT_ARCHITECTURE = "x86_64"
@@ -126,6 +133,36 @@ OVERLAP_TOKENS_SETTING = "AGENTSTAGE_KNOWLEDGE_OVERLAP_TOKENS"
 EMBEDDING_SETTING = "AGENTSTAGE_EMBEDDING_MODEL"
 DIMENSIONS_SETTING = "AGENTSTAGE_EMBEDDING_DIMENSIONS"
 GUARDRAIL_SETTING = "AGENTSTAGE_BEDROCK_GUARDRAIL_ID"
+DEFAULT_NODE_INSTANCE_TYPE = "t3.medium"
+"""What a managed node group runs when neither it nor its launch template names an instance type."""
+LINUX_AMI_PREFIXES = ("AL2_", "AL2023_", "BOTTLEROCKET_")
+"""Managed node group AMI types that bill the Linux on-demand price (Windows ones add a license)."""
+GP3_FREE_IOPS, GP3_FREE_THROUGHPUT = 3000, 125
+"""What a gp3 volume's GB-month price includes; more IOPS or MB/s bill apart (not in the price table)."""
+CONFIG_RUNS_PER_MONTH = {
+    "One_Hour": HOURS_PER_MONTH,
+    "Three_Hours": HOURS_PER_MONTH / 3,
+    "Six_Hours": HOURS_PER_MONTH / 6,
+    "Twelve_Hours": HOURS_PER_MONTH / 12,
+    "TwentyFour_Hours": HOURS_PER_MONTH / 24,
+}
+"""How often a periodic AWS Config rule runs a month, by its maximum execution frequency (AWS's default: 24 h)."""
+CONFIG_RULE_TYPES = {
+    "LAMBDA_INSIDE_VPC": ("aws:lambda/function:Function",),
+    "EKS_ENDPOINT_NO_PUBLIC_ACCESS": ("aws:eks/cluster:Cluster",),
+    "EKS_SECRETS_ENCRYPTED": ("aws:eks/cluster:Cluster",),
+    "ECR_PRIVATE_IMAGE_SCANNING_ENABLED": ("aws:ecr/repository:Repository",),
+    "ECR_PRIVATE_TAG_IMMUTABILITY_ENABLED": ("aws:ecr/repository:Repository",),
+    "RDS_INSTANCE_PUBLIC_ACCESS_CHECK": (CLUSTER_INSTANCE, "aws:rds/instance:Instance"),
+    "RDS_STORAGE_ENCRYPTED": (CLUSTER_INSTANCE, "aws:rds/instance:Instance"),
+    "RDS_CLUSTER_ENCRYPTED_AT_REST": ("aws:rds/cluster:Cluster",),
+    "S3_BUCKET_LEVEL_PUBLIC_ACCESS_PROHIBITED": ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"),
+    "API_GW_ASSOCIATED_WITH_WAF": ("aws:apigateway/stage:Stage",),
+    "VPC_FLOW_LOGS_ENABLED": ("aws:ec2/vpc:Vpc",),
+    "CLOUDWATCH_LOG_GROUP_ENCRYPTED": (LOG_GROUP,),
+}
+"""The plan's resource types an AWS managed Config rule evaluates, by its source identifier (AWS Config's
+resource type, e.g. AWS::RDS::DBInstance, in pulumi-aws terms: Aurora's cluster instances are DB instances)."""
 _REST_STAGE_ARN = re.compile(r"/restapis/([^/]+)/stages/")
 _ARN_REGION = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:([a-z]{2}(?:-[a-z]+)+-\d+):")
 
@@ -995,6 +1032,150 @@ def _vpc_endpoint(resource: Resource, pricing: Pricing) -> Iterator[Outcome]:
     )
 
 
+# --- The enterprise stage: EKS and AWS Config ------------------------------------------------------------
+
+
+def _eks_cluster(resource: Resource, pricing: Pricing) -> Iterator[Outcome]:
+    """The control plane, every hour whether any pod runs or not. A Kubernetes version past its standard
+    support bills the extended-support rate instead (the default ``upgradePolicy.supportType`` EXTENDED
+    keeps such a cluster running): upgrade within the 14 months of standard support."""
+    version = resource.inputs.get("version")
+    yield _line(
+        resource,
+        pricing,
+        "fixed",
+        "eks.cluster",
+        "standard",
+        HOURS_PER_MONTH,
+        f"1 cluster x {HOURS_PER_MONTH} h at the standard-support rate"
+        + (
+            f" (Kubernetes {version}; past its standard support, the extended-support rate)"
+            if version
+            else ""
+        ),
+    )
+
+
+def _node_group(resource: Resource, pricing: Pricing) -> Iterator[Outcome]:
+    """The nodes the group keeps at its autoscaling minimum, on demand, and their root volumes."""
+    ami = str(resource.inputs.get("amiType") or "AL2023_x86_64_STANDARD")
+    if resource.inputs.get("capacityType") == "SPOT":
+        yield UnpricedResource(
+            resource.name, resource.type, "Spot capacity bills the hour's Spot price: not in the price table"
+        )
+        return
+    if not ami.startswith(LINUX_AMI_PREFIXES):
+        yield UnpricedResource(
+            resource.name, resource.type, f"amiType {ami}: only Linux instances are in the price table"
+        )
+        return
+    scaling = resource.inputs.get("scalingConfig") or {}
+    nodes = _number(scaling.get("minSize"))
+    template = _launch_template(resource, pricing)
+    types = resource.inputs.get("instanceTypes") or []
+    instance_type = str(
+        types[0]
+        if types
+        else (template.inputs.get("instanceType") if template else None) or DEFAULT_NODE_INSTANCE_TYPE
+    )
+    desired, most = _number(scaling.get("desiredSize")), _number(scaling.get("maxSize"))
+    sizes = f"autoscaling minimum; desired {desired:g}, up to {most:g}"
+    yield _line(
+        resource,
+        pricing,
+        "fixed",
+        "ec2.instance",
+        instance_type,
+        nodes * HOURS_PER_MONTH,
+        f"{nodes:g} x {instance_type} ({sizes}) x {HOURS_PER_MONTH} h",
+    )
+    yield from _root_volumes(resource, pricing, template, nodes)
+
+
+def _launch_template(group: Resource, pricing: Pricing) -> Resource | None:
+    """The plan's launch template a node group names, by id or name."""
+    named = {group.get("launchTemplate.id"), group.get("launchTemplate.name")} - {None}
+    return next(
+        (t for t in pricing.graph.of_type(LAUNCH_TEMPLATE) if {t.mock_id, t.inputs.get("name")} & named), None
+    )
+
+
+def _root_volumes(
+    group: Resource, pricing: Pricing, template: Resource | None, nodes: float
+) -> Iterator[Outcome]:
+    """Each node's EBS volumes from its launch template, per GB-month (billed while the node exists)."""
+    if template is None:
+        yield UnpricedResource(
+            group.name,
+            group.type,
+            "its nodes' root volumes take EKS's default size and type (no launch template of the plan): not priced",
+        )
+        return
+    for mapping in template.inputs.get("blockDeviceMappings") or []:
+        ebs = mapping.get("ebs") if isinstance(mapping, dict) else None
+        if not isinstance(ebs, dict):
+            continue
+        kind = str(ebs.get("volumeType") or "gp3")
+        size = _number(ebs.get("volumeSize"))
+        if kind == "gp3" and (
+            _number(ebs.get("iops"), GP3_FREE_IOPS) > GP3_FREE_IOPS
+            or _number(ebs.get("throughput"), GP3_FREE_THROUGHPUT) > GP3_FREE_THROUGHPUT
+        ):
+            yield UnpricedResource(
+                group.name,
+                group.type,
+                f"gp3 volumes beyond {GP3_FREE_IOPS} IOPS or {GP3_FREE_THROUGHPUT} MB/s bill the excess: not in "
+                "the price table",
+            )
+        yield _line(
+            group,
+            pricing,
+            "fixed",
+            "ebs.volume",
+            kind,
+            nodes * size,
+            f"{nodes:g} node{'' if nodes == 1 else 's'} x {size:g} GB {kind} ({mapping.get('deviceName')}, "
+            f"launch template {template.name})",
+        )
+
+
+def _config_rule(resource: Resource, pricing: Pricing) -> Iterator[Outcome]:
+    """Each evaluation bills. A periodic rule (one with a ``maximumExecutionFrequency``) evaluates every
+    resource of its type at that frequency; the configuration items its evaluations read bill on the
+    account's recorder, which the stack does not own."""
+    source = resource.get("source.sourceIdentifier")
+    frequency = resource.inputs.get("maximumExecutionFrequency")
+    if not frequency:
+        yield _usage_free(resource, "evaluation: one each time a resource in its scope changes")
+        return
+    types = CONFIG_RULE_TYPES.get(str(source))
+    if resource.get("source.owner") != "AWS" or types is None:
+        yield UnpricedResource(
+            resource.name,
+            resource.type,
+            f"rule {source or 'without a source identifier'}: cost/aws.py does not know which resources it "
+            "evaluates (CONFIG_RULE_TYPES)",
+        )
+        return
+    runs = CONFIG_RUNS_PER_MONTH.get(str(frequency))
+    if runs is None:
+        yield UnpricedResource(
+            resource.name, resource.type, f"maximumExecutionFrequency {frequency!r} is unknown"
+        )
+        return
+    evaluated = sum(len(pricing.graph.of_type(type_)) for type_ in types)
+    yield _line(
+        resource,
+        pricing,
+        "fixed",
+        "config.rule-evaluation",
+        "standard",
+        evaluated * runs,
+        f"{evaluated} of the plan's {' and '.join(t.rsplit(':', 1)[-1] for t in types)} resources x {runs:.1f} "
+        "runs; the account's other resources of the type are evaluated too",
+    )
+
+
 # --- The knowledge index: Aurora PostgreSQL Serverless v2 ------------------------------------------------
 
 
@@ -1159,11 +1340,16 @@ PRICERS: dict[str, Pricer] = {
     "aws:ec2/vpcEndpoint:VpcEndpoint": _vpc_endpoint,
     "aws:rds/cluster:Cluster": _aurora_cluster,
     CLUSTER_INSTANCE: _cluster_instance,
+    "aws:eks/cluster:Cluster": _eks_cluster,
+    "aws:eks/nodeGroup:NodeGroup": _node_group,
+    "aws:cfg/rule:Rule": _config_rule,
 }
 
 _API_PART = "part of its HTTP API: requests bill on the API"
 _BUCKET_PART = "a setting of its bucket: free"
 _NETWORK_PART = "VPCs, subnets, route tables and security groups are free"
+_CLUSTER_ACCESS = "who may use the cluster (access entries, Pod Identity): free"
+_REPOSITORY_PART = "a setting of the registry's repositories: free"
 FREE: dict[str, str] = {
     "aws:iam/role:Role": "IAM roles and policies are free",
     "aws:iam/rolePolicy:RolePolicy": "IAM roles and policies are free",
@@ -1236,4 +1422,27 @@ FREE: dict[str, str] = {
     "aws:ec2/flowLog:FlowLog": "flow logs bill as their log group's ingestion and storage (vended logs)",
     # Aurora
     "aws:rds/subnetGroup:SubnetGroup": "DB subnet groups are free",
+    # The enterprise stage: EKS, the agent registry, resource policies
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment": "IAM roles and policies are free",
+    LAUNCH_TEMPLATE: "a template: the instances and volumes it launches bill on their node group",
+    "aws:eks/addon:Addon": (
+        "EKS add-ons have no charge of their own: their pods run on the nodes, and what they send (metrics, "
+        "logs) bills on the service that receives it"
+    ),
+    "aws:eks/accessEntry:AccessEntry": _CLUSTER_ACCESS,
+    "aws:eks/accessPolicyAssociation:AccessPolicyAssociation": _CLUSTER_ACCESS,
+    "aws:eks/podIdentityAssociation:PodIdentityAssociation": _CLUSTER_ACCESS,
+    "aws:ecr/repository:Repository": (
+        "no fixed cost: billed per GB-month of the images it stores, which the usage profile does not size; "
+        "pulls from inside the region are free"
+    ),
+    "aws:ecr/lifecyclePolicy:LifecyclePolicy": _REPOSITORY_PART,
+    "aws:ecr/repositoryPolicy:RepositoryPolicy": _REPOSITORY_PART,
+    "aws:ecr/repositoryCreationTemplate:RepositoryCreationTemplate": _REPOSITORY_PART,
+    "aws:ecr/pullThroughCacheRule:PullThroughCacheRule": (
+        "a rule of the registry: free; the images it caches bill as storage of the repositories it creates"
+    ),
+    "aws:sns/topicPolicy:TopicPolicy": "a setting of its topic: free",
+    "aws:secretsmanager/secretPolicy:SecretPolicy": "a setting of its secret: free",
+    "aws:dynamodb/resourcePolicy:ResourcePolicy": "a setting of its table: free",
 }

@@ -18,6 +18,8 @@ FREE: dict[str, str] = {
     "kubernetes:apps/v1:Deployment": _ON_THE_NODES,
     "kubernetes:core/v1:Namespace": "a Kubernetes object: no charge of its own",
     "kubernetes:core/v1:ServiceAccount": "a Kubernetes object: no charge of its own",
+    "kubernetes:helm.sh/v3:Release": "an add-on's chart (KEDA, the Cluster Autoscaler): its pods run on the "
+    "cluster's nodes",
     "kubernetes:keda.sh/v1alpha1:ScaledObject": "KEDA scaling: the replicas it starts run on the cluster's nodes",
     "kubernetes:keda.sh/v1alpha1:TriggerAuthentication": "a Kubernetes object: no charge of its own",
     "kubernetes:networking.k8s.io/v1:NetworkPolicy": "a Kubernetes object: no charge of its own",

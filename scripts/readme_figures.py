@@ -41,7 +41,14 @@ BLOCK = re.compile(
 EXCERPT_STACK, EXCERPT_COMPONENT = "pilot-dev", "models"
 """The README's excerpt of ``agentstage plan``: this stack's header, this component's subtree, the verdict."""
 USAGE_STACK, USAGE_PROFILE = "pilot-prod", ROOT / "cost" / "usage.example.yaml"
-DIAGRAM_STACKS = ("pilot-prod", "pilot-aws-prod", "foundation-staging", "foundation-aws-staging", "enterprise-prod")
+DIAGRAM_STACKS = (
+    "pilot-prod",
+    "pilot-aws-prod",
+    "foundation-staging",
+    "foundation-aws-staging",
+    "enterprise-prod",
+    "enterprise-aws-prod",
+)
 LAYOUT_WIDTH = 110
 
 

@@ -33,12 +33,13 @@ class Encryption(Component):
         context: AwsContext,
         *,
         s3_notifications: bool = False,
+        ebs_volumes: bool = False,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("aws", "Encryption", name, opts)
         policy = pulumi.Output.from_input(context.account_id).apply(
             lambda account: _key_policy(
-                account, context.region, stack_log_groups(context, account), s3_notifications
+                account, context.region, stack_log_groups(context, account), s3_notifications, ebs_volumes
             )
         )
         self.key = kms.Key(
@@ -85,7 +86,9 @@ SEAL_MESSAGES = ("kms:Decrypt", "kms:GenerateDataKey*")
 """What a service needs to put a message on a KMS-encrypted SNS topic or SQS queue."""
 
 
-def _key_policy(account: str, region: str, log_groups: list[str], s3_notifications: bool) -> str:
+def _key_policy(
+    account: str, region: str, log_groups: list[str], s3_notifications: bool, ebs_volumes: bool
+) -> str:
     root = f"arn:{PARTITION}:iam::{account}:root"
     services: list[dict[str, object]] = [
         {
@@ -107,6 +110,31 @@ def _key_policy(account: str, region: str, log_groups: list[str], s3_notificatio
                 "Principal": {"Service": "s3.amazonaws.com"},
                 "Action": list(SEAL_MESSAGES),
                 "Resource": "*",
+            }
+        )
+    if ebs_volumes:
+        # Node volumes are created by Auto Scaling's service-linked role through EC2, which no stack
+        # grant can name before it exists: AWS's own EBS key policy, this account and EC2 only.
+        services.append(
+            {
+                "Sid": "EbsVolumesThroughEc2",
+                "Effect": "Allow",
+                "Principal": {"AWS": "*"},
+                "Action": [
+                    "kms:Encrypt",
+                    "kms:Decrypt",
+                    "kms:ReEncrypt*",
+                    "kms:GenerateDataKey*",
+                    "kms:CreateGrant",
+                    "kms:DescribeKey",
+                ],
+                "Resource": "*",
+                "Condition": {
+                    "StringEquals": {
+                        "kms:CallerAccount": account,
+                        "kms:ViaService": f"ec2.{region}.amazonaws.com",
+                    }
+                },
             }
         )
     return json.dumps(

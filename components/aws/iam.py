@@ -16,16 +16,9 @@ from typing import Any
 
 import pulumi
 
-WILDCARD_RESOURCE_ALLOWED = frozenset(
-    {
-        "xray:PutTraceSegments",
-        "xray:PutTelemetryRecords",
-        # What Lambda does with the execution role to find a VPC function's interfaces and subnets
-        # (AWSLambdaVPCAccessExecutionRole); EC2's Describe actions take no resource scope.
-        "ec2:DescribeNetworkInterfaces",
-        "ec2:DescribeSubnets",
-    }
-)
+from core.aws_actions import KIT_UNSCOPED_ACTIONS
+
+WILDCARD_RESOURCE_ALLOWED = KIT_UNSCOPED_ACTIONS
 """Actions AWS does not scope to resources: the only ones that may name ``*``."""
 
 
@@ -94,21 +87,42 @@ def _render(statements: Sequence[Statement], known: Mapping[int, Any]) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": rendered}, sort_keys=True)
 
 
-def service_trust(service: str, account_id: pulumi.Input[str]) -> pulumi.Output[str]:
-    """A trust policy letting ``service`` (``lambda.amazonaws.com``) assume the role for this account only."""
-    return pulumi.Output.from_input(account_id).apply(
-        lambda account: json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": service},
-                        "Action": "sts:AssumeRole",
-                        "Condition": {"StringEquals": {"aws:SourceAccount": account}},
-                    }
-                ],
-            },
-            sort_keys=True,
-        )
+def service_trust(
+    service: str,
+    account_id: pulumi.Input[str],
+    *,
+    actions: Sequence[str] = ("sts:AssumeRole",),
+    conditions: Mapping[str, Mapping[str, Any]] | None = None,
+) -> pulumi.Output[str]:
+    """A trust policy letting ``service`` (``lambda.amazonaws.com``) assume the role for this account only.
+
+    ``actions`` are what the service calls on STS (EKS Pod Identity also tags the session:
+    ``sts:TagSession``); ``conditions`` narrow it further (a source ARN, session tags), beside the
+    ``aws:SourceAccount`` condition every trust keeps. Their values may be outputs (an ARN not yet known).
+    """
+    if not actions or any("*" in action or not action.startswith("sts:") for action in actions):
+        raise ValueError(f"actions: {list(actions)} must be STS actions such as sts:AssumeRole, without '*'")
+    extra = {operator: dict(values) for operator, values in (conditions or {}).items()}
+    return pulumi.Output.all(pulumi.Output.from_input(account_id), pulumi.Output.from_input(extra)).apply(
+        lambda known: _trust(service, sorted(set(actions)), known[0], known[1])
+    )
+
+
+def _trust(service: str, actions: list[str], account: str, extra: dict[str, dict[str, Any]]) -> str:
+    conditions: dict[str, dict[str, Any]] = {"StringEquals": {"aws:SourceAccount": account}}
+    for operator, values in extra.items():
+        conditions[operator] = {**conditions.get(operator, {}), **values}
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": service},
+                    "Action": actions[0] if len(actions) == 1 else actions,
+                    "Condition": conditions,
+                }
+            ],
+        },
+        sort_keys=True,
     )

@@ -12,17 +12,25 @@ deleted document is recoverable; old versions expire after ``noncurrent_days``.
 (a :class:`~components.aws.queues.TaskQueues` queue whose policy admits this bucket of this account as
 its only sender), which the ingestion worker consumes through a Lambda event source mapping. Every event
 is a hint: the worker reads the object's current state, so redelivery and reordering change nothing.
+
+**Perimeter** (optional, the VPC's S3 gateway endpoint, :mod:`components.aws.data_perimeter`): the bucket
+policy also denies reading documents (``s3:GetObject``, ``s3:GetObjectVersion``) outside the VPC - their
+only reader is the ingestion worker, inside it. Uploads, tagging, listing and reading tags stay open:
+people and pipelines do them from outside (``aws s3 sync`` lists the bucket, an uploader checks the
+``readers`` tag it set), and S3's event notifications are sent by S3 itself.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 from pulumi_aws import s3
 
 from components.aws.context import AwsContext
+from components.aws.data_perimeter import VpcPerimeter
 from components.aws.iam import Statement
 from components.aws.queues import TaskQueues
 from components.aws.role import ExecutionRole
@@ -31,6 +39,8 @@ from components.base import Component
 S3_EVENTS = ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")
 READ_ACTIONS = ("s3:GetObject", "s3:GetObjectTagging")
 """What the runtime's S3 source calls per document (tags carry the readers)."""
+FENCED_READS = ("s3:GetObject", "s3:GetObjectVersion")
+"""The documents' content: what a perimeter denies outside the VPC."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,15 @@ class KnowledgeSourceArgs:
     """The logical name of the ingest queue in ``queues`` (its policy admits :attr:`bucket_arn`)."""
     noncurrent_days: int = 90
     force_destroy: bool = False
+    perimeter: VpcPerimeter | None = None
+    """The VPC's S3 endpoint, outside which documents cannot be read (see the module docstring)."""
+
+    def __post_init__(self) -> None:
+        if self.perimeter is not None and self.perimeter.service != "s3":
+            raise ValueError(
+                f"perimeter: the documents are read through the s3 endpoint, not {self.perimeter.service}; "
+                "use network.perimeter('s3')"
+            )
 
 
 def documents_bucket_name(context: AwsContext) -> pulumi.Output[str]:
@@ -123,10 +142,19 @@ class KnowledgeSource(Component):
             ],
             opts=self.child(),
         )
+        fence = (
+            args.perimeter.statement(
+                FENCED_READS, (pulumi.Output.concat(bucket.arn, "/*"),), context.account_id
+            )
+            if args.perimeter
+            else None
+        )
         s3.BucketPolicy(
             f"{name}-tls-only",
             bucket=bucket.id,
-            policy=bucket.arn.apply(_tls_only),
+            policy=pulumi.Output.all(bucket.arn, fence).apply(
+                lambda known: _bucket_policy(known[0], known[1])
+            ),
             opts=self.child(),
         )
         s3.BucketNotification(
@@ -152,20 +180,18 @@ class KnowledgeSource(Component):
         )
 
 
-def _tls_only(bucket_arn: str) -> str:
-    return json.dumps(
+def _bucket_policy(bucket_arn: str, fence: dict[str, Any] | None) -> str:
+    """Deny requests without TLS, and with ``fence`` (a perimeter statement) what it names outside the VPC."""
+    statements: list[dict[str, Any]] = [
         {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "TlsOnly",
-                    "Effect": "Deny",
-                    "Principal": "*",
-                    "Action": "s3:*",
-                    "Resource": [bucket_arn, f"{bucket_arn}/*"],
-                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                }
-            ],
-        },
-        sort_keys=True,
-    )
+            "Sid": "TlsOnly",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [bucket_arn, f"{bucket_arn}/*"],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }
+    ]
+    if fence:
+        statements.append(fence)
+    return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)

@@ -91,7 +91,9 @@ class BedrockModels(Component):
         chosen = list(self.model_ids) if model_ids is None else sorted(set(model_ids))
         unknown = [model for model in chosen if model not in self.model_ids]
         if unknown:
-            raise ValueError(f"{', '.join(unknown)}: not among the stack's models ({', '.join(self.model_ids)})")
+            raise ValueError(
+                f"{', '.join(unknown)}: not among the stack's models ({', '.join(self.model_ids)})"
+            )
         invoke = ("bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream")
         direct = [m for m in chosen if not m.startswith(PROFILE_PREFIXES)]
         statements = (

@@ -110,6 +110,8 @@ class MonitoringArgs:
     - ``functions``, ``api``, ``dead_letter_queues``: the stack's Lambda functions, its API and the
       dead-letter queues of its task queues;
     - ``agents``: the runtime's agent names (what its ``Agent`` dimension carries), a dashboard row each;
+    - ``workloads``: agents that run outside Lambda (pods on EKS), alarmed on the runtime's own metrics
+      (failed runs, p95 run duration) since no Lambda metric watches them;
     - ``prices``: the models' prices, for the daily spend alarm and the tokens graphs;
     - ``contact_emails``, ``budget_usd``, ``budget_thresholds``: the monthly AWS Budget and its mails;
     - thresholds: ``server_error_percent`` (API 5xx share), ``latency_p95_ms`` (each function's p95
@@ -124,6 +126,7 @@ class MonitoringArgs:
     contact_emails: Sequence[str]
     budget_usd: float
     dead_letter_queues: Sequence[QueueWatch] = ()
+    workloads: Sequence[str] = ()
     budget_thresholds: Sequence[int] = (50, 80, 100)
     server_error_percent: float = 5.0
     latency_p95_ms: int = 20_000
@@ -152,6 +155,9 @@ class MonitoringArgs:
         _unique("dead_letter_queues", queues)
         if "" in self.agents:
             raise ValueError("MonitoringArgs.agents: an agent name cannot be empty")
+        strangers = sorted(set(self.workloads) - set(self.agents))
+        if strangers:
+            raise ValueError(f"MonitoringArgs.workloads: {', '.join(strangers)} not among the agents")
         _unique("agents", self.agents)
         widgets = FIXED_WIDGETS + WIDGETS_PER_AGENT * len(self.agents)
         if widgets > MAX_WIDGETS:
@@ -193,6 +199,8 @@ class Monitoring(Component):
             )
         for function in args.functions:
             self._function_alarms(function, args.latency_p95_ms)
+        for agent in args.workloads:
+            self._workload_alarms(agent, args.latency_p95_ms)
         for queue in args.dead_letter_queues:
             self._alarm(
                 (queue.label, "dlq"),
@@ -272,6 +280,24 @@ class Monitoring(Component):
             "The 95th percentile of agent runs is slower than the stack allows.",
             threshold=function.duration_p95_ms or latency_p95_ms,
             metric={"namespace": "AWS/Lambda", "metric_name": "Duration", "dimensions": dimensions,
+                    "extended_statistic": "p95"},
+        )  # fmt: skip
+
+    def _workload_alarms(self, agent: str, latency_p95_ms: int) -> None:
+        """An agent on EKS: its failed runs and its p95 run duration, from the metrics its runtime sends."""
+        dimensions = {"Environment": self._context.environment, "Agent": agent}
+        self._alarm(
+            (agent, "errors"),
+            "Runs of the agent failed (its pods' logs say why; restarts show in Container Insights).",
+            threshold=0,
+            metric={"namespace": RUNTIME_NAMESPACE, "metric_name": RUN_ERRORS, "dimensions": dimensions,
+                    "statistic": "Sum"},
+        )  # fmt: skip
+        self._alarm(
+            (agent, "latency"),
+            "The 95th percentile of agent runs is slower than the stack allows.",
+            threshold=latency_p95_ms,
+            metric={"namespace": RUNTIME_NAMESPACE, "metric_name": RUN_DURATION, "dimensions": dimensions,
                     "extended_statistic": "p95"},
         )  # fmt: skip
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pulumi
 from pulumi_aws import iam
@@ -17,6 +19,8 @@ class ExecutionRole(Component):
 
     It has no managed policies (``AWSLambdaBasicExecutionRole`` allows logs on every log group): every
     permission is an inline policy named after the grant (:meth:`allow`), written by the block granted on.
+    ``trust_actions`` and ``trust_conditions`` are for services that need more than ``sts:AssumeRole`` or
+    can be narrowed further (EKS Pod Identity: ``components.aws.eks.EksCluster.pod_role``).
 
     Outputs: ``arn``, ``name``.
     """
@@ -27,14 +31,19 @@ class ExecutionRole(Component):
         context: AwsContext,
         *,
         service: str = "lambda.amazonaws.com",
+        trust_actions: Sequence[str] = ("sts:AssumeRole",),
+        trust_conditions: Mapping[str, Mapping[str, Any]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("aws", "ExecutionRole", name, opts)
         self._name = name
+        self.service = service
         self.role = iam.Role(
             f"{name}-role",
             name=context.name(name),
-            assume_role_policy=service_trust(service, context.account_id),
+            assume_role_policy=service_trust(
+                service, context.account_id, actions=trust_actions, conditions=trust_conditions
+            ),
             max_session_duration=3600,
             tags=context.tags,
             opts=self.child(),

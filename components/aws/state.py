@@ -6,6 +6,12 @@ and the runtime checks the key schema at start. Every table is on-demand (traffi
 with the stack's key, recoverable to any second of the last 35 days (point-in-time recovery), and in
 protected environments refuses deletion. The ledger's expired counters and idempotency records are
 removed by TTL.
+
+With a perimeter (the VPC's DynamoDB gateway endpoint, :mod:`components.aws.data_perimeter`) each table
+gets a resource policy denying the item actions (:data:`FENCED_ITEM_ACTIONS`, on the table and its
+indexes) outside the VPC: items are read and written only by the runtimes, inside the VPC. Table
+management and ``DescribeTable`` stay open (the deployer and ``pulumi refresh`` call them from outside),
+and TTL expiry and point-in-time recovery are DynamoDB's own work, not requests.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import pulumi
 from pulumi_aws import dynamodb
 
 from components.aws.context import AwsContext
+from components.aws.data_perimeter import VpcPerimeter, policy_document
 from components.aws.iam import Statement
 from components.aws.role import ExecutionRole
 from components.base import Component
@@ -33,6 +40,22 @@ DATA_ACTIONS = (
     "dynamodb:ConditionCheckItem",
 )
 """What the backends do (transactions are authorised per item action); no Scan, no table management."""
+FENCED_ITEM_ACTIONS = (
+    "dynamodb:BatchGetItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:GetItem",
+    "dynamodb:PartiQLDelete",
+    "dynamodb:PartiQLInsert",
+    "dynamodb:PartiQLSelect",
+    "dynamodb:PartiQLUpdate",
+    "dynamodb:PutItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "dynamodb:UpdateItem",
+)
+"""Every action that reads or writes items: what a perimeter denies outside the VPC."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +85,15 @@ class StateTablesArgs:
     deletion_protection: bool = False
     tasks: bool = True
     """Whether the stage runs task workers; without them (the pilot) there is no tasks table to keep."""
+    perimeter: VpcPerimeter | None = None
+    """The VPC's DynamoDB endpoint, outside which item actions are denied (see the module docstring)."""
+
+    def __post_init__(self) -> None:
+        if self.perimeter is not None and self.perimeter.service != "dynamodb":
+            raise ValueError(
+                f"perimeter: the tables are reached through the dynamodb endpoint, not {self.perimeter.service}; "
+                "use network.perimeter('dynamodb')"
+            )
 
 
 class StateTables(Component):
@@ -83,6 +115,21 @@ class StateTables(Component):
             for purpose, layout in TABLES.items()
             if args.tasks or purpose != "tasks"
         }
+        if args.perimeter is not None:
+            for purpose, table in self.tables.items():
+                dynamodb.ResourcePolicy(
+                    f"{name}-{purpose}-perimeter",
+                    resource_arn=table.arn,
+                    # A table's policy governs its indexes too, when it names their ARNs.
+                    policy=policy_document(
+                        [
+                            args.perimeter.statement(
+                                FENCED_ITEM_ACTIONS, _table_and_indexes(table, purpose), context.account_id
+                            )
+                        ]
+                    ),
+                    opts=self.child(),
+                )
         self.table_names = {purpose: table.name for purpose, table in self.tables.items()}
         self.register_outputs({"table_names": self.table_names})
 
@@ -120,9 +167,7 @@ class StateTables(Component):
         """Item reads and writes on the tables and their indexes; nothing else."""
         resources = [table.arn for table in self.tables.values()]
         for purpose, table in self.tables.items():
-            resources += [
-                pulumi.Output.concat(table.arn, "/index/", index) for index in TABLES[purpose].indexes
-            ]
+            resources += _table_and_indexes(table, purpose)[1:]
         role.allow("state-data", Statement("StateTables", DATA_ACTIONS, tuple(resources)))
 
     def runtime_settings(self) -> dict[str, pulumi.Input[str]]:
@@ -132,3 +177,11 @@ class StateTables(Component):
             "budget_backend": "dynamodb",
             **{TABLES[purpose].setting: table_name for purpose, table_name in self.table_names.items()},
         }
+
+
+def _table_and_indexes(table: dynamodb.Table, purpose: str) -> list[pulumi.Output[str]]:
+    """The table's ARN, then its indexes' (``<table>/index/<name>``)."""
+    return [
+        table.arn,
+        *(pulumi.Output.concat(table.arn, "/index/", index) for index in TABLES[purpose].indexes),
+    ]

@@ -153,7 +153,7 @@ class VectorDatabase(Component):
             f"{name}-subnets",
             name=identifier,
             description="Private subnets of the stack's network",
-            subnet_ids=args.network.subnet_ids,
+            subnet_ids=args.network.subnet_ids_of("data"),
             tags=context.tags,
             opts=self.child(),
         )

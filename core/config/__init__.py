@@ -8,7 +8,7 @@ from core.config.agents import (
     RoutingRuleConfig,
     RuntimeBudgetConfig,
 )
-from core.config.aws import LambdaConfig
+from core.config.aws import EksConfig, ExistingVpcConfig, LambdaConfig, VpcConfig
 from core.config.azure import (
     FunctionsConfig,
     GatewayConfig,
@@ -36,6 +36,8 @@ __all__ = [
     "ApiConfig",
     "BudgetConfig",
     "ContentFilterConfig",
+    "EksConfig",
+    "ExistingVpcConfig",
     "FunctionsConfig",
     "GatewayConfig",
     "KubernetesConfig",
@@ -52,6 +54,7 @@ __all__ = [
     "StackConfig",
     "StackConfigError",
     "VectorSearchConfig",
+    "VpcConfig",
     "WaiverConfig",
     "describe_validation_error",
     "parse_stack_config",

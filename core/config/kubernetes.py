@@ -1,4 +1,5 @@
-"""What a stack on a Kubernetes cluster you already run may say: nothing about the cluster itself."""
+"""What a stack on a Kubernetes cluster you already run may say: nothing about the cluster itself; and which
+``kubernetes`` keys belong to which cluster (the other clouds' checks name them)."""
 
 from __future__ import annotations
 
@@ -12,16 +13,20 @@ from core.config.regions import check_location
 if TYPE_CHECKING:
     from core.config.stack import StackConfig
 
-CLUSTER_THE_STACK_CREATES = (
+AZURE_CLUSTER_KEYS = (
     "system_pool",
     "user_pool",
-    "kubernetes_version",
     "private_cluster",
     "admin_group_object_ids",
     "encryption_at_host",
     "zone_redundant_registry",
 )
-"""Settings of a cluster and registry the stack creates (AKS, ACR): meaningless on your own cluster."""
+"""Settings of the AKS cluster and Azure Container Registry the azure enterprise stack creates."""
+OWN_CLUSTER_KEYS = ("kubeconfig_context", "service_account_annotations", "settings_secret")
+"""Settings of your own cluster (the kubernetes cloud): which cluster, its identities, its settings Secret."""
+CLUSTER_THE_STACK_CREATES = (*AZURE_CLUSTER_KEYS, "kubernetes_version")
+"""Settings of a cluster and registry the stack creates (AKS and ACR, or EKS and ECR): meaningless on your
+own cluster."""
 
 
 def check_kubernetes(config: StackConfig) -> None:
@@ -34,7 +39,11 @@ def check_kubernetes(config: StackConfig) -> None:
         return
     created = [key for key in CLUSTER_THE_STACK_CREATES if key in kubernetes.model_fields_set]
     if created:
+        where = (
+            "the azure and aws clouds (an AKS or EKS cluster the stack creates)"
+            if created[0] == "kubernetes_version"
+            else "the azure cloud (a cluster and registry the stack creates)"
+        )
         raise ValueError(
-            f"{NAMESPACE}:kubernetes.{to_camel(created[0])} applies to the azure cloud (a cluster and registry "
-            "the stack creates), not your own cluster; remove it"
+            f"{NAMESPACE}:kubernetes.{to_camel(created[0])} applies to {where}, not your own cluster; remove it"
         )

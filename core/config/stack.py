@@ -25,7 +25,15 @@ from core.config.agents import (
     RuntimeBudgetConfig,
     check_tools,
 )
-from core.config.aws import AwsGatewayConfig, LambdaConfig, VectorDatabaseConfig, VpcConfig, check_aws
+from core.config.aws import (
+    EKS_DEFAULT_KUBERNETES_VERSION,
+    AwsGatewayConfig,
+    EksConfig,
+    LambdaConfig,
+    VectorDatabaseConfig,
+    VpcConfig,
+    check_aws,
+)
 from core.config.azure import (
     FunctionsConfig,
     GatewayConfig,
@@ -65,6 +73,7 @@ BUILT: tuple[tuple[str, str], ...] = (
     ("enterprise", "kubernetes"),
     ("pilot", "aws"),
     ("foundation", "aws"),
+    ("enterprise", "aws"),
 )
 """The (blueprint, cloud) pairs the kit builds (``blueprints.registry`` maps each to its function)."""
 
@@ -73,23 +82,26 @@ BUILT: tuple[tuple[str, str], ...] = (
 _EVERY_STAGE = ("pilot", "foundation", "enterprise")
 _LATER_STAGES = ("foundation", "enterprise")
 _NOT_YOUR_OWN_CLUSTER = tuple(place for place in BUILT if place[1] != "kubernetes")
+_ON_AWS = tuple((stage, "aws") for stage in _EVERY_STAGE)
+_LATER_ON_AWS = tuple((stage, "aws") for stage in _LATER_STAGES)
 _KEY_PLACES: dict[str, tuple[tuple[str, str], ...]] = {
     "orchestrator": tuple((stage, cloud) for stage in _LATER_STAGES for cloud in ("azure", "kubernetes"))
-    + (("foundation", "aws"),),
+    + _LATER_ON_AWS,
     "gateway": tuple((stage, "azure") for stage in _LATER_STAGES),
     "messaging": tuple((stage, "azure") for stage in _LATER_STAGES),
-    "kubernetes": (("enterprise", "azure"), ("enterprise", "kubernetes")),
+    "kubernetes": (("enterprise", "azure"), ("enterprise", "kubernetes"), ("enterprise", "aws")),
+    "eks": (("enterprise", "aws"),),
     "network": (("enterprise", "azure"),),
-    "budget": (("enterprise", "azure"), ("pilot", "aws"), ("foundation", "aws")),
-    "alerts": (("enterprise", "azure"), ("pilot", "aws"), ("foundation", "aws")),
+    "budget": (("enterprise", "azure"), *_ON_AWS),
+    "alerts": (("enterprise", "azure"), *_ON_AWS),
     "policy": (("enterprise", "azure"),),
     "runtime_settings": (("enterprise", "kubernetes"),),
     "functions": tuple((stage, "azure") for stage in _EVERY_STAGE),
     "vector_search": tuple((stage, "azure") for stage in _EVERY_STAGE),
-    "lambda_function": (("pilot", "aws"), ("foundation", "aws")),
-    "api_gateway": (("foundation", "aws"),),
-    "vpc": (("foundation", "aws"),),
-    "vector_database": (("foundation", "aws"),),
+    "lambda_function": _ON_AWS,
+    "api_gateway": _LATER_ON_AWS,
+    "vpc": _LATER_ON_AWS,
+    "vector_database": _LATER_ON_AWS,
     "api": _NOT_YOUR_OWN_CLUSTER,
     "content_filter": _NOT_YOUR_OWN_CLUSTER,
 }
@@ -116,6 +128,7 @@ _REQUIRED_KEYS: dict[tuple[str, str], tuple[str, ...]] = {
     ("enterprise", "kubernetes"): ("kubernetes", "runtime_settings"),
     ("pilot", "aws"): ("budget",),
     ("foundation", "aws"): ("orchestrator", "api_gateway", "budget"),
+    ("enterprise", "aws"): ("orchestrator", "api_gateway", "budget", "kubernetes", "eks"),
 }
 
 
@@ -166,6 +179,7 @@ class StackConfig(Strict):
     vector_database: VectorDatabaseConfig | None = None
     messaging: MessagingConfig | None = None
     kubernetes: KubernetesConfig | None = None
+    eks: EksConfig | None = None
     network: NetworkConfig | None = None
     budget: BudgetConfig | None = None
     runtime_budgets: tuple[RuntimeBudgetConfig, ...] = Field(
@@ -181,6 +195,18 @@ class StackConfig(Strict):
         "bus_backend) for services the cluster reaches but this stack does not create.",
     )
     waivers: tuple[WaiverConfig, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _eks_version_by_default(cls, data: Any) -> Any:
+        """On aws an absent ``kubernetes.kubernetesVersion`` is the newest minor the kit pins its EKS add-ons
+        for: EKS's own default moves with its releases, the add-ons' pins do not."""
+        if not isinstance(data, dict) or data.get("cloud") != "aws":
+            return data
+        kubernetes = data.get("kubernetes")
+        if not isinstance(kubernetes, dict) or "kubernetesVersion" in kubernetes:
+            return data
+        return {**data, "kubernetes": {**kubernetes, "kubernetesVersion": EKS_DEFAULT_KUBERNETES_VERSION}}
 
     def _rules_name_agents(self, rules: Sequence[RoutingRuleConfig]) -> None:
         names = [agent.name for agent in self.agents]

@@ -10,6 +10,7 @@ preview too. Types not listed here keep their computed outputs unknown, as a pre
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import string
@@ -348,6 +349,94 @@ def _input_as_id(key: str) -> Outputs:
     return lambda n: {"id": n.text(key)}
 
 
+# --- EKS -----------------------------------------------------------------------------------------------
+
+
+def _eks_cluster(n: _Named) -> dict[str, Any]:
+    """The API server's DNS name and the OIDC issuer share one generated id, as EKS's do; the certificate
+    authority is a base64 PEM; ``vpcConfig`` gains the security group EKS creates for the cluster."""
+    cluster_id = n.generated(32, HEX).upper()
+    pem = (
+        "-----BEGIN CERTIFICATE-----\nMIIC"
+        + n.generated(40, string.ascii_letters)
+        + "\n-----END CERTIFICATE-----\n"
+    )
+    vpc_config = dict(n.inputs.get("vpcConfig") or {})
+    vpc_config.setdefault("vpcId", f"vpc-{n.generated(17, HEX, salt='vpc')}")
+    vpc_config["clusterSecurityGroupId"] = f"sg-{n.generated(17, HEX, salt='sg')}"
+    return {
+        "id": n.name,
+        "arn": n.arn("eks", f"cluster/{n.name}"),
+        "endpoint": f"https://{cluster_id}.gr7.{n.region}.eks.amazonaws.com",
+        "certificateAuthority": {"data": base64.b64encode(pem.encode()).decode()},
+        "identities": [{"oidcs": [{"issuer": f"https://oidc.eks.{n.region}.amazonaws.com/id/{cluster_id}"}]}],
+        "platformVersion": "eks.1",
+        "status": "ACTIVE",
+        "vpcConfig": vpc_config,
+    }
+
+
+def _eks_child(kind: str, key: str) -> Outputs:
+    """A node group or an add-on: ``<cluster>:<name>`` and ``arn:...:<kind>/<cluster>/<name>/<uuid>``."""
+
+    def outputs(n: _Named) -> dict[str, Any]:
+        cluster, name = n.text("clusterName"), n.text(key) or n.name
+        return {
+            "id": f"{cluster}:{name}",
+            "arn": n.arn("eks", f"{kind}/{cluster}/{name}/{n.uuid()}"),
+            "status": "ACTIVE",
+        }
+
+    return outputs
+
+
+def _node_group(n: _Named) -> dict[str, Any]:
+    """A managed node group, and the Auto Scaling group EKS creates for it: ``eks-<node group>-<uuid>``, the
+    uuid being the one that ends the node group's ARN."""
+    outputs = _eks_child("nodegroup", "nodeGroupName")(n)
+    group = f"eks-{n.text('nodeGroupName') or n.name}-{n.uuid()}"
+    outputs["resources"] = [{"autoscalingGroups": [{"name": group}], "remoteAccessSecurityGroupId": ""}]
+    return outputs
+
+
+def _pod_identity_association(n: _Named) -> dict[str, Any]:
+    cluster, association = n.text("clusterName"), "a-" + n.generated(17)
+    return {
+        "id": f"{cluster},{association}",
+        "associationId": association,
+        "associationArn": n.arn("eks", f"podidentityassociation/{cluster}/{association}"),
+    }
+
+
+def _access_entry(n: _Named) -> dict[str, Any]:
+    cluster, principal = n.text("clusterName"), n.text("principalArn")
+    role = principal.rsplit("/", 1)[-1]
+    return {
+        "id": f"{cluster}:{principal}",
+        "accessEntryArn": n.arn("eks", f"access-entry/{cluster}/role/{ACCOUNT}/{role}/{n.uuid()}"),
+        "type": n.text("type") or "STANDARD",
+    }
+
+
+def _launch_template(n: _Named) -> dict[str, Any]:
+    template_id = f"lt-{n.generated(17, HEX)}"
+    return {
+        "id": template_id,
+        "arn": n.arn("ec2", f"launch-template/{template_id}"),
+        "latestVersion": 1,
+        "defaultVersion": 1,
+    }
+
+
+# --- ECR -----------------------------------------------------------------------------------------------
+
+
+def _registry_setting(key: str) -> Outputs:
+    """Registry-wide settings keyed by a repository prefix (a pull-through cache rule, a creation template):
+    the prefix is the id, in this account's registry."""
+    return lambda n: {"id": n.text(key), "registryId": ACCOUNT}
+
+
 # type token -> (the input that holds the physical name, or None when AWS generates the id; outputs)
 TYPES: dict[str, tuple[str | None, Outputs]] = {
     "aws:lambda/function:Function": ("name", _lambda),
@@ -389,6 +478,8 @@ TYPES: dict[str, tuple[str | None, Outputs]] = {
     "aws:s3/bucketV2:BucketV2": ("bucket", _bucket),
     "aws:s3/bucket:Bucket": ("bucket", _bucket),
     "aws:ecr/repository:Repository": ("name", _repository),
+    "aws:ecr/pullThroughCacheRule:PullThroughCacheRule": (None, _registry_setting("ecrRepositoryPrefix")),
+    "aws:ecr/repositoryCreationTemplate:RepositoryCreationTemplate": (None, _registry_setting("prefix")),
     "aws:lambda/alias:Alias": ("name", _alias),
     "aws:apigatewayv2/authorizer:Authorizer": (None, _generated_id),
     "aws:apigatewayv2/integration:Integration": (None, _generated_id),
@@ -445,6 +536,21 @@ TYPES: dict[str, tuple[str | None, Outputs]] = {
     "aws:s3/bucketNotification:BucketNotification": (None, _input_as_id("bucket")),
     "aws:sqs/queuePolicy:QueuePolicy": (None, _input_as_id("queueUrl")),
     "aws:sqs/redrivePolicy:RedrivePolicy": (None, _input_as_id("queueUrl")),
+    # EKS
+    "aws:eks/cluster:Cluster": ("name", _eks_cluster),
+    "aws:eks/nodeGroup:NodeGroup": ("nodeGroupName", _node_group),
+    "aws:eks/addon:Addon": (None, _eks_child("addon", "addonName")),
+    "aws:eks/podIdentityAssociation:PodIdentityAssociation": (None, _pod_identity_association),
+    "aws:eks/accessEntry:AccessEntry": (None, _access_entry),
+    "aws:eks/accessPolicyAssociation:AccessPolicyAssociation": (
+        None,
+        lambda n: {"id": f"{n.text('clusterName')}#{n.text('principalArn')}#{n.text('policyArn')}"},
+    ),
+    "aws:ec2/launchTemplate:LaunchTemplate": ("name", _launch_template),
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment": (
+        None,
+        lambda n: {"id": f"{n.text('role')}-{n.generated(26, string.digits)}"},
+    ),
 }
 
 
@@ -474,7 +580,7 @@ class AwsProfile:
         state.update(computed)
         return str(computed.get("id") or computed.get("arn") or name), state
 
-    def invoke(self, token: str, _args: Mapping[str, Any]) -> dict[str, Any] | None:
+    def invoke(self, token: str, args: Mapping[str, Any]) -> dict[str, Any] | None:
         answers: dict[str, dict[str, Any]] = {
             "aws:index/getCallerIdentity:getCallerIdentity": {
                 "accountId": ACCOUNT,
@@ -494,6 +600,14 @@ class AwsProfile:
                 "dnsSuffix": "amazonaws.com",
                 "reverseDnsPrefix": "com.amazonaws",
                 "id": PARTITION,
+            },
+            "aws:iam/getSessionContext:getSessionContext": {
+                "arn": str(args.get("arn") or ""),
+                "issuerArn": f"arn:{PARTITION}:iam::{ACCOUNT}:role/agentstage-deployer",
+                "issuerId": "AROAOFFLINEPLAN",
+                "issuerName": "agentstage-deployer",
+                "sessionName": "offline-plan",
+                "id": str(args.get("arn") or ""),
             },
             "aws:index/getAvailabilityZones:getAvailabilityZones": {
                 "names": [f"{self.region}{zone}" for zone in "abc"],

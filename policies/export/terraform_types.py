@@ -46,6 +46,7 @@ TERRAFORM_TYPES: Mapping[str, str] = MappingProxyType(
         "aws:s3/bucketNotification:BucketNotification": "aws_s3_bucket_notification",
         "aws:s3/bucketOwnershipControls:BucketOwnershipControls": "aws_s3_bucket_ownership_controls",
         "aws:dynamodb/table:Table": "aws_dynamodb_table",
+        "aws:dynamodb/resourcePolicy:ResourcePolicy": "aws_dynamodb_resource_policy",
         "aws:opensearch/domain:Domain": "aws_opensearch_domain",
         "aws:rds/cluster:Cluster": "aws_rds_cluster",
         "aws:rds/clusterInstance:ClusterInstance": "aws_rds_cluster_instance",
@@ -67,9 +68,19 @@ TERRAFORM_TYPES: Mapping[str, str] = MappingProxyType(
             "aws_lambda_provisioned_concurrency_config"
         ),
         "aws:lambda/invocation:Invocation": "aws_lambda_invocation",
-        "aws:ecr/repository:Repository": "aws_ecr_repository",
+        # Containers: EKS and the image registry.
         "aws:eks/cluster:Cluster": "aws_eks_cluster",
         "aws:eks/nodeGroup:NodeGroup": "aws_eks_node_group",
+        "aws:eks/addon:Addon": "aws_eks_addon",
+        "aws:eks/accessEntry:AccessEntry": "aws_eks_access_entry",
+        "aws:eks/accessPolicyAssociation:AccessPolicyAssociation": "aws_eks_access_policy_association",
+        "aws:eks/podIdentityAssociation:PodIdentityAssociation": "aws_eks_pod_identity_association",
+        "aws:ec2/launchTemplate:LaunchTemplate": "aws_launch_template",
+        "aws:ecr/repository:Repository": "aws_ecr_repository",
+        "aws:ecr/lifecyclePolicy:LifecyclePolicy": "aws_ecr_lifecycle_policy",
+        "aws:ecr/repositoryPolicy:RepositoryPolicy": "aws_ecr_repository_policy",
+        "aws:ecr/pullThroughCacheRule:PullThroughCacheRule": "aws_ecr_pull_through_cache_rule",
+        "aws:ecr/repositoryCreationTemplate:RepositoryCreationTemplate": "aws_ecr_repository_creation_template",
         # HTTP APIs (API Gateway v2).
         "aws:apigatewayv2/api:Api": "aws_apigatewayv2_api",
         "aws:apigatewayv2/stage:Stage": "aws_apigatewayv2_stage",
@@ -103,6 +114,7 @@ TERRAFORM_TYPES: Mapping[str, str] = MappingProxyType(
         "aws:kms/key:Key": "aws_kms_key",
         "aws:kms/alias:Alias": "aws_kms_alias",
         "aws:secretsmanager/secret:Secret": "aws_secretsmanager_secret",
+        "aws:secretsmanager/secretPolicy:SecretPolicy": "aws_secretsmanager_secret_policy",
         # Models.
         "aws:bedrock/guardrail:Guardrail": "aws_bedrock_guardrail",
         "aws:bedrock/guardrailVersion:GuardrailVersion": "aws_bedrock_guardrail_version",
@@ -112,6 +124,7 @@ TERRAFORM_TYPES: Mapping[str, str] = MappingProxyType(
         "aws:cloudwatch/metricAlarm:MetricAlarm": "aws_cloudwatch_metric_alarm",
         "aws:cloudwatch/dashboard:Dashboard": "aws_cloudwatch_dashboard",
         "aws:budgets/budget:Budget": "aws_budgets_budget",
+        "aws:cfg/rule:Rule": "aws_config_config_rule",
         # Network.
         "aws:ec2/vpc:Vpc": "aws_vpc",
         "aws:ec2/subnet:Subnet": "aws_subnet",
@@ -140,6 +153,8 @@ MAP_ATTRIBUTES = frozenset(
         "mappings",  # an integration's response parameter mappings
         "additional_version_weights",  # a Lambda alias' routing
         "triggers",  # a REST API deployment's and a Lambda invocation's redeploy triggers
+        "labels",  # an EKS node group's Kubernetes node labels
+        "resource_tags",  # the tags an ECR repository creation template gives the repositories it creates
     }
 )
 
@@ -237,7 +252,22 @@ RENAMED: Mapping[str, Mapping[str, str]] = MappingProxyType(
             "topics": "topic",
             "lambda_functions": "lambda_function",
         },
-        "aws_ecr_repository": {"encryption_configurations": "encryption_configuration"},
+        "aws_ecr_repository": {
+            "encryption_configurations": "encryption_configuration",
+            "image_tag_mutability_exclusion_filters": "image_tag_mutability_exclusion_filter",
+        },
+        "aws_ecr_repository_creation_template": {
+            "applied_fors": "applied_for",
+            "encryption_configurations": "encryption_configuration",
+            "image_tag_mutability_exclusion_filters": "image_tag_mutability_exclusion_filter",
+        },
+        "aws_eks_addon": {"pod_identity_associations": "pod_identity_association"},
+        "aws_eks_node_group": {"taints": "taint"},
+        "aws_launch_template": {"license_specifications": "license_specification"},
+        "aws_config_config_rule": {
+            "evaluation_modes": "evaluation_mode",
+            "source.source_details": "source_detail",
+        },
         "aws_lambda_event_source_mapping": {"filter_criteria.filters": "filter"},
         "aws_route_table": {"routes": "route"},
         "aws_rds_cluster_parameter_group": {"parameters": "parameter"},
@@ -256,6 +286,10 @@ REFERENCEABLE: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "aws_api_gateway_stage": ("stage_name",),
         # A function by its name where an ARN is not needed (an invocation, a permission).
         "aws_lambda_function": ("function_name",),
+        # A repository by its name (its lifecycle and repository policies).
+        "aws_ecr_repository": ("name",),
+        # An access policy association names the access entry it grants by the entry's principal.
+        "aws_eks_access_entry": ("principal_arn",),
     }
 )
 """Attributes besides ``id`` and ``arn`` that other resources hold to name one of a Terraform type."""
@@ -268,6 +302,7 @@ OWN_NAMES: Mapping[str, str] = MappingProxyType(
         "aws_rds_cluster_instance": "identifier",
         "aws_opensearch_domain": "domain_name",
         "aws_eks_node_group": "node_group_name",
+        "aws_eks_addon": "addon_name",
         "aws_api_gateway_stage": "stage_name",
         "aws_cloudwatch_metric_alarm": "alarm_name",
         "aws_cloudwatch_dashboard": "dashboard_name",

@@ -18,6 +18,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from agent_runtime.settings import env_name
+from core.aws_actions import UNSCOPED_ACTIONS as AWS_UNSCOPED_ACTIONS
 from core.graph import SECRET, Resource, ResourceGraph
 from core.workloads import LAMBDA_FUNCTION, settings
 from policies.findings import Severity
@@ -57,27 +58,7 @@ GUARDRAIL_VERSION_SETTING = env_name("bedrock_guardrail_version")
 ENVIRONMENT_TAG = "agentstage-environment"
 PROTECTED_ENVIRONMENTS = frozenset({"prod", "production", "prd"})
 
-UNSCOPED_ACTIONS = frozenset(
-    action.lower()
-    for action in (
-        # X-Ray: trace upload and sampling have no resource types (Service Authorization Reference).
-        "xray:PutTraceSegments",
-        "xray:PutTelemetryRecords",
-        "xray:GetSamplingRules",
-        "xray:GetSamplingTargets",
-        "xray:GetSamplingStatisticSummaries",
-        # CloudWatch custom metrics: scoped by the cloudwatch:namespace condition key, not by resource.
-        "cloudwatch:PutMetricData",
-        # What a Lambda function in a VPC needs to find its network interfaces (AWSLambdaVPCAccessExecutionRole).
-        "ec2:DescribeNetworkInterfaces",
-        "ec2:DescribeSubnets",
-        # Listing actions without resource types.
-        "kms:ListKeys",
-        "kms:ListAliases",
-        "secretsmanager:GetRandomPassword",
-        "secretsmanager:ListSecrets",
-    )
-)
+UNSCOPED_ACTIONS = frozenset(action.lower() for action in AWS_UNSCOPED_ACTIONS)
 """Actions the Service Authorization Reference lists without a resource type: they can only name ``*``.
 Every other action names the ARNs it acts on."""
 

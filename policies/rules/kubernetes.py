@@ -14,6 +14,7 @@ from policies.rules.predicates import is_unknown
 
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 SERVICE_ACCOUNT = "kubernetes:core/v1:ServiceAccount"
+POD_IDENTITY_ASSOCIATION = "aws:eks/podIdentityAssociation:PodIdentityAssociation"
 AZURE_WI_CLIENT_ID = "azure.workload.identity/client-id"
 AZURE_WI_USE_LABEL = "azure.workload.identity/use"
 AWS_IRSA_ROLE = "eks.amazonaws.com/role-arn"
@@ -133,7 +134,22 @@ def _workload_identity(resource: Resource, graph: ResourceGraph, _ctx: StackCont
         return passed(f"uses Entra workload identity through {accounts[0].name}")
     if annotations.get(AWS_IRSA_ROLE):
         return passed(f"uses an IAM role for service accounts through {accounts[0].name}")
-    return failed(f"service account {accounts[0].name} has neither {AZURE_WI_CLIENT_ID} nor {AWS_IRSA_ROLE}")
+    association = next(
+        (
+            a
+            for a in graph.of_type(POD_IDENTITY_ASSOCIATION)
+            if a.get("namespace") == ns and a.get("serviceAccount") == accounts[0].get("metadata.name")
+        ),
+        None,
+    )
+    if association is not None:
+        return passed(
+            f"uses EKS Pod Identity: {association.name} binds {ns}/{accounts[0].get('metadata.name')}"
+        )
+    return failed(
+        f"service account {accounts[0].name} has neither {AZURE_WI_CLIENT_ID} nor {AWS_IRSA_ROLE}, and no "
+        "EKS Pod Identity association names it"
+    )
 
 
 def _rule(
@@ -223,7 +239,8 @@ RULES = (
         "Without workload identity pods reach cloud services with stored secrets or the node's identity, "
         "which every pod on the node shares.",
         f"Run the pod as a dedicated ServiceAccount annotated `{AZURE_WI_CLIENT_ID}` (AKS, with the pod label "
-        f'`{AZURE_WI_USE_LABEL}: "true"`) or `{AWS_IRSA_ROLE}` (EKS).',
+        f'`{AZURE_WI_USE_LABEL}: "true"`) or `{AWS_IRSA_ROLE}` (EKS), or bound by an EKS Pod Identity '
+        "association.",
         _workload_identity,
         "https://learn.microsoft.com/azure/aks/workload-identity-overview",
         needs_graph=True,

@@ -7,6 +7,7 @@ from functools import cache
 from policies.rules import (
     ai,
     aws,
+    aws_enterprise,
     aws_foundation,
     cost,
     identity,
@@ -31,6 +32,7 @@ AREAS = (
     kubernetes,
     aws,
     aws_foundation,
+    aws_enterprise,
 )
 
 

@@ -161,10 +161,13 @@ RULES = (
         rationale=_PLAINTEXT_RATIONALE.replace("App settings and environment variables", "Pod specs"),
         remediation=(
             "Reference a Kubernetes Secret (`valueFrom.secretKeyRef`) synced from Key Vault / Secrets Manager "
-            "by the Secrets Store CSI driver, or use workload identity and no credential at all."
+            "by the Secrets Store CSI driver, pass the ARN of a Secrets Manager secret the pod reads with its "
+            "own identity (EKS Pod Identity or IRSA), or use workload identity and no credential at all."
         ),
         types=K8S_WORKLOADS,
-        check=_no_plaintext_secrets(lambda _value: False, "a secretKeyRef"),
+        check=_no_plaintext_secrets(
+            _aws_secret_pointer, "a secretKeyRef or a Secrets Manager / SSM ARN the pod resolves itself"
+        ),
         reference="https://kubernetes.io/docs/concepts/security/secrets-good-practices/",
     ),
 )

@@ -17,8 +17,9 @@ import json
 import os
 import re
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, ValidationInfo, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from agent_runtime.errors import ConfigurationError
@@ -93,6 +94,49 @@ def _usage_keys(value: Any) -> Any:
             'needs a "*" entry: the key of the default usage plan, for callers whose application has none'
         )
     return parsed
+
+
+AgentProtocol = Literal["tcp", "udp"]
+_AGENT_ENDPOINT_SHAPE = "tcp://host:port or udp://host:port, e.g. tcp://127.0.0.1:25888"
+
+
+def parse_agent_endpoint(value: str) -> tuple[AgentProtocol, str, int]:
+    """The protocol, host and port of a CloudWatch agent EMF listener written ``tcp://host:port`` or
+    ``udp://host:port`` (the aws-embedded-metrics libraries' ``AWS_EMF_AGENT_ENDPOINT`` form); a
+    :class:`ValueError` saying what is wrong otherwise. The host is resolved when the runtime connects, so
+    a name (a Kubernetes Service) works as well as an address."""
+    try:
+        parts = urlsplit(value.strip())
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"must be {_AGENT_ENDPOINT_SHAPE}, with a port from 1 to 65535") from None
+    if parts.scheme not in ("tcp", "udp"):
+        given = f"'{parts.scheme}://'" if parts.scheme else "no protocol"
+        raise ValueError(
+            f"must be {_AGENT_ENDPOINT_SHAPE} (the CloudWatch agent's EMF listener); {given} given"
+        )
+    if not parts.hostname or not port:
+        raise ValueError(f"must be {_AGENT_ENDPOINT_SHAPE}: name the host and a port from 1 to 65535")
+    if parts.username is not None or parts.path or parts.query or parts.fragment:
+        raise ValueError(f"must be {_AGENT_ENDPOINT_SHAPE}, with nothing before the host or after the port")
+    protocol: AgentProtocol = "tcp" if parts.scheme == "tcp" else "udp"
+    return protocol, parts.hostname, port
+
+
+def _emf_agent_endpoint(value: Any, info: ValidationInfo) -> Any:
+    """A blank value is unset (stdout); any other must parse, and only the emf exporter sends to an agent."""
+    if not isinstance(value, str):
+        return value
+    if not value.strip():
+        return None
+    parse_agent_endpoint(value)
+    exporter = info.data.get("telemetry_exporter")
+    if exporter is not None and exporter != "emf":
+        raise ValueError(
+            f"applies only to {ENV_PREFIX}TELEMETRY_EXPORTER=emf, which is '{exporter}' here: unset it, or "
+            "choose the emf exporter"
+        )
+    return value.strip()
 
 
 class Settings(BaseSettings):
@@ -501,8 +545,26 @@ class Settings(BaseSettings):
         description="Where traces and metrics go; azure_monitor uses applicationinsights_connection_string or, "
         "when unset, the standard APPLICATIONINSIGHTS_CONNECTION_STRING the host already carries; emf writes "
         "metrics per agent as CloudWatch Embedded Metric Format lines to stdout (Lambda: CloudWatch Logs "
-        "extracts them; the host flushes after each event) and exports no traces.",
+        "extracts them; the host flushes after each event), or to the CloudWatch agent with "
+        "emf_agent_endpoint, and exports no traces.",
         json_schema_extra={"cloud_required": True},
+    )
+    emf_agent_endpoint: Annotated[str | None, BeforeValidator(_emf_agent_endpoint)] = Field(
+        default=None,
+        description="telemetry_exporter=emf where standard output does not become metrics (pods on EKS): the "
+        "CloudWatch agent's EMF listener, tcp://host:port or udp://host:port: on EKS "
+        "tcp://cloudwatch-agent.amazon-cloudwatch:25888, the port the amazon-cloudwatch-observability add-on "
+        "opens once its agent configuration collects emf (logs.metrics_collected.emf). Records are "
+        "sent off the request path, one JSON document per line (TCP) or per datagram (UDP), to the log group "
+        "emf_log_group names; while the agent is away they wait in a bounded buffer and are "
+        "dropped (counted, logged) when it is full. Unset, emf writes to stdout.",
+    )
+    emf_log_group: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.#/-]{1,512}$",
+        description="With emf_agent_endpoint: the CloudWatch log group the agent writes the records to (the "
+        "infrastructure creates it, with its retention and key, and lets the agent write there); unset, "
+        "/agentstage/<environment>/metrics.",
     )
     otlp_endpoint: str | None = Field(
         default=None, description="OTLP/HTTP collector base URL (else OTEL_EXPORTER_OTLP_ENDPOINT applies)."

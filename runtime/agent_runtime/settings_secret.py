@@ -77,3 +77,15 @@ def _settings(arn: str, text: str | None) -> dict[str, str]:
             f"settings secret {arn}: values must be strings; not: {', '.join(not_text)}"
         )
     return values
+
+
+def without_secret_values(text: str, directory: Path | None) -> str:
+    """``text`` (an error message about the settings) with every value the secret holds replaced: a
+    mistake in a secret setting is reported by its name, never by what it says."""
+    if directory is None:
+        return text
+    for path in directory.iterdir():
+        value = path.read_text(encoding="utf-8")
+        if value.strip():
+            text = text.replace(value, "<secret value>")
+    return text

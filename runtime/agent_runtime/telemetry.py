@@ -8,9 +8,9 @@ request of the model client (:meth:`Telemetry.inject_headers`) and the tools' sh
 (:meth:`Telemetry.inject`).
 
 Exporters come from settings: ``none`` (no-op API objects: near-zero cost), ``console``, ``otlp`` (HTTP),
-``azure_monitor`` or ``emf`` (CloudWatch Embedded Metric Format lines on stdout, per agent and model:
-:mod:`agent_runtime.telemetry_emf`; traces stay in the process); SDK and exporter packages are imported
-only when chosen, so cold start pays nothing for them otherwise. A host whose process is frozen between
+``azure_monitor`` or ``emf`` (CloudWatch Embedded Metric Format records per agent and model, on stdout or
+to the CloudWatch agent: :mod:`agent_runtime.telemetry_emf`; traces stay in the process); SDK and exporter
+packages are imported only when chosen, so cold start pays nothing for them otherwise. A host whose process is frozen between
 events (Lambda) calls :meth:`Telemetry.flush` after each one. Content (prompts, answers, tool arguments and
 results) is recorded only with ``capture_content``, and always through the redactor.
 """
@@ -187,7 +187,7 @@ class Telemetry(Observer):
 
         from agent_runtime.telemetry_emf import EmfMetrics
 
-        self._emf = EmfMetrics(settings.environment)
+        self._emf = EmfMetrics.from_settings(settings)
         tracer_provider = TracerProvider(resource=_resource(settings), sampler=ALWAYS_ON)
         tracer_provider.add_span_processor(self._emf)
         self._shutdown.append(tracer_provider)

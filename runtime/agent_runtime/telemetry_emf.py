@@ -11,16 +11,23 @@ Namespace :data:`NAMESPACE`; every metric carries the ``Environment`` dimension 
 monitoring component's dashboard reads these names (``components/aws/monitoring.py`` mirrors them; a test
 proves they agree).
 
-Lambda freezes an instance between events, so its host calls :meth:`Telemetry.flush` after each event.
+Lambda freezes an instance between events, so its host calls :meth:`Telemetry.flush` after each event. Where
+standard output does not become metrics (pods on EKS), ``emf_agent_endpoint`` sends the documents to the
+CloudWatch agent instead (:class:`~agent_runtime.emf.AgentSink`), into the log group
+:func:`log_group` names; shutting down gives it :data:`SHUTDOWN_SECONDS` to deliver what it holds.
 """
 
 from __future__ import annotations
 
+import re
+
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
-from agent_runtime.emf import EmfBuffer, Metric
+from agent_runtime.emf import AgentSink, EmfBuffer, Metric, Sink, StreamSink
+from agent_runtime.errors import ConfigurationError
 from agent_runtime.resilience import BreakerState
+from agent_runtime.settings import Settings, env_name, parse_agent_endpoint
 from agent_runtime.telemetry import COST_ATTRIBUTE
 
 NAMESPACE = "agentstage"
@@ -55,6 +62,33 @@ BUDGET_WAIT = Metric("BudgetWait", "Milliseconds", "values", ((ENVIRONMENT, BUDG
 
 _MODEL_OPERATIONS = frozenset({"chat", "embeddings"})
 
+SHUTDOWN_SECONDS = 5.0
+"""How long shutting down waits for the CloudWatch agent to take the records still held: well inside
+Kubernetes' default 30-second grace period, beside the server's own draining."""
+_LOG_GROUP_NAME = re.compile(r"[A-Za-z0-9_.#/-]{1,512}")
+"""CloudWatch Logs' rule for a log group name."""
+
+
+def log_group(environment: str) -> str:
+    """The log group of the records sent to the CloudWatch agent: one per environment, as the metrics'
+    ``Environment`` dimension is, so stacks sharing an account and region keep them apart. Infrastructure
+    creates it (retention, KMS key) and lets the agent write to it; the name is this function's."""
+    name = f"/agentstage/{environment}/metrics"
+    if not _LOG_GROUP_NAME.fullmatch(name):
+        raise ConfigurationError(
+            f"{env_name('environment')} '{environment}' cannot name the EMF log group {name}: with "
+            f"{env_name('emf_agent_endpoint')} set it may hold only letters, digits and _ . # / -"
+        )
+    return name
+
+
+def sink_for(settings: Settings) -> Sink:
+    """Standard output, or the CloudWatch agent ``emf_agent_endpoint`` names."""
+    if settings.emf_agent_endpoint is None:
+        return StreamSink()
+    protocol, host, port = parse_agent_endpoint(settings.emf_agent_endpoint)
+    return AgentSink(protocol, host, port, settings.emf_log_group or log_group(settings.environment))
+
 
 class EmfMetrics(SpanProcessor):
     """Records the runtime's metrics into an :class:`EmfBuffer`; flushing the tracer provider writes them."""
@@ -62,6 +96,11 @@ class EmfMetrics(SpanProcessor):
     def __init__(self, environment: str, buffer: EmfBuffer | None = None) -> None:
         self._environment = environment
         self._buffer = buffer or EmfBuffer(NAMESPACE)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EmfMetrics:
+        """The runtime's metrics for ``settings.environment``, written where :func:`sink_for` says."""
+        return cls(settings.environment, EmfBuffer(NAMESPACE, sink=sink_for(settings)))
 
     # -- SpanProcessor -------------------------------------------------------------------------------
 
@@ -98,11 +137,11 @@ class EmfMetrics(SpanProcessor):
                     self._buffer.record(metric, value, by_model)
 
     def shutdown(self) -> None:
-        self._buffer.flush()
+        self._buffer.close(SHUTDOWN_SECONDS)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        self._buffer.flush()
-        return True
+        """Write what was recorded, and wait (up to the timeout) until the sink has delivered it."""
+        return self._buffer.drain(timeout_millis / 1000)
 
     # -- signals outside spans -----------------------------------------------------------------------
 

@@ -13,7 +13,9 @@ It reads the same environment as the API (:class:`~agent_runtime.settings.Settin
   3 the bus kept failing after ``worker_bus_retries`` retries (every message is still on the queue);
   1 anything else.
 
-It takes no arguments but ``--help``: everything else is a setting, as for the API.
+It takes no arguments but ``--help``: everything else is a setting, as for the API. Secret settings come
+as on Lambda from the Secrets Manager secret ``AGENTSTAGE_SETTINGS_SECRET_ARN`` names (pods on EKS), read
+once at start as the pod's own identity, or from settings files a Kubernetes Secret mounts.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
@@ -32,6 +35,7 @@ from agent_runtime.errors import ConfigurationError
 from agent_runtime.memory.factory import open_stores
 from agent_runtime.services import Assembly, Lifecycle
 from agent_runtime.settings import Settings, check_json_settings, describe_settings_error
+from agent_runtime.settings_secret import SettingsSecretError, load_settings_secret, without_secret_values
 from agent_runtime.tasks.factory import check_task_settings
 from agent_runtime.tasks.worker import Worker, WorkerBusError
 from agent_runtime.tools import ToolRegistry, default_registry
@@ -78,14 +82,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    secret_settings: Path | None = None
     try:
-        settings = Settings()
+        secret_settings = load_settings_secret()
+        settings = Settings() if secret_settings is None else Settings(_secrets_dir=secret_settings)
         check_json_settings(settings)
+    except SettingsSecretError as error:
+        log.error("settings secret: %s", error)
+        return EXIT_CONFIGURATION
     except (ValidationError, SettingsError) as error:
-        log.error("invalid settings: %s", describe_settings_error(error))
+        log.error(
+            "invalid settings: %s", without_secret_values(describe_settings_error(error), secret_settings)
+        )
         return EXIT_CONFIGURATION
     except ConfigurationError as error:
-        log.error("configuration error: %s", error.message)
+        log.error("configuration error: %s", without_secret_values(error.message, secret_settings))
         return EXIT_CONFIGURATION
     try:
         asyncio.run(serve(settings))

@@ -82,12 +82,12 @@ def test_wrong_type_is_reported_with_its_key(project: Path) -> None:
 
 
 def test_cloud_not_built_yet_lists_what_is_available(project: Path) -> None:
-    stack = project / "stacks" / "Pulumi.enterprise-prod.yaml"
-    stack.write_text(stack.read_text().replace("agentstage:cloud: azure", "agentstage:cloud: aws"))
-    status, _, err = run("plan", "--stack", "enterprise-prod", "--project-dir", str(project))
+    stack = project / "stacks" / "Pulumi.pilot-dev.yaml"
+    stack.write_text(stack.read_text().replace("agentstage:cloud: azure", "agentstage:cloud: kubernetes"))
+    status, _, err = run("plan", "--stack", "pilot-dev", "--project-dir", str(project))
     assert status == 2
-    assert "agentstage:cloud 'aws' is not built yet for blueprint 'enterprise'; available: " in err
-    assert "enterprise on kubernetes" in err
+    assert "agentstage:cloud 'kubernetes' is not built yet for blueprint 'pilot'; available: " in err
+    assert "enterprise on aws" in err and "enterprise on kubernetes" in err
 
 
 def test_stage_keys_on_an_earlier_stage_are_errors(project: Path) -> None:

@@ -92,7 +92,7 @@ def test_what_the_aws_cloud_refuses_is_named(overrides: dict[str, object], messa
         ),
         (
             {"lambda": {"memoryMb": 2048}},
-            "agentstage:lambda applies to pilot on aws, foundation on aws, not pilot on azure",
+            "agentstage:lambda applies to pilot on aws, foundation on aws, enterprise on aws, not pilot on azure",
         ),
         ({"location": "west-europe"}, "'west-europe' is not an Azure region name"),
     ],
@@ -180,6 +180,7 @@ def test_what_the_aws_foundation_refuses_is_named(overrides: dict[str, object], 
 
 
 def test_aws_foundation_keys_are_refused_on_the_pilot() -> None:
-    assert "agentstage:apiGateway applies to foundation on aws, not pilot on aws" in error_for(
-        aws(apiGateway={})
+    assert (
+        "agentstage:apiGateway applies to foundation on aws, enterprise on aws, not pilot on aws"
+        in error_for(aws(apiGateway={}))
     )

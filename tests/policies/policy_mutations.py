@@ -214,6 +214,12 @@ def _without_trust_condition(resource: Resource) -> Resource:
     return with_input(resource, "assumeRolePolicy", json.dumps(document))
 
 
+def _trusts_a_service(resource: Resource) -> bool:
+    """A role an AWS service assumes (the confused-deputy case), not one another role assumes (KEDA's scalers)."""
+    statements = json.loads(resource.get("assumeRolePolicy"))["Statement"]
+    return any("Service" in statement.get("Principal", {}) for statement in statements)
+
+
 def _weaken_guardrail(kind: str, **change: Any) -> Callable[[Resource], Resource]:
     def weaken(resource: Resource) -> Resource:
         filters = copy.deepcopy(resource.get("contentPolicyConfig.filtersConfigs"))
@@ -370,7 +376,10 @@ AWS_MUTATIONS: tuple[Mutation, ...] = (
             lambda r: {"role": r.get("name"), "policyArn": ADMINISTRATOR},
         ),
     ),
-    edit("trust without aws:SourceAccount", "AGS-AWS-013", AWS_ROLE, _without_trust_condition),
+    replace(
+        edit("trust without aws:SourceAccount", "AGS-AWS-013", AWS_ROLE, _without_trust_condition),
+        selects=_trusts_a_service,
+    ),
     setting("point-in-time recovery off", "AGS-AWS-014", AWS_TABLE, "pointInTimeRecovery.enabled", False),
     replace(
         setting("deletion protection off", "AGS-AWS-015", AWS_TABLE, "deletionProtectionEnabled", False),

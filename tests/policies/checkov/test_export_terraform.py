@@ -1,4 +1,5 @@
-"""The Terraform-plan exporter on the foundation stack's AWS types: names, block shapes and references.
+"""The Terraform-plan exporter on the foundation's and the enterprise stage's AWS types: names, block shapes
+and references.
 
 checkov reads only the attribute names its checks name and follows only the links written as
 ``configuration`` references, so each test pins one of those: a renamed block, a Terraform list, or a
@@ -12,6 +13,7 @@ import json
 from typing import Any
 
 import pytest
+from aws_enterprise_stage import ENTERPRISE_TYPES, enterprise_graph
 from aws_linked_graph import BUCKET, DATABASE, ENDPOINTS_SG, KEY_ARN, linked_graph
 
 from core.graph import Resource, ResourceGraph
@@ -240,3 +242,140 @@ def test_resources_of_one_name_and_two_types_keep_their_own_addresses(plan: Plan
     association = plan.expressions["aws_route_table_association.network-private-1-routes"]
     assert association["route_table_id"] == _references("aws_route_table.network-private-1-routes.id")
     assert plan.values["aws_route_table.network-private-1-routes"]["route"] == []
+
+
+# --- the AWS enterprise stage ---------------------------------------------------------------------------
+
+
+def aws_only(graph: ResourceGraph) -> ResourceGraph:
+    """The graph's pulumi-aws resources: what the Terraform-plan exporter is given."""
+    return dataclasses.replace(
+        graph, resources=[r for r in graph.cloud_resources() if r.type.startswith("aws:")]
+    )
+
+
+@pytest.fixture(scope="module")
+def stage() -> Plan:
+    return Plan(aws_only(enterprise_graph()))
+
+
+@pytest.mark.parametrize(("token", "tf_type"), ENTERPRISE_TYPES.items())
+def test_enterprise_type_has_its_terraform_type_and_is_exported(
+    stage: Plan, token: str, tf_type: str
+) -> None:
+    assert TERRAFORM_TYPES[token] == tf_type
+    assert any(address.split(".", 1)[0] == tf_type for address in stage.values), (
+        f"the stage exports no {tf_type}"
+    )
+
+
+def test_the_cluster_keeps_its_blocks_and_links_its_role_subnets_and_group(stage: Plan) -> None:
+    """CKV_AWS_37/38/39/58 read these blocks; CKV2_AWS_5 follows vpc_config.security_group_ids."""
+    cluster = "aws_eks_cluster.agents-cluster"
+    values, expressions = stage.values[cluster], stage.expressions[cluster]
+    assert values["enabled_cluster_log_types"] == [
+        "api",
+        "audit",
+        "authenticator",
+        "controllerManager",
+        "scheduler",
+    ]
+    [encryption] = values["encryption_config"]
+    assert encryption["resources"] == ["secrets"] and encryption["provider"][0]["key_arn"].startswith(
+        "arn:aws:kms:"
+    )
+    assert values["access_config"] == [
+        {"authentication_mode": "API", "bootstrap_cluster_creator_admin_permissions": False}
+    ]
+    [vpc_config] = values["vpc_config"]
+    assert (vpc_config["endpoint_private_access"], vpc_config["endpoint_public_access"]) == (True, False)
+    assert expressions["vpc_config"][0]["security_group_ids"] == _references(
+        "aws_security_group.agents-cluster.id"
+    )
+    assert expressions["role_arn"] == _references("aws_iam_role.agents-cluster-role.arn")
+
+
+def test_the_node_group_names_its_cluster_role_and_launch_template(stage: Plan) -> None:
+    group = stage.expressions["aws_eks_node_group.agents-nodes"]
+    assert group["cluster_name"] == _references("aws_eks_cluster.agents-cluster.id")
+    assert group["node_role_arn"] == _references("aws_iam_role.agents-nodes-role.arn")
+    assert group["launch_template"][0]["id"] == _references("aws_launch_template.agents-nodes.id")
+    assert stage.values["aws_eks_node_group.agents-nodes"]["scaling_config"] == [
+        {"desired_size": 2, "max_size": 3, "min_size": 1}
+    ]
+
+
+def test_the_launch_template_keeps_terraform_block_names(stage: Plan) -> None:
+    """CKV_AWS_79 and CKV_AWS_341 read metadata_options; Terraform's block_device_mappings stay plural."""
+    template = stage.values["aws_launch_template.agents-nodes"]
+    assert template["metadata_options"] == [
+        {
+            "http_endpoint": "enabled",
+            "http_put_response_hop_limit": 1,
+            "http_tokens": "required",
+            "instance_metadata_tags": "disabled",
+        }
+    ]
+    [device] = template["block_device_mappings"]
+    assert device["ebs"][0]["encrypted"] == "true" and device["ebs"][0]["volume_type"] == "gp3"
+    assert [spec["resource_type"] for spec in template["tag_specifications"]] == ["instance", "volume"]
+
+
+def test_pod_identity_access_entries_and_addons_name_the_cluster(stage: Plan) -> None:
+    association = stage.expressions["aws_eks_pod_identity_association.agents-agents-research"]
+    assert association["role_arn"] == _references("aws_iam_role.research-pods-role.arn")
+    policy = stage.expressions["aws_eks_access_policy_association.agents-deployer-admin"]
+    assert policy["principal_arn"] == _references("aws_eks_access_entry.agents-deployer.principal_arn")
+    assert stage.values["aws_eks_access_policy_association.agents-deployer-admin"]["access_scope"] == [
+        {"type": "cluster"}
+    ]
+    for address in ("aws_eks_addon.agents-pod-identity-agent", "aws_eks_access_entry.agents-deployer"):
+        assert stage.expressions[address]["cluster_name"] == _references("aws_eks_cluster.agents-cluster.id")
+    assert stage.values["aws_eks_addon.agents-pod-identity-agent"]["addon_name"] == "eks-pod-identity-agent"
+
+
+def test_registry_policies_name_the_repository_by_its_name(stage: Plan) -> None:
+    for address in (
+        "aws_ecr_lifecycle_policy.registry-lifecycle",
+        "aws_ecr_repository_policy.registry-policy",
+    ):
+        assert stage.expressions[address]["repository"] == _references(
+            "aws_ecr_repository.registry-repository.name"
+        )
+    repository = stage.values["aws_ecr_repository.registry-repository"]
+    assert repository["name"] == "ags-prod-agents" and repository["image_tag_mutability"] == "IMMUTABLE"
+    assert repository["encryption_configuration"][0]["encryption_type"] == "KMS"
+    template = stage.values["aws_ecr_repository_creation_template.registry-k8s-template"]
+    assert template["applied_for"] == ["PULL_THROUGH_CACHE"] and "applied_fors" not in template
+    assert template["encryption_configuration"][0]["encryption_type"] == "KMS"
+    assert template["resource_tags"] == {"agentstage-environment": "prod", "managed-by": "pulumi"}
+    assert (
+        stage.values["aws_ecr_pull_through_cache_rule.registry-k8s-cache"]["upstream_registry_url"]
+        == "registry.k8s.io"
+    )
+
+
+def test_config_rules_keep_their_source_and_scope_blocks(stage: Plan) -> None:
+    rule = stage.values["aws_config_config_rule.compliance-lambda-inside-vpc"]
+    assert rule["source"] == [{"owner": "AWS", "source_identifier": "LAMBDA_INSIDE_VPC"}]
+    assert rule["scope"] == [{"tag_key": "agentstage-environment", "tag_value": "prod"}]
+    periodic = stage.values["aws_config_config_rule.compliance-eks-endpoint-no-public-access"]
+    assert periodic["maximum_execution_frequency"] == "TwentyFour_Hours" and "scope" not in periodic
+
+
+def test_resource_policies_name_their_queue_secret_and_table(stage: Plan) -> None:
+    for address, attribute, target in (
+        ("aws_sqs_queue_policy.tasks-research-perimeter", "queue_url", "aws_sqs_queue.tasks-research.id"),
+        (
+            "aws_secretsmanager_secret_policy.settings-perimeter",
+            "secret_arn",
+            "aws_secretsmanager_secret.settings.arn",
+        ),
+        (
+            "aws_dynamodb_resource_policy.state-conversations-perimeter",
+            "resource_arn",
+            "aws_dynamodb_table.state-conversations.arn",
+        ),
+    ):
+        assert stage.expressions[address][attribute] == _references(target), address
+        assert "Deny" in stage.values[address]["policy"]

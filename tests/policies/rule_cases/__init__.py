@@ -3,6 +3,7 @@
 from rule_cases import (
     ai,
     aws,
+    aws_enterprise,
     aws_foundation,
     cost,
     identity,
@@ -28,6 +29,7 @@ for _module in (
     kubernetes,
     aws,
     aws_foundation,
+    aws_enterprise,
 ):
     _overlap = CASES.keys() & _module.CASES.keys()
     assert not _overlap, f"fixtures defined twice: {_overlap}"

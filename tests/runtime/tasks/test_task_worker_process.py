@@ -6,15 +6,22 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import boto3
 import pytest
+from servers import MotoServer, moto_server
 
 from agent_runtime.worker import EXIT_BUS_UNAVAILABLE, EXIT_CONFIGURATION
 
 
-def run_worker(tmp_path: Path, **settings: str) -> subprocess.CompletedProcess[str]:
+def run_worker(
+    tmp_path: Path, host: Mapping[str, str] | None = None, **settings: str
+) -> subprocess.CompletedProcess[str]:
+    """The worker with ``settings`` (and ``host``'s other variables) and nothing else of ours."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("AGENTSTAGE_")}
+    env |= dict(host or {})
     env |= {
         "AGENTSTAGE_SQLITE_PATH": str(tmp_path / "state.db"),
         "AGENTSTAGE_BUS_SQLITE_PATH": str(tmp_path / "bus.db"),
@@ -105,4 +112,47 @@ def test_a_settings_mistake_exits_2_naming_the_variable(
     done = run_worker(tmp_path, **settings)
     assert done.returncode == EXIT_CONFIGURATION, done.stderr
     assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    with moto_server() as server:
+        yield server
+
+
+def settings_secret(moto: MotoServer, name: str, value: str) -> tuple[str, dict[str, str]]:
+    """A secret holding ``value`` on moto, and the environment that reaches it as a pod's identity would."""
+    aws = {
+        "AWS_ENDPOINT_URL": moto.endpoint_url,
+        "AWS_DEFAULT_REGION": moto.region,
+        "AWS_ACCESS_KEY_ID": moto.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": moto.secret_access_key,
+    }
+    client = boto3.client(
+        "secretsmanager",
+        endpoint_url=moto.endpoint_url,
+        region_name=moto.region,
+        aws_access_key_id=moto.access_key_id,
+        aws_secret_access_key=moto.secret_access_key,
+    )
+    return client.create_secret(Name=name, SecretString=value)["ARN"], aws
+
+
+def test_the_settings_secret_is_read_at_start_as_on_lambda(tmp_path: Path, moto: MotoServer) -> None:
+    """A pod's secret settings come from the Secrets Manager secret its environment names: a mistake in
+    one of them stops the worker like one in its environment, naming the setting and not its value."""
+    arn, aws = settings_secret(moto, "ags-prod-settings", json.dumps({"AGENTSTAGE_API_KEY_ROLES": "[oops"}))
+    done = run_worker(tmp_path, aws, settings_secret_arn=arn)
+    assert done.returncode == EXIT_CONFIGURATION, done.stderr
+    assert "1 settings loaded (AGENTSTAGE_API_KEY_ROLES)" in done.stderr
+    assert "invalid settings: AGENTSTAGE_API_KEY_ROLES: starts with '[' but is not a JSON list" in done.stderr
+    assert "oops" not in done.stderr
+
+
+def test_a_settings_secret_that_is_not_settings_exits_2_naming_it(tmp_path: Path, moto: MotoServer) -> None:
+    arn, aws = settings_secret(moto, "ags-dev-settings", "not json")
+    done = run_worker(tmp_path, aws, settings_secret_arn=arn)
+    assert done.returncode == EXIT_CONFIGURATION, done.stderr
+    assert f"settings secret: settings secret {arn}: its value must be a JSON object" in done.stderr
     assert "Traceback" not in done.stderr
