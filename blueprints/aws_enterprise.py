@@ -49,7 +49,7 @@ from components.kubernetes.network import Egress
 from components.kubernetes.scaling import QueueScaling, sqs_queue
 from components.kubernetes.workload import AgentWorkload, AgentWorkloadArgs
 from core.config import StackConfig
-from core.config.aws import VpcConfig
+from core.config.aws import EKS_DEFAULT_KUBERNETES_VERSION, VpcConfig
 
 SUBNET_ROLES = ("lambda", "nodes", "endpoints", "data")
 ENDPOINTS = tuple(dict.fromkeys((*IN_VPC_SERVICES, "kms", "sts", "xray", *NODE_ENDPOINTS)))
@@ -119,7 +119,7 @@ class AwsEnterprise(AwsFoundation):
             self.context,
             EksClusterArgs(
                 network=self.network,
-                kubernetes_version=self.kubernetes.kubernetes_version,
+                kubernetes_version=self.kubernetes.kubernetes_version or EKS_DEFAULT_KUBERNETES_VERSION,
                 instance_types=eks.instance_types,
                 ami_type=eks.ami_type,
                 min_size=eks.min_size,
@@ -135,7 +135,7 @@ class AwsEnterprise(AwsFoundation):
         self.registry = AgentRegistry(
             "registry", self.context, RegistryArgs(node_role_arn=self.cluster.node_role_arn)
         )
-        cache = ImageCache(
+        self.cache = cache = ImageCache(
             "images",
             self.context,
             ImageCacheArgs(credential_arns={"ghcr.io": eks.image_cache_credentials_arn}),
@@ -145,7 +145,6 @@ class AwsEnterprise(AwsFoundation):
         self.insights = ContainerInsights(
             "insights", self.context, self.cluster, cache, log_retention_days=self.config.log_retention_days
         )
-        pulumi.export("imageCacheSeeds", cache.seeds)
 
     def _role(self, name: str) -> ExecutionRole | None:
         """A containerized agent's role is its pods' (Pod Identity for its service account, named after it)."""
@@ -238,3 +237,5 @@ def deploy_aws_enterprise(config: StackConfig) -> None:
     enterprise = AwsEnterprise(config)
     pulumi.export("url", enterprise.gateway.url)
     pulumi.export("registry", enterprise.registry.repository_url)
+    # Pulled once through the cache from a machine with internet access before the add-ons can start.
+    pulumi.export("imageCacheSeeds", enterprise.cache.seeds)
