@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import importlib
 import os
 import sys
@@ -92,8 +93,11 @@ def entry() -> None:
     freeing millions of SDK and graph objects one by one - a second of CPU after a plan, more wall time.
     The process skips that; every other verb exits normally.
     """
+    batch = _verb(sys.argv[1:]) in BATCH_VERBS
+    if batch:
+        gc.disable()  # for the process: main's pause then finds it off, and collects nothing at the end
     status = main()
-    if _verb(sys.argv[1:]) in BATCH_VERBS:
+    if batch:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(status)

@@ -29,6 +29,36 @@ def test_a_nested_pause_leaves_the_outer_one_in_force() -> None:
     assert gc.isenabled()
 
 
+class _Cycle:
+    """An object in a reference cycle that says when it is finalized."""
+
+    def __init__(self, finalized: list[str]) -> None:
+        self.me = self
+        self.finalized = finalized
+
+    def __del__(self) -> None:
+        self.finalized.append("finalized")
+
+
+def test_the_cycles_a_pause_leaves_are_finalized_as_it_ends_not_later() -> None:
+    """Left to the next automatic collection, their finalizers would run inside arbitrary code (see the
+    module's docstring for the parser state that breaks)."""
+    finalized: list[str] = []
+    with collector_paused():
+        _Cycle(finalized)
+        assert finalized == []  # reference counting alone cannot free a cycle
+    assert finalized == ["finalized"]
+
+
+def test_a_nested_pause_collects_nothing() -> None:
+    finalized: list[str] = []
+    with collector_paused():
+        with collector_paused():
+            _Cycle(finalized)
+        assert finalized == []
+    assert finalized == ["finalized"]
+
+
 def test_a_recording_runs_without_the_collector_and_gives_it_back() -> None:
     seen: list[bool] = []
     record(lambda: seen.append(gc.isenabled()))
