@@ -8,6 +8,18 @@ the AWS SDK.
 
 from __future__ import annotations
 
+CLUSTER_AUTOSCALER_DISCOVERY = (
+    "autoscaling:DescribeAutoScalingGroups",
+    "autoscaling:DescribeAutoScalingInstances",
+    "autoscaling:DescribeLaunchConfigurations",
+    "autoscaling:DescribeScalingActivities",
+    "ec2:DescribeImages",
+    "ec2:DescribeInstanceTypes",
+    "ec2:DescribeLaunchTemplateVersions",
+    "ec2:GetInstanceTypesFromInstanceRequirements",
+)
+"""The Cluster Autoscaler's discovery of node groups and their instances' capacity (its AWS README)."""
+
 KIT_UNSCOPED_ACTIONS = frozenset(
     {
         # X-Ray trace upload (the functions' active tracing).
@@ -19,15 +31,7 @@ KIT_UNSCOPED_ACTIONS = frozenset(
         "ec2:DescribeSubnets",
         # A registry login token is account-wide: ECR scopes the pushes and pulls it allows, not the token.
         "ecr:GetAuthorizationToken",
-        # The Cluster Autoscaler's discovery of node groups and their capacity (its AWS README's policy).
-        "autoscaling:DescribeAutoScalingGroups",
-        "autoscaling:DescribeAutoScalingInstances",
-        "autoscaling:DescribeLaunchConfigurations",
-        "autoscaling:DescribeScalingActivities",
-        "ec2:DescribeImages",
-        "ec2:DescribeInstanceTypes",
-        "ec2:DescribeLaunchTemplateVersions",
-        "ec2:GetInstanceTypesFromInstanceRequirements",
+        *CLUSTER_AUTOSCALER_DISCOVERY,
         # The CloudWatch agent's Container Insights: the node's EBS volumes and its instance tags.
         "ec2:DescribeTags",
         "ec2:DescribeVolumes",

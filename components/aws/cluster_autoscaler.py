@@ -41,6 +41,7 @@ from components.aws.eks import EksCluster
 from components.aws.iam import Statement
 from components.aws.registry import ImageCache
 from components.base import Component
+from core.aws_actions import CLUSTER_AUTOSCALER_DISCOVERY
 
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "cluster-autoscaler"
@@ -68,17 +69,6 @@ RELEASES: Mapping[str, Pin] = MappingProxyType(
 )
 """Kubernetes minor -> the Cluster Autoscaler release made for it."""
 
-DISCOVERY_ACTIONS = (
-    "autoscaling:DescribeAutoScalingGroups",
-    "autoscaling:DescribeAutoScalingInstances",
-    "autoscaling:DescribeLaunchConfigurations",
-    "autoscaling:DescribeScalingActivities",
-    "ec2:DescribeImages",
-    "ec2:DescribeInstanceTypes",
-    "ec2:DescribeLaunchTemplateVersions",
-    "ec2:GetInstanceTypesFromInstanceRequirements",
-)
-"""What finding node groups and their instances' capacity takes (the autoscaler's AWS README)."""
 RESIZE_ACTIONS = ("autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup")
 
 
@@ -142,7 +132,7 @@ def statements(context: AwsContext, cluster: EksCluster) -> tuple[Statement, ...
         cluster.autoscaling_group_name,
     )
     return (
-        Statement("DiscoverNodeGroups", DISCOVERY_ACTIONS, ("*",)),
+        Statement("DiscoverNodeGroups", CLUSTER_AUTOSCALER_DISCOVERY, ("*",)),
         Statement("DescribeNodeGroup", ("eks:DescribeNodegroup",), (cluster.node_group_arn,)),
         Statement(
             "ResizeThisClustersNodeGroup",
