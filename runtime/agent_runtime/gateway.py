@@ -9,6 +9,7 @@ whatever happened, so a failed call gives its reserved tokens and cost back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
@@ -139,17 +140,20 @@ class ModelGateway:
         telemetry.content(span, "gen_ai.input.messages", prompt)
         started = time.perf_counter()
         cap = scope.agent.max_output_tokens
-        events = (
-            self._llm.stream(deployment, prompt, specs, max_output_tokens=cap)
-            if streaming
-            else _one(partial(self._llm.complete, deployment, prompt, specs, max_output_tokens=cap))
-        )
+        # A stream is bounded chunk by chunk (a stalled stream times out however long it has run); a
+        # completion is bounded once, around its one request.
+        if streaming:
+            events = self._llm.stream(deployment, prompt, specs, max_output_tokens=cap)
+            per_event: float | None = self._call_timeout
+        else:
+            complete = partial(self._llm.complete, deployment, prompt, specs, max_output_tokens=cap)
+            events, per_event = _one(complete, self._call_timeout), None
         error: BaseException | None = None
         try:
             while True:
                 with telemetry.active(span):
                     try:
-                        async with asyncio.timeout(self._call_timeout):
+                        async with asyncio.timeout(per_event) if per_event else contextlib.nullcontext():
                             event = await anext(events)
                     except StopAsyncIteration:
                         return
@@ -260,6 +264,11 @@ class ModelGateway:
         return spec_bytes
 
 
-async def _one(complete: Callable[[], Awaitable[Completion]]) -> AsyncGenerator[Completion, None]:
-    """A non-streamed call as a one-event stream, so both modes share the attempt logic."""
-    yield await complete()
+async def _one(
+    complete: Callable[[], Awaitable[Completion]], timeout: float
+) -> AsyncGenerator[Completion, None]:
+    """A non-streamed call, bounded by ``timeout``, as a one-event stream, so both modes share the attempt
+    logic."""
+    async with asyncio.timeout(timeout):
+        completion = await complete()
+    yield completion

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
+import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
 import httpx
@@ -51,6 +52,8 @@ from agent_runtime.tools.access import authorize
 from agent_runtime.trace import ModelStep, Step, TokenUsage, ToolStep
 
 T = TypeVar("T")
+
+DEADLINE_MESSAGE = "the agent did not finish before its deadline"
 
 ANSWERING = TextDelta("")
 """Yielded once by a streamed run whose model has begun to answer while the output guard still holds its
@@ -166,7 +169,7 @@ class AgentRunner:
     async def run(self, agent: Agent, messages: Sequence[Message], options: RunOptions) -> RunResult:
         """Run to the answer; raises a :class:`LimitExceeded` or :class:`ModelError` if there is none."""
         async with contextlib.aclosing(self._events(agent, messages, options, streaming=False)) as events:
-            async for event in events:
+            async for event in events:  # nothing else is awaited here: the run's one timer spans its yields
                 if isinstance(event, RunResult):
                     return event
         raise AssertionError("the agent loop ended without a result")
@@ -183,25 +186,34 @@ class AgentRunner:
     ) -> AsyncGenerator[TextDelta | RunResult, None]:
         deadline = asyncio.get_running_loop().time() + self.settings.deadline_seconds
         span = self.telemetry.start_run(agent.name, options.conversation_id, options.trace_headers)
+        # A run that is not streamed is consumed by :meth:`run`, in one task that awaits nothing else
+        # between its events: one timer bounds the whole run. A stream's events are taken by the response's
+        # task, so there each step is bounded on its own (``step_deadline``) and no timer spans a ``yield``.
+        step_deadline = deadline if streaming else None
         error: BaseException | None = None
         try:
-            if options.resume is None:  # a resumed run's input was screened when the task first ran
-                await _within(deadline, self._screen_input(messages), span)
-            scope = CallScope(agent, options.caller, span, options.task_class)
-            streamed = False
-            try:
-                async for event in self._loop(agent, messages, options, scope, deadline, streaming):
-                    streamed = streamed or (isinstance(event, TextDelta) and bool(event.text))
-                    yield event
-            except ModelError as failure:
-                fallback = agent.fallback_agent
-                if streamed or fallback is None or isinstance(failure, OutputBlocked):
-                    raise
-                span.add_event("fallback_agent", {"gen_ai.agent.name": fallback, "error.type": failure.code})
-                substitute = self.catalog.get(fallback)
-                scope = CallScope(substitute, options.caller, span, options.task_class, first_call=False)
-                async for event in self._loop(substitute, messages, options, scope, deadline, streaming):
-                    yield event
+            async with _RunTimer(deadline) if step_deadline is None else contextlib.nullcontext():
+                if options.resume is None:  # a resumed run's input was screened when the task first ran
+                    await _within(step_deadline, self._screen_input(messages), span)
+                scope = CallScope(agent, options.caller, span, options.task_class)
+                streamed = False
+                try:
+                    async for event in self._loop(agent, messages, options, scope, deadline, step_deadline):
+                        streamed = streamed or (isinstance(event, TextDelta) and bool(event.text))
+                        yield event
+                except ModelError as failure:
+                    fallback = agent.fallback_agent
+                    if streamed or fallback is None or isinstance(failure, OutputBlocked):
+                        raise
+                    span.add_event(
+                        "fallback_agent", {"gen_ai.agent.name": fallback, "error.type": failure.code}
+                    )
+                    substitute = self.catalog.get(fallback)
+                    scope = CallScope(substitute, options.caller, span, options.task_class, first_call=False)
+                    async for event in self._loop(
+                        substitute, messages, options, scope, deadline, step_deadline
+                    ):
+                        yield event
         except ApprovalRequired as parked:
             span.add_event("awaiting_approval", {"gen_ai.tool.name": parked.call.name})
             raise
@@ -218,15 +230,18 @@ class AgentRunner:
         options: RunOptions,
         scope: CallScope,
         deadline: float,
-        streaming: bool,
+        step_deadline: float | None,
     ) -> AsyncGenerator[TextDelta | RunResult, None]:
+        """The model and tool turns of one agent; ``step_deadline`` bounds each await when no timer bounds
+        the whole run (a stream: see :meth:`_events`)."""
         span = scope.span
+        streaming = step_deadline is not None
         resume = options.resume if options.resume and options.resume.agent == agent.name else None
         if resume is not None:
             prompt, first = list(resume.prompt), resume.step
             usage, steps = resume.usage, list(resume.steps)
         else:
-            prompt = await _within(deadline, self._prompt(agent, messages, options), span)
+            prompt = await _within(step_deadline, self._prompt(agent, messages, options), span)
             first, usage, steps = 0, TokenUsage(), []
         context = ToolContext(
             caller=options.caller,
@@ -237,7 +252,7 @@ class AgentRunner:
             http=self.http,
             knowledge=self.knowledge,
         )
-        request_key = options.request_key or options.conversation_id or uuid.uuid4().hex
+        request_key = options.request_key or options.conversation_id or os.urandom(16).hex()
         specs = self.tools.registry.specs(agent.tools)
         answering = False
         for step in range(first, agent.max_steps):
@@ -249,7 +264,7 @@ class AgentRunner:
                 routed: Routed | None = None
                 calls = self.gateway.call(scope, prompt, specs, deadline=deadline, streaming=streaming)
                 output = self.guardrails.output_stream()  # a secret spans chunks: check the text, not each
-                async for event in _stream_within(deadline, calls, span):
+                async for event in _stream_within(step_deadline, calls, span):
                     if not isinstance(event, TextDelta):
                         routed = event
                     elif released := output.feed(event.text):
@@ -267,7 +282,7 @@ class AgentRunner:
                 steps.append(_model_step(completion, routed.route_reason))
                 if not completion.tool_calls:
                     answer = self.guardrails.check_output(completion.content or "")
-                    await _within(deadline, self._remember(agent, messages, answer, options), span)
+                    await _within(step_deadline, self._remember(agent, messages, answer, options), span)
                     yield RunResult(agent.name, answer, options.conversation_id, usage, steps)
                     return
                 if usage.total_tokens >= agent.token_budget:
@@ -280,7 +295,7 @@ class AgentRunner:
             if options.task_id is not None:
                 self._park_unapproved(pending, agent, options.caller, step, prompt, steps, usage, approved)
             results = await _within(
-                deadline,
+                step_deadline,
                 self._run_tools(pending, agent, context, span, options, step, approved, request_key),
                 span,
             )
@@ -462,18 +477,21 @@ def _last_user_text(messages: Sequence[Message]) -> str:
     return ""
 
 
-async def _within(deadline: float, awaitable: Awaitable[T], span: Span) -> T:
-    """Await before the run's deadline (with the run's span current), or raise :class:`DeadlineExceeded`."""
-    try:
-        with Telemetry.active(span):
+async def _within(deadline: float | None, awaitable: Awaitable[T], span: Span) -> T:
+    """Await with the run's span current, before ``deadline`` (else :class:`DeadlineExceeded`); ``None``
+    when a timer around the whole run bounds it already (:class:`_RunTimer`)."""
+    with Telemetry.active(span):
+        if deadline is None:
+            return await awaitable
+        try:
             async with asyncio.timeout_at(deadline):
                 return await awaitable
-    except TimeoutError as error:
-        raise DeadlineExceeded("the agent did not finish before its deadline") from error
+        except TimeoutError as timeout:
+            raise DeadlineExceeded(DEADLINE_MESSAGE) from timeout
 
 
 async def _stream_within(
-    deadline: float, events: AsyncGenerator[T, None], span: Span
+    deadline: float | None, events: AsyncGenerator[T, None], span: Span
 ) -> AsyncGenerator[T, None]:
     """Each event of ``events`` before the deadline (the timeout never spans a ``yield`` to the consumer)."""
     try:
@@ -485,3 +503,25 @@ async def _stream_within(
             yield event
     finally:
         await events.aclose()
+
+
+class _RunTimer:
+    """One timer for a whole run, in the task that consumes it; :class:`DeadlineExceeded` when it fires.
+
+    A class rather than a timeout per step: arming and cancelling a loop timer is most of what a timeout
+    costs, and a run that is not streamed took seven of them.
+    """
+
+    def __init__(self, deadline: float) -> None:
+        self._timeout = asyncio.timeout_at(deadline)
+
+    async def __aenter__(self) -> None:
+        await self._timeout.__aenter__()
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        try:
+            await self._timeout.__aexit__(kind, error, trace)
+        except TimeoutError as timeout:
+            raise DeadlineExceeded(DEADLINE_MESSAGE) from timeout

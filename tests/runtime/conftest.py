@@ -26,6 +26,7 @@ from otel_helpers import Otel
 from runtime_helpers import AGENTS, API_KEYS, EXECUTED, SCRIPT, Runtime, RuntimeFactory, make_registry
 
 from agent_runtime.api import create_app
+from agent_runtime.api.hot_routes import HotRoutes
 from agent_runtime.settings import Settings
 from agent_runtime.testing import ScriptedModelServer, ServerThread
 from agent_runtime.tools import ToolRegistry
@@ -52,6 +53,7 @@ def _start(
     state_dir: Path,
     registry: ToolRegistry | None,
     app_options: dict[str, Any] | None = None,
+    plain_fastapi: bool = False,
     **overrides: Any,
 ) -> Runtime:
     values: dict[str, Any] = {
@@ -65,6 +67,8 @@ def _start(
     }
     settings = Settings(**(values | overrides))
     app = create_app(settings, registry=registry or make_registry(), **(app_options or {}))
+    if plain_fastapi:  # every route through FastAPI's own routing: what the hot routes must answer alike
+        app.user_middleware = [layer for layer in app.user_middleware if layer.cls is not HotRoutes]
     server = ServerThread(app).start()
     return Runtime(server, settings)
 
@@ -72,13 +76,16 @@ def _start(
 @pytest.fixture
 def runtime_factory(model: ScriptedModelServer, tmp_path: Path) -> Iterator[RuntimeFactory]:
     """Start a runtime with settings of its own (stopped after the test); ``app_options`` go to
-    ``create_app`` (OpenTelemetry providers)."""
+    ``create_app`` (OpenTelemetry providers); ``plain_fastapi`` leaves out the hot routes' middleware."""
     started: list[Runtime] = []
 
     def start(
-        registry: ToolRegistry | None = None, app_options: dict[str, Any] | None = None, **overrides: Any
+        registry: ToolRegistry | None = None,
+        app_options: dict[str, Any] | None = None,
+        plain_fastapi: bool = False,
+        **overrides: Any,
     ) -> Runtime:
-        started.append(_start(model, tmp_path, registry, app_options, **overrides))
+        started.append(_start(model, tmp_path, registry, app_options, plain_fastapi, **overrides))
         return started[-1]
 
     yield start

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+from otel_helpers import Otel
 from runtime_helpers import AGENTS, Runtime, RuntimeFactory
 
 
@@ -25,21 +26,35 @@ def test_an_agent_can_set_its_own_step_limit(runtime_factory: RuntimeFactory, mo
     assert len(model.requests) == 2
 
 
-def test_the_deadline_bounds_the_whole_run(runtime_factory: RuntimeFactory) -> None:
-    runtime = runtime_factory(deadline_seconds=0.3)
+def test_the_deadline_bounds_the_whole_run(runtime_factory: RuntimeFactory, otel: Otel) -> None:
+    runtime = runtime_factory(deadline_seconds=0.3, app_options=otel.app_options)
     started = time.monotonic()
     response = runtime.invoke("assistant", "slow")
     assert time.monotonic() - started < 1.4
     assert response.status_code == 504
     assert response.json()["error"]["code"] == "deadline_exceeded"
+    assert otel.span("invoke_agent assistant").attributes["error.type"] == "deadline_exceeded"
 
 
-def test_the_deadline_also_bounds_a_stream(runtime_factory: RuntimeFactory) -> None:
-    runtime = runtime_factory(deadline_seconds=0.3)
+def test_the_deadline_also_bounds_a_stream(runtime_factory: RuntimeFactory, otel: Otel) -> None:
+    runtime = runtime_factory(deadline_seconds=0.3, app_options=otel.app_options)
     body = {"model": "assistant", "messages": [{"role": "user", "content": "slow"}], "stream": True}
     response = runtime.post("/v1/chat/completions", body)
     assert response.status_code == 504
     assert response.json()["error"]["code"] == "deadline_exceeded"
+    assert otel.span("invoke_agent assistant").attributes["error.type"] == "deadline_exceeded"
+
+
+def test_the_deadline_bounds_a_run_between_its_tools_and_model_calls(
+    runtime_factory: RuntimeFactory, otel: Otel
+) -> None:
+    """The run's one timer covers the tool turn too: a tool that sleeps past the deadline is cut."""
+    runtime = runtime_factory(deadline_seconds=0.5, app_options=otel.app_options)
+    started = time.monotonic()
+    response = runtime.invoke("assistant", "nap")
+    assert time.monotonic() - started < 2.0
+    assert response.json()["error"]["code"] == "deadline_exceeded"
+    assert otel.span("invoke_agent assistant").attributes["error.type"] == "deadline_exceeded"
 
 
 def test_the_token_budget_stops_a_run_that_spent_it(runtime_factory: RuntimeFactory) -> None:

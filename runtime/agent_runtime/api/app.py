@@ -12,6 +12,7 @@ from opentelemetry.trace import TracerProvider
 
 from agent_runtime.api import agents, chat, conversations, health, tasks
 from agent_runtime.api.errors import install_error_handlers
+from agent_runtime.api.hot_routes import HotRoutes
 from agent_runtime.api.limits import BodyLimit
 from agent_runtime.governance.setup import build_redactor
 from agent_runtime.memory.factory import open_stores
@@ -63,6 +64,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.lifecycle = lifecycle
+    app.add_middleware(HotRoutes, lifecycle=lifecycle)
+    # Added last, so outermost: the body limit holds for the hot routes too.
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     install_error_handlers(app)
     for module in (health, agents, chat, tasks, conversations):

@@ -9,8 +9,8 @@ OpenAI's API). Streaming chunks are shaped exactly as OpenAI's, including the fi
 from __future__ import annotations
 
 import json
+import os
 import time
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
@@ -56,7 +56,7 @@ async def chat_completions(
     agent = runtime.catalog.get(body.model, request_field="model")
     messages = [message.as_message() for message in body.messages]
     check_prompt_size(messages, runtime.settings.max_prompt_chars, "messages")
-    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    completion_id = f"chatcmpl-{os.urandom(16).hex()}"
     created = int(time.time())
     options = run_options(request, caller, task_class=(body.metadata or {}).get("task_class"))
     if not body.stream:

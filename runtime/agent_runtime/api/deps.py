@@ -29,6 +29,12 @@ async def caller(
     return await runtime.auth.authenticate(bearer=bearer.credentials if bearer else None, api_key=api_key)
 
 
+async def authenticate(request: Request, runtime: Services) -> Caller:
+    """:func:`caller` outside FastAPI's dependency solving (the hot routes), with the same extractors."""
+    bearer, api_key = await _bearer(request), await _api_key(request)
+    return await runtime.auth.authenticate(bearer=bearer.credentials if bearer else None, api_key=api_key)
+
+
 def run_options(
     request: Request, caller: Caller, *, conversation_id: str | None = None, task_class: str | None = None
 ) -> RunOptions:

@@ -36,11 +36,22 @@ def _json_error(status: int, error: dict[str, Any], retry_after: float | None = 
     return JSONResponse({"error": error}, status_code=status, headers=headers or None)
 
 
+def runtime_error_response(error: AgentRuntimeError, method: str, path: str) -> JSONResponse:
+    """The answer to a runtime error of ``method path``: its status and code; server-side ones are logged."""
+    if error.status >= 500:
+        log.warning("%s %s failed: %s: %s", method, path, error.code, error.message)
+    return _json_error(error.status, error.to_dict(), error.retry_after)
+
+
+def bug_response(error: BaseException, method: str, path: str) -> JSONResponse:
+    """The answer to a bug in ``method path``: a JSON 500 for the caller, the traceback for the log."""
+    log.error("unhandled error in %s %s", method, path, exc_info=error)
+    return error_response(500, "internal_error", "internal error; the operators have the details in the log")
+
+
 async def _runtime_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, AgentRuntimeError)
-    if error.status >= 500:
-        log.warning("%s %s failed: %s: %s", request.method, request.url.path, error.code, error.message)
-    return _json_error(error.status, error.to_dict(), error.retry_after)
+    return runtime_error_response(error, request.method, request.url.path)
 
 
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:
@@ -62,8 +73,7 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
 
 
 async def _bug(request: Request, error: Exception) -> JSONResponse:
-    log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=error)
-    return error_response(500, "internal_error", "internal error; the operators have the details in the log")
+    return bug_response(error, request.method, request.url.path)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -31,8 +31,8 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
@@ -193,7 +193,7 @@ class Budgets:
         counters = self._counters(caller, agent, amounts, time.time())
         if not counters:
             return Reservation("", (), model, 0.0)
-        hold = uuid.uuid4().hex
+        hold = os.urandom(16).hex()
         waiting_on = self._queue.waiting_on(counter.line.key for counter in counters)
         if waiting_on is None:
             result = await self._ledger.reserve(
