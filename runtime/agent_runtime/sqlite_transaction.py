@@ -1,10 +1,12 @@
-"""One SQLite transaction around a function, shared by the embedded SQLite stores."""
+"""SQLite transactions shared by the embedded SQLite stores: one function in one transaction, or a group of
+independent operations sharing one commit."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -25,3 +27,44 @@ def in_transaction(
         raise
     conn.execute("COMMIT")
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one operation of a group came to: its result, or the exception it raised (and was rolled back)."""
+
+    result: Any = None
+    error: Exception | None = None
+
+
+def commit_group(
+    conn: sqlite3.Connection, operations: Sequence[Callable[[sqlite3.Connection], object]]
+) -> list[Outcome]:
+    """Run ``operations`` in order inside the transaction the caller began, then commit them together.
+
+    A commit costs more than the few rows an operation writes, so independent callers share one. Each
+    operation runs in a savepoint of its own: one that raises is rolled back alone and its exception becomes
+    its outcome, while the others' writes stay. If the group itself fails (the commit, or an error that
+    aborts the whole transaction, such as a full disk), everything is rolled back and the error raised: then
+    no operation of the group happened.
+    """
+    try:
+        outcomes = [_in_savepoint(conn, operation) for operation in operations]
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:  # some errors have already made SQLite roll back
+            conn.execute("ROLLBACK")
+        raise
+    return outcomes
+
+
+def _in_savepoint(conn: sqlite3.Connection, operation: Callable[[sqlite3.Connection], object]) -> Outcome:
+    conn.execute("SAVEPOINT operation")
+    try:
+        result = operation(conn)
+    except Exception as error:  # noqa: BLE001 - the operation's caller gets it, the group goes on
+        conn.execute("ROLLBACK TO operation")
+        conn.execute("RELEASE operation")
+        return Outcome(error=error)
+    conn.execute("RELEASE operation")
+    return Outcome(result)

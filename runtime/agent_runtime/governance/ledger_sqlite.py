@@ -1,15 +1,14 @@
-"""The ledger on the embedded SQLite file: each reservation is one ``BEGIN IMMEDIATE`` transaction.
+"""The ledger on the embedded SQLite file: each operation is atomic inside a ``BEGIN IMMEDIATE`` transaction.
 
 ``IMMEDIATE`` takes the database's write lock before the counters are read, so the check and the add cannot
 interleave with another writer, in this process or in another process sharing the file (SQLite's lock).
 
-A ledger transaction touches a few rows and, in WAL mode with ``synchronous=NORMAL``, commits without an
-fsync: it takes tens of microseconds, less than handing it to a thread and back (which is what it cost
-before). So transactions run on the event loop's thread, start to finish without an ``await`` in between,
-so two of them never interleave on the connection. When another connection holds the write lock (another
-worker process, for microseconds), ``BEGIN`` fails at once (busy timeout 0) and is retried after a short
-``asyncio.sleep`` that lets the loop go on, up to :data:`BUSY_TIMEOUT_SECONDS` like SQLite's own busy
-timeout: waiting never blocks the loop, and never sleeps the millisecond steps SQLite's busy handler does.
+Operations are *group-committed* on the event loop's thread (:mod:`agent_runtime.sqlite_group_commit`):
+the reservations and settlements queued while the loop was busy share one transaction, each in a savepoint
+of its own (a reservation is granted or refused as if it ran alone, in submission order), and each caller
+is answered once that transaction committed. Two transactions per request on the loop's thread, each
+writing its pages to the log, were the ledger's cost under load; one commit now serves every request in
+flight. Waiting for another process's write lock never blocks the loop.
 
 The write-ahead log must stay bounded. A passive checkpoint copies what it can but never restarts the log
 while other connections keep reading and writing, so under sustained traffic the WAL grew by ~8 KB per
@@ -27,14 +26,13 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
-from typing import TypeVar
 
 from agent_runtime.governance.ledger import PENDING, Line, Refusal, Usage
-
-T = TypeVar("T")
+from agent_runtime.sqlite_group_commit import BUSY_TIMEOUT_SECONDS, GroupCommit
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS budget_ledger (key TEXT PRIMARY KEY, spent INTEGER NOT NULL, expires_at REAL NOT NULL);
@@ -44,12 +42,6 @@ CREATE TABLE IF NOT EXISTS budget_holds (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tool_results (key TEXT PRIMARY KEY, result TEXT, expires_at REAL NOT NULL);
 """
-
-BUSY_TIMEOUT_SECONDS = 5.0
-"""How long a transaction waits for another connection's write lock before it fails ("database is locked")."""
-
-BUSY_RETRY_SECONDS = (0.0001, 0.005)
-"""First and longest pause between two attempts to take the write lock (doubling in between)."""
 
 CHECKPOINT_EVERY = 500
 """Commits between two passive checkpoints of the write-ahead log (SQLite's own default is ~1,000 pages)."""
@@ -87,7 +79,7 @@ class _WalKeeper:
         self._executor = executor
         self._wal = wal
         self.commits = 0
-        """Commits since the keeper last looked (the ledger counts them)."""
+        """Commits since the keeper last looked (:meth:`committed` counts them)."""
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -98,6 +90,10 @@ class _WalKeeper:
         keeper = cls(conn, executor, Path(path + "-wal"))
         keeper._task = asyncio.get_running_loop().create_task(keeper._keep(), name="agentstage-wal-keeper")
         return keeper
+
+    def committed(self) -> None:
+        """Count one commit (the ledger's writer calls it after each group)."""
+        self.commits += 1
 
     async def _keep(self) -> None:
         loop = asyncio.get_running_loop()
@@ -135,8 +131,10 @@ class _WalKeeper:
 
 class SqliteLedger:
     def __init__(self, connection: sqlite3.Connection, keeper: _WalKeeper | None = None) -> None:
+        """``connection`` in autocommit mode with a busy timeout of 0 (waiting for the lock is the writer's)."""
         self._conn = connection
         self._keeper = keeper
+        self._writer = GroupCommit(connection, keeper.committed if keeper is not None else None)
 
     @classmethod
     async def open(cls, path: str) -> SqliteLedger:
@@ -160,34 +158,6 @@ class SqliteLedger:
         keeper = await _WalKeeper.open(path) if path != ":memory:" else None
         return cls(conn, keeper)
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """``fn`` in one write transaction, committed if it returns and rolled back if it raises."""
-        await self._begin()
-        try:
-            result = fn(self._conn)
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
-        if self._keeper is not None:
-            self._keeper.commits += 1
-        return result
-
-    async def _begin(self) -> None:
-        """``BEGIN IMMEDIATE``, retried while another connection holds the write lock."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + BUSY_TIMEOUT_SECONDS
-        pause, longest = BUSY_RETRY_SECONDS
-        while True:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as error:
-                if error.sqlite_errorcode != sqlite3.SQLITE_BUSY or loop.time() >= deadline:
-                    raise
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, longest)
-
     async def reserve(self, hold: str, lines: Sequence[Line], lease_seconds: float) -> Refusal | list[int]:
         def reserve(conn: sqlite3.Connection) -> Refusal | list[int]:
             now = time.time()
@@ -208,22 +178,34 @@ class SqliteLedger:
             )
             return after
 
-        return await self._run(reserve)
+        granted = self._writer.submit(reserve)
+        try:
+            return await asyncio.shield(granted)
+        except asyncio.CancelledError:
+            # If it is granted for a caller that is gone, give the room back rather than hold it until the
+            # lease ends.
+            granted.add_done_callback(lambda _: self._release_if_granted(hold, lines, granted))
+            raise
+
+    def _release_if_granted(
+        self, hold: str, lines: Sequence[Line], granted: asyncio.Future[Refusal | list[int]]
+    ) -> None:
+        if granted.cancelled() or granted.exception() is not None or isinstance(granted.result(), Refusal):
+            return
+        if self._writer.closed:
+            return  # closing: the hold lapses with its lease, as a crashed process's would
+        release = self._writer.submit(partial(_settle, hold=hold, spent=[(line.key, 0) for line in lines]))
+        release.add_done_callback(_observed)  # nobody awaits it: if it fails, the hold lapses with its lease
 
     async def settle(self, hold: str, spent: Sequence[tuple[str, int]]) -> None:
-        def settle(conn: sqlite3.Connection) -> None:
-            for key, amount in spent:
-                if conn.execute("DELETE FROM budget_holds WHERE key = ? AND hold = ?", (key, hold)).rowcount:
-                    conn.execute("UPDATE budget_ledger SET spent = spent + ? WHERE key = ?", (amount, key))
-
-        await self._run(settle)
+        await self._writer.run(partial(_settle, hold=hold, spent=spent))
 
     async def usage(self, keys: Sequence[str]) -> list[Usage]:
         def read(conn: sqlite3.Connection) -> list[Usage]:
             now = time.time()
             return [_usage(conn, key, now) for key in keys]
 
-        return await self._run(read)
+        return await self._writer.run(read)
 
     async def claim(self, key: str, ttl_seconds: float) -> str | None:
         def claim(conn: sqlite3.Connection) -> str | None:
@@ -239,7 +221,7 @@ class SqliteLedger:
             )
             return None
 
-        return await self._run(claim)
+        return await self._writer.run(claim)
 
     async def complete(self, key: str, result: str, ttl_seconds: float) -> None:
         def store(conn: sqlite3.Connection) -> None:
@@ -248,18 +230,33 @@ class SqliteLedger:
                 (result, time.time() + ttl_seconds, key),
             )
 
-        await self._run(store)
+        await self._writer.run(store)
 
     async def release(self, key: str) -> None:
         def delete(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM tool_results WHERE key = ?", (key,))
 
-        await self._run(delete)
+        await self._writer.run(delete)
 
     async def close(self) -> None:
+        """Let queued operations commit (waiting for another process's lock is bounded), then disconnect."""
+        await self._writer.close()
         self._conn.close()
         if self._keeper is not None:
             await self._keeper.close()
+
+
+def _settle(conn: sqlite3.Connection, hold: str, spent: Sequence[tuple[str, int]]) -> None:
+    """End ``hold`` on each key with what was spent there; a hold that lapsed was counted in full already."""
+    for key, amount in spent:
+        if conn.execute("DELETE FROM budget_holds WHERE key = ? AND hold = ?", (key, hold)).rowcount:
+            conn.execute("UPDATE budget_ledger SET spent = spent + ? WHERE key = ?", (amount, key))
+
+
+def _observed(future: asyncio.Future[None]) -> None:
+    """Mark a background operation's failure as retrieved (it was best effort)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _usage(conn: sqlite3.Connection, key: str, now: float) -> Usage:

@@ -1,10 +1,13 @@
 """Embedded SQLite backends: the local default, one file, no server.
 
 Each store owns one connection used from one dedicated thread, so calls from many asyncio tasks are
-serialised in the order they were made and the event loop never blocks on disk. The file is in WAL mode, so
-readers in other processes (another worker, ``agentstage dev`` beside a test) are not blocked by a writer;
-the busy timeout makes concurrent writers wait instead of failing. Similarity search is exact cosine in
-numpy (see :mod:`.scoring`): this Python's ``sqlite3`` cannot load extensions such as sqlite-vec.
+serialised and the event loop never blocks on disk. The writes that queue for the thread while it is busy
+(a history append per request, under load) are group-committed: one transaction, each write in a savepoint
+of its own, one commit and one trip to the thread for them all; each is answered once committed, so a
+caller's next read sees it. The file is in WAL mode, so readers in other processes (another worker,
+``agentstage dev`` beside a test) are not blocked by a writer; the busy timeout makes concurrent writers wait
+instead of failing. Similarity search is exact cosine in numpy (see :mod:`.scoring`): this Python's
+``sqlite3`` cannot load extensions such as sqlite-vec.
 """
 
 from __future__ import annotations
@@ -12,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from agent_runtime.sqlite_transaction import in_transaction
+from agent_runtime.sqlite_transaction import commit_group, in_transaction
 
 from .base import Conversation, Message, Owner, VectorHit, VectorItem
 from .common import (
@@ -77,13 +82,16 @@ ON CONFLICT (namespace) DO UPDATE SET revision = excluded.revision
 
 
 class _Database:
-    """One SQLite connection confined to its own thread."""
+    """One SQLite connection confined to its own thread; the writes waiting for it are committed together."""
 
     def __init__(self, path: str):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentstage-sqlite")
         self._path = path
         self._conn: sqlite3.Connection | None = None
         self._closed = False
+        self._writes: list[_Write] = []
+        """Writes not yet taken by the database thread (under ``_lock``: it is shared with that thread)."""
+        self._lock = threading.Lock()
 
     async def open(self) -> None:
         try:
@@ -115,30 +123,88 @@ class _Database:
 
         ``fn`` must return plain data (rows, not a cursor), for the reason given in :meth:`write`.
         """
-        return await self.run(self._transaction, "BEGIN", fn)
+        return await self.run(self._read, fn)
+
+    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        assert self._conn is not None
+        return in_transaction(self._conn, fn, "BEGIN")
 
     async def write(self, fn: Callable[[sqlite3.Connection], object]) -> None:
-        """Run ``fn`` in one write transaction; ``IMMEDIATE`` takes the write lock up front (no upgrade deadlock).
+        """Run ``fn`` in a write transaction, answered once it committed; ``fn`` raising rolls back its writes.
 
-        Its result is dropped on the database thread: a cursor freed on another thread finalises its statement
-        while this thread uses the connection ("bad parameter or other API misuse").
+        Writes queued together share the transaction (see the module docstring). ``IMMEDIATE`` takes the
+        write lock up front (no upgrade deadlock). ``fn``'s result is dropped on the database thread: a
+        cursor freed on another thread finalises its statement while this thread uses the connection ("bad
+        parameter or other API misuse"). A write runs even if its caller stops waiting (a request cancelled
+        after its answer was made still has its turn stored).
         """
-        await self.run(self._write, fn)
+        if self._closed:
+            raise RuntimeError("the SQLite store is closed")
+        loop = asyncio.get_running_loop()
+        write = _Write(fn, loop, loop.create_future())
+        with self._lock:
+            self._writes.append(write)
+            first = len(self._writes) == 1
+        if first:  # the thread takes every write queued by the time it gets to this one
+            self._executor.submit(self._commit_writes)
+        await write.future
 
-    def _write(self, fn: Callable[[sqlite3.Connection], object]) -> None:
-        self._transaction("BEGIN IMMEDIATE", fn)
-
-    def _transaction(self, begin: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _commit_writes(self) -> None:
+        """On the database thread: take the write lock, then every write queued by then, commit them together
+        and answer each caller."""
         assert self._conn is not None
-        return in_transaction(self._conn, fn, begin)
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")  # waits (busy timeout) while another process writes
+        except sqlite3.Error as error:  # still locked after the busy timeout, or a broken file
+            _fail(self._take_writes(), error)
+            return
+        group = self._take_writes()
+        try:
+            outcomes = commit_group(self._conn, [write.fn for write in group])
+        except BaseException as error:  # noqa: BLE001 - nothing of the group was committed: all hear why
+            _fail(group, error)
+            return
+        for write, outcome in zip(group, outcomes, strict=True):
+            write.answer(outcome.error)
+
+    def _take_writes(self) -> list[_Write]:
+        with self._lock:
+            group, self._writes = self._writes, []
+        return group
 
     async def close(self) -> None:
+        """Let queued writes commit (they are ahead of the close on the thread), then disconnect."""
         if self._closed:
             return
-        if self._conn is not None:
-            await self.run(self._conn.close)
         self._closed = True
+        if self._conn is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
         self._executor.shutdown(wait=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    """A write queued for the database thread, and how that thread answers its caller on the caller's loop."""
+
+    fn: Callable[[sqlite3.Connection], object]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[None]
+
+    def answer(self, error: BaseException | None) -> None:
+        self.loop.call_soon_threadsafe(self._resolve, error)
+
+    def _resolve(self, error: BaseException | None) -> None:
+        if self.future.done():  # the caller stopped waiting
+            return
+        if error is None:
+            self.future.set_result(None)
+        else:
+            self.future.set_exception(error)
+
+
+def _fail(group: list[_Write], error: BaseException) -> None:
+    for write in group:
+        write.answer(error)
 
 
 class SqliteConversationStore:

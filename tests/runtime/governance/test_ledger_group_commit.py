@@ -1,0 +1,293 @@
+"""Group commit on the SQLite ledger: operations queued together share one transaction, yet each is granted,
+refused or failed as if it ran alone, in submission order, and answered only once committed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from agent_runtime import sqlite_group_commit
+from agent_runtime.governance.ledger import Line, Refusal, Usage
+from agent_runtime.governance.ledger_sqlite import SqliteLedger
+from agent_runtime.sqlite_group_commit import GroupCommit
+
+FOREVER = 2**40
+
+
+def _traced(path: Path, statements: list[str]) -> sqlite3.Connection:
+    """A connection as the ledger's writer needs it, recording every statement it runs."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA busy_timeout = 0")
+    conn.set_trace_callback(statements.append)
+    return conn
+
+
+@contextlib.asynccontextmanager
+async def _traced_ledger(path: Path) -> AsyncIterator[tuple[SqliteLedger, list[str]]]:
+    """A ledger on ``path`` whose connection records its statements (``open`` creates the schema first)."""
+    await (await SqliteLedger.open(str(path))).close()
+    statements: list[str] = []
+    ledger = SqliteLedger(_traced(path, statements))
+    try:
+        yield ledger, statements
+    finally:
+        await ledger.close()
+
+
+def _holds(path: Path) -> list[tuple[str, str, int]]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return conn.execute("SELECT key, hold, amount FROM budget_holds ORDER BY key, hold").fetchall()
+
+
+def test_concurrent_reservations_share_one_commit(tmp_path: Path) -> None:
+    """100 reservations queued while the loop was busy: one transaction, where there used to be 100."""
+
+    async def scenario() -> None:
+        async with _traced_ledger(tmp_path / "l.db") as (ledger, statements):
+            line = Line("shared", limit=100, amount=1, expires_at=FOREVER)
+            results = await asyncio.gather(*(ledger.reserve(f"h{n}", [line], 60) for n in range(100)))
+            assert results == [[n] for n in range(1, 101)], "granted in submission order"
+            assert statements.count("COMMIT") == 1
+            assert statements.count("SAVEPOINT operation") == 100, "each in a savepoint of its own"
+            assert await ledger.reserve("h100", [line], 60) == Refusal(0, settled=0, held=100)
+
+    asyncio.run(scenario())
+    assert len(_holds(tmp_path / "l.db")) == 100
+
+
+def test_an_operation_that_fails_is_rolled_back_alone(tmp_path: Path) -> None:
+    """A reservation that breaks midway (its hold id is taken on its second counter) leaves nothing behind,
+    while the reservations queued with it commit."""
+
+    async def scenario() -> None:
+        async with _traced_ledger(tmp_path / "l.db") as (ledger, statements):
+            a, b = Line("a", 10, 1, FOREVER), Line("b", 10, 1, FOREVER)
+            assert await ledger.reserve("taken", [b], 60) == [1]
+            before = statements.count("COMMIT")
+            results = await asyncio.gather(
+                ledger.reserve("x", [a], 60),
+                ledger.reserve("taken", [a, b], 60),  # holds a, then fails on b
+                ledger.reserve("y", [b], 60),
+                return_exceptions=True,
+            )
+            assert results[0] == [1] and results[2] == [2]
+            assert isinstance(results[1], sqlite3.IntegrityError)
+            assert statements.count("COMMIT") == before + 1
+            assert await ledger.usage(["a", "b"]) == [Usage(0, 1), Usage(0, 2)]
+
+    asyncio.run(scenario())
+    assert _holds(tmp_path / "l.db") == [("a", "x", 1), ("b", "taken", 1), ("b", "y", 1)]
+
+
+def test_a_refusal_in_a_group_holds_nothing_and_later_operations_see_earlier_ones(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with _traced_ledger(tmp_path / "l.db") as (ledger, statements):
+            x, y = Line("x", limit=1, amount=1, expires_at=FOREVER), Line("y", 10, 1, FOREVER)
+            results = await asyncio.gather(
+                ledger.reserve("first", [x], 60),
+                ledger.reserve("second", [y, x], 60),  # y has room, x no longer: neither is held
+                ledger.reserve("third", [y], 60),
+            )
+            assert results == [[1], Refusal(1, settled=0, held=1), [1]]
+            assert statements.count("COMMIT") == 1
+
+    asyncio.run(scenario())
+    assert _holds(tmp_path / "l.db") == [("x", "first", 1), ("y", "third", 1)]
+
+
+def test_a_hold_reserved_and_settled_in_one_group_settles(tmp_path: Path) -> None:
+    """Operations run in the order they were submitted: the settlement finds the hold queued before it."""
+
+    async def scenario() -> None:
+        async with _traced_ledger(tmp_path / "l.db") as (ledger, statements):
+            line = Line("k", limit=10, amount=4, expires_at=FOREVER)
+            reserved, _ = await asyncio.gather(
+                ledger.reserve("h", [line], 60), ledger.settle("h", [("k", 3)])
+            )
+            assert reserved == [4]
+            assert statements.count("COMMIT") == 1
+            assert await ledger.usage(["k"]) == [Usage(settled=3, held=0)]
+
+    asyncio.run(scenario())
+
+
+def test_a_lone_operation_waits_for_no_company(tmp_path: Path) -> None:
+    """No timer: an operation alone is committed at the loop's next turn."""
+
+    async def scenario() -> None:
+        async with _traced_ledger(tmp_path / "l.db") as (ledger, _):
+            reservation = asyncio.ensure_future(ledger.reserve("h", [Line("k", 10, 1, FOREVER)], 60))
+            turns = 0
+            while not reservation.done():
+                await asyncio.sleep(0)  # one turn of the loop, no time passing
+                turns += 1
+            assert turns <= 4 and reservation.result() == [1]
+
+    asyncio.run(scenario())
+
+
+def test_queued_work_is_committed_when_the_ledger_closes(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        ledger = await SqliteLedger.open(str(tmp_path / "l.db"))
+        line = Line("k", limit=10, amount=1, expires_at=FOREVER)
+        queued = [asyncio.ensure_future(ledger.reserve(f"h{n}", [line], 60)) for n in range(3)]
+        await asyncio.sleep(0)  # the reservations are queued, not yet committed
+        assert not any(task.done() for task in queued)
+        await ledger.close()
+        assert [task.result() for task in queued] == [[1], [2], [3]]
+        with pytest.raises(RuntimeError, match="closed"):
+            await ledger.reserve("late", [line], 60)
+
+    asyncio.run(scenario())
+    assert len(_holds(tmp_path / "l.db")) == 3
+
+
+def test_closing_while_another_process_holds_the_lock_fails_the_queue_instead_of_hanging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_group_commit, "BUSY_TIMEOUT_SECONDS", 0.2)
+
+    async def scenario() -> None:
+        path = tmp_path / "l.db"
+        ledger = await SqliteLedger.open(str(path))
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # as another worker process, stuck mid-transaction
+            reservation = asyncio.ensure_future(ledger.reserve("h", [Line("k", 10, 1, FOREVER)], 60))
+            await asyncio.sleep(0.01)
+            await asyncio.wait_for(ledger.close(), timeout=5)
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                reservation.result()
+        finally:
+            other.close()
+
+    asyncio.run(scenario())
+    assert _holds(tmp_path / "l.db") == []
+
+
+def test_a_settlement_whose_caller_is_cancelled_still_lands(tmp_path: Path) -> None:
+    """A request cancelled while its settlement is queued (its cleanup interrupted) must not leak the hold."""
+
+    async def scenario() -> None:
+        async with _traced_ledger(tmp_path / "l.db") as (ledger, _):
+            line = Line("k", limit=10, amount=4, expires_at=FOREVER)
+            assert await ledger.reserve("h", [line], 60) == [4]
+            settlement = asyncio.ensure_future(ledger.settle("h", [("k", 1)]))
+            await asyncio.sleep(0)  # queued
+            settlement.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await settlement
+            assert await ledger.usage(["k"]) == [Usage(settled=1, held=0)]
+
+    asyncio.run(scenario())
+
+
+def test_a_reservation_granted_after_its_caller_gave_up_gives_the_room_back(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        path = tmp_path / "l.db"
+        ledger = await SqliteLedger.open(str(path))
+        other = sqlite3.connect(path, isolation_level=None)
+        line = Line("k", limit=10, amount=4, expires_at=FOREVER)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # the reservation waits for the lock...
+            reservation = asyncio.ensure_future(ledger.reserve("gone", [line], 60))
+            await asyncio.sleep(0.01)
+            reservation.cancel()  # ...and its caller stops waiting (a deadline, a disconnect)
+            other.execute("COMMIT")
+            with contextlib.suppress(asyncio.CancelledError):
+                await reservation
+            assert await _eventually(lambda: ledger.usage(["k"]), [Usage(0, 0)])
+            assert await ledger.reserve("next", [line], 60) == [4]
+        finally:
+            other.close()
+            await ledger.close()
+
+    asyncio.run(scenario())
+
+
+async def _eventually(read: Callable[[], Awaitable[object]], expected: object, seconds: float = 2.0) -> bool:
+    """Whether ``read()`` comes to return ``expected`` within ``seconds``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (await read()) != expected:
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+def _schema(conn: sqlite3.Connection) -> None:
+    conn.executescript(
+        """
+        PRAGMA foreign_keys = ON;
+        CREATE TABLE parent (id INTEGER PRIMARY KEY);
+        CREATE TABLE child (
+            id INTEGER PRIMARY KEY, parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED
+        );
+        """
+    )
+
+
+def _insert(table: str, values: str) -> Callable[[sqlite3.Connection], int]:
+    def insert(conn: sqlite3.Connection) -> int:
+        return conn.execute(f"INSERT INTO {table} VALUES ({values})").lastrowid or 0
+
+    return insert
+
+
+def _broken(conn: sqlite3.Connection) -> None:
+    conn.execute("INSERT INTO parent VALUES (7)")
+    raise ValueError("the operation broke after writing")
+
+
+def test_each_caller_gets_its_own_result_or_error(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        statements: list[str] = []
+        conn = _traced(tmp_path / "g.db", statements)
+        _schema(conn)
+        writer = GroupCommit(conn)
+        results = await asyncio.gather(
+            writer.run(_insert("parent", "1")),
+            writer.run(_broken),
+            writer.run(_insert("parent", "2")),
+            return_exceptions=True,
+        )
+        await writer.close()
+        assert results[0] == 1 and results[2] == 2
+        assert isinstance(results[1], ValueError)
+        assert statements.count("COMMIT") == 1
+        assert conn.execute("SELECT id FROM parent ORDER BY id").fetchall() == [(1,), (2,)]
+        conn.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_commit_fails_every_operation_of_its_group(tmp_path: Path) -> None:
+    """A deferred constraint fails at ``COMMIT``: nobody in the group may be told their write happened."""
+
+    async def scenario() -> None:
+        conn = _traced(tmp_path / "g.db", [])
+        _schema(conn)
+        commits: list[None] = []
+        writer = GroupCommit(conn, on_commit=lambda: commits.append(None))
+        results = await asyncio.gather(
+            writer.run(_insert("parent", "1")),
+            writer.run(_insert("child", "1, 99")),  # no parent 99: the commit fails
+            writer.run(_insert("parent", "2")),
+            return_exceptions=True,
+        )
+        assert all(isinstance(result, sqlite3.IntegrityError) for result in results), results
+        assert not conn.in_transaction and commits == []
+        assert conn.execute("SELECT count(*) FROM parent").fetchone() == (0,)
+        assert await writer.run(_insert("parent", "3")) == 3, "the next group commits"
+        assert commits == [None]
+        await writer.close()
+        conn.close()
+
+    asyncio.run(scenario())

@@ -1,0 +1,176 @@
+"""Group commit in the embedded SQLite store: the writes queued for its thread share one transaction, yet each
+append is committed, or rolled back, as if alone, and answered only once its transaction committed.
+
+Writes are made to queue up the way they do under load, by another connection holding the write lock (as
+another worker process would, mid-transaction) while they arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent_runtime.memory import Owner
+from agent_runtime.memory.sqlite import SqliteConversationStore
+
+pytestmark = pytest.mark.anyio
+
+ALICE = Owner("t-a", "alice")
+CONNECT = sqlite3.connect
+"""Opens this test's own connections, untouched by :func:`_on_connect`."""
+
+
+def user(text: str) -> dict[str, str]:
+    return {"role": "user", "content": text}
+
+
+def _on_connect(monkeypatch: pytest.MonkeyPatch, prepare: Callable[[sqlite3.Connection], object]) -> None:
+    """Run ``prepare`` on every connection opened from here on (the store opens its own, on its thread)."""
+    connect = sqlite3.connect
+
+    def prepared(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn = connect(*args, **kwargs)
+        prepare(conn)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", prepared)
+
+
+@pytest.fixture
+def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every statement run on the connections opened from here on."""
+    seen: list[str] = []
+    _on_connect(monkeypatch, lambda conn: conn.set_trace_callback(seen.append))
+    return seen
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[sqlite3.Connection]:
+    """Another connection holding the file's write lock until the block ends; yields it for setup."""
+    with contextlib.closing(CONNECT(path, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        yield other
+        other.execute("COMMIT")
+
+
+async def _queued(*appends: asyncio.Future[None]) -> None:
+    """Let the appends reach the store's queue (behind the lock) before it is released."""
+    await asyncio.sleep(0.05)
+    assert not any(append.done() for append in appends)
+
+
+async def test_appends_waiting_together_are_committed_together(tmp_path: Path, statements: list[str]) -> None:
+    path = tmp_path / "state.db"
+    store = await SqliteConversationStore.open(str(path))
+    try:
+        before = statements.count("COMMIT")
+        with _locked(path):
+            appends = [
+                asyncio.ensure_future(store.append(ALICE, f"c{n % 5}", [user(f"message {n}")]))
+                for n in range(50)
+            ]
+            await _queued(*appends)
+        await asyncio.gather(*appends)
+        assert statements.count("COMMIT") - before == 1, "one transaction for the 50 appends"
+        assert statements.count("SAVEPOINT operation") == 50
+        assert await store.history(ALICE, "c0") == [user(f"message {n}") for n in range(0, 50, 5)]
+        assert [c.messages for c in await store.conversations(ALICE)] == [10] * 5
+    finally:
+        await store.close()
+
+
+async def test_an_append_that_fails_is_rolled_back_alone(tmp_path: Path) -> None:
+    """The poisoned append fails after its conversation row was written: that write goes too, while the
+    appends queued with it commit."""
+    path = tmp_path / "state.db"
+    store = await SqliteConversationStore.open(str(path))
+    try:
+        with _locked(path) as other:
+            other.execute(
+                "CREATE TRIGGER poison BEFORE INSERT ON conversation_history WHEN NEW.message LIKE '%poison%' "
+                "BEGIN SELECT RAISE(ABORT, 'poisoned message'); END"
+            )
+            good = asyncio.ensure_future(store.append(ALICE, "good", [user("fine")]))
+            bad = asyncio.ensure_future(store.append(ALICE, "bad", [user("poison")]))
+            after = asyncio.ensure_future(store.append(ALICE, "good", [user("also fine")]))
+            await _queued(good, bad, after)
+        await good
+        await after
+        with pytest.raises(sqlite3.IntegrityError, match="poisoned message"):
+            await bad
+        assert await store.history(ALICE, "good") == [user("fine"), user("also fine")]
+        assert [c.id for c in await store.conversations(ALICE)] == ["good"], "no partial write"
+    finally:
+        await store.close()
+
+
+async def test_a_failed_commit_fails_every_append_of_its_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deferred constraint breaks at ``COMMIT``: no append of that transaction may be answered as stored."""
+    _on_connect(monkeypatch, lambda conn: conn.execute("PRAGMA foreign_keys = ON"))
+    path = tmp_path / "state.db"
+    store = await SqliteConversationStore.open(str(path))
+    try:
+        with _locked(path) as other:
+            other.execute("CREATE TABLE guard (id INTEGER PRIMARY KEY)")
+            other.execute(
+                "CREATE TABLE guarded (id INTEGER PRIMARY KEY, "
+                "guard INTEGER REFERENCES guard (id) DEFERRABLE INITIALLY DEFERRED)"
+            )
+            other.execute(  # a "doom" message breaks the constraint, checked only when its group commits
+                "CREATE TRIGGER doom AFTER INSERT ON conversation_history WHEN NEW.message LIKE '%doom%' "
+                "BEGIN INSERT INTO guarded (guard) VALUES (404); END"
+            )
+            appends = [
+                asyncio.ensure_future(store.append(ALICE, "c", [user(text)]))
+                for text in ("one", "doom", "two")
+            ]
+            await _queued(*appends)
+        for append in appends:
+            with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+                await append
+        assert await store.history(ALICE, "c") == []
+        await store.append(ALICE, "c", [user("three")])
+        assert await store.history(ALICE, "c") == [user("three")], "the next group commits"
+    finally:
+        await store.close()
+
+
+async def test_queued_appends_are_committed_when_the_store_closes(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = await SqliteConversationStore.open(str(path))
+    with _locked(path):
+        appends = [asyncio.ensure_future(store.append(ALICE, "c", [user(f"m{n}")])) for n in range(3)]
+        await _queued(*appends)
+        closing = asyncio.ensure_future(store.close())
+        await asyncio.sleep(0.05)
+        assert not closing.done(), "the close waits behind the queued appends"
+    await closing
+    await asyncio.wait_for(asyncio.gather(*appends), timeout=10)  # answered, never left hanging
+    with pytest.raises(RuntimeError, match="closed"):
+        await store.append(ALICE, "c", [user("late")])
+    reopened = await SqliteConversationStore.open(str(path))
+    try:
+        assert await reopened.history(ALICE, "c") == [user("m0"), user("m1"), user("m2")]
+    finally:
+        await reopened.close()
+
+
+async def test_an_append_whose_caller_gave_up_is_still_stored(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = await SqliteConversationStore.open(str(path))
+    try:
+        with _locked(path):
+            append = asyncio.ensure_future(store.append(ALICE, "c", [user("said before the disconnect")]))
+            await _queued(append)
+            append.cancel()
+        assert await store.history(ALICE, "c") == [user("said before the disconnect")]
+    finally:
+        await store.close()
