@@ -569,6 +569,16 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = Field(
         default=None, description="OTLP/HTTP collector base URL (else OTEL_EXPORTER_OTLP_ENDPOINT applies)."
     )
+    trace_sample_ratio: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Share of runs traced (otlp, console, azure_monitor), decided once per trace at its root "
+        "by the trace id; a caller's traceparent decision is always followed. Unset: the exporter's default "
+        "(otlp and console: OTEL_TRACES_SAMPLER, else every run; azure_monitor: its distro's rate-limited "
+        "5 traces/s). Metrics count every run whatever is sampled; emf derives its metrics from every span "
+        "and ignores it.",
+    )
     applicationinsights_connection_string: str | None = Field(
         default=None, description="Application Insights connection string (telemetry_exporter=azure_monitor)."
     )

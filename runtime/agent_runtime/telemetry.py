@@ -144,10 +144,14 @@ class Telemetry(Observer):
                 from azure.identity import ManagedIdentityCredential
 
                 credential = ManagedIdentityCredential(client_id=settings.identity_client_id)
+            sampling = (
+                {} if settings.trace_sample_ratio is None else {"sampling_ratio": settings.trace_sample_ratio}
+            )
             configure_azure_monitor(
                 connection_string=settings.applicationinsights_connection_string,
                 credential=credential,
                 resource=_resource(settings),
+                **sampling,
             )
             return trace.get_tracer_provider(), metrics.get_meter_provider()
         if settings.telemetry_exporter == "emf":
@@ -170,7 +174,7 @@ class Telemetry(Observer):
             base = settings.otlp_endpoint.rstrip("/") if settings.otlp_endpoint else None
             span_exporter = OTLPSpanExporter(endpoint=f"{base}/v1/traces" if base else None)
             metric_exporter = OTLPMetricExporter(endpoint=f"{base}/v1/metrics" if base else None)
-        tracer_provider = TracerProvider(resource=_resource(settings))
+        tracer_provider = TracerProvider(resource=_resource(settings), sampler=_sampler(settings))
         # Small batches: encoding a batch holds the GIL, and requests on the event loop wait for it (up to
         # the 5 ms switch interval at a time). 512 spans (the SDK's default) stalled requests by 10-40 ms
         # at p99; 64 keeps each stall to a couple of milliseconds for the same spans exported.
@@ -402,6 +406,17 @@ class _Current(AbstractContextManager[Span]):
 
 def _child_of(parent: Span) -> otel_context.Context:
     return trace.set_span_in_context(parent)
+
+
+def _sampler(settings: Settings) -> Any:
+    """``trace_sample_ratio`` as a parent-based sampler: a caller's decision (its traceparent's sampled flag)
+    is followed and a root is traced by its trace id, so every service samples the same traces; None (the
+    SDK's own choice from OTEL_TRACES_SAMPLER) when the setting is unset."""
+    if settings.trace_sample_ratio is None:
+        return None
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    return ParentBased(TraceIdRatioBased(settings.trace_sample_ratio))
 
 
 def _resource(settings: Settings) -> Any:
