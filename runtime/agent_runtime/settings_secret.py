@@ -10,10 +10,12 @@ module is imported (which fixes the directory), so it imports nothing of the run
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,8 @@ def load_settings_secret(client: Any = None) -> Path | None:
         return None
     values = _settings(arn, response.get("SecretString"))
     directory = Path(tempfile.mkdtemp(prefix="agentstage-settings-"))  # 0700, this process's user only
+    # The values are read once, at start; the files must not outlive the process that holds them.
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
     for name, value in values.items():
         path = directory / name
         path.write_text(value, encoding="utf-8")

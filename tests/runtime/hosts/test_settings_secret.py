@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import stat
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -90,3 +95,30 @@ def test_a_malformed_secret_is_named_without_its_value(
         load_settings_secret(secrets)
     assert message in str(raised.value) and arn in str(raised.value)
     assert SECRET_VALUE not in str(raised.value)
+
+
+def test_the_settings_files_are_removed_when_the_process_ends(tmp_path: Path) -> None:
+    """The secret's values live on disk only as long as the process that read them."""
+    child = textwrap.dedent(
+        """
+        import json, os
+        from agent_runtime.settings_secret import load_settings_secret
+
+        class Secrets:
+            class exceptions:
+                ResourceNotFoundException = LookupError
+
+            def get_secret_value(self, SecretId):
+                return {"SecretString": json.dumps({"AGENTSTAGE_LLM_API_KEY": "sk-child-value"})}
+
+        os.environ["AGENTSTAGE_SETTINGS_SECRET_ARN"] = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:x"
+        directory = load_settings_secret(Secrets())
+        assert (directory / "AGENTSTAGE_LLM_API_KEY").read_text() == "sk-child-value"
+        print(directory)
+        """
+    )
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, env=env, check=True)
+    directory = Path(done.stdout.strip())
+    assert directory.parent == tmp_path and directory.name.startswith("agentstage-settings-")
+    assert not directory.exists()
