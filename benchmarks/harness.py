@@ -122,6 +122,21 @@ def tree_rss_mb(pid: int) -> list[float]:
     return sorted((kb / 1024 for kb in sizes if kb is not None), reverse=True)
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds spent so far by ``pid`` and every process below it that still runs."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sum(_cpu_ticks(member) for member in _tree(pid)) / ticks
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0  # exited while we looked
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, as in _ppid
+    return int(fields[11]) + int(fields[12])  # utime, stime
+
+
 def _tree(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():

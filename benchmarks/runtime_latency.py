@@ -21,7 +21,8 @@ latency.
   req/s, and >= 10x LiteLLM's proxy (one worker, installed on first use into ``benchmarks/.venv-litellm``,
   routed to the same model server, same ``wrk`` script); when LiteLLM cannot be installed or run, the
   table says why and the rest is measured.
-* two workers: the same load on two runtime workers against one. Target >= 1.8x.
+* two workers: the same load on two runtime workers against one, with the cores the runtime, the model
+  server and ``wrk`` each used meanwhile (they share the machine's). Target >= 1.8x.
 * start to ready: process spawn to the first 200 of ``/healthz``, median of alternating rounds against a
   bare FastAPI app that imports openai (``bare_app.py``, served alike). Target <= 1 s.
 * idle memory: VmRSS of the runtime's processes after ready and a 2 s warm-up of each route at 50
@@ -41,6 +42,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -67,6 +69,7 @@ from harness import (
     free_port,
     model_command,
     process,
+    tree_cpu_seconds,
     tree_rss_mb,
     wait_for_200,
     wait_for_model,
@@ -160,6 +163,7 @@ class Setup:
     server: str
     env: dict[str, str]
     model_port: int
+    model_pid: int
     seconds: int
 
     def runtime_command(self, port: int, workers: int) -> list[str]:
@@ -246,14 +250,37 @@ def measure_fully_traced(setup: Setup, requests: int) -> FullyTraced:
         return FullyTraced(sequential, runtime.chat(CONNECTIONS, setup.seconds))
 
 
-def measure_two_workers(setup: Setup) -> tuple[WrkResult, list[float]]:
-    """The chat route at ``CONNECTIONS`` connections on two workers, and the processes' RSS after warm-up."""
+@dataclass(frozen=True)
+class TwoWorkers:
+    """The two-worker phase: the load's result, the processes' RSS, and the cores each side used."""
+
+    loaded: WrkResult
+    rss_mb: list[float]
+    cores: dict[str, float]
+    """CPU seconds per second of the run: the runtime's workers, the model server, ``wrk``."""
+
+
+def measure_two_workers(setup: Setup) -> TwoWorkers:
+    """The chat route at ``CONNECTIONS`` connections on two workers, the processes' RSS after warm-up, and
+    how the machine's cores were shared: the runtime, the model server and ``wrk`` run on the same ones."""
     runtime = Server(free_port())
     with process(setup.runtime_command(runtime.port, 2), setup.env, setup.runtime_dir) as proc:
         runtime.wait_ready(proc)
         warm_up(runtime, "warm2")
         rss = tree_rss_mb(proc.pid)
-        return runtime.chat(CONNECTIONS, setup.seconds), rss
+        before = (tree_cpu_seconds(proc.pid), tree_cpu_seconds(setup.model_pid), _children_cpu_seconds())
+        started = time.perf_counter()
+        loaded = runtime.chat(CONNECTIONS, setup.seconds)
+        elapsed = time.perf_counter() - started
+        after = (tree_cpu_seconds(proc.pid), tree_cpu_seconds(setup.model_pid), _children_cpu_seconds())
+    used = [(end - start) / elapsed for start, end in zip(before, after, strict=True)]
+    return TwoWorkers(loaded, rss, dict(zip(("runtime", "model server", "wrk"), used, strict=True)))
+
+
+def _children_cpu_seconds() -> float:
+    """CPU seconds of the benchmark's finished children (``wrk`` runs are waited for)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def warm_up(runtime: Server, run: str) -> None:
@@ -484,18 +511,21 @@ def litellm_row(chat: WrkResult, litellm: WrkResult | str) -> Row:
     )
 
 
-def two_worker_rows(one: WrkResult, two: WrkResult, rss_mb: list[float]) -> list[Row]:
-    ratio = two.rps / one.rps
+def two_worker_rows(one: WrkResult, two: TwoWorkers) -> list[Row]:
+    loaded = two.loaded
+    ratio = loaded.rps / one.rps
+    cores = ", ".join(f"{name} {used:.2f}" for name, used in two.cores.items())
     return [
         Row(
             f"throughput, chat, {CONNECTIONS} conns, 2 workers",
-            f"{two.rps:,.0f} req/s{_errors(two, always=True)}",
+            f"{loaded.rps:,.0f} req/s{_errors(loaded, always=True)}",
             f"1 worker {one.rps:,.0f} req/s",
             f"{ratio:.2f}x",
             ">= 1.8x",
-            ratio >= 1.8 and two.errors == 0,
+            ratio >= 1.8 and loaded.errors == 0,
+            f"cores used during the 2-worker run (of {os.cpu_count()}): {cores}",
         ),
-        memory_row("idle RSS per worker, 2 workers", rss_mb, "-"),
+        memory_row("idle RSS per worker, 2 workers", two.rss_mb, "-"),
     ]
 
 
@@ -573,12 +603,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, otlp_sink() as sink_url:
         model_port = free_port()
         env = runtime_env(f"http://127.0.0.1:{model_port}/v1", sink_url, Path(tmp))
-        setup = Setup(runtime_dir, args.server, env, model_port, args.seconds)
-        with process(model_command(model_port), cwd=runtime_dir):
+        with process(model_command(model_port), cwd=runtime_dir) as model:
+            setup = Setup(runtime_dir, args.server, env, model_port, model.pid, args.seconds)
             wait_for_model(f"http://127.0.0.1:{model_port}/v1/chat/completions")
             one = measure_one_worker(setup, args.streams, args.requests)
             traced = measure_fully_traced(setup, args.requests)
-            two, two_rss = measure_two_workers(setup)
+            two = measure_two_workers(setup)
             litellm = measure_litellm(setup, Path(tmp))
         ready = measure_start_to_ready(setup, args.rounds)
 
@@ -599,7 +629,7 @@ def main() -> None:
             ttft_row(one.ttft_ms),
             *throughput_rows(one.loaded),
             litellm_row(one.loaded["chat"], litellm),
-            *two_worker_rows(one.loaded["chat"], two, two_rss),
+            *two_worker_rows(one.loaded["chat"], two),
             *readiness_rows(ready, one.rss_mb),
             *traced_rows(traced, one, ratio),
         ]

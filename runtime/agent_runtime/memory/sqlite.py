@@ -1,13 +1,24 @@
 """Embedded SQLite backends: the local default, one file, no server.
 
-Each store owns one connection used from one dedicated thread, so calls from many asyncio tasks are
-serialised and the event loop never blocks on disk. The writes that queue for the thread while it is busy
-(a history append per request, under load) are group-committed: one transaction, each write in a savepoint
-of its own, one commit and one trip to the thread for them all; each is answered once committed, so a
-caller's next read sees it. The file is in WAL mode, so readers in other processes (another worker,
-``agentstage dev`` beside a test) are not blocked by a writer; the busy timeout makes concurrent writers wait
-instead of failing. Similarity search is exact cosine in numpy (see :mod:`.scoring`): this Python's
-``sqlite3`` cannot load extensions such as sqlite-vec.
+Conversations are on the event loop's thread. A history read, an append, a listing or one conversation's
+delete touches a few indexed rows, which costs tens of microseconds: less than a hop to a thread and back,
+which was half the cost a conversation added to a request. So the conversation store has a connection of
+its own used only on the loop: its reads are single SELECTs (each one snapshot of the file, in autocommit
+mode); its writes are group-committed by :class:`~agent_runtime.sqlite_group_commit.GroupCommit` (the
+writes queued while the loop was busy share one transaction, each in a savepoint of its own, each caller
+answered once it committed, so its next read sees it). That connection never waits inside SQLite: its busy
+timeout is 0, the group commit retries a locked file with ``asyncio.sleep``, and a read locked out is
+redone on the store's thread. Nor does it checkpoint the write-ahead log (a checkpoint copies pages and
+fsyncs): its commits are counted and a restarting checkpoint runs on the store's thread instead.
+
+Work without a bound stays on that thread, on the store's second connection (:class:`_Database`), so
+the loop never stalls on it: erasing a whole tenant's conversations, and everything of the vector store
+(bulk upserts, and loading a namespace for the exact cosine search in numpy, see :mod:`.scoring`: this
+Python's ``sqlite3`` cannot load extensions such as sqlite-vec). The writes that queue for the thread while
+it is busy are group-committed there the same way. Connections are opened and closed on the thread too.
+
+The file is in WAL mode, so readers (this store's other connection, another worker, ``agentstage dev``
+beside a test) are not blocked by a writer; concurrent writers wait for each other instead of failing.
 """
 
 from __future__ import annotations
@@ -23,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from agent_runtime.errors import ConfigurationError
+from agent_runtime.sqlite_group_commit import GroupCommit
 from agent_runtime.sqlite_transaction import commit_group, in_transaction
 
 from .base import Conversation, Message, Owner, VectorHit, VectorItem
@@ -40,6 +53,10 @@ from .common import (
 from .scoring import Document, Snapshot, SnapshotCache, pack_embedding
 
 T = TypeVar("T")
+
+CHECKPOINT_EVERY = 250
+"""Commits of the loop's connection between two checkpoints of the log on the store's thread (an append
+writes about four pages: SQLite's own automatic checkpoint comes after ~1,000)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -167,6 +184,20 @@ class _Database:
         for write, outcome in zip(group, outcomes, strict=True):
             write.answer(outcome.error)
 
+    async def checkpoint(self) -> None:
+        """Copy the write-ahead log into the file, so that the next write starts the log over.
+
+        ``RESTART``: writers wait (on the loop they retry with ``asyncio.sleep``) while it copies. A passive
+        checkpoint would not hold them off, but under steady writes it never catches up with the last
+        frame, so the log is never started over and grows until the ledger's keeper truncates it, which
+        held writers off for 15-20 ms every second at 850 requests/s.
+        """
+        await self.run(self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        assert self._conn is not None
+        self._conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+
     def _take_writes(self) -> list[_Write]:
         with self._lock:
             group, self._writes = self._writes, []
@@ -207,24 +238,59 @@ def _fail(group: list[_Write], error: BaseException) -> None:
         write.answer(error)
 
 
+def _connect_for_loop(path: str) -> sqlite3.Connection:
+    """The conversation store's connection for the event loop's thread (opened on the store's thread, after
+    that one created the file in WAL mode and its tables).
+
+    Autocommit mode: transactions are explicit. Busy timeout 0: SQLite's busy handler would sleep on the
+    loop; a locked file is retried with ``asyncio.sleep`` instead. No automatic checkpoint, for the same
+    reason (see :meth:`SqliteConversationStore._committed`).
+    """
+    conn = sqlite3.connect(path, isolation_level=None, timeout=0, check_same_thread=False)
+    # In WAL mode NORMAL cannot corrupt the file; a power cut may only lose the last commits.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA wal_autocheckpoint=0")
+    return conn
+
+
 class SqliteConversationStore:
     """Conversations keyed by (tenant, caller, id) in ``conversations``, their messages in
     ``conversation_history`` in a global sequence.
+
+    Everything but :meth:`delete_tenant` runs on the event loop's thread (see the module docstring).
 
     History written before conversations had owners is in ``conversation_messages``, which this store never
     reads: it has no owner, so no caller may see it (drop the table once nobody needs it).
     """
 
-    def __init__(self, db: _Database):
+    def __init__(self, db: _Database, conn: sqlite3.Connection):
+        """``db`` is open on the file; ``conn`` comes from :func:`_connect_for_loop` on the same file."""
         self._db = db
+        self._conn = conn
+        self._writer = GroupCommit(conn, self._committed)
+        self._commits = 0
+        self._checkpoint: asyncio.Task[None] | None = None
+        self._closed = False
 
     @classmethod
     async def open(cls, path: str) -> SqliteConversationStore:
+        if path == ":memory:":  # each connection would have a database of its own
+            raise ConfigurationError(
+                "AGENTSTAGE_SQLITE_PATH=':memory:' cannot hold conversations (the store opens the file twice): "
+                "name a file, e.g. .agentstage/state.db"
+            )
         db = _Database(path)
         await db.open()
-        return cls(db)
+        try:
+            conn = await db.run(_connect_for_loop, path)
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db, conn)
 
     async def append(self, owner: Owner, conversation_id: str, messages: Sequence[Message]) -> None:
+        """Answered once committed; stored even if the caller stops waiting (a request cancelled after its
+        answer was made still has its turn stored)."""
         key = conversation_key(owner, conversation_id)
         rows = [(*key, dump_json(m)) for m in check_messages(messages)]
         if not rows:
@@ -243,12 +309,12 @@ class SqliteConversationStore:
                 rows,
             )
 
-        await self._db.write(write)
+        await self._writer.run(write)
 
     async def history(self, owner: Owner, conversation_id: str, limit: int | None = None) -> list[Message]:
         key = conversation_key(owner, conversation_id)
         limit = check_count(limit, "limit", optional=True)
-        rows = await self._db.read(
+        rows = await self._read(
             lambda c: c.execute(
                 "SELECT message FROM conversation_history WHERE tenant = ? AND caller = ? AND conversation_id = ? "
                 "ORDER BY seq DESC LIMIT ?",
@@ -260,7 +326,7 @@ class SqliteConversationStore:
     async def conversations(self, owner: Owner, limit: int = 100) -> list[Conversation]:
         check_owner(owner)
         limit = check_count(limit, "limit")
-        rows = await self._db.read(
+        rows = await self._read(
             lambda c: c.execute(
                 "SELECT conversation_id, created_at, updated_at, messages FROM conversations "
                 "WHERE tenant = ? AND caller = ? ORDER BY updated_at DESC, conversation_id LIMIT ?",
@@ -271,17 +337,17 @@ class SqliteConversationStore:
 
     async def delete(self, owner: Owner, conversation_id: str) -> bool:
         key = conversation_key(owner, conversation_id)
-        found: list[bool] = []
 
-        def write(c: sqlite3.Connection) -> None:
+        def write(c: sqlite3.Connection) -> bool:
             where = "WHERE tenant = ? AND caller = ? AND conversation_id = ?"
-            found.append(c.execute(f"DELETE FROM conversations {where}", key).rowcount > 0)
+            found = c.execute(f"DELETE FROM conversations {where}", key).rowcount > 0
             c.execute(f"DELETE FROM conversation_history {where}", key)
+            return found
 
-        await self._db.write(write)
-        return found[0]
+        return await self._writer.run(write)
 
     async def delete_tenant(self, tenant: str) -> int:
+        """On the store's thread: a tenant's conversations have no bound."""
         check_id(tenant, "tenant")
         counted: list[int] = []
 
@@ -292,8 +358,53 @@ class SqliteConversationStore:
         await self._db.write(write)
         return counted[0]
 
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` (one SELECT: a snapshot of one commit) on the loop's connection.
+
+        A reader in WAL mode is locked out only for a moment, while a connection recovers the log after a
+        process crashed mid-commit: then the read waits on the store's thread, whose connection waits for
+        locks the way SQLite does, off the loop.
+        """
+        if self._closed:
+            raise RuntimeError("the SQLite store is closed")
+        try:
+            return fn(self._conn)
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
+        return await self._db.read(fn)
+
+    def _committed(self) -> None:
+        """After each group commit: every :data:`CHECKPOINT_EVERY` commits, checkpoint on the store's thread.
+
+        Left to itself, SQLite would checkpoint in the commit that grew the log past ~1,000 pages, on the
+        loop's thread, for milliseconds. One checkpoint at a time: the next waits for the next count.
+        """
+        self._commits += 1
+        if self._commits < CHECKPOINT_EVERY or (self._checkpoint is not None and not self._checkpoint.done()):
+            return
+        self._commits = 0
+        self._checkpoint = asyncio.get_running_loop().create_task(
+            self._db.checkpoint(), name="agentstage-sqlite-checkpoint"
+        )
+        self._checkpoint.add_done_callback(_observed)
+
     async def close(self) -> None:
+        """Let queued writes commit (waiting for another process's lock is bounded), then disconnect."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._writer.close()
+        if self._checkpoint is not None:
+            await asyncio.wait([self._checkpoint])
+        await self._db.run(self._conn.close)
         await self._db.close()
+
+
+def _observed(task: asyncio.Task[None]) -> None:
+    """Retrieve a background checkpoint's failure: it was best effort (the next one copies what it left)."""
+    if not task.cancelled():
+        task.exception()
 
 
 class SqliteVectorStore:

@@ -1,5 +1,6 @@
-"""Group commit in the embedded SQLite store: the writes queued for its thread share one transaction, yet each
-append is committed, or rolled back, as if alone, and answered only once its transaction committed.
+"""The embedded SQLite conversation store on the event loop's thread: the writes queued while the loop was busy
+share one transaction, yet each append is committed, or rolled back, as if alone, and answered only once its
+transaction committed; reads and writes never hop to a thread, and checkpoints stay off the loop.
 
 Writes are made to queue up the way they do under load, by another connection holding the write lock (as
 another worker process would, mid-transaction) while they arrive.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 import pytest
 
 from agent_runtime.memory import Owner
+from agent_runtime.memory import sqlite as memory_sqlite
 from agent_runtime.memory.sqlite import SqliteConversationStore
 
 pytestmark = pytest.mark.anyio
@@ -47,6 +50,17 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every statement run on the connections opened from here on."""
     seen: list[str] = []
     _on_connect(monkeypatch, lambda conn: conn.set_trace_callback(seen.append))
+    return seen
+
+
+@pytest.fixture
+def threads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Every statement run on the connections opened from here on, with the name of the thread running it."""
+    seen: list[tuple[str, str]] = []
+    _on_connect(
+        monkeypatch,
+        lambda conn: conn.set_trace_callback(lambda sql: seen.append((threading.current_thread().name, sql))),
+    )
     return seen
 
 
@@ -164,13 +178,60 @@ async def test_queued_appends_are_committed_when_the_store_closes(tmp_path: Path
 
 
 async def test_an_append_whose_caller_gave_up_is_still_stored(tmp_path: Path) -> None:
+    """Nobody awaits the append any more, yet it commits (closing lets queued writes commit first)."""
+    path = tmp_path / "state.db"
+    store = await SqliteConversationStore.open(str(path))
+    with _locked(path):
+        append = asyncio.ensure_future(store.append(ALICE, "c", [user("said before the disconnect")]))
+        await _queued(append)
+        append.cancel()
+    await store.close()
+    reopened = await SqliteConversationStore.open(str(path))
+    try:
+        assert await reopened.history(ALICE, "c") == [user("said before the disconnect")]
+    finally:
+        await reopened.close()
+
+
+async def test_bounded_operations_run_on_the_loop_thread_and_erasing_a_tenant_on_the_store_thread(
+    tmp_path: Path, threads: list[tuple[str, str]]
+) -> None:
+    store = await SqliteConversationStore.open(str(tmp_path / "state.db"))
+    try:
+        opened = len(threads)
+        await store.append(ALICE, "c", [user("hi")])
+        assert await store.history(ALICE, "c", limit=5) == [user("hi")]
+        assert [c.id for c in await store.conversations(ALICE, limit=5)] == ["c"]
+        assert await store.delete(ALICE, "c") is True
+        on_loop = threads[opened:]
+        assert {name for name, _ in on_loop} == {threading.current_thread().name}
+        assert any(sql.startswith("INSERT INTO conversation_history") for _, sql in on_loop)
+        assert any(sql.startswith("SELECT message") for _, sql in on_loop)
+        erased = len(threads)
+        await store.delete_tenant(ALICE.tenant)
+        assert {name for name, _ in threads[erased:]} == {"agentstage-sqlite_0"}
+    finally:
+        await store.close()
+
+
+async def test_the_log_is_checkpointed_on_the_store_thread_never_in_a_commit_on_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: list[tuple[str, str]]
+) -> None:
+    monkeypatch.setattr(memory_sqlite, "CHECKPOINT_EVERY", 10**9)
     path = tmp_path / "state.db"
     store = await SqliteConversationStore.open(str(path))
     try:
-        with _locked(path):
-            append = asyncio.ensure_future(store.append(ALICE, "c", [user("said before the disconnect")]))
-            await _queued(append)
-            append.cancel()
-        assert await store.history(ALICE, "c") == [user("said before the disconnect")]
+        for n in range(100):  # ~15 pages each: past the ~1,000 pages at which SQLite checkpoints by itself
+            await store.append(ALICE, "c", [user(f"{n}" + "x" * 40_000)])
+        with contextlib.closing(CONNECT(path, isolation_level=None)) as other:
+            _, logged, _ = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert logged > 1000, "the log was never reset: nothing was checkpointed while committing"
+        monkeypatch.setattr(memory_sqlite, "CHECKPOINT_EVERY", 3)
+        before = len(threads)
+        for n in range(3):
+            await store.append(ALICE, "c", [user(f"then {n}")])
+        await asyncio.sleep(0.1)
+        checkpoints = [name for name, sql in threads[before:] if sql.startswith("PRAGMA wal_checkpoint")]
+        assert checkpoints == ["agentstage-sqlite_0"]
     finally:
         await store.close()
