@@ -39,6 +39,7 @@ runs this. By hand: ``.venv/bin/python benchmarks/runtime_latency.py [--seconds 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -587,7 +588,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=2000, help="sequential requests per side")
     parser.add_argument("--streams", type=int, default=300, help="streamed requests per side for TTFT")
     parser.add_argument("--rounds", type=int, default=5, help="start-to-ready rounds")
-    parser.add_argument("--server", choices=sorted(SERVERS), default="uvicorn")
+    parser.add_argument(
+        "--server",
+        choices=sorted(SERVERS),
+        default="uvicorn",
+        help="the ASGI server (granian: pip install it first)",
+    )
     parser.add_argument("--runtime", type=Path, default=RUNTIME, help="the runtime/ directory to measure")
     return parser.parse_args()
 
@@ -598,6 +604,8 @@ def main() -> None:
         sys.exit(
             "wrk is not installed: make bench-runtime installs it (scripts/install-system-deps.sh bench)"
         )
+    if importlib.util.find_spec(args.server) is None:
+        sys.exit(f"{args.server} is not installed here: {sys.executable} -m pip install {args.server}")
     load_before = os.getloadavg()[0]
     runtime_dir = args.runtime.resolve()
     with tempfile.TemporaryDirectory() as tmp, otlp_sink() as sink_url:
