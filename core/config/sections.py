@@ -7,7 +7,8 @@ import fnmatch
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 from core.config.base import NAMESPACE, Name, Strict, pattern
 
@@ -229,6 +230,19 @@ def runtime_settings_known(values: dict[str, str]) -> None:
             f"{NAMESPACE}:runtimeSettings.{secret[0]} is a secret: put it in the Secret named by "
             f"{NAMESPACE}:kubernetes.settingsSecret, not in the stack file"
         )
+    for name, value in sorted(values.items()):
+        _runtime_setting_valid(name, value, Settings.model_fields[name])
+
+
+def _runtime_setting_valid(name: str, value: str, field: FieldInfo) -> None:
+    """``value`` as the runtime will read it from its environment, checked alone against its field (the
+    checks across settings run when the runtime starts): a wrong value fails the plan, not the pods."""
+    try:
+        kind = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+        TypeAdapter(kind).validate_python(value)
+    except ValidationError as error:
+        reason = error.errors()[0]["msg"]
+        raise ValueError(f"{NAMESPACE}:runtimeSettings.{name}: {value!r} is refused: {reason}") from None
 
 
 # What KEDA needs to find and read each bus's queues on your own cluster: (runtime setting, annotation).

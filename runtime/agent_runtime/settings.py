@@ -671,6 +671,17 @@ class Settings(BaseSettings):
                 raise ValueError(f"auth_mode 'jwt' needs {', '.join(missing)}")
         return self
 
+    @model_validator(mode="after")
+    def _conversations_in_a_file(self) -> Settings:
+        """The SQLite conversation store opens its file twice (a connection for the event loop, one for its
+        thread): an in-memory database would be two databases."""
+        if self.state_backend == "sqlite" and self.sqlite_path == ":memory:":
+            raise ValueError(
+                f"{env_name('sqlite_path')} ':memory:' cannot hold conversations (state_backend sqlite): "
+                "name a file, e.g. .agentstage/state.db"
+            )
+        return self
+
 
 class GatewayAuthorizerSettings(BaseSettings):
     """What the API gateway's Lambda authorizer reads: the JWT fields of :class:`Settings` (the same

@@ -139,6 +139,32 @@ def test_runtime_settings_must_be_names_of_the_runtime_contract() -> None:
     assert "agentstage:runtimeSettings: unknown runtime setting(s) llm_endpont" in message
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("trace_sample_ratio", "2", "Input should be less than or equal to 1"),
+        ("trace_sample_ratio", "one in ten", "Input should be a valid number"),
+        (
+            "telemetry_exporter",
+            "zipkin",
+            "Input should be 'none', 'console', 'otlp', 'azure_monitor' or 'emf'",
+        ),
+        ("max_steps", "0", "Input should be greater than 0"),
+    ],
+)
+def test_runtime_settings_values_are_checked_as_the_runtime_reads_them(
+    name: str, value: str, reason: str
+) -> None:
+    """A value the runtime would refuse at start fails the plan, naming the setting, the value and why."""
+    message = error_for(own_cluster(runtimeSettings={**RUNTIME_SETTINGS, name: value}))
+    assert f"agentstage:runtimeSettings.{name}: {value!r} is refused: {reason}" in message
+
+
+def test_runtime_settings_list_values_are_read_as_the_runtime_reads_them() -> None:
+    settings = {**RUNTIME_SETTINGS, "tool_modules": "my_tools, more_tools", "jwt_algorithms": '["RS256"]'}
+    assert parse(own_cluster(runtimeSettings=settings)).runtime_settings == settings
+
+
 def test_secrets_are_refused_in_runtime_settings() -> None:
     message = error_for(own_cluster(runtimeSettings={**RUNTIME_SETTINGS, "llm_api_key": "sk-live"}))
     assert (

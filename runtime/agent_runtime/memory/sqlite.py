@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from agent_runtime.errors import ConfigurationError
 from agent_runtime.sqlite_group_commit import GroupCommit
 from agent_runtime.sqlite_transaction import commit_group, in_transaction
 
@@ -275,9 +274,8 @@ class SqliteConversationStore:
     @classmethod
     async def open(cls, path: str) -> SqliteConversationStore:
         if path == ":memory:":  # each connection would have a database of its own
-            raise ConfigurationError(
-                "AGENTSTAGE_SQLITE_PATH=':memory:' cannot hold conversations (the store opens the file twice): "
-                "name a file, e.g. .agentstage/state.db"
+            raise ValueError(
+                "the SQLite conversation store opens its file twice: it needs a file, not ':memory:'"
             )
         db = _Database(path)
         await db.open()

@@ -68,3 +68,13 @@ def test_backend_client_libraries_are_imported_only_when_chosen():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_an_in_memory_sqlite_path_is_refused_for_conversations_with_the_setting_named() -> None:
+    """The SQLite conversation store opens its file twice: ':memory:' would be two databases."""
+    with pytest.raises(ValueError, match="AGENTSTAGE_SQLITE_PATH ':memory:' cannot hold conversations"):
+        Settings(sqlite_path=":memory:")
+    assert (
+        Settings(sqlite_path=":memory:", state_backend="redis", redis_url="redis://x").sqlite_path
+        == ":memory:"
+    )
