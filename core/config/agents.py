@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 import re
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -13,6 +12,7 @@ from pydantic.alias_generators import to_camel
 
 from agent_runtime.governance.budgets import BudgetRule
 from core.config.base import NAMESPACE, Name, Strict, did_you_mean, pattern
+from core.config.sections import runtime_setting_value
 
 
 class ModelDeploymentConfig(Strict):
@@ -182,7 +182,7 @@ def check_tools(agents: Sequence[AgentConfig], tool_modules: str | None, *, own_
             f"{key}: '{name}' is not a tool of the runtime{did_you_mean(name, builtins)} (built-in tools: "
             f"{', '.join(builtins)})"
         )
-    modules = _module_names(tool_modules)
+    modules: list[str] = runtime_setting_value("tool_modules", tool_modules) if tool_modules else []
     failures = [f"{module} ({error})" for module in modules if (error := _import_error(module))]
     # What the runtime's registry holds once the modules are imported (their @tool decorators ran).
     known = sorted({tool.name for tool in default_registry} | set(builtins)) if modules else builtins
@@ -205,23 +205,6 @@ def check_tools(agents: Sequence[AgentConfig], tool_modules: str | None, *, own_
             f"{key}: '{name}' is not a tool of the runtime{did_you_mean(name, known)} (tools: "
             f"{', '.join(known)}; {where})"
         )
-
-
-def _module_names(value: str | None) -> list[str]:
-    """``runtimeSettings.tool_modules`` as the runtime reads it: a JSON list, or names separated by commas."""
-    text = (value or "").strip()
-    if not text.startswith("["):
-        return [name.strip() for name in text.split(",") if name.strip()]
-    try:
-        names = json.loads(text)
-    except json.JSONDecodeError:
-        names = None
-    if not isinstance(names, list) or not all(isinstance(name, str) and name for name in names):
-        raise ValueError(
-            f"{NAMESPACE}:runtimeSettings.tool_modules: expected module names separated by commas "
-            f'(acme_tools,acme.more_tools) or a JSON list (["acme_tools"]); got {value!r}'
-        )
-    return names
 
 
 def _import_error(module: str) -> str | None:

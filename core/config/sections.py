@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
-from pydantic.fields import FieldInfo
 
 from core.config.base import NAMESPACE, Name, Strict, pattern
 
@@ -231,15 +230,19 @@ def runtime_settings_known(values: dict[str, str]) -> None:
             f"{NAMESPACE}:kubernetes.settingsSecret, not in the stack file"
         )
     for name, value in sorted(values.items()):
-        _runtime_setting_valid(name, value, Settings.model_fields[name])
+        runtime_setting_value(name, value)
 
 
-def _runtime_setting_valid(name: str, value: str, field: FieldInfo) -> None:
-    """``value`` as the runtime will read it from its environment, checked alone against its field (the
-    checks across settings run when the runtime starts): a wrong value fails the plan, not the pods."""
+def runtime_setting_value(name: str, value: str) -> Any:
+    """``value`` of the runtime setting ``name`` as the runtime will read it from its environment, checked
+    alone against its field (the checks across settings run when the runtime starts): a wrong value fails the
+    plan, not the pods."""
+    from agent_runtime.settings import Settings
+
+    field = Settings.model_fields[name]
+    kind = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
     try:
-        kind = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
-        TypeAdapter(kind).validate_python(value)
+        return TypeAdapter(kind).validate_python(value)
     except ValidationError as error:
         reason = error.errors()[0]["msg"]
         raise ValueError(f"{NAMESPACE}:runtimeSettings.{name}: {value!r} is refused: {reason}") from None

@@ -300,7 +300,9 @@ def test_tool_modules_may_be_separated_by_commas(tool_module: str) -> None:
 
 def test_tool_modules_in_brackets_must_be_a_json_list() -> None:
     message = error_for(own_cluster_with_tools(["weather"], "[acme_tools"))
-    assert "agentstage:runtimeSettings.tool_modules: expected module names separated by commas" in message
+    # The runtime's own reading of the setting, so the plan refuses exactly what the pods would.
+    assert "agentstage:runtimeSettings.tool_modules: '[acme_tools' is refused" in message
+    assert 'write a comma-separated list such as a,b or a JSON list such as ["a", "b"]' in message
 
 
 # --- 4. regions --------------------------------------------------------------------------------------------
