@@ -29,7 +29,7 @@ import re
 
 import pulumi
 
-from agent_runtime.settings import env_for
+from agent_runtime.settings_contract import env_for
 from blueprints.aws_foundation import IN_VPC_SERVICES, AwsFoundation
 from blueprints.own_cluster import WORKER_DEFAULTS
 from blueprints.topology import task_queue

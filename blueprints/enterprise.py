@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import pulumi
 
-from agent_runtime.settings import env_for
+from agent_runtime.settings_contract import env_for
 from blueprints.azure_base import AzureFoundation
 from blueprints.foundation import OrchestratedAgents
 from blueprints.topology import task_queue

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import pulumi_kubernetes as k8s
 
-from agent_runtime.settings import env_for
+from agent_runtime.settings_contract import env_for
 from blueprints.topology import Topology, task_queue
 from components.kubernetes.identity import (
     AWS_ROLE_ANNOTATION,

@@ -185,7 +185,7 @@ LAYOUT: tuple[tuple[str, str], ...] = (
         "runtime/",
         (
             "the agent runtime in [agent_runtime/] ({runtime/agent_runtime:folders}; the settings contract "
-            "is [agent_runtime/settings.py]), and its hosts and images: {runtime}"
+            "is [agent_runtime/settings_contract.py]), and its hosts and images: {runtime}"
         ),
     ),
     (

@@ -55,3 +55,20 @@ def test_a_plain_kubernetes_stack_loads_no_cloud_sdk() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
     ).stdout.strip()
     assert loaded == "[]", loaded
+
+
+def test_a_plan_checks_the_runtime_contract_without_loading_the_runtime_settings_reader() -> None:
+    """Components, the stack file's runtimeSettings and the policy rules check names and values against
+    ``agent_runtime.settings_contract``; pydantic-settings (what the runtime reads its environment with)
+    costs a plan ~30 ms of imports and answers nothing there."""
+    probe = (
+        "import sys, os\n"
+        "from agentstage.cli import main\n"
+        "for stack in ('foundation-aws-staging', 'enterprise-k8s'):\n"
+        "    assert main(['plan', '--stack', stack, '--format', 'json', '--out', os.devnull]) == 0\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('pydantic_settings', 'agent_runtime.settings'))))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout.strip()
+    assert loaded.splitlines()[-1] == "['agent_runtime.settings_contract']", loaded

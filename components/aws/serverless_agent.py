@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_aws import lambda_
 
-from agent_runtime.settings import env_for
+from agent_runtime.settings_contract import env_for
 from components.aws.context import AwsContext
 from components.aws.iam import Statement
 from components.aws.logs import log_group, retention

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_azure_native import web
 
-from agent_runtime.settings import env_for
+from agent_runtime.settings_contract import env_for
 from components.azure.context import AzureContext
 from components.azure.diagnostics import send_diagnostics
 from components.azure.function_deployment import publish_package

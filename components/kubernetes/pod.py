@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from agent_runtime.settings import SETTINGS_DIR_VARIABLE
+from agent_runtime.settings_contract import SETTINGS_DIR_VARIABLE
 
 RUNTIME_UID = 10001  # the runtime image's user and group (runtime/Dockerfile)
 SCRATCH_DIR = "/tmp"  # the pod's own memory-backed emptyDir, not a shared host directory

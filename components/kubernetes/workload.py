@@ -22,7 +22,7 @@ from typing import Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
-from agent_runtime.settings import env_name
+from agent_runtime.settings_contract import env_name
 from components.base import Component
 from components.kubernetes.identity import PodIdentity
 from components.kubernetes.network import Egress, workload_policy

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from agent_runtime.governance.budgets import BudgetRule
+from agent_runtime.governance.budget_rules import BudgetRule
 from core.config.base import NAMESPACE, Name, Strict, did_you_mean, pattern
 from core.config.sections import runtime_setting_value
 

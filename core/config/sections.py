@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from agent_runtime.settings_contract import SettingsContract, cloud_required_fields
 from core.config.base import NAMESPACE, Name, Strict, pattern
 
 EMAIL = pattern(r"^[^@\s]+@[^@\s]+$", "an email address (name@example.com)")
@@ -199,14 +200,11 @@ _NEEDS_A_SHARED_BUS = ("sqs", "servicebus", "storage_queue")
 
 def runtime_settings_known(values: dict[str, str]) -> None:
     """Names must be settings of the runtime's contract, complete for a deployed agent, and not secret."""
-    # Light (pydantic-settings); only the stacks that use runtimeSettings pay for the import.
-    from agent_runtime.settings import Settings, cloud_required_fields
-
-    unknown = sorted(set(values) - Settings.model_fields.keys())
+    unknown = sorted(set(values) - SettingsContract.model_fields.keys())
     if unknown:
         raise ValueError(
             f"{NAMESPACE}:runtimeSettings: unknown runtime setting(s) {', '.join(unknown)}; see "
-            "runtime/agent_runtime/settings.py for the names"
+            "runtime/agent_runtime/settings_contract.py for the names"
         )
     own = sorted(set(values) & _SET_BY_BLUEPRINT)
     if own:
@@ -237,9 +235,7 @@ def runtime_setting_value(name: str, value: str) -> Any:
     """``value`` of the runtime setting ``name`` as the runtime will read it from its environment, checked
     alone against its field (the checks across settings run when the runtime starts): a wrong value fails the
     plan, not the pods."""
-    from agent_runtime.settings import Settings
-
-    field = Settings.model_fields[name]
+    field = SettingsContract.model_fields[name]
     kind = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
     try:
         return TypeAdapter(kind).validate_python(value)

@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from agent_runtime.settings import env_name
+from agent_runtime.settings_contract import env_name
 from core.graph import Resource, ResourceGraph
 from core.workloads import SETTING_HOLDERS, settings
 from policies.findings import Severity

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
-from agent_runtime.settings import env_name
+from agent_runtime.settings_contract import env_name
 from core.aws_actions import UNSCOPED_ACTIONS as AWS_UNSCOPED_ACTIONS
 from core.graph import SECRET, Resource, ResourceGraph
 from core.workloads import LAMBDA_FUNCTION, settings

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from agent_runtime.settings import env_name
+from agent_runtime.settings_contract import env_name
 from components.azure.role_ids import BUILTIN_ROLES
 from core.graph import Resource, ResourceGraph
 from core.workloads import AZURE_SETTING_HOLDERS, K8S_WORKLOADS, SETTING_HOLDERS

@@ -7,13 +7,15 @@ runtime's own code: budgets parsed by the runtime's parser, calls held as the ru
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from agent_runtime.agents import Agent, parse_definitions
 from agent_runtime.errors import ConfigurationError
 from agent_runtime.governance.budget_admission import check_admission, spec_bytes_of
-from agent_runtime.governance.budgets import BudgetRule, ModelPrice, parse_prices, parse_rules
-from agent_runtime.settings import Settings, env_name
+from agent_runtime.governance.budget_rules import BudgetRule, ModelPrice, parse_prices, parse_rules
+from agent_runtime.settings_contract import SettingsContract, env_name
 from agent_runtime.tools import ToolRegistry
 from agent_runtime.tools.builtins import builtin_tools
 from core.graph import Resource, ResourceGraph
@@ -46,6 +48,12 @@ def _shared_ledger(resource: Resource, _graph: ResourceGraph, _ctx: StackContext
     )
 
 
+@functools.cache
+def _builtin_spec_bytes() -> Callable[[Sequence[str]], int]:
+    """Sizes of the built-in tools' schemas, as the runtime sends them: the same for every workload."""
+    return spec_bytes_of(ToolRegistry(builtin_tools()))
+
+
 def _budgets_admit(resource: Resource, _graph: ResourceGraph, _ctx: StackContext) -> Verdict:
     values = setting_values(resource)
     defaults = {
@@ -55,12 +63,12 @@ def _budgets_admit(resource: Resource, _graph: ResourceGraph, _ctx: StackContext
     }
     try:
         # model_construct: the runtime's defaults and these values, without reading this process's environment
-        runtime = Settings.model_construct(**_ints(defaults))
+        runtime = SettingsContract.model_construct(**_ints(defaults))
         rules: list[BudgetRule] = parse_rules(_text(values, BUDGETS_SETTING))
         prices: dict[str, ModelPrice] = parse_prices(_text(values, env_name("model_prices"), "{}"))
         agents: list[Agent] = parse_definitions(_text(values, AGENTS_SETTING), runtime)
         ratio = float(values.get(env_name("budget_prompt_bytes_per_token")) or 1.0)
-        check_admission(rules, prices, agents, spec_bytes_of(ToolRegistry(builtin_tools())), ratio)
+        check_admission(rules, prices, agents, _builtin_spec_bytes(), ratio)
     except ConfigurationError as error:
         return failed(error.message)
     return passed(f"each of its {len(rules)} budgets admits a call of each of its {len(agents)} agents")

@@ -8,7 +8,7 @@ import json
 import re
 from typing import Any
 
-from agent_runtime.settings import env_name
+from agent_runtime.settings_contract import env_name
 from core.graph import SECRET, UNKNOWN, Resource, ResourceGraph
 from core.workloads import settings
 

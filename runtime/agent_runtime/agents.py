@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agent_runtime.errors import ConfigurationError, UnknownAgent
 from agent_runtime.governance.routing import RoutingPolicy
-from agent_runtime.settings import Settings
+from agent_runtime.settings_contract import SettingsContract
 from agent_runtime.tools import ToolRegistry
 
 
@@ -161,7 +161,7 @@ class AgentCatalog:
         self._agents = {agent.name: agent for agent in agents}
 
     @classmethod
-    def from_settings(cls, settings: Settings, registry: ToolRegistry) -> AgentCatalog:
+    def from_settings(cls, settings: SettingsContract, registry: ToolRegistry) -> AgentCatalog:
         return cls(parse_agents(settings.agents, settings, registry))
 
     def get(self, name: str, *, request_field: str = "agent") -> Agent:
@@ -178,7 +178,7 @@ class AgentCatalog:
         return len(self._agents)
 
 
-def parse_agents(raw: str | list[Any], settings: Settings, registry: ToolRegistry) -> list[Agent]:
+def parse_agents(raw: str | list[Any], settings: SettingsContract, registry: ToolRegistry) -> list[Agent]:
     """Agent definitions from JSON text (or an already-parsed list), each naming only tools ``registry``
     has; :class:`ConfigurationError` if wrong."""
     agents = parse_definitions(raw, settings)
@@ -199,7 +199,7 @@ def parse_agents(raw: str | list[Any], settings: Settings, registry: ToolRegistr
     return agents
 
 
-def parse_definitions(raw: str | list[Any], settings: Settings) -> list[Agent]:
+def parse_definitions(raw: str | list[Any], settings: SettingsContract) -> list[Agent]:
     """Agent definitions from JSON text (or an already-parsed list), with the settings' defaults and unique
     names; whether their tools exist is :func:`parse_agents`' concern."""
     if isinstance(raw, str):
@@ -218,7 +218,7 @@ def parse_definitions(raw: str | list[Any], settings: Settings) -> list[Agent]:
     return agents
 
 
-def _check_orchestrations(agents: Sequence[Agent], settings: Settings) -> None:
+def _check_orchestrations(agents: Sequence[Agent], settings: SettingsContract) -> None:
     """Every agent an orchestration names is a plain agent of this catalog, and a delegate of it; and the
     wait for delegates ends before the run's own deadline, so partial results still reach the caller."""
     kinds = {agent.name: agent.kind for agent in agents}
@@ -246,7 +246,7 @@ def _check_orchestrations(agents: Sequence[Agent], settings: Settings) -> None:
                 )
 
 
-def _parse_agent(index: int, entry: Any, settings: Settings) -> Agent:
+def _parse_agent(index: int, entry: Any, settings: SettingsContract) -> Agent:
     label = (
         f"'{entry['name']}'"
         if isinstance(entry, dict) and isinstance(entry.get("name"), str)

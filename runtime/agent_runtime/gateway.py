@@ -21,7 +21,8 @@ from opentelemetry.trace import Span
 
 from agent_runtime.caller import Caller
 from agent_runtime.errors import ModelError
-from agent_runtime.governance.budgets import Budgets, Reservation, prompt_bytes
+from agent_runtime.governance.budget_rules import prompt_bytes
+from agent_runtime.governance.budgets import Budgets, Reservation
 from agent_runtime.governance.routing import RoutingPolicy, choose
 from agent_runtime.llm import ChatModel, Completion, TextDelta
 from agent_runtime.memory.base import Message

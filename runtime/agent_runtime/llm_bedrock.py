@@ -66,7 +66,8 @@ from agent_runtime.llm import (
     malformed_answer,
 )
 from agent_runtime.memory.base import Message
-from agent_runtime.settings import Settings, env_name
+from agent_runtime.settings import Settings
+from agent_runtime.settings_contract import env_name
 from agent_runtime.trace import TokenUsage
 
 T = TypeVar("T")

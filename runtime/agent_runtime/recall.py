@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from agent_runtime.memory.base import VectorHit, VectorStore
-from agent_runtime.settings import Settings
 
-if TYPE_CHECKING:  # an annotation only: the tool registry is also read offline, without a model client
+if TYPE_CHECKING:  # annotations only: the tool registry is also read offline, without a model client
     from agent_runtime.llm import ChatModel
+    from agent_runtime.settings import Settings
 
 
 async def recall(

@@ -19,7 +19,8 @@ from agent_runtime.auth import Authenticator, build_authenticator
 from agent_runtime.errors import ConfigurationError
 from agent_runtime.gateway import ModelGateway
 from agent_runtime.governance.budget_admission import check_admission, spec_bytes_of
-from agent_runtime.governance.budgets import Budgets, parse_prices, parse_rules
+from agent_runtime.governance.budget_rules import parse_prices, parse_rules
+from agent_runtime.governance.budgets import Budgets
 from agent_runtime.governance.guardrails import Guardrails
 from agent_runtime.governance.ledger import Ledger, open_ledger
 from agent_runtime.governance.redaction import install_log_redaction

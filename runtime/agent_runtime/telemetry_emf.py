@@ -27,7 +27,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 from agent_runtime.emf import AgentSink, EmfBuffer, Metric, Sink, StreamSink
 from agent_runtime.errors import ConfigurationError
 from agent_runtime.resilience import BreakerState
-from agent_runtime.settings import Settings, env_name, parse_agent_endpoint
+from agent_runtime.settings import Settings
+from agent_runtime.settings_contract import env_name, parse_agent_endpoint
 from agent_runtime.telemetry import COST_ATTRIBUTE
 
 NAMESPACE = "agentstage"

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 from graph_queries import by_name, runtime_catalog
 
-from agent_runtime.settings import env_name
+from agent_runtime.settings_contract import env_name
 from blueprints.aws_enterprise import POD_EGRESS_PORTS, POD_IDENTITY_AGENT, SUBNET_ROLES
 from blueprints.own_cluster import WORKER_DEFAULTS
 from components.aws.serverless_agent import RUNTIME_DEFAULTS

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from graph_queries import by_name, runtime_catalog
 
-from agent_runtime.governance.budgets import parse_rules
+from agent_runtime.governance.budget_rules import parse_rules
 from agent_runtime.settings import GatewayAuthorizerSettings
 from agentstage.diagram import architecture
 from core.graph import ResourceGraph

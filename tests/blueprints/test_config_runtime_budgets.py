@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from agent_runtime.governance.budgets import parse_rules
+from agent_runtime.governance.budget_rules import parse_rules
 from blueprints.topology import runtime_budgets
 from core.config import parse_stack_config
 from tests.blueprints.test_config import SOURCE, error_for, valid_config

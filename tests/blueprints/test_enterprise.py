@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from agent_runtime.settings import env_name
+from agent_runtime.settings_contract import env_name
 from blueprints.foundation import INGEST, INGEST_QUEUE, task_queue
 from core.graph import Resource, ResourceGraph
 from tests.blueprints.graph_queries import app_settings, by_name, grants, runtime_catalog

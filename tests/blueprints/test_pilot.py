@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from agent_runtime.settings import cloud_required_fields, env_name
+from agent_runtime.settings_contract import cloud_required_fields, env_name
 from components.azure.role_ids import BUILTIN_ROLES, FORBIDDEN_ROLES
 from core.config import StackConfig, parse_stack_config
 from core.graph import Resource, ResourceGraph

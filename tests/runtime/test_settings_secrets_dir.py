@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent_runtime.settings import SETTINGS_DIR_VARIABLE
+from agent_runtime.settings_contract import SETTINGS_DIR_VARIABLE
 
 RUNTIME = Path(__file__).resolve().parents[2] / "runtime"
 READ = "from agent_runtime.settings import Settings; s = Settings(); print(s.llm_api_key, s.redis_url)"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from agent_runtime.azure_credential import async_credential
 from agent_runtime.errors import ConfigurationError
-from agent_runtime.settings import Settings, env_name
+from agent_runtime.settings import Settings
+from agent_runtime.settings_contract import env_name
 
 from .base import MessageBus
 from .sqlite import SqliteBus

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 from agent_runtime.agents import Agent
 from agent_runtime.errors import ConfigurationError
-from agent_runtime.governance.budgets import MICRO, BudgetRule, ModelPrice, limits, prompt_bytes
-from agent_runtime.settings import env_name
+from agent_runtime.governance.budget_rules import MICRO, BudgetRule, ModelPrice, limits, prompt_bytes
+from agent_runtime.settings_contract import env_name
 from agent_runtime.tools import ToolRegistry
 
 

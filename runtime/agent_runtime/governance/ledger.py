@@ -17,10 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from agent_runtime.errors import ConfigurationError
-from agent_runtime.settings import Settings, env_name
+from agent_runtime.settings_contract import env_name
+
+if TYPE_CHECKING:
+    from agent_runtime.settings import Settings
 
 
 @dataclass(frozen=True)

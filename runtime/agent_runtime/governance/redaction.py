@@ -21,7 +21,7 @@ import regex
 
 from agent_runtime.errors import ConfigurationError
 from agent_runtime.governance.pattern_shape import UnstreamablePattern, probe, shape_of
-from agent_runtime.settings import env_name
+from agent_runtime.settings_contract import env_name
 
 T = TypeVar("T")
 

@@ -17,7 +17,8 @@ from agent_runtime.errors import ConfigurationError
 from agent_runtime.knowledge.base import KnowledgeIndex
 from agent_runtime.knowledge.documents import DocumentSource
 from agent_runtime.knowledge.events import DocumentIdOf
-from agent_runtime.settings import Settings, env_name
+from agent_runtime.settings import Settings
+from agent_runtime.settings_contract import env_name
 
 _LOCATION_FIELD = {"postgres": "postgres_dsn", "aisearch": "search_endpoint"}
 

@@ -41,7 +41,7 @@ from agent_runtime.memory.postgres import (
     require_pgvector,
     setup_connection,
 )
-from agent_runtime.settings import env_name
+from agent_runtime.settings_contract import env_name
 
 from .base import Chunk, KnowledgeQuery, Passage
 from .common import check_chunks, check_query, query_terms, readable_by

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agent_runtime.memory.postgres import require_pgvector
-from agent_runtime.settings import env_name
+from agent_runtime.settings_contract import env_name
 
 from .postgres import check_dimensions, create_tables
 

@@ -91,7 +91,7 @@ from botocore.exceptions import (
 )
 
 from agent_runtime.errors import ConfigurationError, Unavailable
-from agent_runtime.settings import env_name
+from agent_runtime.settings_contract import env_name
 
 from .base import Conversation, Message, Owner, VectorHit, VectorItem
 from .common import (

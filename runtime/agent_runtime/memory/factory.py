@@ -6,10 +6,13 @@ library it uses (redis, psycopg, azure-cosmos or boto3).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from ..settings import Settings, env_name
+from ..settings_contract import SettingsContract, env_name
 from .base import ConversationStore, VectorStore
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 BackendField = Literal["state_backend", "vector_backend"]
 
@@ -49,7 +52,7 @@ def _location(settings: Settings, backend_field: BackendField) -> str:
     if not value:
         raise MemoryConfigurationError(
             f"{env_name(backend_field)}={backend} needs {env_name(field)}: "
-            f"{Settings.model_fields[field].description}"
+            f"{SettingsContract.model_fields[field].description}"
         )
     return value
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent_runtime.errors import ConfigurationError
-from agent_runtime.settings import Settings, env_name
+from agent_runtime.settings import Settings
+from agent_runtime.settings_contract import env_name
 
 DEFAULT_PORT = 5432
 TLS_MODES = ("require", "verify-ca", "verify-full")

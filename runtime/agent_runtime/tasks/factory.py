@@ -9,7 +9,8 @@ import asyncio
 
 from agent_runtime.agents import AgentCatalog
 from agent_runtime.errors import ConfigurationError
-from agent_runtime.settings import Settings, env_name
+from agent_runtime.settings import Settings
+from agent_runtime.settings_contract import env_name
 from agent_runtime.tasks.model import TaskStore
 from agent_runtime.tasks.service import TaskService
 

@@ -29,7 +29,8 @@ from agent_runtime.bus.base import BusError, MessageBus, OutgoingMessage
 from agent_runtime.caller import DEFAULT_TENANT, Caller
 from agent_runtime.errors import ConfigurationError, Forbidden, ToolError, UnprocessableRequest
 from agent_runtime.runner import Checkpoint
-from agent_runtime.settings import Settings, env_name
+from agent_runtime.settings import Settings
+from agent_runtime.settings_contract import env_name
 from agent_runtime.tasks.cas import Unchanged, update
 from agent_runtime.tasks.errors import TaskNotFound, TaskStateConflict
 from agent_runtime.tasks.model import TASK_MESSAGE_KIND, TaskRecord, TaskState, TaskStore

@@ -23,7 +23,7 @@ from eks_stage import (
     trust,
 )
 
-from agent_runtime.settings import parse_agent_endpoint
+from agent_runtime.settings_contract import parse_agent_endpoint
 from components.aws.container_insights import ContainerInsights
 from components.aws.context import AwsContext
 from components.aws.encryption import stack_log_groups

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent_runtime.settings import env_for
+from agent_runtime.settings_contract import env_for
 from components.azure.role_ids import BUILTIN_ROLES
 from components.azure.search import KNOWLEDGE_INDEX, VectorSearch, VectorSearchArgs
 from core.graph import ResourceGraph

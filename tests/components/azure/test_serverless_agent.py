@@ -10,7 +10,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from agent_runtime.settings import cloud_required_fields, env_name
+from agent_runtime.settings_contract import cloud_required_fields, env_name
 from components.azure import serverless_agent as module
 from components.azure.context import AzureContext
 from components.azure.identity import ManagedIdentity

@@ -8,7 +8,8 @@ import pytest
 from pulumi_azure_native import resources
 
 from agent_runtime.memory.cosmos import CONVERSATION_PARTITION_KEY
-from agent_runtime.settings import Settings, env_for
+from agent_runtime.settings import Settings
+from agent_runtime.settings_contract import env_for
 from agent_runtime.tasks.store_cosmos import TASKS_PARTITION_KEY
 from components.azure.state_store import StateStore, StateStoreArgs
 from core.graph import ResourceGraph

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from agent_runtime.errors import ToolDenied, ToolError
-from agent_runtime.settings import Settings
 from agent_runtime.tools.base import ToolContext
 
 if TYPE_CHECKING:
     import httpx
+
+    from agent_runtime.settings import Settings
 
 
 class HttpGetArgs(BaseModel):
