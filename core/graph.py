@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 UNKNOWN = "<unknown>"
 """An input whose value is only known after deployment (preview semantics)."""
@@ -21,6 +21,8 @@ SECRET = "<secret>"
 """An input Pulumi marks secret; its value is never written to the graph."""
 
 GRAPH_FORMAT = 1
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,19 @@ class ResourceGraph:
         """Resources a deployment creates (components and providers excluded)."""
         return [r for r in self.resources if r.custom and not r.type.startswith("pulumi:providers:")]
 
+    def indexed(self) -> ResourceGraph:
+        """This graph as it is now, answering lookups by type and URN from indexes built once.
+
+        For work that asks many questions of a graph nothing changes meanwhile: the policy rules ask ~1,800
+        of a 300-resource stack, each a scan of every resource otherwise. The copy holds its own list of the
+        same resources, so changing this graph later does not make its answers stale."""
+        return _IndexedGraph(self.stack, self.project, list(self.resources))
+
+    def derived(self, compute: Callable[[ResourceGraph], T]) -> T:
+        """``compute(self)``: a value derived from the whole graph. An :meth:`indexed` copy computes each
+        once, for rules that judge one resource against all the others."""
+        return compute(self)
+
     def type_counts(self) -> Counter[str]:
         return Counter(r.type for r in self.cloud_resources())
 
@@ -118,9 +133,45 @@ class ResourceGraph:
         return cls(stack=payload["stack"], project=payload["project"], resources=resources)
 
 
+@dataclass
+class _IndexedGraph(ResourceGraph):
+    """A :meth:`ResourceGraph.indexed` copy; see there."""
+
+    _by_type: dict[str, list[Resource]] = field(init=False, repr=False, compare=False)
+    _by_urn: dict[str, Resource] = field(init=False, repr=False, compare=False)
+    _derived: dict[Callable[[ResourceGraph], Any], Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._by_type = {}
+        self._by_urn = {}
+        self._derived = {}
+        for resource in self.resources:
+            self._by_type.setdefault(resource.type, []).append(resource)
+            self._by_urn.setdefault(resource.urn, resource)
+
+    def by_urn(self, urn: str) -> Resource:
+        return self._by_urn[urn]
+
+    def of_type(self, type_: str) -> list[Resource]:
+        return list(self._by_type.get(type_, ()))
+
+    def derived(self, compute: Callable[[ResourceGraph], T]) -> T:
+        if compute not in self._derived:
+            self._derived[compute] = compute(self)
+        return self._derived[compute]
+
+    def indexed(self) -> ResourceGraph:
+        return self
+
+
+_RESOURCE_FIELDS = tuple(item.name for item in fields(Resource))
+
+
 def _record(resource: Resource) -> dict[str, Any]:
-    """A resource as saved; ``arn`` only where there is one (plans of other clouds stay as they were)."""
-    record = asdict(resource)
+    """A resource as saved; ``arn`` only where there is one (plans of other clouds stay as they were).
+
+    The fields as they are, not ``asdict``'s deep copy: the record is serialized at once, never changed."""
+    record = {name: getattr(resource, name) for name in _RESOURCE_FIELDS}
     if record["arn"] is None:
         del record["arn"]
     return record

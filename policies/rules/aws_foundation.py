@@ -415,9 +415,12 @@ def _role_label(role: Resource) -> str:
     return f"role {role.get('name') or role.name}"
 
 
-def _policies(graph: ResourceGraph) -> Iterator[tuple[_Identity, _QueueGrants]]:
-    for resource in (*graph.of_type(ROLE_POLICY), *graph.of_type(ROLE)):
-        yield _identity_of(graph, resource), _queue_grants(resource)
+def _policies(graph: ResourceGraph) -> tuple[tuple[_Identity, _QueueGrants], ...]:
+    """Every role's and role policy's queue grants (asked once per graph: see ``ResourceGraph.derived``)."""
+    return tuple(
+        (_identity_of(graph, resource), _queue_grants(resource))
+        for resource in (*graph.of_type(ROLE_POLICY), *graph.of_type(ROLE))
+    )
 
 
 def _one_receiver(resource: Resource, graph: ResourceGraph, _ctx: StackContext) -> Verdict:
@@ -429,7 +432,7 @@ def _one_receiver(resource: Resource, graph: ResourceGraph, _ctx: StackContext) 
     me = _identity_of(graph, resource)
     others: dict[str, tuple[str, list[str]]] = {}
     sends: list[str] = []
-    for who, found in _policies(graph):
+    for who, found in graph.derived(_policies):
         if who.key == me.key:
             sends += [t for t in found.send if isinstance(t, str)]
         else:

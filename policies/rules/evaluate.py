@@ -22,15 +22,23 @@ def stack_resource(graph: ResourceGraph) -> Resource:
 def evaluate(
     graph: ResourceGraph, context: StackContext, rules: Iterable[Rule] | None = None
 ) -> list[Finding]:
-    """One finding per (rule, resource it applies to), in graph order; waivers are applied separately."""
+    """One finding per (rule, resource it applies to), in graph order; waivers are applied separately.
+
+    The rules read an indexed copy of the graph, and which rules apply to a type in this stage is worked out
+    once per type: the rules ask ~1,800 lookups of a large stack and ~15,000 (rule, resource) pairs exist."""
+    graph = graph.indexed()
     subjects = [stack_resource(graph), *graph.cloud_resources()]
     selected = tuple(all_rules() if rules is None else rules)
-    return [
-        judge(rule, resource, graph, context)
-        for resource in subjects
-        for rule in selected
-        if rule.applies_to(resource, context.stage)
-    ]
+    by_type: dict[str, list[Rule]] = {}
+    findings = []
+    for resource in subjects:
+        candidates = by_type.get(resource.type)
+        if candidates is None:
+            candidates = by_type[resource.type] = [
+                rule for rule in selected if rule.covers(resource.type, context.stage)
+            ]
+        findings += [judge(rule, resource, graph, context) for rule in candidates if rule.selects(resource)]
+    return findings
 
 
 def judge(rule: Rule, resource: Resource, graph: ResourceGraph, context: StackContext) -> Finding:
