@@ -26,7 +26,9 @@ from core.errors import AgentstageError, ExitStatus
 from core.graph import ResourceGraph
 from core.stacks import available_stacks, load_stack_config, project_dir
 from policies.checking import check_graph, start_checkov
-from policies.report import FORMATS, CheckReport, StackReport, table, verdict_text
+from policies.report import table
+from policies.report.formats import FORMATS
+from policies.report.model import CheckReport, StackReport, verdict_text
 from policies.rules import load_context
 
 

@@ -9,7 +9,7 @@ from policy_fixtures import compliant_graph
 from core.config import WaiverConfig
 from policies.checking import check_graph
 from policies.findings import Finding, Outcome, Severity
-from policies.report import CheckReport, StackReport
+from policies.report.model import CheckReport, StackReport
 from policies.report.table import render
 from policies.rules import StackContext, Stage
 

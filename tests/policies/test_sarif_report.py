@@ -14,7 +14,7 @@ from policy_fixtures import compliant_graph
 from core.config import WaiverConfig
 from policies.checking import check_graph
 from policies.findings import Finding, Outcome, Severity
-from policies.report import CheckReport
+from policies.report.model import CheckReport
 from policies.report.sarif import render
 from policies.rules import StackContext, Stage
 
