@@ -44,31 +44,30 @@ def test_nothing_below_the_command_line_imports_it(package: str) -> None:
     assert not offenders, f"{package} must stand on core, not on the CLI: {offenders}"
 
 
-def test_a_plain_kubernetes_stack_loads_no_cloud_sdk() -> None:
-    probe = (
-        "import sys\n"
-        "from core.engine import build_graph\n"
-        "build_graph('enterprise-k8s')\n"
-        "print(sorted(m for m in sys.modules if m.startswith(('pulumi_azure_native', 'pulumi_aws'))))\n"
-    )
-    loaded = subprocess.run(
+def loaded_modules(work: str, prefixes: tuple[str, ...]) -> list[str]:
+    """The modules starting with ``prefixes`` that a fresh interpreter has loaded after running ``work``."""
+    probe = f"import sys\n{work}\nprint(sorted(m for m in sys.modules if m.startswith({prefixes!r})))\n"
+    printed = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
     ).stdout.strip()
-    assert loaded == "[]", loaded
+    return ast.literal_eval(printed.splitlines()[-1])
+
+
+def test_a_plain_kubernetes_stack_loads_no_cloud_sdk() -> None:
+    work = "from core.engine import build_graph\nbuild_graph('enterprise-k8s')"
+    assert loaded_modules(work, ("pulumi_azure_native", "pulumi_aws")) == []
 
 
 def test_a_plan_checks_the_runtime_contract_without_loading_the_runtime_settings_reader() -> None:
     """Components, the stack file's runtimeSettings and the policy rules check names and values against
     ``agent_runtime.settings_contract``; pydantic-settings (what the runtime reads its environment with)
     costs a plan ~30 ms of imports and answers nothing there."""
-    probe = (
-        "import sys, os\n"
+    work = (
+        "import os\n"
         "from agentstage.cli import main\n"
         "for stack in ('foundation-aws-staging', 'enterprise-k8s'):\n"
-        "    assert main(['plan', '--stack', stack, '--format', 'json', '--out', os.devnull]) == 0\n"
-        "print(sorted(m for m in sys.modules if m.startswith(('pydantic_settings', 'agent_runtime.settings'))))\n"
+        "    assert main(['plan', '--stack', stack, '--format', 'json', '--out', os.devnull]) == 0"
     )
-    loaded = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
-    ).stdout.strip()
-    assert loaded.splitlines()[-1] == "['agent_runtime.settings_contract']", loaded
+    assert loaded_modules(work, ("pydantic_settings", "agent_runtime.settings")) == [
+        "agent_runtime.settings_contract"
+    ]
