@@ -124,6 +124,9 @@ def test_a_spent_budget_refuses_as_exhausted_and_is_never_overspent(
         backend,
         budgets,
         max_output_tokens=64,
+        # A call may wait as long as its deadline: on a machine loaded enough to stretch the 400 calls past
+        # the default 30 s of waiting, a call would be refused as "held", which this test is not about.
+        budget_wait_seconds=60,
         app_options=otel.app_options,
         **_redis_url(backend, request),
     )
