@@ -97,9 +97,9 @@ class ResourceGraph:
     def indexed(self) -> ResourceGraph:
         """This graph as it is now, answering lookups by type and URN from indexes built once.
 
-        For work that asks many questions of a graph nothing changes meanwhile: the policy rules ask ~1,800
-        of a 300-resource stack, each a scan of every resource otherwise. The copy holds its own list of the
-        same resources, so changing this graph later does not make its answers stale."""
+        For work that asks many questions of a graph nothing changes meanwhile (the policy rules): each
+        would otherwise scan every resource. The copy holds its own list of the same resources, so changing
+        this graph later does not make its answers stale."""
         return _IndexedGraph(self.stack, self.project, list(self.resources))
 
     def derived(self, compute: Callable[[ResourceGraph], T]) -> T:
