@@ -14,7 +14,6 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from typing import Any
 
 from agent_runtime.settings_contract import env_name
@@ -23,7 +22,7 @@ from core.graph import SECRET, Resource, ResourceGraph
 from core.workloads import LAMBDA_FUNCTION, settings
 from policies.findings import Severity
 from policies.rules.context import StackContext
-from policies.rules.model import Rule, Verdict, failed, passed
+from policies.rules.model import Rule, Verdict, failed, glob_matches, passed
 from policies.rules.predicates import is_unknown, shown
 
 ROLE = "aws:iam/role:Role"
@@ -133,9 +132,10 @@ def _condition_keys(statement: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
-def _action_could_be(pattern: Any, action: str) -> bool:
-    """Whether an IAM action pattern (``bedrock:Invoke*``, ``*``) grants ``action``."""
-    return isinstance(pattern, str) and fnmatchcase(action.lower(), pattern.lower())
+def action_covers(pattern: Any, action: str) -> bool:
+    """Whether an IAM action pattern (``bedrock:Invoke*``, ``*``) grants ``action`` (IAM compares actions
+    without regard to case)."""
+    return isinstance(pattern, str) and glob_matches(action.lower(), pattern.lower())
 
 
 # --- ARNs ----------------------------------------------------------------------------------------------
@@ -239,7 +239,7 @@ def _count(number: int, noun: str) -> str:
 
 def _grants_invoke(action: Any) -> bool:
     return isinstance(action, str) and (
-        action.lower().startswith("bedrock:invoke") or _action_could_be(action, _INVOKE_EXAMPLE)
+        action.lower().startswith("bedrock:invoke") or action_covers(action, _INVOKE_EXAMPLE)
     )
 
 

@@ -22,7 +22,6 @@ import ipaddress
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from typing import Any
 
 from core.aws_endpoints import UnknownServicePrefix, required_endpoints
@@ -41,13 +40,14 @@ from policies.rules.aws import (
     TABLE,
     Arn,
     Document,
+    action_covers,
     allows,
     as_list,
     documents,
     referenced,
 )
 from policies.rules.context import StackContext
-from policies.rules.model import Rule, Stage, Verdict, failed, passed
+from policies.rules.model import Rule, Stage, Verdict, failed, glob_matches, passed
 from policies.rules.predicates import is_unknown, shown
 
 CLUSTER = "aws:eks/cluster:Cluster"
@@ -111,12 +111,8 @@ def _actions_match(statement: dict[str, Any], actions: Iterable[str]) -> list[st
     """Which of ``actions`` the statement's ``Action`` patterns (or ``NotAction``) cover."""
     if "NotAction" in statement:
         excluded = as_list(statement["NotAction"])
-        return [a for a in actions if not any(_covers(p, a) for p in excluded)]
-    return [a for a in actions if any(_covers(p, a) for p in as_list(statement.get("Action")))]
-
-
-def _covers(pattern: Any, action: str) -> bool:
-    return isinstance(pattern, str) and fnmatchcase(action.lower(), pattern.lower())
+        return [a for a in actions if not any(action_covers(p, a) for p in excluded)]
+    return [a for a in actions if any(action_covers(p, a) for p in as_list(statement.get("Action")))]
 
 
 def _principals(statement: dict[str, Any]) -> tuple[list[str], list[str], bool]:
@@ -307,7 +303,7 @@ def _control_plane_logged(cluster: Resource, graph: ResourceGraph, _ctx: StackCo
         for g in graph.of_type(LOG_GROUP)
         if g.urn in cluster.dependencies
         and (group is None or g.get("name") == group)
-        and fnmatchcase(str(g.get("name")), "/aws/eks/*/cluster")
+        and glob_matches(str(g.get("name")), "/aws/eks/*/cluster")
     ]
     if not logs:
         return failed(
@@ -452,7 +448,7 @@ def _binding_problems(association: Resource, role: Resource) -> list[str]:
         f"{_role_label(role)} trusts {tag} {expected!r} only, the association binds {shown(given[tag])}"
         for tag, expected in wanted.items()
         if not is_unknown(given[tag])
-        and not any(fnmatchcase(str(given[tag]), str(pattern)) for pattern in as_list(expected))
+        and not any(glob_matches(str(given[tag]), str(pattern)) for pattern in as_list(expected))
     ]
 
 

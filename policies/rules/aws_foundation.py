@@ -12,14 +12,23 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from typing import Any
 
 from core.graph import UNKNOWN, Resource, ResourceGraph
 from policies.findings import Severity
-from policies.rules.aws import QUEUE, ROLE, ROLE_POLICY, Arn, allows, as_list, documents, referenced
+from policies.rules.aws import (
+    QUEUE,
+    ROLE,
+    ROLE_POLICY,
+    Arn,
+    action_covers,
+    allows,
+    as_list,
+    documents,
+    referenced,
+)
 from policies.rules.context import StackContext
-from policies.rules.model import Rule, Stage, Verdict, failed, passed
+from policies.rules.model import Rule, Stage, Verdict, failed, glob_matches, passed
 from policies.rules.predicates import is_unknown, shown
 
 REST_API = "aws:apigateway/restApi:RestApi"
@@ -372,12 +381,8 @@ def _queue_grants(resource: Resource) -> _QueueGrants:
 
 def _allows_action(statement: dict[str, Any], action: str) -> bool:
     if "NotAction" in statement:
-        return not any(_action_matches(p, action) for p in as_list(statement["NotAction"]))
-    return any(_action_matches(p, action) for p in as_list(statement.get("Action")))
-
-
-def _action_matches(pattern: Any, action: str) -> bool:
-    return isinstance(pattern, str) and fnmatchcase(action.lower(), pattern.lower())
+        return not any(action_covers(p, action) for p in as_list(statement["NotAction"]))
+    return any(action_covers(p, action) for p in as_list(statement.get("Action")))
 
 
 def _may_be_queue(target: Any) -> bool:
@@ -385,7 +390,7 @@ def _may_be_queue(target: Any) -> bool:
     if not isinstance(target, str) or is_unknown(target) or target == "*":
         return True
     arn = Arn.parse(target)
-    return arn is not None and fnmatchcase("sqs", arn.service)
+    return arn is not None and glob_matches("sqs", arn.service)
 
 
 @dataclass(frozen=True)
@@ -462,20 +467,20 @@ def _receive_problem(
         return f"{label} grants {RECEIVE} on {shown(target)}, which cannot be reviewed before deployment"
     if _WILDCARD.search(target):
         matched = sorted(
-            q.get("name") or q.name for q in graph.of_type(QUEUE) if q.arn and fnmatchcase(q.arn, target)
+            q.get("name") or q.name for q in graph.of_type(QUEUE) if q.arn and glob_matches(q.arn, target)
         )
         return (
             f"{label} grants {RECEIVE} on {target!r}: every queue it matches, present and future "
             f"({', '.join(matched) if matched else 'none of this stack yet'})"
         )
     sharing = sorted(
-        who for who, patterns in others.values() if any(fnmatchcase(target, p) for p in patterns)
+        who for who, patterns in others.values() if any(glob_matches(target, p) for p in patterns)
     )
     if not sharing:
         return None
     also = (
         "; it sends to that queue too, so it can take back tasks it hands to another agent"
-        if any(fnmatchcase(target, p) for p in sends)
+        if any(glob_matches(target, p) for p in sends)
         else ""
     )
     return f"{label}: {me.label} receives from {_queue_name(target)}, and so may {', '.join(sharing)}{also}"

@@ -127,11 +127,17 @@ class Rule:
 _GLOB = re.compile(r"[*?\[]")
 
 
+def glob_matches(value: str, pattern: str) -> bool:
+    """Whether ``value`` matches ``pattern`` as ``fnmatchcase`` reads it (``*``, ``?``, ``[...]``).
+
+    A pattern without those characters is compared as a string: ``fnmatchcase`` compiles every distinct
+    pattern to a regular expression first, and most patterns the rules meet (resource types, IAM actions
+    and ARNs) are plain."""
+    return value == pattern if _GLOB.search(pattern) is None else fnmatchcase(value, pattern)
+
+
 @functools.cache
 def _matches_any(type_: str, patterns: tuple[str, ...]) -> bool:
     """Whether ``type_`` is one of ``patterns`` (globs allowed); asked once per type and rule, not per
-    resource. Most patterns are plain types, compared as strings: through ``fnmatchcase`` each distinct
-    one would be compiled to a regular expression first (~120 per plan)."""
-    return type_ in patterns or any(
-        fnmatchcase(type_, pattern) for pattern in patterns if _GLOB.search(pattern)
-    )
+    resource."""
+    return any(glob_matches(type_, pattern) for pattern in patterns)
