@@ -58,16 +58,23 @@ def test_a_plain_kubernetes_stack_loads_no_cloud_sdk() -> None:
     assert loaded_modules(work, ("pulumi_azure_native", "pulumi_aws")) == []
 
 
-def test_a_plan_checks_the_runtime_contract_without_loading_the_runtime_settings_reader() -> None:
+def test_a_plan_checks_the_runtime_contract_and_tools_without_loading_the_runtime_machinery() -> None:
     """Components, the stack file's runtimeSettings and the policy rules check names and values against
-    ``agent_runtime.settings_contract``; pydantic-settings (what the runtime reads its environment with)
-    costs a plan ~30 ms of imports and answers nothing there."""
+    ``agent_runtime.settings_contract``, and agents' tools against the tool declarations. What the runtime
+    reads its environment with (pydantic-settings) and what runs tool calls (the executor, its ledger,
+    audit and trace models) answer nothing there and cost a plan tens of milliseconds of imports."""
     work = (
         "import os\n"
         "from agentstage.cli import main\n"
         "for stack in ('foundation-aws-staging', 'enterprise-k8s'):\n"
         "    assert main(['plan', '--stack', stack, '--format', 'json', '--out', os.devnull]) == 0"
     )
-    assert loaded_modules(work, ("pydantic_settings", "agent_runtime.settings")) == [
-        "agent_runtime.settings_contract"
-    ]
+    machinery = (
+        "pydantic_settings",
+        "agent_runtime.settings",
+        "agent_runtime.tools.executor",
+        "agent_runtime.tools.audit",
+        "agent_runtime.governance.ledger",
+        "agent_runtime.trace",
+    )
+    assert loaded_modules(work, machinery) == ["agent_runtime.settings_contract"]

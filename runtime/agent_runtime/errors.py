@@ -11,7 +11,10 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from agent_runtime.trace import ToolOutcome
+ToolOutcome = Literal["ok", "denied", "invalid_arguments", "error", "timeout"]
+"""How a tool call ended, as its trace step records it (:class:`agent_runtime.trace.ToolStep`). Defined
+here, beside the tool errors that carry it, so that the errors need no response models: the plan reads
+the runtime's errors without building the trace's."""
 
 
 class AgentRuntimeError(Exception):

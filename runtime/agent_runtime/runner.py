@@ -47,8 +47,9 @@ from agent_runtime.memory.base import ConversationStore, Message, VectorStore
 from agent_runtime.recall import recall
 from agent_runtime.settings import Settings
 from agent_runtime.telemetry import Telemetry
-from agent_runtime.tools import Tool, ToolContext, ToolExecutor, ToolResult
+from agent_runtime.tools import Tool, ToolContext
 from agent_runtime.tools.access import authorize
+from agent_runtime.tools.executor import ToolExecutor, ToolResult
 from agent_runtime.trace import ModelStep, Step, TokenUsage, ToolStep
 
 T = TypeVar("T")

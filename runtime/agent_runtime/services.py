@@ -35,7 +35,8 @@ from agent_runtime.runner import AgentRunner, Runner
 from agent_runtime.settings import Settings
 from agent_runtime.tasks.factory import SharedTaskService
 from agent_runtime.telemetry import Telemetry
-from agent_runtime.tools import ToolExecutor, ToolRegistry
+from agent_runtime.tools import ToolRegistry
+from agent_runtime.tools.executor import ToolExecutor
 
 StoreOpener = Callable[[Settings], Awaitable[tuple[ConversationStore, VectorStore]]]
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ToolOutcome = Literal["ok", "denied", "invalid_arguments", "error", "timeout"]
+from agent_runtime.errors import ToolOutcome
 
 
 class TokenUsage(BaseModel):
