@@ -46,9 +46,12 @@ def commit_group(
     operation runs in a savepoint of its own: one that raises is rolled back alone and its exception becomes
     its outcome, while the others' writes stay. If the group itself fails (the commit, or an error that
     aborts the whole transaction, such as a full disk), everything is rolled back and the error raised: then
-    no operation of the group happened.
+    no operation of the group happened. A group of one - every operation of a lone request - needs no
+    savepoint: the transaction is rolled back if it raises.
     """
     try:
+        if len(operations) == 1:
+            return [_alone(conn, operations[0])]
         outcomes = [_in_savepoint(conn, operation) for operation in operations]
         conn.execute("COMMIT")
     except BaseException:
@@ -56,6 +59,18 @@ def commit_group(
             conn.execute("ROLLBACK")
         raise
     return outcomes
+
+
+def _alone(conn: sqlite3.Connection, operation: Callable[[sqlite3.Connection], object]) -> Outcome:
+    """The transaction of one operation: committed, or rolled back whole if the operation raises."""
+    try:
+        result = operation(conn)
+    except Exception as error:  # noqa: BLE001 - the operation's caller gets it
+        if conn.in_transaction:  # some errors have already made SQLite roll back
+            conn.execute("ROLLBACK")
+        return Outcome(error=error)
+    conn.execute("COMMIT")
+    return Outcome(result)
 
 
 def _in_savepoint(conn: sqlite3.Connection, operation: Callable[[sqlite3.Connection], object]) -> Outcome:

@@ -259,18 +259,18 @@ def _observed(future: asyncio.Future[None]) -> None:
         future.exception()
 
 
+_COUNTER = (
+    "SELECT (SELECT spent FROM budget_ledger WHERE key = ?1 AND expires_at > ?2), coalesce(sum(amount), 0),"
+    " coalesce(sum(CASE WHEN lease_until <= ?2 THEN amount END), 0) FROM budget_holds WHERE key = ?1"
+)
+"""A counter's settled amount (none once its window expired), its holds, and those whose lease passed: one
+statement, where three were one each (every reservation reads each of its counters)."""
+
+
 def _usage(conn: sqlite3.Connection, key: str, now: float) -> Usage:
     """A counter's settled and held amounts, after folding holds whose lease passed into settled."""
-    expired = conn.execute(
-        "SELECT coalesce(sum(amount), 0) FROM budget_holds WHERE key = ? AND lease_until <= ?", (key, now)
-    ).fetchone()[0]
+    spent, held, expired = conn.execute(_COUNTER, (key, now)).fetchone()
     if expired:
         conn.execute("DELETE FROM budget_holds WHERE key = ? AND lease_until <= ?", (key, now))
         conn.execute("UPDATE budget_ledger SET spent = spent + ? WHERE key = ?", (expired, key))
-    row = conn.execute(
-        "SELECT spent FROM budget_ledger WHERE key = ? AND expires_at > ?", (key, now)
-    ).fetchone()
-    held = conn.execute("SELECT coalesce(sum(amount), 0) FROM budget_holds WHERE key = ?", (key,)).fetchone()[
-        0
-    ]
-    return Usage(row[0] if row else 0, held)
+    return Usage(spent + expired if spent is not None else 0, held - expired)

@@ -268,6 +268,33 @@ def test_each_caller_gets_its_own_result_or_error(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+def test_an_operation_alone_commits_without_a_savepoint_and_is_rolled_back_whole_when_it_fails(
+    tmp_path: Path,
+) -> None:
+    """A lone request's operation is its own transaction: no savepoint to write; what it wrote before failing,
+    or what its commit refused, is gone, and the next operation commits."""
+
+    async def scenario() -> None:
+        statements: list[str] = []
+        conn = _traced(tmp_path / "g.db", statements)
+        _schema(conn)
+        writer = GroupCommit(conn)
+        assert await writer.run(_insert("parent", "1")) == 1
+        with pytest.raises(ValueError, match="broke after writing"):
+            await writer.run(_broken)
+        with pytest.raises(sqlite3.IntegrityError):
+            await writer.run(_insert("child", "1, 99"))  # no parent 99: its commit fails
+        assert not conn.in_transaction
+        assert await writer.run(_insert("parent", "2")) == 2
+        await writer.close()
+        assert "SAVEPOINT operation" not in statements
+        assert statements.count("ROLLBACK") == 2
+        assert conn.execute("SELECT id FROM parent ORDER BY id").fetchall() == [(1,), (2,)]
+        conn.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_failed_commit_fails_every_operation_of_its_group(tmp_path: Path) -> None:
     """A deferred constraint fails at ``COMMIT``: nobody in the group may be told their write happened."""
 
