@@ -61,8 +61,9 @@ def test_a_plain_kubernetes_stack_loads_no_cloud_sdk() -> None:
 def test_a_plan_checks_the_runtime_contract_and_tools_without_loading_the_runtime_machinery() -> None:
     """Components, the stack file's runtimeSettings and the policy rules check names and values against
     ``agent_runtime.settings_contract``, and agents' tools against the tool declarations. What the runtime
-    reads its environment with (pydantic-settings) and what runs tool calls (the executor, its ledger,
-    audit and trace models) answer nothing there and cost a plan tens of milliseconds of imports."""
+    reads its environment with (pydantic-settings), what runs tool calls (the executor, its ledger, audit
+    and trace models) and the memory stores answer nothing there and cost a plan tens of milliseconds of
+    imports."""
     work = (
         "import os\n"
         "from agentstage.cli import main\n"
@@ -76,5 +77,7 @@ def test_a_plan_checks_the_runtime_contract_and_tools_without_loading_the_runtim
         "agent_runtime.tools.audit",
         "agent_runtime.governance.ledger",
         "agent_runtime.trace",
+        "agent_runtime.memory",
+        "agent_runtime.caller",
     )
     assert loaded_modules(work, machinery) == ["agent_runtime.settings_contract"]

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from agent_runtime.memory.base import VectorHit, VectorStore
-
-if TYPE_CHECKING:  # annotations only: the tool registry is also read offline, without a model client
+if TYPE_CHECKING:  # annotations only: the tool registry is also read offline, without the runtime's clients
     from agent_runtime.llm import ChatModel
+    from agent_runtime.memory.base import VectorHit, VectorStore
     from agent_runtime.settings import Settings
 
 

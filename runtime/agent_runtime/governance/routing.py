@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent_runtime.memory.base import Message
+if TYPE_CHECKING:  # annotations only: the stack file's routing rules are checked offline, without memory
+    from agent_runtime.memory.base import Message
 
 
 class RoutingPolicy(BaseModel):

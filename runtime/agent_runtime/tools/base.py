@@ -11,14 +11,13 @@ from typing import TYPE_CHECKING, Any, get_type_hints
 
 from pydantic import BaseModel
 
-from agent_runtime.caller import Caller
-from agent_runtime.memory.base import VectorStore
-
 if TYPE_CHECKING:  # annotations only: the registry is also read offline (policies), without HTTP clients
     import httpx
 
+    from agent_runtime.caller import Caller
     from agent_runtime.knowledge.factory import KnowledgeAccess
     from agent_runtime.llm import ChatModel
+    from agent_runtime.memory.base import VectorStore
     from agent_runtime.settings import Settings
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
