@@ -30,12 +30,15 @@ class Otel:
         return span
 
     def metric_points(self, name: str) -> list[Any]:
+        return self.collect().get(name, [])
+
+    def collect(self) -> dict[str, list[Any]]:
+        """One collection: each metric's data points by name (exemplars are handed over once, in the
+        collection after their records)."""
         data = self.metrics.get_metrics_data()
-        return [
-            point
-            for resource in data.resource_metrics
-            for scope in resource.scope_metrics
-            for metric in scope.metrics
-            if metric.name == name
-            for point in metric.data.data_points
-        ]
+        points: dict[str, list[Any]] = {}
+        for resource in data.resource_metrics if data is not None else ():
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    points.setdefault(metric.name, []).extend(metric.data.data_points)
+        return points

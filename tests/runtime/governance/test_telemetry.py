@@ -3,6 +3,7 @@ model endpoint; exporters are chosen by settings and imported only when chosen."
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from typing import Any
@@ -15,6 +16,7 @@ from agent_runtime.governance.redaction import Redactor
 from agent_runtime.settings import Settings
 from agent_runtime.telemetry import Telemetry
 from agent_runtime.testing import ScriptedModelServer
+from agent_runtime.trace import TokenUsage
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
@@ -68,12 +70,45 @@ def test_a_run_is_one_trace_of_genai_spans_under_the_callers_traceparent(
 def test_token_usage_and_duration_metrics(runtime_factory: RuntimeFactory, otel: Otel) -> None:
     runtime = runtime_factory(app_options=otel.app_options)
     usage = runtime.invoke("restricted", "hello there").json()["usage"]
+    points = otel.collect()
+    tokens = {p.attributes["gen_ai.token.type"]: p.sum for p in points["gen_ai.client.token.usage"]}
+    assert tokens == {"input": usage["prompt_tokens"], "output": usage["completion_tokens"]}
+    [duration] = points["gen_ai.client.operation.duration"]
+    assert duration.count == 1 and duration.attributes["gen_ai.request.model"] == "gpt-4o-mini"
+    chat = next(s for s in otel.spans.get_finished_spans() if s.name.startswith("chat"))
+    exemplars = [e for p in points["gen_ai.client.token.usage"] for e in p.exemplars] + duration.exemplars
+    assert len(exemplars) == 3, "every record of a traced call has its exemplar"
+    assert {(e.trace_id, e.span_id) for e in exemplars} == {(chat.context.trace_id, chat.context.span_id)}
+
+
+def test_a_model_calls_histograms_are_recorded_once_the_step_under_way_ends(otel: Otel) -> None:
+    """After the response is written on a request's path; at once outside an event loop."""
+    telemetry = Telemetry(
+        Settings(), Redactor(), tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider
+    )
+    usage = TokenUsage(prompt_tokens=3, completion_tokens=2, total_tokens=5)
+
+    def record() -> None:
+        span = telemetry.start_chat(None, "m", "agent")
+        telemetry.model_call(span, model="m", response_model="m", usage=usage, seconds=0.25, cost=0.0)
+        telemetry.end(span)
+
+    def calls() -> int:
+        return sum(point.count for point in otel.metric_points("gen_ai.client.operation.duration"))
+
+    async def on_a_loop() -> None:
+        record()
+        assert calls() == 0, "not while the step is under way"
+        await asyncio.sleep(0)
+        assert calls() == 1
+
+    asyncio.run(on_a_loop())
+    record()
+    assert calls() == 2
     tokens = {
         p.attributes["gen_ai.token.type"]: p.sum for p in otel.metric_points("gen_ai.client.token.usage")
     }
-    assert tokens == {"input": usage["prompt_tokens"], "output": usage["completion_tokens"]}
-    [duration] = otel.metric_points("gen_ai.client.operation.duration")
-    assert duration.count == 1 and duration.attributes["gen_ai.request.model"] == "gpt-4o-mini"
+    assert tokens == {"input": 6, "output": 4}
 
 
 def test_failures_and_retries_are_counted(
