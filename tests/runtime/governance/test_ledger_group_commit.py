@@ -243,6 +243,22 @@ def _schema(conn: sqlite3.Connection) -> None:
     )
 
 
+@contextlib.asynccontextmanager
+async def _writer(
+    path: Path, on_commit: Callable[[], None] | None = None
+) -> AsyncIterator[tuple[GroupCommit, sqlite3.Connection, list[str]]]:
+    """A writer on a traced connection to a database of parents and children; closed with the connection."""
+    statements: list[str] = []
+    conn = _traced(path, statements)
+    _schema(conn)
+    writer = GroupCommit(conn, on_commit)
+    try:
+        yield writer, conn, statements
+    finally:
+        await writer.close()
+        conn.close()
+
+
 def _insert(table: str, values: str) -> Callable[[sqlite3.Connection], int]:
     def insert(conn: sqlite3.Connection) -> int:
         return conn.execute(f"INSERT INTO {table} VALUES ({values})").lastrowid or 0
@@ -257,22 +273,17 @@ def _broken(conn: sqlite3.Connection) -> None:
 
 def test_each_caller_gets_its_own_result_or_error(tmp_path: Path) -> None:
     async def scenario() -> None:
-        statements: list[str] = []
-        conn = _traced(tmp_path / "g.db", statements)
-        _schema(conn)
-        writer = GroupCommit(conn)
-        results = await _one_group(
-            writer.run(_insert("parent", "0")),
-            writer.run(_insert("parent", "1")),
-            writer.run(_broken),
-            writer.run(_insert("parent", "2")),
-        )
-        await writer.close()
-        assert results[0] == 1 and results[2] == 2
-        assert isinstance(results[1], ValueError)
-        assert statements.count("COMMIT") == 2, "the opening insert, then the group"
-        assert conn.execute("SELECT id FROM parent ORDER BY id").fetchall() == [(0,), (1,), (2,)]
-        conn.close()
+        async with _writer(tmp_path / "g.db") as (writer, conn, statements):
+            results = await _one_group(
+                writer.run(_insert("parent", "0")),
+                writer.run(_insert("parent", "1")),
+                writer.run(_broken),
+                writer.run(_insert("parent", "2")),
+            )
+            assert results[0] == 1 and results[2] == 2
+            assert isinstance(results[1], ValueError)
+            assert statements.count("COMMIT") == 2, "the opening insert, then the group"
+            assert conn.execute("SELECT id FROM parent ORDER BY id").fetchall() == [(0,), (1,), (2,)]
 
     asyncio.run(scenario())
 
@@ -284,22 +295,17 @@ def test_an_operation_alone_commits_without_a_savepoint_and_is_rolled_back_whole
     or what its commit refused, is gone, and the next operation commits."""
 
     async def scenario() -> None:
-        statements: list[str] = []
-        conn = _traced(tmp_path / "g.db", statements)
-        _schema(conn)
-        writer = GroupCommit(conn)
-        assert await writer.run(_insert("parent", "1")) == 1
-        with pytest.raises(ValueError, match="broke after writing"):
-            await writer.run(_broken)
-        with pytest.raises(sqlite3.IntegrityError):
-            await writer.run(_insert("child", "1, 99"))  # no parent 99: its commit fails
-        assert not conn.in_transaction
-        assert await writer.run(_insert("parent", "2")) == 2
-        await writer.close()
-        assert "SAVEPOINT operation" not in statements
-        assert statements.count("ROLLBACK") == 2
-        assert conn.execute("SELECT id FROM parent ORDER BY id").fetchall() == [(1,), (2,)]
-        conn.close()
+        async with _writer(tmp_path / "g.db") as (writer, conn, statements):
+            assert await writer.run(_insert("parent", "1")) == 1
+            with pytest.raises(ValueError, match="broke after writing"):
+                await writer.run(_broken)
+            with pytest.raises(sqlite3.IntegrityError):
+                await writer.run(_insert("child", "1, 99"))  # no parent 99: its commit fails
+            assert not conn.in_transaction
+            assert await writer.run(_insert("parent", "2")) == 2
+            assert "SAVEPOINT operation" not in statements
+            assert statements.count("ROLLBACK") == 2
+            assert conn.execute("SELECT id FROM parent ORDER BY id").fetchall() == [(1,), (2,)]
 
     asyncio.run(scenario())
 
@@ -308,23 +314,19 @@ def test_a_failed_commit_fails_every_operation_of_its_group(tmp_path: Path) -> N
     """A deferred constraint fails at ``COMMIT``: nobody in the group may be told their write happened."""
 
     async def scenario() -> None:
-        conn = _traced(tmp_path / "g.db", [])
-        _schema(conn)
         commits: list[None] = []
-        writer = GroupCommit(conn, on_commit=lambda: commits.append(None))
-        results = await _one_group(
-            writer.run(_insert("parent", "0")),
-            writer.run(_insert("parent", "1")),
-            writer.run(_insert("child", "1, 99")),  # no parent 99: the commit fails
-            writer.run(_insert("parent", "2")),
-        )
-        assert all(isinstance(result, sqlite3.IntegrityError) for result in results), results
-        assert not conn.in_transaction and commits == [None], "only the opening insert committed"
-        assert conn.execute("SELECT id FROM parent").fetchall() == [(0,)]
-        assert await writer.run(_insert("parent", "3")) == 3, "the next group commits"
-        assert commits == [None, None]
-        await writer.close()
-        conn.close()
+        async with _writer(tmp_path / "g.db", on_commit=lambda: commits.append(None)) as (writer, conn, _):
+            results = await _one_group(
+                writer.run(_insert("parent", "0")),
+                writer.run(_insert("parent", "1")),
+                writer.run(_insert("child", "1, 99")),  # no parent 99: the commit fails
+                writer.run(_insert("parent", "2")),
+            )
+            assert all(isinstance(result, sqlite3.IntegrityError) for result in results), results
+            assert not conn.in_transaction and commits == [None], "only the opening insert committed"
+            assert conn.execute("SELECT id FROM parent").fetchall() == [(0,)]
+            assert await writer.run(_insert("parent", "3")) == 3, "the next group commits"
+            assert commits == [None, None]
 
     asyncio.run(scenario())
 
@@ -334,41 +336,31 @@ def test_an_idle_writer_commits_at_once_in_the_callers_own_step(tmp_path: Path) 
     loop), one request's consecutive writes included, each in a transaction of its own."""
 
     async def scenario() -> None:
-        statements: list[str] = []
-        conn = _traced(tmp_path / "g.db", statements)
-        _schema(conn)
-        writer = GroupCommit(conn)
-        first = writer.submit(_insert("parent", "1"))
-        second = writer.submit(_insert("parent", "2"))  # the same task, the same turn
-        assert first.done() and second.done()
-        assert (first.result(), second.result()) == (1, 2)
-        await asyncio.sleep(0)
-        later = writer.submit(_broken)
-        assert later.done() and isinstance(later.exception(), ValueError)
-        await writer.close()
-        assert statements.count("COMMIT") == 2 and statements.count("ROLLBACK") == 1
-        assert "SAVEPOINT operation" not in statements
-        conn.close()
+        async with _writer(tmp_path / "g.db") as (writer, _, statements):
+            first = writer.submit(_insert("parent", "1"))
+            second = writer.submit(_insert("parent", "2"))  # the same task, the same turn
+            assert first.done() and second.done()
+            assert (first.result(), second.result()) == (1, 2)
+            await asyncio.sleep(0)
+            later = writer.submit(_broken)
+            assert later.done() and isinstance(later.exception(), ValueError)
+            assert statements.count("COMMIT") == 2 and statements.count("ROLLBACK") == 1
+            assert "SAVEPOINT operation" not in statements
 
     asyncio.run(scenario())
 
 
 def test_a_second_task_writing_in_the_same_turn_groups_until_a_group_commits_alone(tmp_path: Path) -> None:
     async def scenario() -> None:
-        statements: list[str] = []
-        conn = _traced(tmp_path / "g.db", statements)
-        _schema(conn)
-        writer = GroupCommit(conn)
-        results = await asyncio.gather(*(writer.run(_insert("parent", str(n))) for n in (1, 2, 3)))
-        assert results == [1, 2, 3]
-        assert statements.count("COMMIT") == 2, "the first at once, the two others as one group"
-        assert statements.count("SAVEPOINT operation") == 2
-        queued = writer.submit(_insert("parent", "4"))
-        assert not queued.done(), "the loop had company: operations still queue"
-        assert await queued == 4
-        assert writer.submit(_insert("parent", "5")).done(), "a group of one: the writer is idle again"
-        await writer.close()
-        conn.close()
+        async with _writer(tmp_path / "g.db") as (writer, _, statements):
+            results = await asyncio.gather(*(writer.run(_insert("parent", str(n))) for n in (1, 2, 3)))
+            assert results == [1, 2, 3]
+            assert statements.count("COMMIT") == 2, "the first at once, the two others as one group"
+            assert statements.count("SAVEPOINT operation") == 2
+            queued = writer.submit(_insert("parent", "4"))
+            assert not queued.done(), "the loop had company: operations still queue"
+            assert await queued == 4
+            assert writer.submit(_insert("parent", "5")).done(), "a group of one: the writer is idle again"
 
     asyncio.run(scenario())
 
@@ -378,21 +370,16 @@ def test_an_operation_that_meets_another_connections_lock_queues_for_it(tmp_path
     its group takes the lock when it is free, without blocking the loop."""
 
     async def scenario() -> None:
-        path = tmp_path / "g.db"
-        conn = _traced(path, [])
-        _schema(conn)
-        writer = GroupCommit(conn)
-        other = sqlite3.connect(path, isolation_level=None)
-        try:
-            other.execute("BEGIN IMMEDIATE")
-            pending = writer.submit(_insert("parent", "1"))
-            assert not pending.done() and not conn.in_transaction
-            await asyncio.sleep(0.01)
-            other.execute("COMMIT")
-            assert await asyncio.wait_for(pending, timeout=5) == 1
-        finally:
-            other.close()
-            await writer.close()
-            conn.close()
+        async with _writer(tmp_path / "g.db") as (writer, conn, _):
+            other = sqlite3.connect(tmp_path / "g.db", isolation_level=None)
+            try:
+                other.execute("BEGIN IMMEDIATE")
+                pending = writer.submit(_insert("parent", "1"))
+                assert not pending.done() and not conn.in_transaction
+                await asyncio.sleep(0.01)
+                other.execute("COMMIT")
+                assert await asyncio.wait_for(pending, timeout=5) == 1
+            finally:
+                other.close()
 
     asyncio.run(scenario())
