@@ -38,7 +38,8 @@ import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlencode, urlsplit
 from urllib.request import proxy_bypass
 
@@ -50,6 +51,9 @@ from agent_runtime.errors import ModelError
 from agent_runtime.memory.base import Message
 from agent_runtime.settings import Settings
 from agent_runtime.trace import TokenUsage
+
+if TYPE_CHECKING:
+    from yarl import URL  # aiohttp's URLs
 
 log = logging.getLogger("agentstage.llm")
 usage_log = logging.getLogger("agentstage.usage")
@@ -249,7 +253,7 @@ class ModelTransport:
         self._retryable_status = retryable_status
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
-        self._proxy: tuple[Any, Any] = (None, None)
+        self._proxy = _Proxy()
 
     def _http(self) -> aiohttp.ClientSession:
         """The session, created on first use: it belongs to the event loop it was created in."""
@@ -313,15 +317,19 @@ class ModelTransport:
         outage, so it is retried here at once, not charged to the retry policy. A refused connection is
         an outage: it is not retried here.
         """
-        http = self._http()
-        proxy, proxy_auth = self._proxy
+        http, proxy = self._http(), self._proxy
+        if proxy.request_headers:
+            headers = {**headers, **proxy.request_headers}
+        send = partial(
+            http.post, url, data=data, headers=headers, proxy=proxy.url, proxy_headers=proxy.tunnel_headers
+        )
         try:
-            return await http.post(url, data=data, headers=headers, proxy=proxy, proxy_auth=proxy_auth)
+            return await send()
         except aiohttp.ClientConnectorError:
             raise
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
             log.debug("the model endpoint closed a pooled connection under a request; sending it again")
-        return await http.post(url, data=data, headers=headers, proxy=proxy, proxy_auth=proxy_auth)
+        return await send()
 
     async def _status_error(self, response: aiohttp.ClientResponse) -> ModelError:
         """Say which upstream failure happened without echoing request headers (and so no credentials),
@@ -614,13 +622,36 @@ def malformed_answer() -> ModelError:
     return ModelError("the model endpoint answered with a malformed response", retryable=True)
 
 
-def _env_proxy(url: str) -> tuple[Any, Any]:
-    """The proxy (and its credentials) ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` name for ``url``."""
+@dataclass(frozen=True)
+class _Proxy:
+    """The proxy a model endpoint is reached through (none: ``url`` is None), and where its credentials go.
+
+    ``Proxy-Authorization`` is for the proxy alone: through an HTTPS tunnel it is a header of the ``CONNECT``
+    request (``tunnel_headers``), never of the request inside, which the endpoint reads; a plain HTTP request
+    is the proxy's to read, so there it is one of the request's own headers (``request_headers``). (aiohttp
+    did this with its ``proxy_auth`` parameter, which is on its way out.)
+    """
+
+    url: URL | None = None
+    tunnel_headers: dict[str, str] | None = None
+    request_headers: dict[str, str] | None = None
+
+
+def _env_proxy(url: str) -> _Proxy:
+    """The proxy ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` name for ``url``, with the credentials of
+    its URL or ``~/.netrc``."""
     parts = urlsplit(url)
     if parts.hostname and proxy_bypass(parts.hostname):
-        return None, None
+        return _Proxy()
     info = proxies_from_env().get(parts.scheme)
-    return (info.proxy, info.proxy_auth) if info else (None, None)
+    if info is None:
+        return _Proxy()
+    if info.proxy_auth is None:
+        return _Proxy(info.proxy)
+    credentials = {"Proxy-Authorization": info.proxy_auth.encode()}
+    if parts.scheme == "https":
+        return _Proxy(info.proxy, tunnel_headers=credentials)
+    return _Proxy(info.proxy, request_headers=credentials)
 
 
 def _ssl_context() -> ssl.SSLContext:

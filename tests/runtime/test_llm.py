@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import datetime
 import json
 import logging
+import ssl
+import warnings
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from agent_runtime.errors import ModelError
 from agent_runtime.llm import LLM, Completion, TextDelta, build_endpoint
@@ -200,13 +209,26 @@ def test_a_stream_without_events_is_a_malformed_answer(model: ScriptedModelServe
     assert raised.value.retryable
 
 
+def _completion(extra_headers: str = "") -> bytes:
+    """An HTTP/1.1 response carrying a chat completion that answers "ok"."""
+    body = json.dumps(
+        {"choices": [{"message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]}
+    ).encode()
+    head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + extra_headers
+    return f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+def _head(raw: bytes) -> tuple[str, dict[str, str]]:
+    """An HTTP request's first line and its headers (names in lower case)."""
+    request_line, *lines = raw.decode().removesuffix("\r\n\r\n").split("\r\n")
+    return request_line, {
+        name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)
+    }
+
+
 class _HangingUpServer:
     """An HTTP/1.1 server on loopback that answers ``answered`` requests per connection and then hangs up
     on the next one without a response: the race of a pooled keep-alive connection the server closes."""
-
-    COMPLETION: ClassVar[bytes] = json.dumps(
-        {"choices": [{"message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]}
-    ).encode()
 
     def __init__(self, answered: int) -> None:
         self.answered = answered
@@ -232,11 +254,7 @@ class _HangingUpServer:
                 writer.close()
                 return
             served += 1
-            writer.write(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                + f"Content-Length: {len(self.COMPLETION)}\r\n\r\n".encode()
-                + self.COMPLETION
-            )
+            writer.write(_completion())
             await writer.drain()
 
 
@@ -268,3 +286,156 @@ def test_a_server_that_keeps_hanging_up_is_an_unreachable_endpoint_after_one_res
         _complete_twice(server)
     assert raised.value.retryable, "the retry policy decides what happens next"
     assert server.requests == 2, "resent once, not in a loop"
+
+
+class _ForwardProxy:
+    """An HTTP forward proxy on loopback, as far as a client sees one: it takes absolute-form requests and
+    answers them (with a completion), recording each request line and its ``Proxy-Authorization``."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str | None]] = []
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                return
+            request_line, headers = _head(head)
+            await reader.readexactly(int(headers["content-length"]))
+            self.seen.append((request_line, headers.get("proxy-authorization")))
+            writer.write(_completion())
+            await writer.drain()
+
+
+PROXY_CREDENTIALS = "Basic " + base64.b64encode(b"agent:s3cret").decode()
+
+
+def _complete_through(
+    proxy: _ForwardProxy,
+    endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+    no_proxy: str | None = None,
+    **settings: Any,
+) -> str:
+    """One completion from ``endpoint`` (``settings`` else no credentials) with the environment naming
+    ``proxy`` for both schemes, credentials in its URL, and ``no_proxy`` as ``NO_PROXY``."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    if no_proxy is not None:
+        monkeypatch.setenv("NO_PROXY", no_proxy)
+
+    async def run() -> str:
+        listener = await asyncio.start_server(proxy.handle, "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        for name in ("HTTP_PROXY", "HTTPS_PROXY"):
+            monkeypatch.setenv(name, f"http://agent:s3cret@127.0.0.1:{port}")
+        llm = LLM.from_settings(Settings(llm_endpoint=endpoint, **(settings or {"llm_auth": "none"})))
+        try:
+            return (await llm.complete("m", [{"role": "user", "content": "hi"}])).content or ""
+        finally:
+            await llm.close()
+            listener.close()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # nothing on a call's path is on its way out
+        return asyncio.run(run())
+
+
+def test_the_proxy_the_environment_names_carries_the_calls_with_its_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As the SDK's httpx client did: ``HTTP_PROXY`` with credentials in its URL, sent as
+    ``Proxy-Authorization``; the endpoint's host (which does not resolve here) is the proxy's to reach."""
+    proxy = _ForwardProxy()
+    assert _complete_through(proxy, "http://models.example.invalid/v1", monkeypatch) == "ok"
+    [(request_line, authorization)] = proxy.seen
+    assert request_line == "POST http://models.example.invalid/v1/chat/completions HTTP/1.1"
+    assert authorization == PROXY_CREDENTIALS
+
+
+def test_a_host_no_proxy_names_is_reached_directly(
+    model: ScriptedModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = _ForwardProxy()
+    assert _complete_through(proxy, model.base_url, monkeypatch, no_proxy="127.0.0.1"), "the model answered"
+    assert proxy.seen == [] and len(model.requests) == 1
+
+
+def _tls_files(directory: Path, host: str) -> tuple[Path, ssl.SSLContext]:
+    """A CA (its certificate written to ``directory``, for ``SSL_CERT_FILE``) and a server context whose
+    certificate it signed for ``host``."""
+    now = datetime.datetime.now(datetime.UTC)
+    validity = (now - datetime.timedelta(minutes=5), now + datetime.timedelta(hours=1))
+
+    def certificate(subject: str, key: Any, issuer: str, signer: Any, extensions: list[Any]) -> Any:
+        builder = x509.CertificateBuilder(
+            subject_name=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]),
+            issuer_name=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]),
+            public_key=key.public_key(),
+            serial_number=x509.random_serial_number(),
+            not_valid_before=validity[0],
+            not_valid_after=validity[1],
+        )
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical=critical)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = certificate(
+        "test CA", ca_key, "test CA", ca_key, [(x509.BasicConstraints(ca=True, path_length=0), True)]
+    )
+    server = certificate(
+        host, server_key, "test CA", ca_key, [(x509.SubjectAlternativeName([x509.DNSName(host)]), False)]
+    )
+    ca_file, chain, key_file = directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    chain.write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(chain, key_file)
+    return ca_file, context
+
+
+class _TunnellingProxy(_ForwardProxy):
+    """A forward proxy for HTTPS: it takes the ``CONNECT``, then plays the endpoint inside the tunnel (TLS
+    with a certificate the test's CA signed), recording what reached each side."""
+
+    def __init__(self, endpoint_tls: ssl.SSLContext) -> None:
+        super().__init__()
+        self.endpoint_tls = endpoint_tls
+        self.inside: list[dict[str, str]] = []
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request_line, headers = _head(await reader.readuntil(b"\r\n\r\n"))
+        self.seen.append((request_line, headers.get("proxy-authorization")))
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        await writer.drain()
+        await writer.start_tls(self.endpoint_tls)
+        _, inner = _head(await reader.readuntil(b"\r\n\r\n"))
+        await reader.readexactly(int(inner["content-length"]))
+        self.inside.append(inner)
+        writer.write(_completion("Connection: close\r\n"))
+        await writer.drain()
+        writer.close()
+
+
+def test_through_an_https_tunnel_the_proxys_credentials_go_to_the_proxy_alone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``HTTPS_PROXY``: the credentials on the ``CONNECT``, never on the request inside the tunnel, which the
+    endpoint reads; the endpoint's certificate is verified against ``SSL_CERT_FILE``."""
+    host = "models.example.invalid"
+    ca_file, endpoint_tls = _tls_files(tmp_path, host)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    proxy = _TunnellingProxy(endpoint_tls)
+    endpoint = f"https://{host}/v1"
+    assert _complete_through(proxy, endpoint, monkeypatch, llm_api_key="sk-endpoint") == "ok"
+    assert proxy.seen == [(f"CONNECT {host}:443 HTTP/1.1", PROXY_CREDENTIALS)]
+    [inside] = proxy.inside
+    assert "proxy-authorization" not in inside and inside["authorization"] == "Bearer sk-endpoint"
