@@ -47,7 +47,7 @@ import aiohttp
 import httpx
 from aiohttp.helpers import proxies_from_env
 
-from agent_runtime.errors import ModelError
+from agent_runtime.errors import ConfigurationError, ModelError
 from agent_runtime.memory.base import Message
 from agent_runtime.settings import Settings
 from agent_runtime.trace import TokenUsage
@@ -253,18 +253,18 @@ class ModelTransport:
         self._retryable_status = retryable_status
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
-        self._proxy = _Proxy()
+        # Looked up once, here, so that a malformed proxy variable stops the start, not every call (and
+        # aiohttp's trust_env would read the environment and ~/.netrc on a thread per request).
+        self._proxy = _env_proxy(base_url)
 
     def _http(self) -> aiohttp.ClientSession:
         """The session, created on first use: it belongs to the event loop it was created in."""
         loop = asyncio.get_running_loop()
         if self._session is None or self._session_loop is not loop or self._session.closed:
-            # Like the SDK's httpx client: the proxy the environment names for the endpoint (looked up
-            # once: aiohttp's trust_env would read the environment and ~/.netrc on a thread per request),
+            # Like the SDK's httpx client: the proxy the environment names for the endpoint (_env_proxy),
             # certifi's CAs unless SSL_CERT_FILE names others, up to 1,000 connections, no cookies. Idle
             # connections are dropped before the 5 s after which uvicorn, Node and httpx servers close
             # them, so a request rarely meets a connection the server is closing (see _send).
-            self._proxy = _env_proxy(self._base_url)
             connector = aiohttp.TCPConnector(
                 limit=1000, limit_per_host=0, keepalive_timeout=KEEPALIVE_SECONDS, ssl=_ssl_context()
             )
@@ -643,7 +643,13 @@ def _env_proxy(url: str) -> _Proxy:
     parts = urlsplit(url)
     if parts.hostname and proxy_bypass(parts.hostname):
         return _Proxy()
-    info = proxies_from_env().get(parts.scheme)
+    try:
+        info = proxies_from_env().get(parts.scheme)
+    except ValueError as error:
+        raise ConfigurationError(
+            f"a proxy variable is not a valid URL ({error}): correct HTTPS_PROXY / HTTP_PROXY (or their "
+            "lower-case forms), or unset them to reach the model endpoint directly"
+        ) from None
     if info is None:
         return _Proxy()
     if info.proxy_auth is None:

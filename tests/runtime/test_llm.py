@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from agent_runtime.errors import ModelError
+from agent_runtime.errors import ConfigurationError, ModelError
 from agent_runtime.llm import LLM, Completion, TextDelta, build_endpoint
 from agent_runtime.settings import Settings
 from agent_runtime.testing import Faults, ScriptedModelServer
@@ -439,3 +439,15 @@ def test_through_an_https_tunnel_the_proxys_credentials_go_to_the_proxy_alone(
     assert proxy.seen == [(f"CONNECT {host}:443 HTTP/1.1", PROXY_CREDENTIALS)]
     [inside] = proxy.inside
     assert "proxy-authorization" not in inside and inside["authorization"] == "Bearer sk-endpoint"
+
+
+def test_a_proxy_variable_that_is_not_a_url_stops_the_start_naming_the_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not a failure of every call: the runtime does not start, and says which settings to correct."""
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://[proxy.corp:3128")
+    with pytest.raises(ConfigurationError, match="not a valid URL.*HTTPS_PROXY / HTTP_PROXY") as raised:
+        LLM.from_settings(Settings(llm_endpoint="https://models.example.invalid/v1", llm_api_key="sk-x"))
+    assert "[proxy.corp" not in raised.value.message, "a proxy URL may hold credentials: it is not echoed"
