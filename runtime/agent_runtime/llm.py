@@ -39,7 +39,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode, urlsplit
 from urllib.request import proxy_bypass
 
@@ -51,9 +51,6 @@ from agent_runtime.errors import ConfigurationError, ModelError
 from agent_runtime.memory.base import Message
 from agent_runtime.settings import Settings
 from agent_runtime.trace import TokenUsage
-
-if TYPE_CHECKING:
-    from yarl import URL  # aiohttp's URLs
 
 log = logging.getLogger("agentstage.llm")
 usage_log = logging.getLogger("agentstage.usage")
@@ -632,7 +629,8 @@ class _Proxy:
     did this with its ``proxy_auth`` parameter, which is on its way out.)
     """
 
-    url: URL | None = None
+    url: Any = None
+    """aiohttp's parsed URL of the proxy (``yarl.URL``: aiohttp's dependency, not the runtime's)."""
     tunnel_headers: dict[str, str] | None = None
     request_headers: dict[str, str] | None = None
 
