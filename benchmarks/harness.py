@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME = ROOT / "runtime"
-APP_FACTORY = "agent_runtime.api:create_app"
+APP_FACTORY = "agent_runtime.api:serve_app"
 
 
 def free_port() -> int:

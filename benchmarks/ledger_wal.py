@@ -64,7 +64,7 @@ def main() -> None:
         wal, sizes, stop = state / "state.db-wal", [], threading.Event()
         with (
             process(model_command(model_port)),
-            process(uvicorn_command(runtime_port, 1, "agent_runtime.api:create_app", True), env),
+            process(uvicorn_command(runtime_port, 1, "agent_runtime.api:serve_app", True), env),
         ):
             wait_for_model(f"http://127.0.0.1:{model_port}/v1/chat/completions")
             wait_for_200(f"http://127.0.0.1:{runtime_port}/healthz")

@@ -125,7 +125,7 @@ def main() -> None:
         with process(model_command(model_port, script)):
             wait_for_model(f"{model_url}/chat/completions")
             command = {
-                mode: uvicorn_command(port, 1, "agent_runtime.api:create_app", True)
+                mode: uvicorn_command(port, 1, "agent_runtime.api:serve_app", True)
                 for mode, port in ports.items()
             }
             with (

@@ -45,6 +45,10 @@ class ConfigurationError(AgentRuntimeError):
     code = "configuration_error"
 
 
+EXIT_CONFIGURATION = 2
+"""The exit status of a runtime process (the API server, the task worker) that stops on its configuration."""
+
+
 class CallerError(AgentRuntimeError):
     """The request is wrong; the caller can fix it."""
 

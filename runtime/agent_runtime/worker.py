@@ -31,7 +31,7 @@ from pathlib import Path
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from agent_runtime.errors import ConfigurationError
+from agent_runtime.errors import EXIT_CONFIGURATION, ConfigurationError
 from agent_runtime.memory.factory import open_stores
 from agent_runtime.services import Assembly, Lifecycle
 from agent_runtime.settings import Settings, check_json_settings, describe_settings_error
@@ -42,7 +42,6 @@ from agent_runtime.tools import ToolRegistry, default_registry
 
 EXIT_STOPPED = 0
 EXIT_FAILED = 1
-EXIT_CONFIGURATION = 2
 EXIT_BUS_UNAVAILABLE = 3
 
 log = logging.getLogger("agentstage.worker")

@@ -539,7 +539,7 @@ def _wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> 
 def served_runtime(
     anthropic_server: ScriptedAnthropicServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    """``uvicorn agent_runtime.api:create_app --factory``, as the container image runs it."""
+    """``uvicorn agent_runtime.api:serve_app --factory``, as the container image runs it."""
     state = tmp_path_factory.mktemp("anthropic-runtime")
     with bind_socket("127.0.0.1", 0) as probe:
         port = probe.getsockname()[1]
@@ -562,7 +562,7 @@ def served_runtime(
         sys.executable,
         "-m",
         "uvicorn",
-        "agent_runtime.api:create_app",
+        "agent_runtime.api:serve_app",
         "--factory",
         "--port",
         str(port),

@@ -63,7 +63,7 @@ def _runtime(env: dict[str, str]) -> Iterator[str]:
         sys.executable,
         "-m",
         "uvicorn",
-        "agent_runtime.api:create_app",
+        "agent_runtime.api:serve_app",
         "--factory",
         "--port",
         str(port),

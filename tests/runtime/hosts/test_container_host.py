@@ -45,6 +45,12 @@ def _exec_form(keyword: str) -> list[str]:
     return json.loads(argument[argument.index("[") :])
 
 
+def _server_command() -> list[str]:
+    """The image's CMD, its program taken from this interpreter's environment."""
+    command = _exec_form("CMD")
+    return [str(Path(sys.executable).with_name(command[0])), *command[1:]]
+
+
 def test_base_image_is_pinned_to_a_patch_version_and_digest_pinning_is_documented() -> None:
     default = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", DOCKERFILE, flags=re.MULTILINE)
     assert default and re.fullmatch(r"python:3\.11\.\d+-slim-\w+", default.group(1)), default
@@ -76,12 +82,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = _exec_form("CMD")
+    command = _server_command()
     command[command.index("--host") + 1] = "127.0.0.1"
     command[command.index("--port") + 1] = str(port)
     env = {**os.environ, "AGENTSTAGE_SQLITE_PATH": str(tmp_path_factory.mktemp("state") / "state.db")}
-    executable = Path(sys.executable).with_name(command[0])
-    process = subprocess.Popen([str(executable), *command[1:]], cwd=RUNTIME, env=env, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, cwd=RUNTIME, env=env, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -122,5 +127,37 @@ def test_healthcheck_fails_when_nothing_answers() -> None:
 
 def test_cmd_is_uvicorn_serving_the_app_factory() -> None:
     command = _exec_form("CMD")
-    assert command[0] == "uvicorn" and "--factory" in command and "agent_runtime.api:create_app" in command
+    assert command[0] == "uvicorn" and "--factory" in command and "agent_runtime.api:serve_app" in command
     assert shlex.join(command)  # exec form: no shell between the container runtime and the server
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "said"),
+    [
+        ("AGENTSTAGE_DEADLINE_SECONDS", "soon", "invalid settings: AGENTSTAGE_DEADLINE_SECONDS: "),
+        ("AGENTSTAGE_BUDGETS", '[{"name": "x"}]', "configuration error: AGENTSTAGE_BUDGETS: "),
+        (
+            "HTTPS_PROXY",
+            "http://[proxy.corp:3128",
+            "configuration error: a proxy variable is not a valid URL",
+        ),
+    ],
+)
+def test_cmd_stops_on_a_configuration_error_with_one_line_and_exit_status_2(
+    setting: str, value: str, said: str, tmp_path: Path
+) -> None:
+    """What the container's log shows: the problem, naming the variable - no traceback."""
+    env = {
+        **os.environ,
+        "AGENTSTAGE_SQLITE_PATH": str(tmp_path / "state.db"),
+        "AGENTSTAGE_LLM_ENDPOINT": "https://models.example.invalid/v1",
+        "AGENTSTAGE_LLM_API_KEY": "sk-not-to-be-echoed",
+        setting: value,
+    }
+    done = subprocess.run(
+        _server_command(), check=False, cwd=RUNTIME, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"agentstage runtime: {said}"), done.stderr
+    assert "sk-not-to-be-echoed" not in done.stderr
