@@ -96,6 +96,10 @@ def entry() -> None:
     batch = _verb(sys.argv[1:]) in BATCH_VERBS
     if batch:
         gc.disable()  # for the process: main's pause then finds it off, and collects nothing at the end
+        # An offline verb loads no third-party pydantic plugin into its stack models (they may report to a
+        # service), and skips their discovery: a scan of every installed distribution's metadata, ~10 ms
+        # of a plan beside the Pulumi SDKs. A value set in the environment is kept.
+        os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     status = main()
     if batch:
         sys.stdout.flush()

@@ -1,10 +1,13 @@
-"""The cyclic collector is paused while a graph is recorded or a batch verb runs, and restored after."""
+"""The cyclic collector is paused while a graph is recorded or a batch verb runs, and restored after; a batch
+verb run by the console script loads no third-party pydantic plugin."""
 
 from __future__ import annotations
 
 import gc
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -82,12 +85,14 @@ def test_batch_verbs_run_without_the_collector(
     assert gc.isenabled()
 
 
-def run_entry(*argv: str) -> subprocess.CompletedProcess[str]:
+def run_entry(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``agentstage <argv>`` through the console script's entry point, in a process of its own."""
     program = (
         f"import sys; sys.argv = ['agentstage', *{list(argv)!r}]; from agentstage.cli import entry; entry()"
     )
-    return subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=False, env=env
+    )
 
 
 def test_the_console_script_ends_a_batch_verb_with_its_output_and_status() -> None:
@@ -98,3 +103,40 @@ def test_the_console_script_ends_a_batch_verb_with_its_output_and_status() -> No
     refused = run_entry("plan", "--stack", "nope")
     assert refused.returncode == 2
     assert "unknown stack 'nope'" in refused.stderr
+
+
+PLUGIN = """
+import os
+from pathlib import Path
+
+
+class Plugin:
+    def new_schema_validator(self, *args, **kwargs):
+        Path(os.environ["PLUGIN_MARK"]).write_text("loaded")
+        return None, None, None
+
+
+plugin = Plugin()
+"""
+
+
+@pytest.mark.parametrize(("setting", "loaded"), [(None, False), ("", True)])
+def test_a_batch_verb_loads_no_pydantic_plugin_unless_the_environment_asks(
+    setting: str | None, loaded: bool, tmp_path: Path
+) -> None:
+    """An installed plugin (an entry point in the ``pydantic`` group) stays out of an offline verb's stack
+    models; a ``PYDANTIC_DISABLE_PLUGINS`` the user set (empty: load them all) is what counts."""
+    (tmp_path / "spy_plugin.py").write_text(PLUGIN)
+    metadata = tmp_path / "spy_plugin-1.0.dist-info"
+    metadata.mkdir()
+    (metadata / "METADATA").write_text("Metadata-Version: 2.1\nName: spy-plugin\nVersion: 1.0\n")
+    (metadata / "entry_points.txt").write_text("[pydantic]\nspy = spy_plugin:plugin\n")
+    mark = tmp_path / "mark"
+    env = {key: value for key, value in os.environ.items() if key != "PYDANTIC_DISABLE_PLUGINS"}
+    env.update(PYTHONPATH=os.pathsep.join([str(tmp_path), *sys.path]), PLUGIN_MARK=str(mark))
+    if setting is not None:
+        env["PYDANTIC_DISABLE_PLUGINS"] = setting
+    done = run_entry("stacks", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "pilot-dev" in done.stdout
+    assert mark.exists() is loaded
