@@ -25,10 +25,13 @@ from agent_runtime.bus.base import ReceivedMessage
 from agent_runtime.hosting import PushedTasks
 from agent_runtime.knowledge.service import PushedDocuments
 from agent_runtime.settings import Settings
+from agent_runtime.startup import configured
 from agent_runtime.tasks.service import worker_queue
 
-settings = Settings()
-api = create_app(settings)
+# A settings mistake stops the worker's indexing with one line naming it (agent_runtime.startup): the host
+# logs what escapes here, and pydantic's own message would quote the settings' values.
+settings = configured(Settings)
+api = configured(lambda: create_app(settings))
 tasks = PushedTasks(api.state.lifecycle)
 documents = PushedDocuments(api.state.lifecycle)
 app = func.AsgiFunctionApp(app=api, http_auth_level=func.AuthLevel.ANONYMOUS)

@@ -30,6 +30,7 @@ import botocore
 from mangum import Mangum
 
 from agent_runtime.settings_secret import load_settings_secret
+from agent_runtime.startup import configured
 
 MINIMUM_BOTOCORE = (1, 34, 129)
 """Guardrails in Converse. The package uses the Lambda runtime's own boto3 (see requirements-lambda.txt)."""
@@ -47,7 +48,9 @@ def require_botocore(version: str = botocore.__version__) -> None:
 
 
 require_botocore()
-load_settings_secret()  # before the settings are imported: they read the directory it fills
+# A settings mistake stops the cold start with one line naming it (agent_runtime.startup): the runtime logs
+# what escapes here, and pydantic's own message would quote the settings' values.
+configured(load_settings_secret)  # before the settings are imported: they read the directory it fills
 
 from agent_runtime.api import create_app
 from agent_runtime.bus.base import ReceivedMessage
@@ -60,8 +63,8 @@ log = logging.getLogger("agentstage.lambda")
 loop = asyncio.new_event_loop()
 asyncio.set_event_loop(loop)  # Mangum runs each request on the current loop: the same one
 
-settings = Settings()
-api = create_app(settings)
+settings = configured(Settings)
+api = configured(lambda: create_app(settings))
 # Mangum would run the ASGI startup and shutdown around every invocation, closing the shared clients
 # after the first; without it the services open on first use and live as long as the warm process.
 _http = Mangum(api, lifespan="off")

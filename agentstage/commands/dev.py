@@ -310,14 +310,13 @@ def _stack_settings(stack: str, given_project: Path | None) -> tuple[dict[str, A
 def build_runtime(overrides: dict[str, Any]) -> tuple[Any, Any]:
     """The settings (environment plus ``overrides``, plus the dev reviewer key unless keys are configured)
     and the app; configuration mistakes are user errors naming the variable."""
-    from pydantic import SecretStr, ValidationError
-    from pydantic_settings import SettingsError
+    from pydantic import SecretStr
 
     from agent_runtime.api import create_app
-    from agent_runtime.errors import ConfigurationError
-    from agent_runtime.settings import Settings, check_json_settings, describe_settings_error
+    from agent_runtime.settings import Settings, check_json_settings
+    from agent_runtime.startup import StartupError, configured
 
-    try:
+    def build() -> tuple[Any, Any]:
         settings = Settings(**overrides)
         if _dev_keys(settings):
             reviewer = {"caller": DEV_REVIEWER_KEY, "roles": ["user", settings.reviewer_role]}
@@ -325,9 +324,10 @@ def build_runtime(overrides: dict[str, Any]) -> tuple[Any, Any]:
             settings = settings.model_copy(update={"api_keys": keys})
         check_json_settings(settings)
         return settings, create_app(settings)
-    except (ValidationError, SettingsError) as error:
-        raise AgentstageError(describe_settings_error(error)) from None
-    except ConfigurationError as error:
+
+    try:
+        return configured(build)
+    except StartupError as error:
         raise AgentstageError(str(error)) from None
 
 

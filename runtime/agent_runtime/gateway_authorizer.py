@@ -38,7 +38,8 @@ from pydantic_settings import SettingsError
 from agent_runtime.auth import JwtAuthenticator
 from agent_runtime.caller import Caller
 from agent_runtime.errors import ConfigurationError, Unauthorized
-from agent_runtime.settings import GatewayAuthorizerSettings, describe_settings_error
+from agent_runtime.settings import GatewayAuthorizerSettings
+from agent_runtime.startup import describe_settings_error
 
 log = logging.getLogger("agentstage.gateway_authorizer")
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from typing import Any
 
-from pydantic import SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent_runtime.errors import ConfigurationError
 from agent_runtime.settings_contract import ENV_PREFIX, SETTINGS_DIR_VARIABLE, SettingsContract, env_name
@@ -101,30 +100,3 @@ def _json_type(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
         type(value), "a number" if isinstance(value, int | float) else "null"
     )
-
-
-_SETTINGS_ERROR_FIELD = re.compile(r'field "(?P<field>\w+)"')
-
-
-def describe_settings_error(error: ValidationError | SettingsError) -> str:
-    """The settings' problems on one line, each naming its variable, what is wrong and the value given
-    (never a secret's)."""
-    if isinstance(error, SettingsError):
-        found = _SETTINGS_ERROR_FIELD.search(str(error))
-        if found and found["field"] in Settings.model_fields:
-            return f"{env_name(found['field'])}: cannot be read: {error.__cause__ or error}"
-        return f"invalid runtime settings: {error}"
-    problems = []
-    for problem in error.errors(include_url=False):
-        message = problem["msg"].removeprefix("Value error, ")
-        loc = problem["loc"]
-        field = str(loc[0]) if loc else ""
-        if field not in Settings.model_fields:
-            problems.append(f"invalid runtime settings: {message}")
-            continue
-        item = "".join(f"[{part}]" for part in loc[1:])
-        secret = "SecretStr" in str(Settings.model_fields[field].annotation)
-        given = problem.get("input")
-        shown = "" if secret or not isinstance(given, str | int | float) else f" (got {given!r})"
-        problems.append(f"{env_name(field)}{item}: {message}{shown}")
-    return "; ".join(problems)

@@ -26,16 +26,13 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-from pydantic import ValidationError
-from pydantic_settings import SettingsError
-
-from agent_runtime.errors import EXIT_CONFIGURATION, ConfigurationError
+from agent_runtime.errors import EXIT_CONFIGURATION
 from agent_runtime.memory.factory import open_stores
 from agent_runtime.services import Assembly, Lifecycle
-from agent_runtime.settings import Settings, check_json_settings, describe_settings_error
-from agent_runtime.settings_secret import SettingsSecretError, load_settings_secret, without_secret_values
+from agent_runtime.settings import Settings, check_json_settings
+from agent_runtime.settings_secret import load_settings_secret
+from agent_runtime.startup import StartupError, configured
 from agent_runtime.tasks.factory import check_task_settings
 from agent_runtime.tasks.worker import Worker, WorkerBusError
 from agent_runtime.tools import ToolRegistry, default_registry
@@ -77,30 +74,24 @@ def parser() -> argparse.ArgumentParser:
     )
 
 
+def _settings() -> Settings:
+    """The settings, with those of the settings secret when one is configured (it is read here, after the
+    settings module fixed its directory: passed explicitly)."""
+    secret_settings = load_settings_secret()
+    settings = Settings() if secret_settings is None else Settings(_secrets_dir=secret_settings)
+    check_json_settings(settings)
+    return settings
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    secret_settings: Path | None = None
     try:
-        secret_settings = load_settings_secret()
-        settings = Settings() if secret_settings is None else Settings(_secrets_dir=secret_settings)
-        check_json_settings(settings)
-    except SettingsSecretError as error:
-        log.error("settings secret: %s", error)
-        return EXIT_CONFIGURATION
-    except (ValidationError, SettingsError) as error:
-        log.error(
-            "invalid settings: %s", without_secret_values(describe_settings_error(error), secret_settings)
-        )
-        return EXIT_CONFIGURATION
-    except ConfigurationError as error:
-        log.error("configuration error: %s", without_secret_values(error.message, secret_settings))
-        return EXIT_CONFIGURATION
-    try:
-        asyncio.run(serve(settings))
-    except ConfigurationError as error:
-        log.error("configuration error: %s", error.message)
+        settings = configured(_settings)
+        configured(lambda: asyncio.run(serve(settings)))
+    except StartupError as error:
+        log.error("%s", error)
         return EXIT_CONFIGURATION
     except WorkerBusError as error:
         log.error("%s", error)

@@ -301,7 +301,7 @@ def test_a_settings_mistake_exits_2_with_one_line_naming_the_variable(
 ) -> None:
     status, err = run_dev_in_process(monkeypatch, **{variable: value})
     assert status == 2, err
-    assert err.startswith(f"error: {message}"), err
+    assert re.match(rf"error: invalid (settings|configuration): {re.escape(message)}", err), err
     assert err.count("\n") == 1 and "internal error" not in err, err
     if variable == "AGENTSTAGE_API_KEYS":
         assert value not in err  # a secret's value is never shown

@@ -25,8 +25,9 @@ from runtime_helpers import AGENTS, API_KEYS, LEAKY_ANSWER, PLANTED, USER_KEY, R
 from agent_runtime.api import create_app
 from agent_runtime.emf import MAX_UDP_RECORD, AgentSink, EmfBuffer, Metric, StreamSink
 from agent_runtime.errors import ConfigurationError
-from agent_runtime.settings import Settings, describe_settings_error
+from agent_runtime.settings import Settings
 from agent_runtime.settings_contract import parse_agent_endpoint
+from agent_runtime.startup import describe_settings_error
 from agent_runtime.telemetry_emf import NAMESPACE, EmfMetrics, log_group, sink_for
 from agent_runtime.testing import ScriptedModelServer, ServerThread
 

@@ -12,7 +12,8 @@ from pydantic import ValidationError
 
 from agent_runtime.api import create_app
 from agent_runtime.errors import ConfigurationError
-from agent_runtime.settings import JSON_FORMATS, Settings, check_json_settings, describe_settings_error
+from agent_runtime.settings import JSON_FORMATS, Settings, check_json_settings
+from agent_runtime.startup import describe_settings_error
 
 
 @pytest.fixture(autouse=True)

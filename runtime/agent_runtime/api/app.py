@@ -11,18 +11,17 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
-from pydantic import ValidationError
-from pydantic_settings import SettingsError
 
 from agent_runtime.api import agents, chat, conversations, health, tasks
 from agent_runtime.api.errors import install_error_handlers
 from agent_runtime.api.hot_routes import HotRoutes
 from agent_runtime.api.limits import BodyLimit
-from agent_runtime.errors import EXIT_CONFIGURATION, ConfigurationError
+from agent_runtime.errors import EXIT_CONFIGURATION
 from agent_runtime.governance.setup import build_redactor
 from agent_runtime.memory.factory import open_stores
 from agent_runtime.services import Assembly, Lifecycle
-from agent_runtime.settings import Settings, describe_settings_error
+from agent_runtime.settings import Settings
+from agent_runtime.startup import StartupError, configured
 from agent_runtime.telemetry import Telemetry
 from agent_runtime.tools import ToolRegistry, default_registry
 
@@ -82,10 +81,7 @@ def serve_app() -> FastAPI:
     """:func:`create_app` for ``uvicorn --factory``: a settings or configuration error is one line on stderr
     and exit status 2, as the task worker reports it, where uvicorn would print the exception's traceback."""
     try:
-        return create_app()
-    except (ValidationError, SettingsError) as error:
-        problem = f"invalid settings: {describe_settings_error(error)}"
-    except ConfigurationError as error:
-        problem = f"configuration error: {error.message}"
-    print(f"agentstage runtime: {problem}", file=sys.stderr, flush=True)
+        return configured(create_app)
+    except StartupError as error:
+        print(f"agentstage runtime: {error}", file=sys.stderr, flush=True)
     raise SystemExit(EXIT_CONFIGURATION)

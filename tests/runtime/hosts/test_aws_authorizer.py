@@ -28,7 +28,8 @@ from starlette.routing import Route
 
 from agent_runtime.errors import ConfigurationError, Unavailable
 from agent_runtime.gateway_authorizer import GatewayAuthorizer, GatewayUnauthorized
-from agent_runtime.settings import GatewayAuthorizerSettings, Settings, describe_settings_error
+from agent_runtime.settings import GatewayAuthorizerSettings, Settings
+from agent_runtime.startup import describe_settings_error
 from agent_runtime.testing import ServerThread
 
 RUNTIME = Path(__file__).resolve().parents[3] / "runtime"
@@ -325,7 +326,7 @@ def test_the_authorizer_needs_the_issuer_audience_and_keys(monkeypatch: pytest.M
     with pytest.raises(ValidationError) as error:
         GatewayAuthorizerSettings()
     assert describe_settings_error(error.value) == (
-        "invalid runtime settings: the gateway authorizer needs AGENTSTAGE_JWT_AUDIENCE, AGENTSTAGE_JWT_JWKS_URL"
+        "the gateway authorizer needs AGENTSTAGE_JWT_AUDIENCE, AGENTSTAGE_JWT_JWKS_URL"
     )
 
 

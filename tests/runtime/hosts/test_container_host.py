@@ -135,11 +135,11 @@ def test_cmd_is_uvicorn_serving_the_app_factory() -> None:
     ("setting", "value", "said"),
     [
         ("AGENTSTAGE_DEADLINE_SECONDS", "soon", "invalid settings: AGENTSTAGE_DEADLINE_SECONDS: "),
-        ("AGENTSTAGE_BUDGETS", '[{"name": "x"}]', "configuration error: AGENTSTAGE_BUDGETS: "),
+        ("AGENTSTAGE_BUDGETS", '[{"name": "x"}]', "invalid configuration: AGENTSTAGE_BUDGETS: "),
         (
             "HTTPS_PROXY",
             "http://[proxy.corp:3128",
-            "configuration error: a proxy variable is not a valid URL",
+            "invalid configuration: a proxy variable is not a valid URL",
         ),
     ],
 )
