@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -151,21 +152,27 @@ def _role_of(graph: ResourceGraph, resource: Resource, value: Any) -> Resource |
 def _role_documents(graph: ResourceGraph, role: Resource) -> list[Document]:
     """Every identity policy of ``role``: inline, its role policies, and the stack's policies attached to it
     (AWS managed policies cannot be read from the graph)."""
-    found = list(documents(role))
+    return [*documents(role), *graph.derived(_attached_documents).get(role.urn, ())]
+
+
+def _attached_documents(graph: ResourceGraph) -> dict[str, list[Document]]:
+    """The documents of the stack's role policies and attached policies, by the URN of the role they are
+    for: worked out once per graph, not once per role (each lookup scans the stack's roles)."""
+    by_role: dict[str, list[Document]] = defaultdict(list)
     for policy in graph.of_type(ROLE_POLICY):
         owner = _role_of(graph, policy, policy.get("role"))
-        if owner is not None and owner.urn == role.urn:
-            found += [
+        if owner is not None:
+            by_role[owner.urn] += [
                 Document(f"role policy {policy.name}", d.statements, d.problem) for d in documents(policy)
             ]
     for attachment in graph.of_type(ATTACHMENT):
         owner = _role_of(graph, attachment, attachment.get("role"))
         attached = referenced(graph, attachment, attachment.get("policyArn"), (POLICY,))
-        if owner is not None and owner.urn == role.urn and attached is not None:
-            found += [
+        if owner is not None and attached is not None:
+            by_role[owner.urn] += [
                 Document(f"policy {attached.name}", d.statements, d.problem) for d in documents(attached)
             ]
-    return found
+    return by_role
 
 
 def _role_label(role: Resource) -> str:

@@ -489,6 +489,39 @@ def test_no_workload_pushes() -> None:
     assert "role ags-prod-writer (a workload) may push through role policy ags-prod-writer-push" in message
 
 
+def test_a_stack_policy_attached_to_a_workload_role_is_read_as_its_own() -> None:
+    """Besides its inline and role policies, a role holds the stack's policies attached to it; two roles
+    with attachments each are told apart (each is judged on its own documents only)."""
+    push = ["ecr:PutImage", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload"]
+    writer = role("ags-prod-writer", service_trust("lambda.amazonaws.com"))
+    reader = role("ags-prod-reader", service_trust("lambda.amazonaws.com"))
+    pushing = res(
+        "aws:iam/policy:Policy",
+        "pushing",
+        {"policy": document(statement(push, "*"))},
+        arn="arn:aws:iam::123456789012:policy/pushing",
+    )
+    reading = res(
+        "aws:iam/policy:Policy",
+        "reading",
+        {"policy": document(statement(["ecr:BatchGetImage"], "*"))},
+        arn="arn:aws:iam::123456789012:policy/reading",
+    )
+    attachments = [
+        res(
+            "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+            f"{who.get('name')}-{policy.name}",
+            {"role": who.get("name"), "policyArn": policy.arn},
+        )
+        for who, policy in ((writer, pushing), (reader, reading))
+    ]
+    base = [*registry(NODES_PULL, ONLY_NODES_PULL), writer, reader, reading]
+    _passes("AGS-AWS-034", "registry-repository", [*base, attachments[1]])
+    message = _message("AGS-AWS-034", "registry-repository", [*base, pushing, *attachments])
+    assert "role ags-prod-writer (a workload) may push through policy pushing" in message
+    assert "ags-prod-reader" not in message
+
+
 def test_a_repository_without_a_policy_fails() -> None:
     resources = [r for r in registry(NODES_PULL, ONLY_NODES_PULL) if r.name != "registry-policy"]
     assert "no repository policy" in _message("AGS-AWS-034", "registry-repository", resources)
