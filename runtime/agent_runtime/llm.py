@@ -12,16 +12,16 @@ the ``api-version`` query parameter). Locally an API key; in Azure an Entra ID t
 identity, so no key ever lives in the cloud. Failures become :class:`ModelError`, so the API reports an
 upstream failure as 502 rather than a 500, and say whether a retry may help.
 
-The requests are sent with one long-lived ``aiohttp`` session (connection pooling, C HTTP parser) rather than
-the ``openai`` SDK: the SDK spends 2-3 ms of CPU per call on request transformation and response model
-construction (and ``httpx``'s pool another 1-2 ms under concurrency), more than everything else the runtime
-does for a request; ``aiohttp`` spends about 0.2 ms. The SDK also imports in ~0.7 s, which cold starts no
-longer pay. This module sends exactly what the SDK sent for the calls the runtime makes, and has no retries
-of its own: :mod:`agent_runtime.resilience` retries, so each attempt is observed and bounded by the
+The requests are sent with one long-lived HTTP client (:mod:`agent_runtime.http1`: pooled connections,
+httptools' C parser) rather than the ``openai`` SDK: the SDK spends 2-3 ms of CPU per call on request
+transformation and response model construction (and ``httpx``'s pool another 1-2 ms under concurrency),
+more than everything else the runtime does for a request. The SDK also imports in ~0.7 s, which cold starts
+no longer pay. This module sends exactly what the SDK sent for the calls the runtime makes, and has no
+retries of its own: :mod:`agent_runtime.resilience` retries, so each attempt is observed and bounded by the
 request's deadline.
 
 What every HTTP provider shares lives here too, so each provider module is only its wire format:
-:class:`ModelTransport` (the session, proxy, TLS, the resend of a request a pooled connection dropped, and
+:class:`ModelTransport` (the client, proxy, TLS, the resend of a request a pooled connection dropped, and
 the mapping of statuses and transport failures to :class:`ModelError`), :func:`server_sent_events`,
 :func:`json_body`, :func:`retry_after`, :func:`finished` (a :class:`Completion`, its usage logged) and
 :class:`ToolCallParts`.
@@ -38,15 +38,14 @@ import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode, urlsplit
 from urllib.request import proxy_bypass
 
-import aiohttp
 import httpx
 from aiohttp.helpers import proxies_from_env
 
+from agent_runtime import http1
 from agent_runtime.errors import ConfigurationError, ModelError
 from agent_runtime.memory.base import Message
 from agent_runtime.settings import Settings
@@ -221,9 +220,10 @@ JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"
 
 
 class ModelTransport:
-    """POSTs JSON to one model endpoint over one long-lived ``aiohttp`` session: what HTTP providers share.
+    """POSTs JSON to one model endpoint over one long-lived HTTP client (:mod:`agent_runtime.http1`): what
+    HTTP providers share.
 
-    It owns what does not depend on the wire format: the session's lifetime (one per event loop, pooled
+    It owns what does not depend on the wire format: the client's lifetime (one per event loop, pooled
     connections dropped before common servers' idle timeout), the proxy the environment names, verified
     TLS, credentials (``authorize``), the resend of a request a pooled connection dropped (:meth:`_send`),
     and the mapping of every failure to a :class:`ModelError` that says whether a retry may help: a non-2xx
@@ -242,45 +242,39 @@ class ModelTransport:
     ) -> None:
         self._base_url = base_url
         # Per connect and per read, as the SDK's httpx timeout: a long stream may take longer in total.
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=timeout_seconds, sock_connect=timeout_seconds, sock_read=timeout_seconds
-        )
+        self._timeout_seconds = timeout_seconds
         self._header_hooks = tuple(header_hooks)
         self._authorize = authorize
         self._retryable_status = retryable_status
-        self._session: aiohttp.ClientSession | None = None
-        self._session_loop: asyncio.AbstractEventLoop | None = None
-        # Looked up once, here, so that a malformed proxy variable stops the start, not every call (and
-        # aiohttp's trust_env would read the environment and ~/.netrc on a thread per request).
+        self._client: http1.Client | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+        # Looked up once, here, so that a malformed proxy variable stops the start, not every call.
         self._proxy = _env_proxy(base_url)
 
-    def _http(self) -> aiohttp.ClientSession:
-        """The session, created on first use: it belongs to the event loop it was created in."""
+    def _http(self) -> http1.Client:
+        """The client, created on first use: its connections belong to the event loop it was created in."""
         loop = asyncio.get_running_loop()
-        if self._session is None or self._session_loop is not loop or self._session.closed:
+        if self._client is None or self._client_loop is not loop or self._client.closed:
             # Like the SDK's httpx client: the proxy the environment names for the endpoint (_env_proxy),
-            # certifi's CAs unless SSL_CERT_FILE names others, up to 1,000 connections, no cookies. Idle
+            # certifi's CAs unless SSL_CERT_FILE names others, up to 1,000 requests at once. Idle
             # connections are dropped before the 5 s after which uvicorn, Node and httpx servers close
             # them, so a request rarely meets a connection the server is closing (see _send).
-            connector = aiohttp.TCPConnector(
-                limit=1000, limit_per_host=0, keepalive_timeout=KEEPALIVE_SECONDS, ssl=_ssl_context()
+            self._client = http1.Client(
+                ssl_context=_ssl_context(),
+                connect_timeout=self._timeout_seconds,
+                read_timeout=self._timeout_seconds,
+                keepalive=KEEPALIVE_SECONDS,
             )
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, cookie_jar=aiohttp.DummyCookieJar()
-            )
-            self._session_loop = loop
-        return self._session
+            self._client_loop = loop
+        return self._client
 
     async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            with contextlib.suppress(RuntimeError):  # its event loop is gone: nothing left to close
-                await self._session.close()
-        self._session = None
+        if self._client is not None and not self._client.closed:
+            await self._client.close()
+        self._client = None
 
     @contextlib.asynccontextmanager
-    async def post(
-        self, url: str, body: Any, headers: Mapping[str, str]
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
+    async def post(self, url: str, body: Any, headers: Mapping[str, str]) -> AsyncIterator[http1.Response]:
         """POST ``body`` as JSON; the response if its status is 2xx, else the :class:`ModelError` it means.
 
         ``headers`` go first, then the header hooks' and the credentials. Transport failures inside the
@@ -298,42 +292,34 @@ class ModelTransport:
                 if response.status >= 300:
                     raise await self._status_error(response)
                 yield response
-        except (TimeoutError, aiohttp.ServerTimeoutError) as error:
+        except TimeoutError as error:
             raise ModelError("the model endpoint timed out", retryable=True) from error
-        except aiohttp.ClientPayloadError as error:
+        except http1.PayloadError as error:
             raise malformed_answer() from error
-        except (aiohttp.ClientError, OSError) as error:
+        except (http1.HttpError, OSError) as error:
             raise ModelError("the model endpoint is unreachable", retryable=True) from error
 
-    async def _send(self, url: str, data: bytes, headers: Mapping[str, str]) -> aiohttp.ClientResponse:
-        """POST once more, on a new connection, when a pooled one was closed under the request.
+    async def _send(self, url: str, data: bytes, headers: Mapping[str, str]) -> http1.Response:
+        """POST once more, on a new connection, when the connection closed before the answer began.
 
         A server may close an idle keep-alive connection just as it is taken from the pool; the request
-        then fails before the server read it (the body cannot be written, or the server hangs up without
-        a response). Every HTTP client meets this race; the SDK hid it with its retries. It is not an
-        outage, so it is retried here at once, not charged to the retry policy. A refused connection is
-        an outage: it is not retried here.
+        then fails before the server read it (the server hangs up without a response). Every HTTP client
+        meets this race; the SDK hid it with its retries. It is not an outage, so it is retried here at
+        once, not charged to the retry policy. A refused connection is an outage: it is not retried here.
         """
-        http, proxy = self._http(), self._proxy
-        if proxy.request_headers:
-            headers = {**headers, **proxy.request_headers}
-        send = partial(
-            http.post, url, data=data, headers=headers, proxy=proxy.url, proxy_headers=proxy.tunnel_headers
-        )
+        http = self._http()
         try:
-            return await send()
-        except aiohttp.ClientConnectorError:
-            raise
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
-            log.debug("the model endpoint closed a pooled connection under a request; sending it again")
-        return await send()
+            return await http.post(url, data, headers, self._proxy)
+        except http1.Disconnected:
+            log.debug("the model endpoint closed a connection under a request; sending it again")
+        return await http.post(url, data, headers, self._proxy)
 
-    async def _status_error(self, response: aiohttp.ClientResponse) -> ModelError:
+    async def _status_error(self, response: http1.Response) -> ModelError:
         """Say which upstream failure happened without echoing request headers (and so no credentials),
         and whether a retry may help."""
         try:
             body: Any = json.loads(await response.read())
-        except (ValueError, aiohttp.ClientError):
+        except (ValueError, http1.HttpError):
             body = None
         return ModelError(
             f"the model endpoint answered HTTP {response.status}: {_detail(body)}",
@@ -481,14 +467,14 @@ class LLM:
 
     def _post(
         self, operation: str, model: str, body: dict[str, Any]
-    ) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]:
+    ) -> contextlib.AbstractAsyncContextManager[http1.Response]:
         return self._transport.post(self.endpoint.url(operation, model), body, JSON_HEADERS)
 
     async def _authorize(self, url: str, data: bytes, headers: dict[str, str]) -> None:
         headers.update(await self.endpoint.auth_headers())
 
 
-async def json_body(response: aiohttp.ClientResponse) -> dict[str, Any]:
+async def json_body(response: http1.Response) -> dict[str, Any]:
     """The response's JSON object; anything else is a malformed answer."""
     try:
         data = json.loads(await response.read())
@@ -499,7 +485,7 @@ async def json_body(response: aiohttp.ClientResponse) -> dict[str, Any]:
     return data
 
 
-async def server_sent_events(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, Any]]:
+async def server_sent_events(response: http1.Response) -> AsyncIterator[tuple[str, Any]]:
     """The name (``""`` when it has none) and JSON ``data`` of each server-sent event, until the body ends
     or OpenAI's ``[DONE]``. Data that is not JSON is a malformed answer, and so is a body without any event
     (an error page, a truncated answer). What an event means, an error included, is the provider's call."""
@@ -532,7 +518,7 @@ async def server_sent_events(response: aiohttp.ClientResponse) -> AsyncIterator[
         raise malformed_answer()
 
 
-async def _chunks(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
+async def _chunks(response: http1.Response) -> AsyncIterator[dict[str, Any]]:
     """The chunks of an OpenAI stream; an ``error`` event (or an error in place of a chunk) raises."""
     async for event, chunk in server_sent_events(response):
         if event == "error" or (isinstance(chunk, dict) and chunk.get("error")):
@@ -542,10 +528,10 @@ async def _chunks(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, A
         yield chunk
 
 
-async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[str]:
+async def _lines(response: http1.Response) -> AsyncIterator[str]:
     """The body's lines, without their ends, however the network split them (no line length limit)."""
     pending = b""
-    async for piece in response.content.iter_any():
+    async for piece in response.iter_any():
         pending += piece
         *lines, pending = pending.split(b"\n")
         for line in lines:
@@ -619,28 +605,17 @@ def malformed_answer() -> ModelError:
     return ModelError("the model endpoint answered with a malformed response", retryable=True)
 
 
-@dataclass(frozen=True)
-class _Proxy:
-    """The proxy a model endpoint is reached through (none: ``url`` is None), and where its credentials go.
+def _env_proxy(url: str) -> http1.Proxy | None:
+    """The proxy ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` name for ``url``, with the credentials of
+    its URL or ``~/.netrc``.
 
     ``Proxy-Authorization`` is for the proxy alone: through an HTTPS tunnel it is a header of the ``CONNECT``
-    request (``tunnel_headers``), never of the request inside, which the endpoint reads; a plain HTTP request
-    is the proxy's to read, so there it is one of the request's own headers (``request_headers``). (aiohttp
-    did this with its ``proxy_auth`` parameter, which is on its way out.)
+    request, never of the request inside, which the endpoint reads; a plain HTTP request is the proxy's to
+    read, so there it is one of the request's own headers.
     """
-
-    url: Any = None
-    """aiohttp's parsed URL of the proxy (``yarl.URL``: aiohttp's dependency, not the runtime's)."""
-    tunnel_headers: dict[str, str] | None = None
-    request_headers: dict[str, str] | None = None
-
-
-def _env_proxy(url: str) -> _Proxy:
-    """The proxy ``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``NO_PROXY`` name for ``url``, with the credentials of
-    its URL or ``~/.netrc``."""
     parts = urlsplit(url)
     if parts.hostname and proxy_bypass(parts.hostname):
-        return _Proxy()
+        return None
     try:
         info = proxies_from_env().get(parts.scheme)
     except ValueError as error:
@@ -649,13 +624,14 @@ def _env_proxy(url: str) -> _Proxy:
             "lower-case forms), or unset them to reach the model endpoint directly"
         ) from None
     if info is None:
-        return _Proxy()
+        return None
+    proxy_url = str(info.proxy)
     if info.proxy_auth is None:
-        return _Proxy(info.proxy)
+        return http1.Proxy(proxy_url)
     credentials = {"Proxy-Authorization": info.proxy_auth.encode()}
     if parts.scheme == "https":
-        return _Proxy(info.proxy, tunnel_headers=credentials)
-    return _Proxy(info.proxy, request_headers=credentials)
+        return http1.Proxy(proxy_url, tunnel_headers=credentials)
+    return http1.Proxy(proxy_url, request_headers=credentials)
 
 
 def _ssl_context() -> ssl.SSLContext:
@@ -667,7 +643,7 @@ def _ssl_context() -> ssl.SSLContext:
 def retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds from ``retry-after-ms`` (OpenAI, Azure OpenAI) or ``Retry-After`` (seconds or HTTP date).
 
-    ``headers`` is a case-insensitive mapping (``aiohttp``'s or ``httpx``'s headers).
+    ``headers`` is a case-insensitive mapping (:class:`agent_runtime.http1.Headers` or ``httpx``'s).
     """
     if (millis := headers.get("retry-after-ms")) is not None:
         with contextlib.suppress(ValueError):
