@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from agent_runtime.memory.base import Owner
 
@@ -31,7 +32,8 @@ class Caller:
     def has_any_role(self, roles: frozenset[str]) -> bool:
         return not self.roles.isdisjoint(roles)
 
-    @property
+    @cached_property
     def owner(self) -> Owner:
-        """Whose conversations this caller reads and writes: its own, in its tenant."""
+        """Whose conversations this caller reads and writes: its own, in its tenant (checked once: a run
+        reads and writes history under it)."""
         return Owner(self.tenant, self.id)

@@ -7,6 +7,7 @@ in the cloud. Every backend passes the same contract tests (tests/runtime/memory
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -55,6 +56,8 @@ class Owner:
 
 
 MAX_IDENTITY_CHARS = 256
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
+"""C0 controls, DEL and C1 controls: what an identity must not hold."""
 
 
 def identity_problem(value: object) -> str | None:
@@ -67,7 +70,7 @@ def identity_problem(value: object) -> str | None:
         return f"must be a non-empty string, got {value!r}"
     if len(value) > MAX_IDENTITY_CHARS:
         return f"must be at most {MAX_IDENTITY_CHARS} characters, got {len(value)}"
-    if any(ord(char) < 32 or 127 <= ord(char) < 160 for char in value):
+    if _CONTROL_CHARACTER.search(value):
         return "must not contain control characters"
     return None
 
