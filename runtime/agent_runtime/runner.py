@@ -455,7 +455,7 @@ class AgentRunner:
         if options.conversation_id and agent.memory.persist:
             turn: list[Message] = [*messages, {"role": "assistant", "content": answer}]
             await self.conversations.append(
-                options.caller.owner, options.conversation_id, self.guardrails.redactor.redact_value(turn)
+                options.caller.owner, options.conversation_id, self.guardrails.redactor.redact_messages(turn)
             )
 
 

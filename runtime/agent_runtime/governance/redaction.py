@@ -15,13 +15,16 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import regex
 
 from agent_runtime.errors import ConfigurationError
 from agent_runtime.governance.pattern_shape import UnstreamablePattern, probe, shape_of
 from agent_runtime.settings_contract import env_name
+
+if TYPE_CHECKING:
+    from agent_runtime.memory.base import Message
 
 T = TypeVar("T")
 
@@ -243,6 +246,14 @@ class Redactor:
         """``text`` with each finding replaced by ``[REDACTED:<kind>]``; fast path when nothing matches."""
         findings = self.findings(text)
         return self.replace(text, findings) if findings else text
+
+    def redact_messages(self, messages: Sequence[Message]) -> list[Message]:
+        """Chat messages to store, redacted: every value but the role, a name of the chat format (``user``,
+        ``assistant`` ...) that the request models fix and that carries no data."""
+        return [
+            {key: value if key == "role" else self.redact_value(value) for key, value in message.items()}
+            for message in messages
+        ]
 
     def redact_value(self, value: T) -> T:
         """Strings, and strings nested in lists and dicts (messages, tool arguments), redacted; same shape."""

@@ -335,7 +335,7 @@ class OrchestratingRunner:
             turn: list[Message] = [*messages, {"role": "assistant", "content": answer}]
             redactor = self.inner.guardrails.redactor
             await self.inner.conversations.append(
-                options.caller.owner, options.conversation_id, redactor.redact_value(turn)
+                options.caller.owner, options.conversation_id, redactor.redact_messages(turn)
             )
 
 

@@ -56,6 +56,17 @@ def test_checksums_keep_look_alikes_unredacted() -> None:
     assert Redactor(secrets=["hunter2-long"]).redact("pw hunter2-long") == "pw [REDACTED:known_secret]"
 
 
+def test_stored_messages_are_redacted_in_every_field_but_their_role() -> None:
+    turn = [
+        {"role": "user", "content": "mail ada@example.com", "name": "ada@example.com"},
+        {"role": "assistant", "content": [{"type": "text", "text": "key sk-proj-abcdefghijklmnopqrstuvwx"}]},
+    ]
+    assert Redactor().redact_messages(turn) == [
+        {"role": "user", "content": "mail [REDACTED:email]", "name": "[REDACTED:email]"},
+        {"role": "assistant", "content": [{"type": "text", "text": "key [REDACTED:api_key]"}]},
+    ]
+
+
 def test_injection_in_user_input_is_refused_before_the_model_sees_it(
     runtime_factory: RuntimeFactory, model: Any
 ) -> None:
