@@ -217,6 +217,8 @@ def build_endpoint(settings: Settings) -> tuple[ModelEndpoint, Any]:
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 """Statuses of an OpenAI-compatible endpoint that a retry may fix (the ``openai`` SDK's list)."""
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+"""A request body's encoder, built once (``json.dumps`` with options builds one per call)."""
 
 
 class ModelTransport:
@@ -284,7 +286,7 @@ class ModelTransport:
         for hook in self._header_hooks:
             hook(sent)
         try:
-            data = json.dumps(body, separators=(",", ":")).encode()
+            data = _COMPACT_JSON.encode(body).encode()
             if self._authorize is not None:
                 await self._authorize(url, data, sent)
             response = await self._send(url, data, sent)

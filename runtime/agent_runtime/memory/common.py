@@ -36,9 +36,13 @@ class CloseOnce:
             await release()
 
 
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+"""Built once: ``json.dumps`` with options builds an encoder per call."""
+
+
 def dump_json(value: Any) -> str:
     """Compact JSON that keeps non-ASCII text readable; control characters are still escaped."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _COMPACT.encode(value)
 
 
 def check_id(value: str, what: str) -> str:
