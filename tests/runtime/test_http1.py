@@ -10,9 +10,11 @@ import gzip
 import ssl
 import zlib
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from tls_helpers import tls_files
 
 from agent_runtime import http1
 
@@ -550,6 +552,39 @@ def test_a_refused_connection_is_a_connect_failure() -> None:
 
     with pytest.raises(http1.ConnectFailed, match="cannot connect to 127.0.0.1"):
         run(scenario())
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_tls_reaches_an_endpoint_whose_certificate_is_trusted_and_no_other(
+    trusted: bool, tmp_path: Path
+) -> None:
+    ca_file, server_tls = tls_files(tmp_path, "localhost")
+    served = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal served
+        await _request(reader)
+        served += 1
+        writer.write(_fixed(b"over tls"))
+        await writer.drain()
+
+    async def scenario() -> bytes:
+        listener = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_tls)
+        port = listener.sockets[0].getsockname()[1]
+        context = ssl.create_default_context(cafile=str(ca_file) if trusted else None)
+        client = http1.Client(ssl_context=context, connect_timeout=5, read_timeout=5, keepalive=4)
+        try:
+            return (await _post(client, f"https://localhost:{port}/v1"))[1]
+        finally:
+            await client.close()
+            listener.close()
+
+    if trusted:
+        assert run(scenario()) == b"over tls"
+    else:
+        with pytest.raises(http1.ConnectFailed, match="certificate verify failed"):
+            run(scenario())
+        assert served == 0, "nothing is sent to an endpoint that could not prove who it is"
 
 
 def test_a_proxy_that_refuses_the_tunnel_is_a_connect_failure() -> None:

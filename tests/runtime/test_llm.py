@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime
 import json
 import logging
 import ssl
@@ -13,10 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from tls_helpers import tls_files
 
 from agent_runtime.errors import ConfigurationError, ModelError
 from agent_runtime.llm import LLM, Completion, TextDelta, build_endpoint
@@ -363,45 +359,6 @@ def test_a_host_no_proxy_names_is_reached_directly(
     assert proxy.seen == [] and len(model.requests) == 1
 
 
-def _tls_files(directory: Path, host: str) -> tuple[Path, ssl.SSLContext]:
-    """A CA (its certificate written to ``directory``, for ``SSL_CERT_FILE``) and a server context whose
-    certificate it signed for ``host``."""
-    now = datetime.datetime.now(datetime.UTC)
-    validity = (now - datetime.timedelta(minutes=5), now + datetime.timedelta(hours=1))
-
-    def certificate(subject: str, key: Any, issuer: str, signer: Any, extensions: list[Any]) -> Any:
-        builder = x509.CertificateBuilder(
-            subject_name=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]),
-            issuer_name=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]),
-            public_key=key.public_key(),
-            serial_number=x509.random_serial_number(),
-            not_valid_before=validity[0],
-            not_valid_after=validity[1],
-        )
-        for extension, critical in extensions:
-            builder = builder.add_extension(extension, critical=critical)
-        return builder.sign(signer, hashes.SHA256())
-
-    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca = certificate(
-        "test CA", ca_key, "test CA", ca_key, [(x509.BasicConstraints(ca=True, path_length=0), True)]
-    )
-    server = certificate(
-        host, server_key, "test CA", ca_key, [(x509.SubjectAlternativeName([x509.DNSName(host)]), False)]
-    )
-    ca_file, chain, key_file = directory / "ca.pem", directory / "server.pem", directory / "server.key"
-    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    chain.write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        server_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(chain, key_file)
-    return ca_file, context
-
-
 class _TunnellingProxy(_ForwardProxy):
     """A forward proxy for HTTPS: it takes the ``CONNECT``, then plays the endpoint inside the tunnel (TLS
     with a certificate the test's CA signed), recording what reached each side."""
@@ -431,7 +388,7 @@ def test_through_an_https_tunnel_the_proxys_credentials_go_to_the_proxy_alone(
     """``HTTPS_PROXY``: the credentials on the ``CONNECT``, never on the request inside the tunnel, which the
     endpoint reads; the endpoint's certificate is verified against ``SSL_CERT_FILE``."""
     host = "models.example.invalid"
-    ca_file, endpoint_tls = _tls_files(tmp_path, host)
+    ca_file, endpoint_tls = tls_files(tmp_path, host)
     monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
     proxy = _TunnellingProxy(endpoint_tls)
     endpoint = f"https://{host}/v1"
