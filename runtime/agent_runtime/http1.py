@@ -368,21 +368,22 @@ class _Connection(asyncio.Protocol):
             reply = await self._tunnel
         finally:
             self._tunnel, self._tunnel_reply = None, b""
-        status_line = reply.split(b"\r\n", 1)[0].decode("latin-1")
+        head, _, rest = reply.partition(b"\r\n\r\n")
+        status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
         parts = status_line.split(" ", 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].startswith("2"):
             raise ConnectFailed(f"the proxy refused the tunnel to {authority}: {status_line[:200]!r}")
+        if rest:  # the endpoint speaks second in TLS: bytes before it began are not a tunnel's
+            raise ConnectFailed(f"the proxy's tunnel to {authority} sent data before TLS began")
 
     def _tunnel_data(self, data: bytes) -> None:
         assert self._tunnel is not None
+        if self._tunnel.done():
+            return
         self._tunnel_reply += data
-        end = self._tunnel_reply.find(b"\r\n\r\n")
-        if end >= 0 and not self._tunnel.done():
-            if end + 4 < len(self._tunnel_reply):  # the endpoint's bytes before TLS began: not a tunnel
-                self._tunnel.set_exception(ConnectFailed("the proxy's tunnel sent data before TLS began"))
-            else:
-                self._tunnel.set_result(self._tunnel_reply[:end])
-        elif len(self._tunnel_reply) > _CONNECT_REPLY_LIMIT and not self._tunnel.done():
+        if b"\r\n\r\n" in self._tunnel_reply:
+            self._tunnel.set_result(self._tunnel_reply)
+        elif len(self._tunnel_reply) > _CONNECT_REPLY_LIMIT:
             self._tunnel.set_exception(ConnectFailed("the proxy's answer to CONNECT has no end"))
 
     def finished(self, response: Response, *, reusable: bool) -> None:

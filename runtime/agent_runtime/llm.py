@@ -272,7 +272,8 @@ class ModelTransport:
 
     async def close(self) -> None:
         if self._client is not None and not self._client.closed:
-            await self._client.close()
+            with contextlib.suppress(RuntimeError):  # its event loop is gone: nothing left to close
+                await self._client.close()
         self._client = None
 
     @contextlib.asynccontextmanager

@@ -103,6 +103,20 @@ def run(coroutine: Awaitable[Any]) -> Any:
     return asyncio.run(asyncio.wait_for(coroutine, 30))
 
 
+def _exchange(handler: Handler, **options: Any) -> tuple[int, bytes, http1.Headers]:
+    """One POST to a server running ``handler``, its answer read whole, by a client with ``options``."""
+
+    async def scenario() -> tuple[int, bytes, http1.Headers]:
+        async with _Server(handler) as url:
+            client = _client(**options)
+            try:
+                return await _post(client, url)
+            finally:
+                await client.close()
+
+    return run(scenario())
+
+
 # --- framing -------------------------------------------------------------------------------------------
 
 
@@ -150,58 +164,24 @@ def test_an_answer_ended_by_the_close_is_whole_and_its_connection_not_reused() -
     ids=["content-length", "chunked"],
 )
 def test_an_answer_cut_short_is_a_payload_error(answer: bytes) -> None:
-    async def scenario() -> None:
-        async with _Server(_answering(answer, close=True)) as url:
-            client = _client()
-            try:
-                await _post(client, url)
-            finally:
-                await client.close()
-
     with pytest.raises(http1.PayloadError, match="before the answer's end"):
-        run(scenario())
+        _exchange(_answering(answer, close=True))
 
 
 def test_an_answer_that_is_not_http_is_a_payload_error() -> None:
-    async def scenario() -> None:
-        async with _Server(_answering(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")) as url:
-            client = _client()
-            try:
-                await _post(client, url)
-            finally:
-                await client.close()
-
     with pytest.raises(http1.PayloadError, match="not valid HTTP"):
-        run(scenario())
+        _exchange(_answering(b"SSH-2.0-OpenSSH_9.6\r\n\r\n"))
 
 
 def test_an_interim_answer_is_skipped() -> None:
     answer = b"HTTP/1.1 100 Continue\r\n\r\n" + _fixed(b"final", "X-Kind: real")
-
-    async def scenario() -> tuple[int, bytes, http1.Headers]:
-        async with _Server(_answering(answer)) as url:
-            client = _client()
-            try:
-                return await _post(client, url)
-            finally:
-                await client.close()
-
-    status, body, headers = run(scenario())
+    status, body, headers = _exchange(_answering(answer))
     assert (status, body, headers.get("x-kind")) == (200, b"final", "real")
 
 
 def test_headers_are_read_in_any_case_and_repeated_ones_joined() -> None:
     answer = _fixed(b"{}", "Retry-After: 3", "X-Trace: a", "x-trace: b")
-
-    async def scenario() -> http1.Headers:
-        async with _Server(_answering(answer)) as url:
-            client = _client()
-            try:
-                return (await _post(client, url))[2]
-            finally:
-                await client.close()
-
-    headers = run(scenario())
+    headers = _exchange(_answering(answer))[2]
     assert headers.get("retry-after") == headers.get("RETRY-AFTER") == headers["Retry-After"] == "3"
     assert headers.get("X-Trace") == "a, b" and "x-TRACE" in headers
 
@@ -221,28 +201,13 @@ TEXT = b"a long answer, " * 400
     ids=["gzip", "deflate", "raw-deflate"],
 )
 def test_a_compressed_answer_is_decompressed_as_it_arrives(encoding: str, encoded: bytes) -> None:
-    async def scenario() -> bytes:
-        async with _Server(_answering(_fixed(encoded, f"Content-Encoding: {encoding}"), pieces=7)) as url:
-            client = _client()
-            try:
-                return (await _post(client, url))[1]
-            finally:
-                await client.close()
-
-    assert run(scenario()) == TEXT
+    answer = _fixed(encoded, f"Content-Encoding: {encoding}")
+    assert _exchange(_answering(answer, pieces=7))[1] == TEXT
 
 
 def test_an_encoding_not_offered_is_a_payload_error() -> None:
-    async def scenario() -> None:
-        async with _Server(_answering(_fixed(b"\x1b\x00", "Content-Encoding: br"))) as url:
-            client = _client()
-            try:
-                await _post(client, url)
-            finally:
-                await client.close()
-
     with pytest.raises(http1.PayloadError, match="'br', which was not offered"):
-        run(scenario())
+        _exchange(_answering(_fixed(b"\x1b\x00", "Content-Encoding: br")))
 
 
 # --- the request -----------------------------------------------------------------------------------------
@@ -460,21 +425,8 @@ def test_an_answer_that_stalls_times_out_per_read() -> None:
         await writer.drain()
         await asyncio.sleep(10)
 
-    async def scenario() -> bytes:
-        async with _Server(handle) as url:
-            client = _client(read_timeout=0.2)
-            response = await client.post(url, b"{}", {})
-            received = b""
-            try:
-                async with response:
-                    async for piece in response.iter_any():
-                        received += piece
-            finally:
-                await client.close()
-            return received
-
     with pytest.raises(TimeoutError):
-        run(scenario())
+        _exchange(handle, read_timeout=0.2)
 
 
 def test_an_answer_that_never_begins_times_out() -> None:
@@ -482,16 +434,8 @@ def test_an_answer_that_never_begins_times_out() -> None:
         await _request(reader)
         await asyncio.sleep(10)
 
-    async def scenario() -> None:
-        async with _Server(handle) as url:
-            client = _client(read_timeout=0.2)
-            try:
-                await client.post(url, b"{}", {})
-            finally:
-                await client.close()
-
     with pytest.raises(TimeoutError):
-        run(scenario())
+        _exchange(handle, read_timeout=0.2)
 
 
 def test_a_cancelled_request_gives_its_slot_and_connection_back() -> None:
@@ -526,16 +470,8 @@ def test_a_server_that_hangs_up_before_answering_is_disconnected() -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _request(reader)
 
-    async def scenario() -> None:
-        async with _Server(handle) as url:
-            client = _client()
-            try:
-                await client.post(url, b"{}", {})
-            finally:
-                await client.close()
-
     with pytest.raises(http1.Disconnected):
-        run(scenario())
+        _exchange(handle)
 
 
 def test_a_refused_connection_is_a_connect_failure() -> None:
@@ -590,7 +526,10 @@ def test_tls_reaches_an_endpoint_whose_certificate_is_trusted_and_no_other(
 def test_a_proxy_that_refuses_the_tunnel_is_a_connect_failure() -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+        page = b"<html><body>Proxy authentication required</body></html>"
+        writer.write(
+            b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: %d\r\n\r\n" % len(page) + page
+        )
         await writer.drain()
 
     async def scenario() -> None:
