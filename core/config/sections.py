@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from agent_runtime.settings_contract import SettingsContract, cloud_required_fields
+from agent_runtime.settings_contract import SettingsContract, cloud_required_fields, secret_fields
 from core.config.base import NAMESPACE, Name, Strict, pattern
 
 EMAIL = pattern(r"^[^@\s]+@[^@\s]+$", "an email address (name@example.com)")
@@ -219,9 +219,7 @@ def runtime_settings_known(values: dict[str, str]) -> None:
             f"{NAMESPACE}:runtimeSettings.bus_backend must be one of {', '.join(_NEEDS_A_SHARED_BUS)}: "
             "workers on a cluster share their queues (the embedded sqlite queue is one process's)"
         )
-    secret = sorted(
-        name for name in values if name in {"llm_api_key", "api_key", "api_keys", "redis_url", "postgres_dsn"}
-    )
+    secret = sorted(set(values) & secret_fields())
     if secret:
         raise ValueError(
             f"{NAMESPACE}:runtimeSettings.{secret[0]} is a secret: put it in the Secret named by "

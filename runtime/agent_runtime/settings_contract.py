@@ -62,6 +62,16 @@ def _patterns(value: Any) -> Any:
     )
 
 
+def _header_value(value: Any) -> Any:
+    """A value sent as an HTTP header (a key): a line break or NUL would end the header, so it is refused at
+    start, naming the setting (a newline copied in with the key is the usual way it gets there)."""
+    if isinstance(value, str) and any(char in value for char in "\r\n\0"):
+        raise ValueError(
+            "holds a line break or NUL, which no HTTP header can carry: remove it (a newline copied in with the key?)"
+        )
+    return value
+
+
 NameList = Annotated[list[str], BeforeValidator(_names)]
 """A list setting of names: ``a,b`` or ``["a", "b"]``."""
 PatternList = Annotated[list[str], BeforeValidator(_patterns)]
@@ -171,9 +181,10 @@ class SettingsContract(BaseModel):
         "credentials from the environment or the execution role (SigV4; llm_provider=bedrock).",
         json_schema_extra={"cloud_required": True},
     )
-    llm_api_key: str | None = Field(
+    llm_api_key: Annotated[str | None, BeforeValidator(_header_value)] = Field(
         default=None,
         description="API key for llm_auth=api_key. Never set in the cloud: deployed agents use Entra ID.",
+        json_schema_extra={"secret": True},
     )
     llm_api_version: str = Field(
         default="2024-10-21",
@@ -209,10 +220,14 @@ class SettingsContract(BaseModel):
         description="File of the embedded SQLite store: conversations, memory, the budget ledger and task records.",
     )
     redis_url: str | None = Field(
-        default=None, description="redis:// or rediss:// URL for the Redis backends."
+        default=None,
+        description="redis:// or rediss:// URL for the Redis backends.",
+        json_schema_extra={"secret": True},  # it may carry the password
     )
     postgres_dsn: str | None = Field(
-        default=None, description="libpq connection string for the PostgreSQL + pgvector backends."
+        default=None,
+        description="libpq connection string for the PostgreSQL + pgvector backends.",
+        json_schema_extra={"secret": True},  # it may carry the password
     )
     postgres_iam_auth: bool = Field(
         default=False,
@@ -679,6 +694,17 @@ class SettingsContract(BaseModel):
                 "name a file, e.g. .agentstage/state.db"
             )
         return self
+
+
+def secret_fields() -> frozenset[str]:
+    """Names of the settings whose values are secrets: those typed ``SecretStr``, and those marked ``secret``
+    (a key or URL its client takes as text). No message, log or stack file shows or holds their values."""
+    return frozenset(
+        name
+        for name, field in SettingsContract.model_fields.items()
+        if "SecretStr" in str(field.annotation)
+        or (isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("secret"))
+    )
 
 
 def cloud_required_fields() -> set[str]:

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from agent_runtime.errors import ConfigurationError
-from agent_runtime.settings_contract import SETTINGS_DIR_VARIABLE, SettingsContract, env_name
+from agent_runtime.settings_contract import SETTINGS_DIR_VARIABLE, SettingsContract, env_name, secret_fields
 from agent_runtime.settings_secret import SettingsSecretError, without_secret_values
 
 T = TypeVar("T")
@@ -76,8 +76,11 @@ def describe_settings_error(error: ValidationError | SettingsError) -> str:
             problems.append(message)  # a check across settings: its message names them
             continue
         item = "".join(f"[{part}]" for part in loc[1:])
-        secret = "SecretStr" in str(fields[field].annotation)
         given = problem.get("input")
-        shown = "" if secret or not isinstance(given, str | int | float) else f" (got {given!r})"
+        shown = (
+            ""
+            if field in secret_fields() or not isinstance(given, str | int | float)
+            else f" (got {given!r})"
+        )
         problems.append(f"{env_name(field)}{item}: {message}{shown}")
     return "; ".join(problems)

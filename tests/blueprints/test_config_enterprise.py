@@ -165,13 +165,17 @@ def test_runtime_settings_list_values_are_read_as_the_runtime_reads_them() -> No
     assert parse(own_cluster(runtimeSettings=settings)).runtime_settings == settings
 
 
-def test_secrets_are_refused_in_runtime_settings() -> None:
-    message = error_for(own_cluster(runtimeSettings={**RUNTIME_SETTINGS, "llm_api_key": "sk-live"}))
+@pytest.mark.parametrize(
+    "name", ["llm_api_key", "api_keys", "redis_url", "postgres_dsn", "storage_queue_connection_string"]
+)
+def test_secrets_are_refused_in_runtime_settings(name: str) -> None:
+    """Every setting the runtime's contract holds secret (typed SecretStr, or marked secret)."""
+    message = error_for(own_cluster(runtimeSettings={**RUNTIME_SETTINGS, name: "sk-live-value"}))
     assert (
-        "runtimeSettings.llm_api_key is a secret: put it in the Secret named by agentstage:kubernetes.settingsSecret"
+        f"runtimeSettings.{name} is a secret: put it in the Secret named by agentstage:kubernetes.settingsSecret"
         in message
     )
-    assert "sk-live" not in message
+    assert "sk-live-value" not in message
 
 
 @pytest.mark.parametrize("key", ["gateway", "network", "budget"])

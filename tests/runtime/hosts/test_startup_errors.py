@@ -32,15 +32,25 @@ MISTAKES = {
     "settings that contradict each other": (
         {"AGENTSTAGE_AUTH_MODE": "jwt"},
         {},
-        "invalid settings: auth_mode 'jwt' needs AGENTSTAGE_JWT_ISSUER, AGENTSTAGE_JWT_AUDIENCE, "
-        "AGENTSTAGE_JWT_JWKS_URL",
+        (
+            "invalid settings: auth_mode 'jwt' needs AGENTSTAGE_JWT_ISSUER, AGENTSTAGE_JWT_AUDIENCE, "
+            "AGENTSTAGE_JWT_JWKS_URL"
+        ),
     ),
     # A value from the settings directory (what a secret delivers) is a secret, whatever its setting.
     "a setting from the secret that does not parse": (
         {},
         {"AGENTSTAGE_DEADLINE_SECONDS": FROM_THE_SECRET},
-        "invalid settings: AGENTSTAGE_DEADLINE_SECONDS: Input should be a valid number, unable to parse "
-        "string as a number (got '<secret value>')",
+        (
+            "invalid settings: AGENTSTAGE_DEADLINE_SECONDS: Input should be a valid number, unable to parse "
+            "string as a number (got '<secret value>')"
+        ),
+    ),
+    # A key holding a newline (copied in with it) would break the model call's headers on every request.
+    "a key with a line break": (
+        {"AGENTSTAGE_LLM_API_KEY": f"{MODEL_KEY}\n"},
+        {},
+        "invalid settings: AGENTSTAGE_LLM_API_KEY: holds a line break or NUL, which no HTTP header can carry",
     ),
     "an agent with a tool that does not exist": (
         {"AGENTSTAGE_AGENTS": '[{"name": "helper", "tools": ["teleport"]}]'},
