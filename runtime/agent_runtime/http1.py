@@ -10,7 +10,7 @@ What it does:
 - ``POST`` of a body held in memory (``Content-Length``), over TCP or TLS (the given context, SNI);
 - answers framed by ``Content-Length``, chunked or ended by the connection's close; 1xx interim answers
   skipped; a body compressed with gzip or deflate (the request offers them, as aiohttp and httpx do)
-  decompressed as it arrives;
+  decompressed as it arrives, each piece refused past :data:`MAX_EXPANSION`;
 - streamed bodies read as they arrive, with back-pressure: reading from the socket pauses while
   :data:`BUFFERED_BYTES` wait unread;
 - one pool of keep-alive connections per origin (and proxy), dropped after ``keepalive`` seconds idle;
@@ -44,6 +44,10 @@ import httptools
 
 BUFFERED_BYTES = 256 * 1024
 """Unread body bytes at which reading from the connection pauses (it resumes once they are taken)."""
+
+MAX_EXPANSION = 100
+"""How far each piece of a compressed answer may expand (plus 64 KiB): JSON and event streams compress about
+tenfold; a body that expands further is refused, not decompressed into memory (a decompression bomb)."""
 
 _CONNECT_REPLY_LIMIT = 64 * 1024
 """The most a proxy's answer to ``CONNECT`` may hold before its blank line."""
@@ -203,9 +207,14 @@ class Response:
     def _body(self, data: bytes) -> None:
         if self._decoder is not None:
             try:
-                data = self._decoder.decompress(data)
+                data = self._decoder.decompress(data, MAX_EXPANSION * len(data) + 65536)
             except zlib.error as error:
                 self._fail(PayloadError(f"the answer's compressed body is corrupt: {error}"))
+                return
+            if self._decoder.unconsumed_tail:
+                self._fail(
+                    PayloadError(f"the answer's compressed body expands more than {MAX_EXPANSION}-fold")
+                )
                 return
         if data:
             self._chunks.append(data)
@@ -246,7 +255,7 @@ class _Deflate:
         self._inner: Any = None
         self._head = b""
 
-    def decompress(self, data: bytes) -> bytes:
+    def decompress(self, data: bytes, max_length: int) -> bytes:
         if self._inner is None:
             self._head += data
             if len(self._head) < 2:
@@ -254,7 +263,11 @@ class _Deflate:
             wrapped = (self._head[0] & 0x0F) == 8 and int.from_bytes(self._head[:2], "big") % 31 == 0
             self._inner = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
             data, self._head = self._head, b""
-        return bytes(self._inner.decompress(data))
+        return bytes(self._inner.decompress(data, max_length))
+
+    @property
+    def unconsumed_tail(self) -> bytes:
+        return bytes(self._inner.unconsumed_tail) if self._inner is not None else b""
 
     def flush(self) -> bytes:
         return bytes(self._inner.flush()) if self._inner is not None else b""

@@ -205,6 +205,14 @@ def test_a_compressed_answer_is_decompressed_as_it_arrives(encoding: str, encode
     assert _exchange(_answering(answer, pieces=7))[1] == TEXT
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_compressed_answer_that_expands_without_bound_is_refused(encoding: str) -> None:
+    """20 MB of zeros in ~20 KB: refused piece by piece, never decompressed into memory."""
+    bomb = gzip.compress(bytes(20_000_000)) if encoding == "gzip" else zlib.compress(bytes(20_000_000), 9)
+    with pytest.raises(http1.PayloadError, match="expands more than 100-fold"):
+        _exchange(_answering(_fixed(bomb, f"Content-Encoding: {encoding}")))
+
+
 def test_an_encoding_not_offered_is_a_payload_error() -> None:
     with pytest.raises(http1.PayloadError, match="'br', which was not offered"):
         _exchange(_answering(_fixed(b"\x1b\x00", "Content-Encoding: br")))
