@@ -13,7 +13,8 @@ What it does:
   decompressed as it arrives, each piece refused past :data:`MAX_EXPANSION`;
 - streamed bodies read as they arrive, with back-pressure: reading from the socket pauses while
   :data:`BUFFERED_BYTES` wait unread;
-- one pool of keep-alive connections per origin (and proxy), dropped after ``keepalive`` seconds idle;
+- one pool of keep-alive connections per origin (and proxy), closed after ``keepalive`` seconds idle (swept
+  every ``keepalive`` while any are idle);
   a connection goes back to the pool only after its answer was read whole and the server keeps it open;
 - a proxy: a plain HTTP request is sent to it in absolute form; an HTTPS one goes through a ``CONNECT``
   tunnel, then TLS with the endpoint inside it;
@@ -458,6 +459,7 @@ class Client:
         self._keepalive = keepalive
         self._slots = asyncio.Semaphore(limit)
         self._idle: dict[tuple[str, ...], collections.deque[_Connection]] = {}
+        self._sweep: asyncio.TimerHandle | None = None
         self.closed = False
 
     async def post(
@@ -487,6 +489,8 @@ class Client:
 
     async def close(self) -> None:
         self.closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
         for connections in self._idle.values():
             for connection in connections:
                 connection.close()
@@ -509,11 +513,27 @@ class Client:
         if self.closed:
             connection.close()
             return
-        now = connection.idle_since = time.monotonic()
+        connection.idle_since = time.monotonic()
         idle = self._idle.setdefault(connection.key, collections.deque())
+        self._close_expired(idle)
+        idle.append(connection)
+        if self._sweep is None:
+            self._sweep = asyncio.get_running_loop().call_later(self._keepalive, self._swept)
+
+    def _close_expired(self, idle: collections.deque[_Connection]) -> None:
+        """Close the connections at the old end of ``idle`` that are closed or past the keep-alive."""
+        now = time.monotonic()
         while idle and (idle[0].closed or now - idle[0].idle_since >= self._keepalive):
             idle.popleft().close()
-        idle.append(connection)
+
+    def _swept(self) -> None:
+        """Every keep-alive while connections are idle: close the expired ones, though no request comes (a
+        process gone quiet would otherwise hold its last burst's connections until the servers close them)."""
+        self._sweep = None
+        for idle in self._idle.values():
+            self._close_expired(idle)
+        if any(self._idle.values()):
+            self._sweep = asyncio.get_running_loop().call_later(self._keepalive, self._swept)
 
     async def _connect(self, target: _Target) -> _Connection:
         loop = asyncio.get_running_loop()

@@ -335,6 +335,29 @@ def test_after_a_burst_the_connections_left_idle_are_closed_while_one_serves() -
     assert run(scenario()) == (5, 4)
 
 
+def test_connections_left_idle_are_closed_though_no_request_comes() -> None:
+    closed = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _request(reader)
+        writer.write(_fixed(b"ok"))
+        await writer.drain()
+        await reader.read()  # until the client closes the connection
+        closed.set()
+
+    async def scenario() -> bool:
+        async with _Server(handle) as url:
+            client = _client(keepalive=0.1)
+            await _post(client, url)
+            try:
+                await asyncio.wait_for(closed.wait(), 2)
+            finally:
+                await client.close()
+            return closed.is_set()
+
+    assert run(scenario())
+
+
 def test_an_answer_left_before_its_end_closes_its_connection() -> None:
     async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _request(reader)
