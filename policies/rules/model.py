@@ -127,13 +127,18 @@ class Rule:
 _GLOB = re.compile(r"[*?\[]")
 
 
+def is_pattern(value: str) -> bool:
+    """Whether ``value`` holds a glob character (``*``, ``?``, ``[``) rather than being a plain string."""
+    return _GLOB.search(value) is not None
+
+
 def glob_matches(value: str, pattern: str) -> bool:
     """Whether ``value`` matches ``pattern`` as ``fnmatchcase`` reads it (``*``, ``?``, ``[...]``).
 
     A pattern without those characters is compared as a string: ``fnmatchcase`` compiles every distinct
     pattern to a regular expression first, and most patterns the rules meet (resource types, IAM actions
     and ARNs) are plain."""
-    return value == pattern if _GLOB.search(pattern) is None else fnmatchcase(value, pattern)
+    return fnmatchcase(value, pattern) if is_pattern(pattern) else value == pattern
 
 
 @functools.cache

@@ -7,7 +7,9 @@ import random
 from fnmatch import fnmatchcase
 
 from policies.rules.aws import action_covers
-from policies.rules.model import glob_matches
+from policies.rules.evaluate import RulesByType
+from policies.rules.model import Rule, Stage, glob_matches
+from policies.rules.registry import all_rules
 
 VALUES = (
     "sqs:ReceiveMessage",
@@ -55,3 +57,24 @@ def test_an_action_pattern_covers_regardless_of_case_and_only_by_its_wildcards()
     assert not action_covers("sqs:ReceiveMessage", "sqs:ReceiveMessages")
     assert not action_covers("sqs:Send*", "sqs:ReceiveMessage")
     assert not action_covers(["sqs:ReceiveMessage"], "sqs:ReceiveMessage"), "only a string is a pattern"
+
+
+def test_the_rules_judging_a_type_are_those_that_cover_it_in_their_order() -> None:
+    """The index by type finds, for every stage, exactly the rules whose ``covers`` says yes, in registry
+    order: for every type some rule names, types only a pattern reaches, and types no rule names; with
+    rules that mix plain tokens and patterns."""
+    extra = Rule(
+        **{**vars(all_rules()[0]), "id": "AGS-T-001", "types": ("aws:sqs/queue:Queue", "azure-native:*")}
+    )
+    rules = (*all_rules(), extra)
+    types = {token for rule in rules for token in rule.types} | {
+        "azure-native:web:WebApp",
+        "aws:unknown/kind:Kind",
+        "kubernetes:core/v1:ConfigMap",
+        "",
+    }
+    for stage in Stage:
+        rules_for = RulesByType(rules, stage)
+        for type_ in sorted(types):
+            assert rules_for(type_) == [rule for rule in rules if rule.covers(type_, stage)], (stage, type_)
+            assert rules_for(type_) is rules_for(type_)  # worked out once per type
