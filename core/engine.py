@@ -8,10 +8,9 @@ unknown and every dependency edge is kept. Secrets never reach the graph.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import runpy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +34,14 @@ from core.stacks import PROJECT_DIR, project_settings, read_stack_config, stack_
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
     """A mock monitor that keeps every registration: the whole graph, with its edges."""
 
-    def __init__(self, mocks: pulumi_mocks.Mocks, on_resource: OnResource | None = None) -> None:
+    def __init__(
+        self, mocks: pulumi_mocks.Mocks, on_resource: OnResource | None, relative_to: tuple[str, ...]
+    ) -> None:
         super().__init__(mocks)
         self.recorded: list[Resource] = []
         self.stack_urn = ""
         self.on_resource = on_resource
+        self.relative_to = relative_to
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
         """URNs as the engine forms them: the parent's type chain, without the root stack's type."""
@@ -64,7 +66,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 parent=request.parent if request.parent and request.parent != self.stack_urn else None,
                 provider=request.provider.rsplit("::", 1)[0] if request.provider else None,
                 dependencies=tuple(sorted(set(request.dependencies))),
-                inputs=clean_value(inputs),
+                inputs=clean_value(inputs, self.relative_to),
                 mock_id=response.id or None,
                 retain_on_delete=bool(request.retainOnDelete),
                 arn=arn if arn != rpc.UNKNOWN else None,
@@ -82,26 +84,37 @@ ARN_OUTPUTS = ("arn", "guardrailArn", "dashboardArn")
 """Outputs that carry an AWS resource's ARN, the name IAM documents use for it."""
 
 
-def clean_value(value: Any) -> Any:
+def clean_value(value: Any, relative_to: tuple[str, ...] = ()) -> Any:
     """Plain JSON data: secrets redacted, unknowns marked, whole floats as ints, archives as paths, and
-    mappings in key order (so two plans of one program are byte-identical)."""
+    mappings in key order (so two plans of one program are byte-identical).
+
+    Paths under one of the ``relative_to`` directories (each ending in a separator) are written relative to
+    the deepest of them (see :func:`build_graph`)."""
     if isinstance(value, dict):
         if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
             return SECRET
-        return {k: clean_value(v) for k, v in sorted(value.items()) if not k.startswith("__")}
+        return {k: clean_value(v, relative_to) for k, v in sorted(value.items()) if not k.startswith("__")}
     if isinstance(value, list | tuple):
-        return [clean_value(v) for v in value]
-    if isinstance(value, Unknown) or (isinstance(value, str) and value == rpc.UNKNOWN):
+        return [clean_value(v, relative_to) for v in value]
+    if isinstance(value, str):
+        if value == rpc.UNKNOWN:
+            return UNKNOWN
+        return _relative(value, relative_to) if relative_to and value.startswith(relative_to) else value
+    if isinstance(value, Unknown):
         return UNKNOWN
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, pulumi.FileArchive | pulumi.FileAsset):
-        return {"path": value.path}
+        return {"path": clean_value(value.path, relative_to)}
     if isinstance(value, pulumi.AssetArchive):
         return {"assets": sorted(value.assets)}
     if isinstance(value, pulumi.Resource):
         return UNKNOWN
     return value
+
+
+def _relative(path: str, directories: tuple[str, ...]) -> str:
+    return path.removeprefix(max((d for d in directories if path.startswith(d)), key=len))
 
 
 def build_graph(
@@ -110,42 +123,23 @@ def build_graph(
     """Run the project's program for ``stack`` offline and return its resource graph.
 
     ``on_resource`` hears of each resource as it is registered, in registration order (not the graph's).
+    Paths inside the project or the kit are recorded relative to it (``build/app.zip``): the program passes
+    absolute paths (the runtime package to publish), and shown relative, a plan of one commit is the same in
+    every checkout, so a plan of the base in a temporary worktree differs from this checkout's only where
+    the code or the stack does.
     """
     path = stack_file(stack, project_dir)
     config, secret_keys = read_stack_config(path)
     program = project_dir / "__main__.py"
-    graph = record(
+    return record(
         lambda: runpy.run_path(str(program), run_name="__main__"),
         project=project_settings(project_dir)["name"],
         stack=stack,
         config=config,
         secret_keys=secret_keys,
         on_resource=on_resource,
+        relative_to=(project_dir, PROJECT_DIR),
     )
-    return relative_paths(graph, (project_dir, PROJECT_DIR))
-
-
-def relative_paths(graph: ResourceGraph, roots: tuple[Path, ...]) -> ResourceGraph:
-    """The graph with paths inside the project or the kit written relative to it (``build/app.zip``).
-
-    The program passes absolute paths (the runtime package to publish); shown relative, a plan of one
-    commit is the same in every checkout, so a plan of the base in a temporary worktree differs from this
-    checkout's only where the code or the stack does.
-    """
-    prefixes = sorted({f"{root.resolve()}{os.sep}" for root in roots}, key=len, reverse=True)
-
-    def relative(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {key: relative(item) for key, item in value.items()}
-        if isinstance(value, list):
-            return [relative(item) for item in value]
-        if isinstance(value, str):
-            prefix = next((p for p in prefixes if value.startswith(p)), "")
-            return value.removeprefix(prefix)
-        return value
-
-    resources = [dataclasses.replace(r, inputs=relative(r.inputs)) for r in graph.resources]
-    return dataclasses.replace(graph, resources=resources)
 
 
 def record(
@@ -157,21 +151,23 @@ def record(
     secret_keys: list[str] | None = None,
     mocks: pulumi_mocks.Mocks | None = None,
     on_resource: OnResource | None = None,
+    relative_to: Sequence[Path] = (),
 ) -> ResourceGraph:
     """Run any Pulumi program (a whole stack, or one component in a test) and record its graph.
 
     ``mocks`` answers registrations and invokes; by default every cloud's profile (:mod:`core.mocks`).
-    ``on_resource`` is called with each resource as it is registered.
+    ``on_resource`` is called with each resource as it is registered. Paths the program passes from inside
+    one of the ``relative_to`` directories are recorded relative to it (to the deepest, if nested).
     """
+    directories = tuple(sorted({f"{directory.resolve()}{os.sep}" for directory in relative_to}))
     # Each recording runs on a loop of its own: Pulumi's synchronous bridge uses the thread's current
     # loop, and code run earlier in the process (asyncio.run) may have left none or a closed one.
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         with collector_paused():
-            return _record_on_current_loop(
-                program, project, stack, config or {}, secret_keys or [], mocks, on_resource
-            )
+            monitor = _RecordingMonitor(mocks or offline_mocks(config or {}), on_resource, directories)
+            return _record_on_current_loop(program, project, stack, config or {}, secret_keys or [], monitor)
     finally:
         # A program that failed leaves Pulumi's registrations pending: cancel and drain them, so closing
         # the loop destroys no live task.
@@ -189,10 +185,8 @@ def _record_on_current_loop(
     stack: str,
     config: dict[str, str],
     secret_keys: list[str],
-    mocks: pulumi_mocks.Mocks | None,
-    on_resource: OnResource | None = None,
+    monitor: _RecordingMonitor,
 ) -> ResourceGraph:
-    monitor = _RecordingMonitor(mocks or offline_mocks(config), on_resource)
     pulumi_settings.ROOT.set(None)
     set_all_config(config, secret_keys)
     pulumi_mocks.set_mocks(monitor.mocks, project=project, stack=stack, preview=True, monitor=monitor)

@@ -115,3 +115,17 @@ def test_recording_skips_the_sdks_source_positions_and_restores_them() -> None:
     record(lambda: during.append(pulumi_resource._get_stack_trace))
     assert during and during[0] is not capture
     assert pulumi_resource._get_stack_trace is capture
+
+
+def test_paths_inside_the_given_directories_are_recorded_relative_to_the_deepest() -> None:
+    kit, project = "/src/kit/", "/src/kit/examples/shop/"
+    directories = (kit, project)
+    assert clean_value("/src/kit/examples/shop/build/app.zip", directories) == "build/app.zip"
+    assert clean_value("/src/kit/runtime/app.py", directories) == "runtime/app.py"
+    assert clean_value({"code": pulumi.FileArchive("/src/kit/build/lambda.zip")}, directories) == {
+        "code": {"path": "build/lambda.zip"}
+    }
+    assert clean_value(["/src/kitchen/menu.txt", "/src/kit"], directories) == [
+        "/src/kitchen/menu.txt",
+        "/src/kit",
+    ]
