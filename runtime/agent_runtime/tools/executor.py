@@ -4,11 +4,12 @@ Nothing here raises to the agent loop: every failure becomes a tool result the m
 recover or explain) plus a trace step and an audit record saying what happened.
 
 A tool with ``side_effects`` (or ``requires_approval``) runs at most once per idempotency key: the agent,
-the caller and the call's scope, which the agent loop chooses: for a request, its ``Idempotency-Key``
-header (or conversation), the tool call id and the arguments; for a task, the task id, the step and the
-call's index (see :mod:`agent_runtime.runner`). The key is claimed on the ledger before the tool runs and
-the result stored with it, so a replay (a client retry after a lost response, a task re-run after its
-worker died) gets the stored result instead of a second payment or e-mail. The tool also receives the key
+the caller (its tenant and its id: a same-named caller of another tenant is someone else) and the call's
+scope, which the agent loop chooses: for a request, its ``Idempotency-Key`` header (or conversation), the
+tool call id and the arguments; for a task, the task id, the step and the call's index (see
+:mod:`agent_runtime.runner`). The key is claimed on the ledger before the tool runs and the result stored
+with it, so a replay (a client retry after a lost response, a task re-run after its worker died) gets the
+stored result instead of a second payment or e-mail. The tool also receives the key
 (``ToolContext.idempotency_key``) for the downstream system, which covers the one gap the ledger cannot: a
 worker killed while the tool ran, whose claim is still pending; the task's next attempt runs the call again
 under the same key (``resume_pending``).
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ValidationError
 
+from agent_runtime.caller import Caller
 from agent_runtime.errors import ToolArgumentsInvalid, ToolDenied, ToolError, ToolTimeout
 from agent_runtime.governance.ledger import PENDING, Ledger
 from agent_runtime.tools import audit
@@ -130,7 +132,7 @@ class ToolExecutor:
             raise ToolArgumentsInvalid(f"invalid arguments: {_summary(error)}") from error
         if not (tool.keyed and self._ledger is not None and scope):
             return await self._invoke(tool, args, context)
-        key = audit.digest(f"{context.agent}\0{context.caller.id}\0{scope}")
+        key = idempotency_key(context.agent, context.caller, scope)
         stored = await self._ledger.claim(key, self._ttl)
         if stored == PENDING and not resume_pending:
             raise ToolError(f"tool '{tool.name}': the same call is still running for an earlier attempt")
@@ -165,3 +167,8 @@ def _summary(error: ValidationError) -> str:
         f"{'.'.join(str(part) for part in item['loc']) or 'arguments'}: {item['msg']}"
         for item in error.errors()
     )
+
+
+def idempotency_key(agent: str, caller: Caller, scope: str) -> str:
+    """The key a side-effecting call of ``agent`` runs at most once under, for ``caller`` in its tenant."""
+    return audit.digest(json.dumps([agent, caller.tenant, caller.id, scope]))

@@ -204,3 +204,26 @@ def test_a_side_effecting_tool_runs_once_per_idempotency_key(runtime: Runtime) -
 
 def test_model_errors_say_whether_a_retry_may_help() -> None:
     assert ModelError("x", retryable=True).retryable and not ModelError("y").retryable
+
+
+def test_a_same_named_caller_of_another_tenant_never_gets_a_stored_tool_result(
+    runtime_factory: RuntimeFactory,
+) -> None:
+    """The idempotency key is the caller in its tenant: ``alice`` of tenant t-b sending t-a's ``alice``'s
+    key (or conversation) has her own charge run and is never shown the other tenant's stored result."""
+    keys = {
+        "key-alice-tenant-a-0123": {"caller": "alice", "roles": ["user"], "tenant": "t-a"},
+        "key-alice-tenant-b-0123": {"caller": "alice", "roles": ["user"], "tenant": "t-b"},
+    }
+    runtime = runtime_factory(api_keys=json.dumps(keys))
+    for scope in ({"headers": {"Idempotency-Key": "order-1"}}, {"conversation_id": "support-1"}):
+        EXECUTED.clear()
+        body, headers = {"input": "charge 30"}, scope.get("headers", {})
+        if "conversation_id" in scope:
+            body["conversation_id"] = scope["conversation_id"]
+        answers = [
+            runtime.post("/v1/agents/assistant/invoke", body, key=key, headers=headers).json()["answer"]
+            for key in keys
+        ]
+        assert EXECUTED == ["charge:30", "charge:30"], scope
+        assert answers[0] != answers[1], scope

@@ -12,7 +12,7 @@ from task_stack import Stack
 
 from agent_runtime.caller import Caller
 from agent_runtime.runner import RunOptions
-from agent_runtime.tools import audit
+from agent_runtime.tools.executor import idempotency_key
 
 pytestmark = pytest.mark.anyio
 
@@ -47,7 +47,7 @@ async def test_outside_tasks_the_call_id_and_request_key_scope_the_side_effect(s
 
 
 async def test_a_call_cut_off_by_a_dead_worker_runs_again_under_the_same_key(stack: Stack) -> None:
-    key = audit.digest("payer\0alice\0task\0t9\0" + "0\0" + "0\0pay")
+    key = idempotency_key("payer", ALICE, "task\0t9\0" + "0\0" + "0\0pay")
     assert await stack.services.ledger.claim(key, 60) is None  # the dead attempt's claim, never completed
     refused = await run(stack, [PAY], task_id="t9")
     assert "still running for an earlier attempt" in refused
