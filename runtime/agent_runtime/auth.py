@@ -10,8 +10,10 @@ count against (the runtime's counterpart of the Azure gateway's token limit per 
 stages whose gateway has no such policy, as on AWS). A JWT names it in the first of
 :data:`APPLICATION_CLAIMS` it carries; a token with none is :data:`~agent_runtime.caller.UNKNOWN_APPLICATION`,
 and all such tokens share its quota. An API key is an application of its own: its entry's
-``application``, else its ``caller`` (the single ``AGENTSTAGE_API_KEY``'s application is its caller id), so
-keys share a quota only where the operator names one application for them.
+``application``, else its ``caller`` in its tenant (``alice@t-b``; the caller id alone in the default
+tenant, and the single ``AGENTSTAGE_API_KEY``'s application is its caller id), so keys share a quota only
+where the operator names one application for them. No credential may name the runtime's own tenant
+(:data:`~agent_runtime.caller.SYSTEM_TENANT`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any, Protocol
 import httpx
 import jwt
 
-from agent_runtime.caller import DEFAULT_TENANT, UNKNOWN_APPLICATION, Caller
+from agent_runtime.caller import DEFAULT_TENANT, UNKNOWN_APPLICATION, Caller, tenant_problem
 from agent_runtime.errors import ConfigurationError, Unauthorized, Unavailable
 from agent_runtime.memory.base import identity_problem
 from agent_runtime.settings import GatewayAuthorizerSettings, Settings
@@ -172,8 +174,11 @@ class JwtAuthenticator:
             raise Unauthorized(f"the token is not valid: {error}") from error
         tenant = claims.get(self._tenant_claim)
         subject, tenant = str(claims["sub"]), str(tenant) if tenant else DEFAULT_TENANT
-        for claim, value in (("sub", subject), (self._tenant_claim, tenant)):
-            if problem := identity_problem(value):
+        for claim, problem in (
+            ("sub", identity_problem(subject)),
+            (self._tenant_claim, tenant_problem(tenant)),
+        ):
+            if problem:
                 raise Unauthorized(f"the token's '{claim}' claim {problem}")
         return Caller(subject, _roles(claims.get(self._roles_claim)), tenant, _application(claims))
 
@@ -192,7 +197,8 @@ def _digest(key: str) -> bytes:
 
 def _parse_api_keys(raw: str) -> dict[bytes, Caller]:
     """``{"<key>": {"caller": "id", "roles": [...], "tenant": "id", "application": "id"}}`` (tenant and
-    application optional; the application defaults to the caller); errors never quote the keys."""
+    application optional; the application defaults to the caller in its tenant, :func:`_own_application`);
+    errors never quote the keys."""
     try:
         entries: Any = json.loads(raw)
     except json.JSONDecodeError as error:
@@ -213,18 +219,25 @@ def _parse_api_keys(raw: str) -> dict[bytes, Caller]:
                 f"AGENTSTAGE_API_KEYS entry #{position} must be "
                 '{"caller": "<id>", "roles": ["<role>", ...], "tenant": "<id>", "application": "<id>"}'
             )
+        tenant = entry.get("tenant", DEFAULT_TENANT)
         identity = {
             "caller": entry["caller"],
-            "tenant": entry.get("tenant", DEFAULT_TENANT),
-            "application": entry.get("application", entry["caller"]),
+            "tenant": tenant,
+            "application": entry.get("application", _own_application(entry["caller"], tenant)),
         }
         for part, value in identity.items():
-            if problem := identity_problem(value):
+            if problem := (tenant_problem if part == "tenant" else identity_problem)(value):
                 raise ConfigurationError(f"AGENTSTAGE_API_KEYS entry #{position}: '{part}' {problem}")
         callers[_digest(key)] = Caller(
             identity["caller"], frozenset(entry.get("roles", [])), identity["tenant"], identity["application"]
         )
     return callers
+
+
+def _own_application(caller: str, tenant: str) -> str:
+    """The application of an API key whose entry names none: its caller, in its tenant (``alice@t-b``; the
+    caller id alone in the default tenant), so same-named callers of two tenants never share a quota."""
+    return caller if tenant == DEFAULT_TENANT else f"{caller}@{tenant}"
 
 
 def _application(claims: dict[str, Any]) -> str:

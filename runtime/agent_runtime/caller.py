@@ -5,9 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from agent_runtime.memory.base import Owner
+from agent_runtime.memory.base import Owner, identity_problem
 
 DEFAULT_TENANT = "default"
+SYSTEM_TENANT = "agentstage-system"
+"""The tenant of the runtime's own work (knowledge ingestion's embeddings). No credential may name it
+(:func:`tenant_problem`), so the work is never counted as a customer's: budgets count it against agent
+rules only."""
 UNKNOWN_APPLICATION = "unknown"
 """The application of callers whose credentials name none: they share its quotas, as on the Azure gateway,
 whose token limit counts tokens without ``azp``/``appid`` under the same key."""
@@ -37,3 +41,11 @@ class Caller:
         """Whose conversations this caller reads and writes: its own, in its tenant (checked once: a run
         reads and writes history under it)."""
         return Owner(self.tenant, self.id)
+
+
+def tenant_problem(value: object) -> str | None:
+    """Why ``value`` cannot be the tenant a credential names, or ``None``: an identity
+    (:func:`~agent_runtime.memory.base.identity_problem`) other than the runtime's own tenant."""
+    if value == SYSTEM_TENANT:
+        return f"must not be '{SYSTEM_TENANT}', the tenant of the runtime's own work"
+    return identity_problem(value)

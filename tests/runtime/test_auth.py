@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from agent_runtime.auth import ApiKeyAuthenticator
+from agent_runtime.caller import SYSTEM_TENANT
 from agent_runtime.errors import ConfigurationError
 from agent_runtime.settings import Settings
 from agent_runtime.testing import ServerThread
@@ -231,6 +232,14 @@ def test_a_jwt_with_a_malformed_application_is_401(
     response = jwt_runtime.invoke("assistant", "hi", key=issuer[0].token(**claims))
     assert response.status_code == 401
     assert response.json()["error"] == {"code": "unauthorized", "message": message}
+
+
+def test_a_jwt_naming_the_runtimes_own_tenant_is_401(jwt_runtime: Runtime, issuer: tuple[Issuer, str]) -> None:
+    response = jwt_runtime.invoke("assistant", "hi", key=issuer[0].token(tid=SYSTEM_TENANT))
+    assert response.status_code == 401
+    assert response.json()["error"]["message"] == (
+        f"the token's 'tid' claim must not be '{SYSTEM_TENANT}', the tenant of the runtime's own work"
+    )
 
 
 def test_an_api_key_is_its_own_application_unless_its_entry_names_one(

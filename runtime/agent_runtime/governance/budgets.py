@@ -6,11 +6,13 @@
       "tokens": 2000000, "requests": 5000, "cost_usd": 20},
      {"name": "bob-minute", "scope": "caller", "match": "bob", "window_seconds": 60, "requests": 10}]
 
-``match`` is one tenant / agent / caller / application id, or ``"*"`` for a counter of its own per id. An
+``match`` is one tenant / agent / caller / application id, or ``"*"`` for a counter of its own per id (a
+caller's counters are its own in its tenant: ``"match": "bob"`` limits each tenant's ``bob`` apart). An
 application is the client that obtained the caller's credentials (:attr:`Caller.application`: a JWT's
 ``azp``, ``client_id`` or ``appid``), so ``{"scope": "application", "window_seconds": 60, "tokens": ...}`` is
 the tokens-per-minute limit per calling application that the Azure gateway enforces in its token-limit
-policy, for stages whose gateway has none (AWS).
+policy, for stages whose gateway has none (AWS). The runtime's own work (knowledge ingestion, in
+:data:`~agent_runtime.caller.SYSTEM_TENANT`) is counted against agent rules only, never a tenant's.
 
 Every model call *holds* its worst case before it is sent: tokens as an upper bound (prompt bytes /
 ``budget_prompt_bytes_per_token`` plus the agent's ``max_output_tokens``, which the model is told as its
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import os
 import time
@@ -36,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from agent_runtime.caller import Caller
+from agent_runtime.caller import SYSTEM_TENANT, Caller
 from agent_runtime.errors import QuotaExceeded
 from agent_runtime.governance.budget_queue import HeldQueue
 from agent_runtime.governance.budget_rules import (
@@ -248,17 +251,20 @@ class Budgets:
             "caller": caller.id,
             "application": caller.application,
         }
+        own_work = caller.tenant == SYSTEM_TENANT
         counters: list[_Counter] = []
         for rule in self._rules:
             subject = subjects[rule.scope]
-            if rule.match not in ("*", subject):
+            if rule.match not in ("*", subject) or (own_work and rule.scope != "agent"):
                 continue
+            # A caller is counted in its tenant: a same-named caller of another tenant is someone else.
+            counted = json.dumps([caller.tenant, subject]) if rule.scope == "caller" else subject
             start = now // rule.window_seconds * rule.window_seconds
             end = start + rule.window_seconds
             for metric, limit in limits(rule).items():
                 if limit is None or (metric == "requests" and not amounts["requests"]):
                     continue
-                key = f"{rule.name}|{rule.scope}:{subject}|{metric}|{int(start)}"
+                key = f"{rule.name}|{rule.scope}:{counted}|{metric}|{int(start)}"
                 counters.append(_Counter(rule, subject, metric, Line(key, limit, amounts[metric], end)))
         return counters
 

@@ -2,7 +2,8 @@
 
 :class:`DocumentEvents` applies one queue message with the process's opened services: the index (the
 worker opens it with ``knowledge_manage_index``), the document source, and embeddings on the governed
-model path, counted against the ``knowledge-ingest`` budgets like any agent's calls. Hosts feed it:
+model path, counted against the ``knowledge-ingest`` agent's budgets like any agent's calls (and against no
+tenant's: the calls are the runtime's own, :data:`~agent_runtime.caller.SYSTEM_TENANT`). Hosts feed it:
 
 - pushed by the platform (the Functions Service Bus trigger, Lambda's SQS source): :class:`PushedDocuments`
   raises :class:`~agent_runtime.hosting.PoisonMessage` for a malformed event or a poison document, so the
@@ -19,7 +20,7 @@ import logging
 from collections.abc import Sequence
 
 from agent_runtime.bus.base import MessageBus, ReceivedMessage
-from agent_runtime.caller import Caller
+from agent_runtime.caller import SYSTEM_TENANT, Caller
 from agent_runtime.knowledge.events import DocumentIdOf, MalformedEvent, parse_events
 from agent_runtime.knowledge.factory import open_source
 from agent_runtime.knowledge.ingest import IngestOptions, Ingestor, Outcome, PoisonDocument
@@ -45,7 +46,7 @@ class DocumentEvents:
     async def open(cls, services: Services) -> DocumentEvents:
         settings = services.settings
         source, document_id_of = open_source(settings)
-        caller = Caller(INGEST_AGENT)
+        caller = Caller(INGEST_AGENT, tenant=SYSTEM_TENANT, application=INGEST_AGENT)
         loop = asyncio.get_running_loop()
 
         async def embed(texts: Sequence[str]) -> list[list[float]]:

@@ -18,6 +18,8 @@ import httpx
 import pytest
 from runtime_helpers import ADMIN_KEY, USER_KEY, Runtime, RuntimeFactory
 
+from agent_runtime.caller import SYSTEM_TENANT
+from agent_runtime.errors import ConfigurationError
 from agent_runtime.governance.ledger import Line, Refusal, Usage
 from agent_runtime.governance.ledger_cosmos import CosmosLedger
 from agent_runtime.governance.ledger_redis import PREFIX, RedisLedger
@@ -117,6 +119,32 @@ def test_an_application_budget_that_names_one_application_counts_only_its_calls(
     assert (budget["name"], budget["scope"], budget["subject"]) == ("portal-hourly", "application", "portal")
     others = [runtime.invoke("restricted", "hi", key=ADMIN_KEY).status_code for _ in range(3)]
     assert others == [200, 200, 200], "bob's application (bob) is not the one the budget names"
+
+
+TENANT_KEYS = {
+    "key-alice-tenant-a-0123": {"caller": "alice", "roles": ["user"], "tenant": "t-a"},
+    "key-alice-tenant-b-0123": {"caller": "alice", "roles": ["user"], "tenant": "t-b"},
+}
+"""Two callers of one name in two tenants: two people."""
+
+
+@pytest.mark.parametrize("scope", ["caller", "application"])
+def test_a_same_named_caller_of_another_tenant_has_quotas_of_its_own(
+    runtime_factory: RuntimeFactory, scope: str
+) -> None:
+    """Caller counters are kept per tenant, and an API key naming no application is its caller in its
+    tenant: t-a's ``alice`` spending her quota leaves t-b's ``alice`` hers."""
+    budgets = [{"name": "per-" + scope, "scope": scope, "match": "*", "window_seconds": 3600, "requests": 2}]
+    runtime = runtime_factory(api_keys=json.dumps(TENANT_KEYS), budgets=json.dumps(budgets))
+    in_a, in_b = TENANT_KEYS
+    assert [runtime.invoke("restricted", "hi", key=in_a).status_code for _ in range(3)] == [200, 200, 429]
+    assert [runtime.invoke("restricted", "hi", key=in_b).status_code for _ in range(2)] == [200, 200]
+
+
+def test_a_credential_may_not_name_the_runtimes_own_tenant(runtime_factory: RuntimeFactory) -> None:
+    keys = {"key-of-the-system-0123": {"caller": "mallory", "tenant": SYSTEM_TENANT}}
+    with pytest.raises(ConfigurationError, match=f"entry #1: 'tenant' must not be '{SYSTEM_TENANT}'"):
+        runtime_factory(api_keys=json.dumps(keys))
 
 
 async def _storm(runtime: Runtime, agents: list[str]) -> list[httpx.Response]:
@@ -229,6 +257,8 @@ def test_separate_connections_to_one_sqlite_file_never_overspend(tmp_path: Path)
 
 _RACER = """
 import asyncio, sys, time
+from agent_runtime.caller import SYSTEM_TENANT
+from agent_runtime.errors import ConfigurationError
 from agent_runtime.governance.ledger import Line, Refusal, Usage
 from agent_runtime.governance.ledger_cosmos import CosmosLedger
 from agent_runtime.governance.ledger_sqlite import SqliteLedger
