@@ -163,3 +163,21 @@ def test_conversation_ids_outside_the_documented_shape_are_refused(runtime: Runt
 
 def _auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+def test_an_operator_erases_a_tenant_whose_id_holds_a_slash(runtime_factory: RuntimeFactory) -> None:
+    keys = {
+        "org-key-0123456789": {"caller": "dana", "roles": ["user"], "tenant": "org/a"},
+        "ops-key-0123456789": KEYS[OPS],
+    }
+    runtime = runtime_factory(api_keys=json.dumps(keys), agents=json.dumps(AGENTS))
+    for path in ("/v1/tenants/org%2Fa/conversations", "/v1/tenants/org/a/conversations"):
+        assert (
+            runtime.invoke("assistant", "hello", key="org-key-0123456789", conversation_id="d1").status_code
+            == 200
+        )
+        erased = runtime.http.delete(path, headers=_auth(OPS))
+        assert erased.status_code == 200 and erased.json() == {"tenant": "org/a", "deleted": 1}, path
+        assert (
+            runtime.http.get("/v1/conversations/d1", headers=_auth("org-key-0123456789")).status_code == 404
+        )

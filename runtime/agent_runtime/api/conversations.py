@@ -87,12 +87,13 @@ async def delete_conversation(
 
 
 @router.delete(
-    "/tenants/{tenant}/conversations", response_model=TenantErasure, responses=error_responses(401, 403, 422)
+    # ``:path``: a tenant id may hold '/' (as '%2F' or not), which a plain parameter can never match
+    "/tenants/{tenant:path}/conversations",
+    response_model=TenantErasure,
+    responses=error_responses(401, 403, 422),
 )
 async def delete_tenant_conversations(
-    tenant: Annotated[
-        str, Path(pattern=r"^[^/]{1,256}$", description="The tenant, as callers' identities name it.")
-    ],
+    tenant: Annotated[str, Path(max_length=256, description="The tenant, as callers' identities name it.")],
     runtime: ServicesDep,
     caller: CallerDep,
 ) -> TenantErasure:
