@@ -109,20 +109,32 @@ class ModelGateway:
             pressure=reservation.pressure if reservation else 0.0,
         )
         deployments = list(dict.fromkeys((route.model, *agent.fallback_models)))
-        usage = TokenUsage()
+        usage: TokenUsage | None = None
+        """What the call spent, once its completion reported it; ``None``: not known, the hold is spent."""
+        answering = False
 
         async def attempt(deployment: str) -> AsyncGenerator[TextDelta | Routed, None]:
-            nonlocal usage
+            nonlocal usage, answering
             reason = route.reason if deployment == route.model else "fallback"
             async for event in self._attempt(scope, deployment, reason, prompt, specs, streaming):
                 if isinstance(event, Routed):
-                    usage = event.completion.usage
+                    reported = event.completion.usage
+                    usage = reported if reported.total_tokens > 0 else None  # an endpoint reporting none
+                else:
+                    answering = True
                 yield event
 
         try:
             async for event in self._resilience.call(deployments, attempt, deadline=deadline):
                 yield event
+        except Exception:
+            if not answering:
+                usage = TokenUsage()  # the model failed before it answered: nothing spent
+            raise
         finally:
+            # Settled at the reported usage; else at the hold, the worst case the call reserved: the
+            # stream was cut after the model began answering, or the caller left (a client closing the
+            # connection just before a stream's end would otherwise be served for free).
             if reservation is not None:
                 await self._budgets.settle(reservation, usage)
 

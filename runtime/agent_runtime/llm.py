@@ -215,6 +215,9 @@ def build_endpoint(settings: Settings) -> tuple[ModelEndpoint, Any]:
 
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+MOST_TOKENS = 10**9
+"""More tokens than any one call can use (a thousand times the largest context windows): a count past it is
+nonsense, not usage."""
 """Statuses of an OpenAI-compatible endpoint that a retry may fix (the ``openai`` SDK's list)."""
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
@@ -564,7 +567,16 @@ def finished(
     usage: TokenUsage,
     started: float,
 ) -> Completion:
-    """The :class:`Completion` of a chat call begun at ``started`` (``perf_counter``), its usage logged."""
+    """The :class:`Completion` of a chat call begun at ``started`` (``perf_counter``), its usage logged.
+
+    The usage an endpoint reports is what budgets settle to, so it is held to sense: counts below zero or
+    past :data:`MOST_TOKENS` are a malformed answer (a negative count would credit the ledger), and a total
+    below its parts is their sum."""
+    counts = (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens)
+    if not all(0 <= count <= MOST_TOKENS for count in counts):
+        raise malformed_answer()
+    if usage.total_tokens < usage.prompt_tokens + usage.completion_tokens:
+        usage = usage.model_copy(update={"total_tokens": usage.prompt_tokens + usage.completion_tokens})
     completion = Completion(
         model=model,
         content=content,

@@ -199,7 +199,7 @@ class BedrockModel:
             )
             finish_reason = _finish_reason(response["stopReason"])
             usage = _token_usage(response.get("usage"))
-        except (AttributeError, KeyError, TypeError) as error:
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
             raise malformed_answer() from error
         return finished(model, "".join(text) if text else None, calls, finish_reason, usage, started)
 

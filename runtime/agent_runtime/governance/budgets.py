@@ -17,9 +17,11 @@ policy, for stages whose gateway has none (AWS). The runtime's own work (knowled
 Every model call *holds* its worst case before it is sent: tokens as an upper bound (prompt bytes /
 ``budget_prompt_bytes_per_token`` plus the agent's ``max_output_tokens``, which the model is told as its
 cap), cost priced from ``AGENTSTAGE_MODEL_PRICES`` (integer micro-dollars, rounded up), and one request on
-the run's first call. After the call the hold is settled to the actual usage (a failed call spends no
-tokens and no cost; the request stays counted). All lines of all matching rules are held in one atomic
-ledger step, so concurrent requests never overspend.
+the run's first call. After the call the hold is settled to the actual usage (a call that failed before
+the model answered spends no tokens and no cost; the request stays counted). A call whose usage is not
+known spends its whole hold: a stream cut after the model began answering, a caller who left before the
+end, an endpoint that reports no usage. All lines of all matching rules are held in one atomic ledger
+step, so concurrent requests never overspend.
 
 A call without room is refused (429) only when the budget is really spent: its settled usage plus what
 the call needs passes the limit (``"reason": "exhausted"``). When calls in flight merely hold the room, it
@@ -175,14 +177,19 @@ class Budgets:
             waiting_on = self._exhausted_or_held(counters, result)
         return await self._wait(waiting_on, hold, counters, model, deadline)
 
-    async def settle(self, reservation: Reservation, usage: TokenUsage) -> None:
-        """End the hold with what the call really spent (requests stay as held)."""
+    async def settle(self, reservation: Reservation, usage: TokenUsage | None) -> None:
+        """End the hold with what the call really spent (requests stay as held); with ``None`` (what it
+        spent is not known) the hold itself is spent: the worst case the call reserved."""
         if not reservation.counters:
             return
-        actual: dict[Metric, int] = {
-            "tokens": usage.total_tokens,
-            "cost": self._cost(reservation.model, usage.prompt_tokens, usage.completion_tokens),
-        }
+        actual: dict[Metric, int] = (
+            {
+                "tokens": usage.total_tokens,
+                "cost": self._cost(reservation.model, usage.prompt_tokens, usage.completion_tokens),
+            }
+            if usage is not None
+            else {}
+        )
         spent = [
             (counter.line.key, actual.get(counter.metric, counter.line.amount))
             for counter in reservation.counters
