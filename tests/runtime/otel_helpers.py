@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -32,13 +34,21 @@ class Otel:
     def metric_points(self, name: str) -> list[Any]:
         return self.collect().get(name, [])
 
-    def collect(self) -> dict[str, list[Any]]:
+    def collect(self, waiting_for: Sequence[str] = ()) -> dict[str, list[Any]]:
         """One collection: each metric's data points by name (exemplars are handed over once, in the
-        collection after their records)."""
-        data = self.metrics.get_metrics_data()
-        points: dict[str, list[Any]] = {}
-        for resource in data.resource_metrics if data is not None else ():
-            for scope in resource.scope_metrics:
-                for metric in scope.metrics:
-                    points.setdefault(metric.name, []).extend(metric.data.data_points)
-        return points
+        collection after their records).
+
+        ``waiting_for``: metrics to wait for, up to 5 s. The runtime records a call's GenAI metrics at its
+        event loop's next turn, after the response is on its way: a test thread reading them as soon as it
+        has the response may otherwise collect before they are recorded."""
+        stop = time.monotonic() + 5
+        while True:
+            data = self.metrics.get_metrics_data()
+            points: dict[str, list[Any]] = {}
+            for resource in data.resource_metrics if data is not None else ():
+                for scope in resource.scope_metrics:
+                    for metric in scope.metrics:
+                        points.setdefault(metric.name, []).extend(metric.data.data_points)
+            if all(name in points for name in waiting_for) or time.monotonic() > stop:
+                return points
+            time.sleep(0.01)

@@ -70,7 +70,7 @@ def test_a_run_is_one_trace_of_genai_spans_under_the_callers_traceparent(
 def test_token_usage_and_duration_metrics(runtime_factory: RuntimeFactory, otel: Otel) -> None:
     runtime = runtime_factory(app_options=otel.app_options)
     usage = runtime.invoke("restricted", "hello there").json()["usage"]
-    points = otel.collect()
+    points = otel.collect(waiting_for=("gen_ai.client.token.usage", "gen_ai.client.operation.duration"))
     tokens = {p.attributes["gen_ai.token.type"]: p.sum for p in points["gen_ai.client.token.usage"]}
     assert tokens == {"input": usage["prompt_tokens"], "output": usage["completion_tokens"]}
     [duration] = points["gen_ai.client.operation.duration"]
