@@ -69,12 +69,15 @@ class ModelGateway:
         telemetry: Telemetry,
         *,
         call_timeout: float,
+        redact: Callable[[str], str],
     ) -> None:
+        """``redact`` cleans the text of a failure before it reaches a caller (see :func:`_scrubbed`)."""
         self._llm = llm
         self._budgets = budgets
         self._resilience = resilience
         self._telemetry = telemetry
         self._call_timeout = call_timeout
+        self._redact = redact
         self._spec_bytes: dict[str, int] = {}
 
     async def call(
@@ -127,10 +130,10 @@ class ModelGateway:
         try:
             async for event in self._resilience.call(deployments, attempt, deadline=deadline):
                 yield event
-        except Exception:
+        except ModelError as failure:
             if not answering:
                 usage = TokenUsage()  # the model failed before it answered: nothing spent
-            raise
+            raise self._scrubbed(failure)
         finally:
             # Settled at the reported usage; else at the hold, the worst case the call reserved: the
             # stream was cut after the model began answering, or the caller left (a client closing the
@@ -264,10 +267,20 @@ class ModelGateway:
         try:
             async for vectors in self._resilience.call([model], attempt, deadline=deadline):
                 embedded = vectors
+        except ModelError as failure:
+            raise self._scrubbed(failure)
         finally:
             if reservation is not None:
                 await self._budgets.settle(reservation, usage)
         return embedded
+
+    def _scrubbed(self, failure: ModelError) -> ModelError:
+        """``failure`` with its message redacted: it quotes the endpoint's own error text, which may echo
+        the runtime's credentials or a user's data, and callers are shown it (traces and logs redact on
+        their own)."""
+        failure.message = self._redact(failure.message)
+        failure.args = (failure.message,)
+        return failure
 
     def _spec_bytes_of(self, agent: str, specs: Sequence[dict[str, Any]]) -> int:
         """The size of an agent's tool schemas, computed once (they never change)."""

@@ -146,6 +146,7 @@ class Services:
             assembly.resilience,
             assembly.telemetry,
             call_timeout=settings.llm_timeout_seconds,
+            redact=assembly.guardrails.redactor.redact,
         )
         tools = ToolExecutor(
             assembly.registry,

@@ -1,9 +1,10 @@
 """A model endpoint whose every answer a test writes itself, byte for byte: for answers the scripted model
 never gives (usage that is missing or nonsense, a stream that stops short, fields of the wrong type).
 
-``answer(body)`` returns the answer to one request: a JSON object (a completion, sent whole) or, for a
-streamed request, a list of server-sent event payloads (objects, or raw strings such as ``[DONE]``), sent
-one at a time ``pause`` seconds apart; a client that goes away ends the stream.
+``answer(body)`` returns the answer to one request: a JSON object (a completion, sent whole; with an HTTP
+status first, ``(401, {...})``, an error) or, for a streamed request, a list of server-sent event payloads
+(objects, or raw strings such as ``[DONE]``), sent one at a time ``pause`` seconds apart; a client that
+goes away ends the stream.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-Answer = dict[str, Any] | list[dict[str, Any] | str]
+Answer = dict[str, Any] | tuple[int, dict[str, Any]] | list[dict[str, Any] | str]
 
 
 def chunk(content: str | None = None, finish: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -77,11 +78,10 @@ class RawModel:
                     int(head.split("content-length:")[1].split("\r\n")[0]) if "content-length:" in head else 0
                 )
                 answer = self._answer(json.loads(await reader.readexactly(length)))
-                if isinstance(answer, dict):
-                    data = json.dumps(answer).encode()
-                    head_out = (
-                        f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(data)}"
-                    )
+                if not isinstance(answer, list):
+                    status, whole = answer if isinstance(answer, tuple) else (200, answer)
+                    data = json.dumps(whole).encode()
+                    head_out = f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(data)}"
                     writer.write(head_out.encode() + b"\r\n\r\n" + data)
                     await writer.drain()
                     continue
