@@ -256,6 +256,9 @@ class AgentRunner:
         request_key = options.request_key or options.conversation_id or os.urandom(16).hex()
         specs = self.tools.registry.specs(agent.tools)
         answering = False
+        # One guard for the run's whole text: the caller reads the text of every model call as one (the words
+        # before a tool call, then the answer), so a secret may span two calls as it spans two chunks.
+        output = self.guardrails.output_stream()
         for step in range(first, agent.max_steps):
             if resume is not None and step == first:  # the parked turn: its calls run before the model's next
                 pending, approved = resume.pending_calls(), frozenset(resume.approved)
@@ -264,7 +267,6 @@ class AgentRunner:
                     await options.between_steps()
                 routed: Routed | None = None
                 calls = self.gateway.call(scope, prompt, specs, deadline=deadline, streaming=streaming)
-                output = self.guardrails.output_stream()  # a secret spans chunks: check the text, not each
                 async for event in _stream_within(step_deadline, calls, span):
                     if not isinstance(event, TextDelta):
                         routed = event
@@ -276,12 +278,12 @@ class AgentRunner:
                         yield ANSWERING  # the guard holds the first words: the caller may start its response
                 if routed is None:
                     raise AssertionError("the model call ended without a completion")
-                if tail := output.finish():
-                    yield TextDelta(tail)
                 completion = routed.completion
                 usage += completion.usage
                 steps.append(_model_step(completion, routed.route_reason))
                 if not completion.tool_calls:
+                    if tail := output.finish():
+                        yield TextDelta(tail)
                     answer = self.guardrails.check_output(completion.content or "")
                     await _within(step_deadline, self._remember(agent, messages, answer, options), span)
                     yield RunResult(agent.name, answer, options.conversation_id, usage, steps)
@@ -306,10 +308,10 @@ class AgentRunner:
         raise StepLimitExceeded(f"agent '{agent.name}' did not answer within {agent.max_steps} model calls")
 
     async def _screen_input(self, messages: Sequence[Message]) -> None:
-        """Screen the caller's new user text (history was screened when it was new)."""
-        texts = [
-            m["content"] for m in messages if m.get("role") == "user" and isinstance(m.get("content"), str)
-        ]
+        """Screen the text the caller sent, whatever its role: on the chat route the caller writes the whole
+        conversation, its system and assistant turns too (a stored conversation's history is not among
+        ``messages``: it was screened when it was new)."""
+        texts = [m["content"] for m in messages if isinstance(m.get("content"), str)]
         if texts:
             await self.guardrails.check_input("\n".join(texts))
 

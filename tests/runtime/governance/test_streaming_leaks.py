@@ -189,3 +189,24 @@ def test_block_mode_refuses_in_band_when_the_answer_opens_with_the_value(
     assert status == 200 and "[DONE]" not in data
     assert [event.get("error", {}).get("code") for event in events] == [None, "output_blocked"]
     assert events[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+
+
+def test_a_secret_split_between_two_model_calls_of_one_run_is_redacted(
+    runtime_factory: RuntimeFactory,
+) -> None:
+    """The caller reads the words before a tool call and the answer after it as one text: a key whose first
+    half ends the one and whose second half begins the other is still a key."""
+    key = PLANTED["api_key"]
+    rules = [
+        Rule(
+            pattern="^split$",
+            reply=f"The key is {key[:14]}",
+            tool_calls=calls("calculator", {"expression": "1+1"}),
+        ),
+        Rule(pattern=".*", on="tool", reply=f"{key[14:]} (that was it).", chunk_sizes=(3,)),
+    ]
+    with ScriptedModelServer(Script(rules)) as model:
+        runtime = runtime_factory(llm_endpoint=model.base_url)
+        streamed, raw = _stream(runtime, "split")
+    assert streamed == "The key is [REDACTED:api_key] (that was it)."
+    _assert_nothing_planted(raw, "the stream")
