@@ -36,6 +36,13 @@ class Caller:
     def has_any_role(self, roles: frozenset[str]) -> bool:
         return not self.roles.isdisjoint(roles)
 
+    def acts_as(self, role: str, tenant: str, platform_tenant: str | None) -> bool:
+        """Whether this caller holds ``role`` for ``tenant``'s data: within its own tenant, or for every
+        tenant when it belongs to the platform's (``platform_tenant``). A tenant's administrators may grant
+        roles in their own tenant (Entra app roles of a multi-tenant app), so a role never reaches past the
+        tenant it was granted in."""
+        return role in self.roles and (tenant == self.tenant or self.tenant == platform_tenant)
+
     @cached_property
     def owner(self) -> Owner:
         """Whose conversations this caller reads and writes: its own, in its tenant (checked once: a run

@@ -440,6 +440,12 @@ class SettingsContract(BaseModel):
         description="Caller role that may delete every conversation of a tenant on request "
         "(DELETE /v1/tenants/{tenant}/conversations); each deletion is audited.",
     )
+    platform_tenant: str | None = Field(
+        default=None,
+        description="The tenant whose reviewers and operators act for every tenant (the platform team's "
+        "own). A reviewer or operator of any other tenant acts within its own tenant only: in multi-tenant "
+        "tokens each tenant's administrators assign the roles. Unset: every one acts within its own tenant.",
+    )
     callback_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Timeout of one POST to a task's callback URL."
     )

@@ -37,7 +37,9 @@ def runtime(runtime_factory: RuntimeFactory, request: pytest.FixtureRequest) -> 
     if request.param == "dynamodb":
         table = request.getfixturevalue("dynamodb").create("conversations")
         state = {"state_backend": "dynamodb", "dynamodb_conversations_table": table}
-    return runtime_factory(api_keys=json.dumps(KEYS), agents=json.dumps(AGENTS), **state)
+    return runtime_factory(
+        api_keys=json.dumps(KEYS), agents=json.dumps(AGENTS), platform_tenant="platform", **state
+    )
 
 
 def _prompt_of_last_call(model: ScriptedModelServer) -> str:
@@ -170,7 +172,9 @@ def test_an_operator_erases_a_tenant_whose_id_holds_a_slash(runtime_factory: Run
         "org-key-0123456789": {"caller": "dana", "roles": ["user"], "tenant": "org/a"},
         "ops-key-0123456789": KEYS[OPS],
     }
-    runtime = runtime_factory(api_keys=json.dumps(keys), agents=json.dumps(AGENTS))
+    runtime = runtime_factory(
+        api_keys=json.dumps(keys), agents=json.dumps(AGENTS), platform_tenant="platform"
+    )
     for path in ("/v1/tenants/org%2Fa/conversations", "/v1/tenants/org/a/conversations"):
         assert (
             runtime.invoke("assistant", "hello", key="org-key-0123456789", conversation_id="d1").status_code
@@ -181,3 +185,19 @@ def test_an_operator_erases_a_tenant_whose_id_holds_a_slash(runtime_factory: Run
         assert (
             runtime.http.get("/v1/conversations/d1", headers=_auth("org-key-0123456789")).status_code == 404
         )
+
+
+def test_an_operator_outside_the_platforms_tenant_erases_only_its_own(
+    runtime_factory: RuntimeFactory,
+) -> None:
+    """Each tenant's administrators may grant roles in it (the app roles of a multi-tenant app): an operator
+    of t-b is no operator of t-a's data. Without a platform tenant, no operator reaches past its own."""
+    keys = {**KEYS, "ops-b-key-0123456789": {"caller": "ops-b", "roles": ["operator"], "tenant": "t-b"}}
+    runtime = runtime_factory(api_keys=json.dumps(keys), agents=json.dumps(AGENTS))
+    assert runtime.invoke("assistant", "hello", key=ALICE, conversation_id="a").status_code == 200
+    for operator in ("ops-b-key-0123456789", OPS):
+        refused = runtime.http.delete("/v1/tenants/t-a/conversations", headers=_auth(operator))
+        assert refused.status_code == 403 and "in that tenant" in refused.json()["error"]["message"]
+    assert runtime.http.get("/v1/conversations/a", headers=_auth(ALICE)).status_code == 200, "kept"
+    own = runtime.http.delete("/v1/tenants/t-b/conversations", headers=_auth("ops-b-key-0123456789"))
+    assert own.status_code == 200

@@ -98,9 +98,12 @@ async def delete_tenant_conversations(
     caller: CallerDep,
 ) -> TenantErasure:
     """Forget every conversation of every caller of a tenant (an erasure request); operators only."""
-    role = runtime.settings.operator_role
-    if role not in caller.roles:
-        raise Forbidden(f"deleting a tenant's conversations needs the '{role}' role")
+    settings = runtime.settings
+    if not caller.acts_as(settings.operator_role, tenant, settings.platform_tenant):
+        raise Forbidden(
+            f"deleting a tenant's conversations needs the '{settings.operator_role}' role in that tenant, "
+            "or in the platform's tenant (AGENTSTAGE_PLATFORM_TENANT)"
+        )
     deleted = await runtime.conversations.delete_tenant(tenant)
     _audit(
         "tenant_conversations_deleted", by=caller.id, by_tenant=caller.tenant, tenant=tenant, deleted=deleted

@@ -138,7 +138,7 @@ class TaskService:
         return stored, created
 
     async def get(self, task_id: str, caller: Caller) -> TaskRecord:
-        """The task, if ``caller`` created it, shares its (explicit) tenant or is a reviewer; else
+        """The task, if ``caller`` created it, shares its (explicit) tenant or reviews for its tenant; else
         :class:`TaskNotFound` (whether it exists is not revealed)."""
         record = await self.store.get(task_id)
         if record is None or not self._may_read(record, caller):
@@ -221,11 +221,21 @@ class TaskService:
         return decided
 
     async def awaiting_review(self, caller: Caller, limit: int = 50) -> list[TaskRecord]:
-        """The tasks parked for a decision, oldest first: the reviewers' queue (reviewer role only)."""
+        """The tasks parked for a decision that ``caller`` may review, oldest first: the reviewers' queue
+        (reviewer role only; a reviewer outside the platform's tenant sees its own tenant's).
+
+        The stores list the oldest parked tasks of every tenant; a page that holds too few of the reviewer's
+        is read again twice as long, until it holds ``limit`` or the store has no more."""
         role = self._settings.reviewer_role
         if role not in caller.roles:
             raise Forbidden(f"the review queue needs the '{role}' role")
-        return await self.store.awaiting_approval(limit)
+        page = limit
+        while True:
+            parked = await self.store.awaiting_approval(page)
+            mine = [record for record in parked if self._reviews(caller, record)]
+            if len(mine) >= limit or len(parked) < page:
+                return mine[:limit]
+            page *= 2
 
     async def wait(self, task_ids: Sequence[str], deadline: float) -> list[TaskRecord]:
         """The records of ``task_ids`` (in that order) once all are finished, or as they are at
@@ -252,7 +262,12 @@ class TaskService:
 
     def _may_read(self, record: TaskRecord, caller: Caller) -> bool:
         same_tenant = record.tenant is not None and record.tenant == caller.tenant
-        return _created_by(record, caller) or same_tenant or self._settings.reviewer_role in caller.roles
+        return _created_by(record, caller) or same_tenant or self._reviews(caller, record)
+
+    def _reviews(self, caller: Caller, record: TaskRecord) -> bool:
+        """Whether ``caller`` is a reviewer for the tenant of ``record``."""
+        tenant = record.tenant or DEFAULT_TENANT
+        return caller.acts_as(self._settings.reviewer_role, tenant, self._settings.platform_tenant)
 
     async def _managed(self, task_id: str, caller: Caller) -> TaskRecord:
         """The task, if ``caller`` may change it (its creator or a reviewer)."""

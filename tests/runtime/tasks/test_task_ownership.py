@@ -30,7 +30,11 @@ pytestmark = pytest.mark.anyio
 ALICE = Caller("alice", frozenset({"user"}), "t-a")
 BOB = Caller("bob", frozenset({"user"}), "t-b")
 TWIN = Caller("alice", frozenset({"user"}), "t-b")
-RITA = Caller("rita", frozenset({"reviewer"}), "t-a")
+RITA = Caller("rita", frozenset({"reviewer"}), "t-b")
+"""A reviewer of Bob's tenant (a reviewer acts within its own tenant, unless it is the platform's)."""
+RUTH = Caller("ruth", frozenset({"reviewer"}), "t-a")
+PLATFORM = Caller("pat", frozenset({"reviewer"}), "platform")
+"""A reviewer of the platform's tenant (``AGENTSTAGE_PLATFORM_TENANT``): it reviews for every tenant."""
 KEEPER = {"name": "keeper", "instructions": "Keep.", "tools": ["transfer"], "memory": {"history_window": 10}}
 
 
@@ -47,7 +51,10 @@ async def keeper(
             "dynamodb_conversations_table": dynamodb.create("conversations"),
             "dynamodb_tasks_table": dynamodb.create("tasks"),
         }
-    opened = await open_stack(task_settings(task_model, tmp_path, agents=json.dumps([KEEPER]), **state))
+    settings = task_settings(
+        task_model, tmp_path, agents=json.dumps([KEEPER]), platform_tenant=PLATFORM.tenant, **state
+    )
+    opened = await open_stack(settings)
     yield opened
     await close_stack(opened)
 
@@ -113,3 +120,27 @@ async def test_a_same_named_caller_of_another_tenant_is_another_caller(keeper: S
         "keeper", [{"role": "user", "content": "hello"}], ALICE, idempotency_key="order-1"
     )
     assert (replayed.id, again) == (record.id, False), "the creator's own retry still replays"
+
+
+async def test_a_reviewer_reviews_its_own_tenant_only_unless_it_is_the_platforms(keeper: Stack) -> None:
+    """A reviewer of t-a neither reads, decides nor queues a task of t-b; t-b's own reviewer and the
+    platform's do. The queue holds the reviewer's oldest tasks even behind other tenants' older ones."""
+    tenants_a = []
+    for index in range(3):
+        record, _ = await keeper.tasks.submit(
+            "keeper", [{"role": "user", "content": f"transfer {index}"}], ALICE
+        )
+        tenants_a.append(record.id)
+    bobs, _ = await keeper.tasks.submit("keeper", [{"role": "user", "content": "transfer 5"}], BOB)
+    for task_id in (*tenants_a, bobs.id):
+        assert (await run_worker_until(keeper, task_id, parked)).state is TaskState.AWAITING_APPROVAL
+
+    with pytest.raises(TaskNotFound):
+        await keeper.tasks.get(bobs.id, RUTH)
+    with pytest.raises(TaskNotFound):
+        await keeper.tasks.decide(bobs.id, RUTH, approve=True)
+    assert [r.id for r in await keeper.tasks.awaiting_review(RUTH, limit=10)] == tenants_a
+    assert [r.id for r in await keeper.tasks.awaiting_review(RITA, limit=1)] == [bobs.id]
+    assert [r.id for r in await keeper.tasks.awaiting_review(PLATFORM, limit=10)] == [*tenants_a, bobs.id]
+    decided = await keeper.tasks.decide(bobs.id, PLATFORM, approve=True)
+    assert decided.state is TaskState.QUEUED
