@@ -73,6 +73,13 @@ class PayloadTooLarge(CallerError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(CallerError):
+    """The body is not plain JSON: another ``Content-Type``, or a ``Content-Encoding`` (nothing decodes it)."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
 class PromptTooLarge(CallerError):
     """The request's messages exceed ``max_prompt_chars``."""
 

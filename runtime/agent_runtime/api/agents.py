@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter, Request
 
-from agent_runtime.api.deps import CallerDep, ServicesDep, run_options
+from agent_runtime.api.deps import IDEMPOTENCY_KEY_PARAMETER, CallerDep, ServicesDep, run_options
 from agent_runtime.api.limits import check_prompt_size
 from agent_runtime.api.schemas import AgentInfo, AgentList, InvokeRequest, InvokeResponse, error_responses
 
@@ -30,6 +30,7 @@ async def list_agents(runtime: ServicesDep, caller: CallerDep) -> AgentList:
     "/{agent}/invoke",
     response_model=InvokeResponse,
     responses=error_responses(400, 401, 404, 413, 422, 429, 502, 503, 504),
+    openapi_extra=IDEMPOTENCY_KEY_PARAMETER,
 )
 async def invoke(
     agent: str, body: InvokeRequest, request: Request, runtime: ServicesDep, caller: CallerDep

@@ -13,7 +13,7 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from agent_runtime.api import agents, chat, conversations, health, tasks
-from agent_runtime.api.errors import install_error_handlers
+from agent_runtime.api.errors import BugResponses, install_error_handlers
 from agent_runtime.api.hot_routes import HotRoutes
 from agent_runtime.api.limits import BodyLimit
 from agent_runtime.errors import EXIT_CONFIGURATION
@@ -68,6 +68,8 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.lifecycle = lifecycle
+    # Added first, so innermost: it answers the bugs of FastAPI's path (the hot routes answer their own).
+    app.add_middleware(BugResponses)
     app.add_middleware(HotRoutes, lifecycle=lifecycle)
     # Added last, so outermost: the body limit holds for the hot routes too.
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)

@@ -83,13 +83,13 @@ class HotRoutes:
             runtime = await self._lifecycle.get()
             caller = await authenticate(request, runtime)
             result = await route.call(body=body, request=request, runtime=runtime, caller=caller, **params)
+            if isinstance(result, Response):  # a stream
+                return result
+            content = result.__pydantic_serializer__.to_json(result)
         except AgentRuntimeError as error:
             return runtime_error_response(error, scope["method"], scope["path"])
         except Exception as error:  # noqa: BLE001 - a bug: a JSON 500, the traceback to the log
             return bug_response(error, scope["method"], scope["path"])
-        if isinstance(result, Response):  # a stream
-            return result
-        content = result.__pydantic_serializer__.to_json(result)
         return Response(content, headers={"content-type": "application/json"})
 
 
@@ -112,13 +112,22 @@ def _route_path(scope: Scope) -> str:
     return path
 
 
+_WHITESPACE = bytes(byte for byte in range(256) if chr(byte).isspace())
+"""What ``str.strip`` removes from a header value (decoded as Latin-1), where ``bytes.strip`` removes less."""
+
+
 def _is_json(scope: Scope) -> bool:
-    """Whether FastAPI would parse the body as JSON (``application/json`` or ``application/*+json``)."""
+    """Whether FastAPI would parse the body as JSON (``application/json`` or ``application/*+json``).
+
+    Exactly as FastAPI decides it, so that a body one serves the other never refuses: it reads the header
+    (decoded as Latin-1) with ``email.message``, which strips it as ``str.strip`` does and takes a type of
+    more than one ``/`` for ``text/plain``.
+    """
     for name, value in scope["headers"]:
         if name == b"content-type":
-            media = value.split(b";", 1)[0].strip().lower()
+            media = value.split(b";", 1)[0].strip(_WHITESPACE).lower()
             return media == b"application/json" or (
-                media.startswith(b"application/") and media.endswith(b"+json")
+                media.startswith(b"application/") and media.endswith(b"+json") and media.count(b"/") == 1
             )
     return False
 

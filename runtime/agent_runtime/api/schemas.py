@@ -4,12 +4,53 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from agent_runtime.memory.base import Message
 from agent_runtime.trace import ModelStep, TokenUsage, ToolStep
 
 MAX_MESSAGES = 256
+
+
+def _valid_unicode(value: Any, info: ValidationInfo) -> Any:
+    """Refuse a string holding a lone UTF-16 surrogate (JSON's ``"\\ud800"``), before anything uses it.
+
+    Python's ``json`` (FastAPI's parser) accepts one, and the string fails much later, wherever it is
+    encoded: in the model call, the conversation store, an error message naming it - a 500, or a 502 that
+    blames the model. Only such a string cannot be encoded as UTF-8. Pydantic's own JSON parser (the hot
+    routes') refuses lone surrogates, so a string validated from JSON is not checked again: that keeps the
+    hot routes' cost to a call per string. ASCII is skipped at once (``isascii`` is O(1)).
+    """
+    if info.mode != "json" and isinstance(value, str) and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PydanticCustomError(
+                "unpaired_surrogate", "contains an unpaired surrogate: send valid Unicode"
+            ) from None
+    return value
+
+
+ValidUnicode = BeforeValidator(_valid_unicode)
+"""The check of every string a request carries: valid Unicode, or a 422 naming its field. A constrained
+string puts its constraints first, ``Annotated[str, StringConstraints(max_length=64), ValidUnicode]``:
+constraints given after a validator (as ``Field`` arguments) are checked in Python, with vaguer messages."""
+
+Text = Annotated[str, ValidUnicode]
+"""A request's string without constraints."""
+
+ShortText = Annotated[str, StringConstraints(max_length=64), ValidUnicode]
+"""A request's name or label: 64 characters at most."""
 
 
 class ErrorDetail(BaseModel):
@@ -46,7 +87,7 @@ class ChatMessage(BaseModel):
 
     role: Literal["system", "developer", "user", "assistant"]
     content: Annotated[
-        str,
+        Text,
         BeforeValidator(_text_of_parts),
         WithJsonSchema(
             {
@@ -64,7 +105,7 @@ class ChatMessage(BaseModel):
             }
         ),
     ]
-    name: str | None = Field(default=None, max_length=64)
+    name: ShortText | None = None
 
     def as_message(self) -> Message:
         message: Message = {"role": self.role, "content": self.content}
@@ -79,22 +120,25 @@ Messages = Annotated[list[ChatMessage], Field(min_length=1, max_length=MAX_MESSA
 CONVERSATION_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 """What a caller may name a conversation (``#`` is the runtime's own, for bookkeeping beside one)."""
 
+ConversationId = Annotated[str, StringConstraints(pattern=CONVERSATION_ID_PATTERN), ValidUnicode]
+"""A conversation id in a request; the pattern alone refuses a lone surrogate too, but in pydantic's words
+("unable to parse raw data as a unicode string")."""
+
 
 class InvokeRequest(BaseModel):
     """Either ``input`` (one user message) or ``messages``; with ``conversation_id`` the agent remembers."""
 
     model_config = ConfigDict(extra="forbid")
 
-    input: str | None = Field(default=None, description="The user's message.")
+    input: Text | None = Field(default=None, description="The user's message.")
     messages: Messages | None = Field(default=None, description="Messages to add to the conversation.")
-    conversation_id: str | None = Field(
+    conversation_id: ConversationId | None = Field(
         default=None,
-        pattern=CONVERSATION_ID_PATTERN,
         description="Continue your conversation of this id (a conversation is its caller's: another caller's "
         "id names a new, empty conversation of yours); a new id is returned when omitted.",
     )
-    task_class: str | None = Field(
-        default=None, max_length=64, description="Kind of task, for the agent's model routing policy."
+    task_class: ShortText | None = Field(
+        default=None, description="Kind of task, for the agent's model routing policy."
     )
 
     @model_validator(mode="after")
@@ -130,11 +174,11 @@ class ChatCompletionRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    model: str = Field(description="The agent's name.")
+    model: Text = Field(description="The agent's name.")
     messages: Messages
     stream: bool = False
     stream_options: StreamOptions | None = None
-    metadata: dict[str, str] | None = Field(
+    metadata: dict[Text, Text] | None = Field(
         default=None, description="OpenAI's metadata; 'task_class' feeds the agent's model routing policy."
     )
 

@@ -14,31 +14,28 @@ or beside the API in ``agentstage dev``).
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from agent_runtime.api.deps import CallerDep, ServicesDep
+from agent_runtime.api.deps import IDEMPOTENCY_KEY_PARAMETER, CallerDep, ServicesDep, idempotency_key
 from agent_runtime.api.limits import check_prompt_size
-from agent_runtime.api.schemas import InvokeRequest, error_responses
-from agent_runtime.errors import TasksNotOffered, UnprocessableRequest
+from agent_runtime.api.schemas import InvokeRequest, ValidUnicode, error_responses
+from agent_runtime.errors import TasksNotOffered
 from agent_runtime.tasks.service import TaskService
 from agent_runtime.tasks.view import TaskView
 
 router = APIRouter(tags=["tasks"])
 
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 TaskId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,128}$", description="The id returned on creation.")]
 
 
 class TaskRequest(InvokeRequest):
     """What to run, as for ``invoke``, and where to announce the outcome."""
 
-    callback_url: str | None = Field(
+    callback_url: Annotated[str, StringConstraints(max_length=2048), ValidUnicode] | None = Field(
         default=None,
-        max_length=2048,
         description="POSTed the task (as GET returns it) when it finishes; its host must be allowed "
         "(AGENTSTAGE_HTTP_ALLOWED_HOSTS, https only).",
     )
@@ -48,7 +45,9 @@ class ApprovalRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision: Literal["approve", "reject"]
-    comment: str | None = Field(default=None, max_length=2000, description="Kept on the task.")
+    comment: Annotated[str, StringConstraints(max_length=2000), ValidUnicode] | None = Field(
+        default=None, description="Kept on the task."
+    )
 
 
 async def task_service(runtime: ServicesDep) -> TaskService:
@@ -68,6 +67,7 @@ TasksDep = Annotated[TaskService, Depends(task_service)]
     status_code=202,
     response_model=TaskView,
     responses=error_responses(400, 401, 404, 413, 422, 501, 503),
+    openapi_extra=IDEMPOTENCY_KEY_PARAMETER,
 )
 async def submit_task(
     agent: str,
@@ -77,7 +77,6 @@ async def submit_task(
     runtime: ServicesDep,
     caller: CallerDep,
     tasks: TasksDep,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> TaskView:
     """Queue a run of the agent; poll the ``Location`` (or wait for the callback) for its outcome."""
     runtime.catalog.get(agent)
@@ -85,10 +84,7 @@ async def submit_task(
     check_prompt_size(
         messages, runtime.settings.max_prompt_chars, "input" if body.input is not None else "messages"
     )
-    if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
-        raise UnprocessableRequest(
-            "Idempotency-Key must be 1-128 printable ASCII characters without spaces", field="Idempotency-Key"
-        )
+    key = idempotency_key(request)
     record, created = await tasks.submit(
         agent,
         messages,
@@ -96,7 +92,7 @@ async def submit_task(
         conversation_id=body.conversation_id,
         task_class=body.task_class,
         callback_url=body.callback_url,
-        idempotency_key=idempotency_key,
+        idempotency_key=key,
         traceparent=request.headers.get("traceparent"),
     )
     response.headers["Location"] = f"/v1/tasks/{record.id}"
