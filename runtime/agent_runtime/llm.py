@@ -3,8 +3,9 @@
 :class:`ChatModel` is what the runtime calls; :func:`create_model` builds the one the settings name:
 :class:`LLM` (below) for OpenAI-compatible endpoints and Azure OpenAI, ``llm_anthropic`` for Anthropic's
 Messages API, ``llm_bedrock`` for Amazon Bedrock's Converse API. Every provider takes and returns the same
-shapes: OpenAI-style messages in, :class:`Completion` / :class:`TextDelta` out, tool calls as
-:class:`ToolCall` with JSON arguments, usage as :class:`TokenUsage`, failures as :class:`ModelError`.
+shapes: OpenAI-style messages in, :class:`Completion` / :class:`TextDelta` (and :class:`Progress` while a
+tool call streams) out, tool calls as :class:`ToolCall` with JSON arguments, usage as :class:`TokenUsage`,
+failures as :class:`ModelError`: an answer of the wrong shape or type too (:func:`malformed_answer`).
 
 One :class:`LLM` per process, built from :class:`Settings`, speaks the OpenAI wire format to any compatible
 endpoint (OpenAI, vLLM, Ollama, the scripted model server) and to Azure OpenAI (deployment-scoped paths and
@@ -73,6 +74,12 @@ class ToolCall:
     name: str
     arguments: str
 
+    @classmethod
+    def checked(cls, call_id: Any, name: Any, arguments: Any) -> ToolCall:
+        """The call of an answer's fields, each a string (see :func:`str_field`): arguments sent as a JSON
+        object rather than its text are a malformed answer, not a call the tool loop would choke on."""
+        return cls(str_field(call_id), str_field(name), str_field(arguments))
+
 
 @dataclass(frozen=True)
 class Completion:
@@ -103,6 +110,22 @@ class TextDelta:
     text: str
 
 
+@dataclass(frozen=True)
+class Progress:
+    """Yielded by a stream for an event that adds to the answer but not to its text (a piece of a tool
+    call): nothing to show, only proof that the model is still answering.
+
+    The gateway bounds a stream by the wait for its next event (:meth:`ModelGateway._attempt`); a model
+    writing a long tool call sends no text for a while, and without these it would be cut off as stalled.
+    Only what the answer is made of counts: keep-alive comments, empty deltas and what the runtime does not
+    read (reasoning text) yield nothing, so a model that sends only those still times out.
+    """
+
+
+PROGRESS = Progress()
+"""The one :class:`Progress` (it carries nothing)."""
+
+
 @dataclass
 class ToolCallParts:
     """Tool-call fragments of a stream, joined as they arrive."""
@@ -110,6 +133,11 @@ class ToolCallParts:
     id: str = ""
     name: str = ""
     arguments: list[str] = field(default_factory=list)
+
+    def call(self, no_arguments: str = "") -> ToolCall:
+        """The joined call (``no_arguments`` when no piece had any), its fields checked only here, once:
+        a piece of the wrong type raises :class:`TypeError`, as :meth:`ToolCall.checked`."""
+        return ToolCall.checked(self.id, self.name, "".join(self.arguments) or no_arguments)
 
 
 class ChatModel(Protocol):
@@ -133,8 +161,9 @@ class ChatModel(Protocol):
         tools: Sequence[dict[str, Any]] = (),
         *,
         max_output_tokens: int | None = None,
-    ) -> AsyncGenerator[TextDelta | Completion, None]:
-        """A streamed chat completion: :class:`TextDelta` pieces, then the whole :class:`Completion`."""
+    ) -> AsyncGenerator[TextDelta | Progress | Completion, None]:
+        """A streamed chat completion: :class:`TextDelta` pieces (and :data:`PROGRESS` for the events
+        of a tool call), then the whole :class:`Completion`."""
         ...
 
     async def embed(self, texts: Sequence[str], *, model: str, dimensions: int) -> list[list[float]]:
@@ -215,10 +244,19 @@ def build_endpoint(settings: Settings) -> tuple[ModelEndpoint, Any]:
 
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+"""Statuses of an OpenAI-compatible endpoint that a retry may fix (the ``openai`` SDK's list)."""
 MOST_TOKENS = 10**9
 """More tokens than any one call can use (a thousand times the largest context windows): a count past it is
 nonsense, not usage."""
-"""Statuses of an OpenAI-compatible endpoint that a retry may fix (the ``openai`` SDK's list)."""
+MAX_EVENT_BYTES = 4 * 1024 * 1024
+"""The most a line of a server-sent event stream may hold (in bytes), and the data of one event (in
+characters); more is a malformed answer. An event is a few tokens; even a whole answer in one event (servers
+that fake streaming send one) is at most the output cap's tokens - 128k on today's largest models - of a few
+bytes each, escaped: well under this. Unbounded, one line without its end (a broken or hostile endpoint) is
+buffered whole, as much memory as it sends."""
+SHAPE_ERRORS = (AttributeError, KeyError, IndexError, TypeError, ValueError)
+"""What reading an answer of the wrong shape raises (a field missing, of the wrong type, not JSON): the
+providers' parsers answer each with :func:`malformed_answer`."""
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 """A request body's encoder, built once (``json.dumps`` with options builds one per call)."""
@@ -392,12 +430,14 @@ class LLM:
             choice = choices[0]
             message = choice["message"]
             calls = tuple(
-                ToolCall(c["id"], c["function"]["name"], c["function"].get("arguments") or "")
+                ToolCall.checked(c["id"], c["function"]["name"], c["function"].get("arguments") or "")
                 for c in message.get("tool_calls") or ()
                 if c.get("type") == "function"
             )
-            content, finish_reason, usage = message.get("content"), choice.get("finish_reason"), _usage(data)
-        except (AttributeError, KeyError, IndexError, TypeError, ValueError) as error:
+            content = optional_str_field(message.get("content"))
+            finish_reason = optional_str_field(choice.get("finish_reason"))
+            usage = _usage(data)
+        except SHAPE_ERRORS as error:
             raise malformed_answer() from error
         return finished(model, content, calls, finish_reason, usage, started)
 
@@ -408,12 +448,16 @@ class LLM:
         tools: Sequence[dict[str, Any]] = (),
         *,
         max_output_tokens: int | None = None,
-    ) -> AsyncGenerator[TextDelta | Completion, None]:
-        """A streamed chat completion: :class:`TextDelta` pieces, then the whole :class:`Completion`."""
+    ) -> AsyncGenerator[TextDelta | Progress | Completion, None]:
+        """A streamed chat completion: :class:`TextDelta` pieces (:data:`PROGRESS` for tool-call pieces),
+        then the whole :class:`Completion`.
+
+        Only the text is checked as each event arrives, since it is passed on at once; the rest is checked
+        once, when the calls are joined (a finish reason or a tool call's pieces of the wrong type)."""
         started = time.perf_counter()
         text: list[str] = []
         parts: dict[int, ToolCallParts] = {}
-        finish_reason: str | None = None
+        finish_reason: Any = None
         usage = TokenUsage()
         body = self._chat_body(model, messages, tools, max_output_tokens)
         body["stream"] = True
@@ -428,18 +472,21 @@ class LLM:
                     choice = chunk["choices"][0]
                     finish_reason = choice.get("finish_reason") or finish_reason
                     delta = choice.get("delta") or {}
-                    if delta.get("content"):
-                        text.append(delta["content"])
-                        yield TextDelta(delta["content"])
-                    for call in delta.get("tool_calls") or ():
-                        part = parts.setdefault(call["index"], ToolCallParts())
-                        part.id = call.get("id") or part.id
-                        if call.get("function") is not None:
-                            part.name = call["function"].get("name") or part.name
-                            part.arguments.append(call["function"].get("arguments") or "")
-            except (AttributeError, KeyError, IndexError, TypeError, ValueError) as error:
+                    if content := delta.get("content"):
+                        text.append(str_field(content))
+                        yield TextDelta(content)
+                    if tool_calls := delta.get("tool_calls"):
+                        for call in tool_calls:
+                            part = parts.setdefault(call["index"], ToolCallParts())
+                            part.id = call.get("id") or part.id
+                            if call.get("function") is not None:
+                                part.name = call["function"].get("name") or part.name
+                                part.arguments.append(call["function"].get("arguments") or "")
+                        yield PROGRESS
+                calls = tuple(part.call() for _, part in sorted(parts.items()))
+                finish_reason = optional_str_field(finish_reason)
+            except SHAPE_ERRORS as error:
                 raise malformed_answer() from error
-        calls = tuple(ToolCall(p.id, p.name, "".join(p.arguments)) for _, p in sorted(parts.items()))
         yield finished(model, "".join(text) if text else None, calls, finish_reason, usage, started)
 
     async def embed(self, texts: Sequence[str], *, model: str, dimensions: int) -> list[list[float]]:
@@ -452,7 +499,7 @@ class LLM:
             items = sorted(data["data"], key=lambda item: item["index"])
             vectors = [[float(x) for x in item["embedding"]] for item in items]
             usage = _usage(data)
-        except (AttributeError, KeyError, TypeError, ValueError) as error:
+        except SHAPE_ERRORS as error:
             raise malformed_answer() from error
         log_usage("embeddings", model, usage, started)
         return vectors
@@ -496,6 +543,7 @@ async def server_sent_events(response: http1.Response) -> AsyncIterator[tuple[st
     or OpenAI's ``[DONE]``. Data that is not JSON is a malformed answer, and so is a body without any event
     (an error page, a truncated answer). What an event means, an error included, is the provider's call."""
     data: list[str] = []
+    size = 0
     event = ""
     seen = False
     async for line in _lines(response):
@@ -504,6 +552,9 @@ async def server_sent_events(response: http1.Response) -> AsyncIterator[tuple[st
             value = value.removeprefix(" ")
             if field_name == "data":
                 data.append(value)
+                size += len(value)
+                if size > MAX_EVENT_BYTES:  # many lines of one event buffer as much as one long line
+                    raise malformed_answer()
             elif field_name == "event":
                 event = value
             continue
@@ -511,7 +562,7 @@ async def server_sent_events(response: http1.Response) -> AsyncIterator[tuple[st
         name, event = event, ""
         if not data:
             continue
-        payload, data = "\n".join(data), []
+        payload, data, size = "\n".join(data), [], 0
         if payload.startswith("[DONE]"):
             return
         seen = True
@@ -535,15 +586,34 @@ async def _chunks(response: http1.Response) -> AsyncIterator[dict[str, Any]]:
 
 
 async def _lines(response: http1.Response) -> AsyncIterator[str]:
-    """The body's lines, without their ends, however the network split them (no line length limit)."""
-    pending = b""
+    """The body's lines, without their ends, however the network split them; a line longer than
+    :data:`MAX_EVENT_BYTES` is a malformed answer.
+
+    Each piece is split once, and the start of a line that has not ended is held as its pieces, joined once
+    when its end arrives: linear in the line's length. (Adding each piece to the held bytes and splitting
+    them all again re-copied and re-scanned a long line for every piece: seconds of CPU for tens of MB.)
+    """
+    held: list[bytes] = []
+    held_bytes = 0
     async for piece in response.iter_any():
-        pending += piece
-        *lines, pending = pending.split(b"\n")
+        lines = piece.split(b"\n")
+        rest = lines.pop()
+        if lines and held:
+            held.append(lines[0])
+            lines[0] = b"".join(held)
+            held.clear()
+            held_bytes = 0
         for line in lines:
+            if len(line) > MAX_EVENT_BYTES:
+                raise malformed_answer()
             yield line.rstrip(b"\r").decode()
-    if pending:
-        yield pending.rstrip(b"\r").decode()
+        if rest:
+            held.append(rest)
+            held_bytes += len(rest)
+            if held_bytes > MAX_EVENT_BYTES:
+                raise malformed_answer()
+    if held:
+        yield b"".join(held).rstrip(b"\r").decode()
     yield ""  # the end of the body ends an unterminated last event
 
 
@@ -613,6 +683,23 @@ def _detail(body: Any) -> str:
     error = body.get("error", body) if isinstance(body, dict) else None
     message = error.get("message") if isinstance(error, dict) else None
     return message if isinstance(message, str) and message else "no details"
+
+
+def str_field(value: Any) -> str:
+    """``value``, which the answer's format says is a string; anything else raises :class:`TypeError`,
+    which the parsers answer with :func:`malformed_answer` (:data:`SHAPE_ERRORS`).
+
+    Passed on, a number where text belongs fails far from the parser (in the output guard, the trace, the
+    response): a 500, or a stream cut without an error event, for what is the endpoint's fault."""
+    if not isinstance(value, str):
+        raise TypeError(f"a string was expected, not {type(value).__name__}")
+    return value
+
+
+def optional_str_field(value: Any) -> str | None:
+    """``value`` if it is a string or ``None`` (an absent content or finish reason); else as
+    :func:`str_field`."""
+    return None if value is None else str_field(value)
 
 
 def malformed_answer() -> ModelError:

@@ -30,16 +30,21 @@ from typing import Any
 
 from agent_runtime.errors import ConfigurationError, ModelError
 from agent_runtime.llm import (
+    PROGRESS,
+    SHAPE_ERRORS,
     Completion,
     HeaderHook,
     ModelTransport,
+    Progress,
     TextDelta,
     ToolCall,
     ToolCallParts,
     finished,
     json_body,
     malformed_answer,
+    optional_str_field,
     server_sent_events,
+    str_field,
 )
 from agent_runtime.memory.base import Message
 from agent_runtime.settings import Settings
@@ -124,15 +129,15 @@ class AnthropicModel:
             data = await json_body(response)
         try:
             blocks = data["content"]
-            texts = [block["text"] for block in blocks if block["type"] == "text"]
+            texts = [str_field(block["text"]) for block in blocks if block["type"] == "text"]
             calls = tuple(
-                ToolCall(block["id"], block["name"], json.dumps(block["input"]))
+                ToolCall.checked(block["id"], block["name"], json.dumps(block["input"]))
                 for block in blocks
                 if block["type"] == "tool_use"
             )
             usage = _usage(data["usage"])
             finish_reason = _finish_reason(data.get("stop_reason"))
-        except (AttributeError, KeyError, TypeError, ValueError) as error:
+        except SHAPE_ERRORS as error:
             raise malformed_answer() from error
         return finished(model, "".join(texts) if texts else None, calls, finish_reason, usage, started)
 
@@ -143,8 +148,9 @@ class AnthropicModel:
         tools: Sequence[dict[str, Any]] = (),
         *,
         max_output_tokens: int | None = None,
-    ) -> AsyncGenerator[TextDelta | Completion, None]:
-        """A streamed message: :class:`TextDelta` pieces, then the whole :class:`Completion`."""
+    ) -> AsyncGenerator[TextDelta | Progress | Completion, None]:
+        """A streamed message: :class:`TextDelta` pieces (:data:`PROGRESS` for tool-use pieces), then the
+        whole :class:`Completion`."""
         started = time.perf_counter()
         body = self._body(model, messages, tools, max_output_tokens)
         body["stream"] = True
@@ -152,13 +158,14 @@ class AnthropicModel:
         async with self._transport.post(self._url, body, self._headers) as response:
             try:
                 async for _, event in server_sent_events(response):
-                    if text := message.apply(event):
-                        yield TextDelta(text)
-            except (AttributeError, KeyError, TypeError, ValueError) as error:
+                    if (piece := message.apply(event)) is not None:
+                        yield piece
+                if not message.stopped:  # the body ended before message_stop: a truncated answer
+                    raise malformed_answer()
+                completion = message.completion(model, started)
+            except SHAPE_ERRORS as error:
                 raise malformed_answer() from error
-        if not message.stopped:  # the body ended before message_stop: a truncated answer
-            raise malformed_answer()
-        yield message.completion(model, started)
+        yield completion
 
     async def embed(self, texts: Sequence[str], *, model: str, dimensions: int) -> list[list[float]]:
         """Always fails: Anthropic's API has no embeddings endpoint."""
@@ -283,8 +290,10 @@ def _tool(function: Mapping[str, Any]) -> dict[str, Any]:
     return tool
 
 
-def _finish_reason(stop_reason: str | None) -> str | None:
-    return FINISH_REASONS.get(stop_reason, stop_reason) if stop_reason is not None else None
+def _finish_reason(stop_reason: Any) -> str | None:
+    """OpenAI's ``finish_reason`` for a ``stop_reason`` (a :class:`TypeError` if it is not a string)."""
+    reason = optional_str_field(stop_reason)
+    return FINISH_REASONS.get(reason, reason) if reason is not None else None
 
 
 def _usage(usage: Mapping[str, Any]) -> TokenUsage:
@@ -306,11 +315,12 @@ class _StreamedMessage:
     texts: list[str] = field(default_factory=list)
     calls: dict[int, ToolCallParts] = field(default_factory=dict)
     usage: dict[str, int] = field(default_factory=dict)
-    stop_reason: str | None = None
+    stop_reason: Any = None
+    """As the API sent it: checked when the message is complete."""
     stopped: bool = False
 
-    def apply(self, event: Mapping[str, Any]) -> str | None:
-        """Take in one event; the text it adds, if any."""
+    def apply(self, event: Mapping[str, Any]) -> TextDelta | Progress | None:
+        """Take in one event; the text it adds, :data:`PROGRESS` for a piece of a tool call, else ``None``."""
         kind = event["type"]
         if kind == "error":
             raise _stream_error(event)
@@ -323,7 +333,8 @@ class _StreamedMessage:
                 # whole input (and no pieces) counts too, as Anthropic's SDK reads it.
                 start = json.dumps(block["input"]) if block.get("input") else ""
                 self.calls[event["index"]] = ToolCallParts(block["id"], block["name"], [start])
-            elif block["type"] == "text":
+                return PROGRESS
+            if block["type"] == "text":
                 return self._text(block["text"])
         elif kind == "content_block_delta":
             delta = event["delta"]
@@ -331,6 +342,7 @@ class _StreamedMessage:
                 return self._text(delta["text"])
             if delta["type"] == "input_json_delta":
                 self.calls[event["index"]].arguments.append(delta["partial_json"])
+                return PROGRESS
         elif kind == "message_delta":
             self.stop_reason = event["delta"].get("stop_reason") or self.stop_reason
             self._count(event.get("usage") or {})
@@ -339,18 +351,18 @@ class _StreamedMessage:
         return None
 
     def completion(self, model: str, started: float) -> Completion:
-        calls = tuple(
-            ToolCall(part.id, part.name, "".join(part.arguments) or "{}")
-            for _, part in sorted(self.calls.items())
-        )
+        """The whole message; the tool calls' fields and the stop reason are checked here (a
+        :class:`TypeError` when of the wrong type)."""
+        calls = tuple(part.call(no_arguments="{}") for _, part in sorted(self.calls.items()))
         content = "".join(self.texts) if self.texts else None
         return finished(model, content, calls, _finish_reason(self.stop_reason), _usage(self.usage), started)
 
-    def _text(self, text: str) -> str | None:
-        if not text:
+    def _text(self, text: Any) -> TextDelta | None:
+        """The piece of text, checked now, since it is passed on at once."""
+        if not str_field(text):
             return None
         self.texts.append(text)
-        return text
+        return TextDelta(text)
 
     def _count(self, usage: Mapping[str, Any]) -> None:
         """Usage so far: ``message_delta``'s counts are cumulative and replace ``message_start``'s."""

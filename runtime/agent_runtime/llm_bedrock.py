@@ -56,14 +56,19 @@ from botocore.parsers import ResponseParserError
 
 from agent_runtime.errors import ConfigurationError, ModelError
 from agent_runtime.llm import (
+    PROGRESS,
+    SHAPE_ERRORS,
     Completion,
     HeaderHook,
+    Progress,
     TextDelta,
     ToolCall,
     ToolCallParts,
     finished,
     log_usage,
     malformed_answer,
+    optional_str_field,
+    str_field,
 )
 from agent_runtime.memory.base import Message
 from agent_runtime.settings import Settings
@@ -191,15 +196,15 @@ class BedrockModel:
         response = await self._call(model, functools.partial(self._client.converse, **request))
         try:
             content = response["output"]["message"]["content"]
-            text = [block["text"] for block in content if "text" in block]
+            text = [str_field(block["text"]) for block in content if "text" in block]
             calls = tuple(
-                ToolCall(use["toolUseId"], use["name"], json.dumps(use["input"]))
+                ToolCall.checked(use["toolUseId"], use["name"], json.dumps(use["input"]))
                 for block in content
                 if (use := block.get("toolUse")) is not None
             )
             finish_reason = _finish_reason(response["stopReason"])
             usage = _token_usage(response.get("usage"))
-        except (AttributeError, KeyError, TypeError, ValueError) as error:
+        except SHAPE_ERRORS as error:
             raise malformed_answer() from error
         return finished(model, "".join(text) if text else None, calls, finish_reason, usage, started)
 
@@ -210,8 +215,9 @@ class BedrockModel:
         tools: Sequence[dict[str, Any]] = (),
         *,
         max_output_tokens: int | None = None,
-    ) -> AsyncGenerator[TextDelta | Completion, None]:
-        """One ConverseStream call: :class:`TextDelta` pieces, then the whole :class:`Completion`."""
+    ) -> AsyncGenerator[TextDelta | Progress | Completion, None]:
+        """One ConverseStream call: :class:`TextDelta` pieces (:data:`PROGRESS` for tool-use pieces), then
+        the whole :class:`Completion`."""
         started = time.perf_counter()
         request = self._request(model, messages, tools, max_output_tokens, streaming=True)
         handoff = _Handoff(asyncio.get_running_loop(), STREAM_BUFFER)
@@ -224,16 +230,20 @@ class BedrockModel:
                 if isinstance(event, Exception):
                     raise event
                 try:
-                    text = turn.add(event)
-                except (AttributeError, KeyError, TypeError) as error:
+                    piece = turn.add(event)
+                except SHAPE_ERRORS as error:
                     raise malformed_answer() from error
-                if text:
-                    yield TextDelta(text)
+                if piece is not None:
+                    yield piece
         finally:
             handoff.stop()
         if turn.stop_reason is None:
             raise ModelError("the Bedrock stream ended before its messageStop event", retryable=True)
-        yield turn.completion(model, started)
+        try:
+            completion = turn.completion(model, started)
+        except SHAPE_ERRORS as error:
+            raise malformed_answer() from error
+        yield completion
 
     async def embed(self, texts: Sequence[str], *, model: str, dimensions: int) -> list[list[float]]:
         """Embeddings of ``texts``, in order: one Titan Text Embeddings v2 call per text, normalized."""
@@ -246,7 +256,7 @@ class BedrockModel:
             try:
                 data = json.loads(raw)
                 return [float(x) for x in data["embedding"]], int(data.get("inputTextTokenCount") or 0)
-            except (KeyError, TypeError, ValueError) as error:
+            except SHAPE_ERRORS as error:
                 raise malformed_answer() from error
 
         embedded = await asyncio.gather(*(one(text) for text in texts))
@@ -375,25 +385,30 @@ class _StreamedTurn:
 
     text: list[str] = field(default_factory=list)
     calls: dict[int, ToolCallParts] = field(default_factory=dict)
-    stop_reason: str | None = None
+    stop_reason: Any = None
+    """As the service sent it: checked when the turn is complete."""
     usage: TokenUsage = field(default_factory=TokenUsage)
 
-    def add(self, event: Mapping[str, Any]) -> str | None:
-        """Take one ConverseStream event; the text it adds, if any."""
+    def add(self, event: Mapping[str, Any]) -> TextDelta | Progress | None:
+        """Take one ConverseStream event; the text it adds, :data:`PROGRESS` for a piece of a tool call,
+        else ``None``. The text is checked now, since it is passed on at once; the tool calls' fields and
+        the stop reason when the turn is complete (:meth:`completion`)."""
         if "contentBlockDelta" in event:
             block = event["contentBlockDelta"]
             delta = block["delta"]
-            if delta.get("text"):
-                self.text.append(delta["text"])
-                return str(delta["text"])
+            if text := delta.get("text"):
+                self.text.append(str_field(text))
+                return TextDelta(text)
             if "toolUse" in delta:
                 part = self.calls.setdefault(block["contentBlockIndex"], ToolCallParts())
                 part.arguments.append(delta["toolUse"].get("input") or "")
+                return PROGRESS
         elif "contentBlockStart" in event:
             use = event["contentBlockStart"]["start"].get("toolUse")
             if use is not None:
                 index = event["contentBlockStart"]["contentBlockIndex"]
                 self.calls[index] = ToolCallParts(use["toolUseId"], use["name"])
+                return PROGRESS
         elif "messageStop" in event:
             self.stop_reason = event["messageStop"]["stopReason"]
         elif "metadata" in event:
@@ -401,7 +416,7 @@ class _StreamedTurn:
         return None
 
     def completion(self, model: str, started: float) -> Completion:
-        calls = tuple(ToolCall(p.id, p.name, "".join(p.arguments)) for _, p in sorted(self.calls.items()))
+        calls = tuple(part.call() for _, part in sorted(self.calls.items()))
         content = "".join(self.text) if self.text else None
         return finished(model, content, calls, _finish_reason(self.stop_reason), self.usage, started)
 
@@ -498,8 +513,10 @@ def _tool_spec(tool: Mapping[str, Any]) -> dict[str, Any]:
     return {"toolSpec": spec}
 
 
-def _finish_reason(stop_reason: str | None) -> str | None:
-    return _FINISH_REASONS.get(stop_reason, stop_reason) if stop_reason else None
+def _finish_reason(stop_reason: Any) -> str | None:
+    """OpenAI's ``finish_reason`` for a ``stopReason`` (a :class:`TypeError` if it is not a string)."""
+    reason = optional_str_field(stop_reason)
+    return _FINISH_REASONS.get(reason, reason) if reason else None
 
 
 def _token_usage(usage: Mapping[str, Any] | None) -> TokenUsage:

@@ -466,7 +466,12 @@ class SettingsContract(BaseModel):
         default="gpt-4o-mini",
         description="Model (or Azure OpenAI deployment) of agents whose definition names none.",
     )
-    llm_timeout_seconds: float = Field(default=60.0, gt=0, description="Timeout of one model call.")
+    llm_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Timeout of one model call; of a streamed one, of each wait for the next piece of its "
+        "answer (text, or part of a tool call).",
+    )
     llm_max_retries: int = Field(
         default=2,
         ge=0,

@@ -3,8 +3,10 @@ never gives (usage that is missing or nonsense, a stream that stops short, field
 
 ``answer(body)`` returns the answer to one request: a JSON object (a completion, sent whole; with an HTTP
 status first, ``(401, {...})``, an error) or, for a streamed request, a list of server-sent event payloads
-(objects, or raw strings such as ``[DONE]``), sent one at a time ``pause`` seconds apart; a client that
-goes away ends the stream.
+(objects, or raw strings such as ``[DONE]``, each sent as one event's ``data``; or bytes, sent as they are:
+a keep-alive comment, a line cut anywhere), sent one at a time ``pause`` seconds apart; a client that goes
+away ends the stream. Any request path gets the same answers, so the answers may be any JSON API's
+(OpenAI's chat completions, Anthropic's messages).
 """
 
 from __future__ import annotations
@@ -15,17 +17,34 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-Answer = dict[str, Any] | tuple[int, dict[str, Any]] | list[dict[str, Any] | str]
+Answer = dict[str, Any] | tuple[int, dict[str, Any]] | list[dict[str, Any] | str | bytes]
 
 
-def chunk(content: str | None = None, finish: str | None = None, **extra: Any) -> dict[str, Any]:
-    """One ``chat.completion.chunk`` with a text delta (and a finish reason), plus any ``extra`` fields."""
+def chunk(content: Any = None, finish: Any = None, **extra: Any) -> dict[str, Any]:
+    """One ``chat.completion.chunk`` with a text delta (and a finish reason), plus any ``extra`` fields;
+    ``content`` and ``finish`` may be any JSON, to send a wrong type."""
     delta = {"content": content} if content is not None else {}
     return {
         "object": "chat.completion.chunk",
         "model": "m",
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
         **extra,
+    }
+
+
+def tool_chunk(arguments: Any, call_id: Any = None, name: Any = None) -> dict[str, Any]:
+    """A chunk carrying a piece of the first tool call: its ``arguments``, and its id and name when given
+    (the first piece of a call has them); each may be any JSON, to send a wrong type."""
+    function: dict[str, Any] = {"arguments": arguments}
+    call: dict[str, Any] = {"index": 0, "function": function}
+    if call_id is not None:
+        call |= {"id": call_id, "type": "function"}
+    if name is not None:
+        function["name"] = name
+    return {
+        "object": "chat.completion.chunk",
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}],
     }
 
 
@@ -44,7 +63,7 @@ def completion(content: str, **usage: Any) -> dict[str, Any]:
 
 
 class RawModel:
-    """An OpenAI-compatible endpoint on loopback, in a thread of its own, answering with ``answer``."""
+    """A model endpoint on loopback, in a thread of its own, answering with ``answer``."""
 
     def __init__(self, answer: Callable[[dict[str, Any]], Answer], pause: float = 0.0) -> None:
         self._answer, self._pause = answer, pause
@@ -69,6 +88,12 @@ class RawModel:
         self._started.set()
         self._loop.run_forever()
         server.close()
+        # Open connections end now, on a running loop: collected later, they would close on a closed one.
+        connections = asyncio.all_tasks(self._loop)
+        for connection in connections:
+            connection.cancel()
+        self._loop.run_until_complete(asyncio.gather(*connections, return_exceptions=True))
+        self._loop.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -89,9 +114,11 @@ class RawModel:
                     b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
                 )
                 for payload in answer:
-                    event = (
-                        f"data: {payload if isinstance(payload, str) else json.dumps(payload)}\n\n".encode()
-                    )
+                    if isinstance(payload, bytes):
+                        event = payload
+                    else:
+                        text = payload if isinstance(payload, str) else json.dumps(payload)
+                        event = f"data: {text}\n\n".encode()
                     writer.write(b"%x\r\n%s\r\n" % (len(event), event))
                     await writer.drain()
                     await asyncio.sleep(self._pause)

@@ -4,18 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import logging
 import ssl
+import time
 import warnings
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from raw_model import Answer, RawModel, chunk, tool_chunk
 from tls_helpers import tls_files
 
 from agent_runtime.errors import ConfigurationError, ModelError
-from agent_runtime.llm import LLM, Completion, TextDelta, build_endpoint
+from agent_runtime.llm import (
+    LLM,
+    MAX_EVENT_BYTES,
+    PROGRESS,
+    Completion,
+    Progress,
+    TextDelta,
+    ToolCall,
+    build_endpoint,
+    server_sent_events,
+)
 from agent_runtime.settings import Settings
 from agent_runtime.testing import Faults, ScriptedModelServer
 
@@ -203,6 +217,136 @@ def test_a_stream_without_events_is_a_malformed_answer(model: ScriptedModelServe
     with pytest.raises(ModelError, match="malformed response") as raised:
         asyncio.run(stream())
     assert raised.value.retryable
+
+
+def _answered(answer: Answer, streamed: bool) -> list[TextDelta | Progress | Completion]:
+    """The events of one call (a plain call's completion alone) to an endpoint answering ``answer``."""
+    raw = RawModel(lambda body: answer)
+    llm = LLM.from_settings(Settings(llm_endpoint=raw.url, llm_auth="none"))
+    messages = [{"role": "user", "content": "hi"}]
+
+    async def call() -> list[TextDelta | Progress | Completion]:
+        try:
+            if not streamed:
+                return [await llm.complete("m", messages)]
+            return [event async for event in llm.stream("m", messages)]
+        finally:
+            await llm.close()
+
+    try:
+        return asyncio.run(call())
+    finally:
+        raw.close()
+
+
+def _plain(message: dict[str, Any], finish: Any = "stop") -> dict[str, Any]:
+    return {"choices": [{"index": 0, "message": {"role": "assistant", **message}, "finish_reason": finish}]}
+
+
+ARGUMENTS_OBJECT = {"expression": "1+1"}
+WRONG_TYPES: dict[str, tuple[Answer, bool]] = {
+    "streamed text that is a number": ([chunk("Hello, "), chunk(123), "[DONE]"], True),
+    "streamed text that is a list": ([chunk(["Hello"]), "[DONE]"], True),
+    "streamed arguments that are an object": (
+        [tool_chunk(ARGUMENTS_OBJECT, "c1", "calculator"), chunk(finish="tool_calls"), "[DONE]"],
+        True,
+    ),
+    "a streamed call id that is a number": (
+        [tool_chunk("{}", 7, "calculator"), chunk(finish="tool_calls"), "[DONE]"],
+        True,
+    ),
+    "a streamed finish reason that is a number": ([chunk("Hi"), chunk(finish=5), "[DONE]"], True),
+    "content that is a number": (_plain({"content": 123}), False),
+    "arguments that are an object": (
+        _plain(
+            {
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "calc", "arguments": ARGUMENTS_OBJECT},
+                    }
+                ],
+            },
+            finish="tool_calls",
+        ),
+        False,
+    ),
+    "a finish reason that is a number": (_plain({"content": "Hi"}, finish=5), False),
+}
+
+
+@pytest.mark.parametrize(("answer", "streamed"), WRONG_TYPES.values(), ids=WRONG_TYPES.keys())
+def test_a_field_of_the_wrong_type_is_a_malformed_answer(answer: Answer, streamed: bool) -> None:
+    """Passed on, a number where text belongs failed far from the parser (the output guard, the trace's
+    models, the response): a 500, or a stream cut without an error event."""
+    with pytest.raises(ModelError, match="malformed response") as raised:
+        _answered(answer, streamed)
+    assert raised.value.retryable
+
+
+def test_tool_call_pieces_are_progress_and_keepalives_and_empty_deltas_are_nothing() -> None:
+    """What the gateway's per-event timeout counts as progress: a piece of the answer, text or tool call."""
+    reasoning = {"choices": [{"index": 0, "delta": {"reasoning_content": "hmm"}, "finish_reason": None}]}
+    answer: Answer = [
+        tool_chunk("", "c1", "calculator"),
+        b": keep-alive\n\n",
+        chunk(),
+        reasoning,
+        tool_chunk('{"expression": '),
+        tool_chunk('"1+1"}'),
+        chunk(finish="tool_calls"),
+        "[DONE]",
+    ]
+    *pieces, completion = _answered(answer, streamed=True)
+    assert pieces == [PROGRESS] * 3
+    assert isinstance(completion, Completion) and completion.finish_reason == "tool_calls"
+    assert completion.tool_calls == (ToolCall("c1", "calculator", '{"expression": "1+1"}'),)
+
+
+class _Body:
+    """A response body arriving in ``pieces``, counting those read."""
+
+    def __init__(self, pieces: Iterable[bytes]) -> None:
+        self._pieces = iter(pieces)
+        self.read = 0
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        for piece in self._pieces:
+            self.read += 1
+            yield piece
+
+
+def _events(body: _Body) -> list[tuple[str, Any]]:
+    async def read() -> list[tuple[str, Any]]:
+        return [event async for event in server_sent_events(body)]  # type: ignore[arg-type]
+
+    return asyncio.run(read())
+
+
+def test_a_long_line_in_small_pieces_is_read_in_time_linear_in_its_length() -> None:
+    """Adding each piece to the line held so far and splitting it all again took seconds of CPU here."""
+    text = "a" * (MAX_EVENT_BYTES - 1024)
+    line = f"data: {json.dumps(chunk(text))}\n\n".encode()
+    started = time.thread_time()
+    [(_, event)] = _events(_Body(line[i : i + 1024] for i in range(0, len(line), 1024)))
+    assert time.thread_time() - started < 0.5
+    assert event["choices"][0]["delta"]["content"] == text
+
+
+@pytest.mark.parametrize(
+    "piece",
+    [b"a" * 65536, b"data: " + b"a" * 65530 + b"\n"],
+    ids=["one line without an end", "one event of many data lines"],
+)
+def test_an_event_past_the_bound_is_refused_as_it_arrives(piece: bytes) -> None:
+    """Not buffered whole first: a line (or an event) without its end is as much memory as the endpoint
+    sends."""
+    body = _Body(itertools.repeat(piece, 4 * MAX_EVENT_BYTES // len(piece)))
+    with pytest.raises(ModelError, match="malformed response"):
+        _events(body)
+    assert (body.read - 2) * len(piece) <= MAX_EVENT_BYTES, "read no further than the bound and a piece"
 
 
 def _completion(extra_headers: str = "") -> bytes:

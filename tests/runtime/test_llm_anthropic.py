@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import httpx
 import openai
 import pytest
+from raw_model import Answer, RawModel
 from runtime_helpers import SCRIPT, USER_KEY, Runtime, RuntimeFactory
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,7 +26,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from agent_runtime.errors import ConfigurationError, ModelError
-from agent_runtime.llm import Completion, TextDelta, create_model
+from agent_runtime.llm import PROGRESS, Completion, Progress, TextDelta, ToolCall, create_model
 from agent_runtime.llm_anthropic import AnthropicModel
 from agent_runtime.settings import Settings
 from agent_runtime.testing import Faults, Rule, Script, ScriptedAnthropicServer, ServerThread
@@ -354,6 +355,92 @@ def test_a_stream_ending_before_message_stop_is_a_malformed_answer(canned: Serve
     with pytest.raises(ModelError, match="malformed response") as raised:
         call(canned.url, consume)
     assert raised.value.retryable
+
+
+def _raw(answer: Answer, streamed: bool) -> list[TextDelta | Progress | Completion]:
+    """The events of one call (a plain call's completion alone) to an endpoint answering ``answer``."""
+    raw = RawModel(lambda body: answer)
+
+    async def events(model: AnthropicModel) -> list[TextDelta | Progress | Completion]:
+        if not streamed:
+            return [await model.complete("claude-test", user("hi"))]
+        return [event async for event in model.stream("claude-test", user("hi"))]
+
+    try:
+        return call(raw.url, events)
+    finally:
+        raw.close()
+
+
+def _message(*blocks: dict[str, Any], stop_reason: Any = "end_turn") -> dict[str, Any]:
+    usage = {"input_tokens": 5, "output_tokens": 3}
+    return {
+        "type": "message",
+        "role": "assistant",
+        "content": list(blocks),
+        "stop_reason": stop_reason,
+        "usage": usage,
+    }
+
+
+def _events(*middle: dict[str, Any], stop_reason: Any = "end_turn") -> list[dict[str, Any] | str | bytes]:
+    """A stream: ``message_start``, the ``middle`` events, ``message_delta`` with the stop reason, the stop."""
+    return [
+        {
+            "type": "message_start",
+            "message": {**_message(), "usage": {"input_tokens": 5, "output_tokens": 1}},
+        },
+        *middle,
+        {"type": "message_delta", "delta": {"stop_reason": stop_reason}, "usage": {"output_tokens": 3}},
+        {"type": "message_stop"},
+    ]
+
+
+def _text_delta(text: Any) -> dict[str, Any]:
+    return {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
+
+
+def _tool_start(call_id: Any = "toolu_1") -> dict[str, Any]:
+    block = {"type": "tool_use", "id": call_id, "name": "calculator", "input": {}}
+    return {"type": "content_block_start", "index": 0, "content_block": block}
+
+
+def _json_delta(partial: Any) -> dict[str, Any]:
+    return {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "input_json_delta", "partial_json": partial},
+    }
+
+
+TOOL_USE = {"type": "tool_use", "id": "toolu_1", "name": "calculator", "input": {"expression": "1+1"}}
+WRONG_TYPES: dict[str, tuple[Answer, bool]] = {
+    "text that is a number": (_message({"type": "text", "text": 123}), False),
+    "a tool use id that is a number": (_message({**TOOL_USE, "id": 7}, stop_reason="tool_use"), False),
+    "a stop reason that is a number": (_message({"type": "text", "text": "Hi"}, stop_reason=5), False),
+    "streamed text that is a number": (_events(_text_delta("Hello, "), _text_delta(123)), True),
+    "streamed input that is an object": (_events(_tool_start(), _json_delta({"expression": "1+1"})), True),
+    "a streamed tool use id that is a number": (_events(_tool_start(7), _json_delta("{}")), True),
+    "a streamed stop reason that is a number": (_events(_text_delta("Hi"), stop_reason=5), True),
+}
+
+
+@pytest.mark.parametrize(("answer", "streamed"), WRONG_TYPES.values(), ids=WRONG_TYPES.keys())
+def test_a_field_of_the_wrong_type_is_a_malformed_answer(answer: Answer, streamed: bool) -> None:
+    with pytest.raises(ModelError, match="malformed response"):
+        _raw(answer, streamed)
+
+
+def test_tool_use_pieces_are_progress_and_pings_nothing() -> None:
+    """What the gateway's per-event timeout counts as progress: a piece of the answer, text or tool call."""
+    ping = {"type": "ping"}
+    answer = _events(
+        _tool_start(), ping, _json_delta('{"expression": '), _json_delta('"1+1"}'), stop_reason="tool_use"
+    )
+    *pieces, completion = _raw(answer, streamed=True)
+    assert pieces == [PROGRESS] * 3
+    assert isinstance(completion, Completion) and completion.finish_reason == "tool_calls"
+    assert completion.tool_calls == (ToolCall("toolu_1", "calculator", '{"expression": "1+1"}'),)
 
 
 # Errors -----------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from runtime_helpers import AGENTS, API_KEYS, SCRIPT, USER_KEY, Runtime, Runtime
 
 from agent_runtime.api import create_app
 from agent_runtime.errors import ConfigurationError, ModelError
-from agent_runtime.llm import ChatModel, Completion, TextDelta, create_model
+from agent_runtime.llm import PROGRESS, ChatModel, Completion, Progress, TextDelta, ToolCall, create_model
 from agent_runtime.llm_bedrock import BedrockModel
 from agent_runtime.settings import Settings
 from agent_runtime.testing import (
@@ -128,14 +128,14 @@ async def answer(
     streaming: bool = False,
     **options: Any,
 ) -> tuple[list[str], Completion]:
-    """The streamed pieces (none unless ``streaming``) and the completion of one call."""
+    """The streamed pieces of text (none unless ``streaming``) and the completion of one call."""
     if not streaming:
         return [], await model.complete(MODEL, messages, tools or (), **options)
     pieces: list[str] = []
     async for event in model.stream(MODEL, messages, tools or (), **options):
         if isinstance(event, TextDelta):
             pieces.append(event.text)
-        else:
+        elif isinstance(event, Completion):
             return pieces, event
     raise AssertionError("the stream ended without a completion")
 
@@ -399,6 +399,101 @@ def test_malformed_answers_and_timeouts_are_retryable(bedrock: BedrockServer, st
     timeout = failure("slow", streaming=streaming, llm_timeout_seconds=0.3)
     assert (timeout.message, timeout.retryable) == ("Bedrock timed out", True)
     assert len(bedrock.calls) == 2, "one malformed answer, one timeout: neither was retried by botocore"
+
+
+class _Canned:
+    """A ``bedrock-runtime`` client answering every Converse call with ``response`` and every ConverseStream
+    call with ``events``: fields of the wrong type, which botocore's parser passes through as they came."""
+
+    def __init__(
+        self, response: dict[str, Any] | None = None, events: list[dict[str, Any]] | None = None
+    ) -> None:
+        self._response, self._events = response, events or []
+
+    def converse(self, **request: Any) -> dict[str, Any] | None:
+        return self._response
+
+    def converse_stream(self, **request: Any) -> dict[str, Any]:
+        return {"stream": _EventStream(self._events)}
+
+    def close(self) -> None:
+        pass
+
+
+class _EventStream(list[dict[str, Any]]):
+    def close(self) -> None:
+        pass
+
+
+def _canned(client: _Canned, streaming: bool) -> list[TextDelta | Progress | Completion]:
+    """The events of one call (a plain call's completion alone) to ``client``."""
+
+    async def call() -> list[TextDelta | Progress | Completion]:
+        model = BedrockModel(client)
+        try:
+            if not streaming:
+                return [await model.complete(MODEL, [user("hi")])]
+            return [event async for event in model.stream(MODEL, [user("hi")])]
+        finally:
+            await model.close()
+
+    return asyncio.run(call())
+
+
+def _turn(*content: dict[str, Any], stop: Any = "end_turn") -> _Canned:
+    message = {"role": "assistant", "content": list(content)}
+    return _Canned({"output": {"message": message}, "stopReason": stop, "usage": {"inputTokens": 1}})
+
+
+def _streamed(*events: dict[str, Any], stop: Any = "end_turn", usage: Any = 1) -> _Canned:
+    """A stream of ``events`` between its start and its stop, then its usage."""
+    start, end = {"messageStart": {"role": "assistant"}}, {"messageStop": {"stopReason": stop}}
+    return _Canned(events=[start, *events, end, {"metadata": {"usage": {"inputTokens": usage}}}])
+
+
+def _delta(**delta: Any) -> dict[str, Any]:
+    return {"contentBlockDelta": {"contentBlockIndex": 0, "delta": delta}}
+
+
+def _tool_start(tool_use_id: Any = "tooluse_1") -> dict[str, Any]:
+    start = {"toolUse": {"toolUseId": tool_use_id, "name": "calculator"}}
+    return {"contentBlockStart": {"contentBlockIndex": 0, "start": start}}
+
+
+WRONG_TYPES: dict[str, tuple[_Canned, bool]] = {
+    "text that is a number": (_turn({"text": 123}), False),
+    "a tool use id that is a number": (
+        _turn({"toolUse": {"toolUseId": 7, "name": "calculator", "input": {}}}, stop="tool_use"),
+        False,
+    ),
+    "a stop reason that is a number": (_turn({"text": "Hi"}, stop=5), False),
+    "streamed text that is a number": (_streamed(_delta(text="Hello, "), _delta(text=123)), True),
+    "streamed input that is an object": (
+        _streamed(_tool_start(), _delta(toolUse={"input": {"expression": "1+1"}}), stop="tool_use"),
+        True,
+    ),
+    "a streamed tool use id that is a number": (
+        _streamed(_tool_start(7), _delta(toolUse={"input": "{}"}), stop="tool_use"),
+        True,
+    ),
+    "a streamed stop reason that is a number": (_streamed(_delta(text="Hi"), stop=5), True),
+    "streamed usage that is a fraction": (_streamed(_delta(text="Hi"), usage=1.5), True),
+}
+
+
+@pytest.mark.parametrize(("client", "streaming"), WRONG_TYPES.values(), ids=WRONG_TYPES.keys())
+def test_a_field_of_the_wrong_type_is_a_malformed_answer(client: _Canned, streaming: bool) -> None:
+    with pytest.raises(ModelError, match="malformed response"):
+        _canned(client, streaming)
+
+
+def test_tool_use_pieces_are_progress_and_metadata_nothing() -> None:
+    """What the gateway's per-event timeout counts as progress: a piece of the answer, text or tool call."""
+    pieces = (_delta(toolUse={"input": '{"expression": '}), _delta(toolUse={"input": '"1+1"}'}))
+    *events, completion = _canned(_streamed(_tool_start(), *pieces, stop="tool_use"), streaming=True)
+    assert events == [PROGRESS] * 3
+    assert isinstance(completion, Completion) and completion.finish_reason == "tool_calls"
+    assert completion.tool_calls == (ToolCall("tooluse_1", "calculator", '{"expression": "1+1"}'),)
 
 
 def test_an_unreachable_endpoint_is_retryable(

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from agent_runtime.api.deps import CallerDep, ServicesDep, run_options
+from agent_runtime.api.errors import bug_response
 from agent_runtime.api.limits import check_prompt_size
 from agent_runtime.api.schemas import (
     ChatCompletionChoice,
@@ -79,7 +80,9 @@ async def chat_completions(
         completion_id, created, agent.name, bool(body.stream_options and body.stream_options.include_usage)
     )
     return StreamingResponse(
-        chunks.sse(first, events), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        chunks.sse(first, events, request),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache"},
     )
 
 
@@ -96,8 +99,18 @@ class _Chunks:
         self._include_usage = include_usage
 
     async def sse(
-        self, first: TextDelta | RunResult, rest: AsyncGenerator[TextDelta | RunResult, None]
+        self,
+        first: TextDelta | RunResult,
+        rest: AsyncGenerator[TextDelta | RunResult, None],
+        request: Request,
     ) -> AsyncIterator[str]:
+        """The run's events as chunks, ``[DONE]`` after the last; a failure ends the stream with an error
+        event instead.
+
+        Headers are sent, so no failure can change the status: it travels in-band, as OpenAI's API reports
+        stream errors. A bug too: raised on, it would reach the server, which logs it and cuts the
+        connection, leaving the client a broken response without an error event.
+        """
         try:
             yield self._choice({"role": "assistant", "content": ""})
             event = first
@@ -112,8 +125,10 @@ class _Chunks:
                     yield self._choice({"content": event.text})
                 event = await anext(rest)
         except AgentRuntimeError as error:
-            # Headers are sent: the failure travels in-band, as OpenAI's API reports stream errors.
             yield _event({"error": error.to_dict()})
+        except Exception as error:  # noqa: BLE001 - a bug: internal_error to the client, the traceback logged
+            answer = bug_response(error, request.method, request.url.path)
+            yield f"data: {bytes(answer.body).decode()}\n\n"
         finally:
             await rest.aclose()
 
