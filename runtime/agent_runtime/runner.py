@@ -72,6 +72,13 @@ class RunResult:
     usage: TokenUsage
     steps: list[Step] = field(default_factory=list)
 
+    @property
+    def finish_reason(self) -> str:
+        """Why the answer ended, as its model call reported it in OpenAI's words: ``stop``, or ``length``
+        when the model reached its output cap and the answer is cut short (``stop`` when not reported)."""
+        last = next((step for step in reversed(self.steps) if isinstance(step, ModelStep)), None)
+        return (last.finish_reason if last is not None else None) or "stop"
+
 
 @dataclass(frozen=True)
 class RunOptions:

@@ -100,3 +100,23 @@ def test_a_bug_mid_stream_ends_it_with_an_internal_error_logged_once(
     errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
     assert [record.getMessage() for record in errors] == ["unhandled error in POST /v1/chat/completions"]
     assert errors[0].exc_info is not None and errors[0].exc_info[0] is RuntimeError
+
+
+def test_an_answer_cut_at_the_output_cap_says_so(answers: Any) -> None:
+    """A model stopped by its output cap reports ``length``: the caller is told the answer is cut short, not
+    that it is complete."""
+    script, runtime = answers
+    script["stream"] = [chunk("Once upon a "), chunk("time", finish="length"), "[DONE]"]
+    script["plain"] = {
+        "model": "m",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "Once"}, "finish_reason": "length"}
+        ],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+    }
+    plain = runtime.post("/v1/chat/completions", CHAT).json()
+    assert plain["choices"][0]["finish_reason"] == "length"
+    status, events = _streamed(runtime)
+    assert status == 200 and events[-1] == "[DONE]"
+    finishes = [json.loads(event)["choices"][0]["finish_reason"] for event in events[:-1]]
+    assert finishes[-1] == "length" and set(finishes[:-1]) == {None}

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from agent_runtime.api.deps import CallerDep, ServicesDep, run_options
+from agent_runtime.api.deps import IDEMPOTENCY_KEY_PARAMETER, CallerDep, ServicesDep, run_options
 from agent_runtime.api.errors import bug_response
 from agent_runtime.api.limits import check_prompt_size
 from agent_runtime.api.schemas import (
@@ -49,6 +49,7 @@ async def list_models(runtime: ServicesDep, caller: CallerDep) -> ModelList:
         **error_responses(400, 401, 404, 413, 422, 429, 502, 503, 504),
         200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}},
     },
+    openapi_extra=IDEMPOTENCY_KEY_PARAMETER,
 )
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, runtime: ServicesDep, caller: CallerDep
@@ -66,7 +67,11 @@ async def chat_completions(
             id=completion_id,
             created=created,
             model=agent.name,
-            choices=[ChatCompletionChoice(message=ChatCompletionMessage(content=result.answer))],
+            choices=[
+                ChatCompletionChoice(
+                    message=ChatCompletionMessage(content=result.answer), finish_reason=result.finish_reason
+                )
+            ],
             usage=result.usage,
         )
     events = runtime.runner.stream(agent, messages, options)
@@ -116,7 +121,7 @@ class _Chunks:
             event = first
             while True:
                 if isinstance(event, RunResult):
-                    yield self._choice({}, finish_reason="stop")
+                    yield self._choice({}, finish_reason=event.finish_reason)
                     if self._include_usage:
                         yield _event({**self._base, "choices": [], "usage": event.usage.model_dump()})
                     yield "data: [DONE]\n\n"

@@ -191,7 +191,10 @@ class ChatCompletionMessage(BaseModel):
 class ChatCompletionChoice(BaseModel):
     index: int = 0
     message: ChatCompletionMessage
-    finish_reason: Literal["stop"] = "stop"
+    finish_reason: str = Field(
+        default="stop",
+        description="Why the answer ended: stop, or length when it reached the agent's output cap (cut short).",
+    )
 
 
 class ChatCompletionResponse(BaseModel):
