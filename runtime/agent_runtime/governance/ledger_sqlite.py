@@ -55,6 +55,12 @@ WAL_LIMIT_BYTES = 64 * 1024 * 1024
 KEEPER_INTERVAL_SECONDS = 1.0
 """How often the keeper looks at the log."""
 
+SWEEP_EVERY = 60
+"""Looks of the keeper between two sweeps of expired rows (:func:`_drop_expired`): a minute."""
+
+SWEEP_BATCH = 1000
+"""Rows one statement of a sweep deletes at most: each holds the write lock for a moment only."""
+
 KEEPER_BUSY_MILLISECONDS = 250
 """How long a truncating checkpoint waits for readers and writers to step aside before it gives up (and
 is tried again a second later)."""
@@ -69,6 +75,28 @@ def _connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
     return conn
+
+
+def _drop_expired(conn: sqlite3.Connection, now: float) -> int:
+    """Delete up to :data:`SWEEP_BATCH` rows of each kind that no longer count, and return the most rows one
+    statement deleted: holds whose lease ended in a window that ended (a lapsed hold counts as spent until
+    then), counters of windows that ended and that no hold names, tool-call records past their time. Each
+    statement commits on its own (autocommit mode)."""
+    lapsed_holds = (
+        "DELETE FROM budget_holds WHERE (key, hold) IN (SELECT h.key, h.hold FROM budget_holds AS h "
+        "LEFT JOIN budget_ledger AS l ON l.key = h.key "
+        "WHERE h.lease_until < :now AND (l.key IS NULL OR l.expires_at < :now) LIMIT :batch)"
+    )
+    ended_windows = (
+        "DELETE FROM budget_ledger WHERE rowid IN (SELECT rowid FROM budget_ledger WHERE expires_at < :now "
+        "AND key NOT IN (SELECT key FROM budget_holds) LIMIT :batch)"
+    )
+    old_results = (
+        "DELETE FROM tool_results WHERE rowid IN "
+        "(SELECT rowid FROM tool_results WHERE expires_at < :now LIMIT :batch)"
+    )
+    values = {"now": now, "batch": SWEEP_BATCH}
+    return max(conn.execute(sql, values).rowcount for sql in (lapsed_holds, ended_windows, old_results))
 
 
 class _WalKeeper:
@@ -96,13 +124,27 @@ class _WalKeeper:
         self.commits += 1
 
     async def _keep(self) -> None:
+        """Look at the log every :data:`KEEPER_INTERVAL_SECONDS`, and sweep expired rows every
+        :data:`SWEEP_EVERY` looks: a counter of every budget window and a record of every tool call's key
+        would otherwise stay until the next start (thousands of rows a day per active caller)."""
         loop = asyncio.get_running_loop()
+        looks = 0
         while True:
             await asyncio.sleep(KEEPER_INTERVAL_SECONDS)
             commits, self.commits = self.commits, 0
             mode = self._mode(commits)
             if mode is not None:
                 await loop.run_in_executor(self._executor, self._checkpoint, mode)
+            looks += 1
+            if looks % SWEEP_EVERY == 0:
+                await loop.run_in_executor(self._executor, self._sweep)
+
+    def _sweep(self) -> None:
+        try:
+            while _drop_expired(self._conn, time.time()) == SWEEP_BATCH:
+                pass
+        except sqlite3.OperationalError:
+            pass  # busy: the ledger's writers did not step aside in time; swept again at the next sweep
 
     def _mode(self, commits: int) -> str | None:
         """TRUNCATE when the log is large or the file went quiet, PASSIVE after many commits, else nothing."""
@@ -143,13 +185,8 @@ class SqliteLedger:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             conn = _connect(path)
             conn.executescript(_SCHEMA)
-            now = time.time()
-            conn.execute("DELETE FROM budget_ledger WHERE expires_at < ?", (now,))
-            conn.execute(
-                "DELETE FROM budget_holds WHERE key NOT IN (SELECT key FROM budget_ledger) AND lease_until < ?",
-                (now,),
-            )
-            conn.execute("DELETE FROM tool_results WHERE expires_at < ?", (now,))
+            while _drop_expired(conn, time.time()) == SWEEP_BATCH:
+                pass
             conn.execute("PRAGMA wal_autocheckpoint = 0")
             conn.execute("PRAGMA busy_timeout = 0")
             return conn
