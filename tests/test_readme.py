@@ -297,3 +297,11 @@ def test_the_counted_providers_and_workflows_are_the_codes() -> None:
     workflows = sorted(p.name for p in (PROJECT_DIR / ".github" / "workflows").glob("*.yml"))
     assert f"{NUMBER_WORDS[len(workflows)].capitalize()} GitHub workflows" in TEXT
     assert all(f"**`{workflow}`**" in TEXT for workflow in workflows), workflows
+
+
+def test_the_sqlite_ledgers_sweep_is_as_the_readme_says() -> None:
+    from agent_runtime.governance import ledger_sqlite
+
+    assert ledger_sqlite.SWEEP_EVERY * ledger_sqlite.KEEPER_INTERVAL_SECONDS == 60
+    batch = f"{ledger_sqlite.SWEEP_BATCH:,}"
+    assert f"every minute it also deletes, in batches of {batch}," in prose()

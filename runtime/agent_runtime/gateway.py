@@ -3,7 +3,9 @@
 Order matters. The reservation comes first, so a request over budget never reaches the model (429 with
 the budget named). Routing comes next, because the reservation tells how close the budgets are to their
 limits. Each attempt (retries and fallback deployments included) is its own ``chat`` span. Settling runs
-whatever happened, so a failed call gives its reserved tokens and cost back.
+whatever happened: at the reported usage; at nothing for a call the model failed before answering; at the
+whole hold when what the call spent is not known (a stream cut after the answer began, a caller who left,
+an endpoint reporting no usage).
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ class ModelGateway:
         call_timeout: float,
         redact: Callable[[str], str],
     ) -> None:
-        """``redact`` cleans the text of a failure before it reaches a caller (see :func:`_scrubbed`)."""
+        """``redact`` cleans the text of a failure before it reaches a caller (see :meth:`_scrubbed`)."""
         self._llm = llm
         self._budgets = budgets
         self._resilience = resilience
