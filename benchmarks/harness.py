@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from agent_runtime.server_protocol import SERVER_PROTOCOL
+
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME = ROOT / "runtime"
 APP_FACTORY = "agent_runtime.api:serve_app"
@@ -91,7 +93,8 @@ def _kill_group(pgid: int) -> None:
 
 def uvicorn_command(port: int, workers: int, target: str, factory: bool) -> list[str]:
     command = [sys.executable, "-m", "uvicorn", target, "--port", str(port), "--log-level", "warning"]
-    command += ["--no-access-log", "--loop", "uvloop", "--http", "httptools", "--workers", str(workers)]
+    # The container's protocol (runtime/Dockerfile): uvicorn's httptools one, the request head bounded.
+    command += ["--no-access-log", "--loop", "uvloop", "--http", SERVER_PROTOCOL, "--workers", str(workers)]
     return command + (["--factory"] if factory else [])
 
 

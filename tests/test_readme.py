@@ -305,3 +305,11 @@ def test_the_sqlite_ledgers_sweep_is_as_the_readme_says() -> None:
     assert ledger_sqlite.SWEEP_EVERY * ledger_sqlite.KEEPER_INTERVAL_SECONDS == 60
     batch = f"{ledger_sqlite.SWEEP_BATCH:,}"
     assert f"every minute it also deletes, in batches of {batch}," in prose()
+
+
+def test_the_containers_request_head_bounds_are_as_the_readme_says() -> None:
+    from agent_runtime import server_protocol
+
+    size, seconds = server_protocol.MAX_HEAD_BYTES // 1024, server_protocol.HEAD_TIMEOUT_SECONDS
+    said = f"refused past {size} KiB (431) and when not complete {seconds:g} s after their first byte (408)"
+    assert said in prose()

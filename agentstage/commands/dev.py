@@ -145,6 +145,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     # The runtime is imported here so that other verbs never pay for FastAPI and openai at startup.
     import uvicorn
 
+    from agent_runtime.server_protocol import SERVER_PROTOCOL
+
     if args.project_dir is not None and args.stack is None:
         raise AgentstageError("--project-dir names where --stack is read from: give --stack STACK too")
     overrides, source = runtime_overrides(args.stack, args.project_dir, args.agents)
@@ -165,7 +167,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
             logging.getLogger("httpx").setLevel(logging.WARNING)
             _print_usage(console, args, settings, model_note, source)
             _run_worker_in_lifespan(app)
-            uvicorn_server = uvicorn.Server(uvicorn.Config(app, log_level="info", lifespan="on"))
+            # The container's HTTP protocol: a request head bounded in size and time, as deployed.
+            config = uvicorn.Config(app, log_level="info", lifespan="on", http=SERVER_PROTOCOL)
+            uvicorn_server = uvicorn.Server(config)
             uvicorn_server.run(sockets=[listener])
             if not uvicorn_server.started:
                 raise AgentstageError("the runtime did not start: see the log above")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -163,3 +165,18 @@ class Runtime:
 
 def audit_records(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     return [json.loads(record.getMessage()) for record in caplog.records if record.name == "agentstage.audit"]
+
+
+def answer_to_an_oversized_head(port: int) -> tuple[bytes, dict[str, Any]]:
+    """Send a 1 MiB header to a served runtime (as the container and ``agentstage dev`` serve it); its
+    answer's status line and JSON body, read while the header was still arriving."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            for _ in range(64):
+                client.sendall(b"a" * 16384)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0], json.loads(body)

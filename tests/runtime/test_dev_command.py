@@ -29,6 +29,7 @@ from agentstage.cli import build_parser, main
 from agentstage.commands import dev
 from agentstage.console import Console
 from core.errors import AgentstageError
+from tests.runtime.runtime_helpers import answer_to_an_oversized_head
 
 
 def free_port() -> int:
@@ -102,6 +103,11 @@ def test_dev_prints_how_to_call_it(dev_server: Dev) -> None:
     assert "task worker: queue 'agentstage-tasks' on the sqlite bus" in banner
     assert f"curl -s http://127.0.0.1:{port}/v1/agents/assistant/tasks" in banner
     assert f"curl -s http://127.0.0.1:{port}/v1/approvals -H 'Authorization: Bearer dev-reviewer'" in banner
+
+
+def test_dev_serves_with_the_containers_bounded_request_head(dev_server: Dev) -> None:
+    status, body = answer_to_an_oversized_head(dev_server.port)
+    assert status.startswith(b"HTTP/1.1 431 ") and body["error"]["code"] == "headers_too_large"
 
 
 def test_the_openai_client_chats_with_the_dev_agent(dev_server: Dev) -> None:

@@ -19,6 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from agent_runtime.server_protocol import SERVER_PROTOCOL
+from tests.runtime.runtime_helpers import answer_to_an_oversized_head
+
 RUNTIME = Path(__file__).resolve().parents[3] / "runtime"
 DOCKERFILE = (RUNTIME / "Dockerfile").read_text(encoding="utf-8")
 INSTRUCTIONS = re.findall(r"^([A-Z]+)\s+((?:.*\\\n)*.*)$", DOCKERFILE, flags=re.MULTILINE)
@@ -112,6 +115,12 @@ def test_cmd_serves_the_app_and_the_healthcheck_passes(server: int) -> None:
     assert "/healthz" in script
 
 
+def test_cmd_refuses_a_request_head_past_its_limit(server: int) -> None:
+    """The image's server bounds the head (agent_runtime/server_protocol.py)."""
+    status, body = answer_to_an_oversized_head(server)
+    assert status.startswith(b"HTTP/1.1 431 ") and body["error"]["code"] == "headers_too_large"
+
+
 def test_healthcheck_fails_when_nothing_answers() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -129,6 +138,7 @@ def test_cmd_is_uvicorn_serving_the_app_factory() -> None:
     command = _exec_form("CMD")
     assert command[0] == "uvicorn" and "--factory" in command and "agent_runtime.api:serve_app" in command
     assert "--no-access-log" in command, "as the other hosts, and as benchmarks/runtime_latency.py measures it"
+    assert command[command.index("--http") + 1] == SERVER_PROTOCOL, "the request head bounded"
     assert shlex.join(command)  # exec form: no shell between the container runtime and the server
 
 
