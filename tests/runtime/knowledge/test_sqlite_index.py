@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import tracemalloc
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from contract import (
     version_hash,
 )
 
+from agent_runtime.knowledge import sqlite as sqlite_index
 from agent_runtime.knowledge.base import KnowledgeIndex
 from agent_runtime.knowledge.sqlite import SqliteKnowledgeIndex, fts_query
 from agent_runtime.memory import DimensionMismatchError, Owner
@@ -144,6 +147,27 @@ async def test_reopening_with_other_dimensions_is_refused(tmp_path: Path) -> Non
     await index.close()
     with pytest.raises(DimensionMismatchError, match=f"{DIMENSIONS}-dimensional"):
         await SqliteKnowledgeIndex.open(path, DIMENSIONS * 2)
+
+
+async def test_loading_the_matrix_holds_it_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first search after a write loads every embedding: the peak is the matrix and one batch, not the
+    rows, their joined bytes and a normalised copy besides (four times the matrix before)."""
+    monkeypatch.setattr(sqlite_index, "LOAD_BATCH", 256)
+    index = await SqliteKnowledgeIndex.open(str(tmp_path / "state.db"), SCALE_DIMENSIONS)
+    try:
+        for document_id, chunks in scale_documents(chunks=4000):
+            await index.replace_document(document_id, chunks)
+        [query] = scale_queries(count=1)
+        tracemalloc.start()
+        try:
+            found = await index.search(replace(query, mode="vector", principals=frozenset({"group-1"})))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        matrix = 4000 * SCALE_DIMENSIONS * 4
+        assert found and peak < 1.5 * matrix, f"peak {peak / 1e6:.1f} MB for a {matrix / 1e6:.1f} MB matrix"
+    finally:
+        await index.close()
 
 
 @pytest.mark.slow
