@@ -201,6 +201,10 @@ class AzureFoundation:
 
         Entra ID v2.0 tokens of this tenant: issuer and signing keys are the tenant's, and app roles
         assigned to users or applications arrive in the ``roles`` claim the runtime maps to tool access.
+        Every caller's tenant (the ``tid`` claim) is therefore this one, and it is the platform's: its
+        reviewers and operators act on the stage's tasks and conversations, and its roles read the knowledge
+        index's restricted documents (the runtime counts a role only within the tenant that granted it, or
+        for every tenant when that is the platform's).
         """
         authority = pulumi.Output.concat("https://login.microsoftonline.com/", self.tenant_id)
         return {
@@ -208,6 +212,7 @@ class AzureFoundation:
             "jwt_issuer": pulumi.Output.concat(authority, "/v2.0"),
             "jwt_audience": self.config.api_audience,
             "jwt_jwks_url": pulumi.Output.concat(authority, "/discovery/v2.0/keys"),
+            "platform_tenant": self.tenant_id,
         }
 
 

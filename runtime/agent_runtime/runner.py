@@ -249,7 +249,7 @@ class AgentRunner:
             prompt, first = list(resume.prompt), resume.step
             usage, steps = resume.usage, list(resume.steps)
         else:
-            prompt = await _within(step_deadline, self._prompt(agent, messages, options), span)
+            prompt = await _within(step_deadline, self._prompt(agent, messages, options, span), span)
             first, usage, steps = 0, TokenUsage(), []
         context = ToolContext(
             caller=options.caller,
@@ -385,16 +385,30 @@ class AgentRunner:
                 )
             )
         )
-        detections = await self.guardrails.screen([result.content for result in results], "tool")
-        if self.guardrails.enforcing:
-            for index, detection in enumerate(detections):
-                if detection is not None:
-                    span.add_event(
-                        "tool_output_withheld",
-                        {"gen_ai.tool.name": calls[index].name, "reason": detection.reason},
-                    )
-                    results[index] = ToolResult(TOOL_OUTPUT_WITHHELD, results[index].step)
-        return results
+        withheld = await self._withheld(
+            [result.content for result in results],
+            span,
+            "tool_output_withheld",
+            [{"gen_ai.tool.name": call.name} for call in calls],
+        )
+        return [
+            ToolResult(TOOL_OUTPUT_WITHHELD, result.step) if hidden else result
+            for result, hidden in zip(results, withheld, strict=True)
+        ]
+
+    async def _withheld(
+        self, texts: Sequence[str], span: Span, event: str, attributes: Sequence[dict[str, str]]
+    ) -> list[bool]:
+        """Which of ``texts``, bound for the model from outside the caller's own words, to withhold: those the
+        tool-output screen flags while screening enforces, each recorded as ``event`` on the run's span with
+        its ``attributes`` and the reason."""
+        detections = await self.guardrails.screen(texts, "tool")
+        if not self.guardrails.enforcing:
+            return [False] * len(texts)
+        for detection, named in zip(detections, attributes, strict=True):
+            if detection is not None:
+                span.add_event(event, {**named, "reason": detection.reason})
+        return [detection is not None for detection in detections]
 
     async def _run_tool(
         self,
@@ -426,8 +440,14 @@ class AgentRunner:
             self.telemetry.end(span)
         return result
 
-    async def _prompt(self, agent: Agent, messages: Sequence[Message], options: RunOptions) -> list[Message]:
-        """Instructions, recalled memory, the caller's earlier turns, then the new messages."""
+    async def _prompt(
+        self, agent: Agent, messages: Sequence[Message], options: RunOptions, span: Span
+    ) -> list[Message]:
+        """Instructions, recalled memory, the caller's earlier turns, then the new messages.
+
+        Recalled memory is screened as the same hits are when the ``memory_search`` tool returns them: its text
+        comes from whatever filled the agent's memory, not from the caller, and here it would reach the model
+        as a system message. Hits the screen withholds are left out."""
         prompt: list[Message] = []
         if agent.instructions:
             prompt.append({"role": "system", "content": agent.instructions})
@@ -441,8 +461,11 @@ class AgentRunner:
                 vectors=self.vectors,
                 settings=self.settings,
             )
-            if hits:
-                passages = "\n".join(f"- {hit.text}" for hit in hits)
+            withheld = await self._withheld(
+                [hit.text for hit in hits], span, "memory_withheld", [{"memory.id": hit.id} for hit in hits]
+            )
+            if kept := [hit.text for hit, hidden in zip(hits, withheld, strict=True) if not hidden]:
+                passages = "\n".join(f"- {text}" for text in kept)
                 prompt.append({"role": "system", "content": f"Relevant long-term memory:\n{passages}"})
         if options.conversation_id and agent.memory.history_window:
             prompt.extend(

@@ -443,8 +443,9 @@ class SettingsContract(BaseModel):
     platform_tenant: str | None = Field(
         default=None,
         description="The tenant whose reviewers and operators act for every tenant (the platform team's "
-        "own). A reviewer or operator of any other tenant acts within its own tenant only: in multi-tenant "
-        "tokens each tenant's administrators assign the roles. Unset: every one acts within its own tenant.",
+        "own), and whose roles read the knowledge index's documents as the default tenant's do. A role of "
+        "any other tenant counts within its own tenant only: in multi-tenant tokens each tenant's "
+        "administrators assign the roles. Unset: every one acts within its own tenant.",
     )
     callback_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Timeout of one POST to a task's callback URL."
@@ -540,7 +541,9 @@ class SettingsContract(BaseModel):
         "from the model); 'report' only records detections in logs and traces.",
     )
     injection_patterns: PatternList = Field(
-        default=[], description="JSON list of extra regular expressions that count as prompt injection."
+        default=[],
+        description="JSON list of extra regular expressions that count as prompt injection, matched as the "
+        "built-in ones: against a JSON tool result's decoded strings, with one space between words.",
     )
     content_safety_endpoint: str | None = Field(
         default=None,
@@ -693,6 +696,20 @@ class SettingsContract(BaseModel):
             ]
             if missing:
                 raise ValueError(f"auth_mode 'jwt' needs {', '.join(missing)}")
+        return self
+
+    @model_validator(mode="after")
+    def _overlap_fits_in_a_chunk(self) -> SettingsContract:
+        """Fail at startup, not at every document ingested: chunking refuses an overlap of half a chunk or
+        more (:func:`agent_runtime.knowledge.chunking.split`), where each chunk would add no more than it
+        repeats."""
+        chunk, overlap = self.knowledge_chunk_tokens, self.knowledge_overlap_tokens
+        if 2 * overlap >= chunk:
+            raise ValueError(
+                f"{env_name('knowledge_overlap_tokens')} ({overlap}) must be less than half of "
+                f"{env_name('knowledge_chunk_tokens')} ({chunk}): lower the overlap to at most "
+                f"{(chunk - 1) // 2}, or raise the chunk size above {2 * overlap}"
+            )
         return self
 
     @model_validator(mode="after")

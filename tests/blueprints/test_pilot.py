@@ -159,6 +159,14 @@ def test_runtime_settings_cover_the_runtime_contract(stack: str, graph: Resource
     assert all(a["token_budget"] > 0 for a in agents)
 
 
+def test_the_entra_tenant_whose_tokens_are_accepted_is_the_platform_tenant(graph: ResourceGraph) -> None:
+    """Every accepted token's ``tid`` is the issuer's tenant: the runtime counts its callers' roles as the
+    platform's (reviewers, operators, the knowledge index's restricted documents), not as another tenant's."""
+    settings = app_settings(graph)
+    issuer_tenant = settings[env_name("jwt_issuer")].split("/")[3]
+    assert settings[env_name("platform_tenant")] == issuer_tenant != ""
+
+
 def test_no_key_or_connection_secret_in_app_settings(graph: ResourceGraph) -> None:
     for name, value in app_settings(graph).items():
         text = str(value)

@@ -9,6 +9,7 @@ in code (:mod:`agent_runtime.tools.access`), never by the model's good behaviour
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -24,22 +25,28 @@ Source = Literal["user", "tool"]
 
 INJECTION_PATTERNS = (
     (
-        r"\b(?:ignore|disregard|forget|override)\b[^.\n]{0,40}\b(?:previous|prior|above|earlier|all|your|"
-        r"system)\b[^.\n]{0,20}\b(?:instructions?|prompts?|rules|directions|guidelines)\b"
+        r"\b(?:ignore|disregard|forget|override)\b[^.]{0,40}\b(?:previous|prior|above|earlier|all|your|"
+        r"system)\b[^.]{0,20}\b(?:instructions?|prompts?|rules|directions|guidelines)\b"
     ),
     r"\byou are (?:now|no longer)\b|\bact as (?:an? )?(?:unrestricted|jailbroken|developer mode)\b",
     (
-        r"\b(?:reveal|print|repeat|output|show|leak)\b[^.\n]{0,40}\b(?:system prompt|instructions|secrets?|"
+        r"\b(?:reveal|print|repeat|output|show|leak)\b[^.]{0,40}\b(?:system prompt|instructions|secrets?|"
         r"passwords?|api[ _-]?keys?|credentials)\b"
     ),
     (
-        r"\b(?:call|invoke|use|run|execute)\b[^.\n]{0,20}\b(?:the )?(?:tool|function)\b[^.\n]{0,40}\b(?:now|"
+        r"\b(?:call|invoke|use|run|execute)\b[^.]{0,20}\b(?:the )?(?:tool|function)\b[^.]{0,40}\b(?:now|"
         r"immediately|instead)\b"
     ),
     r"</?(?:system|assistant|im_start|im_end)>|\[/?INST\]|\bBEGIN (?:SYSTEM|ADMIN) (?:PROMPT|MESSAGE)\b",
     r"\bnew (?:system )?instructions?\s*:",
 )
-"""Phrasings of instruction override, role hijack, exfiltration, tool coercion and fake role markers."""
+"""Phrasings of instruction override, role hijack, exfiltration, tool coercion and fake role markers, matched
+against the text as :func:`_screened_text` gives it (one space between words)."""
+
+_SEPARATORS = re.compile(r"[\s\u180e\u200b-\u200d\u2060-\u2064\ufeff]+")
+"""What separates words to a reader: any whitespace (tabs, line breaks, no-break and other Unicode spaces)
+and the invisible characters that may stand between words (zero-width space and joiners, word joiner,
+invisible operators, byte order mark). An attacker picks whichever a pattern's space does not match."""
 
 TOOL_OUTPUT_WITHHELD = (
     '{"error": {"code": "tool_output_withheld", "message": "the tool returned text that looks like a '
@@ -75,8 +82,36 @@ class HeuristicScreen:
         )
 
     def reason(self, text: str) -> str | None:
-        match = self._regex.search(text)
+        match = self._regex.search(_screened_text(text))
         return f"matches injection heuristic near {match.group()[:40]!r}" if match else None
+
+
+def _screened_text(text: str) -> str:
+    """``text`` as a model reads it, in the form the heuristics match: a JSON document (a tool's result) as
+    its strings, escapes decoded, since the model reads ``\\t`` as a tab and ``\\u00a0`` as a space; then
+    each run of :data:`_SEPARATORS` as one space, whatever separates the words."""
+    return _SEPARATORS.sub(" ", "\n".join(_json_strings(text)))
+
+
+def _json_strings(text: str) -> list[str]:
+    """The strings (keys and values) of ``text`` when it is a JSON array, object or string, else ``[text]``."""
+    if not text.lstrip().startswith(("{", "[", '"')):
+        return [text]
+    try:
+        pending = [json.loads(text)]
+    except (ValueError, RecursionError):  # not JSON after all, or nested deeper than the parser goes
+        return [text]
+    strings: list[str] = []
+    while pending:  # a loop, not recursion: the document may be nested almost as deep as the parser goes
+        value = pending.pop()
+        if isinstance(value, str):
+            strings.append(value)
+        elif isinstance(value, dict):
+            for key, item in reversed(value.items()):
+                pending += (item, key)
+        elif isinstance(value, list):
+            pending += reversed(value)
+    return strings
 
 
 TokenProvider = Callable[[], Awaitable[str]]

@@ -12,6 +12,7 @@ import pytest
 
 from agent_runtime.knowledge.chunking import TextChunk, count_tokens, split
 from agent_runtime.knowledge.extract import ExtractedDocument, Section
+from agent_runtime.settings import Settings
 
 PROSE = [
     "the",
@@ -211,6 +212,33 @@ def test_split_refuses_settings_that_cannot_work(max_tokens: int, overlap_tokens
             ExtractedDocument("t", (Section((), "text"),)),
             max_tokens=max_tokens,
             overlap_tokens=overlap_tokens,
+        )
+
+
+@pytest.mark.parametrize(
+    ("chunk_tokens", "overlap_tokens"), [(100, 60), (100, 50), (100, 49), (16, 8), (16, 7), (400, 60)]
+)
+def test_the_settings_refuse_at_startup_the_overlap_split_would_refuse_at_every_document(
+    chunk_tokens: int, overlap_tokens: int
+) -> None:
+    """A runtime that starts ingests: the settings accept exactly the chunk and overlap sizes split accepts,
+    and a refusal names both variables and the values that would work."""
+    document = ExtractedDocument("t", (Section((), "text"),))
+    try:
+        split(document, max_tokens=chunk_tokens, overlap_tokens=overlap_tokens)
+    except ValueError:
+        expected = (
+            f"AGENTSTAGE_KNOWLEDGE_OVERLAP_TOKENS ({overlap_tokens}) must be less than half of "
+            f"AGENTSTAGE_KNOWLEDGE_CHUNK_TOKENS ({chunk_tokens}): lower the overlap to at most "
+            f"{(chunk_tokens - 1) // 2}, or raise the chunk size above {2 * overlap_tokens}"
+        )
+        with pytest.raises(ValueError, match=re.escape(expected)):
+            Settings(knowledge_chunk_tokens=chunk_tokens, knowledge_overlap_tokens=overlap_tokens)
+    else:
+        settings = Settings(knowledge_chunk_tokens=chunk_tokens, knowledge_overlap_tokens=overlap_tokens)
+        assert (settings.knowledge_chunk_tokens, settings.knowledge_overlap_tokens) == (
+            chunk_tokens,
+            overlap_tokens,
         )
 
 

@@ -76,6 +76,38 @@ def test_two_callers_asking_the_same_question_read_only_what_they_may(
     }
 
 
+TENANT_KEYS = {
+    "home-admin-key-0123456789": {"caller": "hana", "roles": ["admin"]},
+    "platform-admin-key-0123456789": {"caller": "pat", "roles": ["admin"], "tenant": "t-platform"},
+    "evil-admin-key-0123456789": {"caller": "mallory", "roles": ["admin"], "tenant": "t-evil"},
+    "evil-user-key-0123456789": {"caller": "eve", "roles": ["user"], "tenant": "t-evil"},
+}
+
+
+@pytest.mark.parametrize(
+    "key, documents",
+    [
+        ("home-admin-key-0123456789", ["handbook.md", "hr/pay.md"]),
+        ("platform-admin-key-0123456789", ["handbook.md", "hr/pay.md"]),
+        ("evil-admin-key-0123456789", ["handbook.md"]),
+        ("evil-user-key-0123456789", ["handbook.md"]),
+    ],
+)
+def test_a_role_granted_by_another_tenant_reads_no_more_than_everyones_documents(
+    runtime_factory: RuntimeFactory, key: str, documents: list[str]
+) -> None:
+    """The documents are the default tenant's: its own ``admin`` and the platform tenant's read the admin-only
+    one; an ``admin`` that tenant t-evil's administrators granted themselves reads only what everyone reads."""
+    runtime = runtime_factory(
+        agents=json.dumps(AGENTS), api_keys=json.dumps(TENANT_KEYS), platform_tenant="t-platform"
+    )
+    fill(runtime.settings.sqlite_path, runtime.settings.embedding_dimensions)
+
+    found = answer(runtime.invoke("librarian", "knowledge zyzzyva", key=key))
+
+    assert sorted(passage["source"]["document"] for passage in found) == documents
+
+
 @pytest.mark.parametrize(
     "settings, variable",
     [
