@@ -21,11 +21,11 @@ from typing import NamedTuple
 from .extract import ExtractedDocument
 
 MIN_MAX_TOKENS = 16
+"""The smallest chunk budget: below it, a chunk holds too few words beside its overlap to mean anything."""
 
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
 """Bump when extraction or chunking changes what a document becomes: every document's fingerprint includes
 it, so the next ingestion re-chunks documents whose bytes did not change."""
-"""The smallest chunk budget: below it, a chunk holds too few words beside its overlap to mean anything."""
 
 # Pre-tokens, as BPE tokenizers split text before merging (camelCase and digits apart from letters).
 _PIECES = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+|\s+|.", re.DOTALL)

@@ -100,6 +100,9 @@ S3_EVERYONE = "@all"
 class S3Source:
     """The objects under ``s3://bucket/prefix``, named by their key relative to the prefix.
 
+    A prefix is a folder: ``docs`` means ``docs/``, so that it does not also take ``docs-internal/`` or
+    ``docsecret.md``, and ``docs/handbook.md`` is named ``handbook.md``.
+
     boto3 is synchronous: calls run in a thread, on one client (boto3 clients are thread-safe).
     """
 
@@ -109,7 +112,7 @@ class S3Source:
         import boto3
 
         self.bucket = bucket
-        self.prefix = prefix
+        self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
         self._client = client or boto3.client("s3", region_name=region)
         self.close = CloseOnce(self._release)
 

@@ -146,6 +146,9 @@ MAX_QUERY_TERMS = 32
 
 _TERM = re.compile(r"[^\W_]+")  # letters and digits: what both full-text tokenizers keep as a word
 
+# NUL, which PostgreSQL text cannot hold, and lone surrogates, which UTF-8 (every store's encoding) cannot.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
 
 def query_terms(text: str) -> list[str]:
     """The query's distinct words (letters and digits only) but :data:`STOP_WORDS`, in order, at most
@@ -188,6 +191,12 @@ def check_chunks(document_id: str, chunks: Sequence[Chunk], dimensions: int) -> 
         positions.add(chunk.index)
         if not chunk.readers or not all(isinstance(r, str) and r for r in chunk.readers):
             raise ValueError(f"chunk {chunk.index} of document {document_id!r} must name its readers")
+        texts = (document_id, chunk.text, chunk.title, chunk.uri, *chunk.headings, *chunk.readers)
+        if any(_UNSTORABLE.search(text) for text in texts):
+            raise ValueError(
+                f"chunk {chunk.index} of document {document_id!r} contains a NUL character or a lone "
+                "surrogate, which no backend can store"
+            )
     return [check_embedding(chunk.embedding, dimensions) for chunk in chunks]
 
 

@@ -44,6 +44,10 @@ _EXTENSIONS = {
 # What stores record when nobody said what the bytes are: the extension is the better guess then.
 _UNTYPED = {"", "application/octet-stream", "binary/octet-stream"}
 
+MAX_HEADING_CHARS = 200
+"""Titles and headings are cut to this many characters (ending in an ellipsis): each is stored with, and
+embedded above, every chunk under it, so a 40 KB heading line or ``<title>`` would swell them all."""
+
 
 class ExtractionError(ValueError):
     """Why a document cannot be indexed, worded for whoever uploaded it (it goes to a dead-letter record)."""
@@ -76,14 +80,17 @@ def extract(content: bytes, *, name: str, media_type: str | None = None) -> Extr
     charset = _charset(parameters)
     stem = PurePosixPath(name).stem or name
     if kind == "pdf":
-        return _pdf(content, name)
+        return _bounded(_pdf(content, name))
     if kind == "html":
         charset = charset or _meta_charset(content)
     text = _decode(content, name, charset)
-    document = _PARSERS[kind](text, stem)
+    try:
+        document = _PARSERS[kind](text, stem)
+    except AssertionError as exc:  # how html.parser refuses some markup (an unknown <![keyword[ section)
+        raise ExtractionError(f"{name}: not readable {kind} ({exc}); correct it and upload it again") from exc
     if not document.sections:
         raise ExtractionError(f"{name} is empty")
-    return document
+    return _bounded(document)
 
 
 def _kind(name: str, essence: str) -> str:
@@ -411,6 +418,16 @@ def _pdf(content: bytes, name: str) -> ExtractedDocument:
     first_line = next(line for line in text.split("\n") if line.strip())
     title = _words(str(declared)) or _shortened(_words(first_line), 120)
     return ExtractedDocument(title, (Section((), text),))
+
+
+def _bounded(document: ExtractedDocument) -> ExtractedDocument:
+    """The document with its title and headings cut to :data:`MAX_HEADING_CHARS`."""
+    sections = tuple(Section(tuple(map(_capped, s.headings)), s.text) for s in document.sections)
+    return ExtractedDocument(_capped(document.title), sections)
+
+
+def _capped(text: str) -> str:
+    return text if len(text) <= MAX_HEADING_CHARS else _shortened(text, MAX_HEADING_CHARS - 1) + "…"
 
 
 def _shortened(text: str, limit: int) -> str:

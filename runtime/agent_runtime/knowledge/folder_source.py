@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import logging
 import mimetypes
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,8 @@ import yaml
 from agent_runtime.knowledge.documents import DocumentTooLarge, SourceDocument, parse_readers
 
 READERS_FILE = "readers.yaml"
+
+log = logging.getLogger("agentstage.knowledge")
 
 
 class ReadersFileError(ValueError):
@@ -76,12 +79,23 @@ class FolderSource:
             if path.is_file()
             and not any(part.startswith(".") for part in path.relative_to(self.root).parts)
             and path.relative_to(self.root).as_posix() != READERS_FILE
+            and self._inside(path.relative_to(self.root).as_posix())
         )
+
+    def _inside(self, document_id: str) -> bool:
+        """Whether the document resolves inside the folder. One that does not (a link to a file elsewhere)
+        is logged and left out: reading it would leak that file, and refusing it must not stop the sync."""
+        try:
+            self._path(document_id)
+        except ValueError as error:
+            log.warning("%s: not ingested", error)
+            return False
+        return True
 
     def _path(self, document_id: str) -> Path:
         path = (self.root / document_id).resolve()
         if not path.is_relative_to(self.root):  # an event naming ../../etc/passwd reads nothing
-            raise ValueError(f"{document_id!r} is outside the documents folder {self.root}")
+            raise ValueError(f"{document_id!r} resolves to {path}, outside the documents folder {self.root}")
         return path
 
     def _readers(self, document_id: str) -> frozenset[str] | None:

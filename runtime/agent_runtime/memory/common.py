@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from array import array
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -18,6 +19,8 @@ from .base import Message, Owner, VectorItem
 
 _SCALAR_TYPES = (str, int, float, bool, type(None))
 _FILTER_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_FLOAT32_MAX = 3.4028234663852886e38
+_FLOAT32_TINY = 2.0**-126  # the smallest normal float32
 
 
 class DimensionMismatchError(ValueError):
@@ -87,7 +90,10 @@ def check_embedding(embedding: Sequence[float], dimensions: int) -> list[float]:
     """The embedding as floats, refusing a wrong length, non-finite values and the zero vector.
 
     Cosine similarity is undefined for the zero vector, and each backend would otherwise answer differently
-    (NaN, an error, or silently last), so it is refused everywhere.
+    (NaN, an error, or silently last), so it is refused everywhere. Stores keep float32 and the SQLite
+    backends score in it, so the checks apply to the vector as float32 holds it: a component of 1e39 is
+    infinite there (pgvector refuses it; SQLite scored NaN), one of 1e-46 is 0, and a squared length
+    beyond float32's range makes the normalised vector NaN.
     """
     values = [float(x) for x in embedding]
     if len(values) != dimensions:
@@ -95,10 +101,15 @@ def check_embedding(embedding: Sequence[float], dimensions: int) -> list[float]:
             f"embedding has {len(values)} dimensions but this store holds {dimensions}-dimensional vectors "
             "(AGENTSTAGE_EMBEDDING_DIMENSIONS must match the embedding model)"
         )
-    if not all(math.isfinite(x) for x in values):
-        raise ValueError("embedding contains NaN or infinite values")
-    if not any(values):
-        raise ValueError("embedding is the zero vector; cosine similarity is undefined for it")
+    stored = array("f", values)  # float32, rounded as every store rounds it (out of range: inf or 0)
+    if not all(math.isfinite(x) for x in stored):
+        raise ValueError("embedding contains NaN or infinite values (or values beyond float32's ±3.4e38)")
+    # Scoring sums the squares in float32: half its maximum leaves room for the sum's rounding.
+    if not _FLOAT32_TINY <= math.fsum(x * x for x in stored) <= _FLOAT32_MAX / 2:
+        raise ValueError(
+            "embedding is the zero vector (cosine similarity is undefined for it), or its length under- or "
+            "overflows float32, in which stores keep and score it"
+        )
     return values
 
 

@@ -33,6 +33,7 @@ import hashlib
 import statistics
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -203,6 +204,46 @@ class KnowledgeIndexContract:
         with pytest.raises(ValueError):
             await index.replace_document("guide", [chunk("guide", 0, "one"), chunk("other", 1, "two")])
         assert await index.document_hashes() == {}
+
+    @pytest.mark.parametrize(
+        "embedding",
+        [
+            [1e39] + [0.0] * (DIMENSIONS - 1),  # infinite in float32
+            [1e-46] + [0.0] * (DIMENSIONS - 1),  # zero in float32
+            [1e20] * DIMENSIONS,  # finite components, but the squared length overflows float32
+        ],
+        ids=["1e39", "1e-46", "1e20"],
+    )
+    async def test_embeddings_float32_cannot_score_are_refused(
+        self, index: KnowledgeIndex, embedding: list[float]
+    ) -> None:
+        """Every store keeps float32: what is valid in float64 only scored NaN or failed on one backend."""
+        await index.replace_document("guide", document("guide", ["alpha one"]))
+        with pytest.raises(ValueError, match="float32"):
+            await index.replace_document(
+                "guide", [chunk("guide", 0, "gamma", version="v2", embedding=embedding)]
+            )
+        for mode in ("vector", "hybrid"):
+            with pytest.raises(ValueError, match="float32"):
+                await index.search(KnowledgeQuery("alpha", embedding, frozenset(), mode=mode))
+        assert await everything(index) == {("guide", 0): "alpha one"}
+
+    @pytest.mark.parametrize(
+        ("field", "character"),
+        [("text", "\x00"), ("text", "\ud800"), ("title", "\x00"), ("headings", "\udfff")],
+    )
+    async def test_text_no_backend_can_store_is_refused_before_anything_is_written(
+        self, index: KnowledgeIndex, field: str, character: str
+    ) -> None:
+        """NUL (PostgreSQL text cannot hold it) and lone surrogates (not UTF-8) are refused alike everywhere."""
+        await index.replace_document("guide", document("guide", ["alpha one"]))
+        value = f"a{character}b"
+        bad = replace(
+            chunk("guide", 0, "gamma", version="v2"), **{field: (value,) if field == "headings" else value}
+        )
+        with pytest.raises(ValueError, match="NUL character or a lone surrogate"):
+            await index.replace_document("guide", [bad])
+        assert await everything(index) == {("guide", 0): "alpha one"}
 
     # --- searching -------------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import pytest
 from pypdf import PdfWriter
 from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
+from agent_runtime.knowledge import extract as extraction
 from agent_runtime.knowledge.extract import ExtractedDocument, ExtractionError, Section, extract
 
 SUPPORTED = "supported: plain text (.txt), Markdown (.md), HTML (.html/.htm), PDF (.pdf)"
@@ -404,6 +405,29 @@ def test_broken_html_still_gives_its_text() -> None:
         ((), "unclosed bold"),
         (("Head",), "tail &bogus; & < 3"),
     ]
+
+
+def test_markup_the_html_parser_refuses_is_refused_with_the_reason() -> None:
+    with pytest.raises(
+        ExtractionError, match=r"^page.html: not readable html \(unknown status keyword 'foo'"
+    ):
+        extract(b"<p>text</p><![foo[ x", name="page.html")
+
+
+@pytest.mark.parametrize(
+    ("name", "template"),
+    [
+        ("a.md", "---\ntitle: {0}\n---\n# {0}\n\n## {0}\n\ntext"),
+        ("a.html", "<title>{0}</title><h2>{0}</h2>text"),
+    ],
+)
+def test_titles_and_headings_are_cut_with_an_ellipsis(name: str, template: str) -> None:
+    """Each is stored with, and embedded above, every chunk under it: a 44 KB heading line must not be."""
+    long = " ".join(f"Section{i:05d}" for i in range(4000))
+    document = extract(template.format(long).encode(), name=name)
+    [section] = document.sections
+    for part in (document.title, *section.headings):
+        assert part.endswith("…") and long.startswith(part[:-1]) and len(part) <= extraction.MAX_HEADING_CHARS
 
 
 def test_random_html_keeps_visible_words_in_order_under_their_headings() -> None:

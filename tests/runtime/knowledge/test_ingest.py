@@ -7,14 +7,23 @@ every call is counted, so "a redelivered event changes nothing" is checked as "n
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from agent_runtime.knowledge.base import EVERYONE, KnowledgeQuery
+from agent_runtime.errors import ModelError
+from agent_runtime.knowledge import extract, ingest
+from agent_runtime.knowledge.base import EVERYONE, KnowledgeIndex, KnowledgeQuery
+from agent_runtime.knowledge.chunking import count_tokens
+from agent_runtime.knowledge.documents import SourceDocument
 from agent_runtime.knowledge.folder_source import READERS_FILE, FolderSource, ReadersFileError
 from agent_runtime.knowledge.ingest import IngestOptions, Ingestor, Outcome, PoisonDocument
+from agent_runtime.knowledge.postgres import PostgresKnowledgeIndex
+from agent_runtime.knowledge.service import DocumentEvents
 from agent_runtime.knowledge.sqlite import SqliteKnowledgeIndex
 from agent_runtime.testing.server import embed
 
@@ -66,14 +75,24 @@ async def index(tmp_path: Path) -> AsyncIterator[SqliteKnowledgeIndex]:
     await index.close()
 
 
-def ingestor(
-    folder: Path, index: SqliteKnowledgeIndex, embedder: CountingEmbedder, **options: object
-) -> Ingestor:
+@pytest.fixture(params=["sqlite", "postgres"])
+async def any_index(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[KnowledgeIndex]:
+    """The SQLite index, then PostgreSQL + pgvector (the test server of tests/runtime, a schema per test)."""
+    if request.param == "sqlite":
+        index: KnowledgeIndex = await SqliteKnowledgeIndex.open(str(tmp_path / "state.db"), DIMENSIONS)
+    else:
+        dsn = request.getfixturevalue("postgres_dsn")
+        index = await PostgresKnowledgeIndex.connect(dsn, DIMENSIONS, schema=f"test_{uuid.uuid4().hex[:12]}")
+    yield index
+    await index.close()
+
+
+def ingestor(folder: Path, index: KnowledgeIndex, embedder: CountingEmbedder, **options: object) -> Ingestor:
     settings = {"dimensions": DIMENSIONS, "chunk_tokens": 40, "overlap_tokens": 5} | options
     return Ingestor(FolderSource(folder), index, embedder, IngestOptions(**settings))  # type: ignore[arg-type]
 
 
-async def passages(index: SqliteKnowledgeIndex, text: str, *principals: str) -> list[tuple[str, str]]:
+async def passages(index: KnowledgeIndex, text: str, *principals: str) -> list[tuple[str, str]]:
     query = KnowledgeQuery(text, embed(text, DIMENSIONS), frozenset(principals), top_k=20, mode="keyword")
     return [(passage.document_id, passage.text) for passage in await index.search(query)]
 
@@ -252,3 +271,175 @@ def test_a_malformed_readers_file_names_the_file_and_the_expected_shape(folder: 
     (folder / READERS_FILE).write_text('"a.md": hr\n')
     with pytest.raises(ReadersFileError, match=r"must map a path or glob to a list of group names"):
         FolderSource(folder)
+
+
+# Edits that make an indexed document unindexable, and the reason each is refused with.
+POISONED = [
+    pytest.param(b"", "is empty", id="emptied"),
+    pytest.param(b"   \n\n\t  \n", "is empty", id="whitespace"),
+    pytest.param(b"new text\x00with a NUL", "NUL", id="nul"),
+    pytest.param("café résumé".encode("latin-1"), "not valid utf-8", id="latin-1"),
+    pytest.param(b"word " * 30_000, "over the limit", id="too-large"),
+]
+OLD_TEXT = "# Old\n\nThe zyzzyva password is hunter2."
+
+
+def s3_event(key: str) -> dict[str, object]:
+    """An S3 notification naming ``key`` (the folder source maps any object name to itself)."""
+    record = {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "docs"}, "object": {"key": key}}}
+    return {"Records": [record]}
+
+
+@pytest.mark.parametrize(("content", "reason"), POISONED)
+async def test_an_event_for_a_document_edited_into_poison_withdraws_its_old_chunks(
+    folder: Path, any_index: KnowledgeIndex, embedder: CountingEmbedder, content: bytes, reason: str
+) -> None:
+    (folder / "notes.txt").write_text(OLD_TEXT)
+    worker = ingestor(folder, any_index, embedder, max_document_bytes=100_000)
+    assert (await worker.refresh("notes.txt")).action == "indexed"
+    (folder / "notes.txt").write_bytes(content)
+    with pytest.raises(PoisonDocument, match=reason) as raised:
+        await DocumentEvents(worker, lambda _bucket, key: key).handle(s3_event("notes.txt"))
+    assert await passages(any_index, "zyzzyva hunter2", EVERYONE) == []
+    assert await any_index.document_hashes() == {}
+    assert raised.value.removed == 1
+
+
+@pytest.mark.parametrize(("content", "reason"), POISONED)
+async def test_a_sync_withdraws_the_old_chunks_of_a_document_edited_into_poison_and_reports_it(
+    folder: Path, any_index: KnowledgeIndex, embedder: CountingEmbedder, content: bytes, reason: str
+) -> None:
+    (folder / "notes.txt").write_text(OLD_TEXT)
+    (folder / "other.md").write_text("# Other\n\nThe canteen opens at noon.")
+    worker = ingestor(folder, any_index, embedder, max_document_bytes=100_000)
+    await worker.sync()
+    (folder / "notes.txt").write_bytes(content)
+    for removed in (1, 0):  # the next sync reports it again, with nothing left to remove
+        outcomes = {outcome.document_id: outcome for outcome in await worker.sync()}
+        assert await passages(any_index, "zyzzyva hunter2", EVERYONE) == []
+        assert set(await any_index.document_hashes()) == {"other.md"}
+        skipped = outcomes["notes.txt"]
+        assert (skipped.action, skipped.chunks, reason in skipped.reason) == ("skipped", removed, True)
+        assert outcomes["other.md"].action == "unchanged"
+
+
+async def test_a_link_out_of_the_folder_is_left_out_and_the_sync_goes_on(
+    folder: Path, index: SqliteKnowledgeIndex, embedder: CountingEmbedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    (folder.parent / "outside.md").write_text("# Outside\n\nThe zyzzyva secret.")
+    (folder / "good.md").write_text("# Good\n\nalpha")
+    (folder / "link.md").symlink_to(folder.parent / "outside.md")
+    (folder / "alias.md").symlink_to(folder / "good.md")  # a link inside the folder is a document
+    with caplog.at_level(logging.WARNING, logger="agentstage.knowledge"):
+        outcomes = await ingestor(folder, index, embedder).sync()
+    assert {outcome.document_id: outcome.action for outcome in outcomes} == {
+        "alias.md": "indexed",
+        "good.md": "indexed",
+    }
+    assert "'link.md' resolves to" in caplog.text and "outside the documents folder" in caplog.text
+    assert await passages(index, "zyzzyva", EVERYONE) == []
+
+
+class LockedFolder(FolderSource):
+    """A folder whose ``locked.md`` cannot be read (the tests run as root, whom file modes do not stop)."""
+
+    async def fetch(self, document_id: str, *, max_bytes: int) -> SourceDocument | None:
+        if document_id == "locked.md":
+            raise PermissionError(13, "Permission denied", str(self.root / document_id))
+        return await super().fetch(document_id, max_bytes=max_bytes)
+
+
+async def test_a_document_failing_on_its_own_is_reported_and_the_others_are_ingested(
+    folder: Path, index: SqliteKnowledgeIndex, embedder: CountingEmbedder
+) -> None:
+    for name in ("a.md", "locked.md", "b.md"):
+        (folder / name).write_text(f"# {name}\n\ntext of {name}")
+    worker = Ingestor(LockedFolder(folder), index, embedder, IngestOptions(dimensions=DIMENSIONS))
+    outcomes = {outcome.document_id: outcome for outcome in await worker.sync()}
+    assert {name: outcome.action for name, outcome in outcomes.items()} == {
+        "a.md": "indexed",
+        "b.md": "indexed",
+        "locked.md": "skipped",
+    }
+    assert outcomes["locked.md"].reason.startswith("PermissionError: [Errno 13] Permission denied")
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [ModelError("the embeddings call timed out", retryable=True), ConnectionError("refused"), TimeoutError()],
+    ids=["model-error", "connection", "timeout"],
+)
+async def test_an_embedding_endpoint_failure_fails_the_sync_and_leaves_nothing_running(
+    folder: Path, index: SqliteKnowledgeIndex, failure: Exception
+) -> None:
+    """Reported as skipped, an endpoint that is down would skip every document; the sync fails instead, and
+    the documents in flight are stopped rather than left writing after it."""
+    for name in ("a", "b", "c", "d"):
+        (folder / f"{name}.md").write_text(f"# {name}\n\ntext of {name}")
+    in_flight: list[asyncio.Task[object]] = []
+    all_waiting = asyncio.Event()
+
+    async def fail_once_the_others_wait(texts: Sequence[str]) -> list[list[float]]:
+        if "text of a" not in texts[0]:
+            in_flight.append(asyncio.current_task())  # type: ignore[arg-type]
+            if len(in_flight) == 3:
+                all_waiting.set()
+            await asyncio.Event().wait()  # an embedding call that has not answered yet
+        await all_waiting.wait()
+        raise failure
+
+    worker = Ingestor(
+        FolderSource(folder), index, fail_once_the_others_wait, IngestOptions(dimensions=DIMENSIONS)
+    )
+    with pytest.raises(type(failure)):
+        await worker.sync()
+    assert len(in_flight) == 3 and all(task.done() for task in in_flight)
+    assert await index.document_hashes() == {}
+
+
+LONG_HEADING = " ".join(f"Section{i:05d}" for i in range(4000))  # one 44 KB heading line
+NESTED = "".join(
+    f"{'#' * level} {' '.join([f'Level{level}'] + ['東京'] * 150)}\n\nText at level {level}.\n\n"
+    for level in range(1, 7)
+)
+BODY = "The body goes on about refunds within thirty days of purchase. " * 120
+MODEL_LIMIT = 512
+"""What the test endpoint's model reads at most, as BERT-style embedding models (e5, bge, MiniLM)."""
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        pytest.param("heading.md", f"# {LONG_HEADING}\n\n{BODY}", id="huge-heading"),
+        pytest.param("title.html", f"<title>{LONG_HEADING}</title><p>{BODY}</p>", id="huge-title"),
+        pytest.param("nested.md", f"{NESTED}{BODY}", id="six-nested-headings"),
+    ],
+)
+@pytest.mark.parametrize(("chunk_tokens", "overlap_tokens"), [(16, 7), (40, 5), (400, 60)])
+async def test_the_title_and_headings_embedded_with_a_chunk_add_a_bounded_allowance(
+    folder: Path, index: SqliteKnowledgeIndex, name: str, content: str, chunk_tokens: int, overlap_tokens: int
+) -> None:
+    (folder / name).write_text(content)
+    embedded: list[str] = []
+
+    async def strict(texts: Sequence[str]) -> list[list[float]]:
+        """An endpoint that refuses an input over its model's limit, as real ones do (a 400)."""
+        over = [count_tokens(text) for text in texts if count_tokens(text) > MODEL_LIMIT]
+        if over:
+            raise ModelError(f"400: input of {over[0]} tokens, over the limit of {MODEL_LIMIT}")
+        embedded.extend(texts)
+        return [embed(text, DIMENSIONS) for text in texts]
+
+    options = IngestOptions(dimensions=DIMENSIONS, chunk_tokens=chunk_tokens, overlap_tokens=overlap_tokens)
+    outcome = await Ingestor(FolderSource(folder), index, strict, options).refresh(name)
+    assert outcome.action == "indexed" and outcome.chunks == len(embedded) > 1
+    assert max(map(count_tokens, embedded)) <= chunk_tokens + ingest.HEADING_PATH_TOKENS
+    assert all(text.split("\n\n", 1)[0].endswith("…") for text in embedded)
+    found = await index.search(
+        KnowledgeQuery("refunds", embed("refunds", DIMENSIONS), frozenset(), top_k=50, mode="keyword")
+    )
+    assert found and all(
+        len(part) <= extract.MAX_HEADING_CHARS
+        for passage in found
+        for part in (passage.title, *passage.headings)
+    )

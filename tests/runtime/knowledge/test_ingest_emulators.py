@@ -242,6 +242,27 @@ async def test_s3_notifications_keep_the_index_equal_to_the_prefix(
     assert await bus.dead_letters(worker.queue) == []
 
 
+async def test_an_s3_prefix_is_a_folder_not_the_start_of_a_key(
+    aws: tuple[Any, str, IngestWorker, MessageBus], index: SqliteKnowledgeIndex
+) -> None:
+    """``s3://bucket/kb`` is the folder ``kb/``: neither ``kb-internal/`` nor ``kbsecret.md`` is under it."""
+    s3, bucket, _, _ = aws
+    put_object(s3, bucket, "kb/handbook.md", "# Handbook\n\nLeave is booked in the portal.")
+    put_object(s3, bucket, "kb-internal/salaries.md", "# Salaries\n\nThe zyzzyva band pays the most.")
+    put_object(s3, bucket, "kbsecret.md", "# Secret\n\nThe zyzzyva vault code.")
+    for prefix in ("kb", "kb/"):
+        source = S3Source(bucket, prefix, client=s3)
+        ingestor = Ingestor(source, index, embed_batch, IngestOptions(dimensions=DIMENSIONS))
+        assert [(o.document_id, o.action) for o in await ingestor.sync()] == [("handbook.md", "indexed")]
+        assert set(await indexed(index, "anyone")) == {"handbook.md"}
+        assert [source.document_id_of(key) for key in ("kb/handbook.md", "kb-internal/salaries.md")] == [
+            "handbook.md",
+            None,
+        ]
+        await index.delete_document("handbook.md")
+    assert S3Source.from_url("s3://corp/kb", region="us-east-1").prefix == "kb/"
+
+
 async def test_a_poison_object_is_dead_lettered_with_its_reason(
     aws: tuple[Any, str, IngestWorker, MessageBus], index: SqliteKnowledgeIndex
 ) -> None:
