@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -236,7 +237,7 @@ def _change_json(change: ResourceChange) -> dict[str, Any]:
 def markdown_lines(report: DiffReport) -> Iterator[str]:
     """The diff as a pull-request comment."""
     diff = report.diff
-    yield f"### Plan diff: `{diff.stack}` — {_code(report.base_label)} → {_code(report.head_label)}"
+    yield f"### Plan diff: {_code(diff.stack)} — {_code(report.base_label)} → {_code(report.head_label)}"
     yield ""
     summary = _counts(diff) if not diff.empty else "no resource changes"
     yield f"**{summary}** ({diff.base_count} → {diff.head_count} resources)"
@@ -276,7 +277,7 @@ def markdown_lines(report: DiffReport) -> Iterator[str]:
             yield ""
             yield f"**{title.capitalize()}:**"
             for check, name, message in items:
-                yield f"- `{check}` on {_code(name)}: {_cell(message)}"
+                yield f"- {_code(check)} on {_code(name)}: {_cell(message)}"
     if report.cost is not None:
         cost = report.cost
         yield ""
@@ -327,11 +328,17 @@ def _value_cell(value: Any, path: str) -> str:
 
 
 def _code(text: str) -> str:
-    """Inline code that survives backticks and table pipes in the value."""
-    text = text.replace("|", "\\|").replace("\n", " ")
-    fence = "``" if "`" in text else "`"
-    return f"{fence} {text} {fence}" if fence == "``" else f"`{text}`"
+    """Inline code no value can break out of: a fence longer than any run of backticks in it (a shorter or
+    equal one would close early and let the rest render as Markdown), padded so a backtick at either end
+    is not read as part of the fence (CommonMark strips one space from each end)."""
+    text = _cell(text)
+    longest = max(map(len, re.findall("`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if longest else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """``text`` on one line of a table row: every line break a renderer may honour (CommonMark's \\r too,
+    which would start a new block: a heading, a link) becomes a space, and a pipe cannot end the cell."""
+    return " ".join(text.splitlines()).replace("|", "\\|")

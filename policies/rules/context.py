@@ -39,11 +39,17 @@ class StackContext:
 
     @classmethod
     def from_config(cls, config: StackConfig, path: Path | None = None) -> StackContext:
+        """The context of a stack's validated config; a waiver of a rule that does not exist is refused."""
+        # Imported here: the registry imports every rule module, and they import this one.
+        from policies.rules.waivers import refuse_unknown_rules
+
+        source = str(path) if path else "stack configuration"
+        refuse_unknown_rules(config.waivers, source)
         return cls(
             stage=Stage.from_blueprint(config.blueprint),
             log_retention_days=config.log_retention_days,
             waivers=config.waivers,
-            source=str(path) if path else "stack configuration",
+            source=source,
             stack_file=path,
         )
 

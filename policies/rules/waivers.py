@@ -7,11 +7,14 @@ and is reported, so waivers do not silently accumulate.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from core.config import WaiverConfig
+from core.errors import AgentstageError
 from policies.findings import Finding, Outcome
+from policies.rules.registry import all_rules
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,22 @@ class WaiverResult:
 def source_of(check_id: str) -> str:
     """Which engine a check id belongs to: our rules (AGS-...) or checkov (CKV_...)."""
     return "agentstage" if check_id.startswith("AGS-") else "checkov"
+
+
+def refuse_unknown_rules(waivers: Sequence[WaiverConfig], source: str) -> None:
+    """Refuse a waiver of an agentstage rule that does not exist: a mistyped id would only ever read as a
+    stale waiver, and the failure it was meant for would stay unwaived. checkov's ids are left to the stale
+    waiver warning: which exist depends on the checkov release that runs."""
+    known = [rule.id for rule in all_rules()]
+    for index, waiver in enumerate(waivers):
+        if source_of(waiver.check) == "agentstage" and waiver.check not in known:
+            close = difflib.get_close_matches(waiver.check, known, n=3, cutoff=0.6)
+            areas = sorted({rule_id.rsplit("-", 1)[0] + "-*" for rule_id in known})
+            raise AgentstageError(
+                f"{source}: agentstage:waivers[{index}] waives {waiver.check}, which is no agentstage rule ("
+                + (f"closest: {', '.join(close)}" if close else f"the rules are {', '.join(areas)}")
+                + "); correct the id, or remove the waiver"
+            )
 
 
 def matches(waiver: WaiverConfig, finding: Finding) -> bool:
