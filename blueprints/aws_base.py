@@ -4,6 +4,7 @@ blocks and their names (``encryption``, ``models``, ``state``, ``secrets``), so 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -26,10 +27,16 @@ from components.aws.monitoring import (
 from components.aws.network import Network, NetworkArgs, VpcPlacement
 from components.aws.role import ExecutionRole
 from components.aws.secrets import SETTINGS_SECRET_VARIABLE, Secrets
-from components.aws.serverless_agent import LambdaAgent, LambdaAgentArgs
+from components.aws.serverless_agent import (
+    ENVIRONMENT_LIMIT,
+    LambdaAgent,
+    LambdaAgentArgs,
+    environment,
+    environment_size,
+)
 from components.aws.state import StateTables, StateTablesArgs
 from components.packaging import LAMBDA, Package
-from core.config import StackConfig
+from core.config import NAMESPACE, StackConfig, StackConfigError
 
 PROTECTED_ENVIRONMENTS = frozenset({"prod", "production"})
 """Environments whose tables refuse deletion (DynamoDB deletion protection): the stack's data outlives a
@@ -148,25 +155,53 @@ class AwsShared:
         """A function of the stage's package, sized by the stack's ``lambda`` section. ``secrets``: it reads
         the settings secret at cold start; ``agent_runtime``: it runs an agent runtime (not the authorizer)."""
         sizing = self.config.lambda_function
-        return LambdaAgent(
-            name,
-            self.context,
-            LambdaAgentArgs(
-                role=role,
-                package=self.package,
-                handler=handler,
-                runtime_settings=settings,
-                agent_runtime=agent_runtime,
-                vpc=vpc,
-                host_environment={SETTINGS_SECRET_VARIABLE: self.secrets.secret_arn} if secrets else {},
-                architecture=sizing.architecture,
-                memory_mb=sizing.memory_mb,
-                timeout_seconds=sizing.timeout_seconds,
-                reserved_concurrency=sizing.reserved_concurrency,
-                provisioned_concurrency=sizing.provisioned_concurrency,
-                log_retention_days=self.config.log_retention_days,
-            ),
+        args = LambdaAgentArgs(
+            role=role,
+            package=self.package,
+            handler=handler,
+            runtime_settings=settings,
+            agent_runtime=agent_runtime,
+            vpc=vpc,
+            host_environment={SETTINGS_SECRET_VARIABLE: self.secrets.secret_arn} if secrets else {},
+            architecture=sizing.architecture,
+            memory_mb=sizing.memory_mb,
+            timeout_seconds=sizing.timeout_seconds,
+            reserved_concurrency=sizing.reserved_concurrency,
+            provisioned_concurrency=sizing.provisioned_concurrency,
+            log_retention_days=self.config.log_retention_days,
         )
+        variables = environment(args)
+        size = environment_size(variables)
+        if size > ENVIRONMENT_LIMIT:
+            raise StackConfigError(
+                f"the Lambda function {self.context.name(name)} would get at least {size:,} bytes of environment "
+                f"variables (names and values, as Lambda counts them); AWS takes at most {ENVIRONMENT_LIMIT:,}: "
+                f"shorten {', '.join(self._longest_texts(settings, variables))}"
+            )
+        return LambdaAgent(name, self.context, args)
+
+    def _longest_texts(
+        self, settings: Mapping[str, pulumi.Input[str]], variables: Mapping[str, pulumi.Input[str]]
+    ) -> list[str]:
+        """What to shorten in a function's environment, longest first: the instructions and descriptions of
+        the agents its runtime carries (AGENTSTAGE_AGENTS), else its largest variables."""
+        agents = settings.get("agents")
+        carried = (
+            {definition["name"] for definition in json.loads(agents)} if isinstance(agents, str) else set()
+        )
+        texts = [
+            (f"{NAMESPACE}:agents[{i}].{key}", getattr(agent, key))
+            for i, agent in enumerate(self.config.agents)
+            if agent.name in carried
+            for key in ("instructions", "description")
+        ]
+        orchestrator = self.config.orchestrator
+        if orchestrator is not None and orchestrator.name in carried:
+            texts.append((f"{NAMESPACE}:orchestrator.instructions", orchestrator.instructions))
+        if not texts:
+            texts = [(name, value) for name, value in variables.items() if isinstance(value, str)]
+        longest = sorted(texts, key=lambda text: len(text[1]), reverse=True)[:3]
+        return [f"{key} ({len(text):,} characters)" for key, text in longest if text]
 
     def monitoring(
         self,

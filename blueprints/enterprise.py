@@ -21,12 +21,13 @@ import pulumi
 
 from agent_runtime.settings_contract import env_for
 from blueprints.azure_base import AzureFoundation
-from blueprints.foundation import OrchestratedAgents
+from blueprints.azure_names import Named, agent_keys, refuse_shared_names
+from blueprints.foundation import OrchestratedAgents, stage_names
 from blueprints.topology import task_queue
 from components.azure.alerts import AlertArgs, ServiceAlerts
 from components.azure.budgets import BudgetArgs, CostGuard
 from components.azure.identity import ManagedIdentity
-from components.azure.kubernetes import ClusterArgs, KubernetesCluster, NodePoolArgs
+from components.azure.kubernetes import ClusterArgs, KubernetesCluster, NodePoolArgs, control_plane_identity
 from components.azure.network import ExistingNetwork, Network, NetworkArgs
 from components.azure.policy_assignments import PolicyArgs, PolicyGuard
 from components.azure.private_link import PrivateLinkTarget
@@ -46,8 +47,13 @@ has no private endpoint, so 443 cannot be narrowed to the VNet; the instance met
 out by the workload's policy."""
 
 
+CLUSTER = "cluster"
+"""The AKS cluster: its resources (and its control plane's identity) are named after it."""
+
+
 def deploy_azure(config: StackConfig) -> None:
     assert config.kubernetes and config.network and config.budget  # guaranteed by StackConfig
+    refuse_shared_names(config, enterprise_names(config, config.kubernetes))
     base = AzureFoundation(config, isolated=True)
     network = Network("network", base.context, network_args(config.network))
     system = OrchestratedAgents(base, containerized=config.kubernetes.agents, network=network)
@@ -59,7 +65,7 @@ def deploy_azure(config: StackConfig) -> None:
     for target in private_link_targets(base, system, registry):
         network.connect(target)
 
-    cluster = KubernetesCluster("cluster", base.context, cluster_args(config.kubernetes, network))
+    cluster = KubernetesCluster(CLUSTER, base.context, cluster_args(config.kubernetes, network))
     registry.grant_pull(cluster.kubelet_object_id)
     containerized_agents(base, system, cluster, config.kubernetes)
 
@@ -87,6 +93,25 @@ def deploy_azure(config: StackConfig) -> None:
         action_group_id=guard.action_group_id,
     )
     PolicyGuard("policy", base.context, PolicyArgs(mode=config.policy.mode if config.policy else "enforce"))
+
+
+def enterprise_names(config: StackConfig, kubernetes: KubernetesConfig) -> list[Named]:
+    """What the stage names after its agents and its own blocks: the foundation's, privately reached, and for
+    the containerized agents their queue readers' identities; the cluster's control plane has one too."""
+    keys = agent_keys(config)
+    return [
+        *stage_names(config, containerized=kubernetes.agents, private=True),
+        *(
+            Named(f"the queue reader of {keys[name]}", "identity", scaler_identity(name))
+            for name in kubernetes.agents
+        ),
+        Named("the AKS cluster's control plane", "identity", control_plane_identity(CLUSTER)),
+    ]
+
+
+def scaler_identity(agent: str) -> str:
+    """The name of the identity that reads the queue depth of ``agent`` for KEDA."""
+    return f"{agent}-scaler"
 
 
 def network_args(network: NetworkConfig) -> NetworkArgs:
@@ -149,7 +174,7 @@ def containerized_agents(
     for name in kubernetes.agents:
         identity = system.identities[name]
         cluster.federate(identity, kubernetes.namespace, name)
-        scaler = ManagedIdentity(f"{name}-scaler", base.context)
+        scaler = ManagedIdentity(scaler_identity(name), base.context)
         system.bus.grant_queue_metrics(scaler, task_queue(name))
         cluster.federate_keda_operator(scaler)
         AgentWorkload(

@@ -24,6 +24,7 @@ from collections.abc import Collection, Mapping
 import pulumi
 
 from blueprints.azure_base import AzureFoundation, AzureRoutes
+from blueprints.azure_names import Named, agent_keys, refuse_shared_names, serverless_runtime
 from blueprints.topology import Topology, task_queue
 from components.azure.apim_backends import ModelBackendArgs
 from components.azure.apim_policies import TokenLimit
@@ -36,6 +37,7 @@ from components.azure.network import Network
 from components.azure.search import VectorSearch
 from components.azure.serverless_agent import ServerlessAgent
 from core.config import AgentConfig, OrchestratorConfig, StackConfig
+from core.config.stack import BLOCK_NAMES
 
 GATEWAY = "gateway"
 INGEST = "ingest"
@@ -185,5 +187,26 @@ class OrchestratedAgents:
         )
 
 
+def stage_names(
+    config: StackConfig, *, containerized: Collection[str] = (), private: bool = False
+) -> list[Named]:
+    """What :class:`OrchestratedAgents` names after its agents and its own blocks, with the arguments it is
+    given: an identity per agent and a Function App per agent not ``containerized``, the ingestion worker's
+    identity and app, the gateway's identity and the documents' storage account."""
+    named = [
+        *serverless_runtime(f"{BLOCK_NAMES[INGEST]} ({INGEST})", INGEST, private=private),
+        Named(f"{BLOCK_NAMES[GATEWAY]} ({GATEWAY})", "identity", GATEWAY),
+        Named(f"the knowledge documents ({DOCUMENTS})", "storage", DOCUMENTS),
+    ]
+    for name, key in agent_keys(config).items():
+        named += (
+            [Named(key, "identity", name)]
+            if name in containerized
+            else serverless_runtime(key, name, private=private)
+        )
+    return named
+
+
 def deploy_azure(config: StackConfig) -> None:
+    refuse_shared_names(config, stage_names(config))
     OrchestratedAgents(AzureFoundation(config))

@@ -36,6 +36,7 @@ from components.kubernetes.scaling import (
 )
 from components.kubernetes.workload import AgentWorkload, AgentWorkloadArgs
 from core.config import KubernetesConfig, StackConfig
+from core.config.sections import servicebus_namespace_name, storage_queue_account
 
 WORKER_DEFAULTS: Mapping[str, str] = {"sqlite_path": "/tmp/agentstage/state.db"}
 """The container's root filesystem is read-only: anything embedded lives on the pod's /tmp volume."""
@@ -90,7 +91,7 @@ def pod_identity(annotations: Mapping[str, str]) -> PodIdentity:
 def queue_trigger(settings: Mapping[str, str], kubernetes: KubernetesConfig, queue: str) -> QueueTrigger:
     """The KEDA trigger for ``queue`` on the bus the runtime settings name, authenticated like the pods.
 
-    StackConfig has checked that the settings and annotations each bus needs are present.
+    StackConfig has checked that the settings and annotations each bus needs are present, in their form.
     """
     annotations = kubernetes.service_account_annotations
     per_replica = kubernetes.messages_per_replica
@@ -105,14 +106,14 @@ def queue_trigger(settings: Mapping[str, str], kubernetes: KubernetesConfig, que
             )
         case "servicebus":
             return servicebus_queue(
-                namespace=settings["servicebus_namespace"].split(".", 1)[0],
+                namespace=servicebus_namespace_name(settings["servicebus_namespace"]),
                 queue=queue,
                 identity_client_id=annotations[AZURE_CLIENT_ID_ANNOTATION],
                 messages_per_replica=per_replica,
             )
         case _:
             return storage_queue(
-                account=settings["storage_queue_account_url"].removeprefix("https://").split(".", 1)[0],
+                account=storage_queue_account(settings["storage_queue_account_url"]),
                 queue=queue,
                 identity_client_id=annotations[AZURE_CLIENT_ID_ANNOTATION],
                 messages_per_replica=per_replica,

@@ -47,8 +47,14 @@ def _all_config() -> dict[str, str]:
 def deploy() -> None:
     """Build the stack's blueprint. Config mistakes end the run with one clear message, no traceback."""
     try:
-        config, _source = current_stack_config()
+        config, source = current_stack_config()
         blueprint = resolve(config)
     except StackConfigError as error:
         raise pulumi.RunError(str(error)) from None
-    blueprint(config)
+    try:
+        blueprint(config)
+    except StackConfigError as error:
+        # What only the blueprint can tell, from the names and settings it derives (names Azure shortens, a
+        # Lambda's environment), is the stack file's mistake too; blueprints say so before creating anything
+        # it concerns.
+        raise pulumi.RunError(f"{source}: {error}") from None

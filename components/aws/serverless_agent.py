@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ RUNTIME = "python3.11"
 RUNTIME_DEFAULTS: Mapping[str, str] = {"sqlite_path": "/tmp/agentstage/state.db"}
 """Lambda's code directory is read-only: anything embedded lives on /tmp."""
 ARCHITECTURES = ("arm64", "x86_64")
+ENVIRONMENT_LIMIT = 4096
+"""Bytes of environment variables AWS takes per function, as Lambda measures them (:func:`environment_size`);
+it refuses more when the function is created or updated."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,30 @@ class LambdaAgentArgs:
                 "vpc: the placement was granted to another execution role; call network.place(role) with "
                 "this function's role"
             )
+
+
+def environment(args: LambdaAgentArgs) -> dict[str, pulumi.Input[str]]:
+    """The function's environment variables: the runtime's settings, and the host's own variables."""
+    return {
+        **(
+            env_for({**RUNTIME_DEFAULTS, **args.runtime_settings}, cloud=True)
+            if args.agent_runtime
+            else env_for(dict(args.runtime_settings), cloud=False)
+        ),
+        **args.host_environment,
+    }
+
+
+def environment_size(variables: Mapping[str, pulumi.Input[str]]) -> int:
+    """The size of ``variables`` as Lambda measures it against :data:`ENVIRONMENT_LIMIT`: the variables as one
+    compact JSON object (``{"KEY":"value",...}``, the string its error quotes), non-ASCII escaped.
+
+    A value not known yet (an Output: a table's name, a queue's URL, a secret's ARN) counts as empty, so
+    while a program runs this is a lower bound, short by those values (a few hundred bytes in the kit's
+    stacks); measured on a plan's recorded inputs, where every value is resolved, it is exact.
+    """
+    known = {key: value if isinstance(value, str) else "" for key, value in variables.items()}
+    return len(json.dumps(known, separators=(",", ":")).encode())
 
 
 def check_architecture(package: Package, architecture: str) -> None:
@@ -137,16 +165,7 @@ class LambdaAgent(Component):
             timeout=args.timeout_seconds,
             reserved_concurrent_executions=args.reserved_concurrency,
             publish=args.provisioned_concurrency > 0,
-            environment={
-                "variables": {
-                    **(
-                        env_for({**RUNTIME_DEFAULTS, **args.runtime_settings}, cloud=True)
-                        if args.agent_runtime
-                        else env_for(dict(args.runtime_settings), cloud=False)
-                    ),
-                    **args.host_environment,
-                }
-            },
+            environment={"variables": environment(args)},
             kms_key_arn=context.key,
             tracing_config={"mode": "Active"},
             logging_config={"log_format": "JSON", "log_group": logs.name},

@@ -121,6 +121,11 @@ class ClusterArgs:
             raise ValueError("authorized_ip_ranges apply to a public API server; a private cluster has none")
 
 
+def control_plane_identity(cluster: str) -> str:
+    """The name of the identity of cluster ``cluster``'s control plane (a :class:`ManagedIdentity`)."""
+    return f"{cluster}-control-plane"
+
+
 class KubernetesCluster(Component):
     """An AKS cluster (``agentstage:azure:KubernetesCluster``) as the module docstring describes.
 
@@ -139,7 +144,7 @@ class KubernetesCluster(Component):
             )
         self.label = name
         self._context = context
-        control_plane = ManagedIdentity(f"{name}-control-plane", context, opts=self.child())
+        control_plane = ManagedIdentity(control_plane_identity(name), context, opts=self.child())
         subnet_grant = (
             [
                 assign_role(

@@ -46,7 +46,13 @@ _RULES: dict[str, tuple[str, int, bool]] = {
 }
 
 
-def unique_suffix(*parts: str, length: int = 5) -> str:
+SUFFIX_LENGTH = 5
+"""The length of a stack's unique suffix (:func:`unique_suffix`)."""
+SUFFIX_PLACEHOLDER = "*" * SUFFIX_LENGTH
+"""What :func:`name_shape` puts where a name's unique suffix goes."""
+
+
+def unique_suffix(*parts: str, length: int = SUFFIX_LENGTH) -> str:
     """A stable, lowercase alphanumeric digest of ``parts``."""
     digest = hashlib.sha256("/".join(parts).encode()).hexdigest()
     return digest[:length]
@@ -75,6 +81,20 @@ class Naming:
         """A name without the unique suffix, for resources whose names are scoped to a parent."""
         abbreviation, max_length, hyphens = _RULES[kind]
         return _compose(self.prefix, self.environment, abbreviation, purpose, "", max_length, hyphens)
+
+
+def name_shape(prefix: str, environment: str, kind: str, purpose: str = "") -> str:
+    """The name :meth:`Naming.name` gives ``kind`` for ``purpose``, with :data:`SUFFIX_PLACEHOLDER` where the
+    stack's unique suffix goes. Every name of a stack ends with the same suffix, so two names of a stack are
+    equal exactly when their shapes are: what is known before the subscription is."""
+    abbreviation, max_length, hyphens = _RULES[kind]
+    return _compose(prefix, environment, abbreviation, purpose, SUFFIX_PLACEHOLDER, max_length, hyphens)
+
+
+def name_limits(kind: str) -> tuple[int, bool]:
+    """The longest name of ``kind`` Azure takes, and whether it may hold hyphens."""
+    _, max_length, hyphens = _RULES[kind]
+    return max_length, hyphens
 
 
 def _compose(

@@ -37,7 +37,7 @@ from agent_runtime.settings_contract import env_for
 from components.azure.context import AzureContext
 from components.azure.diagnostics import send_diagnostics
 from components.azure.function_deployment import publish_package
-from components.azure.function_storage import create_function_storage
+from components.azure.function_storage import PRIVATE_SERVICES, create_function_storage
 from components.azure.identity import ManagedIdentity
 from components.azure.network import Network
 from components.azure.private_link import PrivateLinkTarget
@@ -118,6 +118,17 @@ class ServerlessAgentArgs:
                 f"the package was built for Python {self.package.python_version}, "
                 f"but python_version is {self.python_version}"
             )
+
+
+def named_resources(name: str, *, private: bool) -> tuple[tuple[str, str], ...]:
+    """(kind, purpose) of each resource the serverless agent ``name`` names with the stack's naming
+    (:mod:`components.azure.naming`): its host storage, plan and app, and with ``private`` access the private
+    endpoints of the app (``sites``) and of its storage (keys as :meth:`Network.connect` makes them)."""
+    named = [("storage", name), ("function_plan", name), ("function_app", name)]
+    if private:
+        endpoints = (f"{name}-sites", *(f"{name}-storage-{service}" for service in PRIVATE_SERVICES))
+        named += [("private_endpoint", endpoint) for endpoint in endpoints]
+    return tuple(named)
 
 
 class ServerlessAgent(Component):

@@ -19,16 +19,18 @@ from core.aws_endpoints import ENDPOINTS_BY_PREFIX, GATEWAY_SERVICES
 from core.config.base import NAMESPACE, Strict, did_you_mean, pattern
 from core.config.kubernetes import AZURE_CLUSTER_KEYS, OWN_CLUSTER_KEYS
 from core.config.regions import check_location
+from core.config.sections import IAM_ROLE_ARN
 
 if TYPE_CHECKING:
     from core.config.sections import KubernetesConfig
     from core.config.stack import StackConfig
 
-BEDROCK_MODEL = re.compile(r"^([a-z]{2,4}\.)?[a-z0-9-]+\.[a-z0-9][a-z0-9.:-]*$")
+BEDROCK_MODEL = re.compile(r"([a-z]{2,4}\.)?[a-z0-9-]+\.[a-z0-9][a-z0-9.:-]*")
 """A Bedrock foundation-model id (``amazon.nova-lite-v1:0``) or a cross-region inference profile id
-(``eu.anthropic.claude-3-5-haiku-20241022-v1:0``)."""
-_CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,256}$")
-_URI = re.compile(r"^[a-z][a-z0-9+.-]*://[^\s]+$")
+(``eu.anthropic.claude-3-5-haiku-20241022-v1:0``). Matched whole (fullmatch), like every pattern here: one
+ending in $ also matches before a final newline, which would then reach IAM ARNs and the authorizer."""
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._-]{1,256}")
+_URI = re.compile(r"[a-z][a-z0-9+.-]*://[^\s]+")
 TITAN_EMBEDDINGS_V2 = "amazon.titan-embed-text-v2:0"
 TITAN_V2_DIMENSIONS = (256, 512, 1024)
 API_GATEWAY_TIMEOUT_SECONDS = 30
@@ -94,7 +96,7 @@ class AwsGatewayConfig(Strict):
     )
     account_logging_role_arn: str | None = Field(
         default=None,
-        pattern=pattern(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@/_-]+$", "an IAM role ARN"),
+        pattern=IAM_ROLE_ARN,
         description="Keep this existing account-level API Gateway logging role instead of setting the stack's "
         "(one role per account and region serves every REST API there).",
     )
@@ -456,9 +458,9 @@ def check_aws(config: StackConfig) -> None:
                 f"{NAMESPACE}:models[{index}].{azure_only[0]} describes an Azure OpenAI deployment; Bedrock "
                 "models are called on demand by id: remove it"
             )
-        if not BEDROCK_MODEL.match(model.model):
+        if not BEDROCK_MODEL.fullmatch(model.model):
             raise ValueError(
-                f"{NAMESPACE}:models[{index}].model: '{model.model}' is not a Bedrock model or inference "
+                f"{NAMESPACE}:models[{index}].model: {model.model!r} is not a Bedrock model or inference "
                 "profile id (e.g. amazon.nova-lite-v1:0, eu.anthropic.claude-3-5-haiku-20241022-v1:0)"
             )
     embedding = next(m for m in config.models if m.name == config.memory.embedding_deployment)
@@ -490,9 +492,9 @@ def check_aws(config: StackConfig) -> None:
     if len(plans) != len(set(plans)):
         raise ValueError(f"{NAMESPACE}:apiGateway.usagePlans: each clientId may have one plan only")
     audience = config.api.audience
-    if audience is not None and not (_CLIENT_ID.match(audience) or _URI.match(audience)):
+    if audience is not None and not (_CLIENT_ID.fullmatch(audience) or _URI.fullmatch(audience)):
         raise ValueError(
-            f"{NAMESPACE}:api.audience: '{audience}' is not a token audience API Gateway can match; expected "
+            f"{NAMESPACE}:api.audience: {audience!r} is not a token audience API Gateway can match; expected "
             "your identity provider's app client id (letters, digits, '.', '_', '-', e.g. a Cognito app client "
             "id) or a URI without spaces (e.g. api://agentstage, https://api.example.com)"
         )

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from core.config.base import NAMESPACE, Strict, pattern
+from core.config.base import GUID, NAMESPACE, Strict, pattern
 from core.config.regions import check_location
 from core.config.sections import EMAIL
 
@@ -41,10 +41,14 @@ class GatewayConfig(Strict):
 
     sku: Literal["Consumption", "BasicV2", "StandardV2"] = "BasicV2"
     capacity: int = Field(default=1, ge=1, le=10, description="Scale units (ignored by Consumption).")
-    publisher_email: str = Field(pattern=EMAIL, description="Receives APIM notifications.")
-    publisher_name: str = Field(default="agentstage", min_length=1)
+    # API Management refuses a publisher email or name longer than 100 characters.
+    publisher_email: str = Field(pattern=EMAIL, max_length=100, description="Receives APIM notifications.")
+    publisher_name: str = Field(default="agentstage", min_length=1, max_length=100)
     tokens_per_minute: int = Field(default=20_000, ge=100, description="Token limit per calling application.")
-    caller_application_ids: tuple[str, ...] = Field(
+    # Each id becomes an APIM named value inside validate-azure-ad-token's <client-application-ids>, and a
+    # named value may hold a policy expression (@(...)) evaluated per request: only the GUID form of an
+    # application (client) id is taken, so a caller's request can never choose an accepted id.
+    caller_application_ids: tuple[Annotated[str, Field(pattern=GUID)], ...] = Field(
         default=(),
         description="Client ids of the applications (front ends) whose Entra ID tokens it accepts.",
     )
@@ -104,9 +108,10 @@ class PolicyConfig(Strict):
     )
 
 
-AZURE_VM_SIZE = re.compile(r"^Standard_[A-Za-z0-9_]+$")
-_GUID = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
-_ENTRA_AUDIENCE = re.compile(r"^(api://|https://)[^\s/][^\s]*$")
+# Matched whole (fullmatch): a pattern ending in $ also matches before a final newline, which would then
+# reach the resources.
+AZURE_VM_SIZE = re.compile(r"Standard_[A-Za-z0-9_]+")
+_ENTRA_AUDIENCE = re.compile(r"(api://|https://)[^\s/][^\s]*")
 
 # What the enterprise blueprint's private network needs of each service tier: (key, tier, why).
 _ISOLATED_TIERS = (
@@ -147,9 +152,9 @@ def check_azure(config: StackConfig) -> None:
             "present Entra ID tokens of the subscription's tenant and both are derived from it"
         )
     audience = config.api.audience
-    if audience is not None and not (_ENTRA_AUDIENCE.match(audience) or _GUID.match(audience)):
+    if audience is not None and not (_ENTRA_AUDIENCE.fullmatch(audience) or re.fullmatch(GUID, audience)):
         raise ValueError(
-            f"{NAMESPACE}:api.audience: '{audience}' is not an Entra ID audience; expected the API's "
+            f"{NAMESPACE}:api.audience: {audience!r} is not an Entra ID audience; expected the API's "
             "application ID URI (api://<name>, or an https:// URI of a verified domain) or its application "
             "(client) id, a GUID like 11111111-2222-3333-4444-555555555555"
         )
@@ -166,9 +171,9 @@ def check_azure(config: StackConfig) -> None:
         return
     for pool in ("system_pool", "user_pool"):
         size = getattr(kubernetes, pool).vm_size
-        if not AZURE_VM_SIZE.match(size):
+        if not AZURE_VM_SIZE.fullmatch(size):
             raise ValueError(
-                f"{NAMESPACE}:kubernetes.{to_camel(pool)}.vmSize: '{size}' is not an Azure VM size "
+                f"{NAMESPACE}:kubernetes.{to_camel(pool)}.vmSize: {size!r} is not an Azure VM size "
                 "(Standard_<family><vCPUs>..., e.g. Standard_D4ds_v5)"
             )
     own_cluster = [

@@ -22,6 +22,12 @@ def pattern(regex: str, words: str) -> str:
     return regex
 
 
+GUID = pattern(
+    r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$",
+    "a GUID (8-4-4-4-12 hexadecimal digits, e.g. 11111111-2222-3333-4444-555555555555)",
+)
+"""An Entra ID object, application (client) or tenant id."""
+
 Name = Annotated[
     str,
     Field(
@@ -81,11 +87,21 @@ def describe_validation_error(
         if problem["type"] == "missing":
             lines.append(f"{source}: missing required key '{location}'")
         elif location:
-            shown = "" if isinstance(given, dict | list) else f" (got {given!r})"
+            shown = "" if isinstance(given, dict | list) else f" (got {_shown(given)})"
             lines.append(f"{source}: {location}: {message}{shown}{hint}")
         else:
             lines.append(f"{source}: {message}{hint}")
     return "\n".join(lines)
+
+
+_SHOWN_LENGTH = 80
+
+
+def _shown(given: Any) -> str:
+    """``given`` as a message shows it: a long text (a value over a length limit) by its start and length."""
+    if isinstance(given, str) and len(given) > _SHOWN_LENGTH:
+        return f"{given[:_SHOWN_LENGTH]!r}... ({len(given):,} characters)"
+    return repr(given)
 
 
 def _in_words(problem: Any) -> str:

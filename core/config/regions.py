@@ -24,8 +24,9 @@ def regions(cloud: str) -> frozenset[str]:
     return frozenset(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
 
 
-def check_location(location: str, clouds: tuple[str, ...]) -> None:
-    """``location`` must be a region of one of ``clouds``; else name a few close ones (never the whole list).
+def check_location(location: str, clouds: tuple[str, ...], key: str = f"{NAMESPACE}:location") -> None:
+    """``location`` (the stack file's ``key``) must be a region of one of ``clouds``; else name a few close
+    ones (never the whole list).
 
     Close names are looked for as written and as Azure writes names (``West Europe`` -> ``westeurope``).
     """
@@ -45,6 +46,5 @@ def check_location(location: str, clouds: tuple[str, ...]) -> None:
         else "e.g. " + ", ".join(name for cloud in clouds for name in EXAMPLES[cloud])
     )
     raise ValueError(
-        f"{NAMESPACE}:location: '{location}' is not an {what} region name; {hint} (every name: {lists})"
-        + boolean
+        f"{key}: {location!r} is not an {what} region name; {hint} (every name: {lists})" + boolean
     )

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from agent_runtime.settings_contract import SettingsContract, cloud_required_fields, secret_fields
-from core.config.base import NAMESPACE, Name, Strict, pattern
+from core.config.base import GUID, NAMESPACE, Name, Strict, pattern
+from core.config.regions import check_location
 
 EMAIL = pattern(r"^[^@\s]+@[^@\s]+$", "an email address (name@example.com)")
+IAM_ROLE_ARN = pattern(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@/_-]+$", "an IAM role ARN")
 
 
 class ContentFilterConfig(Strict):
@@ -104,9 +108,10 @@ class NodePoolConfig(Strict):
         return self
 
 
-_REPOSITORY = re.compile(r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+# Matched whole (fullmatch): a pattern ending in $ also matches before a final newline.
+_REPOSITORY = re.compile(r"[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 PINNED = (
     "a version tag (<registry>/<repository>:1.4.2) or a digest (<registry>/<repository>@sha256:<64 hex "
     "digits>)"
@@ -121,7 +126,7 @@ def pinned_image(image: str) -> str:
     """
     name, at, digest = image.partition("@")
     if at:
-        if not _DIGEST.match(digest):
+        if not _DIGEST.fullmatch(digest):
             raise ValueError(f"a digest is sha256: and 64 lowercase hex digits; expected {PINNED}")
     else:
         last = name.rsplit("/", 1)[-1]
@@ -130,15 +135,42 @@ def pinned_image(image: str) -> str:
             raise ValueError(
                 f"must be pinned to {PINNED}: an untagged or 'latest' image changes under a running Deployment"
             )
-        if not _TAG.match(tag):
-            raise ValueError(f"'{tag}' is not a tag (letters, digits, '.', '_', '-'); expected {PINNED}")
+        if not _TAG.fullmatch(tag):
+            raise ValueError(f"{tag!r} is not a tag (letters, digits, '.', '_', '-'); expected {PINNED}")
         name = name[: len(name) - len(tag) - 1]
-    if not _REPOSITORY.match(name):
+    if not _REPOSITORY.fullmatch(name):
         raise ValueError(
             f"expected <registry host>/<repository> in lowercase, pinned to {PINNED}, e.g. "
             "myregistry.azurecr.io/agentstage-runtime:1.4.2"
         )
     return image
+
+
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+DNS_SUBDOMAIN = pattern(
+    rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$",
+    "a Kubernetes object name: lowercase letters, digits, '-' and '.', starting and ending with a letter or "
+    "digit (RFC 1123), at most 253 characters",
+)
+_ANNOTATION_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+AWS_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
+AZURE_CLIENT_ID_ANNOTATION = "azure.workload.identity/client-id"
+# The annotations the stack itself reads (the KEDA triggers' identity) and what each must hold: a value
+# that is not one (a '*', a name) would reach the TriggerAuthentication as it is.
+_ANNOTATION_VALUES: dict[str, tuple[str, str]] = {
+    AWS_ROLE_ANNOTATION: (IAM_ROLE_ARN, "an IAM role ARN, arn:aws:iam::<12-digit account>:role/<name>"),
+    AZURE_CLIENT_ID_ANNOTATION: (GUID, "a managed identity's client id, a GUID (8-4-4-4-12 hex digits)"),
+}
+
+
+def is_annotation_key(key: str) -> bool:
+    """Whether ``key`` is a Kubernetes annotation key: ``[<prefix>/]<name>``, the prefix a DNS subdomain of
+    at most 253 characters and the name at most 63 letters, digits, '-', '_' or '.', alphanumeric at both
+    ends."""
+    prefix, slash, name = key.rpartition("/")
+    if slash and not (len(prefix) <= 253 and re.fullmatch(DNS_SUBDOMAIN, prefix)):
+        return False
+    return len(name) <= 63 and _ANNOTATION_NAME.fullmatch(name) is not None
 
 
 class KubernetesConfig(Strict):
@@ -183,6 +215,8 @@ class KubernetesConfig(Strict):
     )
     settings_secret: str | None = Field(
         default=None,
+        pattern=DNS_SUBDOMAIN,
+        max_length=253,
         description="kubernetes cloud only: an existing Secret whose keys (AGENTSTAGE_<SETTING>) the agents "
         "read as settings files (what must not be in the stack file: API keys, connection URLs).",
     )
@@ -191,6 +225,22 @@ class KubernetesConfig(Strict):
     @classmethod
     def _pinned(cls, image: str) -> str:
         return pinned_image(image)
+
+    @field_validator("service_account_annotations")
+    @classmethod
+    def _annotations(cls, annotations: dict[str, str]) -> dict[str, str]:
+        for key, value in annotations.items():
+            if not is_annotation_key(key):
+                raise ValueError(
+                    f"{key!r} is not a Kubernetes annotation key: [<prefix>/]<name>, the prefix a DNS subdomain "
+                    "(lowercase letters, digits, '-' and '.', at most 253 characters) and the name at most 63 "
+                    "letters, digits, '-', '_' or '.', starting and ending with a letter or digit (e.g. "
+                    f"{AWS_ROLE_ANNOTATION})"
+                )
+            form = _ANNOTATION_VALUES.get(key)
+            if form is not None and not re.fullmatch(form[0], value):
+                raise ValueError(f"{key}: {value!r} is not {form[1]}")
+        return annotations
 
 
 # What the blueprint sets itself in runtimeSettings (per agent), and what a shared cluster cannot use.
@@ -227,6 +277,9 @@ def runtime_settings_known(values: dict[str, str]) -> None:
         )
     for name, value in sorted(values.items()):
         runtime_setting_value(name, value)
+        form = _SETTING_FORMS.get(name)
+        if form is not None:
+            form(value)
 
 
 def runtime_setting_value(name: str, value: str) -> Any:
@@ -242,13 +295,66 @@ def runtime_setting_value(name: str, value: str) -> Any:
         raise ValueError(f"{NAMESPACE}:runtimeSettings.{name}: {value!r} is refused: {reason}") from None
 
 
+_SERVICEBUS_NAMESPACE = re.compile(r"[a-z][a-z0-9-]{4,48}[a-z0-9]")
+_STORAGE_ACCOUNT = re.compile(r"[a-z0-9]{3,24}")
+
+
+def _aws_region(region: str) -> str:
+    check_location(region, ("aws",), key=f"{NAMESPACE}:runtimeSettings.aws_region")
+    return region
+
+
+def servicebus_namespace_name(host: str) -> str:
+    """The namespace's name in the runtime setting ``servicebus_namespace``, a fully qualified namespace
+    (``<name>.servicebus.windows.net``): what KEDA's Service Bus trigger takes."""
+    name, _, domain = host.lower().partition(".")
+    if domain != "servicebus.windows.net" or not _SERVICEBUS_NAMESPACE.fullmatch(name):
+        raise ValueError(
+            f"{NAMESPACE}:runtimeSettings.servicebus_namespace: {host!r} is not a fully qualified Service Bus "
+            "namespace: <name>.servicebus.windows.net, the name 6-50 letters, digits or hyphens, starting with "
+            "a letter and ending with a letter or digit"
+        )
+    return name
+
+
+def storage_queue_account(url: str) -> str:
+    """The storage account of the runtime setting ``storage_queue_account_url``, its queue endpoint
+    (``https://<account>.queue.core.windows.net``): what KEDA's Azure queue trigger takes."""
+    problem = (
+        f"{NAMESPACE}:runtimeSettings.storage_queue_account_url: {url!r} is not a storage account's queue "
+        "endpoint: https://<account>.queue.core.windows.net, the account 3-24 lowercase letters or digits"
+    )
+    # urlsplit drops tabs and newlines anywhere in a URL, so they are refused before it reads one; it
+    # lowercases the host name, and a scheme is case-insensitive.
+    if not url.isprintable() or any(c.isspace() for c in url):
+        raise ValueError(problem)
+    parts = urlsplit(url)
+    account, _, domain = (parts.hostname or "").partition(".")
+    if (
+        parts.scheme.lower() != "https"
+        or domain != "queue.core.windows.net"
+        or not _STORAGE_ACCOUNT.fullmatch(account)
+        or parts.netloc.lower() != parts.hostname  # no user, password or port
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise ValueError(problem)
+    return account
+
+
+_SETTING_FORMS: dict[str, Callable[[str], str]] = {
+    "aws_region": _aws_region,
+    "servicebus_namespace": servicebus_namespace_name,
+    "storage_queue_account_url": storage_queue_account,
+}
+"""Runtime settings the stack reads too (KEDA's triggers find the queues with them), in the form it needs."""
+
 # What KEDA needs to find and read each bus's queues on your own cluster: (runtime setting, annotation).
-
-
 _SCALER_NEEDS: dict[str, tuple[str, str]] = {
-    "sqs": ("aws_region", "eks.amazonaws.com/role-arn"),
-    "servicebus": ("servicebus_namespace", "azure.workload.identity/client-id"),
-    "storage_queue": ("storage_queue_account_url", "azure.workload.identity/client-id"),
+    "sqs": ("aws_region", AWS_ROLE_ANNOTATION),
+    "servicebus": ("servicebus_namespace", AZURE_CLIENT_ID_ANNOTATION),
+    "storage_queue": ("storage_queue_account_url", AZURE_CLIENT_ID_ANNOTATION),
 }
 
 

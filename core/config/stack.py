@@ -64,6 +64,7 @@ from core.config.sections import (
     runtime_settings_known,
     scaler_can_read_the_bus,
 )
+from core.config.tags import check_tags
 from core.graph import SECRET
 
 BUILT: tuple[tuple[str, str], ...] = (
@@ -104,6 +105,7 @@ _KEY_PLACES: dict[str, tuple[tuple[str, str], ...]] = {
     "vector_database": _LATER_ON_AWS,
     "api": _NOT_YOUR_OWN_CLUSTER,
     "content_filter": _NOT_YOUR_OWN_CLUSTER,
+    "tags": _NOT_YOUR_OWN_CLUSTER,
 }
 # Where the job of a key that does not apply to your own cluster is done there instead.
 _ON_YOUR_OWN_CLUSTER: dict[str, str] = {
@@ -111,6 +113,7 @@ _ON_YOUR_OWN_CLUSTER: dict[str, str] = {
     "tokens the agents accept",
     "content_filter": "on your own cluster the models are the endpoint of runtimeSettings.llm_endpoint, whose "
     "own content filter applies",
+    "tags": "on your own cluster the stack creates Kubernetes objects only, no cloud resource to tag",
 }
 
 # Keys each (blueprint, cloud) cannot do without.
@@ -262,6 +265,7 @@ class StackConfig(Strict):
         problem = misplaced(self.blueprint, self.cloud, self.model_fields_set)
         if problem:
             raise ValueError(problem)
+        check_tags(self.cloud, self.tags)
         required = _REQUIRED_KEYS.get(place, ())
         missing = [
             key_name(key)

@@ -121,7 +121,9 @@ def own_cluster(**overrides: object) -> dict[str, str]:
             "image": IMAGE,
             "agents": ["assistant"],
             "settingsSecret": "runtime-env",
-            "serviceAccountAnnotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/agents"},
+            "serviceAccountAnnotations": {
+                "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/agents"
+            },
         },
         "runtimeSettings": RUNTIME_SETTINGS,
     }
@@ -214,7 +216,7 @@ def test_the_queue_scaler_needs_the_buses_identity() -> None:
     settings = {
         **RUNTIME_SETTINGS,
         "bus_backend": "servicebus",
-        "servicebus_namespace": "ns.servicebus.windows.net",
+        "servicebus_namespace": "agents-ns.servicebus.windows.net",
     }
     message = error_for(own_cluster(runtimeSettings=settings))
     assert "kubernetes.serviceAccountAnnotations needs 'azure.workload.identity/client-id'" in message
