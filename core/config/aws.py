@@ -448,6 +448,27 @@ def secret_arn(arn: str) -> re.Match[str]:
     return match
 
 
+DEAD_LETTER_SUFFIX = "-dlq"
+"""What a task queue's dead-letter queue adds to the queue's name (components/aws/queues.py)."""
+
+
+def _refuse_dead_letter_lookalikes(config: StackConfig) -> None:
+    """Each agent's task queue is named after the agent, its dead-letter queue after the agent plus
+    :data:`DEAD_LETTER_SUFFIX`, and SQS queue names are unique in an account's region: an agent named like
+    another's dead-letter queue would make two resources claim one queue."""
+    named = [(f"agents[{i}].name", agent.name) for i, agent in enumerate(config.agents)]
+    if config.orchestrator is not None:
+        named.append(("orchestrator.name", config.orchestrator.name))
+    keys = {name: key for key, name in named}
+    for key, name in named:
+        owner = name.removesuffix(DEAD_LETTER_SUFFIX)
+        if owner != name and owner in keys:
+            raise ValueError(
+                f"{NAMESPACE}:{key}: '{name}' would give its task queue the name of the dead-letter queue of "
+                f"{NAMESPACE}:{keys[owner]} '{owner}' (SQS queue names are unique in a region); rename it"
+            )
+
+
 def check_aws(config: StackConfig) -> None:
     """What the neutral sections must say on AWS."""
     check_location(config.location, ("aws",))
@@ -482,6 +503,7 @@ def check_aws(config: StackConfig) -> None:
             "timeoutSeconds minus one: API Gateway ends every request at 29 s); leave time to route and combine "
             f"the answers, e.g. {max(1, deadline - 8)}"
         )
+    _refuse_dead_letter_lookalikes(config)
     readers = [agent.name for agent in config.agents if "knowledge_search" in agent.tools]
     if config.vector_database is not None and not readers:
         raise ValueError(

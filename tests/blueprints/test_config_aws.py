@@ -170,6 +170,25 @@ def test_the_aws_foundation_parses_with_gateway_defaults() -> None:
         ({"apiGateway": {"accountLoggingRoleArn": "my-role"}}, "agentstage:apiGateway.accountLoggingRoleArn"),
         ({"vpc": {"cidr": "10.0.0.0/8"}}, "agentstage:vpc.cidr"),
         ({"apiGateway": None}, "the foundation blueprint on aws needs agentstage:apiGateway"),
+        (
+            {
+                "agents": [
+                    {"name": "research", "instructions": "Find.", "model": "chat", "tokenBudget": 1000},
+                    {"name": "research-dlq", "instructions": "Find.", "model": "chat", "tokenBudget": 1000},
+                ]
+            },
+            (
+                "agentstage:agents[1].name: 'research-dlq' would give its task queue the name of the "
+                "dead-letter queue of agentstage:agents[0].name 'research'"
+            ),
+        ),
+        (
+            {"orchestrator": {**ORCHESTRATOR, "name": "assistant-dlq"}},
+            (
+                "agentstage:orchestrator.name: 'assistant-dlq' would give its task queue the name of the "
+                "dead-letter queue of agentstage:agents[0].name 'assistant'"
+            ),
+        ),
     ],
 )
 def test_what_the_aws_foundation_refuses_is_named(overrides: dict[str, object], message: str) -> None:
