@@ -117,34 +117,65 @@ class _Unit(NamedTuple):
 def _section_chunks(text: str, max_tokens: int, overlap_tokens: int) -> Iterator[str]:
     """Greedy: fill a chunk, cut at the best gap in it, start the next one a little before the cut."""
     spans = _Spans(_units(text, max_tokens - overlap_tokens))
-    units = spans.units
     first, covered = 0, 0  # the chunk's first unit; how many units the chunks before it hold
-    while first < len(units):
+    while spans.has(first):
         last = spans.last_fitting(first, max_tokens)
-        if last == len(units) - 1:
-            yield text[units[first].start : units[last].end]
+        if not spans.has(last + 1):
+            yield text[spans.unit(first).start : spans.unit(last).end]
             return
         cut = _cut(spans, first, range(covered + 1, last + 2), max_tokens)
-        yield text[units[first].start : units[cut - 1].end]
+        yield text[spans.unit(first).start : spans.unit(cut - 1).end]
         first, covered = _overlap_start(spans, first, cut, max_tokens, overlap_tokens), cut
+        spans.forget_before(first)
 
 
 class _Spans:
-    """A section's units with running token totals, so that any run of units is priced in O(1)."""
+    """A section's units with running token totals, so that any run of them is priced in O(1).
 
-    def __init__(self, units: list[_Unit]) -> None:
-        self.units = units
-        self._totals = [0]  # _totals[k]: the tokens of units[:k], with the gap before each
-        for unit in units:
-            self._totals.append(self._totals[-1] + unit.gap_tokens + unit.tokens)
+    Units are read as a chunk needs them (up to the first that does not fit) and forgotten once no chunk can
+    start before them: a section holds about a chunk's worth of units, not one object per word of the
+    section (a 20 MB document of one line held ~700 MB). Indices count from the section's first unit."""
+
+    def __init__(self, units: Iterator[_Unit]) -> None:
+        self._unread = units
+        self._held: list[_Unit] = []  # the units from index self._first on
+        self._totals = [0]  # _totals[k] - _totals[0]: the tokens of _held[:k], with the gap before each
+        self._first = 0
+
+    def unit(self, index: int) -> _Unit:
+        return self._held[index - self._first]
+
+    def has(self, index: int) -> bool:
+        """Whether the section has a unit ``index`` (reading up to it)."""
+        while index >= self._first + len(self._held) and self._read():
+            pass
+        return index < self._first + len(self._held)
 
     def tokens(self, first: int, last: int) -> int:
-        """Of the text from units[first] to units[last], inclusive."""
-        return self._totals[last + 1] - self._totals[first] - self.units[first].gap_tokens
+        """Of the text from unit ``first`` to unit ``last``, inclusive."""
+        start, end = first - self._first, last - self._first
+        return self._totals[end + 1] - self._totals[start] - self._held[start].gap_tokens
 
     def last_fitting(self, first: int, budget: int) -> int:
         """The last unit of the longest run from ``first`` that costs at most ``budget`` tokens."""
-        return bisect_right(self._totals, budget + self._totals[first] + self.units[first].gap_tokens) - 2
+        start = first - self._first
+        ceiling = budget + self._totals[start] + self._held[start].gap_tokens
+        while self._totals[-1] <= ceiling and self._read():  # every unit costs a token: totals only grow
+            pass
+        return bisect_right(self._totals, ceiling) - 2 + self._first
+
+    def forget_before(self, index: int) -> None:
+        drop = index - self._first
+        del self._held[:drop], self._totals[:drop]
+        self._first = index
+
+    def _read(self) -> bool:
+        unit = next(self._unread, None)
+        if unit is None:
+            return False
+        self._held.append(unit)
+        self._totals.append(self._totals[-1] + unit.gap_tokens + unit.tokens)
+        return True
 
 
 def _cut(spans: _Spans, first: int, candidates: range, max_tokens: int) -> int:
@@ -155,7 +186,7 @@ def _cut(spans: _Spans, first: int, candidates: range, max_tokens: int) -> int:
     """
 
     def score(cut: int) -> tuple[int, int]:
-        return spans.units[cut].strength + (2 * spans.tokens(first, cut - 1) >= max_tokens), cut
+        return spans.unit(cut).strength + (2 * spans.tokens(first, cut - 1) >= max_tokens), cut
 
     return max(candidates, key=score)
 
@@ -170,22 +201,23 @@ def _overlap_start(spans: _Spans, first: int, cut: int, max_tokens: int, overlap
         return spans.tokens(start, cut - 1) <= overlap_tokens and spans.tokens(start, cut) <= max_tokens
 
     def score(start: int) -> tuple[int, int]:
-        return spans.units[start].strength + (2 * spans.tokens(start, cut - 1) >= overlap_tokens), -start
+        return spans.unit(start).strength + (2 * spans.tokens(start, cut - 1) >= overlap_tokens), -start
 
     return max(takewhile(fits, range(cut - 1, first, -1)), key=score, default=cut)
 
 
-def _units(text: str, limit: int) -> list[_Unit]:
-    """The text's words, those costing more than ``limit`` tokens cut into pieces that do not."""
-    units: list[_Unit] = []
+def _units(text: str, limit: int) -> Iterator[_Unit]:
+    """The text's words, in order, those costing more than ``limit`` tokens cut into pieces that do not."""
+    previous: _Unit | None = None
     for word in _UNITS.finditer(text):
         for start, end in _fragments(word.group(), limit):
             start, end = word.start() + start, word.start() + end
-            previous = units[-1] if units else _Unit(start, start, 0, 0, _PARAGRAPH)
+            if previous is None:  # the first unit: nothing before it, no gap
+                previous = _Unit(start, start, 0, 0, _PARAGRAPH)
             gap = text[previous.end : start]
             strength = _strength(gap, text[previous.start : previous.end], text[start:end])
-            units.append(_Unit(start, end, count_tokens(text[start:end]), count_tokens(gap), strength))
-    return units
+            previous = _Unit(start, end, count_tokens(text[start:end]), count_tokens(gap), strength)
+            yield previous
 
 
 def _strength(gap: str, before: str, after: str) -> int:

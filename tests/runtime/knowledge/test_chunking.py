@@ -7,6 +7,7 @@ import itertools
 import math
 import random
 import re
+import tracemalloc
 
 import pytest
 
@@ -369,3 +370,18 @@ def test_small_sections_are_not_merged_and_keep_their_headings() -> None:
         TextChunk(2, "Use apt.", ("Install", "On Linux")),
         TextChunk(3, "Call it.", ("Use",)),
     ]
+
+
+def test_a_long_section_is_chunked_in_memory_proportional_to_its_chunks_not_its_words() -> None:
+    """One section of 500 KB (a document of one long line): the chunker holds a chunk's worth of words at a
+    time, so its peak is about the chunks it returns. Holding a record per word of the section cost ~30
+    times the text (736 MB for a 20 MB line, found by an audit; Lambda and Function hosts run out first)."""
+    text = "lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 9_000
+    tracemalloc.start()
+    try:
+        chunks = split(ExtractedDocument("long", (Section((), text),)), max_tokens=400, overlap_tokens=60)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    returned = sum(len(chunk.text) for chunk in chunks)
+    assert returned > len(text) and peak < 3 * returned, f"peak {peak:,} bytes for {returned:,} of chunks"
