@@ -93,8 +93,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 console.info(f"checking stack {stack} (planning offline, then {then})...")
                 progress.stack(stack)
                 with _warm_checkov(checkov, console) as warm:
+                    context = load_context(stack, project)  # first: a bad waiver is refused before planning
                     graph = build_graph(stack, project, on_resource=progress.resource)
-                    context = load_context(stack, project)
                     progress.doing(doing)
                     reports.append(check_graph(graph, context, checkov=checkov, warm_checkov=warm))
     report = CheckReport([dataclasses.replace(r, project_dir=project) for r in reports])
