@@ -672,7 +672,8 @@ class SettingsContract(BaseModel):
     tool_timeout_seconds: float = Field(default=15.0, gt=0, description="Timeout of one tool call.")
     http_allowed_hosts: NameList = Field(
         default=[],
-        description="Host names the http_get tool may reach (exact match): comma-separated or a JSON list.",
+        description="Hosts the http_get tool and task callbacks may reach, comma-separated or a JSON list: "
+        "an exact name (port 443) or name:port; only public addresses, checked on the address connected to.",
     )
     http_allow_loopback: bool = Field(
         default=False, description="Let http_get reach loopback hosts over plain http (tests, dev only)."

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import ssl
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +16,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse
 from starlette.routing import Route
+from tls_helpers import tls_files
 
 from agent_runtime.caller import Caller
 from agent_runtime.errors import ToolDenied, ToolError
@@ -82,12 +86,12 @@ def origin() -> Iterator[str]:
         yield server.url
 
 
-def fetch(url: str, **settings: Any) -> Any:
+def fetch(url: str, transport: httpx.AsyncBaseTransport | None = None, **settings: Any) -> Any:
     values = {"http_allowed_hosts": ["127.0.0.1"], "http_allow_loopback": True} | settings
     config = Settings(**values)
 
     async def call() -> Any:
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(transport=transport) as http:
             context = ToolContext(
                 caller=Caller("t"),
                 agent="a",
@@ -148,6 +152,218 @@ def test_http_get_refuses_urls_outside_policy(url: str, settings: dict[str, Any]
 def test_http_get_allows_https_on_an_exact_host_match() -> None:
     config = Settings(http_allowed_hosts=["Allowed.Test"])
     assert str(checked_url("https://allowed.test/path?q=1", config)) == "https://allowed.test/path?q=1"
+
+
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [
+        ("0.0.0.0", "0.0.0.0 is unspecified"),
+        ("[::]", ":: is unspecified"),
+        ("[::ffff:127.0.0.1]", r"\(IPv4 127.0.0.1\) is loopback, and loopback hosts are not allowed"),
+        ("[::127.0.0.1]", r"\(IPv4 127.0.0.1\) is loopback"),
+        ("[2002:7f00:1::]", r"\(IPv4 127.0.0.1\) is loopback"),
+        ("[64:ff9b::a9fe:a9fe]", r"\(IPv4 169.254.169.254\) is link-local"),
+        ("localhost.", "host 'localhost' refused: loopback hosts are not allowed"),
+        ("foo.localhost", "host 'foo.localhost' refused: loopback hosts are not allowed"),
+        ("169.254.169.254", "169.254.169.254 is link-local, and only public addresses are allowed"),
+        ("[fe80::1]", "fe80::1 is link-local"),
+        ("10.0.0.5", "10.0.0.5 is private"),
+        ("172.16.0.1", "172.16.0.1 is private"),
+        ("192.168.1.1", "192.168.1.1 is private"),
+        ("[fd00::1]", "fd00::1 is private"),
+        ("224.0.0.1", "224.0.0.1 is multicast"),
+        ("240.0.0.1", "240.0.0.1 is reserved"),
+        ("100.64.0.1", "100.64.0.1 is non-public"),
+        ("127.1", "host '127.1' is not a canonical IP address"),
+        ("2130706433", "host '2130706433' is not a canonical IP address"),
+        ("0x7f.0.0.1", "host '0x7f.0.0.1' is not a canonical IP address"),
+    ],
+)
+def test_http_get_refuses_non_public_addresses_in_any_spelling_even_when_listed(
+    host: str, message: str
+) -> None:
+    config = Settings(http_allowed_hosts=[host.strip("[]")])
+    with pytest.raises(ToolDenied, match=message):
+        checked_url(f"https://{host}/latest/meta-data/", config)
+
+
+@pytest.mark.parametrize(
+    ("url", "hosts", "error", "message"),
+    [
+        (
+            "https://allowed.test:99999/",
+            ["allowed.test"],
+            ToolError,
+            "invalid URL: port 99999 is not in 1-65535",
+        ),
+        ("https://allowed.test:0/", ["allowed.test"], ToolError, "invalid URL: port 0 is not in 1-65535"),
+        ("https://0177.0.0.1/", ["0177.0.0.1"], ToolError, "invalid URL: Invalid IPv4 address"),
+        (
+            "https://allowed.test:22/",
+            ["allowed.test"],
+            ToolDenied,
+            "port 22 of host 'allowed.test' is not allowed",
+        ),
+        ("https://allowed.test/", ["allowed.test:8443"], ToolDenied, "port 443 of host 'allowed.test'"),
+        ("https://allowed.test:8444/", ["allowed.test:8443"], ToolDenied, "port 8444 of host 'allowed.test'"),
+    ],
+)
+def test_http_get_refuses_invalid_ports_and_ports_no_entry_names(
+    url: str, hosts: list[str], error: type[ToolError], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        checked_url(url, Settings(http_allowed_hosts=hosts))
+
+
+def test_http_get_allows_the_default_port_or_the_one_the_entry_names_in_canonical_form() -> None:
+    config = Settings(http_allowed_hosts=["allowed.test:8443", "Allowed.Test.", "[2606:4700:0::1111]:8443"])
+    assert checked_url("https://allowed.test:8443/", config).port == 8443
+    assert str(checked_url("https://ALLOWED.test.:443/x", config)) == "https://allowed.test/x"
+    assert checked_url("https://[2606:4700:0:0::1111]:8443/", config).host == "2606:4700::1111"
+
+
+@pytest.fixture
+def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """Names the resolver answers with the addresses given (every other name resolves as usual), and how
+    often each name was asked for under ``"asked"``."""
+    answers: dict[str, list[str]] = {"asked": []}
+    resolve = socket.getaddrinfo
+
+    def stub(host: str, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        if host not in answers:
+            return resolve(host, port, *args, **kwargs)
+        answers["asked"].append(host)
+        if not answers[host]:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        # A rebinding resolver: the first answer, then the last one for every later question.
+        address = answers[host][0] if answers["asked"].count(host) == 1 else answers[host][-1]
+        return [
+            (
+                socket.AF_INET6 if ":" in address else socket.AF_INET,
+                socket.SOCK_STREAM,
+                6,
+                "",
+                (address, port),
+            )
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", stub)
+    return answers
+
+
+def recording_transport(sent: list[httpx.Request]) -> httpx.MockTransport:
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, text="reached")
+
+    return httpx.MockTransport(handle)
+
+
+@pytest.mark.parametrize(
+    ("addresses", "loopback", "message"),
+    [
+        (["169.254.169.254"], False, "host 'name.test' resolves to 169.254.169.254 is link-local"),
+        (["10.1.2.3"], True, "host 'name.test' resolves to 10.1.2.3 is private"),
+        (["127.0.0.1"], False, "resolves to 127.0.0.1 is loopback, and loopback hosts are not allowed"),
+        (["::ffff:169.254.169.254"], False, r"\(IPv4 169.254.169.254\) is link-local"),
+        ([], False, "request failed: ConnectError"),
+    ],
+)
+def test_http_get_refuses_a_name_that_resolves_to_a_non_public_address(
+    dns: dict[str, list[str]], addresses: list[str], loopback: bool, message: str
+) -> None:
+    dns["name.test"] = addresses
+    sent: list[httpx.Request] = []
+    with pytest.raises(ToolError, match=message):
+        fetch(
+            "https://name.test/",
+            recording_transport(sent),
+            http_allowed_hosts=["name.test"],
+            http_allow_loopback=loopback,
+        )
+    assert sent == []
+
+
+def test_http_get_refuses_a_name_if_any_of_its_addresses_is_not_public(
+    dns: dict[str, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resolve = socket.getaddrinfo
+    both = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, 443)) for a in ("93.184.216.34", "127.0.0.1")]
+    monkeypatch.setattr(
+        socket, "getaddrinfo", lambda host, *a, **k: both if host == "two.test" else resolve(host, *a, **k)
+    )
+    sent: list[httpx.Request] = []
+    with pytest.raises(ToolDenied, match="host 'two.test' resolves to 127.0.0.1 is loopback"):
+        fetch(
+            "https://two.test/",
+            recording_transport(sent),
+            http_allowed_hosts=["two.test"],
+            http_allow_loopback=False,
+        )
+    assert sent == []
+
+
+def test_http_get_connects_to_the_address_it_checked_with_the_name_for_host_and_tls(
+    dns: dict[str, list[str]],
+) -> None:
+    """Resolved once: a rebinding resolver's second answer (loopback) is never asked for, let alone used."""
+    dns["rebind.test"] = ["93.184.216.34", "127.0.0.1"]
+    sent: list[httpx.Request] = []
+    result = fetch(
+        "https://rebind.test:8443/p?q=1",
+        recording_transport(sent),
+        http_allowed_hosts=["rebind.test:8443"],
+        http_allow_loopback=False,
+    )
+    [request] = sent
+    assert (result["status"], result["body"], dns["asked"]) == (200, "reached", ["rebind.test"])
+    assert str(request.url) == "https://93.184.216.34:8443/p?q=1"
+    assert request.headers["host"] == "rebind.test:8443"
+    assert request.extensions["sni_hostname"] == "rebind.test"
+
+
+def _tls_origin(server_tls: ssl.SSLContext, names: list[str]) -> tuple[ssl.SSLContext, bytes]:
+    """``server_tls`` recording the server names clients ask for, and a canned response."""
+    server_tls.sni_callback = lambda connection, name, context: names.append(name)  # type: ignore[assignment,misc,return-value]
+    return server_tls, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+
+
+@pytest.mark.parametrize("certified", ["origin.test", "other.test"])
+def test_http_get_reaches_an_allowed_https_name_and_verifies_its_certificate(
+    certified: str, dns: dict[str, list[str]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The name resolves to loopback (allowed explicitly here); TLS is still made and checked for the name."""
+    ca_file, server_tls = tls_files(tmp_path, certified)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    dns["origin.test"] = ["127.0.0.1"]
+    names: list[str] = []
+    heads: list[bytes] = []
+    context, response = _tls_origin(server_tls, names)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(response)
+        await writer.drain()
+        writer.close()
+
+    async def scenario() -> Any:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            return port, await asyncio.to_thread(
+                fetch, f"https://origin.test:{port}/x", http_allowed_hosts=[f"origin.test:{port}"]
+            )
+        finally:
+            server.close()
+
+    if certified == "other.test":
+        with pytest.raises(ToolError, match="request failed: ConnectError"):
+            asyncio.run(scenario())
+        assert (names, heads) == (["origin.test"], []), "nothing is sent to a server that is not the name"
+        return
+    port, result = asyncio.run(scenario())
+    assert (result["status"], result["body"], names) == (200, "ok", ["origin.test"])
+    assert f"host: origin.test:{port}\r\n".encode() in heads[0].lower()
 
 
 def test_tool_specs_are_what_the_model_sees() -> None:
