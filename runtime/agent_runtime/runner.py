@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,7 +48,7 @@ from agent_runtime.memory.base import ConversationStore, Message, VectorStore
 from agent_runtime.recall import recall
 from agent_runtime.settings import Settings
 from agent_runtime.telemetry import Telemetry
-from agent_runtime.tools import Tool, ToolContext
+from agent_runtime.tools import Tool, ToolContext, audit
 from agent_runtime.tools.access import authorize
 from agent_runtime.tools.executor import ToolExecutor, ToolResult
 from agent_runtime.trace import ModelStep, Step, TokenUsage, ToolStep
@@ -115,12 +116,24 @@ class Checkpoint(BaseModel):
     steps: list[ModelStep | ToolStep]
     usage: TokenUsage
     approved: list[str] = []
+    """The :func:`approval_key` of each call a reviewer approved (entries of checkpoints written before the
+    keys bound the arguments are bare call ids: they match no call, so those calls are reviewed again)."""
 
     def pending_calls(self) -> tuple[ToolCall, ...]:
         return tuple(
             ToolCall(id=c["id"], name=c["function"]["name"], arguments=c["function"]["arguments"])
             for c in self.prompt[-1].get("tool_calls", ())
         )
+
+
+def approval_key(call_id: str, tool: str, args_sha256: str) -> str:
+    """What an approval is stored as: the call's id, its tool and the digest of its exact argument text, so
+    approving one call never lets another run, whatever id the model gives it."""
+    return json.dumps([call_id, tool, args_sha256])
+
+
+def approval_key_of(call: ToolCall) -> str:
+    return approval_key(call.id, call.name, audit.digest(call.arguments))
 
 
 class ApprovalRequired(Exception):
@@ -300,6 +313,7 @@ class AgentRunner:
                         f"agent '{agent.name}' spent {usage.total_tokens} tokens of its budget of "
                         f"{agent.token_budget} without answering"
                     )
+                _refuse_repeated_ids(completion.tool_calls)
                 prompt.append(completion.as_message())
                 pending, approved = completion.tool_calls, frozenset()
             if options.task_id is not None:
@@ -337,7 +351,7 @@ class AgentRunner:
         that the agent and caller may use at all: a call that would be denied is not worth a reviewer's
         time). Calls of one turn are reviewed one by one; the checkpoint keeps those already approved."""
         for call in calls:
-            if call.id in approved:
+            if approval_key_of(call) in approved:
                 continue
             try:
                 tool: Tool = authorize(
@@ -380,7 +394,9 @@ class AgentRunner:
         results = list(
             await asyncio.gather(
                 *(
-                    self._run_tool(call, agent, context, span, scope, call.id in approved, options.takeover)
+                    self._run_tool(
+                        call, agent, context, span, scope, approval_key_of(call) in approved, options.takeover
+                    )
                     for call, scope in zip(calls, scopes, strict=True)
                 )
             )
@@ -500,6 +516,15 @@ def _model_step(completion: Any, route_reason: str) -> ModelStep:
         latency_ms=round(completion.latency_ms, 3),
         route=route_reason,
     )
+
+
+def _refuse_repeated_ids(calls: Sequence[ToolCall]) -> None:
+    """A turn whose tool calls share an id is refused: each result is matched to its call by id, and so is
+    a reviewer's approval, which must never cover a second call the reviewer was not shown. The ids are
+    the model's words (a self-hosted model or an injected prompt may repeat them), not a guarantee."""
+    ids = [call.id for call in calls]
+    if len(set(ids)) != len(ids):
+        raise ModelError("the model answered with tool calls that share an id; the turn is refused")
 
 
 def _last_user_text(messages: Sequence[Message]) -> str:

@@ -5,7 +5,8 @@
 - ``GET /v1/tasks/{task_id}``: its creator, its tenant or a reviewer; anyone else gets 404.
 - ``POST /v1/tasks/{task_id}/cancel``: its creator or a reviewer.
 - ``GET /v1/approvals``: the tasks waiting for a reviewer, oldest first; reviewers only.
-- ``POST /v1/tasks/{task_id}/approval``: ``{"decision": "approve"|"reject", "comment"}``, reviewers only.
+- ``POST /v1/tasks/{task_id}/approval``: ``{"decision": "approve"|"reject", "comment", "args_sha256"}``,
+  reviewers only.
 
 The :class:`~agent_runtime.tasks.service.TaskService` is the runtime's shared one (``Services.tasks``,
 opened on first use); workers consume what it queues (``python -m agent_runtime.worker``,
@@ -47,6 +48,11 @@ class ApprovalRequest(BaseModel):
     decision: Literal["approve", "reject"]
     comment: Annotated[str, StringConstraints(max_length=2000), ValidUnicode] | None = Field(
         default=None, description="Kept on the task."
+    )
+    args_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = Field(
+        default=None,
+        description="The parked call's args_sha256 as the reviewer saw it: the decision is refused (409) if "
+        "the task waits on another call by then.",
     )
 
 
@@ -136,5 +142,11 @@ async def review_queue(
 )
 async def decide_task(task_id: TaskId, body: ApprovalRequest, caller: CallerDep, tasks: TasksDep) -> TaskView:
     """Approve (the task resumes and runs the call once) or reject (it fails) the parked tool call."""
-    decided = await tasks.decide(task_id, caller, approve=body.decision == "approve", comment=body.comment)
+    decided = await tasks.decide(
+        task_id,
+        caller,
+        approve=body.decision == "approve",
+        comment=body.comment,
+        args_sha256=body.args_sha256,
+    )
     return TaskView.of(decided)

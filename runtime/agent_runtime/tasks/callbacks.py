@@ -2,8 +2,11 @@
 
 The URL was checked against ``http_allowed_hosts`` when the task was submitted and is checked again
 before every attempt (the allow-list may have changed since), with ``http_get``'s rules: exact host
-match, https only, loopback only with ``http_allow_loopback``. Redirects are not followed. The outcome is
-returned for the worker to record on the task; a callback that never arrives fails nothing else.
+match, https only, only public addresses (loopback with ``http_allow_loopback``), checked on the address
+connected to. Redirects are not followed. Each attempt is
+bounded as a whole by ``callback_timeout_seconds`` (a receiver that drips its answer cannot hold a worker),
+and only the status is read, never the body. The outcome is returned for the worker to record on the task;
+a callback that never arrives fails nothing else.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 import httpx
 
 from agent_runtime.errors import ToolError
+from agent_runtime.outbound import pinned_stream
 from agent_runtime.settings import Settings
 from agent_runtime.tools.builtins.http_get import checked_url
 
@@ -34,23 +38,45 @@ async def deliver(
             )
         attempts += 1
         try:
-            response = await http.post(
-                checked_url(url, settings),
-                json=dict(payload),
-                timeout=settings.callback_timeout_seconds,
-                follow_redirects=False,
-            )
+            status = await _post(http, checked_url(url, settings), payload, settings)
         except ToolError as error:
             return _outcome("failed", attempts, f"refused: {error.message}")
+        except TimeoutError:
+            detail = f"no answer within {settings.callback_timeout_seconds}s"
+            continue
         except httpx.HTTPError as error:
             detail = f"request failed: {type(error).__name__}"
             continue
-        detail = f"HTTP {response.status_code}"
-        if response.is_success:
+        detail = f"HTTP {status}"
+        if 200 <= status < 300:
             return _outcome("delivered", attempts, detail)
-        if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
+        if 400 <= status < 500 and status not in (408, 429):
             break
     return _outcome("failed", attempts, detail)
+
+
+def delivery_seconds(settings: Settings) -> float:
+    """The longest :func:`deliver` can take: every attempt's timeout and the pauses between them."""
+    pauses = sum(
+        min(settings.retry_base_seconds * 2 ** (attempt - 1), settings.retry_max_seconds)
+        for attempt in range(1, settings.callback_max_retries + 1)
+    )
+    return (settings.callback_max_retries + 1) * settings.callback_timeout_seconds + pauses
+
+
+async def _post(
+    http: httpx.AsyncClient, url: httpx.URL, payload: Mapping[str, Any], settings: Settings
+) -> int:
+    """The status of one POST, within ``callback_timeout_seconds`` in all (httpx's timeouts bound each read,
+    not the whole exchange), sent to the address the host resolved to once it was found public (as
+    ``http_get`` fetches: a name resolving to the metadata service or a private address is refused); the
+    body is left unread, whatever its size (leaving the stream closes the connection)."""
+    timeout = settings.callback_timeout_seconds
+    async with asyncio.timeout(timeout):
+        async with pinned_stream(
+            http, "POST", url, settings, json=dict(payload), timeout=timeout
+        ) as response:
+            return response.status_code
 
 
 def _outcome(status: str, attempts: int, detail: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ States::
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -43,18 +44,36 @@ class TaskState(str, enum.Enum):
 
 
 class PendingApproval(BaseModel):
-    """A tool call parked until a reviewer decides (the architecture's review workflow)."""
+    """A tool call parked until a reviewer decides (the architecture's review workflow).
+
+    ``arguments`` is stored redacted: that copy is what the task's creator, its tenant, callbacks and logs
+    see. A reviewer of the task's tenant is shown the call's real arguments instead, read from the parked
+    run's checkpoint while it holds the call (see ``TaskService``): what is approved is what runs.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     tool: str
     call_id: str
-    arguments: Mapping[str, Any]  # redacted copy, shown to the reviewer
+    arguments: Mapping[str, Any]
+    args_sha256: str | None = None
+    """SHA-256 of the call's exact argument text, as the tool call's own audit record has it (``None`` on
+    calls parked before it was recorded); an approval is bound to it."""
     requested_at: float
     decision: str | None = None  # "approved" | "rejected"
     reviewer: str | None = None
     decided_at: float | None = None
     comment: str | None = None
+
+
+def shown_arguments(text: str) -> dict[str, Any]:
+    """A tool call's argument text as the object a review shows (text that is not a JSON object is
+    wrapped, so nothing the model wrote is hidden from the reviewer)."""
+    try:
+        arguments: Any = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        return {"raw": text}
+    return arguments if isinstance(arguments, dict) else {"value": arguments}
 
 
 class TaskRecord(BaseModel):

@@ -12,7 +12,9 @@ single truth and a message can always be re-sent safely:
 - ``awaiting_review`` lists the parked tool calls for reviewers; ``decide`` lets a caller with the
   reviewer role approve (the task is queued again and resumes from its
   checkpoint, running the approved call once) or reject (the task fails with ``approval_rejected``) a
-  parked tool call; every decision is written to the audit log.
+  parked tool call; every decision is written to the audit log. A reviewer is shown the parked call's real
+  arguments (every other reader its redacted copy), and an approval covers that call only: its id, tool
+  and exact arguments. A decision repeated by its reviewer re-sends the message the first may have lost.
 """
 
 from __future__ import annotations
@@ -24,16 +26,18 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from agent_runtime.agents import AgentCatalog
 from agent_runtime.bus.base import BusError, MessageBus, OutgoingMessage
 from agent_runtime.caller import DEFAULT_TENANT, Caller
 from agent_runtime.errors import ConfigurationError, Forbidden, ToolError, UnprocessableRequest
-from agent_runtime.runner import Checkpoint
+from agent_runtime.runner import Checkpoint, approval_key, approval_key_of
 from agent_runtime.settings import Settings
 from agent_runtime.settings_contract import env_name
 from agent_runtime.tasks.cas import Unchanged, update
 from agent_runtime.tasks.errors import TaskNotFound, TaskStateConflict
-from agent_runtime.tasks.model import TASK_MESSAGE_KIND, TaskRecord, TaskState, TaskStore
+from agent_runtime.tasks.model import TASK_MESSAGE_KIND, TaskRecord, TaskState, TaskStore, shown_arguments
 from agent_runtime.tools import audit
 from agent_runtime.tools.builtins.http_get import checked_url
 
@@ -143,7 +147,7 @@ class TaskService:
         record = await self.store.get(task_id)
         if record is None or not self._may_read(record, caller):
             raise TaskNotFound(f"no task '{task_id}'", field="task_id")
-        return record
+        return self._shown(record, caller)
 
     async def cancel(self, task_id: str, caller: Caller) -> TaskRecord:
         """Cancel for its creator or a reviewer: a queued or parked task ends now; a running one is
@@ -165,11 +169,23 @@ class TaskService:
         return record
 
     async def decide(
-        self, task_id: str, caller: Caller, *, approve: bool, comment: str | None = None
+        self,
+        task_id: str,
+        caller: Caller,
+        *,
+        approve: bool,
+        comment: str | None = None,
+        args_sha256: str | None = None,
     ) -> TaskRecord:
         """Approve or reject the tool call ``task_id`` waits on; needs the reviewer role, and a reviewer
         may not review their own task. Approved: queued again, resuming with the call allowed once.
-        Rejected: failed with ``approval_rejected``. Audited either way."""
+        Rejected: failed with ``approval_rejected``. Audited either way. ``args_sha256``, the digest the
+        reviewer was shown, binds the decision to that call: once the task has moved on to another one (a
+        decision submitted twice, the second after the run resumed and parked again), it is refused.
+
+        The same reviewer's same decision again (a retry after a failed send: the record was written, its
+        message may not have been) re-sends the message and changes nothing; adapters that deduplicate
+        drop the second copy, and a worker's claim runs the task once whatever arrives."""
         record = await self.get(task_id, caller)
         role = self._settings.reviewer_role
         if role not in caller.roles:
@@ -177,15 +193,27 @@ class TaskService:
         if _created_by(record, caller):
             raise Forbidden("a task's creator may not review its own tool calls")
         now = time.time()
+        decision = "approved" if approve else "rejected"
+        retried = False
 
         def decide(current: TaskRecord) -> TaskRecord:
+            nonlocal retried
+            retried = _already_decided(current, caller, decision)
+            if retried:
+                raise Unchanged
             if current.state is not TaskState.AWAITING_APPROVAL or current.approval is None:
                 raise TaskStateConflict(
                     f"task '{task_id}' is {current.state.value}, not awaiting_approval", field="task_id"
                 )
+            if args_sha256 is not None and args_sha256 != current.approval.args_sha256:
+                raise TaskStateConflict(
+                    f"task '{task_id}' now waits on another call than the one reviewed (args_sha256 "
+                    f"{current.approval.args_sha256}); review that one",
+                    field="args_sha256",
+                )
             approval = current.approval.model_copy(
                 update={
-                    "decision": "approved" if approve else "rejected",
+                    "decision": decision,
                     "reviewer": caller.id,
                     "decided_at": now,
                     "comment": comment,
@@ -203,7 +231,12 @@ class TaskService:
                     }
                 )
             checkpoint = Checkpoint.model_validate(current.checkpoint)
-            checkpoint.approved.append(approval.call_id)
+            # A call parked before its digest was recorded gets no key: it parks again, for a review that
+            # is bound to its arguments.
+            if approval.args_sha256 is not None:
+                checkpoint.approved.append(
+                    approval_key(approval.call_id, approval.tool, approval.args_sha256)
+                )
             return current.model_copy(
                 update={
                     "state": TaskState.QUEUED,
@@ -213,12 +246,13 @@ class TaskService:
             )
 
         decided = await update(self.store, task_id, decide, now=now)
-        audit_review(decided, caller)
+        if not retried:
+            audit_review(decided, caller)
         if approve:
             await self.bus.send(decided.queue, task_message(decided))
         else:
             await self._send_for_callback(decided)
-        return decided
+        return self._shown(decided, caller)
 
     async def awaiting_review(self, caller: Caller, limit: int = 50) -> list[TaskRecord]:
         """The tasks parked for a decision that ``caller`` may review, oldest first: the reviewers' queue
@@ -234,7 +268,7 @@ class TaskService:
             parked = await self.store.awaiting_approval(page)
             mine = [record for record in parked if self._reviews(caller, record)]
             if len(mine) >= limit or len(parked) < page:
-                return mine[:limit]
+                return [self._shown(record, caller) for record in mine[:limit]]
             page *= 2
 
     async def wait(self, task_ids: Sequence[str], deadline: float) -> list[TaskRecord]:
@@ -268,6 +302,18 @@ class TaskService:
         """Whether ``caller`` is a reviewer for the tenant of ``record``."""
         tenant = record.tenant or DEFAULT_TENANT
         return caller.acts_as(self._settings.reviewer_role, tenant, self._settings.platform_tenant)
+
+    def _shown(self, record: TaskRecord, caller: Caller) -> TaskRecord:
+        """``record`` as ``caller`` reads it: a reviewer of its tenant who did not create it is shown the real
+        arguments of the parked call, so what is approved is what runs; everyone else the stored redacted
+        copy (the creator included: the redacted copy is what callbacks and logs carry too)."""
+        approval = record.approval
+        if approval is None or _created_by(record, caller) or not self._reviews(caller, record):
+            return record
+        arguments = _parked_arguments(record)
+        if arguments is None:
+            return record
+        return record.model_copy(update={"approval": approval.model_copy(update={"arguments": arguments})})
 
     async def _managed(self, task_id: str, caller: Caller) -> TaskRecord:
         """The task, if ``caller`` may change it (its creator or a reviewer)."""
@@ -337,11 +383,39 @@ def audit_review(record: TaskRecord, reviewer: Caller | None = None) -> None:
         "requester": record.caller,
         "tool": approval.tool,
         "call_id": approval.call_id,
-        "args_sha256": audit.digest(json.dumps(dict(approval.arguments), sort_keys=True)),
+        # Of the call's real argument text, as its tool_call record has it (not of the redacted copy, which
+        # two different calls may share).
+        "args_sha256": approval.args_sha256,
     }
     if reviewer is not None:
         entry |= {"reviewer": reviewer.id, "decision": approval.decision}
     audit.audit_log.info(json.dumps(entry))
+
+
+def _already_decided(record: TaskRecord, reviewer: Caller, decision: str) -> bool:
+    """Whether ``record`` shows ``reviewer``'s ``decision`` and has not moved on since (not yet resumed)."""
+    approval = record.approval
+    after = TaskState.QUEUED if decision == "approved" else TaskState.FAILED
+    return (
+        record.state is after
+        and approval is not None
+        and (approval.decision, approval.reviewer) == (decision, reviewer.id)
+    )
+
+
+def _parked_arguments(record: TaskRecord) -> dict[str, Any] | None:
+    """The real arguments of ``record``'s parked call, from the checkpoint that holds it until the run
+    resumes past it (``None`` once it is gone, or for a call parked before its digest was recorded)."""
+    approval = record.approval
+    if approval is None or approval.args_sha256 is None or record.checkpoint is None:
+        return None
+    key = approval_key(approval.call_id, approval.tool, approval.args_sha256)
+    try:
+        calls = Checkpoint.model_validate(record.checkpoint).pending_calls()
+    except ValidationError:  # written by another version: the reviewer reads the redacted copy meanwhile
+        return None
+    call = next((call for call in calls if approval_key_of(call) == key), None)
+    return shown_arguments(call.arguments) if call is not None else None
 
 
 def _created_by(record: TaskRecord, caller: Caller) -> bool:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -41,11 +40,18 @@ from agent_runtime.errors import AgentRuntimeError, UnknownAgent
 from agent_runtime.memory.base import Message
 from agent_runtime.runner import ApprovalRequired, Checkpoint, Runner, RunOptions, RunResult
 from agent_runtime.settings import Settings
-from agent_runtime.tasks.callbacks import deliver
+from agent_runtime.tasks.callbacks import deliver, delivery_seconds
 from agent_runtime.tasks.cas import Unchanged, update
-from agent_runtime.tasks.model import TASK_MESSAGE_KIND, PendingApproval, TaskRecord, TaskState
+from agent_runtime.tasks.model import (
+    TASK_MESSAGE_KIND,
+    PendingApproval,
+    TaskRecord,
+    TaskState,
+    shown_arguments,
+)
 from agent_runtime.tasks.service import TaskService, audit_review, cancelled, failed, worker_queue
 from agent_runtime.tasks.view import TaskView
+from agent_runtime.tools import audit
 
 log = logging.getLogger("agentstage.worker")
 T = TypeVar("T")
@@ -283,16 +289,14 @@ class Worker:
         )
 
     def _parked(self, parked: ApprovalRequired) -> Callable[[TaskRecord], TaskRecord]:
-        try:
-            arguments: Any = json.loads(parked.call.arguments or "{}")
-        except json.JSONDecodeError:
-            arguments = {"raw": parked.call.arguments}
-        redacted = self._runner.guardrails.redactor.redact_value(
-            arguments if isinstance(arguments, dict) else {"value": arguments}
-        )
-        now = time.time()
+        call = parked.call
+        redacted = self._runner.guardrails.redactor.redact_value(shown_arguments(call.arguments))
         approval = PendingApproval(
-            tool=parked.call.name, call_id=parked.call.id, arguments=redacted, requested_at=now
+            tool=call.name,
+            call_id=call.id,
+            arguments=redacted,
+            args_sha256=audit.digest(call.arguments),
+            requested_at=time.time(),
         )
         checkpoint = parked.checkpoint.model_dump(mode="json")
         return lambda r: r.model_copy(
@@ -323,8 +327,13 @@ class Worker:
             )
 
     async def _settle(self, record: TaskRecord, message: ReceivedMessage) -> None:
-        """The task needs nothing more from this message: deliver a due callback, then complete it."""
-        await self._callback(record)
+        """The task needs nothing more from this message: deliver a due callback, then complete it. While
+        another delivery sends the callback, the message comes back once that one's claim would have lapsed
+        (so a sender that died is replaced)."""
+        sending_for = await self._callback(record)
+        if sending_for is not None:
+            await self._bus_call("release", lambda: self._bus.release(message, delay_seconds=sending_for))
+            return
         try:
             await self._bus_call("complete", lambda: self._bus.complete(message))
         except LeaseLost:
@@ -332,9 +341,33 @@ class Worker:
                 "task %s: the message's lease passed before completion; its redelivery is a no-op", record.id
             )
 
-    async def _callback(self, record: TaskRecord) -> None:
-        if not record.state.finished or record.callback_url is None or record.callback is not None:
-            return
+    async def _callback(self, record: TaskRecord) -> float | None:
+        """POST a finished task's due callback, once per outcome: the delivery claims it on the record
+        first (``{"status": "sending", "until"}``), so a redelivered or duplicate message never POSTs it
+        again. Returns ``None`` when nothing is left to do, else the seconds until another delivery's claim
+        lapses (a lapsed claim is taken over)."""
+        if not record.state.finished or record.callback_url is None:
+            return None
+        now = time.time()
+        # The claim outlives the longest delivery by a lease (the writes around it): a lapsed one is a dead
+        # sender's.
+        claim = {
+            "status": "sending",
+            "worker": self.id,
+            "at": now,
+            "until": now + delivery_seconds(self._settings) + self._lease,
+        }
+
+        def claimed(current: TaskRecord) -> TaskRecord:
+            sending = current.callback
+            if sending is not None and not (sending["status"] == "sending" and sending["until"] <= now):
+                raise Unchanged
+            return current.model_copy(update={"callback": claim})
+
+        current = await self._write(record.id, claimed)
+        if current.callback != claim:
+            sending = current.callback
+            return sending["until"] - now if sending is not None and sending["status"] == "sending" else None
         outcome = await deliver(
             self._runner.http,
             record.callback_url,
@@ -343,8 +376,9 @@ class Worker:
         )
         await self._write(
             record.id,
-            lambda r: r.model_copy(update={"callback": outcome}) if r.callback is None else _unchanged(),
+            lambda r: r.model_copy(update={"callback": outcome}) if r.callback == claim else _unchanged(),
         )
+        return None
 
     async def _dead_letter(self, message: ReceivedMessage, reason: str) -> None:
         log.warning("dead-lettering message %s of queue %s: %s", message.message_id, message.queue, reason)

@@ -200,7 +200,9 @@ async def test_an_approved_call_runs_once_and_the_task_resumes(
     assert (refused.status_code, error_of(refused)["code"]) == (403, "forbidden")
     assert view["approval"]["tool"] == "transfer"
     assert view["approval"]["arguments"]["amount"] == "5"  # as the model wrote it
-    assert "DE89370400440532013000" not in json.dumps(view)  # the IBAN is redacted for the reviewer
+    assert "DE89370400440532013000" not in json.dumps(view)  # the IBAN is redacted for the creator
+    [reviewed] = get(api, "/v1/approvals", "rita-key").json()["tasks"]
+    assert reviewed["approval"]["arguments"]["iban"] == "DE89370400440532013000"  # not for the reviewer
     assert TRANSFERS == []
     approved = post(api, f"{location}/approval", {"decision": "approve", "comment": "ok"}, "rita-key")
     assert approved.status_code == 200
