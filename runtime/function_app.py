@@ -71,7 +71,7 @@ def delivery(message: func.ServiceBusMessage, queue: str) -> ReceivedMessage:
     """The trigger's message in the bus contract's shape (headers are its application properties)."""
     try:
         body = json.loads(message.get_body())
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply to parse: not a task's either
         body = None
     properties = message.application_properties or {}
     enqueued = message.enqueued_time_utc

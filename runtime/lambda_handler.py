@@ -140,7 +140,9 @@ def delivery(record: dict[str, Any]) -> ReceivedMessage:
     strings = {name: value["stringValue"] for name, value in attributes.items() if "stringValue" in value}
     try:
         body = json.loads(record["body"])
-    except ValueError:
+    # RecursionError: nested too deeply to parse, a body no more a task's than one that is no JSON; raised
+    # here, it would fail the whole batch, every healthy record with it.
+    except (ValueError, RecursionError):
         body = None
     system = record.get("attributes") or {}
     return ReceivedMessage(

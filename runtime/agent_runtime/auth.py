@@ -3,7 +3,9 @@
 The mode is a setting (``AGENTSTAGE_AUTH_MODE``). API keys are kept only as SHA-256 digests in memory, so
 a lookup never compares secrets byte by byte and a key never appears in a repr or a log. JWTs are verified
 against the issuer's JWKS, fetched asynchronously and cached; an unknown ``kid`` triggers one refresh, so
-key rotation works without a restart.
+key rotation works without a restart. Each key verifies only the algorithm it is published for (its JWK's
+``alg``, else its type's: RS256 for RSA, ES256/384/512 by curve, EdDSA), so a token naming another allowed
+algorithm can never have a key read as a key of another family.
 
 Every caller also has an application: the client that obtained its credentials, which application budgets
 count against (the runtime's counterpart of the Azure gateway's token limit per ``azp``/``appid``, for
@@ -41,7 +43,19 @@ APPLICATION_CLAIMS = ("azp", "client_id", "appid")
 quota by sending a header."""
 
 JWKS_MIN_REFRESH_SECONDS = 10.0
-"""Unknown ``kid`` values refresh the key set at most this often, so forged tokens cannot flood the issuer."""
+"""Unknown ``kid`` values refresh the key set at most this often, and a failed fetch is retried no sooner, so
+neither forged tokens nor an issuer outage make requests flood the issuer."""
+
+JWKS_FETCH_SECONDS = 5.0
+"""The whole JWKS fetch, connecting and reading the last byte included: httpx's own timeouts bound each
+read, so a body trickling in a byte at a time would hold every request waiting on the keys."""
+
+JWKS_MAX_BYTES = 1024 * 1024
+"""The largest JWKS read: a real one holds a few keys in a few KB, and the body is held in memory."""
+
+JWT_LEEWAY_SECONDS = 30
+"""Clock skew tolerated between the issuer and this host when ``exp``, ``nbf`` and ``iat`` are checked, so a
+token is not refused in the seconds a host's clock runs ahead of the issuer's."""
 
 
 class Authenticator(Protocol):
@@ -84,39 +98,86 @@ class ApiKeyAuthenticator:
 
 
 class JwksCache:
-    """The issuer's signing keys by ``kid``, refreshed after ``ttl`` seconds or on an unknown ``kid``."""
+    """The issuer's signing keys by ``kid``, refreshed after ``ttl`` seconds or on an unknown ``kid``.
+
+    One fetch at a time: its outcome answers every request waiting on it. A failed fetch leaves the last
+    good keys in service and is retried no sooner than :data:`JWKS_MIN_REFRESH_SECONDS`; until then a
+    ``kid`` they lack is answered with that failure (:class:`Unavailable`), as the token may well be valid.
+    """
 
     def __init__(self, url: str, http: httpx.AsyncClient, ttl: float) -> None:
         self._url = url
         self._http = http
         self._ttl = ttl
-        self._keys: dict[str, jwt.PyJWK] = {}
-        self._fetched_at = float("-inf")
-        self._lock = asyncio.Lock()
+        self._keys: dict[str, list[jwt.PyJWK]] = {}
+        self._expires_at = float("-inf")  # when the keys are fetched again, even for a known kid
+        self._attempted_at = float("-inf")
+        self._failure: str | None = None  # why the last fetch failed; None once one succeeds
+        self._fetch: asyncio.Task[None] | None = None
 
-    async def key(self, kid: str) -> jwt.PyJWK:
+    async def keys(self, kid: str) -> list[jwt.PyJWK]:
+        """The keys published under ``kid``: one, or several while the issuer overlaps a rotation."""
         now = asyncio.get_running_loop().time()
-        stale = now - self._fetched_at > self._ttl
-        if stale or (kid not in self._keys and now - self._fetched_at > JWKS_MIN_REFRESH_SECONDS):
-            async with self._lock:
-                if self._fetched_at < now:  # nobody refreshed while this task waited for the lock
-                    await self._refresh()
-        try:
+        expired, unknown = now >= self._expires_at, kid not in self._keys
+        if self._fetch is None and (
+            expired or (unknown and now - self._attempted_at >= JWKS_MIN_REFRESH_SECONDS)
+        ):
+            self._fetch = asyncio.create_task(self._refresh())
+        if self._fetch is not None and (expired or unknown):
+            # Shielded: a request given up on (its client gone) must not cancel the fetch others wait on.
+            await asyncio.shield(self._fetch)
+        if kid in self._keys:
             return self._keys[kid]
-        except KeyError:
-            raise Unauthorized("the token's signing key is unknown") from None
+        if self._failure is not None:
+            raise Unavailable(self._failure)
+        raise Unauthorized("the token's signing key is unknown")
 
     async def _refresh(self) -> None:
+        """Fetch the key set and record the outcome for every waiting request (it never raises)."""
+        loop = asyncio.get_running_loop()
+        self._attempted_at = loop.time()
         try:
-            response = await self._http.get(self._url, timeout=5.0)
-            response.raise_for_status()
-            key_set = jwt.PyJWKSet.from_dict(response.json())
-        except (httpx.HTTPError, ValueError, jwt.PyJWTError) as error:
+            key_set = await self._key_set()
+        except Unavailable as error:
+            self._failure = error.message
+            # Back off: no retry for a while, and the last good keys stay in service, even past their ttl.
+            self._expires_at = max(self._expires_at, loop.time() + JWKS_MIN_REFRESH_SECONDS)
+        else:
+            self._keys = {}
+            for key in key_set.keys:
+                if key.key_id:
+                    self._keys.setdefault(key.key_id, []).append(key)
+            self._failure = None
+            self._expires_at = loop.time() + self._ttl
+        finally:
+            self._fetch = None
+
+    async def _key_set(self) -> jwt.PyJWKSet:
+        try:
+            async with asyncio.timeout(JWKS_FETCH_SECONDS):
+                body = await self._body()
+            document = json.loads(body)
+            if not isinstance(document, dict):
+                raise Unavailable("the token issuer's signing keys are not a JSON object")
+            return jwt.PyJWKSet.from_dict(document)
+        # RecursionError: JSON nested too deeply for the parser.
+        except (httpx.HTTPError, TimeoutError, ValueError, RecursionError, jwt.PyJWTError) as error:
             raise Unavailable(
                 f"cannot fetch the token issuer's signing keys: {type(error).__name__}"
             ) from error
-        self._keys = {key.key_id: key for key in key_set.keys if key.key_id}
-        self._fetched_at = asyncio.get_running_loop().time()
+
+    async def _body(self) -> bytes:
+        """The JWKS document, read up to :data:`JWKS_MAX_BYTES` and no further."""
+        async with self._http.stream("GET", self._url) as response:
+            response.raise_for_status()
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > JWKS_MAX_BYTES:
+                    raise Unavailable(
+                        f"the token issuer's signing keys are larger than {JWKS_MAX_BYTES} bytes"
+                    )
+            return bytes(body)
 
 
 class JwtAuthenticator:
@@ -159,21 +220,13 @@ class JwtAuthenticator:
             raise Unauthorized("send a JWT in 'Authorization: Bearer <token>'")
         try:
             kid = jwt.get_unverified_header(bearer).get("kid")
-            if not isinstance(kid, str):
-                raise Unauthorized("the token has no 'kid' header")
-            key = await self._keys.key(kid)
-            claims = jwt.decode(
-                bearer,
-                key.key,
-                algorithms=self._algorithms,
-                audience=self._audience,
-                issuer=self._issuer,
-                options={"require": ["exp", "iss", "aud", "sub"]},
-            )
         except jwt.PyJWTError as error:
             raise Unauthorized(f"the token is not valid: {error}") from error
-        tenant = claims.get(self._tenant_claim)
-        subject, tenant = str(claims["sub"]), str(tenant) if tenant else DEFAULT_TENANT
+        if not isinstance(kid, str):
+            raise Unauthorized("the token has no 'kid' header")
+        claims = self._claims(bearer, await self._keys.keys(kid))
+        # An absent claim is the default tenant; a present one must name a tenant (not 0, "" or a list).
+        subject, tenant = claims["sub"], claims.get(self._tenant_claim, DEFAULT_TENANT)
         for claim, problem in (
             ("sub", identity_problem(subject)),
             (self._tenant_claim, tenant_problem(tenant)),
@@ -181,6 +234,32 @@ class JwtAuthenticator:
             if problem:
                 raise Unauthorized(f"the token's '{claim}' claim {problem}")
         return Caller(subject, _roles(claims.get(self._roles_claim)), tenant, _application(claims))
+
+    def _claims(self, token: str, keys: list[jwt.PyJWK]) -> dict[str, Any]:
+        """The token's claims, verified with the first of its ``kid``'s keys that signed it."""
+        try:
+            for key in keys[:-1]:
+                try:
+                    return self._decode(token, key)
+                except (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError):
+                    continue  # signed by another key of the kid, or by none: the last key's error says
+            return self._decode(token, keys[-1])
+        # TypeError and ValueError: PyJWT's key handling raises them for key and token combinations it does
+        # not anticipate (it did for a token naming another key family's algorithm); a refusal all the same.
+        except (jwt.PyJWTError, TypeError, ValueError) as error:
+            raise Unauthorized(f"the token is not valid: {error}") from error
+
+    def _decode(self, token: str, key: jwt.PyJWK) -> dict[str, Any]:
+        # The PyJWK itself, not its key: PyJWT then verifies with the key's own algorithm only.
+        return jwt.decode(
+            token,
+            key,
+            algorithms=self._algorithms,
+            audience=self._audience,
+            issuer=self._issuer,
+            leeway=JWT_LEEWAY_SECONDS,
+            options={"require": ["exp", "iss", "aud", "sub"]},
+        )
 
 
 def build_authenticator(settings: Settings, http: httpx.AsyncClient) -> Authenticator:

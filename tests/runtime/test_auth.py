@@ -9,7 +9,7 @@ from typing import Any
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from runtime_helpers import ADMIN_KEY, EXECUTED, USER_KEY, Runtime, RuntimeFactory
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
@@ -153,6 +153,33 @@ def test_a_jwt_signed_by_another_key_is_401(jwt_runtime: Runtime) -> None:
     response = jwt_runtime.invoke("assistant", "hi", key=forger.token())
     assert response.status_code == 401
     assert response.json()["error"]["message"] == "the token is not valid: Signature verification failed"
+
+
+@pytest.mark.parametrize("plain_fastapi", [False, True], ids=["hot route", "FastAPI route"])
+def test_a_jwt_naming_another_key_familys_algorithm_is_401(
+    runtime_factory: RuntimeFactory, issuer: tuple[Issuer, str], plain_fastapi: bool
+) -> None:
+    """Both algorithms allowed, as the setting's own example: an ES256 token under the RSA key's kid is
+    refused, not an error of the server (PyJWT once read the RSA key as an EC one, and raised)."""
+    runtime = runtime_factory(
+        plain_fastapi=plain_fastapi,
+        auth_mode="jwt",
+        jwt_issuer=ISSUER,
+        jwt_audience=AUDIENCE,
+        jwt_jwks_url=issuer[1],
+        jwt_algorithms=["RS256", "ES256"],
+        api_keys=None,
+    )
+    now = int(time.time())
+    body = {"iss": ISSUER, "aud": AUDIENCE, "sub": "mallory", "exp": now + 300}
+    forged = jwt.encode(
+        body, ec.generate_private_key(ec.SECP256R1()), algorithm="ES256", headers={"kid": "key-1"}
+    )
+    response = runtime.invoke("assistant", "hi", key=forged)
+    assert response.status_code == 401
+    assert response.json()["error"]["message"] == (
+        "the token is not valid: Token algorithm 'ES256' does not match the key's algorithm 'RS256'"
+    )
 
 
 def test_an_unknown_kid_is_401(jwt_runtime: Runtime, issuer: tuple[Issuer, str]) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -205,6 +205,20 @@ async def test_a_token_with_wrong_claims_is_401(
 async def test_a_token_signed_by_another_key_is_401(authorizer: GatewayAuthorizer) -> None:
     with pytest.raises(GatewayUnauthorized):
         await authorizer.authorize(event(f"Bearer {Issuer().token()}"))
+
+
+@pytest.mark.anyio
+async def test_a_token_naming_another_key_familys_algorithm_is_401(issuer: tuple[Issuer, str]) -> None:
+    """An ES256 token under the RSA key's kid, both algorithms allowed: ``Unauthorized``, which API Gateway
+    answers with 401, not an error it would answer with 500."""
+    now = int(time.time())
+    body = {"iss": ISSUER, "aud": AUDIENCE, "sub": "mallory", "exp": now + 300}
+    forged = jwt.encode(
+        body, ec.generate_private_key(ec.SECP256R1()), algorithm="ES256", headers={"kid": "key-1"}
+    )
+    async with opened(issuer[1], jwt_algorithms=["RS256", "ES256"]) as authorizer:
+        with pytest.raises(GatewayUnauthorized, match="^Unauthorized$"):
+            await authorizer.authorize(event(f"Bearer {forged}"))
 
 
 @pytest.mark.anyio

@@ -184,7 +184,7 @@ def task_host(
 
 def _deliver(
     task_host: tuple[ModuleType, Settings, asyncio.AbstractEventLoop],
-    body: dict[str, Any],
+    body: dict[str, Any] | bytes,
     *,
     message_id: str = "m-1",
     headers: dict[str, str] | None = None,
@@ -193,7 +193,7 @@ def _deliver(
     """Invoke the trigger the way the Functions host does, with one Service Bus message."""
     module, _, loop = task_host
     message = ServiceBusMessage(
-        body=json.dumps(body).encode(),
+        body=body if isinstance(body, bytes) else json.dumps(body).encode(),
         message_id=message_id,
         application_properties=headers or {},
         user_properties={},
@@ -248,6 +248,9 @@ def test_a_poison_message_fails_every_delivery(
         _deliver(task_host, {"hello": "world"})
     with pytest.raises(PoisonMessage, match="unknown task id 'nope'"):
         _deliver(task_host, {"kind": TASK_MESSAGE_KIND, "task_id": "nope"})
+    # JSON nested too deeply for the parser (RecursionError, not ValueError) is no task message either
+    with pytest.raises(PoisonMessage, match="not a task message"):
+        _deliver(task_host, b"[" * 100_000)
 
 
 def test_a_task_running_elsewhere_is_delivered_again_later(

@@ -211,6 +211,19 @@ def test_one_failed_record_does_not_redeliver_the_batch(
     assert module.tasks({"Records": []}, _context()) == {"batchItemFailures": []}
 
 
+def test_a_body_nested_too_deeply_fails_its_record_only(
+    task_host: tuple[ModuleType, Settings], model: ScriptedModelServer
+) -> None:
+    """JSON's parser gives up on it with RecursionError, not ValueError: the record is poison like any body
+    that is no task message, and the rest of its batch runs."""
+    module, settings = task_host
+    good = submit(settings, "hello from sqs")
+    records = [_task_record("sqs-1", good), _sqs_record("sqs-2", "[" * 100_000, {})]
+    response = module.tasks({"Records": records}, _context())
+    assert response == {"batchItemFailures": [{"itemIdentifier": "sqs-2"}]}
+    assert stored(settings, good.id).state is TaskState.SUCCEEDED
+
+
 def test_a_lambda_runtime_too_old_for_bedrock_guardrails_is_refused_at_start(host: ModuleType) -> None:
     host.require_botocore("1.40.0")
     with pytest.raises(RuntimeError, match=r"botocore is 1\.34\.100; agentstage needs >= 1\.34\.129"):
