@@ -42,6 +42,7 @@ from components.aws.iam import Statement
 from components.aws.role import ExecutionRole
 from components.aws.serverless_agent import LambdaAgent
 from components.base import Component
+from core.config.aws import DEAD_LETTER
 
 DEAD_LETTER_RETENTION_SECONDS = 14 * 86_400
 VISIBILITY_PER_TIMEOUT = 6
@@ -136,8 +137,8 @@ class TaskQueues(Component):
     ) -> None:
         encryption = {"kms_master_key_id": context.key, "kms_data_key_reuse_period_seconds": 300}
         dead_letter = sqs.Queue(
-            f"{self._name}-{spec.name}-dlq",
-            name=context.name(spec.name, "dlq"),
+            f"{self._name}-{spec.name}-{DEAD_LETTER}",
+            name=context.name(spec.name, DEAD_LETTER),
             message_retention_seconds=DEAD_LETTER_RETENTION_SECONDS,
             tags=context.tags,
             **encryption,

@@ -448,20 +448,21 @@ def secret_arn(arn: str) -> re.Match[str]:
     return match
 
 
-DEAD_LETTER_SUFFIX = "-dlq"
-"""What a task queue's dead-letter queue adds to the queue's name (components/aws/queues.py)."""
+DEAD_LETTER = "dlq"
+"""What a task queue's dead-letter queue adds to the queue's name: components/aws/queues.py names it so,
+and :func:`_refuse_dead_letter_lookalikes` refuses agent names that would collide with it."""
 
 
 def _refuse_dead_letter_lookalikes(config: StackConfig) -> None:
     """Each agent's task queue is named after the agent, its dead-letter queue after the agent plus
-    :data:`DEAD_LETTER_SUFFIX`, and SQS queue names are unique in an account's region: an agent named like
+    :data:`DEAD_LETTER`, and SQS queue names are unique in an account's region: an agent named like
     another's dead-letter queue would make two resources claim one queue."""
     named = [(f"agents[{i}].name", agent.name) for i, agent in enumerate(config.agents)]
     if config.orchestrator is not None:
         named.append(("orchestrator.name", config.orchestrator.name))
     keys = {name: key for key, name in named}
     for key, name in named:
-        owner = name.removesuffix(DEAD_LETTER_SUFFIX)
+        owner = name.removesuffix(f"-{DEAD_LETTER}")
         if owner != name and owner in keys:
             raise ValueError(
                 f"{NAMESPACE}:{key}: '{name}' would give its task queue the name of the dead-letter queue of "
