@@ -25,6 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 AZURITE_BIN = REPO / ".tools" / "azurite" / "node_modules" / ".bin"
+MOTO_SQS_SERVER = Path(__file__).resolve().with_name("moto_sqs_server.py")
 START_TIMEOUT_SECONDS = 30.0
 
 # Azurite's well-known development account (public, documented, accepted by no real storage account).
@@ -141,10 +142,11 @@ def _azurite_service(service: str) -> Iterator[int]:
 
 @contextmanager
 def moto_server() -> Iterator[MotoServer]:
-    """moto's AWS emulator (SQS among others) in a separate Python process."""
+    """moto's AWS emulator (SQS among others) in a separate Python process, its SQS receives atomic as the
+    service's are (see moto_sqs_server.py)."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="moto-") as workspace:
-        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+        command = [sys.executable, str(MOTO_SQS_SERVER), "-H", "127.0.0.1", "-p", str(port)]
         with _process(command, port, "moto server", Path(workspace)):
             yield MotoServer(port)
 
