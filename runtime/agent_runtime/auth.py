@@ -46,6 +46,12 @@ JWKS_MIN_REFRESH_SECONDS = 10.0
 """Unknown ``kid`` values refresh the key set at most this often, and a failed fetch is retried no sooner, so
 neither forged tokens nor an issuer outage make requests flood the issuer."""
 
+JWKS_STALE_SECONDS = 6 * 3600.0
+"""How long past their ttl the last good keys stay in service while every fetch fails. An issuer outage of
+hours leaves the API up; a longer one takes it down (503), because an issuer rotates a compromised key out of
+its key set and a host that cannot fetch the set would otherwise accept that key for ever - as long as
+whoever holds it can keep the host from reaching the issuer."""
+
 JWKS_FETCH_SECONDS = 5.0
 """The whole JWKS fetch, connecting and reading the last byte included: httpx's own timeouts bound each
 read, so a body trickling in a byte at a time would hold every request waiting on the keys."""
@@ -101,8 +107,9 @@ class JwksCache:
     """The issuer's signing keys by ``kid``, refreshed after ``ttl`` seconds or on an unknown ``kid``.
 
     One fetch at a time: its outcome answers every request waiting on it. A failed fetch leaves the last
-    good keys in service and is retried no sooner than :data:`JWKS_MIN_REFRESH_SECONDS`; until then a
-    ``kid`` they lack is answered with that failure (:class:`Unavailable`), as the token may well be valid.
+    good keys in service (for :data:`JWKS_STALE_SECONDS` past their ttl at most) and is retried no sooner
+    than :data:`JWKS_MIN_REFRESH_SECONDS`; until then a ``kid`` they lack is answered with that failure
+    (:class:`Unavailable`), as the token may well be valid.
     """
 
     def __init__(self, url: str, http: httpx.AsyncClient, ttl: float) -> None:
@@ -111,6 +118,7 @@ class JwksCache:
         self._ttl = ttl
         self._keys: dict[str, list[jwt.PyJWK]] = {}
         self._expires_at = float("-inf")  # when the keys are fetched again, even for a known kid
+        self._fetched_at = float("-inf")  # when the keys in service were fetched
         self._attempted_at = float("-inf")
         self._failure: str | None = None  # why the last fetch failed; None once one succeeds
         self._fetch: asyncio.Task[None] | None = None
@@ -140,6 +148,8 @@ class JwksCache:
             key_set = await self._key_set()
         except Unavailable as error:
             self._failure = error.message
+            if loop.time() - self._fetched_at > self._ttl + JWKS_STALE_SECONDS:
+                self._keys = {}  # too old to trust: every token is refused with the failure until a fetch works
             # Back off: no retry for a while, and the last good keys stay in service, even past their ttl.
             self._expires_at = max(self._expires_at, loop.time() + JWKS_MIN_REFRESH_SECONDS)
         else:
@@ -148,6 +158,7 @@ class JwksCache:
                 if key.key_id:
                     self._keys.setdefault(key.key_id, []).append(key)
             self._failure = None
+            self._fetched_at = self._attempted_at
             self._expires_at = loop.time() + self._ttl
         finally:
             self._fetch = None

@@ -275,6 +275,26 @@ async def test_the_last_good_keys_serve_while_the_issuer_is_down(monkeypatch: py
         await verifier.authenticate(bearer=token(kid="key-2"), api_key=None)
 
 
+async def test_the_last_good_keys_are_dropped_once_too_old(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key the issuer rotated out must not stay trusted for as long as the issuer can be kept unreachable."""
+    monkeypatch.setattr(auth, "JWKS_MIN_REFRESH_SECONDS", 0.05)
+    monkeypatch.setattr(auth, "JWKS_STALE_SECONDS", 0.3)
+    issuer = Issuer(serving(jwk(RSA_KEY, alg="RS256")))
+    verifier = authenticator(issuer, ttl=0.05)
+    assert await outcome(verifier, token()) == "accepted"
+    issuer.handler = failing
+    await asyncio.sleep(0.1)
+    assert await outcome(verifier, token()) == "accepted", "within the staleness allowed"
+    await asyncio.sleep(0.35)
+    for _ in range(2):  # the refresh that finds the keys too old, then the back-off's answer
+        with pytest.raises(Unavailable, match="HTTPStatusError"):
+            await verifier.authenticate(bearer=token(), api_key=None)
+        await asyncio.sleep(0.06)
+    issuer.handler = serving(jwk(RSA_KEY, alg="RS256"))
+    await asyncio.sleep(0.06)
+    assert await outcome(verifier, token()) == "accepted", "back in service with the next good fetch"
+
+
 async def test_one_fetch_answers_every_request_waiting_on_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """The issuer hangs: every waiting request has the one fetch's failure when its deadline passes."""
     monkeypatch.setattr(auth, "JWKS_FETCH_SECONDS", 0.3)
