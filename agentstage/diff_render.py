@@ -331,14 +331,27 @@ def _code(text: str) -> str:
     """Inline code no value can break out of: a fence longer than any run of backticks in it (a shorter or
     equal one would close early and let the rest render as Markdown), padded so a backtick at either end
     is not read as part of the fence (CommonMark strips one space from each end)."""
-    text = _cell(text)
+    text = _one_cell_line(text)
     longest = max(map(len, re.findall("`+", text)), default=0)
     fence = "`" * (longest + 1)
     pad = " " if longest else ""
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
+_INLINE_OPENERS = re.compile(r"[\\`*_~\[\]<>!&|]")
+"""The characters that open or close CommonMark's and GitHub's inline constructs (code, emphasis,
+strikethrough, links, images, autolinks, raw HTML, entities) or end a table cell; all of them are ASCII
+punctuation, which a backslash escapes."""
+
+
 def _cell(text: str) -> str:
+    """Plain ``text`` shown as written, on one line of a table row or list item: the characters of
+    :data:`_INLINE_OPENERS` are backslash-escaped, so a value quoted in a policy message (a tag, a setting)
+    can open no link, image, emphasis or HTML tag, and the text renders unchanged."""
+    return _INLINE_OPENERS.sub(r"\\\g<0>", " ".join(text.splitlines()))
+
+
+def _one_cell_line(text: str) -> str:
     """``text`` on one line of a table row: every line break a renderer may honour (CommonMark's \\r too,
     which would start a new block: a heading, a link) becomes a space, and a pipe cannot end the cell."""
     return " ".join(text.splitlines()).replace("|", "\\|")

@@ -1,5 +1,6 @@
 """The pull-request comment shows a value as written: no value can close its code span, end its table cell
-or start a new line, so a stack file's tag cannot post a heading, a link, an image or an @mention.
+or start a new line, so a stack file's tag cannot post a heading, a link, an image or an @mention; and a
+value a policy message quotes in plain text opens no link, image, emphasis or HTML tag.
 
 No CommonMark parser is installed here, so the rules that decide it are applied as the spec and GitHub's
 table extension state them: a code span ends at the next backtick run of exactly its opener's length, a
@@ -37,12 +38,22 @@ HOSTILE = [
 ]
 
 
+INLINE_OPENERS = "\\`*_~[]<>!&|"
+"""Every character that opens or closes an inline construct of CommonMark or GitHub (code, emphasis,
+strikethrough, link, image, autolink, raw HTML, entity) or ends a table cell."""
+
+
 def code_spans(text: str) -> tuple[list[str], str]:
-    """The code spans of one line of inline Markdown (their contents) and the text outside them."""
+    """The code spans of one line of inline Markdown (their contents) and the text outside them, escapes
+    kept."""
     spans: list[str] = []
     outside = ""
     at = 0
     while at < len(text):
+        if text[at] == "\\" and at + 1 < len(text):  # an escaped character is literal (outside code spans)
+            outside += text[at : at + 2]
+            at += 2
+            continue
         opener = re.match(r"`+", text[at:])
         if opener is None:
             outside += text[at]
@@ -90,6 +101,10 @@ def hostile_diff(stack_graph: Callable[[str], ResourceGraph]) -> list[str]:
             inputs["tags"] |= {f"hostile{n}": value for n, value in enumerate(HOSTILE)}
         elif resource.name == "agent-storage" and resource.custom:
             inputs["publicNetworkAccess"] = HOSTILE[0]
+        elif resource.name == "agent-app" and resource.custom:  # a setting a policy message quotes
+            for setting in inputs["siteConfig"]["appSettings"]:
+                if setting["name"] == "AGENTSTAGE_AGENTS":
+                    setting["value"] = HOSTILE_MESSAGE_VALUE
         head.resources[index] = dataclasses.replace(resource, inputs=inputs)
     context = load_context("pilot-dev")
     report = review(base, head, labels=("main", "x`` @octocat ``"), contexts=(context, context))
@@ -113,6 +128,28 @@ def test_a_security_table_row_keeps_its_six_cells(hostile_diff: list[str]) -> No
     row_cells = cells(row)
     assert len(row_cells) == 6, row
     assert [code_spans(cell) for cell in row_cells[-2:]] == [(["Enabled"], ""), ([flat(HOSTILE[0])], "")]
+
+
+HOSTILE_MESSAGE_VALUE = "[click](https://example.invalid) ![pwn](https://example.invalid/p.png) <img src=x> **b** a|b &amp; `c` \\"
+
+
+def unescaped(text: str) -> str:
+    """Inline Markdown with no code span, unescaped; fails on any character that would open a construct."""
+    plain, at = "", 0
+    while at < len(text):
+        if text[at] == "\\" and at + 1 < len(text) and text[at + 1] in INLINE_OPENERS:
+            plain, at = plain + text[at + 1], at + 2
+            continue
+        assert text[at] not in INLINE_OPENERS, f"{text[at]!r} unescaped at {at} in {text!r}"
+        plain, at = plain + text[at], at + 1
+    return plain
+
+
+def test_a_value_quoted_by_a_policy_message_is_plain_text(hostile_diff: list[str]) -> None:
+    [line] = [line for line in hostile_diff if line.startswith("- `AGS-") and "pwn" in line]
+    spans, outside = code_spans(line)
+    assert len(spans) == 2, line  # the check's id and the resource's name only
+    assert repr(HOSTILE_MESSAGE_VALUE) in unescaped(outside)
 
 
 def test_the_heading_shows_a_label_as_written(hostile_diff: list[str]) -> None:
