@@ -4,8 +4,9 @@ exactly the address that was checked.
 A host name is only text: ``127.1``, ``::ffff:127.0.0.1`` or a DNS name that resolves (or, asked again a
 moment later, rebinds) to ``127.0.0.1`` or ``169.254.169.254`` all lead somewhere the allow-list never
 named. So :func:`pinned_stream` resolves the host once, refuses the request if any of its addresses is not
-public, and sends the request to the first address itself; the host name travels in ``Host`` and as the
-TLS server name, so the certificate is still verified for the name.
+public, and sends the request to those addresses itself, the next one when one cannot be connected to (a
+name with an IPv6 address first, on a host without an IPv6 route); the host name travels in ``Host`` and as
+the TLS server name, so the certificate is still verified for the name.
 """
 
 from __future__ import annotations
@@ -95,16 +96,19 @@ async def pinned_stream(
     timeout: float,
     json: Any = None,
 ) -> AsyncIterator[httpx.Response]:
-    """``http.stream(method, url, ...)`` without redirects, sent to the address ``url``'s host resolves to
-    now, once every address it resolves to was found public. ``url`` is past the allow-list already
-    (``http_get.checked_url``). Raises :class:`ToolDenied` naming the refused address; a host that does not
-    resolve is an ``httpx.ConnectError`` (``ConnectTimeout``), as when httpx resolves it."""
+    """``http.stream(method, url, ...)`` without redirects, sent to the addresses ``url``'s host resolves to
+    now, once every address it resolves to was found public: each in the resolver's order until one
+    connects, all within ``timeout``. ``url`` is past the allow-list already (``http_get.checked_url``).
+    Raises :class:`ToolDenied` naming the refused address; a host that does not resolve, or none of whose
+    addresses connects, is an ``httpx.ConnectError`` (``ConnectTimeout``), as when httpx resolves it."""
     import httpx
 
     host = url.raw_host.decode("ascii")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     try:
         async with asyncio.timeout(timeout):
-            found = await asyncio.get_running_loop().getaddrinfo(host, port_of(url), type=socket.SOCK_STREAM)
+            found = await loop.getaddrinfo(host, port_of(url), type=socket.SOCK_STREAM)
     except TimeoutError:
         raise httpx.ConnectTimeout(f"resolving '{host}' timed out") from None
     except OSError as error:
@@ -113,18 +117,25 @@ async def pinned_stream(
     for address in addresses:
         if reason := refusal(address, settings.http_allow_loopback):
             raise ToolDenied(f"host '{host}' resolves to {reason}")
-    request = http.build_request(
-        method,
-        url.copy_with(host=str(addresses[0])),
-        # The pool keys connections by the address: without ``close`` another allowed name on the same
-        # address could reuse this connection, whose certificate was verified for this name only.
-        headers={"Host": url.netloc.decode("ascii"), "Connection": "close"},
-        extensions={"sni_hostname": host},
-        json=json,
-        timeout=timeout,
-    )
-    response = await http.send(request, stream=True, follow_redirects=False)
-    try:
-        yield response
-    finally:
-        await response.aclose()
+    for index, address in enumerate(addresses):
+        request = http.build_request(
+            method,
+            url.copy_with(host=str(address)),
+            # The pool keys connections by the address: without ``close`` another allowed name on the same
+            # address could reuse this connection, whose certificate was verified for this name only.
+            headers={"Host": url.netloc.decode("ascii"), "Connection": "close"},
+            extensions={"sni_hostname": host},
+            json=json,
+            timeout=max(deadline - loop.time(), 0.0),
+        )
+        try:
+            response = await http.send(request, stream=True, follow_redirects=False)
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            if index + 1 == len(addresses) or loop.time() >= deadline:
+                raise
+            continue
+        try:
+            yield response
+        finally:
+            await response.aclose()
+        return

@@ -22,6 +22,7 @@ from agent_runtime.caller import Caller
 from agent_runtime.errors import ToolDenied, ToolError
 from agent_runtime.knowledge.factory import KnowledgeAccess
 from agent_runtime.llm import LLM
+from agent_runtime.outbound import pinned_stream
 from agent_runtime.settings import Settings
 from agent_runtime.testing import ServerThread
 from agent_runtime.tools import ToolContext
@@ -301,6 +302,40 @@ def test_http_get_refuses_a_name_if_any_of_its_addresses_is_not_public(
             http_allow_loopback=False,
         )
     assert sent == []
+
+
+@pytest.mark.parametrize("first", ["::1", "127.0.0.2"])
+def test_http_get_tries_the_next_checked_address_when_one_cannot_be_connected_to(
+    origin: str, first: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name whose first address has no route or no listener here (IPv6 first on an IPv4-only host): the
+    guard every outbound request takes (http_get, task callbacks) goes on to the next checked address."""
+    port = httpx.URL(origin).port
+    resolve = socket.getaddrinfo
+    answers = [
+        (socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))
+        for address in (first, "127.0.0.1")
+    ]
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda host, *a, **k: answers if host == "dual.test" else resolve(host, *a, **k),
+    )
+
+    async def get() -> tuple[int, bytes]:
+        async with (
+            httpx.AsyncClient() as http,
+            pinned_stream(
+                http,
+                "GET",
+                httpx.URL(f"http://dual.test:{port}/"),
+                Settings(http_allow_loopback=True),
+                timeout=5,
+            ) as response,
+        ):
+            return response.status_code, await response.aread()
+
+    assert asyncio.run(get()) == (200, b"hello from origin")
 
 
 def test_http_get_connects_to_the_address_it_checked_with_the_name_for_host_and_tls(
