@@ -151,10 +151,19 @@ class TaskService:
 
     async def cancel(self, task_id: str, caller: Caller) -> TaskRecord:
         """Cancel for its creator or a reviewer: a queued or parked task ends now; a running one is
-        flagged (``cancel_requested``) and its worker stops it before the next model call."""
+        flagged (``cancel_requested``) and its worker stops it before the next model call.
+
+        Cancelling a cancelled task whose callback is still owed (a retry after a failed send: the record
+        was written, its message may not have been) re-sends the message and changes nothing; a worker's
+        claim on the callback posts it once whatever arrives."""
         before = await self._managed(task_id, caller)
+        repeated = False
 
         def cancel(record: TaskRecord) -> TaskRecord:
+            nonlocal repeated
+            repeated = record.state is TaskState.CANCELLED and _callback_owed(record)
+            if repeated:
+                raise Unchanged
             if record.state.finished:
                 raise TaskStateConflict(f"task '{task_id}' is already {record.state.value}", field="task_id")
             if record.state is TaskState.RUNNING:
@@ -164,7 +173,7 @@ class TaskService:
             return cancelled(record, f"cancelled by {caller.id}", time.time())
 
         record = await update(self.store, task_id, cancel, now=time.time())
-        if before.state is TaskState.AWAITING_APPROVAL and record.state is TaskState.CANCELLED:
+        if repeated or (before.state is TaskState.AWAITING_APPROVAL and record.state is TaskState.CANCELLED):
             await self._send_for_callback(record)
         return record
 
@@ -346,6 +355,11 @@ class TaskService:
         a message makes a worker deliver it, the same way as for every other task."""
         if record.callback_url is not None:
             await self.bus.send(record.queue, task_message(record))
+
+
+def _callback_owed(record: TaskRecord) -> bool:
+    """The task has a callback that no worker has claimed yet."""
+    return record.callback_url is not None and record.callback is None
 
 
 def cancelled(record: TaskRecord, reason: str, now: float) -> TaskRecord:

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from task_stack import close_stack, open_stack, task_settings
+from task_stack import called_back, close_stack, open_stack, parked, run_worker_until, task_settings
 
+from agent_runtime.bus.base import BusError, OutgoingMessage
 from agent_runtime.caller import Caller
 from agent_runtime.settings import Settings
 from agent_runtime.tasks.callbacks import deliver
+from agent_runtime.tasks.model import TaskState
 from agent_runtime.tasks.service import task_message
 from agent_runtime.testing import ScriptedModelServer
 
@@ -192,4 +194,35 @@ async def test_a_callback_is_posted_once_however_often_its_message_arrives(
         await close_stack(stack)
     assert current is not None and current.callback is not None
     assert current.callback["status"] == "delivered"
+    assert server.posts == 1
+
+
+async def test_a_repeated_cancel_resends_the_callback_message_its_first_send_lost(
+    task_model: ScriptedModelServer, tmp_path: Path, receiver: OpenReceiver
+) -> None:
+    """A parked task cancelled while the bus fails: the record says cancelled, its callback's message was
+    never sent. The caller's retry of the cancel sends it, and the callback is posted once."""
+    server = receiver(lambda conn: conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+    settings = task_settings(task_model, tmp_path, http_allowed_hosts=["127.0.0.1"], http_allow_loopback=True)
+    stack = await open_stack(settings)
+    alice = Caller("alice", frozenset({"user"}))
+    try:
+        record, _ = await stack.tasks.submit(
+            "payer", [{"role": "user", "content": "transfer 9"}], alice, callback_url=server.url
+        )
+        await run_worker_until(stack, record.id, parked)
+        working = stack.tasks.bus.send
+
+        async def lose_once(queue: str, message: OutgoingMessage) -> str:
+            stack.tasks.bus.send = working  # type: ignore[method-assign]
+            raise BusError("simulated bus failure")
+
+        stack.tasks.bus.send = lose_once  # type: ignore[method-assign]
+        with pytest.raises(BusError):
+            await stack.tasks.cancel(record.id, alice)
+        assert (await stack.tasks.cancel(record.id, alice)).state is TaskState.CANCELLED
+        done = await run_worker_until(stack, record.id, called_back)
+    finally:
+        await close_stack(stack)
+    assert done.callback is not None and done.callback["status"] == "delivered"
     assert server.posts == 1
