@@ -313,6 +313,8 @@ def test_the_containers_request_head_bounds_are_as_the_readme_says() -> None:
     size, seconds = server_protocol.MAX_HEAD_BYTES // 1024, server_protocol.HEAD_TIMEOUT_SECONDS
     said = f"refused past {size} KiB (431) and when not complete {seconds:g} s after their first byte (408)"
     assert said in prose()
+    body = f"body not complete {server_protocol.BODY_TIMEOUT_SECONDS:g} s after its head is refused with 408"
+    assert body in prose()
 
 
 def test_the_heading_allowance_of_a_chunk_is_as_the_readme_says() -> None:

@@ -1,5 +1,6 @@
-"""The container's HTTP protocol: a request head too long is refused with 431, one too slow with 408, and
-ordinary requests - large bodies, pipelined requests, heads split across reads - are served as before.
+"""The container's HTTP protocol: a request head too long is refused with 431, a head or a body too slow with
+408, and ordinary requests - large bodies, pipelined requests, heads and bodies split across reads - are
+served as before.
 
 uvicorn serves a small ASGI app with the protocol on loopback, in a thread of the test process (so the
 timeout can be shortened); the image's own command is tested with it in test_container_host.py.
@@ -60,6 +61,7 @@ def port() -> Iterator[int]:
 @pytest.fixture
 def short_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(server_protocol, "HEAD_TIMEOUT_SECONDS", SHORT_TIMEOUT)
+    monkeypatch.setattr(server_protocol, "BODY_TIMEOUT_SECONDS", SHORT_TIMEOUT)
 
 
 def _connect(port: int) -> socket.socket:
@@ -179,3 +181,49 @@ def test_a_slow_head_that_completes_in_time_is_served_and_its_connection_kept(po
         client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         [(second, _, _)] = _read_answers(client)
     assert (first, second) == (200, 200)
+
+
+POST_HEAD = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
+
+
+@pytest.mark.usefixtures("short_timeout")
+@pytest.mark.parametrize("sent", [b"", b"{", b"x" * 99])
+def test_a_body_that_stops_arriving_is_refused_with_408(port: int, sent: bytes) -> None:
+    with _connect(port) as client:
+        client.sendall(POST_HEAD + sent)
+        time.sleep(SHORT_TIMEOUT / 5)
+        client.sendall(b"")  # nothing more
+        began = time.monotonic()
+        [(status, headers, body)] = _read_answers(client)
+        assert _closed(client)
+    assert status == 408 and headers["connection"] == "close"
+    assert json.loads(body)["error"]["code"] == "request_timeout"
+    assert "body" in json.loads(body)["error"]["message"]
+    assert time.monotonic() - began < SHORT_TIMEOUT * 3
+
+
+@pytest.mark.usefixtures("short_timeout")
+def test_a_body_arriving_a_byte_now_and_then_is_refused_at_its_deadline(port: int) -> None:
+    with _connect(port) as client:
+        client.sendall(POST_HEAD)
+        began = time.monotonic()
+        for _ in range(50):
+            if select.select([client], [], [], SHORT_TIMEOUT / 10)[0]:
+                break
+            client.sendall(b"x")
+        [(status, _, _)] = _read_answers(client)
+    assert status == 408
+    assert time.monotonic() - began < SHORT_TIMEOUT * 3
+
+
+@pytest.mark.usefixtures("short_timeout")
+def test_a_slow_body_that_completes_in_time_is_served_and_its_connection_kept(port: int) -> None:
+    with _connect(port) as client:
+        client.sendall(POST_HEAD + b"x" * 50)
+        time.sleep(SHORT_TIMEOUT / 5)
+        client.sendall(b"x" * 50)
+        [(first, _, answer)] = _read_answers(client)
+        time.sleep(SHORT_TIMEOUT * 2)  # the body's timer was cancelled: nothing is written meanwhile
+        client.sendall(POST_HEAD + b"y" * 100)
+        [(second, _, _)] = _read_answers(client)
+    assert (first, json.loads(answer)["body"], second) == (200, 100, 200)
