@@ -213,7 +213,8 @@ def real_model_configured() -> bool:
 
 def start_model_server(provider: str, stack: contextlib.ExitStack) -> tuple[dict[str, Any], str]:
     """Start the scripted model server speaking ``provider``'s API; returns the runtime settings that
-    point at it and a line for the banner."""
+    point at it and a line for the banner. It keeps no record of the requests: a dev server runs for hours
+    (12,000 recorded requests held 110 MB)."""
     from agent_runtime.testing import (
         BedrockServer,
         ScriptedAnthropicServer,
@@ -222,16 +223,18 @@ def start_model_server(provider: str, stack: contextlib.ExitStack) -> tuple[dict
     )
 
     if provider == "anthropic":
-        anthropic = stack.enter_context(ScriptedAnthropicServer(default_script(), api_key=DEV_ANTHROPIC_KEY))
+        anthropic = stack.enter_context(
+            ScriptedAnthropicServer(default_script(), api_key=DEV_ANTHROPIC_KEY, record=False)
+        )
         settings = {"llm_endpoint": anthropic.url, "llm_auth": "api_key", "llm_api_key": DEV_ANTHROPIC_KEY}
         return {"llm_provider": "anthropic"} | settings, f"scripted Anthropic Messages API at {anthropic.url}"
     if provider == "bedrock":
-        bedrock = stack.enter_context(BedrockServer(default_script()))
+        bedrock = stack.enter_context(BedrockServer(default_script(), record=False))
         # boto3 reads its endpoint and (fake, static) credentials from the environment: this process only.
         os.environ.update(bedrock.environment)
         settings = {"llm_provider": "bedrock", "llm_auth": "aws", "aws_region": bedrock.region}
         return settings, f"scripted Bedrock Runtime (Converse) at {bedrock.url}"
-    model = stack.enter_context(ScriptedModelServer(default_script()))
+    model = stack.enter_context(ScriptedModelServer(default_script(), record=False))
     settings = {"llm_provider": "openai", "llm_endpoint": model.base_url, "llm_auth": "none"}
     return settings, f"scripted model server at {model.base_url}"
 

@@ -405,3 +405,38 @@ def test_a_pilot_stack_takes_tasks_under_dev_whose_worker_runs_them(tmp_path: Pa
     with running_dev(tmp_path, "--stack", "pilot-dev") as dev:
         task = run_task(dev, "what is 6*7?")
     assert task["state"] == "succeeded", task
+
+
+class _Entered(contextlib.ExitStack):
+    """An exit stack that remembers what entered it: the model server ``start_model_server`` started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered: list[Any] = []
+
+    def enter_context(self, cm: Any) -> Any:  # type: ignore[override]
+        self.entered.append(super().enter_context(cm))
+        return self.entered[-1]
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "bedrock"])
+def test_the_dev_model_server_keeps_no_record_of_the_requests(provider: str) -> None:
+    """A dev server runs for hours: the scripted model must not hold every request it was sent."""
+    with _Entered() as stack:
+        settings, _ = dev.start_model_server(provider, stack)
+        [server] = stack.entered
+        for _ in range(3):
+            if provider == "openai":
+                body = {"model": "m", "messages": [{"role": "user", "content": "hello"}]}
+                assert (
+                    httpx.post(f"{settings['llm_endpoint']}/chat/completions", json=body).status_code == 200
+                )
+            elif provider == "anthropic":
+                body = {"model": "m", "max_tokens": 16, "messages": [{"role": "user", "content": "hello"}]}
+                headers = {"x-api-key": settings["llm_api_key"], "anthropic-version": "2023-06-01"}
+                answer = httpx.post(f"{settings['llm_endpoint']}/v1/messages", json=body, headers=headers)
+                assert answer.status_code == 200, answer.text
+            else:
+                assert httpx.post(f"{server.url}/model/m/converse", json={}).status_code in (400, 403)
+    recordings = [getattr(server, name, []) for name in ("requests", "headers", "calls", "abandoned")]
+    assert recordings == [[], [], [], []]

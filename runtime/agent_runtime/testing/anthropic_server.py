@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import json
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -155,18 +156,21 @@ def create_anthropic_app(
     retry_after: float = 1.0,
 ) -> Starlette:
     """The server as an ASGI app. Every request body is appended to ``requests`` (refused ones too) and
-    its headers to ``headers`` when given; ``faults`` maps a model (or ``"*"``) to the faults injected into
-    its calls; ``api_key``, when given, is the only key accepted; ``retry_after`` is the ``retry-after`` of
-    scripted 429s and 529s (an injected 429 sends its :class:`Faults`' own)."""
-    recorded = requests if requests is not None else []
+    its headers to ``headers`` when given (nothing is kept otherwise); ``faults`` maps a model (or ``"*"``)
+    to the faults injected into its calls; ``api_key``, when given, is the only key accepted;
+    ``retry_after`` is the ``retry-after`` of scripted 429s and 529s (an injected 429 sends its
+    :class:`Faults`' own)."""
     injected = faults if faults is not None else {}
+    received = itertools.count(1)  # requests so far, refused ones too: each message's id
 
     async def messages(request: Request) -> Response:
         try:
             body = await request.json()
         except ValueError:
             return _error(400, "the request body is not valid JSON")
-        recorded.append(body)
+        number = next(received)
+        if requests is not None:
+            requests.append(body)
         if headers is not None:
             headers.append(dict(request.headers))
         if (refusal := _header_problem(request.headers, api_key)) is not None:
@@ -192,7 +196,7 @@ def create_anthropic_app(
             wait = retry_after if failure in (429, 529) else None
             return _error(failure, f"scripted failure (HTTP {failure})", wait)
         try:
-            message = _message(parsed, conversation, reply, f"msg_scripted_{len(recorded)}", failure)
+            message = _message(parsed, conversation, reply, f"msg_scripted_{number}", failure)
         except _Unscriptable as unusable:
             return _error(500, str(unusable))
         if parsed.stream:
@@ -426,7 +430,8 @@ class ScriptedAnthropicServer(ServerThread):
     """The Messages API on a free loopback port, in a thread; ``url`` is what ``llm_endpoint`` takes.
 
     ``faults`` (model or ``"*"`` -> :class:`Faults`) may be changed while it runs; ``requests`` and
-    ``headers`` record each call's body and headers.
+    ``headers`` record each call's body and headers unless ``record`` is off, as for a server that runs
+    for hours (``agentstage dev``).
     """
 
     def __init__(
@@ -437,15 +442,16 @@ class ScriptedAnthropicServer(ServerThread):
         retry_after: float = 1.0,
         host: str = "127.0.0.1",
         port: int = 0,
+        record: bool = True,
     ) -> None:
         self.requests: list[Any] = []
         self.headers: list[dict[str, str]] = []
         self.faults: dict[str, Faults] = {}
         app = create_anthropic_app(
             script or Script(),
-            self.requests,
+            self.requests if record else None,
             self.faults,
-            self.headers,
+            self.headers if record else None,
             api_key=api_key,
             retry_after=retry_after,
         )

@@ -150,7 +150,8 @@ class BedrockServer(ServerThread):
     ``faults`` (model id or ``"*"`` -> :class:`Faults`), ``interruptions`` (model id or ``"*"`` ->
     :class:`StreamInterruption`), ``guardrails`` (identifier -> :class:`ScriptedGuardrail`) and ``pace``
     (seconds between stream events, to stream as slowly as a real model) may be changed while it runs.
-    ``abandoned`` lists the streams whose client hung up before the last event.
+    ``calls`` records each call and ``abandoned`` the streams whose client hung up before the last event,
+    unless ``record`` is off, as for a server that runs for hours (``agentstage dev``).
     """
 
     def __init__(
@@ -162,8 +163,10 @@ class BedrockServer(ServerThread):
         max_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT,
         host: str = "127.0.0.1",
         port: int = 0,
+        record: bool = True,
     ) -> None:
         self.script = script or Script()
+        self._record = record
         self.region = region
         self.max_tokens_limit = max_tokens_limit
         self.guardrails = {guardrail.identifier: guardrail for guardrail in guardrails}
@@ -248,7 +251,8 @@ class BedrockServer(ServerThread):
         except ValueError:
             body = raw.decode(errors="replace")
         call = BedrockCall(operation, request.path_params["model_id"], body, dict(request.headers))
-        self.calls.append(call)
+        if self._record:
+            self.calls.append(call)
         self._check_signature(request.headers.get("authorization"))
         if not isinstance(body, dict):
             raise _Refusal(400, "The request body is not a JSON object.", "SerializationException")

@@ -57,8 +57,8 @@ def create_model_app(
     headers: list[dict[str, str]] | None = None,
 ) -> Starlette:
     """The server as an ASGI app; every chat request body is appended to ``requests`` and its headers to
-    ``headers`` when given; ``faults`` maps a model (or ``"*"``) to the faults injected into its calls."""
-    recorded = requests if requests is not None else []
+    ``headers`` when given (nothing is kept otherwise: a long-running server would grow without end);
+    ``faults`` maps a model (or ``"*"``) to the faults injected into its calls."""
     injected = faults if faults is not None else {}
 
     def model_of(body: dict[str, Any], request: Request) -> str:
@@ -72,7 +72,8 @@ def create_model_app(
 
     async def chat(request: Request) -> Response:
         body = await request.json()
-        recorded.append(body)
+        if requests is not None:
+            requests.append(body)
         if headers is not None:
             headers.append(dict(request.headers))
         if faulty := fault_of(body, request):
@@ -159,15 +160,23 @@ async def _faulty(fault: Fault, plan: Faults) -> Response:
 class ScriptedModelServer(ServerThread):
     """The model server on a free loopback port, in a thread; ``base_url`` is what ``llm_endpoint`` takes.
 
-    ``faults`` (model or ``"*"`` -> :class:`Faults`) may be changed while it runs; ``headers`` records the
-    headers of each chat request (trace context propagation).
+    ``faults`` (model or ``"*"`` -> :class:`Faults`) may be changed while it runs; ``requests`` and
+    ``headers`` record each chat request's body and headers (trace context propagation) unless ``record``
+    is off, as for a server that runs for hours (``agentstage dev``).
     """
 
-    def __init__(self, script: Script | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, script: Script | None = None, *, host: str = "127.0.0.1", port: int = 0, record: bool = True
+    ) -> None:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.faults: dict[str, Faults] = {}
-        app = create_model_app(script or Script(), self.requests, self.faults, self.headers)
+        app = create_model_app(
+            script or Script(),
+            self.requests if record else None,
+            self.faults,
+            self.headers if record else None,
+        )
         super().__init__(app, host=host, port=port)
 
     @property
