@@ -322,3 +322,13 @@ def test_the_heading_allowance_of_a_chunk_is_as_the_readme_says() -> None:
 
     said = f"A title and heading path add at most {HEADING_PATH_TOKENS} tokens to the chunk they head"
     assert said in prose()
+
+
+def test_the_bound_on_reading_a_conversation_is_as_the_readme_says() -> None:
+    import inspect
+
+    from agent_runtime.api.conversations import MAX_HISTORY_MESSAGES, get_conversation
+
+    default = inspect.signature(get_conversation).parameters["limit"].default
+    said = f"(its newest {default} messages, up to {MAX_HISTORY_MESSAGES} with `?limit=`"
+    assert said in prose()

@@ -14,6 +14,7 @@ import logging
 import pytest
 from runtime_helpers import AGENTS, Runtime, RuntimeFactory, audit_records
 
+from agent_runtime.api.conversations import MAX_HISTORY_MESSAGES
 from agent_runtime.memory import Owner
 from agent_runtime.memory.dynamodb import DynamoDBConversationStore
 from agent_runtime.memory.sqlite import SqliteConversationStore
@@ -66,6 +67,25 @@ def test_another_callers_conversation_id_neither_reads_nor_writes_its_history(
     prompt = _prompt_of_last_call(model)
     assert "31415926" in prompt, "Alice's own history is replayed"
     assert "what did we talk about" not in prompt, "nothing was appended to Alice's conversation"
+
+
+def test_reading_a_conversation_returns_its_newest_messages_and_says_whether_that_is_all(
+    runtime: Runtime,
+) -> None:
+    """A conversation grows with every turn for good: one read of it is bounded, newest messages first."""
+    for turn in range(4):
+        assert (
+            runtime.invoke("assistant", f"turn {turn}", key=ALICE, conversation_id="long").status_code == 200
+        )
+    every = runtime.http.get("/v1/conversations/long", headers=_auth(ALICE)).json()
+    assert (len(every["messages"]), every["complete"]) == (8, True)
+    for limit in (1, 3, 7, 8, 9):
+        page = runtime.http.get(f"/v1/conversations/long?limit={limit}", headers=_auth(ALICE)).json()
+        assert page["messages"] == every["messages"][-limit:]
+        assert page["complete"] is (limit >= 8)
+    for bad in (0, MAX_HISTORY_MESSAGES + 1, "x"):
+        refused = runtime.http.get(f"/v1/conversations/long?limit={bad}", headers=_auth(ALICE))
+        assert (refused.status_code, refused.json()["error"]["field"]) == (422, "query.limit")
 
 
 def test_owners_list_read_and_delete_only_their_own_conversations(

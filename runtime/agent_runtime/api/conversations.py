@@ -5,7 +5,7 @@ says): the stores key it by that owner, so these routes — like every run that 
 ever reach the caller's own. Another caller's conversation id answers exactly like an unknown one.
 
 - ``GET /v1/conversations``: the caller's conversations, most recently changed first.
-- ``GET /v1/conversations/{id}``: one of them, its messages as stored (redacted); 404 otherwise.
+- ``GET /v1/conversations/{id}``: one of them, its newest messages as stored (redacted); 404 otherwise.
 - ``DELETE /v1/conversations/{id}``: forget one of them; 404 otherwise.
 - ``DELETE /v1/tenants/{tenant}/conversations``: forget every conversation of a tenant; callers with
   ``AGENTSTAGE_OPERATOR_ROLE`` only.
@@ -34,6 +34,10 @@ from agent_runtime.orchestrator.handoff import Handoffs, is_bookkeeping
 from agent_runtime.tools.audit import audit_log
 
 router = APIRouter(prefix="/v1", tags=["conversations"])
+
+MAX_HISTORY_MESSAGES = 200
+"""The most messages one read of a conversation returns: with requests of up to 100,000 characters
+(``AGENTSTAGE_MAX_PROMPT_CHARS``), a response of a few tens of MB at most."""
 
 ConversationId = Annotated[
     str, Path(pattern=CONVERSATION_ID_PATTERN, description="The id a run returned or was given.")
@@ -64,13 +68,24 @@ async def list_conversations(
     responses=error_responses(401, 404, 422),
 )
 async def get_conversation(
-    conversation_id: ConversationId, runtime: ServicesDep, caller: CallerDep
+    conversation_id: ConversationId,
+    runtime: ServicesDep,
+    caller: CallerDep,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_HISTORY_MESSAGES, description="At most this many of its newest messages.")
+    ] = 100,
 ) -> ConversationHistory:
-    """One of your conversations, oldest message first."""
-    messages = await runtime.conversations.history(caller.owner, conversation_id)
+    """One of your conversations: its newest messages, oldest first, and whether that is all of them.
+
+    Bounded because a conversation is not: every turn adds to it for good, and its whole history in one
+    response (1,000 turns of 95,000 characters: 180 MB, 800 MB of the server's memory) stalled every other
+    request of the process."""
+    messages = await runtime.conversations.history(caller.owner, conversation_id, limit=limit + 1)
     if not messages:
         raise UnknownConversation(f"you have no conversation '{conversation_id}'", field="conversation_id")
-    return ConversationHistory(id=conversation_id, messages=messages)
+    return ConversationHistory(
+        id=conversation_id, messages=messages[-limit:], complete=len(messages) <= limit
+    )
 
 
 @router.delete("/conversations/{conversation_id}", status_code=204, responses=error_responses(401, 404, 422))

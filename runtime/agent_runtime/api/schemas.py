@@ -256,7 +256,10 @@ class ConversationList(BaseModel):
 
 class ConversationHistory(BaseModel):
     id: str
-    messages: list[dict[str, Any]] = Field(description="Oldest first, redacted as stored.")
+    messages: list[dict[str, Any]] = Field(
+        description="Its newest messages, oldest first, redacted as stored."
+    )
+    complete: bool = Field(description="Whether these are all of its messages (else ask for a larger limit).")
 
 
 class TenantErasure(BaseModel):
