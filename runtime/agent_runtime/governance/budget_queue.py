@@ -1,10 +1,12 @@
-"""Calls waiting for room that calls in flight hold: queued per budget counter, served in arrival order.
+"""Calls waiting for room that calls in flight hold: queued per budget counter, served in arrival order
+within the process.
 
 When a budget has no room only because calls in flight hold it, the call waits instead of being refused.
 Waiters of one counter form a queue; only its head retries, when a call of this process holding that
 counter settles (it is woken at once) or when its polling pause ends (settlements in other processes are
 seen only through the ledger). A call that arrives while others wait on one of its counters queues behind
-them rather than taking room as it frees up, so the waiters are served in the order they came.
+them rather than taking room as it frees up, so the waiters are served in the order they came. The queue
+is the process's own: another process's calls, woken by their own settlements, can take the room first.
 """
 
 from __future__ import annotations

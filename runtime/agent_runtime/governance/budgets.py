@@ -25,8 +25,8 @@ step, so concurrent requests never overspend.
 
 A call without room is refused (429) only when the budget is really spent: its settled usage plus what
 the call needs passes the limit (``"reason": "exhausted"``). When calls in flight merely hold the room, it
-waits for them to settle, in arrival order (:mod:`.budget_queue`), up to ``budget_wait_seconds`` and the
-request's deadline; only then is it refused with ``"reason": "held"``.
+waits for them to settle, in arrival order among its process's calls (:mod:`.budget_queue`), up to
+``budget_wait_seconds`` and the request's deadline; only then is it refused with ``"reason": "held"``.
 """
 
 from __future__ import annotations
