@@ -3,9 +3,9 @@
 Order matters. The reservation comes first, so a request over budget never reaches the model (429 with
 the budget named). Routing comes next, because the reservation tells how close the budgets are to their
 limits. Each attempt (retries and fallback deployments included) is its own ``chat`` span. Settling runs
-whatever happened: at the reported usage; at nothing for a call the model failed before answering; at the
-whole hold when what the call spent is not known (a stream cut after the answer began, a caller who left,
-an endpoint reporting no usage).
+whatever happened, once, at what every attempt spent (:class:`_Spending`): its reported usage; nothing for an
+attempt the model failed before answering; its whole hold when what it spent is not known (a stream cut
+after the answer began, in text or in a tool call, a caller who left, an endpoint reporting no usage).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
@@ -61,6 +61,49 @@ class Routed:
     route_reason: str
 
 
+@dataclass
+class _Spending:
+    """What the attempts of one call spent, summed for the call's one settlement.
+
+    Each attempt is charged as it ends: at its reported usage when it finished (at its hold when the endpoint
+    reported none); at its hold when it failed after the model began answering, whether with text or with
+    pieces of a tool call, since the provider bills every token it generated though the runtime never learns
+    how many (the hold, the worst case the call reserved, is the most one attempt can have spent); at nothing
+    when it failed before. A retry is another attempt, charged again: a retry that succeeds does not make
+    the tokens of the failed attempts before it free. An attempt still running when the call ends (the
+    caller left, the deadline passed) is charged its hold, as a caller closing the connection just before
+    a stream's end would otherwise be served for free.
+    """
+
+    hold: TokenUsage
+    """The worst case of one attempt: the reservation's prompt bound and the agent's output cap."""
+    spent: TokenUsage = field(default_factory=TokenUsage)
+    running: bool = False
+    answering: bool = False
+    """Whether the model of the running attempt has sent a piece of its answer (text or tool call)."""
+
+    def start(self) -> None:
+        """An attempt begins."""
+        self.running, self.answering = True, False
+
+    def finished(self, reported: TokenUsage) -> None:
+        """The running attempt's completion arrived, with the usage its endpoint reported."""
+        self._end(reported if reported.total_tokens > 0 else self.hold)  # an endpoint reporting none
+
+    def failed(self) -> None:
+        """The running attempt ended with a :class:`ModelError`."""
+        self._end(self.hold if self.answering else TokenUsage())
+
+    def total(self) -> TokenUsage:
+        """What the call spent, to settle at: every attempt's charge, the one still running at its hold."""
+        return self.spent + self.hold if self.running else self.spent
+
+    def _end(self, usage: TokenUsage) -> None:
+        if self.running:  # charged once, whatever is reported after its end
+            self.spent += usage
+            self.running = False
+
+
 class ModelGateway:
     def __init__(
         self,
@@ -93,17 +136,27 @@ class ModelGateway:
         """Text pieces (when streaming), then the :class:`Routed` completion."""
         agent = scope.agent
         reservation: Reservation | None = None
+        hold = TokenUsage()  # without budgets nothing is settled
         if self._budgets.active:
+            size = prompt_bytes(prompt, self._spec_bytes_of(agent.name, specs))
             reservation = await self._budgets.reserve(
                 caller=scope.caller,
                 agent=agent.name,
                 model=agent.model,
-                prompt_bytes=prompt_bytes(prompt, self._spec_bytes_of(agent.name, specs)),
+                prompt_bytes=size,
                 output_tokens=agent.max_output_tokens,
                 first_call=scope.first_call,
                 deadline=deadline,
             )
             self._telemetry.budget_pressure(agent.name, reservation.pressure)
+            # What the reservation held, as usage: settled at, it spends exactly the hold's tokens and cost.
+            input_tokens = self._budgets.tokens_in(size)
+            hold = TokenUsage(
+                prompt_tokens=input_tokens,
+                completion_tokens=agent.max_output_tokens,
+                total_tokens=input_tokens + agent.max_output_tokens,
+            )
+        spending = _Spending(hold)
         scope.first_call = False
         route = choose(
             agent.model,
@@ -113,34 +166,29 @@ class ModelGateway:
             pressure=reservation.pressure if reservation else 0.0,
         )
         deployments = list(dict.fromkeys((route.model, *agent.fallback_models)))
-        usage: TokenUsage | None = None
-        """What the call spent, once its completion reported it; ``None``: not known, the hold is spent."""
-        answering = False
 
         async def attempt(deployment: str) -> AsyncGenerator[TextDelta | Routed, None]:
-            nonlocal usage, answering
             reason = route.reason if deployment == route.model else "fallback"
-            async for event in self._attempt(scope, deployment, reason, prompt, specs, streaming):
-                if isinstance(event, Routed):
-                    reported = event.completion.usage
-                    usage = reported if reported.total_tokens > 0 else None  # an endpoint reporting none
-                else:
-                    answering = True
-                yield event
+            spending.start()
+            try:
+                async for event in self._attempt(
+                    scope, deployment, reason, prompt, specs, streaming, spending
+                ):
+                    if isinstance(event, Routed):
+                        spending.finished(event.completion.usage)
+                    yield event
+            except ModelError:
+                spending.failed()
+                raise
 
         try:
             async for event in self._resilience.call(deployments, attempt, deadline=deadline):
                 yield event
         except ModelError as failure:
-            if not answering:
-                usage = TokenUsage()  # the model failed before it answered: nothing spent
             raise self._scrubbed(failure)
         finally:
-            # Settled at the reported usage; else at the hold, the worst case the call reserved: the
-            # stream was cut after the model began answering, or the caller left (a client closing the
-            # connection just before a stream's end would otherwise be served for free).
             if reservation is not None:
-                await self._budgets.settle(reservation, usage)
+                await self._budgets.settle(reservation, spending.total())
 
     async def _attempt(
         self,
@@ -150,6 +198,7 @@ class ModelGateway:
         prompt: Sequence[Message],
         specs: Sequence[dict[str, Any]],
         streaming: bool,
+        spending: _Spending,
     ) -> AsyncGenerator[TextDelta | Routed, None]:
         """One HTTP call to one deployment, as one ``chat`` span, bounded by the per-call timeout.
 
@@ -159,6 +208,10 @@ class ModelGateway:
         sends no text; one that sends only keep-alives or empty deltas is not, and times out (else it would
         hold the call until the run's deadline). Progress pushes the running timer back rather than
         starting a new one: ~2 µs a piece, where a timer per piece, as per piece of text, costs ~5 µs.
+
+        Either kind of piece sets ``spending.answering``: the model has begun spending tokens, so the attempt
+        is charged if it fails now (:class:`_Spending`), though only text is passed on (and so only text
+        makes a failure final rather than retried).
         """
         telemetry = self._telemetry
         span = telemetry.start_chat(scope.span, deployment, scope.agent.name, reason)
@@ -183,6 +236,7 @@ class ModelGateway:
                             async with asyncio.timeout(self._call_timeout) as timer:
                                 event = await anext(events)
                                 while isinstance(event, Progress):
+                                    spending.answering = True
                                     timer.reschedule(loop.time() + self._call_timeout)
                                     event = await anext(events)
                     except StopAsyncIteration:
@@ -207,6 +261,7 @@ class ModelGateway:
                     telemetry.content(span, "gen_ai.output.messages", event.as_message())
                     yield Routed(event, reason)
                 else:
+                    spending.answering = True
                     yield event
         except BaseException as failure:
             error = failure

@@ -24,8 +24,8 @@ request's deadline.
 What every HTTP provider shares lives here too, so each provider module is only its wire format:
 :class:`ModelTransport` (the client, proxy, TLS, the resend of a request a pooled connection dropped, and
 the mapping of statuses and transport failures to :class:`ModelError`), :func:`server_sent_events`,
-:func:`json_body`, :func:`retry_after`, :func:`finished` (a :class:`Completion`, its usage logged) and
-:class:`ToolCallParts`.
+:func:`json_body`, :func:`retry_after`, :func:`finished` (a :class:`Completion`, its finish reason and usage
+held to sense, its usage logged), :func:`truncated_answer` and :class:`ToolCallParts`.
 """
 
 from __future__ import annotations
@@ -254,6 +254,13 @@ characters); more is a malformed answer. An event is a few tokens; even a whole 
 that fake streaming send one) is at most the output cap's tokens - 128k on today's largest models - of a few
 bytes each, escaped: well under this. Unbounded, one line without its end (a broken or hostile endpoint) is
 buffered whole, as much memory as it sends."""
+FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter"})
+"""The finish reasons OpenAI's API defines, the only ones a :class:`Completion` carries (:func:`finished`):
+the caller is shown the finish reason, and a model's own string there would be a channel past the output
+guard. Providers map theirs to these first, so a cut answer stays ``length`` and a blocked one
+``content_filter``."""
+UNKNOWN_FINISH_REASON = "stop"
+"""What any other finish reason becomes: the answer ended, for no reason the API defines."""
 SHAPE_ERRORS = (AttributeError, KeyError, IndexError, TypeError, ValueError)
 """What reading an answer of the wrong shape raises (a field missing, of the wrong type, not JSON): the
 providers' parsers answer each with :func:`malformed_answer`."""
@@ -453,41 +460,60 @@ class LLM:
         then the whole :class:`Completion`.
 
         Only the text is checked as each event arrives, since it is passed on at once; the rest is checked
-        once, when the calls are joined (a finish reason or a tool call's pieces of the wrong type)."""
+        once, when the calls are joined (a finish reason or a tool call's pieces of the wrong type).
+
+        A whole stream ends with a chunk carrying the ``finish_reason``, then (asked for with
+        ``include_usage``, as OpenAI and Azure OpenAI send it) a chunk with empty ``choices`` and the usage,
+        then ``[DONE]``. A body that ends before its finish reason or its ``[DONE]`` was cut short, however
+        cleanly its connection ended: a :func:`truncated_answer`, not a complete one, so a budget does not
+        settle on the usage of an answer that never finished. Usage counts only from the finish on (servers
+        that report it per chunk send the prompt's alone at first), and is held to no less than the chunks
+        that carried the answer (see :func:`finished`): each is sent for at least one generated token.
+        """
         started = time.perf_counter()
         text: list[str] = []
         parts: dict[int, ToolCallParts] = {}
         finish_reason: Any = None
         usage = TokenUsage()
+        streamed = 0
         body = self._chat_body(model, messages, tools, max_output_tokens)
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
         async with self._post("chat/completions", model, body) as response:
             try:
                 async for chunk in _chunks(response):
-                    if chunk.get("usage") is not None:
+                    if choices := chunk.get("choices"):
+                        choice = choices[0]
+                        finish_reason = choice.get("finish_reason") or finish_reason
+                        delta = choice.get("delta") or {}
+                        carried = False  # a piece of the answer: one generated token at least
+                        if content := delta.get("content"):
+                            text.append(str_field(content))
+                            carried = True
+                            yield TextDelta(content)
+                        if tool_calls := delta.get("tool_calls"):
+                            for call in tool_calls:
+                                part = parts.setdefault(call["index"], ToolCallParts())
+                                part.id = call.get("id") or part.id
+                                if call.get("function") is not None:
+                                    part.name = call["function"].get("name") or part.name
+                                    arguments = call["function"].get("arguments") or ""
+                                    part.arguments.append(arguments)
+                                    carried = carried or bool(arguments)
+                            yield PROGRESS
+                        if carried:
+                            streamed += 1
+                    if finish_reason is not None and chunk.get("usage") is not None:
                         usage = _usage(chunk)
-                    if not chunk.get("choices"):
-                        continue
-                    choice = chunk["choices"][0]
-                    finish_reason = choice.get("finish_reason") or finish_reason
-                    delta = choice.get("delta") or {}
-                    if content := delta.get("content"):
-                        text.append(str_field(content))
-                        yield TextDelta(content)
-                    if tool_calls := delta.get("tool_calls"):
-                        for call in tool_calls:
-                            part = parts.setdefault(call["index"], ToolCallParts())
-                            part.id = call.get("id") or part.id
-                            if call.get("function") is not None:
-                                part.name = call["function"].get("name") or part.name
-                                part.arguments.append(call["function"].get("arguments") or "")
-                        yield PROGRESS
+                if finish_reason is None:
+                    raise truncated_answer()
                 calls = tuple(part.call() for _, part in sorted(parts.items()))
                 finish_reason = optional_str_field(finish_reason)
             except SHAPE_ERRORS as error:
                 raise malformed_answer() from error
-        yield finished(model, "".join(text) if text else None, calls, finish_reason, usage, started)
+        yield finished(
+            model, "".join(text) if text else None, calls, finish_reason, usage, started, streamed=streamed
+        )
 
     async def embed(self, texts: Sequence[str], *, model: str, dimensions: int) -> list[list[float]]:
         """Embeddings of ``texts``, in order."""
@@ -538,10 +564,15 @@ async def json_body(response: http1.Response) -> dict[str, Any]:
     return data
 
 
-async def server_sent_events(response: http1.Response) -> AsyncIterator[tuple[str, Any]]:
+async def server_sent_events(
+    response: http1.Response, *, until_done: bool = False
+) -> AsyncIterator[tuple[str, Any]]:
     """The name (``""`` when it has none) and JSON ``data`` of each server-sent event, until the body ends
     or OpenAI's ``[DONE]``. Data that is not JSON is a malformed answer, and so is a body without any event
-    (an error page, a truncated answer). What an event means, an error included, is the provider's call."""
+    (an error page, a truncated answer). What an event means, an error included, is the provider's call.
+
+    ``until_done``: the stream's format ends every whole stream with ``[DONE]`` (OpenAI's), so a body that
+    ends before it is a :func:`truncated_answer`, however cleanly its connection closed."""
     data: list[str] = []
     size = 0
     event = ""
@@ -573,11 +604,13 @@ async def server_sent_events(response: http1.Response) -> AsyncIterator[tuple[st
         yield name, parsed
     if not seen:
         raise malformed_answer()
+    if until_done:
+        raise truncated_answer()
 
 
 async def _chunks(response: http1.Response) -> AsyncIterator[dict[str, Any]]:
     """The chunks of an OpenAI stream; an ``error`` event (or an error in place of a chunk) raises."""
-    async for event, chunk in server_sent_events(response):
+    async for event, chunk in server_sent_events(response, until_done=True):
         if event == "error" or (isinstance(chunk, dict) and chunk.get("error")):
             raise ModelError(f"the model endpoint failed mid-stream: {_detail(chunk)}")
         if not isinstance(chunk, dict):
@@ -636,17 +669,43 @@ def finished(
     finish_reason: str | None,
     usage: TokenUsage,
     started: float,
+    *,
+    streamed: int = 0,
 ) -> Completion:
     """The :class:`Completion` of a chat call begun at ``started`` (``perf_counter``), its usage logged.
 
     The usage an endpoint reports is what budgets settle to, so it is held to sense: counts below zero or
-    past :data:`MOST_TOKENS` are a malformed answer (a negative count would credit the ledger), and a total
-    below its parts is their sum."""
+    past :data:`MOST_TOKENS` are a malformed answer (a negative count would credit the ledger), a total
+    below its parts is their sum, and output below ``streamed`` is ``streamed``.
+
+    ``streamed`` is how many events of a stream carried a piece of the answer (text or a tool call's
+    arguments), the empty ones not counted: a lower bound on the output tokens, since a model server sends
+    such an event for a step of generation, which yields at least one token (a step whose token ends
+    inside a character sends nothing until a later token completes it: fewer events, never more). Reported
+    output below it is not what the model spent (a broken or hostile endpoint, or a proxy in front of it),
+    and is raised to it; the excess is added to the total too. Usage not reported at all (zeros) is left
+    so: the call then spends its whole hold, more than this bound.
+
+    A finish reason outside :data:`FINISH_REASONS` becomes :data:`UNKNOWN_FINISH_REASON`; ``None`` (not
+    reported) stays ``None``."""
     counts = (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens)
     if not all(0 <= count <= MOST_TOKENS for count in counts):
         raise malformed_answer()
     if usage.total_tokens < usage.prompt_tokens + usage.completion_tokens:
         usage = usage.model_copy(update={"total_tokens": usage.prompt_tokens + usage.completion_tokens})
+    if usage.total_tokens and usage.completion_tokens < streamed:
+        log.warning(
+            "the model endpoint reported %d output tokens for an answer streamed in %d pieces: counted %d",
+            usage.completion_tokens,
+            streamed,
+            streamed,
+        )
+        missing = streamed - usage.completion_tokens
+        usage = usage.model_copy(
+            update={"completion_tokens": streamed, "total_tokens": usage.total_tokens + missing}
+        )
+    if finish_reason is not None and finish_reason not in FINISH_REASONS:
+        finish_reason = UNKNOWN_FINISH_REASON
     completion = Completion(
         model=model,
         content=content,
@@ -705,6 +764,12 @@ def optional_str_field(value: Any) -> str | None:
 def malformed_answer() -> ModelError:
     """The error of an answer that cannot be read (a retry may get a whole one)."""
     return ModelError("the model endpoint answered with a malformed response", retryable=True)
+
+
+def truncated_answer() -> ModelError:
+    """The error of a stream whose body ended before the answer did: without its finish reason, or without
+    the end its format marks (OpenAI's ``[DONE]``). What it spent is not known (a retry may get it whole)."""
+    return ModelError("the model endpoint's stream ended before its answer did", retryable=True)
 
 
 def _env_proxy(url: str) -> http1.Proxy | None:

@@ -13,9 +13,11 @@ The runtime speaks OpenAI's shapes; this module translates them both ways, faith
   in OpenAI's words, usage with prompt-cache reads and writes counted as prompt tokens (they are input).
 
 Streaming reads the API's server-sent events (``message_start`` ... ``message_stop``); an ``error`` event
-mid-stream is a :class:`ModelError`, retryable when the API was overloaded, rate limited or failing. HTTP goes
-through the same :class:`~agent_runtime.llm.ModelTransport` as the OpenAI client (pooled session, proxy,
-resend of a dropped pooled connection, statuses and transport failures mapped to :class:`ModelError`).
+mid-stream is a :class:`ModelError`, retryable when the API was overloaded, rate limited or failing, and so
+is a stream that ends before its ``message_delta`` (the stop reason and the output usage) and its
+``message_stop``. HTTP goes through the same :class:`~agent_runtime.llm.ModelTransport` as the OpenAI client
+(pooled session, proxy, resend of a dropped pooled connection, statuses and transport failures mapped to
+:class:`ModelError`).
 
 The API has no embeddings: :meth:`AnthropicModel.embed` refuses, saying what to configure instead.
 """
@@ -54,8 +56,16 @@ RETRYABLE_STATUS = frozenset({408, 409, 429, *range(500, 600)})
 """What Anthropic's SDK retries: timeouts, conflicts, rate limits, every 5xx (529 "overloaded" included)."""
 RETRYABLE_ERRORS = frozenset({"rate_limit_error", "overloaded_error", "api_error"})
 """Error types of a mid-stream ``error`` event that a retry may fix (the 429, 529 and 500 of a stream)."""
-FINISH_REASONS = {"end_turn": "stop", "tool_use": "tool_calls", "max_tokens": "length"}
-"""OpenAI's ``finish_reason`` for Anthropic's ``stop_reason``; any other passes through unchanged."""
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "tool_use": "tool_calls",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "refusal": "content_filter",
+}
+"""OpenAI's ``finish_reason`` for Anthropic's ``stop_reason``: an answer cut short stays ``length`` and one the
+model's safety measures ended ``content_filter``; any other is ``stop`` (:func:`~agent_runtime.llm.finished`)."""
 PROMPT_USAGE = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 """The input the API bills, split in three when prompt caching is on."""
 
@@ -150,7 +160,9 @@ class AnthropicModel:
         max_output_tokens: int | None = None,
     ) -> AsyncGenerator[TextDelta | Progress | Completion, None]:
         """A streamed message: :class:`TextDelta` pieces (:data:`PROGRESS` for tool-use pieces), then the
-        whole :class:`Completion`."""
+        whole :class:`Completion`. A stream that ends before its stop reason and ``message_stop`` was cut
+        short, however cleanly its connection closed: a malformed answer, whose output usage (which
+        ``message_delta`` carries) is not known."""
         started = time.perf_counter()
         body = self._body(model, messages, tools, max_output_tokens)
         body["stream"] = True
@@ -160,7 +172,7 @@ class AnthropicModel:
                 async for _, event in server_sent_events(response):
                     if (piece := message.apply(event)) is not None:
                         yield piece
-                if not message.stopped:  # the body ended before message_stop: a truncated answer
+                if not message.stopped or message.stop_reason is None:  # a truncated answer
                     raise malformed_answer()
                 completion = message.completion(model, started)
             except SHAPE_ERRORS as error:
@@ -310,6 +322,10 @@ class _StreamedMessage:
     (its id and name), ``content_block_delta`` adds text or a piece of the tool input's JSON,
     ``message_delta`` the stop reason and the output usage (cumulative), ``message_stop`` ends it. ``ping``
     and event types this client does not know are skipped, as the API's versioning policy asks.
+
+    ``streamed`` counts the events that carried a piece of the answer (text, or a piece of a tool's input):
+    each is sent for at least one generated token, so reported output below it is raised to it
+    (:func:`~agent_runtime.llm.finished`).
     """
 
     texts: list[str] = field(default_factory=list)
@@ -318,6 +334,7 @@ class _StreamedMessage:
     stop_reason: Any = None
     """As the API sent it: checked when the message is complete."""
     stopped: bool = False
+    streamed: int = 0
 
     def apply(self, event: Mapping[str, Any]) -> TextDelta | Progress | None:
         """Take in one event; the text it adds, :data:`PROGRESS` for a piece of a tool call, else ``None``."""
@@ -333,6 +350,8 @@ class _StreamedMessage:
                 # whole input (and no pieces) counts too, as Anthropic's SDK reads it.
                 start = json.dumps(block["input"]) if block.get("input") else ""
                 self.calls[event["index"]] = ToolCallParts(block["id"], block["name"], [start])
+                if start:
+                    self.streamed += 1
                 return PROGRESS
             if block["type"] == "text":
                 return self._text(block["text"])
@@ -342,6 +361,8 @@ class _StreamedMessage:
                 return self._text(delta["text"])
             if delta["type"] == "input_json_delta":
                 self.calls[event["index"]].arguments.append(delta["partial_json"])
+                if delta["partial_json"]:  # the first piece is often empty
+                    self.streamed += 1
                 return PROGRESS
         elif kind == "message_delta":
             self.stop_reason = event["delta"].get("stop_reason") or self.stop_reason
@@ -355,13 +376,15 @@ class _StreamedMessage:
         :class:`TypeError` when of the wrong type)."""
         calls = tuple(part.call(no_arguments="{}") for _, part in sorted(self.calls.items()))
         content = "".join(self.texts) if self.texts else None
-        return finished(model, content, calls, _finish_reason(self.stop_reason), _usage(self.usage), started)
+        finish_reason, usage = _finish_reason(self.stop_reason), _usage(self.usage)
+        return finished(model, content, calls, finish_reason, usage, started, streamed=self.streamed)
 
     def _text(self, text: Any) -> TextDelta | None:
         """The piece of text, checked now, since it is passed on at once."""
         if not str_field(text):
             return None
         self.texts.append(text)
+        self.streamed += 1
         return TextDelta(text)
 
     def _count(self, usage: Mapping[str, Any]) -> None:

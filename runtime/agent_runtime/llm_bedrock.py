@@ -112,7 +112,8 @@ _FINISH_REASONS = {
     "guardrail_intervened": "content_filter",
     "content_filtered": "content_filter",
 }
-"""Converse's ``stopReason`` as OpenAI's ``finish_reason``; others pass through unchanged."""
+"""Converse's ``stopReason`` as OpenAI's ``finish_reason``; any other is ``stop``
+(:func:`~agent_runtime.llm.finished`)."""
 _END = object()
 """Handed over after a stream's last event."""
 _SDK_ERRORS = (BotoCoreError, ClientError, ParserError, ResponseParserError, urllib3.exceptions.HTTPError)
@@ -381,13 +382,19 @@ class _Handoff:
 
 @dataclass
 class _StreamedTurn:
-    """A streamed answer's text, tool calls (by content block), stop reason and usage, as events arrive."""
+    """A streamed answer's text, tool calls (by content block), stop reason and usage, as events arrive.
+
+    ``streamed`` counts the events that carried a piece of the answer (text, or a piece of a tool's input):
+    each is sent for at least one generated token, so reported output below it is raised to it
+    (:func:`~agent_runtime.llm.finished`).
+    """
 
     text: list[str] = field(default_factory=list)
     calls: dict[int, ToolCallParts] = field(default_factory=dict)
     stop_reason: Any = None
     """As the service sent it: checked when the turn is complete."""
     usage: TokenUsage = field(default_factory=TokenUsage)
+    streamed: int = 0
 
     def add(self, event: Mapping[str, Any]) -> TextDelta | Progress | None:
         """Take one ConverseStream event; the text it adds, :data:`PROGRESS` for a piece of a tool call,
@@ -398,10 +405,14 @@ class _StreamedTurn:
             delta = block["delta"]
             if text := delta.get("text"):
                 self.text.append(str_field(text))
+                self.streamed += 1
                 return TextDelta(text)
             if "toolUse" in delta:
                 part = self.calls.setdefault(block["contentBlockIndex"], ToolCallParts())
-                part.arguments.append(delta["toolUse"].get("input") or "")
+                arguments = delta["toolUse"].get("input") or ""
+                part.arguments.append(arguments)
+                if arguments:
+                    self.streamed += 1
                 return PROGRESS
         elif "contentBlockStart" in event:
             use = event["contentBlockStart"]["start"].get("toolUse")
@@ -418,7 +429,8 @@ class _StreamedTurn:
     def completion(self, model: str, started: float) -> Completion:
         calls = tuple(part.call() for _, part in sorted(self.calls.items()))
         content = "".join(self.text) if self.text else None
-        return finished(model, content, calls, _finish_reason(self.stop_reason), self.usage, started)
+        finish_reason = _finish_reason(self.stop_reason)
+        return finished(model, content, calls, finish_reason, self.usage, started, streamed=self.streamed)
 
 
 def _conversation(messages: Sequence[Message]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
