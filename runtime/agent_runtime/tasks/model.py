@@ -23,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent_runtime.caller import UNKNOWN_APPLICATION
+from agent_runtime.caller import DEFAULT_TENANT, UNKNOWN_APPLICATION
 
 TASK_MESSAGE_KIND = "agentstage.task.v1"
 """``kind`` of a bus message's body that asks a worker to run task ``task_id``."""
@@ -117,6 +117,12 @@ class TaskRecord(BaseModel):
     version: int = Field(default=0, description="Bumped by every write; compare-and-set uses it.")
 
 
+def tenant_of(record: TaskRecord) -> str:
+    """The tenant ``record`` belongs to, as reviewers are scoped: its ``tenant``, or
+    :data:`~agent_runtime.caller.DEFAULT_TENANT` for a task of a caller without one (stored as none)."""
+    return record.tenant or DEFAULT_TENANT
+
+
 def result_answer(result: Mapping[str, Any]) -> str:
     """The answer of a stored ``result`` (``output`` in records written before it was named ``answer``)."""
     return str(result.get("answer", result.get("output", "")))
@@ -146,8 +152,13 @@ class TaskStore(Protocol):
         """Tasks delegated by ``parent_id`` (orchestrator fan-out), oldest first."""
         ...
 
-    async def awaiting_approval(self, limit: int) -> list[TaskRecord]:
-        """Up to ``limit`` tasks parked for a reviewer's decision, oldest first (the reviewers' queue)."""
+    async def awaiting_approval(self, limit: int, *, tenant: str | None = None) -> list[TaskRecord]:
+        """Up to ``limit`` tasks parked for a reviewer's decision, oldest first (the reviewers' queue): of
+        every tenant, or only of ``tenant`` (:func:`tenant_of`). A tenant's queue reads that tenant's tasks
+        only, never every tenant's to pick out its own: what other tenants park costs its reviewers
+        nothing. Either reads about ``limit`` records, plus any the store's index still lists but that have
+        left the queue since (and, once after an upgrade, those an older runtime's index lists: see the
+        Redis and DynamoDB stores)."""
         ...
 
     async def close(self) -> None: ...

@@ -37,7 +37,14 @@ from agent_runtime.settings import Settings
 from agent_runtime.settings_contract import env_name
 from agent_runtime.tasks.cas import Unchanged, update
 from agent_runtime.tasks.errors import TaskNotFound, TaskStateConflict
-from agent_runtime.tasks.model import TASK_MESSAGE_KIND, TaskRecord, TaskState, TaskStore, shown_arguments
+from agent_runtime.tasks.model import (
+    TASK_MESSAGE_KIND,
+    TaskRecord,
+    TaskState,
+    TaskStore,
+    shown_arguments,
+    tenant_of,
+)
 from agent_runtime.tools import audit
 from agent_runtime.tools.builtins.http_get import checked_url
 
@@ -267,18 +274,18 @@ class TaskService:
         """The tasks parked for a decision that ``caller`` may review, oldest first: the reviewers' queue
         (reviewer role only; a reviewer outside the platform's tenant sees its own tenant's).
 
-        The stores list the oldest parked tasks of every tenant; a page that holds too few of the reviewer's
-        is read again twice as long, until it holds ``limit`` or the store has no more."""
+        The store reads the reviewer's own tenant's queue, not every tenant's to filter here: otherwise a
+        reviewer with nothing to review would load every other tenant's parked records (checkpoints, tool
+        arguments and all), and any caller could make it so by parking tasks in another tenant. Either
+        queue is read ``limit`` tasks long, once."""
         role = self._settings.reviewer_role
         if role not in caller.roles:
             raise Forbidden(f"the review queue needs the '{role}' role")
-        page = limit
-        while True:
-            parked = await self.store.awaiting_approval(page)
-            mine = [record for record in parked if self._reviews(caller, record)]
-            if len(mine) >= limit or len(parked) < page:
-                return [self._shown(record, caller) for record in mine[:limit]]
-            page *= 2
+        # Who reviews for every tenant, as Caller.acts_as decides it.
+        everyone = caller.tenant == self._settings.platform_tenant
+        parked = await self.store.awaiting_approval(limit, tenant=None if everyone else caller.tenant)
+        # The access decision stays here, whatever a store returns.
+        return [self._shown(record, caller) for record in parked if self._reviews(caller, record)]
 
     async def wait(self, task_ids: Sequence[str], deadline: float) -> list[TaskRecord]:
         """The records of ``task_ids`` (in that order) once all are finished, or as they are at
@@ -309,8 +316,7 @@ class TaskService:
 
     def _reviews(self, caller: Caller, record: TaskRecord) -> bool:
         """Whether ``caller`` is a reviewer for the tenant of ``record``."""
-        tenant = record.tenant or DEFAULT_TENANT
-        return caller.acts_as(self._settings.reviewer_role, tenant, self._settings.platform_tenant)
+        return caller.acts_as(self._settings.reviewer_role, tenant_of(record), self._settings.platform_tenant)
 
     def _shown(self, record: TaskRecord, caller: Caller) -> TaskRecord:
         """``record`` as ``caller`` reads it: a reviewer of its tenant who did not create it is shown the real

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Any
 
+from agent_runtime.caller import DEFAULT_TENANT
 from agent_runtime.cosmos_account import CosmosAccount
 from agent_runtime.tasks.model import TaskConflict, TaskRecord
 
@@ -125,11 +126,19 @@ class CosmosTaskStore:
         records = [TaskRecord.model_validate(row["record"]) async for row in rows]
         return sorted(records, key=lambda record: (record.created_at, record.id))
 
-    async def awaiting_approval(self, limit: int) -> list[TaskRecord]:
+    async def awaiting_approval(self, limit: int, *, tenant: str | None = None) -> list[TaskRecord]:
+        # The tenant is matched in the query, so a tenant's queue is served from its own documents only.
+        parameters: list[dict[str, Any]] = [{"name": "@limit", "value": limit}]
+        of_tenant = ""
+        if tenant is not None:
+            parameters.append({"name": "@tenant", "value": tenant})
+            # A task of a caller without a tenant stores none (null), and belongs to the default tenant.
+            default = " OR NOT IS_STRING(c.record.tenant)" if tenant == DEFAULT_TENANT else ""
+            of_tenant = f" AND (c.record.tenant = @tenant{default})"
         rows = self._container.query_items(
-            "SELECT TOP @limit c.record FROM c WHERE c.type = 'task' AND c.record.state = 'awaiting_approval' "
-            "ORDER BY c.record.created_at",
-            parameters=[{"name": "@limit", "value": limit}],
+            "SELECT TOP @limit c.record FROM c WHERE c.type = 'task' AND c.record.state = 'awaiting_approval'"
+            f"{of_tenant} ORDER BY c.record.created_at",
+            parameters=parameters,
         )
         return [TaskRecord.model_validate(row["record"]) async for row in rows]
 

@@ -4,6 +4,10 @@ One row per task; the record is JSON, with the columns that are looked up (calle
 parent) and the version beside it. Compare-and-set is one ``UPDATE ... WHERE version = ?``, and the
 idempotency guarantee is a unique index, so both hold across processes sharing the file (WAL mode lets
 readers run beside the writer; the busy timeout queues writers).
+
+The reviewers' queues are two partial indexes over the parked rows: by creation time (every tenant's, which
+the platform's reviewers read) and by tenant, then creation time (a tenant's reviewers'), so a tenant's
+queue never reads another tenant's rows. An older file gets the second when it is opened.
 """
 
 from __future__ import annotations
@@ -15,13 +19,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from agent_runtime.caller import DEFAULT_TENANT
 from agent_runtime.errors import Unavailable
 from agent_runtime.sqlite_transaction import in_transaction
 from agent_runtime.tasks.model import TaskConflict, TaskRecord
 
 T = TypeVar("T")
 
-_SCHEMA = """
+_PARKED = "json_extract(record, '$.state') = 'awaiting_approval'"
+_TENANT = f"coalesce(json_extract(record, '$.tenant'), '{DEFAULT_TENANT}')"
+"""A row's tenant as :func:`~agent_runtime.tasks.model.tenant_of` has it. Queries must spell it (and
+``_PARKED``) exactly as the index does, or SQLite cannot use the index."""
+
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS tasks (
     id TEXT PRIMARY KEY,
     caller TEXT NOT NULL,
@@ -33,8 +43,9 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS tasks_by_idempotency_key ON tasks (caller, idempotency_key);
 CREATE INDEX IF NOT EXISTS tasks_by_parent ON tasks (parent_id, created_at);
-CREATE INDEX IF NOT EXISTS tasks_awaiting_approval ON tasks (created_at)
-    WHERE json_extract(record, '$.state') = 'awaiting_approval';
+CREATE INDEX IF NOT EXISTS tasks_awaiting_approval ON tasks (created_at) WHERE {_PARKED};
+CREATE INDEX IF NOT EXISTS tasks_awaiting_approval_by_tenant ON tasks ({_TENANT}, created_at, id)
+    WHERE {_PARKED};
 """
 
 
@@ -135,12 +146,15 @@ class SqliteTaskStore:
 
         return await self._read(read)
 
-    async def awaiting_approval(self, limit: int) -> list[TaskRecord]:
+    async def awaiting_approval(self, limit: int, *, tenant: str | None = None) -> list[TaskRecord]:
+        if tenant is None:
+            query, parameters = f"WHERE {_PARKED}", [limit]
+        else:
+            query, parameters = f"WHERE {_PARKED} AND {_TENANT} = ?", [tenant, limit]
+
         def read(conn: sqlite3.Connection) -> list[TaskRecord]:
             rows = conn.execute(
-                "SELECT record FROM tasks WHERE json_extract(record, '$.state') = 'awaiting_approval' "
-                "ORDER BY created_at, id LIMIT ?",
-                (limit,),
+                f"SELECT record FROM tasks {query} ORDER BY created_at, id LIMIT ?", parameters
             ).fetchall()
             return [TaskRecord.model_validate_json(row[0]) for row in rows]
 

@@ -59,10 +59,17 @@ class FakeTasksContainer:
         if "c.parentId = @parent" in query:
             rows = [{"record": d["record"]} for d in tasks if d.get("parentId") == parameters[0]["value"]]
         else:
-            assert "c.record.state = 'awaiting_approval' ORDER BY c.record.created_at" in query
-            awaiting = [d["record"] for d in tasks if d["record"]["state"] == "awaiting_approval"]
+            assert "c.record.state = 'awaiting_approval'" in query and query.endswith(
+                "ORDER BY c.record.created_at"
+            )
+            values = {parameter["name"]: parameter["value"] for parameter in parameters}
+            awaiting = [
+                d["record"]
+                for d in tasks
+                if d["record"]["state"] == "awaiting_approval" and _of_tenant(query, values, d["record"])
+            ]
             awaiting.sort(key=lambda record: record["created_at"])
-            rows = [{"record": record} for record in awaiting[: parameters[0]["value"]]]
+            rows = [{"record": record} for record in awaiting[: values["@limit"]]]
 
         async def iterate() -> AsyncIterator[dict[str, Any]]:
             for row in rows:
@@ -74,6 +81,19 @@ class FakeTasksContainer:
         stored = {**copy.deepcopy(body), "_etag": uuid.uuid4().hex}
         self.items[body["id"]] = stored
         return copy.deepcopy(stored)
+
+
+def _of_tenant(query: str, values: dict[str, Any], record: dict[str, Any]) -> bool:
+    """The tenant conditions the task store writes: ``c.record.tenant = @tenant``, which
+    ``OR NOT IS_STRING(c.record.tenant)`` widens to records without a tenant (null or missing)."""
+    if "@tenant" not in values:
+        assert "c.record.tenant" not in query
+        return True
+    tenant = record.get("tenant")
+    if "(c.record.tenant = @tenant OR NOT IS_STRING(c.record.tenant))" in query:
+        return tenant == values["@tenant"] or not isinstance(tenant, str)
+    assert "(c.record.tenant = @tenant)" in query
+    return tenant == values["@tenant"]
 
 
 class FakeAccount:

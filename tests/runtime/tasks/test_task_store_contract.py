@@ -1,5 +1,6 @@
-"""The TaskStore contract, for every store: create with idempotency, compare-and-set, children, and records
-stored by an older runtime (fields added since) still loading."""
+"""The TaskStore contract, for every store: create with idempotency, compare-and-set, children, the
+reviewers' queues (every tenant's, and a tenant's that reads no other tenant's records), and records stored
+by an older runtime (fields added since) still loading."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from fake_cosmos_tasks import FakeAccount, FakeTasksContainer
 from memory.conftest import redis_url  # noqa: F401  (the session's throwaway redis-server)
 from pydantic import Field
 
-from agent_runtime.caller import UNKNOWN_APPLICATION
+from agent_runtime.caller import DEFAULT_TENANT, UNKNOWN_APPLICATION
 from agent_runtime.tasks.model import TaskConflict, TaskRecord, TaskState, TaskStore
 from agent_runtime.tasks.store_cosmos import CosmosTaskStore
 from agent_runtime.tasks.store_redis import RedisTaskStore
@@ -62,6 +63,7 @@ def record(
     parent: str | None = None,
     at: float = 0.0,
     application: str = "portal",
+    tenant: str | None = None,
 ) -> TaskRecord:
     now = at or time.time()
     return TaskRecord(
@@ -71,6 +73,7 @@ def record(
         queue="q",
         caller=caller,
         application=application,
+        tenant=tenant,
         idempotency_key=key,
         parent_id=parent,
         created_at=now,
@@ -164,3 +167,80 @@ async def test_the_reviewers_queue_holds_the_parked_tasks_oldest_first(store: Ta
     await store.replace(resumed, expected_version=parked[1].version)
     assert [t.id for t in await store.awaiting_approval(10)] == [parked[2].id, parked[0].id]
     assert other.id not in {t.id for t in await store.awaiting_approval(10)}
+
+
+async def park(store: TaskStore, at: float, tenant: str | None) -> TaskRecord:
+    """A task of ``tenant`` created at ``at``, parked for a reviewer."""
+    task, _ = await store.create(record(at=at, tenant=tenant))
+    return await store.replace(
+        task.model_copy(update={"state": TaskState.AWAITING_APPROVAL}), expected_version=0
+    )
+
+
+async def test_a_tenants_queue_reads_its_own_parked_tasks_only(
+    store: TaskStore, loaded: list[TaskRecord]
+) -> None:
+    """Other tenants' parked tasks, older than all of t-a's, are neither shown to t-a's queue nor read for it:
+    the store loads t-a's tasks only, ``limit`` of them. Every tenant's queue stays whole and bounded."""
+    others = [await park(store, at=float(at), tenant=("t-b", "t-c", None)[at % 3]) for at in range(1, 31)]
+    mine = {at: await park(store, at=at, tenant="t-a") for at in (300.0, 100.0, 200.0)}
+    await store.create(record(at=50.0, tenant="t-a"))  # queued, not parked
+    resumed = await park(store, at=60.0, tenant="t-a")
+    await store.replace(
+        resumed.model_copy(update={"state": TaskState.QUEUED}), expected_version=resumed.version
+    )
+
+    loaded.clear()
+    assert [t.id for t in await store.awaiting_approval(2, tenant="t-a")] == [mine[100.0].id, mine[200.0].id]
+    assert {t.id for t in loaded} <= {t.id for t in mine.values()} and len(loaded) <= 2, "read past t-a's"
+    loaded.clear()
+    assert [t.id for t in await store.awaiting_approval(10, tenant="t-a")] == [
+        mine[at].id for at in sorted(mine)
+    ]
+    assert {t.tenant for t in loaded} == {"t-a"} and len(loaded) <= 10
+    loaded.clear()
+    assert await store.awaiting_approval(10, tenant="t-nobody") == []
+    assert loaded == [], "a tenant with nothing parked reads nothing"
+    loaded.clear()
+    defaults = await store.awaiting_approval(50, tenant=DEFAULT_TENANT)
+    assert [t.id for t in defaults] == [t.id for t in others if t.tenant is None]  # callers without a tenant
+    assert {t.tenant for t in loaded} == {None}
+
+    loaded.clear()
+    assert [t.id for t in await store.awaiting_approval(5)] == [t.id for t in others[:5]]
+    assert len(loaded) <= 5, "every tenant's queue reads one page too"
+    everyone = [*others, *(mine[at] for at in sorted(mine))]
+    assert [t.id for t in await store.awaiting_approval(100)] == [t.id for t in everyone]
+
+    decided = mine[100.0].model_copy(update={"state": TaskState.FAILED})
+    await store.replace(decided, expected_version=mine[100.0].version)
+    assert decided.id not in {t.id for t in await store.awaiting_approval(100)}
+    assert [t.id for t in await store.awaiting_approval(10, tenant="t-a")] == [mine[200.0].id, mine[300.0].id]
+
+
+async def test_of_writers_racing_to_park_or_resume_a_task_the_queues_follow_the_one_that_wins(
+    store: TaskStore,
+) -> None:
+    """Parking and un-parking write the queues with the record (Redis: one script; DynamoDB: one
+    transaction with the review entry): whichever write wins, both queues agree with the record."""
+    queued, _ = await store.create(record(at=1.0, tenant="t-a"))
+    parked = await park(store, at=2.0, tenant="t-a")
+    for task, state in ((queued, TaskState.AWAITING_APPROVAL), (parked, TaskState.QUEUED)):
+        writes = [task.model_copy(update={"state": state, "attempts": attempt}) for attempt in range(3)]
+        writes.append(task.model_copy(update={"state": TaskState.RUNNING}))
+        outcomes = await asyncio.gather(
+            *(store.replace(write, expected_version=task.version) for write in writes), return_exceptions=True
+        )
+        [won] = [outcome for outcome in outcomes if isinstance(outcome, TaskRecord)]
+        assert sum(isinstance(outcome, TaskConflict) for outcome in outcomes) == 3
+        assert await listed(store, task.id) == (won.state is TaskState.AWAITING_APPROVAL,) * 2
+        await store.replace(
+            won.model_copy(update={"state": TaskState.SUCCEEDED}), expected_version=won.version
+        )
+        assert await listed(store, task.id) == (False, False)
+
+
+async def listed(store: TaskStore, task_id: str) -> tuple[bool, bool]:
+    """Whether every tenant's queue, and t-a's, lists ``task_id``."""
+    everyone, tenants = await store.awaiting_approval(10), await store.awaiting_approval(10, tenant="t-a")
+    return task_id in {t.id for t in everyone}, task_id in {t.id for t in tenants}
