@@ -332,3 +332,10 @@ def test_the_bound_on_reading_a_conversation_is_as_the_readme_says() -> None:
     default = inspect.signature(get_conversation).parameters["limit"].default
     said = f"(its newest {default} messages, up to {MAX_HISTORY_MESSAGES} with `?limit=`"
     assert said in prose()
+
+
+def test_the_lease_of_a_pending_tool_call_is_as_the_readme_says() -> None:
+    from agent_runtime.tools.executor import PENDING_LEASE_MARGIN_SECONDS
+
+    assert PENDING_LEASE_MARGIN_SECONDS == 60
+    assert "once its claim's lease - the tool's timeout plus a minute - has lapsed" in prose()

@@ -11,8 +11,9 @@ tool call id and the arguments; for a task, the task id, the step and the call's
 with it, so a replay (a client retry after a lost response, a task re-run after its worker died) gets the
 stored result instead of a second payment or e-mail. The tool also receives the key
 (``ToolContext.idempotency_key``) for the downstream system, which covers the one gap the ledger cannot: a
-worker killed while the tool ran, whose claim is still pending; the task's next attempt runs the call again
-under the same key (``resume_pending``).
+process killed while the tool ran, whose claim is still pending; the task's next attempt runs the call again
+under the same key (``resume_pending``), and so does a request's retry once the pending claim's lease
+(:data:`PENDING_LEASE_MARGIN_SECONDS` past the tool's timeout) has lapsed.
 
 A tool marked ``requires_approval`` runs only when the call was approved by a reviewer (``approved``);
 otherwise it is refused with a message pointing at the tasks API.
@@ -52,6 +53,13 @@ class ToolResult:
 
     content: str
     step: ToolStep
+
+
+PENDING_LEASE_MARGIN_SECONDS = 60.0
+"""How long past the tool's timeout a call's pending claim lasts. A live call ends by then (the timeout
+cancels it; its claim is completed or released), so a claim still pending is an attempt that died with its
+process: a retry with the same key then runs the call again under that key instead of being told, for the
+whole idempotency window (a day by default), that it is still running."""
 
 
 class ToolExecutor:
@@ -133,7 +141,7 @@ class ToolExecutor:
         if not (tool.keyed and self._ledger is not None and scope):
             return await self._invoke(tool, args, context)
         key = idempotency_key(context.agent, context.caller, scope)
-        stored = await self._ledger.claim(key, self._ttl)
+        stored = await self._ledger.claim(key, self._timeout + PENDING_LEASE_MARGIN_SECONDS)
         if stored == PENDING and not resume_pending:
             raise ToolError(f"tool '{tool.name}': the same call is still running for an earlier attempt")
         if stored is not None and stored != PENDING:
