@@ -1,7 +1,9 @@
 """Prompt-injection screening of user input and tool output, and leakage checks of answers.
 
 Screening runs in two layers. Heuristics (shipped, no network) catch the common phrasings of instruction
-override, role hijack, prompt exfiltration and tool coercion. A :class:`PromptShield` (optional) adds a
+override, role hijack, prompt exfiltration and tool coercion, in each way a model may read a text (invisible
+characters, combining marks, look-alike letters, compatibility forms and encodings seen through: see
+:func:`_readings`) and across the results of one turn. A :class:`PromptShield` (optional) adds a
 classifier service; :class:`AzurePromptShields` calls Azure AI Content Safety's Prompt Shields with the
 managed identity's Entra token. Whatever the screens miss, tool access control still holds: it is enforced
 in code (:mod:`agent_runtime.tools.access`), never by the model's good behaviour.
@@ -9,15 +11,25 @@ in code (:mod:`agent_runtime.tools.access`), never by the model's good behaviour
 
 from __future__ import annotations
 
+import html
 import json
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import sys
+from bisect import bisect_right
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from itertools import accumulate
+from re import _constants as sre  # type: ignore[attr-defined]
+from re import _parser  # type: ignore[attr-defined]
+from typing import Any, Literal, Protocol
+from unicodedata import normalize
+from urllib.parse import unquote
 
 import httpx
+import regex
 
 from agent_runtime.errors import OutputBlocked, PromptRejected, Unavailable
+from agent_runtime.governance.pattern_shape import UnstreamablePattern, shape_of
 from agent_runtime.governance.redaction import Redactor
 from agent_runtime.governance.stream_redaction import RedactingStream, Release, StreamingRedaction
 
@@ -38,15 +50,50 @@ INJECTION_PATTERNS = (
         r"immediately|instead)\b"
     ),
     r"</?(?:system|assistant|im_start|im_end)>|\[/?INST\]|\bBEGIN (?:SYSTEM|ADMIN) (?:PROMPT|MESSAGE)\b",
-    r"\bnew (?:system )?instructions?\s*:",
+    r"\bnew (?:system )?instructions?\s{0,2}:",
 )
 """Phrasings of instruction override, role hijack, exfiltration, tool coercion and fake role markers, matched
-against the text as :func:`_screened_text` gives it (one space between words)."""
+against each reading of the text :func:`_readings` gives (one space between words). Every repeat is
+bounded, so a match has a longest length: what lets :meth:`HeuristicScreen.reasons` look for a phrase split
+across texts near their junctions only."""
 
-_SEPARATORS = re.compile(r"[\s\u180e\u200b-\u200d\u2060-\u2064\ufeff]+")
-"""What separates words to a reader: any whitespace (tabs, line breaks, no-break and other Unicode spaces)
-and the invisible characters that may stand between words (zero-width space and joiners, word joiner,
-invisible operators, byte order mark). An attacker picks whichever a pattern's space does not match."""
+_INVISIBLE = r"\p{Default_Ignorable_Code_Point}\u2800"
+"""What a reader does not see (the body of a character class): Unicode's default-ignorable code points
+(zero-width space and joiners, soft hyphen, bidi marks and controls, invisible operators, variation
+selectors, tag characters, Hangul fillers, byte order mark ...) and the blank Braille cell, which renders as
+a space but is no whitespace. Inside a word it hides the word from a pattern; between words, the space."""
+
+_INVISIBLE_RUN = regex.compile(f"[{_INVISIBLE}]+")
+_SEEN_THROUGH = regex.compile(r"[\p{Mn}\p{Me}" + _INVISIBLE + "]+")
+"""What a reader sees through inside a word: invisible characters, and combining marks (an accent, or a
+stray U+0301 over a Latin letter)."""
+
+_LATIN_LOOKALIKES = (
+    # Cyrillic
+    "аa сc ԁd еe ёe һh іi їi јj кk ӏl оo рp ԛq гr ѕs уy үy ԝw хx ԍg пn ьb "
+    "АA ВB СC ЕE ЁE ҺH НH ІI ЇI ЈJ КK Ӏl МM ОO РP ԚQ ЅS ТT УY ҮY ԜW ХX ԌG Ьb "
+    # Greek
+    "αa εe ηn ιi κk νv οo ρp τt υu χx γy ωw ϲc ϳj ΑA ΒB ΕE ΖZ ΗH ΙI ΚK ΜM ΝN ΟO ΡP ΤT ΥY ΧX ϹC ͿJ "
+    # Armenian
+    "օo Օo սu Սu հh ոn զq ցg ԼL ՏS "
+    # Latin, outside ASCII
+    "ıi ȷj ɡg ɑa ɩi"
+)
+"""Letters of Cyrillic, Greek and Armenian (and a few Latin ones outside ASCII) that read as an ASCII letter,
+each followed by that letter: the common cases of Unicode TR39's confusables."""
+_TO_LATIN = str.maketrans({pair[0]: pair[1] for pair in _LATIN_LOOKALIKES.split()})
+_LOOKALIKE = "".join(pair[0] for pair in _LATIN_LOOKALIKES.split())
+_HAS_LOOKALIKE = re.compile(f"[{_LOOKALIKE}]")
+_DISGUISED_WORD = re.compile(
+    rf"(?<!\w)[A-Za-z0-9_\u0300-\u036f]*[{_LOOKALIKE}][A-Za-z0-9_\u0300-\u036f{_LOOKALIKE}]*(?!\w)"
+)
+"""A word that could be all Latin: ASCII letters and digits, look-alikes (at least one) and the combining
+marks of Latin accents (a decomposed ``ё``). A Russian or Greek word has letters of its own that look like no
+Latin letter, so its text is left as written."""
+
+_JUNCTION_CONTEXT = 64
+"""Characters past the longest match that a search near a junction of texts reads, for lookaheads."""
+
 
 TOOL_OUTPUT_WITHHELD = (
     '{"error": {"code": "tool_output_withheld", "message": "the tool returned text that looks like a '
@@ -74,23 +121,208 @@ class PromptShield(Protocol):
 
 
 class HeuristicScreen:
-    """Regular-expression heuristics, case-insensitive, compiled once."""
+    """Regular-expression heuristics, case-insensitive, compiled once, matched against each reading of a text
+    (:func:`_readings`): an attacker who hides a phrase from one reading shows it to another."""
 
     def __init__(self, extra_patterns: Iterable[str] = ()) -> None:
-        self._regex = re.compile(
-            "|".join(f"(?:{p})" for p in (*INJECTION_PATTERNS, *extra_patterns)), re.IGNORECASE
-        )
+        self._heuristics = [_Heuristic.of(source) for source in (*INJECTION_PATTERNS, *extra_patterns)]
 
     def reason(self, text: str) -> str | None:
-        match = self._regex.search(_screened_text(text))
-        return f"matches injection heuristic near {match.group()[:40]!r}" if match else None
+        """Why ``text`` looks like an injection attempt, or ``None``."""
+        return self.reasons([text])[0]
+
+    def reasons(self, texts: Sequence[str]) -> list[str | None]:
+        """A reason per text (``None`` when clean), then the clean ones read one after another: the results
+        of one model turn reach the model together, so a phrase split across two of them is one phrase to
+        it; each text the phrase spans is flagged."""
+        readings = [_readings(text) for text in texts]
+        found = [_near(match) if (match := self._search(each)) else None for each in readings]
+        clean = [index for index, reason in enumerate(found) if reason is None and texts[index]]
+        for position, reason in self._across([readings[index] for index in clean]).items():
+            found[clean[position]] = reason
+        return found
+
+    def _search(self, readings: Sequence[str]) -> re.Match[str] | None:
+        for reading in dict.fromkeys(readings):  # readings are often equal: search each text once
+            caseless = _caseless(reading)
+            for heuristic in self._heuristics:
+                if match := heuristic.search(reading, caseless):
+                    return match
+        return None
+
+    def _across(self, readings: Sequence[tuple[str, ...]]) -> dict[int, str]:
+        """The texts (by position in ``readings``) that a match spans when the texts are read in turn, one
+        space between them as between words, with the reason; one reading of each kind is joined at a time."""
+        flagged: dict[int, str] = {}
+        if len(readings) < 2:
+            return flagged
+        for kind in range(len(readings[0])):
+            parts = [each[kind] for each in readings]
+            if kind and all(part is each[kind - 1] for part, each in zip(parts, readings, strict=True)):
+                continue  # the same text as the reading before
+            starts = list(accumulate((len(part) + 1 for part in parts[:-1]), initial=0))
+            for match in self._junction_matches(" ".join(parts), starts[1:]):
+                spanned = range(
+                    bisect_right(starts, match.start()) - 1, bisect_right(starts, match.end() - 1)
+                )
+                for position in spanned:
+                    flagged.setdefault(position, f"{_near(match)} across {len(spanned)} texts read in turn")
+        return flagged
+
+    def _junction_matches(self, joined: str, starts: Sequence[int]) -> Iterator[re.Match[str]]:
+        """Matches of ``joined`` that span a junction (the space before each of ``starts``). A match is
+        at most its pattern's reach long, so only that much text either side of a junction is searched;
+        without a bound (an operator's unbounded pattern) the whole text is."""
+        for heuristic in self._heuristics:
+            if heuristic.reach is None:
+                yield from heuristic.finditer(joined, _caseless(joined))
+                continue
+            for junction in (start - 1 for start in starts):
+                low = max(0, junction - heuristic.reach)
+                high = junction + heuristic.reach + _JUNCTION_CONTEXT
+                window = heuristic.finditer(joined, _caseless(joined[low:high]), low, high)
+                yield from (match for match in window if match.start() <= junction < match.end())
 
 
-def _screened_text(text: str) -> str:
-    """``text`` as a model reads it, in the form the heuristics match: a JSON document (a tool's result) as
-    its strings, escapes decoded, since the model reads ``\\t`` as a tab and ``\\u00a0`` as a space; then
-    each run of :data:`_SEPARATORS` as one space, whatever separates the words."""
-    return _SEPARATORS.sub(" ", "\n".join(_json_strings(text)))
+@dataclass(frozen=True)
+class _Heuristic:
+    """One pattern, compiled; the needles its matches hold (for each tuple, one of its lowercase strings),
+    which let a text holding none skip the search; and its reach, the longest match (``None``: unbounded).
+
+    Skipping is what keeps the screen cheap: a search tries the pattern at every position of the text,
+    while a needle is found at memory speed, and most texts lack some needle of most patterns."""
+
+    pattern: re.Pattern[str]
+    needles: tuple[tuple[str, ...], ...]
+    reach: int | None
+
+    @classmethod
+    def of(cls, source: str) -> _Heuristic:
+        needles = sorted(_needles(_parser.parse(source)), key=_rarity, reverse=True)
+        return cls(re.compile(source, re.IGNORECASE), tuple(needles), _longest_match(source))
+
+    def search(self, text: str, caseless: str) -> re.Match[str] | None:
+        """The first match in ``text``, whose :func:`_caseless` form is ``caseless``."""
+        return self.pattern.search(text) if self._may_match(caseless) else None
+
+    def finditer(
+        self, text: str, caseless: str, pos: int = 0, endpos: int = sys.maxsize
+    ) -> Iterator[re.Match[str]]:
+        """The matches in ``text[pos:endpos]`` (the text before ``pos`` read as context), whose
+        :func:`_caseless` form is ``caseless``."""
+        return self.pattern.finditer(text, pos, endpos) if self._may_match(caseless) else iter(())
+
+    def _may_match(self, caseless: str) -> bool:
+        return all(any(needle in caseless for needle in options) for options in self.needles)
+
+
+def _needles(items: Any) -> list[tuple[str, ...]]:
+    """What every match of a parsed pattern (``re``'s parse tree) holds: for each tuple, one of its strings,
+    lowercase. Runs of ASCII literals are needles; a group adds its own, an alternation the union of its
+    branches' rarest, a repeat of at least once its body's. Whatever else a pattern holds adds none."""
+    found: list[tuple[str, ...]] = []
+    run = ""
+    for op, av in items:
+        if op is sre.LITERAL and av < 128:
+            run += chr(av).lower()
+            continue
+        if run:
+            found.append((run,))
+            run = ""
+        if op is sre.SUBPATTERN:
+            found += _needles(av[-1])
+        elif op is sre.ATOMIC_GROUP:
+            found += _needles(av)
+        elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT) and av[0] >= 1:
+            found += _needles(av[2])
+        elif op is sre.BRANCH:
+            found += _either(av[1])
+    return found + [(run,)] if run else found
+
+
+def _either(branches: Any) -> list[tuple[str, ...]]:
+    """The needles of an alternation: the rarest of each branch, together; none when a branch has none."""
+    each = [_needles(branch) for branch in branches]
+    if not all(each):
+        return []
+    return [tuple(dict.fromkeys(needle for found in each for needle in max(found, key=_rarity)))]
+
+
+def _rarity(options: tuple[str, ...]) -> int:
+    """How rarely text holds one of ``options``, roughly: the length of the shortest."""
+    return min(map(len, options))
+
+
+def _caseless(text: str) -> str:
+    """``text`` as the needles are spelled: lowercase, and each letter that ``re.IGNORECASE`` matches to an
+    ASCII one (dotless and dotted capital ``I``, long ``s``, Kelvin sign) that letter."""
+    lowered = text.lower()
+    if lowered.isascii():
+        return lowered
+    return lowered.replace("ı", "i").replace("ſ", "s").replace("i\u0307", "i")
+
+
+def _near(match: re.Match[str]) -> str:
+    return f"matches injection heuristic near {match.group()[:40]!r}"
+
+
+def _longest_match(source: str) -> int | None:
+    """The most characters a match of ``source`` can span, or ``None`` when unbounded (or unknown)."""
+    try:
+        return shape_of(source).longest
+    except UnstreamablePattern:  # unbounded, empty or anchored to the end: searched whole instead
+        return None
+
+
+def _readings(text: str) -> tuple[str, str, str]:
+    """The ways a model may read ``text``, in the form the heuristics match: a JSON document (a tool's result)
+    as its strings, escapes decoded (the model reads ``\\t`` as a tab, ``\\u00a0`` as a space); then
+
+    - as written, each run of separators (:func:`_words`) one space;
+    - spaced: character references (``&#110;``, ``&nbsp;``) and percent-escapes decoded, compatibility
+      forms folded (NFKD: full-width and mathematical letters, ligatures, accents apart from their letters),
+      invisible characters read as spaces, disguised words (:func:`_latin`) in Latin;
+    - bare: the same, but combining marks and invisible characters dropped, so that a word they split or
+      decorate reads whole.
+
+    The written reading stays: folding can add a full stop (``…`` is three) or lengthen a gap, and the
+    operator's patterns may spell accents. Readings that cannot differ are one object: all three when
+    decoding and folding leave an ASCII text as it is, spaced and bare when the text holds no invisible
+    character (then bare reads all that spaced does)."""
+    written = "\n".join(_json_strings(text))
+    as_written = _words(written)
+    decoded = _decoded(written)
+    if decoded.isascii():
+        plain = as_written if decoded == written else _words(decoded)
+        return as_written, plain, plain
+    folded = _latin(normalize("NFKD", decoded))
+    bare = " ".join(_SEEN_THROUGH.sub("", folded).split())
+    if _INVISIBLE_RUN.search(folded) is None:
+        return as_written, bare, bare
+    return as_written, _words(folded), bare
+
+
+def _words(text: str) -> str:
+    """``text`` with each run of what separates words to a reader as one space: any whitespace (as ``str.split``
+    and ``re``'s ``\\s`` know it) and any invisible character."""
+    if _INVISIBLE_RUN.search(text):
+        text = _INVISIBLE_RUN.sub(" ", text)
+    return " ".join(text.split())
+
+
+def _decoded(text: str) -> str:
+    """``text`` with HTML character references and percent-escapes decoded, twice over for one nesting
+    (``%26%23110%3B``); each pass returns its input unchanged when it holds no ``&`` (``%``)."""
+    for _ in range(2):
+        text = unquote(html.unescape(text))
+    return text
+
+
+def _latin(text: str) -> str:
+    """``text`` with each word that could be all Latin (:data:`_DISGUISED_WORD`) spelled in Latin."""
+    if not _HAS_LOOKALIKE.search(text):
+        return text
+    return _DISGUISED_WORD.sub(lambda word: word.group().translate(_TO_LATIN), text)
 
 
 def _json_strings(text: str) -> list[str]:
@@ -179,8 +411,8 @@ class Guardrails:
         if self._mode == "off" or not texts:
             return [None] * len(texts)
         found: list[Detection | None] = [
-            Detection(source, "heuristics", reason) if (reason := self._heuristics.reason(text)) else None
-            for text in texts
+            Detection(source, "heuristics", reason) if reason else None
+            for reason in self._heuristics.reasons(texts)
         ]
         if self._shield is not None:
             pending = [i for i, detection in enumerate(found) if detection is None and texts[i]]

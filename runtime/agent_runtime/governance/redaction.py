@@ -280,8 +280,18 @@ REDACTED_LOGGERS = (
 print whole requests). A logger's filters see only records logged on that very logger, hence the list."""
 
 
+class RedactedTraceback(Exception):
+    """Stands in for a logged exception once :class:`RedactingFilter` has redacted its traceback: its text is
+    the whole traceback, redacted. A handler that formats ``record.exc_info`` itself, instead of using the
+    record's ``exc_text`` as :class:`logging.Formatter` does (JSON formatters, exporters), prints that."""
+
+
+_TRACEBACKS = logging.Formatter()
+"""Formats a record's exception as every standard formatter does: stack, chained causes, type and message."""
+
+
 class RedactingFilter(logging.Filter):
-    """Rewrites each record's message, redacted, before any handler formats it."""
+    """Rewrites each record's message, traceback and stack, redacted, before any handler formats them."""
 
     def __init__(self, redactor: Redactor) -> None:
         super().__init__()
@@ -292,7 +302,24 @@ class RedactingFilter(logging.Filter):
         redacted = self.redactor.redact(message)
         if redacted is not message:
             record.msg, record.args = redacted, None
+        self._redact_traceback(record)
+        if record.stack_info:
+            record.stack_info = self.redactor.redact(record.stack_info)
         return True
+
+    def _redact_traceback(self, record: logging.LogRecord) -> None:
+        """Format the record's exception now, into ``exc_text`` (which formatters print instead of formatting
+        ``exc_info`` again), and redact it: an exception's message, and the source lines of its stack, carry
+        whatever the failing code held (a driver echoes its connection string). ``exc_info`` keeps the
+        exception's type, for handlers that read it, but its value becomes a :class:`RedactedTraceback` and
+        its traceback goes: no handler can format the original, or its frames' locals."""
+        if record.exc_info:
+            record.exc_text = self.redactor.redact(
+                record.exc_text or _TRACEBACKS.formatException(record.exc_info)
+            )
+            record.exc_info = (record.exc_info[0], RedactedTraceback(record.exc_text), None)
+        elif record.exc_text:
+            record.exc_text = self.redactor.redact(record.exc_text)
 
 
 def install_log_redaction(redactor: Redactor) -> None:
