@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import openai
 import pytest
+from canned_bedrock import CannedBedrock
 from runtime_helpers import AGENTS, API_KEYS, SCRIPT, USER_KEY, Runtime, RuntimeFactory, make_registry
 
 from agent_runtime.api import create_app
@@ -401,31 +402,7 @@ def test_malformed_answers_and_timeouts_are_retryable(bedrock: BedrockServer, st
     assert len(bedrock.calls) == 2, "one malformed answer, one timeout: neither was retried by botocore"
 
 
-class _Canned:
-    """A ``bedrock-runtime`` client answering every Converse call with ``response`` and every ConverseStream
-    call with ``events``: fields of the wrong type, which botocore's parser passes through as they came."""
-
-    def __init__(
-        self, response: dict[str, Any] | None = None, events: list[dict[str, Any]] | None = None
-    ) -> None:
-        self._response, self._events = response, events or []
-
-    def converse(self, **request: Any) -> dict[str, Any] | None:
-        return self._response
-
-    def converse_stream(self, **request: Any) -> dict[str, Any]:
-        return {"stream": _EventStream(self._events)}
-
-    def close(self) -> None:
-        pass
-
-
-class _EventStream(list[dict[str, Any]]):
-    def close(self) -> None:
-        pass
-
-
-def _canned(client: _Canned, streaming: bool) -> list[TextDelta | Progress | Completion]:
+def _canned(client: CannedBedrock, streaming: bool) -> list[TextDelta | Progress | Completion]:
     """The events of one call (a plain call's completion alone) to ``client``."""
 
     async def call() -> list[TextDelta | Progress | Completion]:
@@ -440,15 +417,15 @@ def _canned(client: _Canned, streaming: bool) -> list[TextDelta | Progress | Com
     return asyncio.run(call())
 
 
-def _turn(*content: dict[str, Any], stop: Any = "end_turn") -> _Canned:
+def _turn(*content: dict[str, Any], stop: Any = "end_turn") -> CannedBedrock:
     message = {"role": "assistant", "content": list(content)}
-    return _Canned({"output": {"message": message}, "stopReason": stop, "usage": {"inputTokens": 1}})
+    return CannedBedrock({"output": {"message": message}, "stopReason": stop, "usage": {"inputTokens": 1}})
 
 
-def _streamed(*events: dict[str, Any], stop: Any = "end_turn", usage: Any = 1) -> _Canned:
+def _streamed(*events: dict[str, Any], stop: Any = "end_turn", usage: Any = 1) -> CannedBedrock:
     """A stream of ``events`` between its start and its stop, then its usage."""
     start, end = {"messageStart": {"role": "assistant"}}, {"messageStop": {"stopReason": stop}}
-    return _Canned(events=[start, *events, end, {"metadata": {"usage": {"inputTokens": usage}}}])
+    return CannedBedrock(events=[start, *events, end, {"metadata": {"usage": {"inputTokens": usage}}}])
 
 
 def _delta(**delta: Any) -> dict[str, Any]:
@@ -460,7 +437,7 @@ def _tool_start(tool_use_id: Any = "tooluse_1") -> dict[str, Any]:
     return {"contentBlockStart": {"contentBlockIndex": 0, "start": start}}
 
 
-WRONG_TYPES: dict[str, tuple[_Canned, bool]] = {
+WRONG_TYPES: dict[str, tuple[CannedBedrock, bool]] = {
     "text that is a number": (_turn({"text": 123}), False),
     "a tool use id that is a number": (
         _turn({"toolUse": {"toolUseId": 7, "name": "calculator", "input": {}}}, stop="tool_use"),
@@ -482,7 +459,7 @@ WRONG_TYPES: dict[str, tuple[_Canned, bool]] = {
 
 
 @pytest.mark.parametrize(("client", "streaming"), WRONG_TYPES.values(), ids=WRONG_TYPES.keys())
-def test_a_field_of_the_wrong_type_is_a_malformed_answer(client: _Canned, streaming: bool) -> None:
+def test_a_field_of_the_wrong_type_is_a_malformed_answer(client: CannedBedrock, streaming: bool) -> None:
     with pytest.raises(ModelError, match="malformed response"):
         _canned(client, streaming)
 

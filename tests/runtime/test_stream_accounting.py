@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from canned_bedrock import CannedBedrock
 from raw_model import Answer, RawModel, chunk, completion, tool_chunk, usage_chunk
 from runtime_helpers import USER_KEY, Runtime, RuntimeFactory
+from token_ledger import TokenLedger
 
 from agent_runtime.llm import Completion, TextDelta
 from agent_runtime.llm_bedrock import BedrockModel
@@ -62,25 +62,6 @@ AFTER_TOOL = [chunk("The sum is 151."), chunk(finish="stop"), usage_chunk(**REPO
 """The model's answer once the calculator ran."""
 
 
-class Ledger:
-    """The tokens the runtime's SQLite budget ledger holds and has settled."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def _one(self, query: str) -> int:
-        with sqlite3.connect(self.path) as db:
-            return int(db.execute(query).fetchone()[0])
-
-    def settled(self) -> int:
-        """The tokens spent once no hold is left (a call's settlement may run after its caller left)."""
-        stop = time.monotonic() + 5
-        while self._one("SELECT coalesce(sum(amount), 0) FROM budget_holds") and time.monotonic() < stop:
-            time.sleep(0.02)
-        assert not self._one("SELECT coalesce(sum(amount), 0) FROM budget_holds"), "the hold was settled"
-        return self._one("SELECT coalesce(sum(spent), 0) FROM budget_ledger WHERE key LIKE '%|tokens|%'")
-
-
 class Endpoint:
     """A model endpoint answering each first call of a run with the next of ``answers`` (the last one
     repeats), and a call after a tool ran with ``after_tool``; and a runtime on it with a token budget."""
@@ -98,7 +79,7 @@ class Endpoint:
             breaker_failure_threshold=100,
             **settings,
         )
-        self.ledger = Ledger(self.runtime.settings.sqlite_path)
+        self.ledger = TokenLedger(self.runtime.settings.sqlite_path)
 
     def _answer(self, body: dict[str, Any]) -> Answer:
         if any(_is_tool_result(message) for message in body["messages"]):
@@ -502,28 +483,7 @@ def test_an_anthropic_stop_reason_reaches_the_client_as_openais(
 # Bedrock's Converse API (a canned client: the local Bedrock Runtime sends only what the service does).
 
 
-class _Canned:
-    """A ``bedrock-runtime`` client answering every call with ``response`` / ``events``."""
-
-    def __init__(self, response: dict[str, Any], events: list[dict[str, Any]]) -> None:
-        self._response, self._events = response, events
-
-    def converse(self, **request: Any) -> dict[str, Any]:
-        return self._response
-
-    def converse_stream(self, **request: Any) -> dict[str, Any]:
-        return {"stream": _EventStream(self._events)}
-
-    def close(self) -> None:
-        pass
-
-
-class _EventStream(list[dict[str, Any]]):
-    def close(self) -> None:
-        pass
-
-
-def _bedrock(client: _Canned) -> tuple[Completion, Completion]:
+def _bedrock(client: CannedBedrock) -> tuple[Completion, Completion]:
     """The completion of a plain call and of a streamed one to ``client``."""
 
     async def calls() -> tuple[Completion, Completion]:
@@ -552,7 +512,7 @@ def test_a_bedrock_stop_reason_it_does_not_define_is_stop_and_understated_output
         {"metadata": {"usage": usage}},
     ]
     plain, streamed = _bedrock(
-        _Canned({"output": {"message": message}, "stopReason": KEY, "usage": usage}, events)
+        CannedBedrock({"output": {"message": message}, "stopReason": KEY, "usage": usage}, events)
     )
     assert (plain.finish_reason, streamed.finish_reason) == ("stop", "stop")
     assert plain.usage.total_tokens == 31, "a plain answer's usage is its report"

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import socket
-import sqlite3
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from raw_model import Answer, RawModel, chunk, completion, usage_chunk
 from runtime_helpers import USER_KEY, Runtime, RuntimeFactory
+from token_ledger import TokenLedger
 
 WORDS = 40
 REPORTED = {"prompt_tokens": 50, "completion_tokens": 350, "total_tokens": 400}
@@ -26,35 +25,12 @@ def _stream(usage: dict[str, Any] | None) -> Answer:
     return [*words, chunk(finish="stop"), *([usage_chunk(**usage)] if usage is not None else []), "[DONE]"]
 
 
-class Ledger:
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def _one(self, query: str) -> int:
-        with sqlite3.connect(self.path) as db:
-            return int(db.execute(query).fetchone()[0])
-
-    def spent(self) -> int:
-        return self._one("SELECT coalesce(sum(spent), 0) FROM budget_ledger WHERE key LIKE '%|tokens|%'")
-
-    def held(self) -> int:
-        return self._one("SELECT coalesce(sum(amount), 0) FROM budget_holds")
-
-    def settled(self) -> int:
-        """The tokens spent once no hold is left (a call's settlement runs after its caller left)."""
-        stop = time.monotonic() + 5
-        while self.held() and time.monotonic() < stop:
-            time.sleep(0.02)
-        assert not self.held(), "the hold was settled"
-        return self.spent()
-
-
 @pytest.fixture
-def setup(runtime_factory: RuntimeFactory) -> Iterator[tuple[RawModel, Runtime, Ledger, dict[str, Any]]]:
+def setup(runtime_factory: RuntimeFactory) -> Iterator[tuple[RawModel, Runtime, TokenLedger, dict[str, Any]]]:
     answers: dict[str, Any] = {"stream": _stream(REPORTED), "plain": completion("ok", **REPORTED)}
     model = RawModel(lambda body: answers["stream" if body.get("stream") else "plain"], pause=0.01)
     runtime = runtime_factory(llm_endpoint=model.url, budgets=json.dumps(BUDGET), max_output_tokens=350)
-    yield model, runtime, Ledger(runtime.settings.sqlite_path), answers
+    yield model, runtime, TokenLedger(runtime.settings.sqlite_path), answers
     model.close()
 
 
@@ -68,7 +44,7 @@ def _streamed(runtime: Runtime) -> str:
         return response.read().decode()
 
 
-def _left_after_five_words(runtime: Runtime, ledger: Ledger) -> int:
+def _left_after_five_words(runtime: Runtime, ledger: TokenLedger) -> int:
     """A stream read for five pieces of text, then the connection closed; what the call held meanwhile."""
     body = json.dumps({**CHAT, "stream": True}).encode()
     request = (
