@@ -24,6 +24,10 @@ import pytest
 from dynamodb_support import dynamodb, dynamodb_server  # noqa: F401  (DynamoDB on the session's moto server)
 from otel_helpers import Otel
 from runtime_helpers import AGENTS, API_KEYS, EXECUTED, SCRIPT, Runtime, RuntimeFactory, make_registry
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 from agent_runtime.api import create_app
 from agent_runtime.api.hot_routes import HotRoutes
@@ -212,6 +216,19 @@ def _pg_run(account: dict[str, Any], log: Path, *command: str | Path) -> None:
         pytest.fail(
             f"{' '.join(map(str, command))} failed:\n{done.stdout}{done.stderr}\n{server_log}", pytrace=False
         )
+
+
+@pytest.fixture(scope="session")
+def pages() -> Iterator[dict[str, str]]:
+    """Text served at ``http://127.0.0.1:<port>/<name>``; the dict also holds the server's ``base`` URL."""
+    content: dict[str, str] = {}
+
+    async def page(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(content.get(request.path_params["name"], ""))
+
+    with ServerThread(Starlette(routes=[Route("/{name}", page)])) as server:
+        content["base"] = server.url
+        yield content
 
 
 @pytest.fixture

@@ -27,10 +27,6 @@ from runtime_helpers import (
     RuntimeFactory,
     make_registry,
 )
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
 
 from agent_runtime.api import create_app
 from agent_runtime.governance.guardrails import Guardrails, HeuristicScreen, Source
@@ -394,19 +390,6 @@ HTTP_AGENTS = [
     {"name": "recaller", "tools": [], "memory": {"recall_top_k": 1, "persist": False}},
     {"name": "librarian", "instructions": "Cite.", "tools": ["knowledge_search"]},
 ]
-
-
-@pytest.fixture
-def pages() -> Iterator[dict[str, str]]:
-    """Text served at ``http://127.0.0.1:<port>/<name>``; the dict also holds the server's ``base`` URL."""
-    content: dict[str, str] = {}
-
-    async def page(request: Request) -> PlainTextResponse:
-        return PlainTextResponse(content.get(request.path_params["name"], ""))
-
-    with ServerThread(Starlette(routes=[Route("/{name}", page)])) as server:
-        content["base"] = server.url
-        yield content
 
 
 @pytest.mark.parametrize("phrase", OBFUSCATED.values(), ids=OBFUSCATED.keys())

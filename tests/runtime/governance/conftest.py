@@ -1,5 +1,5 @@
-"""Fixtures of the governance tests: a Redis server, a page server for tools, a local Cosmos DB ledger (in-memory
-OpenTelemetry, ``otel``, is tests/runtime's)."""
+"""Fixtures of the governance tests: a Redis server, a local Cosmos DB ledger (in-memory OpenTelemetry,
+``otel``, and the page server for tools, ``pages``, are tests/runtime's)."""
 
 from __future__ import annotations
 
@@ -8,28 +8,10 @@ from dataclasses import dataclass
 
 import pytest
 from memory.conftest import redis_url  # noqa: F401  (the session's throwaway redis-server)
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
 
 from agent_runtime.governance.ledger_cosmos import LEDGER_PARTITION_KEY
-from agent_runtime.testing import ServerThread
 from agent_runtime.testing.cosmos import LocalCosmosServer
 from agent_runtime.testing.identity import LocalManagedIdentity
-
-
-@pytest.fixture(scope="session")
-def pages() -> Iterator[dict[str, str]]:
-    """Text served at ``http://127.0.0.1:<port>/<name>``; the dict also holds the server's ``base`` URL."""
-    content: dict[str, str] = {}
-
-    async def page(request: Request) -> PlainTextResponse:
-        return PlainTextResponse(content.get(request.path_params["name"], ""))
-
-    with ServerThread(Starlette(routes=[Route("/{name}", page)])) as server:
-        content["base"] = server.url
-        yield content
 
 
 @dataclass(frozen=True)
