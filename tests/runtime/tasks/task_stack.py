@@ -115,4 +115,5 @@ def parked(record: TaskRecord) -> bool:
 
 
 def called_back(record: TaskRecord) -> bool:
-    return record.callback is not None
+    """The callback was posted (delivered or given up on), not merely claimed for posting (``sending``)."""
+    return record.callback is not None and record.callback.get("status") != "sending"
