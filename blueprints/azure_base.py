@@ -224,6 +224,8 @@ class AzureRoutes:
     gateway_url: pulumi.Input[str]
     gateway_scope: str
     servicebus_namespace: pulumi.Input[str]
+    max_delivery_count: int
+    """The queues' ``MaxDeliveryCount``: a worker acts on the last delivery it will see, so it must know it."""
 
     def settings(self) -> dict[str, pulumi.Input[str]]:
         return {
@@ -231,6 +233,7 @@ class AzureRoutes:
             "llm_token_scope": self.gateway_scope,
             "bus_backend": "servicebus",
             "servicebus_namespace": self.servicebus_namespace,
+            "bus_max_delivery_count": str(self.max_delivery_count),
         }
 
 

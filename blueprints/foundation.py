@@ -101,6 +101,7 @@ class OrchestratedAgents:
             gateway_url=gateway_url(base.context, GATEWAY),
             gateway_scope=f"{config.api_audience}/.default",
             servicebus_namespace=self.bus.fully_qualified_namespace,
+            max_delivery_count=config.messaging.max_delivery_count,
         )
         self.knowledge = KnowledgeSource(
             DOCUMENTS,

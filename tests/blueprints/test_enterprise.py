@@ -230,7 +230,14 @@ def test_the_worker_gets_the_same_settings_as_a_serverless_agent(graph: Resource
     (container,) = deployment.get("spec.template.spec.containers")
     env = {e["name"]: e.get("value") for e in container["env"]}
     serverless = app_settings(graph, SERVERLESS)
-    shared = ("llm_endpoint", "llm_token_scope", "bus_backend", "servicebus_namespace", "auth_mode")
+    shared = (
+        "llm_endpoint",
+        "llm_token_scope",
+        "bus_backend",
+        "servicebus_namespace",
+        "bus_max_delivery_count",
+        "auth_mode",
+    )
     knowledge = ("knowledge_backend", "search_endpoint", "knowledge_index")
     for name in (*shared, *knowledge):
         assert env[env_name(name)] == serverless[env_name(name)], name

@@ -267,6 +267,10 @@ def test_agents_call_models_through_the_gateway_and_tasks_through_the_bus(
     assert settings[env_name("bus_backend")] == "servicebus"
     assert settings[env_name("servicebus_namespace")].endswith(".servicebus.windows.net")
     assert settings[env_name("task_queue")] == task_queue(app)
+    queue = by_name(graph, "azure-native:servicebus:Queue", f"bus-queue-{task_queue(app)}")
+    assert settings[env_name("bus_max_delivery_count")] == str(queue.get("maxDeliveryCount")), (
+        "a worker acts on the last delivery it will see: it must know how many the queue allows"
+    )
     assert settings[env_name("cosmos_tasks_container")] == "tasks", "task records live in the state store"
 
 
