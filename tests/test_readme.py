@@ -339,3 +339,12 @@ def test_the_lease_of_a_pending_tool_call_is_as_the_readme_says() -> None:
 
     assert PENDING_LEASE_MARGIN_SECONDS == 60
     assert "once its claim's lease - the tool's timeout plus a minute - has lapsed" in prose()
+
+
+def test_the_sweep_for_orphaned_tasks_is_as_the_readme_says() -> None:
+    from agent_runtime.tasks.service import ORPHAN_SWEEP_LIMIT, ORPHANED_AFTER_SECONDS
+    from agent_runtime.tasks.worker import ORPHAN_SWEEP_SECONDS
+
+    assert (ORPHAN_SWEEP_SECONDS, ORPHANED_AFTER_SECONDS) == (60, 300)
+    assert "sweeps its queue each minute for tasks still `queued` 5 minutes after their last write" in prose()
+    assert f"{ORPHAN_SWEEP_LIMIT} at most per sweep" in prose()

@@ -7,7 +7,9 @@ SQLite queue all guarantee, so a worker written against it runs unchanged on eac
 - at-least-once delivery: a received message stays invisible to other receivers for a visibility timeout
   (a *lease*); unless it is completed in time it is delivered again, with ``delivery_count`` incremented;
 - a message delivered more than ``max_delivery_count`` times, or explicitly dead-lettered, lands in the
-  queue's dead-letter queue with the reason, never silently dropped;
+  queue's dead-letter queue with the reason, never silently dropped. The receive that moves it there returns
+  nothing (on SQS and Service Bus the service itself may move it), so every delivery says how many the
+  queue allows (``max_delivery_count``): a receiver acts on the last one it will see;
 - headers travel with the body (the W3C ``traceparent`` among them), so one trace spans every hop.
 
 Workers must therefore be idempotent per message: the task id, not the delivery, is the unit of work.
@@ -65,6 +67,9 @@ class ReceivedMessage:
     delivery_count: int  # 1 on the first delivery
     enqueued_at: float  # epoch seconds
     lease: Any = field(repr=False, compare=False)
+    max_delivery_count: int | None = None
+    """The most deliveries the queue allows: the one whose ``delivery_count`` reaches it is the last any
+    receiver sees. ``None`` when the receiver does not know it (a message a platform pushed)."""
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@ sub-queue with reason and description, lock renewal. The mapping:
 - the AMQP header counts *prior* deliveries (0 on the first), so ``delivery_count`` is that plus one;
 - the queue's ``MaxDeliveryCount`` dead-letters natively (reason ``MaxDeliveryCountExceeded``, reported as
   ``max_delivery_count_exceeded``); the adapter dead-letters with that reason too when its own
-  ``max_delivery_count`` is lower;
+  ``max_delivery_count`` is lower. A message says the adapter's limit as the most deliveries allowed: the
+  queue's own is not readable with the data-plane roles the runtime holds, so infrastructure must not set it
+  lower (the default of both is 5);
 - a release with a delay, which Service Bus's abandon cannot do, schedules a copy (same message id,
   prior deliveries carried in a property) and completes the original.
 
@@ -24,6 +26,7 @@ outside containers here.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -125,7 +128,7 @@ class ServiceBusBus:
             if received.delivery_count > self._max_delivery_count:
                 await self.dead_letter(received, reason=MAX_DELIVERY_COUNT_EXCEEDED)
             else:
-                leased.append(received)
+                leased.append(dataclasses.replace(received, max_delivery_count=self._max_delivery_count))
         return leased
 
     async def complete(self, message: ReceivedMessage) -> None:

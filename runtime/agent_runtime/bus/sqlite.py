@@ -174,6 +174,7 @@ class SqliteBus:
                         delivery_count=delivered + 1,
                         enqueued_at=enqueued_at,
                         lease=_Lease(seq, token),
+                        max_delivery_count=self._max_delivery_count,
                     )
                 )
         return leased

@@ -7,7 +7,9 @@ so a message takes at most eight headers. Queue URLs are resolved by name once a
 Dead letters use the queue's ``RedrivePolicy``: SQS itself moves a message received ``maxReceiveCount``
 times to the dead-letter queue (this adapter reports it as ``max_delivery_count_exceeded``), and the
 adapter moves one delivered more than its own ``max_delivery_count``, or explicitly dead-lettered, by
-sending a copy there with the reason in an attribute and deleting the original.
+sending a copy there with the reason in an attribute and deleting the original. SQS moves a message on a
+receive that returns nothing, so a delivery says the lower of the two limits as the most allowed (the
+policy is read once per queue), and its receiver knows the last delivery it will see.
 
 SQS accepts a stale receipt handle's delete (and may act on it), so the adapter keeps each lease's
 deadline itself and refuses to settle a message whose lease has expired: :class:`LeaseLost`.
@@ -86,6 +88,7 @@ class SqsBus:
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="agentstage-sqs")
         self._urls: dict[str, str] = {}
         self._dead_letter_urls: dict[str, tuple[str, int]] = {}
+        self._limits: dict[str, int] = {}
         self._closed = False
 
     @classmethod
@@ -145,6 +148,7 @@ class SqsBus:
         if max_messages < 1:
             raise ValueError("max_messages must be at least 1")
         url = await self._url(queue)
+        limit = await self._limit(queue, url)
         visibility = min(43_200, max(1, math.ceil(visibility_seconds)))
         deadline = time.monotonic() + max(wait_seconds, 0.0)
         while True:
@@ -162,7 +166,7 @@ class SqsBus:
             for raw in answer.get("Messages", []):
                 received = await self._accept(queue, raw, _Lease(raw["ReceiptHandle"], started + visibility))
                 if received is not None:
-                    leased.append(received)
+                    leased.append(dataclasses.replace(received, max_delivery_count=limit))
             # Under half a second left: a long poll (whole seconds) would round to nothing or overshoot.
             if leased or time.monotonic() >= deadline - 0.5:
                 return leased
@@ -303,6 +307,21 @@ class SqsBus:
         }
         created = self._client.create_queue(QueueName=queue, Attributes={"RedrivePolicy": json.dumps(policy)})
         return str(created["QueueUrl"])
+
+    async def _limit(self, queue: str, url: str) -> int:
+        """The most deliveries the queue allows a message: the adapter's own limit, or the redrive policy's
+        ``maxReceiveCount`` when lower (read once per queue; a queue without a policy has only the former)."""
+        limit = self._limits.get(queue)
+        if limit is None:
+            limit = await self._call(queue, "read the redrive policy of", self._resolve_limit, url)
+            self._limits[queue] = limit
+        return limit
+
+    def _resolve_limit(self, url: str) -> int:
+        attributes = self._client.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])
+        policy = attributes.get("Attributes", {}).get("RedrivePolicy")
+        redrive = int(json.loads(policy)["maxReceiveCount"]) if policy else self._max_delivery_count
+        return min(self._max_delivery_count, redrive)
 
     async def _dead_letter_queue(self, queue: str) -> tuple[str, int]:
         """URL and ``maxReceiveCount`` of the queue's dead-letter queue, from its redrive policy."""

@@ -174,6 +174,7 @@ class StorageQueueBus:
             delivery_count=raw.dequeue_count,
             enqueued_at=raw.inserted_on.timestamp() if raw.inserted_on else 0.0,
             lease=receipt,
+            max_delivery_count=self._max_delivery_count,
         )
 
     async def complete(self, message: ReceivedMessage) -> None:

@@ -117,6 +117,12 @@ class TaskRecord(BaseModel):
     version: int = Field(default=0, description="Bumped by every write; compare-and-set uses it.")
 
 
+def owner_gone(record: TaskRecord, now: float) -> bool:
+    """Whether ``record`` is running with a lease that has passed: its worker stopped renewing it, so it is
+    presumed dead (a delivery of its message takes the task over, a cancel ends it at once)."""
+    return record.state is TaskState.RUNNING and (record.lease_until or 0.0) <= now
+
+
 def tenant_of(record: TaskRecord) -> str:
     """The tenant ``record`` belongs to, as reviewers are scoped: its ``tenant``, or
     :data:`~agent_runtime.caller.DEFAULT_TENANT` for a task of a caller without one (stored as none)."""
@@ -159,6 +165,14 @@ class TaskStore(Protocol):
         nothing. Either reads about ``limit`` records, plus any the store's index still lists but that have
         left the queue since (and, once after an upgrade, those an older runtime's index lists: see the
         Redis and DynamoDB stores)."""
+        ...
+
+    async def queued_before(self, queue: str, before: float, limit: int) -> list[TaskRecord]:
+        """Up to ``limit`` tasks of ``queue`` still ``queued`` whose record was last written before
+        ``before`` (epoch seconds): the candidates of the sweep for tasks whose message was lost (see
+        ``TaskService.requeue_orphans``). An index of the queued tasks serves it, so it reads about
+        ``limit`` records however many tasks the store holds; when more qualify, which come first is the
+        store's (the least recently written or created)."""
         ...
 
     async def close(self) -> None: ...

@@ -7,8 +7,10 @@ single truth and a message can always be re-sent safely:
 
 - ``submit`` with an idempotency key returns the caller's existing task instead of a second one, and re-
   sends its message while it is still queued (the first send may have been lost with a crash);
-- ``cancel`` ends a queued or parked task at once and flags a running one for its worker, which stops it
-  between steps;
+- ``cancel`` ends a queued or parked task at once, and a running one whose worker is gone (its lease has
+  passed); it flags a running one whose worker is alive, which stops it between steps;
+- ``requeue_orphans`` re-sends the message of a task queued long ago: the API may die between writing a
+  task and sending its message, and workers call it periodically so that such a task still runs;
 - ``awaiting_review`` lists the parked tool calls for reviewers; ``decide`` lets a caller with the
   reviewer role approve (the task is queued again and resumes from its
   checkpoint, running the approved call once) or reject (the task fails with ``approval_rejected``) a
@@ -42,6 +44,7 @@ from agent_runtime.tasks.model import (
     TaskRecord,
     TaskState,
     TaskStore,
+    owner_gone,
     shown_arguments,
     tenant_of,
 )
@@ -56,6 +59,16 @@ DEFAULT_QUEUE = "agentstage-tasks"
 WAIT_FIRST_POLL_SECONDS = 0.005
 WAIT_POLL_GROWTH = 1.5
 WAIT_MAX_POLL_SECONDS = 1.0
+
+ORPHANED_AFTER_SECONDS = 300.0
+"""A task still ``queued`` this long after its record was last written is presumed to have lost its message
+(the API died between the write and the send) and is sent another. Far longer than a message waits on a queue
+that keeps up, so a task whose message is merely waiting seldom gets a second one; when it does (a backlog),
+the copy is harmless, as a worker's claim runs a task once whatever arrives, and re-sending rewrites the
+record, so a task gets at most one copy per period however many workers sweep."""
+ORPHAN_SWEEP_LIMIT = 20
+"""Tasks one sweep re-sends at most: what a sweep reads (one indexed query) and sends stays bounded
+whatever the store holds; any left over are found by the next sweep."""
 
 
 def worker_queue(settings: Settings) -> str:
@@ -157,13 +170,16 @@ class TaskService:
         return self._shown(record, caller)
 
     async def cancel(self, task_id: str, caller: Caller) -> TaskRecord:
-        """Cancel for its creator or a reviewer: a queued or parked task ends now; a running one is
-        flagged (``cancel_requested``) and its worker stops it before the next model call.
+        """Cancel for its creator or a reviewer: a queued or parked task ends now, and so does a running one
+        whose lease has passed (its worker is gone: nobody would act on a flag, and its message may be
+        spent); a running one whose worker is alive is flagged (``cancel_requested``) and its worker stops
+        it before the next model call.
 
-        Cancelling a cancelled task whose callback is still owed (a retry after a failed send: the record
-        was written, its message may not have been) re-sends the message and changes nothing; a worker's
-        claim on the callback posts it once whatever arrives."""
-        before = await self._managed(task_id, caller)
+        A task that ends here is sent a message for its callback: a worker's claim on the callback posts it
+        once, whatever other message of the task arrives too. Cancelling a cancelled task whose callback is
+        still owed (a retry after a failed send: the record was written, its message may not have been)
+        re-sends that message and changes nothing."""
+        await self._managed(task_id, caller)
         repeated = False
 
         def cancel(record: TaskRecord) -> TaskRecord:
@@ -173,14 +189,15 @@ class TaskService:
                 raise Unchanged
             if record.state.finished:
                 raise TaskStateConflict(f"task '{task_id}' is already {record.state.value}", field="task_id")
-            if record.state is TaskState.RUNNING:
+            now = time.time()
+            if record.state is TaskState.RUNNING and not owner_gone(record, now):
                 if record.cancel_requested:
                     raise Unchanged
                 return record.model_copy(update={"cancel_requested": True})
-            return cancelled(record, f"cancelled by {caller.id}", time.time())
+            return cancelled(record, f"cancelled by {caller.id}", now)
 
         record = await update(self.store, task_id, cancel, now=time.time())
-        if repeated or (before.state is TaskState.AWAITING_APPROVAL and record.state is TaskState.CANCELLED):
+        if record.state is TaskState.CANCELLED:
             await self._send_for_callback(record)
         return record
 
@@ -270,6 +287,38 @@ class TaskService:
             await self._send_for_callback(decided)
         return self._shown(decided, caller)
 
+    async def requeue_orphans(self, queue: str) -> list[TaskRecord]:
+        """Send another message for each task of ``queue`` (up to :data:`ORPHAN_SWEEP_LIMIT`) still queued
+        :data:`ORPHANED_AFTER_SECONDS` after its last write; returns those tasks.
+
+        Each is rewritten first (compare-and-set), so of the workers sweeping at once one sends it, and it
+        is not sent again for another period; its new version gives the message an id that a bus that
+        deduplicates has not seen. A sweep that dies between the write and the send leaves the task for the
+        sweep a period later."""
+        cutoff = time.time() - ORPHANED_AFTER_SECONDS
+        requeued = []
+        for candidate in await self.store.queued_before(queue, cutoff, ORPHAN_SWEEP_LIMIT):
+            record = await self._touch_orphan(candidate.id, cutoff)
+            if record is not None:
+                await self.bus.send(record.queue, task_message(record))
+                requeued.append(record)
+        return requeued
+
+    async def _touch_orphan(self, task_id: str, cutoff: float) -> TaskRecord | None:
+        """Rewrite the task as it is (a new version and ``updated_at``) if it is still queued and unwritten
+        since ``cutoff``; the record written, or ``None`` when another sweep or a worker got there first."""
+        touched = False
+
+        def touch(record: TaskRecord) -> TaskRecord:
+            nonlocal touched
+            touched = record.state is TaskState.QUEUED and record.updated_at < cutoff
+            if not touched:
+                raise Unchanged
+            return record
+
+        record = await update(self.store, task_id, touch, now=time.time())
+        return record if touched else None
+
     async def awaiting_review(self, caller: Caller, limit: int = 50) -> list[TaskRecord]:
         """The tasks parked for a decision that ``caller`` may review, oldest first: the reviewers' queue
         (reviewer role only; a reviewer outside the platform's tenant sees its own tenant's).
@@ -357,8 +406,8 @@ class TaskService:
             ) from error
 
     async def _send_for_callback(self, record: TaskRecord) -> None:
-        """A task finished outside a worker (rejected, cancelled while parked) still owes its callback:
-        a message makes a worker deliver it, the same way as for every other task."""
+        """A task finished outside a worker (rejected, cancelled) still owes its callback: a message makes
+        a worker deliver it, the same way as for every other task."""
         if record.callback_url is not None:
             await self.bus.send(record.queue, task_message(record))
 

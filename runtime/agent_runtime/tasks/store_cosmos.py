@@ -11,6 +11,9 @@ The container (``cosmos_tasks_container``, partitioned by ``/id``) holds two kin
   (the other gets HTTP 409 and returns the winner's task). The task document is written first, so a claim
   never points at a missing task; the loser deletes its own, never-announced task document.
 
+Lists (children, the reviewers' queues, the queued tasks a sweep re-sends) are queries over the record's
+fields, served by the container's default indexing policy (every path indexed), which infrastructure keeps.
+
 Infrastructure creates the container (data-plane RBAC cannot); the identity needs the *Cosmos DB Built-in
 Data Contributor* role, as for the memory containers.
 """
@@ -139,6 +142,18 @@ class CosmosTaskStore:
             "SELECT TOP @limit c.record FROM c WHERE c.type = 'task' AND c.record.state = 'awaiting_approval'"
             f"{of_tenant} ORDER BY c.record.created_at",
             parameters=parameters,
+        )
+        return [TaskRecord.model_validate(row["record"]) async for row in rows]
+
+    async def queued_before(self, queue: str, before: float, limit: int) -> list[TaskRecord]:
+        rows = self._container.query_items(
+            "SELECT TOP @limit c.record FROM c WHERE c.type = 'task' AND c.record.state = 'queued' "
+            "AND c.record.queue = @queue AND c.record.updated_at < @before ORDER BY c.record.updated_at",
+            parameters=[
+                {"name": "@limit", "value": limit},
+                {"name": "@queue", "value": queue},
+                {"name": "@before", "value": before},
+            ],
         )
         return [TaskRecord.model_validate(row["record"]) async for row in rows]
 

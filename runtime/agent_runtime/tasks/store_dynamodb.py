@@ -5,18 +5,25 @@ and one global secondary index ``awaiting_approval``: partition key ``awaiting``
 ``created_at`` (N), projection ``KEYS_ONLY``. Items:
 
 - task: ``pk = "task#<id>"``, ``sk = "task"``; ``record`` (S, the record as JSON; or ``record_zlib`` (B),
-  compressed, when it is large), ``version`` (N), ``created_at`` (N), and ``awaiting`` (S,
-  ``"awaiting_approval#tenant#<tenant>"``, the task's tenant, ``default`` for a caller without one) only
-  while the task waits for a reviewer: its tenant's reviewers' queue.
+  compressed, when it is large), ``version`` (N), ``created_at`` (N, the index's sort key: the task's
+  creation, or while it is queued its last write), and ``awaiting`` (S, ``"awaiting_approval#tenant#<tenant>"``,
+  the task's tenant, ``default`` for a caller without one) only while the task waits for a reviewer: its
+  tenant's reviewers' queue; or (``"queued#<queue>"``) only while it is queued: its queue's queued tasks,
+  oldest write first.
 - review entry: ``pk = "task#<id>"``, ``sk = "review"``; ``awaiting`` (S, ``"awaiting_approval#all"``),
   ``created_at`` (N, the task's), ``version`` (N, the task's while it waits). It exists exactly while the
   task waits: every tenant's queue, which the platform's reviewers read.
 - idempotency claim: ``pk = "claim#<sha256(caller, key)>"``, ``sk = "claim"``; ``task_id`` (S).
 - child: ``pk = "children#<parent id>"``, ``sk = "<created_at as %017.6f>#<child id>"``; ``task_id`` (S).
 
-The index is sparse: it holds the reviewers' queues and nothing else, one partition per tenant and one of
-every tenant's, so a tenant's reviewers read their own tenant's tasks only. A task item can sit in one
-partition only, hence the review entry.
+The index is sparse: it holds the reviewers' queues, one partition per tenant and one of every tenant's, so
+a tenant's reviewers read their own tenant's tasks only (a task item can sit in one partition only, hence
+the review entry); and one partition per task queue of the queued tasks, for the sweep that re-sends the
+message of a task queued long ago (:meth:`DynamoDBTaskStore.queued_before`). The index's keys stay those
+infrastructure created: the queued tasks only add partitions, at the cost of one index write when a task is
+queued and one when it leaves the queue. All the queued tasks of one queue share a partition, whose writes
+DynamoDB serves up to about a thousand a second: some five hundred tasks a second per queue. Runtimes before
+it did not file queued tasks, so a sweep does not see a task an older runtime queued.
 
 ``create`` writes the task, its claim and its child entry in one ``TransactWriteItems``, each conditioned
 on not existing yet, so of two submissions with one idempotency key exactly one creates a task; the other
@@ -66,6 +73,8 @@ TASKS_SCHEMA = TableSchema(indexes=((AWAITING_INDEX, ("awaiting", "S"), ("create
 _OLDER_QUEUE = TaskState.AWAITING_APPROVAL.value
 """``awaiting`` of a task parked by a runtime before the per-tenant queues."""
 _EVERY_TENANT = f"{_OLDER_QUEUE}#all"
+_QUEUED = f"{TaskState.QUEUED.value}#"
+"""The prefix of ``awaiting`` of a queued task: its queue's partition of the index."""
 _NAMES = {"#awaiting": "awaiting", "#version": "version"}
 _MOVE_BATCH = 100
 """Records read at a time while moving an older runtime's queue (one ``BatchGetItem``)."""
@@ -73,6 +82,10 @@ _MOVE_BATCH = 100
 
 def _tenant_queue(tenant: str) -> str:
     return f"{_OLDER_QUEUE}#tenant#{tenant}"
+
+
+def _queued(queue: str) -> str:
+    return f"{_QUEUED}{queue}"
 
 
 def _task_key(task_id: str) -> Item:
@@ -106,6 +119,11 @@ def _task_item(record: TaskRecord) -> Item:
     }
     if record.state is TaskState.AWAITING_APPROVAL:
         item["awaiting"] = s(_tenant_queue(tenant_of(record)))
+    elif record.state is TaskState.QUEUED:
+        # The sweep wants the tasks least recently written: sorted by creation, the first ``limit`` could
+        # all be tasks re-sent a moment ago, hiding every older orphan behind them.
+        item["awaiting"] = s(_queued(record.queue))
+        item["created_at"] = n(record.updated_at)
     return item
 
 
@@ -197,9 +215,10 @@ class DynamoDBTaskStore:
                 "put_item",
                 TableName=self._table,
                 Item=_task_item(written),
-                ConditionExpression="#version = :expected AND attribute_not_exists(#awaiting)",
+                ConditionExpression="#version = :expected "
+                "AND (attribute_not_exists(#awaiting) OR begins_with(#awaiting, :queued))",
                 ExpressionAttributeNames=_NAMES,
-                ExpressionAttributeValues={":expected": n(expected_version)},
+                ExpressionAttributeValues={":expected": n(expected_version), ":queued": s(_QUEUED)},
             )
             return written
         except ClientError as error:
@@ -273,6 +292,25 @@ class DynamoDBTaskStore:
                 break
             query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return sorted(found, key=lambda record: (record.created_at, record.id))[:limit]
+
+    async def queued_before(self, queue: str, before: float, limit: int) -> list[TaskRecord]:
+        """The queue's partition is sorted by last write: its first ``limit`` tasks written before
+        ``before``, re-read from the table (the index lags it), are kept if still queued and unwritten since."""
+        page = await self._client.call(
+            "query",
+            TableName=self._table,
+            IndexName=AWAITING_INDEX,
+            KeyConditionExpression="#awaiting = :queued AND created_at < :before",  # its last write
+            ExpressionAttributeNames={"#awaiting": "awaiting"},
+            ExpressionAttributeValues={":queued": s(_queued(queue)), ":before": n(before)},
+            Limit=limit,
+        )
+        ids = [item["pk"]["S"].removeprefix("task#") for item in page.get("Items", [])]
+        return [
+            record
+            for record in await self._records(ids)
+            if record.state is TaskState.QUEUED and record.updated_at < before
+        ]
 
     async def _delete_entry(self, record: TaskRecord) -> None:
         """Delete the review entry of ``record``'s task, which no longer waits as read: one an older runtime

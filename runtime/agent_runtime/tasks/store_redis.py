@@ -14,6 +14,12 @@ of both with the write. Runtimes before them kept one set of every tenant's park
 queues (reading those records once, whatever their tenant; one read of an empty set once none are left)
 and empties it, so a task parked before an upgrade, or by an older replica during one, still reaches its
 tenant's reviewers.
+
+The queued tasks of each queue are a sorted set too (``queued:<queue>``), scored by the record's last write,
+for the sweep that re-sends the message of a task queued long ago (:meth:`RedisTaskStore.queued_before`);
+the scripts file a task in or out of it with every write. Runtimes before it did not, so a task an older
+runtime queued is not listed, and one it took out of ``queued`` stays listed until a sweep reads its record
+and files it out.
 """
 
 from __future__ import annotations
@@ -28,8 +34,9 @@ if TYPE_CHECKING:
 
 _TAG = "agentstage:{agentstage-tasks}"
 
-# KEYS: task, claim (or ""), children (or ""); ARGV: id, record, version, created_at, task key prefix
-# (the claimed task's key is only known inside the script; the shared hash tag keeps it in the same slot).
+# KEYS: task, claim (or ""), children (or ""), its queue's queued tasks (or "": not queued); ARGV: id,
+# record, version, created_at, task key prefix (the claimed task's key is only known inside the script; the
+# shared hash tag keeps it in the same slot), updated_at.
 # Returns {1, record} when created, {0, existing record} when the claim names an earlier task.
 _CREATE = """
 if KEYS[2] ~= '' then
@@ -46,13 +53,18 @@ redis.call('HSET', KEYS[1], 'version', ARGV[3])
 if KEYS[3] ~= '' then
     redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
 end
+if KEYS[4] ~= '' then
+    redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
+end
 return {1, ARGV[2]}
 """
 
-# The last three ARGV: id, parked ("1" or "0"), created_at. Files the task in (or out of) every tenant's
-# queue (KEYS[3]) and its tenant's (KEYS[4]), and out of the older runtimes' set (KEYS[2]).
+# The last five ARGV: id, parked ("1" or "0"), created_at, queued ("1" or "0"), updated_at. Files the task
+# in (or out of) every tenant's queue (KEYS[3]) and its tenant's (KEYS[4]), out of the older runtimes' set
+# (KEYS[2]), and in (or out of) its queue's queued tasks (KEYS[5]).
 _FILE = """
-local id, parked, created_at = ARGV[#ARGV - 2], ARGV[#ARGV - 1], ARGV[#ARGV]
+local id, parked, created_at = ARGV[#ARGV - 4], ARGV[#ARGV - 3], ARGV[#ARGV - 2]
+local queued, updated_at = ARGV[#ARGV - 1], ARGV[#ARGV]
 redis.call('ZREM', KEYS[2], id)
 if parked == '1' then
     redis.call('ZADD', KEYS[3], created_at, id)
@@ -61,11 +73,16 @@ else
     redis.call('ZREM', KEYS[3], id)
     redis.call('ZREM', KEYS[4], id)
 end
+if queued == '1' then
+    redis.call('ZADD', KEYS[5], updated_at, id)
+else
+    redis.call('ZREM', KEYS[5], id)
+end
 return 1
 """
 
-# KEYS: task, older runtimes' set, every tenant's queue, the task's tenant's queue; ARGV: expected version,
-# record, new version, then as _FILE. 1 when written, 0 on a conflict.
+# KEYS: task, older runtimes' set, every tenant's queue, the task's tenant's queue, its queue's queued tasks;
+# ARGV: expected version, record, new version, then as _FILE. 1 when written, 0 on a conflict.
 _REPLACE = (
     """
 if redis.call('HGET', KEYS[1], 'version') ~= ARGV[1] then
@@ -107,14 +124,24 @@ def _tenant_queue(tenant: str) -> str:
     return f"{_EVERY_TENANT}:{tenant}"
 
 
+def _queued_key(queue: str) -> str:
+    return f"{_TAG}:queued:{queue}"
+
+
 def _queues(record: TaskRecord) -> list[str]:
     """The keys ``_FILE`` files ``record`` in, after its task's own."""
-    return [_OLDER_SET, _EVERY_TENANT, _tenant_queue(tenant_of(record))]
+    return [_OLDER_SET, _EVERY_TENANT, _tenant_queue(tenant_of(record)), _queued_key(record.queue)]
 
 
 def _filing(record: TaskRecord) -> list[object]:
     """``_FILE``'s arguments for ``record``."""
-    return [record.id, "1" if record.state is TaskState.AWAITING_APPROVAL else "0", record.created_at]
+    return [
+        record.id,
+        "1" if record.state is TaskState.AWAITING_APPROVAL else "0",
+        record.created_at,
+        "1" if record.state is TaskState.QUEUED else "0",
+        record.updated_at,
+    ]
 
 
 class RedisTaskStore:
@@ -142,9 +169,17 @@ class RedisTaskStore:
     async def create(self, record: TaskRecord) -> tuple[TaskRecord, bool]:
         claim = _claim_key(record.caller, record.idempotency_key) if record.idempotency_key else ""
         children = _children_key(record.parent_id) if record.parent_id else ""
+        queued = _queued_key(record.queue) if record.state is TaskState.QUEUED else ""
         created, stored = await self._create(
-            keys=[_task_key(record.id), claim, children],
-            args=[record.id, record.model_dump_json(), record.version, record.created_at, f"{_TAG}:task:"],
+            keys=[_task_key(record.id), claim, children, queued],
+            args=[
+                record.id,
+                record.model_dump_json(),
+                record.version,
+                record.created_at,
+                f"{_TAG}:task:",
+                record.updated_at,
+            ],
         )
         return TaskRecord.model_validate_json(stored), bool(created)
 
@@ -201,6 +236,23 @@ class RedisTaskStore:
             elif record.state is not TaskState.AWAITING_APPROVAL:
                 await self._file(record)
         return parked[:limit]
+
+    async def queued_before(self, queue: str, before: float, limit: int) -> list[TaskRecord]:
+        """The set's first ``limit`` entries scored before ``before``, whose records are read: an entry an
+        older runtime left listed (or scored by an older write) is filed as its record says, so it is read
+        past once."""
+        key = _queued_key(queue)
+        ids = cast(list[bytes], await self._redis.zrangebyscore(key, "-inf", f"({before!r}", 0, limit))
+        found = []
+        for task_id in ids:
+            record = await self.get(task_id.decode())
+            if record is None:
+                await self._redis.zrem(key, task_id)
+            elif record.state is TaskState.QUEUED and record.updated_at < before:
+                found.append(record)
+            else:
+                await self._file(record)
+        return found
 
     async def _file_older_set(self) -> None:
         """File the tasks an older runtime listed in its set of every tenant's parked tasks in the queues,

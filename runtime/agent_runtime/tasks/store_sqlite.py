@@ -8,6 +8,9 @@ readers run beside the writer; the busy timeout queues writers).
 The reviewers' queues are two partial indexes over the parked rows: by creation time (every tenant's, which
 the platform's reviewers read) and by tenant, then creation time (a tenant's reviewers'), so a tenant's
 queue never reads another tenant's rows. An older file gets the second when it is opened.
+
+The queued tasks have a partial index too, by queue and last write, for the sweep that re-sends the message
+of a task queued long ago (:meth:`SqliteTaskStore.queued_before`); an older file gets it when it is opened.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ _PARKED = "json_extract(record, '$.state') = 'awaiting_approval'"
 _TENANT = f"coalesce(json_extract(record, '$.tenant'), '{DEFAULT_TENANT}')"
 """A row's tenant as :func:`~agent_runtime.tasks.model.tenant_of` has it. Queries must spell it (and
 ``_PARKED``) exactly as the index does, or SQLite cannot use the index."""
+_QUEUED = "json_extract(record, '$.state') = 'queued'"
+_QUEUE = "json_extract(record, '$.queue')"
+_UPDATED_AT = "json_extract(record, '$.updated_at')"
+"""The queued tasks' index, spelt as its queries must spell it."""
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS tasks (
@@ -46,6 +53,7 @@ CREATE INDEX IF NOT EXISTS tasks_by_parent ON tasks (parent_id, created_at);
 CREATE INDEX IF NOT EXISTS tasks_awaiting_approval ON tasks (created_at) WHERE {_PARKED};
 CREATE INDEX IF NOT EXISTS tasks_awaiting_approval_by_tenant ON tasks ({_TENANT}, created_at, id)
     WHERE {_PARKED};
+CREATE INDEX IF NOT EXISTS tasks_queued ON tasks ({_QUEUE}, {_UPDATED_AT}) WHERE {_QUEUED};
 """
 
 
@@ -155,6 +163,17 @@ class SqliteTaskStore:
         def read(conn: sqlite3.Connection) -> list[TaskRecord]:
             rows = conn.execute(
                 f"SELECT record FROM tasks {query} ORDER BY created_at, id LIMIT ?", parameters
+            ).fetchall()
+            return [TaskRecord.model_validate_json(row[0]) for row in rows]
+
+        return await self._read(read)
+
+    async def queued_before(self, queue: str, before: float, limit: int) -> list[TaskRecord]:
+        def read(conn: sqlite3.Connection) -> list[TaskRecord]:
+            rows = conn.execute(
+                f"SELECT record FROM tasks WHERE {_QUEUED} AND {_QUEUE} = ? AND {_UPDATED_AT} < ? "
+                f"ORDER BY {_UPDATED_AT} LIMIT ?",
+                (queue, before, limit),
             ).fetchall()
             return [TaskRecord.model_validate_json(row[0]) for row in rows]
 

@@ -11,6 +11,20 @@ Delivery is at-least-once and workers die (OOM, eviction, SIGKILL), so correctne
 - tool calls are keyed by (task, step, call index), so a taken-over run replays finished side effects
   from the ledger and re-runs a cut-off call under the same key (see :mod:`agent_runtime.tools.executor`).
 
+A message is delivered at most ``bus_max_delivery_count`` times (or the fewer the queue allows, as the bus
+says); the bus or the platform dead-letters it on the receive after that, where no worker sees it. So the
+worker acts on the last delivery it is allowed to see, and a task never outlives its messages:
+
+- first, unless the task needs no more messages, a standby message is sent, due in a lease: it takes
+  the task on should this worker die handling the delivery (mid-run, posting the callback);
+- a task whose worker died (its lease passed) is failed (``delivery_count_exceeded``), not run again, and
+  its callback is delivered: a worker that dies on every attempt (OOM, a crashing native call) ends it;
+- a message that would be handed back (the owner is alive, a callback is being sent) is completed
+  instead, the standby taking its place, since a released message would be dead-lettered.
+
+Every worker also re-sends, every :data:`ORPHAN_SWEEP_SECONDS`, the messages of its queue's tasks queued
+too long ago to still have one (:meth:`~agent_runtime.tasks.service.TaskService.requeue_orphans`).
+
 Poison messages (a body that is not a task message, an unknown task, an unknown agent) go to the dead-letter
 queue with the reason. A failing bus is retried with backoff; after ``worker_bus_retries`` the worker
 stops with :class:`WorkerBusError`, leaving every message on the queue.
@@ -24,6 +38,7 @@ import logging
 import os
 import socket
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -34,7 +49,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from pydantic import ValidationError
 
 from agent_runtime.agents import Agent, AgentCatalog
-from agent_runtime.bus.base import BusError, LeaseLost, MessageBus, ReceivedMessage
+from agent_runtime.bus.base import BusError, LeaseLost, MessageBus, OutgoingMessage, ReceivedMessage
 from agent_runtime.caller import DEFAULT_TENANT, Caller
 from agent_runtime.errors import AgentRuntimeError, UnknownAgent
 from agent_runtime.memory.base import Message
@@ -47,6 +62,7 @@ from agent_runtime.tasks.model import (
     PendingApproval,
     TaskRecord,
     TaskState,
+    owner_gone,
     shown_arguments,
 )
 from agent_runtime.tasks.service import TaskService, audit_review, cancelled, failed, worker_queue
@@ -57,6 +73,13 @@ log = logging.getLogger("agentstage.worker")
 T = TypeVar("T")
 _PROPAGATOR = TraceContextTextMapPropagator()
 RECEIVE_WAIT_SECONDS = 1.0
+ORPHAN_SWEEP_SECONDS = 60.0
+"""How often each worker re-sends the messages of its queue's tasks queued with none (the API died between
+writing a task and sending its message): such a task runs at most a minute after it is presumed orphaned
+(``ORPHANED_AFTER_SECONDS`` of the task service), for one indexed query of a few records a minute per
+worker process. The first sweep runs when the worker starts."""
+DELIVERY_COUNT_EXCEEDED = "delivery_count_exceeded"
+"""The error code of a task failed because its worker kept dying and its message's deliveries ran out."""
 
 
 class WorkerBusError(Exception):
@@ -84,6 +107,7 @@ class Worker:
         self._lease = settings.task_lease_seconds
         self._visibility = settings.bus_visibility_seconds
         self._renew_every = min(settings.task_lease_seconds, settings.bus_visibility_seconds) / 3
+        self._max_deliveries = settings.bus_max_delivery_count
         self._stopping = asyncio.Event()
         self.id = f"{socket.gethostname()}:{os.getpid()}"
         self._heartbeat = Path(settings.worker_heartbeat_file) if settings.worker_heartbeat_file else None
@@ -95,14 +119,18 @@ class Worker:
     async def run(self) -> None:
         """Consume until :meth:`stop` (returns) or the bus fails for good (raises :class:`WorkerBusError`)."""
         consumers = [asyncio.create_task(self._consume()) for _ in range(self._settings.worker_concurrency)]
+        sweeper = asyncio.create_task(self._sweep_orphans())
         stopping = asyncio.create_task(self._stopping.wait())
         await asyncio.wait([*consumers, stopping], return_when=asyncio.FIRST_COMPLETED)
         self._stopping.set()
+        sweeper.cancel()
         _, unfinished = await asyncio.wait(consumers, timeout=self._settings.worker_shutdown_grace_seconds)
         for consumer in unfinished:
             consumer.cancel()
         outcomes = await asyncio.gather(*consumers, return_exceptions=True)
         stopping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
         for outcome in outcomes:
             if isinstance(outcome, BaseException) and not isinstance(outcome, asyncio.CancelledError):
                 raise outcome
@@ -122,6 +150,17 @@ class Worker:
             )
             for message in messages:
                 await self.handle(message)
+
+    async def _sweep_orphans(self) -> None:
+        """Every :data:`ORPHAN_SWEEP_SECONDS`, starting now, re-send the messages of this queue's orphaned
+        tasks. A failing store or bus is logged and left to the next sweep: tasks must keep running."""
+        while True:
+            try:
+                for record in await self._tasks.requeue_orphans(self.queue):
+                    log.warning("task %s was queued with no message: sent it another", record.id)
+            except Exception as error:  # noqa: BLE001 -- the next sweep tries again
+                log.warning("the sweep for orphaned tasks of queue '%s' failed: %s", self.queue, error)
+            await asyncio.sleep(ORPHAN_SWEEP_SECONDS)
 
     async def _bus_call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """``call`` retried with exponential backoff; :class:`WorkerBusError` once retries run out."""
@@ -154,10 +193,14 @@ class Worker:
                 message, f"not a task message: expected {{'kind': '{TASK_MESSAGE_KIND}', 'task_id': '<id>'}}"
             )
             return
-        record = await self._tasks.store.get(task_id)
+        record = await self._read(task_id, message)
         if record is None:
             await self._dead_letter(message, f"unknown task id '{task_id}'")
             return
+        if self._last_delivery(message) and _pending(record):
+            # The bus dead-letters this message on its next receive: should this worker die now, the task
+            # would be left with none.
+            await self._send_standby(task_id, message)
         if record.state.finished or record.state is TaskState.AWAITING_APPROVAL:
             await self._settle(record, message)
             return
@@ -179,7 +222,12 @@ class Worker:
         wait = (record.lease_until or 0.0) - time.time()
         if record.state is TaskState.RUNNING and wait > 0:
             # Its owner is alive (or not yet presumed dead): look again once its lease would have passed.
-            await self._bus_call("release", lambda: self._bus.release(message, delay_seconds=wait))
+            await self._later(record, message, wait)
+            return
+        if record.state is TaskState.RUNNING and self._last_delivery(message):
+            # Its worker died and its deliveries are spent: it ends here, or a task that kills every worker
+            # running it would be run for ever, from standby to standby.
+            await self._give_up(record, message)
             return
         claimed = await self._claim(record.id)
         if claimed is None:  # finished, parked or taken by another worker in the meantime
@@ -199,8 +247,7 @@ class Worker:
             nonlocal claimed
             claimed = False
             now = time.time()
-            stale = record.state is TaskState.RUNNING and (record.lease_until or 0) <= now
-            if not (record.state is TaskState.QUEUED or stale):
+            if not (record.state is TaskState.QUEUED or owner_gone(record, now)):
                 raise Unchanged
             if record.cancel_requested:
                 return cancelled(record, "cancelled before it ran", now)
@@ -317,8 +364,8 @@ class Worker:
             return record.model_copy(update={"state": TaskState.QUEUED, "lease_until": None})
 
         try:
-            await asyncio.shield(self._write(lease.record.id, requeue))
-            await asyncio.shield(self._bus.release(lease.message))
+            queued = await asyncio.shield(self._write(lease.record.id, requeue))
+            await asyncio.shield(self._later(queued, lease.message, 0.0))
         except Exception as error:  # noqa: BLE001 -- shutting down: its lease's expiry hands it back anyway
             log.warning(
                 "task %s: not handed back (%s); it is taken over once its lease passes",
@@ -326,14 +373,78 @@ class Worker:
                 error,
             )
 
+    def _last_delivery(self, message: ReceivedMessage) -> bool:
+        """Whether the bus dead-letters ``message`` on its next receive, unseen by any worker: the limit is
+        the bus's, or this runtime's setting for a message a platform pushed."""
+        return message.delivery_count >= (message.max_delivery_count or self._max_deliveries)
+
+    async def _give_up(self, record: TaskRecord, message: ReceivedMessage) -> None:
+        """The last delivery of a task whose worker died: fail it (cancel it, if that was asked), as the
+        next delivery would be dead-lettered and leave it running for ever, and deliver its callback. If it
+        moved on meanwhile (another delivery took it over), this message is handed on instead."""
+
+        def give_up(current: TaskRecord) -> TaskRecord:
+            now = time.time()
+            if not owner_gone(current, now):
+                raise Unchanged
+            if current.cancel_requested:
+                return cancelled(current, "cancelled; its worker died before it stopped", now)
+            reason = (
+                f"its worker died running it (attempt {current.attempts}), and its message has been "
+                f"delivered {message.delivery_count} times, the most the bus allows: it is not run again"
+            )
+            log.warning("task %s: %s", current.id, reason)
+            return failed(current, DELIVERY_COUNT_EXCEEDED, reason, now)
+
+        after = await self._write(record.id, give_up)
+        if after.state.finished or after.state is TaskState.AWAITING_APPROVAL:
+            await self._settle(after, message)
+        else:
+            await self._later(after, message, (after.lease_until or 0.0) - time.time())
+
+    async def _later(self, record: TaskRecord, message: ReceivedMessage, delay: float) -> None:
+        """Have the task looked at again in ``delay`` seconds: release the message; on its last delivery
+        (released, it would be dead-lettered) complete it, the standby sent on its arrival taking over."""
+        if self._last_delivery(message):
+            await self._complete(record, message)
+        else:
+            delay = max(delay, 0.0)
+            await self._bus_call("release", lambda: self._bus.release(message, delay_seconds=delay))
+
+    async def _read(self, task_id: str, message: ReceivedMessage) -> TaskRecord | None:
+        """The task's record. When the store fails on the message's last delivery, a standby is sent first
+        (the task may need one), as this worker stops with the store's error."""
+        try:
+            return await self._tasks.store.get(task_id)
+        except Exception:
+            if self._last_delivery(message):
+                await self._send_standby(task_id, message)
+            raise
+
+    async def _send_standby(self, task_id: str, message: ReceivedMessage) -> None:
+        """On a message's last delivery, before anything is written, send a copy due in a lease: should this
+        worker die handling the delivery (mid-run, posting the callback), it carries the task on once the
+        worker's lease has passed; if the worker lives, the copy finds nothing left to do, or the task's
+        owner alive. Its id is not the API's (``<task>.<version>``), so a bus that deduplicates keeps it."""
+        standby = OutgoingMessage(
+            body=message.body,
+            headers=message.headers,
+            message_id=f"{task_id}.standby-{uuid.uuid4().hex[:12]}",
+            delay_seconds=self._lease,
+        )
+        await self._bus_call("send", lambda: self._bus.send(message.queue, standby))
+
     async def _settle(self, record: TaskRecord, message: ReceivedMessage) -> None:
         """The task needs nothing more from this message: deliver a due callback, then complete it. While
         another delivery sends the callback, the message comes back once that one's claim would have lapsed
         (so a sender that died is replaced)."""
         sending_for = await self._callback(record)
         if sending_for is not None:
-            await self._bus_call("release", lambda: self._bus.release(message, delay_seconds=sending_for))
+            await self._later(record, message, sending_for)
             return
+        await self._complete(record, message)
+
+    async def _complete(self, record: TaskRecord, message: ReceivedMessage) -> None:
         try:
             await self._bus_call("complete", lambda: self._bus.complete(message))
         except LeaseLost:
@@ -501,6 +612,15 @@ def _cancelling(reason: str) -> Callable[[TaskRecord], TaskRecord]:
 
 def _failing(code: str, message: str) -> Callable[[TaskRecord], TaskRecord]:
     return lambda record: failed(record, code, message, time.time())
+
+
+def _pending(record: TaskRecord) -> bool:
+    """Whether ``record``'s task still needs a message: to run, or to have its callback posted (a parked task
+    gets a new one when it is decided)."""
+    if record.state in (TaskState.QUEUED, TaskState.RUNNING):
+        return True
+    unsettled = record.callback is None or record.callback["status"] == "sending"
+    return record.state.finished and record.callback_url is not None and unsettled
 
 
 def _unchanged() -> TaskRecord:

@@ -161,6 +161,27 @@ async def test_a_message_delivered_max_delivery_count_times_is_dead_lettered(ope
     assert (letter.body, letter.headers, letter.delivery_count) == ({"n": 1}, {"traceparent": TRACEPARENT}, 2)
 
 
+async def test_every_delivery_names_the_queues_limit_so_its_last_is_known(open_bus: BusFactory, queue):
+    """The receive after a message's last delivery dead-letters it unseen (on SQS and Service Bus the service
+    itself may), so a receiver must act on the last one it gets (the task worker fails a task whose worker
+    kept dying there): each delivery names the limit, counted across releases and lapsed leases alike."""
+    bus = await open_bus(max_delivery_count=3)
+    await bus.send(queue, OutgoingMessage({"n": 1}))
+
+    first = await one(bus, queue)
+    await bus.release(first)
+    second = await one(bus, queue, visibility=LEASE)
+    await asyncio.sleep(AFTER_LEASE)
+    last = await one(bus, queue)
+    await bus.release(last)
+
+    deliveries = [(m.delivery_count, m.max_delivery_count) for m in (first, second, last)]
+    assert deliveries == [(1, 3), (2, 3), (3, 3)]
+    assert await bus.receive(queue, wait_seconds=0.5) == []
+    [letter] = await bus.dead_letters(queue)
+    assert (letter.reason, letter.delivery_count) == (MAX_DELIVERY_COUNT_EXCEEDED, 3)
+
+
 async def test_concurrent_receivers_each_get_every_message_exactly_once(open_bus: BusFactory, queue):
     sender = await open_bus()
     receivers = [await open_bus() for _ in range(4)]

@@ -202,6 +202,22 @@ async def test_receive_maps_back_and_counts_the_current_delivery(bus: ServiceBus
     assert ("receive_messages", 0.1) in ns.calls, "a zero wait must not become the SDK's wait-for-ever"
 
 
+async def test_a_delivery_names_the_adapters_limit_so_its_last_is_known(
+    bus: ServiceBusBus, ns: FakeNamespace
+):
+    """The queue's own MaxDeliveryCount is not readable with the runtime's roles: a delivery names the
+    adapter's, which dead-letters a message past it whatever the queue allows."""
+    await bus.send(QUEUE, OutgoingMessage({"n": 1}))
+    ns.active[0].delivery_count = 2  # two prior deliveries: this is the third, the last of 3
+
+    [last] = await bus.receive(QUEUE, wait_seconds=0)
+
+    assert (last.delivery_count, last.max_delivery_count) == (3, 3)
+    await bus.release(last)
+    assert await bus.receive(QUEUE, wait_seconds=0) == []
+    assert ns.dead[0].dead_letter_reason == MAX_DELIVERY_COUNT_EXCEEDED
+
+
 async def test_settlements_use_the_receiver_that_received_the_message(bus: ServiceBusBus, ns: FakeNamespace):
     for n in range(3):
         await bus.send(QUEUE, OutgoingMessage({"n": n}))

@@ -65,6 +65,30 @@ async def test_the_adapters_own_limit_applies_when_lower_than_the_redrive_policy
         await strict.close()
 
 
+async def test_a_redrive_policy_lower_than_the_adapters_limit_is_the_limit_a_delivery_names(
+    queue: str, moto: MotoServer
+):
+    """SQS moves a message received ``maxReceiveCount`` times itself, on a receive that returns nothing: a
+    queue whose policy allows fewer deliveries than the adapter's setting must say so on each delivery, or its
+    receiver would never know it holds the last one."""
+    strict = SqsBus(sqs_client(moto.endpoint_url, moto.region), max_delivery_count=2, create_queues=True)
+    lenient = SqsBus(sqs_client(moto.endpoint_url, moto.region), max_delivery_count=5)
+    try:
+        message_id = await strict.send(queue, OutgoingMessage({"n": 1}))  # created with maxReceiveCount 2
+        deliveries = []
+        for _ in range(2):
+            [received] = await lenient.receive(queue, visibility_seconds=1)
+            deliveries.append((received.delivery_count, received.max_delivery_count))
+            await asyncio.sleep(1.3)
+        assert deliveries == [(1, 2), (2, 2)]
+        assert await lenient.receive(queue, wait_seconds=1) == []
+        [letter] = await lenient.dead_letters(queue)
+        assert (letter.message_id, letter.reason) == (message_id, MAX_DELIVERY_COUNT_EXCEEDED)
+    finally:
+        await strict.close()
+        await lenient.close()
+
+
 async def test_without_create_queues_a_missing_queue_is_a_clear_bus_error(moto: MotoServer, queue: str):
     bus = SqsBus(sqs_client(moto.endpoint_url, moto.region))
     try:

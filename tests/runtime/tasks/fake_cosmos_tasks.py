@@ -56,13 +56,15 @@ class FakeTasksContainer:
     def query_items(self, query: str, parameters: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
         self.calls.append(("query", query, parameters))
         tasks = [d for d in self.items.values() if d.get("type") == "task"]
+        values = {parameter["name"]: parameter["value"] for parameter in parameters}
         if "c.parentId = @parent" in query:
             rows = [{"record": d["record"]} for d in tasks if d.get("parentId") == parameters[0]["value"]]
+        elif "c.record.state = 'queued'" in query:
+            rows = _queued_before(query, values, [d["record"] for d in tasks])
         else:
             assert "c.record.state = 'awaiting_approval'" in query and query.endswith(
                 "ORDER BY c.record.created_at"
             )
-            values = {parameter["name"]: parameter["value"] for parameter in parameters}
             awaiting = [
                 d["record"]
                 for d in tasks
@@ -81,6 +83,23 @@ class FakeTasksContainer:
         stored = {**copy.deepcopy(body), "_etag": uuid.uuid4().hex}
         self.items[body["id"]] = stored
         return copy.deepcopy(stored)
+
+
+def _queued_before(query: str, values: dict[str, Any], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The sweep's query: a queue's queued records last written before ``@before``, oldest write first."""
+    assert query == (
+        "SELECT TOP @limit c.record FROM c WHERE c.type = 'task' AND c.record.state = 'queued' "
+        "AND c.record.queue = @queue AND c.record.updated_at < @before ORDER BY c.record.updated_at"
+    )
+    queued = [
+        record
+        for record in records
+        if record["state"] == "queued"
+        and record["queue"] == values["@queue"]
+        and record["updated_at"] < values["@before"]
+    ]
+    queued.sort(key=lambda record: record["updated_at"])
+    return [{"record": record} for record in queued[: values["@limit"]]]
 
 
 def _of_tenant(query: str, values: dict[str, Any], record: dict[str, Any]) -> bool:

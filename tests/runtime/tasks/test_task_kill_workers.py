@@ -10,17 +10,15 @@ must reuse the key of the cut-off call, or a second payment row would appear.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import random
 import signal
 import socket
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from task_effects import AGENTS, attempts, payments
+from task_effects import attempts, payments
+from task_processes import start_worker, worker_env
 from task_stack import task_registry, task_settings
 
 from agent_runtime.agents import AgentCatalog
@@ -37,46 +35,7 @@ TASKS = 24
 KILLS_MID_TASK = 20
 MAX_KILLS = 40
 SLOTS = 2  # worker processes alive at once, each killed and restarted on its own schedule
-HERE = Path(__file__).parent
 HOST = socket.gethostname()
-
-
-def worker_env(model: ScriptedModelServer, state: Path, heartbeat: Path) -> dict[str, str]:
-    settings = {
-        "LLM_ENDPOINT": model.base_url,
-        "LLM_AUTH": "none",
-        "SQLITE_PATH": str(state / "state.db"),
-        "BUS_SQLITE_PATH": str(state / "bus.db"),
-        "AGENTS": json.dumps(AGENTS),
-        "TOOL_MODULES": json.dumps(["task_worker_tools"]),
-        "TASK_LEASE_SECONDS": "1",
-        "BUS_VISIBILITY_SECONDS": "1",
-        "BUS_MAX_DELIVERY_COUNT": "100",  # dozens of kills may hit one task: none may be dead-lettered
-        "WORKER_CONCURRENCY": "3",
-        "WORKER_HEARTBEAT_FILE": str(heartbeat),
-        "WORKER_SHUTDOWN_GRACE_SECONDS": "5",
-    }
-    env = {name: value for name, value in os.environ.items() if not name.startswith("AGENTSTAGE_")}
-    path = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
-    return env | {f"AGENTSTAGE_{name}": value for name, value in settings.items()} | {"PYTHONPATH": path}
-
-
-async def start_worker(env: dict[str, str], state: Path, log: Path) -> asyncio.subprocess.Process:
-    """A worker process, once it polls its queue (its heartbeat file appears)."""
-    alive = Path(env["AGENTSTAGE_WORKER_HEARTBEAT_FILE"])
-    alive.unlink(missing_ok=True)
-    with log.open("ab") as output:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agent_runtime.worker", env=env, cwd=state, stdout=output, stderr=output
-        )
-    deadline = time.monotonic() + 30
-    while not alive.exists():
-        assert process.returncode is None, (
-            f"the worker exited with {process.returncode}:\n{log.read_text()[-3000:]}"
-        )
-        assert time.monotonic() < deadline, "the worker did not start polling within 30 s"
-        await asyncio.sleep(0.02)
-    return process
 
 
 class Killer:

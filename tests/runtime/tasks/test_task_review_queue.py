@@ -199,7 +199,8 @@ async def test_dynamodb_a_decided_task_leaves_both_queues_with_its_entry(
         parked.model_copy(update={"state": TaskState.QUEUED}), expected_version=parked.version
     )
     assert "Item" not in client.get_item(TableName=table, Key=item_key(parked.id, "review"))
-    assert "awaiting" not in client.get_item(TableName=table, Key=item_key(parked.id))["Item"]
+    # Out of the reviewers' queues, into its task queue's queued tasks.
+    assert client.get_item(TableName=table, Key=item_key(parked.id))["Item"]["awaiting"] == {"S": "queued#q"}
     assert await store.awaiting_approval(10) == await store.awaiting_approval(10, tenant="t-a") == []
     again = await store.replace(
         resumed.model_copy(update={"state": TaskState.AWAITING_APPROVAL}), expected_version=resumed.version

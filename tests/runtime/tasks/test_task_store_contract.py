@@ -1,6 +1,6 @@
 """The TaskStore contract, for every store: create with idempotency, compare-and-set, children, the
-reviewers' queues (every tenant's, and a tenant's that reads no other tenant's records), and records stored
-by an older runtime (fields added since) still loading."""
+reviewers' queues (every tenant's, and a tenant's that reads no other tenant's records), the queued tasks a
+sweep re-sends, and records stored by an older runtime (fields added since) still loading."""
 
 from __future__ import annotations
 
@@ -244,3 +244,47 @@ async def listed(store: TaskStore, task_id: str) -> tuple[bool, bool]:
     """Whether every tenant's queue, and t-a's, lists ``task_id``."""
     everyone, tenants = await store.awaiting_approval(10), await store.awaiting_approval(10, tenant="t-a")
     return task_id in {t.id for t in everyone}, task_id in {t.id for t in tenants}
+
+
+async def rewritten(store: TaskStore, task: TaskRecord, at: float, state: TaskState) -> TaskRecord:
+    """``task`` moved to ``state`` by a write at ``at`` (``updated_at`` as every write through ``update``)."""
+    return await store.replace(
+        task.model_copy(update={"state": state, "updated_at": at}), expected_version=task.version
+    )
+
+
+async def test_the_sweep_lists_a_queues_tasks_queued_and_unwritten_since_a_time(
+    store: TaskStore, loaded: list[TaskRecord]
+) -> None:
+    """What a worker's sweep for tasks whose message was lost reads: its queue's tasks still queued and last
+    written before the cut-off, ``limit`` at most, found through an index (no other task is loaded)."""
+    orphans = [(await store.create(record(at=at)))[0] for at in (30.0, 10.0, 20.0)]
+    touched = await rewritten(store, (await store.create(record(at=10.0)))[0], 500.0, TaskState.QUEUED)
+    running = await rewritten(store, (await store.create(record(at=10.0)))[0], 20.0, TaskState.RUNNING)
+    parked = await rewritten(store, (await store.create(record(at=5.0)))[0], 6.0, TaskState.AWAITING_APPROVAL)
+    resumed = await rewritten(store, parked, 40.0, TaskState.QUEUED)
+    done = await rewritten(store, (await store.create(record(at=10.0)))[0], 20.0, TaskState.SUCCEEDED)
+    elsewhere, _ = await store.create(record(at=10.0).model_copy(update={"queue": "other"}))
+
+    loaded.clear()
+    found = await store.queued_before("q", 100.0, 10)
+    assert sorted(t.id for t in found) == sorted(t.id for t in [*orphans, resumed])
+    never = {running.id, done.id, elsewhere.id}
+    assert not never & {t.id for t in loaded}, "the sweep read tasks that are not queued"
+    assert len(await store.queued_before("q", 100.0, 2)) == 2
+    assert await store.queued_before("q", 10.0, 10) == []
+    assert [t.id for t in await store.queued_before("q", 1000.0, 10) if t.id == touched.id] == [touched.id]
+    assert [t.id for t in await store.queued_before("other", 100.0, 10)] == [elsewhere.id]
+
+    claimed = await rewritten(store, orphans[0], 50.0, TaskState.RUNNING)
+    assert claimed.id not in {t.id for t in await store.queued_before("q", 100.0, 10)}
+
+
+async def test_tasks_written_lately_do_not_hide_an_older_orphan_from_the_sweep(store: TaskStore) -> None:
+    """The sweep reads ``limit`` tasks at a time: those it re-sent a moment ago (created first, written
+    last) must not stand in front of a task created after them but written before the cut-off."""
+    for _ in range(3):
+        await rewritten(store, (await store.create(record(at=1.0)))[0], 500.0, TaskState.QUEUED)
+    orphan, _ = await store.create(record(at=50.0))
+
+    assert [t.id for t in await store.queued_before("q", 100.0, 1)] == [orphan.id]
