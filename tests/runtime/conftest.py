@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dns_helpers import resolver  # noqa: F401  (names that answer with a test's addresses)
 from dynamodb_support import dynamodb, dynamodb_server  # noqa: F401  (DynamoDB on the session's moto server)
 from otel_helpers import Otel
 from runtime_helpers import AGENTS, API_KEYS, EXECUTED, SCRIPT, Runtime, RuntimeFactory, make_registry

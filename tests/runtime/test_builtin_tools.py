@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from dns_helpers import Resolver
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse
@@ -223,35 +223,6 @@ def test_http_get_allows_the_default_port_or_the_one_the_entry_names_in_canonica
     assert checked_url("https://[2606:4700:0:0::1111]:8443/", config).host == "2606:4700::1111"
 
 
-@pytest.fixture
-def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
-    """Names the resolver answers with the addresses given (every other name resolves as usual), and how
-    often each name was asked for under ``"asked"``."""
-    answers: dict[str, list[str]] = {"asked": []}
-    resolve = socket.getaddrinfo
-
-    def stub(host: str, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
-        if host not in answers:
-            return resolve(host, port, *args, **kwargs)
-        answers["asked"].append(host)
-        if not answers[host]:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        # A rebinding resolver: the first answer, then the last one for every later question.
-        address = answers[host][0] if answers["asked"].count(host) == 1 else answers[host][-1]
-        return [
-            (
-                socket.AF_INET6 if ":" in address else socket.AF_INET,
-                socket.SOCK_STREAM,
-                6,
-                "",
-                (address, port),
-            )
-        ]
-
-    monkeypatch.setattr(socket, "getaddrinfo", stub)
-    return answers
-
-
 def recording_transport(sent: list[httpx.Request]) -> httpx.MockTransport:
     def handle(request: httpx.Request) -> httpx.Response:
         sent.append(request)
@@ -271,9 +242,9 @@ def recording_transport(sent: list[httpx.Request]) -> httpx.MockTransport:
     ],
 )
 def test_http_get_refuses_a_name_that_resolves_to_a_non_public_address(
-    dns: dict[str, list[str]], addresses: list[str], loopback: bool, message: str
+    resolver: Resolver, addresses: list[str], loopback: bool, message: str
 ) -> None:
-    dns["name.test"] = addresses
+    resolver.answer("name.test", *addresses)
     sent: list[httpx.Request] = []
     with pytest.raises(ToolError, match=message):
         fetch(
@@ -285,14 +256,8 @@ def test_http_get_refuses_a_name_that_resolves_to_a_non_public_address(
     assert sent == []
 
 
-def test_http_get_refuses_a_name_if_any_of_its_addresses_is_not_public(
-    dns: dict[str, list[str]], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    resolve = socket.getaddrinfo
-    both = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, 443)) for a in ("93.184.216.34", "127.0.0.1")]
-    monkeypatch.setattr(
-        socket, "getaddrinfo", lambda host, *a, **k: both if host == "two.test" else resolve(host, *a, **k)
-    )
+def test_http_get_refuses_a_name_if_any_of_its_addresses_is_not_public(resolver: Resolver) -> None:
+    resolver.answer("two.test", "93.184.216.34", "127.0.0.1")
     sent: list[httpx.Request] = []
     with pytest.raises(ToolDenied, match="host 'two.test' resolves to 127.0.0.1 is loopback"):
         fetch(
@@ -306,21 +271,12 @@ def test_http_get_refuses_a_name_if_any_of_its_addresses_is_not_public(
 
 @pytest.mark.parametrize("first", ["::1", "127.0.0.2"])
 def test_http_get_tries_the_next_checked_address_when_one_cannot_be_connected_to(
-    origin: str, first: str, monkeypatch: pytest.MonkeyPatch
+    origin: str, first: str, resolver: Resolver
 ) -> None:
     """A name whose first address has no route or no listener here (IPv6 first on an IPv4-only host): the
     guard every outbound request takes (http_get, task callbacks) goes on to the next checked address."""
     port = httpx.URL(origin).port
-    resolve = socket.getaddrinfo
-    answers = [
-        (socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))
-        for address in (first, "127.0.0.1")
-    ]
-    monkeypatch.setattr(
-        socket,
-        "getaddrinfo",
-        lambda host, *a, **k: answers if host == "dual.test" else resolve(host, *a, **k),
-    )
+    resolver.answer("dual.test", first, "127.0.0.1")
 
     async def get() -> tuple[int, bytes]:
         async with (
@@ -339,10 +295,11 @@ def test_http_get_tries_the_next_checked_address_when_one_cannot_be_connected_to
 
 
 def test_http_get_connects_to_the_address_it_checked_with_the_name_for_host_and_tls(
-    dns: dict[str, list[str]],
+    resolver: Resolver,
 ) -> None:
     """Resolved once: a rebinding resolver's second answer (loopback) is never asked for, let alone used."""
-    dns["rebind.test"] = ["93.184.216.34", "127.0.0.1"]
+    resolver.answer("rebind.test", "93.184.216.34")
+    resolver.answer("rebind.test", "127.0.0.1")
     sent: list[httpx.Request] = []
     result = fetch(
         "https://rebind.test:8443/p?q=1",
@@ -351,7 +308,7 @@ def test_http_get_connects_to_the_address_it_checked_with_the_name_for_host_and_
         http_allow_loopback=False,
     )
     [request] = sent
-    assert (result["status"], result["body"], dns["asked"]) == (200, "reached", ["rebind.test"])
+    assert (result["status"], result["body"], resolver.asked) == (200, "reached", ["rebind.test"])
     assert str(request.url) == "https://93.184.216.34:8443/p?q=1"
     assert request.headers["host"] == "rebind.test:8443"
     assert request.extensions["sni_hostname"] == "rebind.test"
@@ -365,12 +322,12 @@ def _tls_origin(server_tls: ssl.SSLContext, names: list[str]) -> tuple[ssl.SSLCo
 
 @pytest.mark.parametrize("certified", ["origin.test", "other.test"])
 def test_http_get_reaches_an_allowed_https_name_and_verifies_its_certificate(
-    certified: str, dns: dict[str, list[str]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    certified: str, resolver: Resolver, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """The name resolves to loopback (allowed explicitly here); TLS is still made and checked for the name."""
     ca_file, server_tls = tls_files(tmp_path, certified)
     monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
-    dns["origin.test"] = ["127.0.0.1"]
+    resolver.answer("origin.test", "127.0.0.1")
     names: list[str] = []
     heads: list[bytes] = []
     context, response = _tls_origin(server_tls, names)

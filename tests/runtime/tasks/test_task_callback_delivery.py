@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from dns_helpers import Resolver
 from task_stack import called_back, close_stack, open_stack, parked, run_worker_until, task_settings
 
 from agent_runtime.bus.base import BusError, OutgoingMessage
@@ -113,18 +114,11 @@ async def test_an_attempt_is_bounded_as_a_whole_and_the_body_is_not_awaited(rece
 
 @pytest.mark.parametrize("address", ["169.254.169.254", "10.0.0.7", "127.0.0.1"])
 async def test_a_callback_host_resolving_to_a_non_public_address_is_refused_unsent(
-    address: str, monkeypatch: pytest.MonkeyPatch
+    address: str, resolver: Resolver
 ) -> None:
     """The allow-list names a host; what it resolves to when the callback is sent is what is checked (the
     cloud's metadata service, a private address, loopback without http_allow_loopback)."""
-    resolve = socket.getaddrinfo
-
-    def stub(host: str, port: object, *args: object, **kwargs: object) -> list[object]:
-        if host != "hooks.example.com":
-            return resolve(host, port, *args, **kwargs)  # type: ignore[arg-type]
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
-
-    monkeypatch.setattr(socket, "getaddrinfo", stub)
+    resolver.answer("hooks.example.com", address)
     settings = Settings(
         http_allowed_hosts=["hooks.example.com"], callback_timeout_seconds=1.0, callback_max_retries=0
     )
