@@ -276,9 +276,14 @@ class AwsFoundation:
         self.bus.trigger(INGEST_QUEUE, worker, maximum_concurrency=self.function.reserved_concurrency)
 
     def _bus_settings(self, name: str) -> dict[str, pulumi.Input[str]]:
-        """SQS by the queues' physical names (SQS names are per account and region, so they are prefixed)."""
+        """SQS by the queues' physical names (SQS names are per account and region, so they are prefixed),
+        and the deliveries their redrive allows (a pushed message does not say it)."""
         names = self.bus.queue_names
-        settings: dict[str, pulumi.Input[str]] = {"bus_backend": "sqs", "task_queue": names[task_queue(name)]}
+        settings: dict[str, pulumi.Input[str]] = {
+            "bus_backend": "sqs",
+            "task_queue": names[task_queue(name)],
+            "bus_max_delivery_count": str(self.bus.max_receive_count),
+        }
         if name == self.orchestrator:
             agents = [agent.name for agent in self.config.agents]
             settings["agent_queues"] = pulumi.Output.all(*(names[task_queue(a)] for a in agents)).apply(

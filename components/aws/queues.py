@@ -101,7 +101,8 @@ class TaskQueuesArgs:
 class TaskQueues(Component):
     """``agentstage:aws:MessageBus``: the queues, their dead-letter queues and queue policies.
 
-    Outputs: ``queue_names`` and ``queue_arns`` (by logical name), ``dead_letter_names``.
+    Outputs: ``queue_names`` and ``queue_arns`` (by logical name), ``dead_letter_names``;
+    ``max_receive_count`` is the redrive policy's, which a consumer must know to act on its last delivery.
     """
 
     def __init__(
@@ -117,6 +118,7 @@ class TaskQueues(Component):
         self.dead_letters: dict[str, sqs.Queue] = {}
         self._receive_grants: dict[str, iam.RolePolicy] = {}
         self._fenced_receives: set[str] = set()
+        self.max_receive_count = args.max_receive_count
         for spec in args.queues:
             self._queue(spec, context, args.max_receive_count, args.perimeter)
         self.queue_names: Mapping[str, pulumi.Output[str]] = {n: q.name for n, q in self.queues.items()}

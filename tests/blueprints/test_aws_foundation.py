@@ -240,6 +240,16 @@ def test_each_queue_triggers_its_own_function_reporting_failures_per_message(gra
         assert (mapping["batchSize"], mapping["functionResponseTypes"]) == (1, ["ReportBatchItemFailures"])
 
 
+def test_each_task_consumer_knows_how_many_deliveries_its_queue_allows(graph: ResourceGraph) -> None:
+    """A pushed SQS record does not say its queue's maxReceiveCount, and a worker acts on the last delivery
+    it will see (after it, SQS moves the message unseen): the function must be told."""
+    queues = {q.inputs["name"]: q for q in graph.of_type(QUEUE)}
+    for name in RUNTIMES:
+        redrive = json.loads(queues[f"ags-stg-tasks-{name}"].inputs["redrivePolicy"])
+        told = environment(graph, name)["AGENTSTAGE_BUS_MAX_DELIVERY_COUNT"]
+        assert told == str(redrive["maxReceiveCount"]), name
+
+
 def test_every_route_needs_the_token_authorizer_and_a_usage_plan(graph: ResourceGraph) -> None:
     api = by_name(graph, "aws:apigateway/restApi:RestApi", "gateway-api")
     assert api.inputs["apiKeySource"] == "AUTHORIZER"
