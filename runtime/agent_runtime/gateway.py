@@ -5,7 +5,9 @@ the budget named). Routing comes next, because the reservation tells how close t
 limits. Each attempt (retries and fallback deployments included) is its own ``chat`` span. Settling runs
 whatever happened, once, at what every attempt spent (:class:`_Spending`): its reported usage; nothing for an
 attempt the model failed before answering; its whole hold when what it spent is not known (a stream cut
-after the answer began, in text or in a tool call, a caller who left, an endpoint reporting no usage).
+after the answer began, in text or in a tool call, a caller who left, an endpoint reporting no usage, or
+less than the call certainly spent). The :class:`Routed` completion carries that figure, so an agent's
+``token_budget`` counts each call at exactly what the ledger is charged.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, cached_property, partial
 from typing import Any, Protocol
 
 from opentelemetry.trace import Span
@@ -55,10 +57,14 @@ class CallScope:
 
 @dataclass(frozen=True)
 class Routed:
-    """A finished call, with the deployment that answered and why it was chosen."""
+    """A finished call, with the deployment that answered, why it was chosen and what the call was charged."""
 
     completion: Completion
     route_reason: str
+    charged: int
+    """The tokens the call is charged, every attempt's (:class:`_Spending`): what the budget ledger settles
+    it at, and what its run's ``token_budget`` counts, so the two never disagree. Charged with or without
+    budgets: a run's ``token_budget`` applies either way."""
 
 
 @dataclass
@@ -66,29 +72,37 @@ class _Spending:
     """What the attempts of one call spent, summed for the call's one settlement.
 
     Each attempt is charged as it ends: at its reported usage when it finished (at its hold when the endpoint
-    reported none); at its hold when it failed after the model began answering, whether with text or with
-    pieces of a tool call, since the provider bills every token it generated though the runtime never learns
-    how many (the hold, the worst case the call reserved, is the most one attempt can have spent); at nothing
-    when it failed before. A retry is another attempt, charged again: a retry that succeeds does not make
-    the tokens of the failed attempts before it free. An attempt still running when the call ends (the
-    caller left, the deadline passed) is charged its hold, as a caller closing the connection just before
-    a stream's end would otherwise be served for free.
+    reported none, or less than the call certainly spent: :func:`_fewest_tokens`); at its hold when it failed
+    after the model began answering, whether with text or with pieces of a tool call, since the provider
+    bills every token it generated though the runtime never learns how many (the hold, the worst case the
+    call reserved, is the most one attempt can have spent); at nothing when it failed before. A retry is
+    another attempt, charged again: a retry that succeeds does not make the tokens of the failed attempts
+    before it free. An attempt still running when the call ends (the caller left, the deadline passed) is
+    charged its hold, as a caller closing the connection just before a stream's end would otherwise be
+    served for free.
     """
 
-    hold: TokenUsage
-    """The worst case of one attempt: the reservation's prompt bound and the agent's output cap."""
+    compute_hold: Callable[[], TokenUsage]
+    """Computes :attr:`hold`, when first needed: without budgets, a call whose usage is believed never needs
+    it, and it costs a pass over the prompt's bytes."""
     spent: TokenUsage = field(default_factory=TokenUsage)
     running: bool = False
     answering: bool = False
     """Whether the model of the running attempt has sent a piece of its answer (text or tool call)."""
 
+    @cached_property
+    def hold(self) -> TokenUsage:
+        """The worst case of one attempt: the reservation's prompt bound and the agent's output cap."""
+        return self.compute_hold()
+
     def start(self) -> None:
         """An attempt begins."""
         self.running, self.answering = True, False
 
-    def finished(self, reported: TokenUsage) -> None:
-        """The running attempt's completion arrived, with the usage its endpoint reported."""
-        self._end(reported if reported.total_tokens > 0 else self.hold)  # an endpoint reporting none
+    def finished(self, reported: TokenUsage, fewest: int) -> None:
+        """The running attempt's completion arrived, with the usage its endpoint reported; usage below
+        ``fewest``, the tokens the call certainly spent, is not usage (none reported is zero): the hold."""
+        self._end(reported if reported.total_tokens >= fewest else self.hold)
 
     def failed(self) -> None:
         """The running attempt ended with a :class:`ModelError`."""
@@ -136,27 +150,20 @@ class ModelGateway:
         """Text pieces (when streaming), then the :class:`Routed` completion."""
         agent = scope.agent
         reservation: Reservation | None = None
-        hold = TokenUsage()  # without budgets nothing is settled
+        # The prompt's size, once, when first needed: by the reservation, or without budgets by a hold only.
+        size = cache(lambda: prompt_bytes(prompt, self._spec_bytes_of(agent.name, specs)))
         if self._budgets.active:
-            size = prompt_bytes(prompt, self._spec_bytes_of(agent.name, specs))
             reservation = await self._budgets.reserve(
                 caller=scope.caller,
                 agent=agent.name,
                 model=agent.model,
-                prompt_bytes=size,
+                prompt_bytes=size(),
                 output_tokens=agent.max_output_tokens,
                 first_call=scope.first_call,
                 deadline=deadline,
             )
             self._telemetry.budget_pressure(agent.name, reservation.pressure)
-            # What the reservation held, as usage: settled at, it spends exactly the hold's tokens and cost.
-            input_tokens = self._budgets.tokens_in(size)
-            hold = TokenUsage(
-                prompt_tokens=input_tokens,
-                completion_tokens=agent.max_output_tokens,
-                total_tokens=input_tokens + agent.max_output_tokens,
-            )
-        spending = _Spending(hold)
+        spending = _Spending(lambda: self._hold(size(), agent.max_output_tokens))
         scope.first_call = False
         route = choose(
             agent.model,
@@ -174,9 +181,11 @@ class ModelGateway:
                 async for event in self._attempt(
                     scope, deployment, reason, prompt, specs, streaming, spending
                 ):
-                    if isinstance(event, Routed):
-                        spending.finished(event.completion.usage)
-                    yield event
+                    if isinstance(event, TextDelta):
+                        yield event
+                    else:  # the completion ends the call: nothing is charged after it, so this settles
+                        spending.finished(event.usage, _fewest_tokens(prompt, specs, event))
+                        yield Routed(event, reason, spending.total().total_tokens)
             except ModelError:
                 spending.failed()
                 raise
@@ -199,7 +208,7 @@ class ModelGateway:
         specs: Sequence[dict[str, Any]],
         streaming: bool,
         spending: _Spending,
-    ) -> AsyncGenerator[TextDelta | Routed, None]:
+    ) -> AsyncGenerator[TextDelta | Completion, None]:
         """One HTTP call to one deployment, as one ``chat`` span, bounded by the per-call timeout.
 
         A completion is bounded once, around its one request. A stream is bounded by each wait for the next
@@ -259,7 +268,7 @@ class ModelGateway:
                         cost=cost,
                     )
                     telemetry.content(span, "gen_ai.output.messages", event.as_message())
-                    yield Routed(event, reason)
+                    yield event
                 else:
                     spending.answering = True
                     yield event
@@ -351,12 +360,33 @@ class ModelGateway:
         failure.args = (failure.message,)
         return failure
 
+    def _hold(self, prompt_bytes: int, output_tokens: int) -> TokenUsage:
+        """What a reservation of ``prompt_bytes`` and ``output_tokens`` holds, as usage: settled at, it spends
+        exactly the hold's tokens and cost."""
+        input_tokens = self._budgets.tokens_in(prompt_bytes)
+        return TokenUsage(
+            prompt_tokens=input_tokens,
+            completion_tokens=output_tokens,
+            total_tokens=input_tokens + output_tokens,
+        )
+
     def _spec_bytes_of(self, agent: str, specs: Sequence[dict[str, Any]]) -> int:
         """The size of an agent's tool schemas, computed once (they never change)."""
         spec_bytes = self._spec_bytes.get(agent)
         if spec_bytes is None:
             spec_bytes = self._spec_bytes[agent] = len(json.dumps(list(specs)).encode())
         return spec_bytes
+
+
+def _fewest_tokens(prompt: Sequence[Message], specs: Sequence[dict[str, Any]], completion: Completion) -> int:
+    """Tokens any model certainly spent on a call, whatever its tokenizer: every chat format delimits
+    messages, tool schemas and tool calls from each other, so each non-empty one it read or wrote is at least
+    a token of its own, and so is a non-empty answer. Usage reported below this is not usage (an endpoint or
+    proxy that miscounts, or one that reports none: zero) and is not trusted; it is a floor, not an estimate,
+    so an honest count is never replaced."""
+    read = sum(1 for message in prompt if message.get("content") or message.get("tool_calls")) + len(specs)
+    written = len(completion.tool_calls) + (1 if completion.content else 0)
+    return max(1, read + written)
 
 
 async def _one(

@@ -20,12 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 from opentelemetry.trace import Span
@@ -42,11 +41,9 @@ from agent_runtime.errors import (
     ToolDenied,
 )
 from agent_runtime.gateway import CallScope, ModelGateway, Routed
-from agent_runtime.governance.budget_rules import prompt_bytes
-from agent_runtime.governance.guardrails import TOOL_OUTPUT_WITHHELD, Guardrails, OutputStream
-from agent_runtime.governance.stream_redaction import StreamingRedaction
+from agent_runtime.governance.guardrails import TOOL_OUTPUT_WITHHELD, Guardrails
 from agent_runtime.knowledge.factory import KnowledgeAccess
-from agent_runtime.llm import ChatModel, Completion, TextDelta, ToolCall
+from agent_runtime.llm import ChatModel, TextDelta, ToolCall
 from agent_runtime.memory.base import ConversationStore, Message, VectorStore
 from agent_runtime.recall import recall
 from agent_runtime.settings import Settings
@@ -189,12 +186,6 @@ class AgentRunner:
     knowledge: KnowledgeAccess
     tools: ToolExecutor
     http: httpx.AsyncClient
-    _streaming: StreamingRedaction = field(init=False, repr=False, compare=False)
-    """The output guard's patterns with their probes, for :class:`_RunOutput`, which guards a stream in parts
-    (:meth:`Guardrails.output_stream` gives none); built at start, as the guardrails' own (milliseconds)."""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_streaming", StreamingRedaction(self.guardrails.redactor))
 
     async def run(self, agent: Agent, messages: Sequence[Message], options: RunOptions) -> RunResult:
         """Run to the answer; raises a :class:`LimitExceeded` or :class:`ModelError` if there is none."""
@@ -274,7 +265,10 @@ class AgentRunner:
             prompt = await _within(step_deadline, self._prompt(agent, messages, options, span), span)
             first, usage, steps = 0, TokenUsage(), []
         spent = usage.total_tokens
-        """The run's tokens as its ``token_budget`` counts them (:meth:`_charged`); ``usage`` is as reported."""
+        """The run's tokens as its ``token_budget`` counts them: each call at what the gateway charged it
+        (:attr:`Routed.charged`, as the budget ledger settles it), its hold when the model reported no usage
+        or less than it certainly spent, so such a model is stopped as an honest one is (``usage`` is as
+        reported)."""
         context = ToolContext(
             caller=options.caller,
             agent=agent.name,
@@ -287,7 +281,8 @@ class AgentRunner:
         request_key = options.request_key or options.conversation_id or os.urandom(16).hex()
         specs = self.tools.registry.specs(agent.tools)
         answering = False
-        output = _RunOutput(self.settings.output_leakage, self._streaming)
+        output = self.guardrails.output_stream()
+        """What of the run's text reaches the caller: one guard reads every model call's, each call a part."""
         for step in range(first, agent.max_steps):
             if resume is not None and step == first:  # the parked turn: its calls run before the model's next
                 pending, approved = resume.pending_calls(), frozenset(resume.approved)
@@ -317,8 +312,8 @@ class AgentRunner:
                     await _within(step_deadline, self._remember(agent, messages, answer, options), span)
                     yield RunResult(agent.name, answer, options.conversation_id, usage, steps)
                     return
-                output.end_call()  # another call follows, after the tools
-                spent += self._charged(agent, prompt, specs, completion)
+                output.end_part()  # another call follows, after the tools
+                spent += routed.charged
                 if spent >= agent.token_budget:
                     raise BudgetExceeded(
                         f"agent '{agent.name}' spent {spent} tokens of its budget of "
@@ -338,28 +333,6 @@ class AgentRunner:
                 steps.append(result.step)
                 prompt.append({"role": "tool", "tool_call_id": call.id, "content": result.content})
         raise StepLimitExceeded(f"agent '{agent.name}' did not answer within {agent.max_steps} model calls")
-
-    def _charged(
-        self,
-        agent: Agent,
-        prompt: Sequence[Message],
-        specs: Sequence[dict[str, Any]],
-        completion: Completion,
-    ) -> int:
-        """The tokens one model call counts against its run's ``token_budget``.
-
-        The usage the model reported, when there is some and it is no less than the call certainly spent
-        (:func:`_fewest_tokens`). Else what the budget ledger settles a call of unknown usage at (see
-        :mod:`agent_runtime.gateway`): the tokens the call held, its prompt's bytes over
-        ``budget_prompt_bytes_per_token`` plus the agent's ``max_output_tokens``, computed as the gateway
-        reserves them. Counting only what is reported let a model that reports no usage, or too little, run
-        to ``max_steps`` while the ledger charged a full hold per call.
-        """
-        reported = completion.usage.total_tokens
-        if reported >= _fewest_tokens(prompt, specs, completion):
-            return reported
-        size = prompt_bytes(prompt, len(json.dumps(list(specs)).encode()))
-        return math.ceil(size / self.settings.budget_prompt_bytes_per_token) + agent.max_output_tokens
 
     async def _screen_input(self, messages: Sequence[Message]) -> None:
         """Screen the text the caller sent, whatever its role: on the chat route the caller writes the whole
@@ -538,56 +511,6 @@ class AgentRunner:
             await self.conversations.append(
                 options.caller.owner, options.conversation_id, self.guardrails.redactor.redact_messages(turn)
             )
-
-
-class _RunOutput:
-    """What of a streamed run's text may reach the caller: one guard reads the text of all its model calls,
-    each call a part (:meth:`RedactingStream.end_part`).
-
-    The caller reads the calls' texts as one (the words before a tool call, then the answer), so a secret
-    split between two calls is whole only in the joined text; but a pattern that starts with ``\\b`` or a
-    lookbehind does not match at the start of a call whose previous call ended in a letter or digit
-    (``check`` + ``sk-proj-...``), nor one that ends with them at the end of a call whose next call opens
-    with one, so the joined text alone lets a value through that :meth:`Guardrails.check_output` of its own
-    call's text catches. A guard per call, flushed at the call's end, would lose the split secret instead;
-    chaining one per call into one for the joined text would read the first's ``[REDACTED:...]`` markers, not
-    the text, and miss the rest of a secret that one call's text matches alone and the next call continues.
-    In parts, the guard reads both ways and hides what either reading would: a character reaches the caller
-    in clear only if ``check_output`` leaves it in clear in its call's text alone and in the run's whole
-    text, whatever the chunking (``block``: the stream stops before the first value either reading finds).
-    A run of one call is guarded exactly as ``check_output`` checks its text, at the cost it always had.
-
-    ``leakage`` is the ``output_leakage`` setting, which the guardrails were built with.
-    """
-
-    def __init__(self, leakage: Literal["redact", "block", "off"], streaming: StreamingRedaction) -> None:
-        self._parts = streaming.stream() if leakage != "off" else None
-        self._output = OutputStream(leakage, self._parts)
-
-    def feed(self, piece: str) -> str:
-        """A piece of the current call's text; return what may be sent now (possibly nothing)."""
-        return self._output.feed(piece)
-
-    def end_call(self) -> None:
-        """The current call's text is complete and another call follows; what the guard holds back waits for
-        the next call's text or the end."""
-        if self._parts is not None:
-            self._parts.end_part()
-
-    def finish(self) -> str:
-        """The run's text is complete: everything still held."""
-        return self._output.finish()
-
-
-def _fewest_tokens(prompt: Sequence[Message], specs: Sequence[dict[str, Any]], completion: Completion) -> int:
-    """Tokens any model certainly spent on a call, whatever its tokenizer: every chat format delimits
-    messages, tool schemas and tool calls from each other, so each non-empty one it read or wrote is at least
-    a token of its own, and so is a non-empty answer. Usage reported below this is not usage (an endpoint or
-    proxy that miscounts, or one that reports none: zero) and is not trusted; it is a floor, not an estimate,
-    so an honest count is never replaced."""
-    read = sum(1 for message in prompt if message.get("content") or message.get("tool_calls")) + len(specs)
-    written = len(completion.tool_calls) + (1 if completion.content else 0)
-    return max(1, read + written)
 
 
 def _model_step(completion: Any, route_reason: str) -> ModelStep:

@@ -9,9 +9,10 @@ call), wherever a secret is split between calls, and however the model chunks th
 the stream with its error event before the value. A text of one part is redacted exactly as ``check_output``
 redacts it.
 
-Budgets: an agent's ``token_budget`` counts a call whose model reports no usage, or less than the call
-certainly spent, at what the budget ledger settles a call of unknown usage at (the tokens it held), so such
-a model is stopped as an honest one is, and the run's count agrees with the ledger.
+Budgets: an agent's ``token_budget`` counts each call at what the budget ledger settles it at (the gateway
+charges it once, for both): a call whose model reports no usage, or less than the call certainly spent, at
+the tokens it held, so such a model is stopped as an honest one is; a call retried after an attempt began
+answering, at every attempt's charge.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import random
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from raw_model import Answer, RawModel, chunk, tool_chunk, usage_chunk
@@ -32,10 +33,9 @@ from runtime_helpers import API_KEYS, USER_KEY, Runtime, RuntimeFactory
 
 from agent_runtime.errors import OutputBlocked
 from agent_runtime.governance.budget_rules import prompt_bytes
-from agent_runtime.governance.guardrails import OutputStream
+from agent_runtime.governance.guardrails import Guardrails, HeuristicScreen, OutputStream
 from agent_runtime.governance.redaction import Redactor
 from agent_runtime.governance.setup import build_redactor
-from agent_runtime.governance.stream_redaction import StreamingRedaction
 
 HEADERS = {"Authorization": f"Bearer {USER_KEY}"}
 CONFIGURED = r"\bEMP-\d{6}\b"
@@ -236,7 +236,13 @@ def test_block_mode_refuses_a_value_in_any_call_of_a_streamed_run(
 
 FILLERS = ("Let me check", " ", "7", "_", "-", "+", ": ", "x", "\n", "Password=", "Bearer ", "sk-", "@", ".")
 REDACTOR = Redactor(patterns=[CONFIGURED], secrets=API_KEYS)
-STREAMING = StreamingRedaction(REDACTOR)
+
+
+def _guardrails(leakage: Literal["redact", "block", "off"]) -> Guardrails:
+    """Guardrails in ``leakage`` mode: a run's stream guard is theirs (:meth:`Guardrails.output_stream`)."""
+    return Guardrails(
+        mode="off", heuristics=HeuristicScreen(), shield=None, leakage=leakage, redactor=REDACTOR
+    )
 
 
 def _random_parts(seed: int) -> list[str]:
@@ -256,15 +262,13 @@ def _random_parts(seed: int) -> list[str]:
     return [text[a:b] for a, b in zip([0, *seams], [*seams, len(text)], strict=True)]
 
 
-def _stream_in_parts(
-    output: OutputStream, end_part: Callable[[], None], parts: list[str], sizes: list[int], sent: list[str]
-) -> None:
+def _stream_in_parts(output: OutputStream, parts: list[str], sizes: list[int], sent: list[str]) -> None:
     """Feed ``parts`` to ``output`` in pieces of ``sizes`` (cycled), ending each part; what it releases is
     appended to ``sent`` as it comes (a refusal leaves what came before)."""
     turn = 0
     for index, part in enumerate(parts):
         if index:
-            end_part()
+            output.end_part()
         position = 0
         while position < len(part):
             size = sizes[turn % len(sizes)]
@@ -280,28 +284,39 @@ def _random_case(case: int) -> tuple[list[str], list[int]]:
 
 @pytest.mark.parametrize("seed", range(0, 1500, 100))
 def test_a_text_in_parts_streams_as_redacted_in_parts_whatever_the_chunking(seed: int) -> None:
-    """The stream guard itself, against :func:`redacted_in_parts`: random texts of values, their pieces and
-    the endings that defeat anchors, cut into parts and chunks at random; one part is ``check_output``."""
+    """The stream guard a run gets from its guardrails, against :func:`redacted_in_parts`: random texts of
+    values, their pieces and the endings that defeat anchors, cut into parts and chunks at random; one part
+    is ``check_output``."""
+    guard = _guardrails("redact")
     for case in range(seed, seed + 100):
-        (parts, sizes), stream, sent = _random_case(case), STREAMING.stream(), []
-        _stream_in_parts(OutputStream("redact", stream), stream.end_part, parts, sizes, sent)
+        (parts, sizes), sent = _random_case(case), []
+        _stream_in_parts(guard.output_stream(), parts, sizes, sent)
         assert "".join(sent) == redacted_in_parts(REDACTOR, parts), (case, parts, sizes)
         if len(parts) == 1:
-            assert "".join(sent) == REDACTOR.redact(parts[0])
+            assert "".join(sent) == guard.check_output(parts[0])
 
 
 @pytest.mark.parametrize("seed", range(0, 1500, 100))
 def test_block_mode_stops_a_text_in_parts_before_the_first_value_either_reading_finds(seed: int) -> None:
+    guard = _guardrails("block")
     for case in range(seed, seed + 100):
-        (parts, sizes), stream, sent = _random_case(case), STREAMING.stream(), []
+        (parts, sizes), sent = _random_case(case), []
         whole, first = "".join(parts), redacted_in_parts(REDACTOR, parts).find("[REDACTED:")
         try:
-            _stream_in_parts(OutputStream("block", stream), stream.end_part, parts, sizes, sent)
+            _stream_in_parts(guard.output_stream(), parts, sizes, sent)
         except OutputBlocked:
             assert first >= 0 and whole.startswith("".join(sent)), (case, parts, sizes)
             assert len("".join(sent)) <= first, (case, parts, sizes)
         else:
             assert first < 0 and "".join(sent) == whole, (case, parts, sizes)
+
+
+def test_with_leakage_off_a_text_in_parts_streams_as_it_came() -> None:
+    guard = _guardrails("off")
+    for case in range(100):
+        (parts, sizes), sent = _random_case(case), []
+        _stream_in_parts(guard.output_stream(), parts, sizes, sent)
+        assert "".join(sent) == "".join(parts), (case, parts, sizes)
 
 
 AGENT = {
@@ -327,23 +342,28 @@ or less than those four pieces, each at least a token whatever the tokenizer."""
 
 class ToolCallingModel:
     """Answers every call with a calculator call (after ``answer_after`` calls: with text), reporting
-    ``usage``; keeps the requests it got."""
+    ``usage`` (``usage_of`` a call by its number, from 1, where it is given); keeps the requests it got.
+    A streamed request whose number is in ``cut`` gets the tool call's pieces and no end: a failed attempt
+    that began answering."""
 
     def __init__(self) -> None:
         self.usage: dict[str, int] | None = None
+        self.usage_of: dict[int, dict[str, int] | None] = {}
+        self.cut: set[int] = set()
         self.answer_after = 100
         self.requests: list[dict[str, Any]] = []
         self.server = RawModel(self._answer)
 
     def _answer(self, body: dict[str, Any]) -> Answer:
         self.requests.append(body)
-        done = len(self.requests) > self.answer_after
+        number = len(self.requests)
+        done, usage = number > self.answer_after, self.usage_of.get(number, self.usage)
         if body.get("stream"):
-            tail = [usage_chunk(**self.usage)] if self.usage is not None else []
+            tail = [usage_chunk(**usage)] if usage is not None else []
             if done:
                 return [chunk("Two."), chunk(finish="stop"), *tail, "[DONE]"]
-            call = tool_chunk(CALCULATOR, f"c{len(self.requests)}", "calculator")
-            return [call, chunk(finish="tool_calls"), *tail, "[DONE]"]
+            call = tool_chunk(CALCULATOR, f"c{number}", "calculator")
+            return [call] if number in self.cut else [call, chunk(finish="tool_calls"), *tail, "[DONE]"]
         calls = [
             {"id": f"c{len(self.requests)}", "type": "function"}
             | {"function": {"name": "calculator", "arguments": CALCULATOR}}
@@ -352,14 +372,19 @@ class ToolCallingModel:
             {"role": "assistant", "content": "Two."} if done else {"role": "assistant", "tool_calls": calls}
         )
         choice = {"index": 0, "message": message, "finish_reason": "stop" if done else "tool_calls"}
-        return {"model": "m", "choices": [choice]} | ({"usage": self.usage} if self.usage is not None else {})
+        return {"model": "m", "choices": [choice]} | ({"usage": usage} if usage is not None else {})
 
 
 @pytest.fixture
 def tool_calling(runtime_factory: RuntimeFactory) -> Iterator[tuple[ToolCallingModel, Runtime]]:
+    """The model and a runtime on it that retries a failed call once."""
     model = ToolCallingModel()
     runtime = runtime_factory(
-        llm_endpoint=model.server.url, agents=json.dumps([AGENT]), budgets=json.dumps(BUDGET)
+        llm_endpoint=model.server.url,
+        agents=json.dumps([AGENT]),
+        budgets=json.dumps(BUDGET),
+        llm_max_retries=1,
+        retry_base_seconds=0.01,
     )
     yield model, runtime
     model.server.close()
@@ -400,16 +425,63 @@ def test_a_call_of_untrusted_usage_counts_its_hold_against_the_run_budget(
     tool_calling: tuple[ToolCallingModel, Runtime], usage: str, stream: bool
 ) -> None:
     """The run stops after the first call (429 ``budget_exceeded``), as it does when the model reports
-    honestly, having counted the tokens the call held; with no usage reported, what the ledger charged."""
+    honestly, having counted the tokens the call held, which is what the ledger charged for it."""
     model, runtime = tool_calling
     model.usage = UNTRUSTED_USAGE[usage]
     status, body = _run(runtime, stream)
     assert len(model.requests) == 1, f"the run went on for {len(model.requests)} model calls: {body}"
+    assert _counted(status, body) == _held(model.requests[0], runtime) == _ledger_tokens(runtime)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+@pytest.mark.parametrize("usage", UNTRUSTED_USAGE, ids=list(UNTRUSTED_USAGE))
+def test_the_run_budget_counts_each_call_at_what_the_ledger_charged_for_it(
+    tool_calling: tuple[ToolCallingModel, Runtime], usage: str, stream: bool
+) -> None:
+    """Two calls reported honestly, then one whose usage is not believed: the run counts the first two as
+    reported and the third at its hold, and stops there, having counted exactly what the ledger charged."""
+    model, runtime = tool_calling
+    model.usage = {"prompt_tokens": 80, "completion_tokens": 20, "total_tokens": 100}
+    model.usage_of[3] = UNTRUSTED_USAGE[usage]
+    status, body = _run(runtime, stream)
+    assert len(model.requests) == 3, f"the run made {len(model.requests)} model calls: {body}"
+    assert _counted(status, body) == 200 + _held(model.requests[2], runtime) == _ledger_tokens(runtime)
+
+
+def test_an_attempt_that_began_answering_before_its_retry_counts_against_the_run_budget(
+    tool_calling: tuple[ToolCallingModel, Runtime],
+) -> None:
+    """The first attempt streams a tool call's pieces and is cut (the provider billed them: its hold), the
+    retry answers with a tool call of 10 tokens: the run counts both, as the ledger does, and stops."""
+    model, runtime = tool_calling
+    model.usage, model.cut = {"prompt_tokens": 8, "completion_tokens": 2, "total_tokens": 10}, {1}
+    status, body = _run(runtime, True)
+    assert len(model.requests) == 2, f"the run made {len(model.requests)} model calls: {body}"
+    assert _counted(status, body) == _held(model.requests[0], runtime) + 10 == _ledger_tokens(runtime)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])
+def test_without_budgets_a_call_of_unknown_usage_still_counts_its_hold(
+    runtime_factory: RuntimeFactory, stream: bool
+) -> None:
+    """No ledger settles anything, yet the gateway charges the call as it would settle it: the run budget
+    does not depend on budgets being configured."""
+    model = ToolCallingModel()
+    try:
+        runtime = runtime_factory(llm_endpoint=model.server.url, agents=json.dumps([AGENT]))
+        status, body = _run(runtime, stream)
+    finally:
+        model.server.close()
+    assert len(model.requests) == 1, f"the run went on for {len(model.requests)} model calls: {body}"
+    assert _counted(status, body) == _held(model.requests[0], runtime)
+
+
+def _counted(status: int, body: dict[str, Any]) -> int:
+    """The tokens a run refused with 429 ``budget_exceeded`` had counted against its ``token_budget``."""
     assert status == 429 and body["error"]["code"] == "budget_exceeded", body
     counted = re.search(r"spent (\d+) tokens", body["error"]["message"])
-    assert counted is not None and int(counted.group(1)) == _held(model.requests[0], runtime), body
-    if model.usage is None or not model.usage["total_tokens"]:  # the gateway settles it at its hold
-        assert int(counted.group(1)) == _ledger_tokens(runtime)
+    assert counted is not None, body
+    return int(counted.group(1))
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "streamed"])

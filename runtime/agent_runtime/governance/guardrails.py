@@ -442,17 +442,32 @@ class Guardrails:
         return self.redactor.redact(text)
 
     def output_stream(self) -> OutputStream:
-        """A guard for one streamed model answer, with the guarantees of :meth:`check_output`."""
+        """A guard for one streamed text (a model answer, or a run's model calls in parts) with the guarantees
+        of :meth:`check_output`, in the guardrails' own ``output_leakage`` mode: callers never pick it."""
         return OutputStream(self._leakage, self._streaming.stream() if self._streaming else None)
 
 
 class OutputStream:
-    """What of a streamed answer may leave the runtime, piece by piece.
+    """What of a streamed text may leave the runtime, piece by piece: one model call's answer, or the texts of
+    a run's model calls, each call a part (:meth:`end_part`).
 
-    Whatever the chunk boundaries, the text it releases is exactly what :meth:`Guardrails.check_output`
-    returns for the whole answer (``redact``), or a prefix of the answer that ends before its first
-    sensitive value, then :class:`OutputBlocked` (``block``): the value itself never leaves. Only the tail
-    that could still become a match is held back (see :mod:`agent_runtime.governance.stream_redaction`).
+    Whatever the chunk boundaries, the text of one part it releases is exactly what
+    :meth:`Guardrails.check_output` returns for the whole of it (``redact``), or a prefix of it that ends
+    before its first sensitive value, then :class:`OutputBlocked` (``block``): the value itself never leaves.
+    Only the tail that could still become a match is held back (see
+    :mod:`agent_runtime.governance.stream_redaction`); a text of one part costs what it always did.
+
+    The caller reads a run's calls' texts as one (the words before a tool call, then the answer), so a secret
+    split between two calls is whole only in the joined text; but a pattern that starts with ``\\b`` or a
+    lookbehind does not match at the start of a call whose previous call ended in a letter or digit
+    (``check`` + ``sk-proj-...``), nor one that ends with them at the end of a call whose next call opens
+    with one, so the joined text alone lets a value through that ``check_output`` of its own call's text
+    catches. A guard per call, flushed at the call's end, would lose the split secret instead; chaining one
+    per call into one for the joined text would read the first's ``[REDACTED:...]`` markers, not the text,
+    and miss the rest of a secret that one call's text matches alone and the next call continues. In parts,
+    the guard reads both ways and hides what either reading would: a character reaches the caller in clear
+    only if ``check_output`` leaves it in clear in its call's text alone and in the run's whole text,
+    whatever the chunking (``block``: the stream stops before the first value either reading finds).
     """
 
     def __init__(self, leakage: Literal["redact", "block", "off"], stream: RedactingStream | None) -> None:
@@ -463,8 +478,14 @@ class OutputStream:
         """The text that may be sent now (possibly empty)."""
         return piece if self._stream is None else self._checked(self._stream.feed(piece))
 
+    def end_part(self) -> None:
+        """The current part's text is complete and another part follows: what is held back waits for the next
+        part's text or the end."""
+        if self._stream is not None:
+            self._stream.end_part()
+
     def finish(self) -> str:
-        """The answer is complete: the held tail, checked."""
+        """The text is complete: the held tail, checked."""
         return "" if self._stream is None else self._checked(self._stream.finish())
 
     def _checked(self, release: Release) -> str:

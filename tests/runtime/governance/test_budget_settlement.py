@@ -1,6 +1,7 @@
 """What a model call is charged when its usage is not the plain report of a finished call: a stream the
-caller leaves before its end, an endpoint that reports no usage, usage that is partial or nonsense. A call
-whose usage is not known spends its hold (its worst case); reported usage is held to sense."""
+caller leaves before its end, an endpoint that reports no usage or less than the call certainly spent, usage
+that is partial or nonsense. A call whose usage is not known spends its hold (its worst case); reported usage
+is held to sense."""
 
 from __future__ import annotations
 
@@ -83,6 +84,26 @@ def test_an_endpoint_reporting_no_usage_is_charged_the_hold(setup: Any) -> None:
     assert first > REPORTED["completion_tokens"]
     assert runtime.post("/v1/chat/completions", CHAT).status_code == 200
     assert ledger.settled() == 2 * first
+
+
+BELOW_THE_FLOOR = {"prompt_tokens": 0, "completion_tokens": 1, "total_tokens": 1}
+"""Usage of a call that read a message and wrote an answer: less than those two pieces, a token each at
+least whatever the tokenizer."""
+
+
+def test_usage_below_what_the_call_certainly_spent_is_charged_the_hold(setup: Any) -> None:
+    """The ledger charges such a call as one reporting no usage, plain or streamed (an answer of one piece,
+    so raising the output to the pieces streamed leaves it below too); a run's budget counts the same."""
+    _, runtime, ledger, answers = setup
+    answers["plain"] = {**completion("ok"), "usage": None}
+    assert runtime.post("/v1/chat/completions", CHAT).status_code == 200
+    hold = ledger.settled()
+    answers["plain"] = completion("ok", **BELOW_THE_FLOOR)
+    assert runtime.post("/v1/chat/completions", CHAT).json()["usage"]["total_tokens"] == 1, "as reported"
+    assert ledger.settled() == 2 * hold
+    answers["stream"] = [chunk("ok"), chunk(finish="stop"), usage_chunk(**BELOW_THE_FLOOR), "[DONE]"]
+    assert "[DONE]" in _streamed(runtime)
+    assert ledger.settled() == 3 * hold
 
 
 def test_a_total_missing_from_the_usage_is_its_parts_sum(setup: Any) -> None:
