@@ -5,7 +5,9 @@ caller's token and picks its application's usage plan (request rates and quotas)
 application, which API Gateway cannot count, are enforced by the runtime on the shared DynamoDB ledger.
 The API invokes the orchestrator's function, which routes and delegates to the agents over SQS: one queue
 per agent, each with a dead-letter queue; each role receives from its own queue only, and only the
-orchestrator may send to the agents' queues. Every runtime calls Bedrock (through the stack's guardrail)
+orchestrator may send to the agents' queues. No worker loop runs on Lambda, so an EventBridge schedule
+invokes the orchestrator's function every minute to sweep its queue and the agents', as a worker would
+(tasks whose message was never sent get one). Every runtime calls Bedrock (through the stack's guardrail)
 with its own role, for its own model and the embeddings only.
 
 The knowledge index, where an agent searches it (``knowledge_search``), is Aurora PostgreSQL Serverless v2
@@ -59,6 +61,11 @@ APPLICATION_TOKENS = "gateway-tokens-per-minute"
 """The runtime budget that stands in for the token limit API Gateway does not have."""
 READER, WRITER = "agentstage_reader", "agentstage_writer"
 """The knowledge database's users: agents that search it, and the ingestion worker."""
+SWEEP = "sweep"
+SWEEP_RATE = "rate(1 minute)"
+SWEEP_EVENT = {"agentstage": "sweep"}
+"""The event the orchestrator's schedule invokes it with, every minute (a worker loop sweeps its queue that
+often): ``lambda_handler`` then sweeps the queues it delegates to (``agent_runtime.hosting.SWEEP_EVENT``)."""
 
 
 class AwsFoundation:
@@ -92,6 +99,8 @@ class AwsFoundation:
             self.bus.trigger(
                 task_queue(name), function, maximum_concurrency=self.function.reserved_concurrency
             )
+        # The orchestrator sweeps its queue and its delegates' (agent_runtime.hosting.swept_queues).
+        self.functions[self.orchestrator].schedule(SWEEP, SWEEP_RATE, SWEEP_EVENT)
         if self.readers:
             self._ingestion_worker()
         self._containers()

@@ -11,6 +11,12 @@ How the cloud-neutral usage profile becomes AWS usage (each line's basis repeats
 - Lambda: one invocation per request, busy ``secondsPerRequest`` at the function's memory, all at the
   on-demand duration price of its architecture. Requests a warm (provisioned) instance serves bill at the
   lower provisioned duration price instead, so with provisioned concurrency this is an upper bound.
+- EventBridge schedules: a scheduled rule's own events are free; the invocations it makes of its target
+  function bill as the function's, idle or not (fixed lines on the rule): requests, :data:`SCHEDULED_SECONDS`
+  each at the function's memory (the task sweep: one indexed query on a warm instance), and X-Ray traces
+  where the function traces (each lone invocation is its second's first: all are sampled). What each sweep
+  also costs elsewhere is not counted, under a cent a month a schedule: its indexed DynamoDB query (one
+  read unit) and Lambda's three log lines (about 13 MB a month, in the function's log group).
 - DynamoDB: ``stateRequestUnitsPerRequest`` is read and write request units together, counted as DynamoDB
   bills them (a strongly consistent read of up to 4 KB is 1 read unit; a write of up to 1 KB is 1 write
   unit, 2 in a transaction). :data:`WRITE_SHARE` of them are write units, from the runtime's request path:
@@ -77,6 +83,8 @@ REST_METHOD = "aws:apigateway/method:Method"
 REST_INTEGRATION = "aws:apigateway/integration:Integration"
 WEB_ACL_ASSOCIATION = "aws:wafv2/webAclAssociation:WebAclAssociation"
 EVENT_SOURCE_MAPPING = "aws:lambda/eventSourceMapping:EventSourceMapping"
+EVENT_RULE = "aws:cloudwatch/eventRule:EventRule"
+EVENT_TARGET = "aws:cloudwatch/eventTarget:EventTarget"
 CLUSTER_INSTANCE = "aws:rds/clusterInstance:ClusterInstance"
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 
@@ -84,6 +92,11 @@ DEFAULT_MEMORY_MB = 128
 DEFAULT_ARCHITECTURE = "x86_64"
 FREE_EPHEMERAL_MB = 512
 """Ephemeral storage a function gets with no charge; more bills per GB-second."""
+SCHEDULED_SECONDS = 0.1
+"""How long a scheduled invocation of the runtime is busy: the task sweep reads its queue's orphaned tasks
+(one indexed query on a warm instance, tens of milliseconds) and usually sends nothing."""
+_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+_RATE_SECONDS = {"minute": 60, "hour": 3600, "day": 86_400}
 HIGH_RESOLUTION_BELOW_SECONDS = 60
 """An alarm on a period shorter than a minute (10 or 30 s) is a high-resolution alarm."""
 WRITE_SHARE = 0.75
@@ -953,6 +966,68 @@ def _event_source_mapping(resource: Resource, _pricing: Pricing) -> Iterator[Out
     )
 
 
+def _event_rule(resource: Resource, pricing: Pricing) -> Iterator[Outcome]:
+    """A schedule's invocations of its target functions, every month whatever the traffic (see the module
+    docstring); its own events are free."""
+    expression = str(resource.inputs.get("scheduleExpression") or "")
+    if not expression:
+        yield FreeResource(
+            resource.name, resource.type, "an event pattern's rule: events bill on the bus that receives them"
+        )
+        return
+    rate = _RATE.match(expression)
+    if rate is None:
+        yield UnpricedResource(
+            resource.name, resource.type, f"schedule {expression}: only rate() schedules are estimated"
+        )
+        return
+    period = int(rate[1]) * _RATE_SECONDS[rate[2].rstrip("s")]
+    invocations = SECONDS_PER_MONTH / period
+    targets = [
+        t for t in pricing.graph.of_type(EVENT_TARGET) if t.inputs.get("rule") == resource.inputs.get("name")
+    ]
+    for target in targets:
+        function = _function_named(pricing, target.inputs.get("arn"))
+        if function is None:
+            yield UnpricedResource(
+                resource.name,
+                resource.type,
+                f"target {target.inputs.get('arn')!r} is no function of the plan: what it bills is unknown",
+            )
+            continue
+        name = function.inputs.get("name")
+        memory_gb = _memory_gb(function)
+        busy = invocations * SCHEDULED_SECONDS
+        yield _line(
+            resource,
+            pricing,
+            "fixed",
+            "lambda.requests",
+            "standard",
+            invocations / 1e6,
+            f"{invocations:,.0f} invocations of {name} ({expression})",
+        )
+        yield _line(
+            resource,
+            pricing,
+            "fixed",
+            "lambda.duration",
+            _architecture(function),
+            busy * memory_gb,
+            f"{busy:,.0f} busy seconds ({SCHEDULED_SECONDS:g} s an invocation) x {memory_gb:g} GB",
+        )
+        if function.get("tracingConfig.mode") == "Active":
+            yield _line(
+                resource,
+                pricing,
+                "fixed",
+                "xray.traces-recorded",
+                "standard",
+                invocations / 1e6,
+                f"{invocations:,.0f} traces: each invocation is the first of its second (sampled)",
+            )
+
+
 # --- The knowledge source: the documents bucket -------------------------------------------------------------
 
 
@@ -1336,6 +1411,7 @@ PRICERS: dict[str, Pricer] = {
     "aws:wafv2/webAcl:WebAcl": _web_acl,
     "aws:sqs/queue:Queue": _queue,
     EVENT_SOURCE_MAPPING: _event_source_mapping,
+    EVENT_RULE: _event_rule,
     "aws:s3/bucket:Bucket": _bucket,
     "aws:ec2/vpcEndpoint:VpcEndpoint": _vpc_endpoint,
     "aws:rds/cluster:Cluster": _aurora_cluster,
@@ -1356,6 +1432,7 @@ FREE: dict[str, str] = {
     "aws:kms/alias:Alias": "a name for a KMS key: billed on the key",
     "aws:lambda/alias:Alias": "a name for a function version: warm instances bill on its provisioned concurrency",
     "aws:lambda/permission:Permission": "a statement of the function's resource policy: free",
+    EVENT_TARGET: "where its rule sends events: the invocations bill on the rule",
     "aws:apigatewayv2/route:Route": _API_PART,
     "aws:apigatewayv2/integration:Integration": _API_PART,
     "aws:apigatewayv2/authorizer:Authorizer": (

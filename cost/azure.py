@@ -27,6 +27,12 @@ FLEX_PLAN = "FC1"
 ZONE_REDUNDANT_MINIMUM = 2
 TASK_QUEUE_SETTING = "AGENTSTAGE_TASK_QUEUE"
 """The runtime setting that gives a Function App its task trigger (agent_runtime.settings ``task_queue``)."""
+AGENT_QUEUES_SETTING = "AGENTSTAGE_AGENT_QUEUES"
+"""The runtime setting of an app that delegates (the orchestrator's), which gets the sweep's timer
+(agent_runtime.hosting.swept_queues)."""
+SWEEPS_PER_MONTH = HOURS_PER_MONTH * 60
+SWEEP_SECONDS = 0.1
+"""How long a sweep is busy: one indexed query of the task store on a warm instance; it usually sends nothing."""
 INCLUDED_BUS_OPERATIONS = 13_000_000
 """Service Bus Standard includes 13M operations a month in its base charge."""
 FREE_LOG_RETENTION_DAYS = 31
@@ -66,10 +72,13 @@ def _function_app(resource: Resource, pricing: Pricing) -> Iterator[Outcome]:
             ready * memory_gb * SECONDS_PER_MONTH,
             f"{basis} x {memory_gb:g} GB x {HOURS_PER_MONTH} h",
         )
+    swept = _has_sweep(resource)
+    if swept:
+        yield from _sweeps(resource, pricing, memory_gb)
     agents = pricing.agents_of(resource)
     requests = pricing.monthly(agents=agents)
     if pricing.usage is None or not requests:
-        if not ready:
+        if not ready and not swept:
             yield _usage_free(resource, "execution and GB-second (no always-ready instances)")
         return
     busy = sum(
@@ -90,10 +99,35 @@ def _function_app(resource: Resource, pricing: Pricing) -> Iterator[Outcome]:
     )
 
 
+def _sweeps(resource: Resource, pricing: Pricing, memory_gb: float) -> Iterator[Outcome]:
+    """The task queue's sweep runs every minute, traffic or not: its executions and their GB-seconds, all at
+    the on-demand rate (an upper bound where its group is always ready: those bill at a lower rate)."""
+    yield pricing.line(
+        resource,
+        "fixed",
+        "functions.flex.executions",
+        FLEX_PLAN,
+        SWEEPS_PER_MONTH / 1e6,
+        f"{SWEEPS_PER_MONTH:,} sweeps of the task queue (timer, every minute)",
+    )
+    busy = SWEEPS_PER_MONTH * SWEEP_SECONDS
+    yield pricing.line(
+        resource,
+        "fixed",
+        "functions.flex.on-demand-execution-time",
+        FLEX_PLAN,
+        busy * memory_gb,
+        f"{busy:,.0f} busy seconds of sweeps ({SWEEP_SECONDS:g} s each) x {memory_gb:g} GB",
+    )
+
+
 def _always_ready(resource: Resource, scale: dict[str, Any], *, zone_redundant: bool) -> tuple[float, str]:
-    """Instances kept allocated, per scaling group: HTTP functions scale as one group, the task trigger as
-    its own; a zone-redundant plan keeps at least two in every group, billed as always ready."""
-    groups = ["http"] + (["function:run_task"] if _has_task_trigger(resource) else [])
+    """Instances kept allocated, per scaling group: HTTP functions scale as one group, the task trigger and
+    the sweep's timer each as their own; a zone-redundant plan keeps at least two in every group, billed as
+    always ready."""
+    groups = ["http"]
+    groups += ["function:run_task"] if _has_task_trigger(resource) else []
+    groups += ["function:sweep_tasks"] if _has_sweep(resource) else []
     configured = {
         str(entry.get("name")): _number(entry.get("instanceCount"))
         for entry in scale.get("alwaysReady") or []
@@ -110,6 +144,14 @@ def _always_ready(resource: Resource, scale: dict[str, Any], *, zone_redundant: 
 def _has_task_trigger(resource: Resource) -> bool:
     """The runtime's Function App host adds a Service Bus trigger when the app has a task queue."""
     return any(s.name == TASK_QUEUE_SETTING and s.value for s in settings(resource))
+
+
+def _has_sweep(resource: Resource) -> bool:
+    """The host adds the sweep's timer when the app has a task queue and delegates to other queues."""
+    delegates = any(
+        s.name == AGENT_QUEUES_SETTING and s.value not in (None, "", "{}") for s in settings(resource)
+    )
+    return delegates and _has_task_trigger(resource)
 
 
 def _app_service_plan(resource: Resource, pricing: Pricing) -> Iterator[Outcome]:

@@ -10,6 +10,10 @@ connection (app settings ``ServiceBusConnection__fullyQualifiedNamespace``,
 ``ServiceBusConnection__credential=managedidentity``, ``ServiceBusConnection__clientId``). Returning
 completes the message; raising abandons it for redelivery, and the queue's ``maxDeliveryCount`` then
 dead-letters it (see :mod:`agent_runtime.hosting` for why that is also the path of poison messages).
+The orchestrator's app (a task queue and ``AGENTSTAGE_AGENT_QUEUES``) also gets a timer trigger, every
+minute, that sweeps its queue and its delegates' as a worker loop would (:meth:`agent_runtime.hosting.
+PushedTasks.sweep`: tasks queued with no message get one); the host runs one occurrence at a time across
+the app's instances (a blob lease in ``AzureWebJobsStorage``).
 
 An app with ``AGENTSTAGE_INGEST_QUEUE`` set (the knowledge layer's ingestion worker) gets a trigger on that
 queue of Event Grid blob events, over the same identity-based connection; each message refreshes the
@@ -22,11 +26,15 @@ import azure.functions as func
 
 from agent_runtime.api import create_app
 from agent_runtime.bus.base import ReceivedMessage
-from agent_runtime.hosting import PushedTasks
+from agent_runtime.hosting import PushedTasks, swept_queues
 from agent_runtime.knowledge.service import PushedDocuments
 from agent_runtime.settings import Settings
 from agent_runtime.startup import configured
 from agent_runtime.tasks.service import worker_queue
+
+SWEEP_SCHEDULE = "0 * * * * *"
+"""NCRONTAB (with seconds): at second 0 of every minute, as often as a worker loop sweeps
+(``ORPHAN_SWEEP_SECONDS``)."""
 
 # A settings mistake stops the worker's indexing with one line naming it (agent_runtime.startup): the host
 # logs what escapes here, and pydantic's own message would quote the settings' values.
@@ -39,6 +47,10 @@ app = func.AsgiFunctionApp(app=api, http_auth_level=func.AuthLevel.ANONYMOUS)
 
 async def run_task(message: func.ServiceBusMessage) -> None:
     await tasks.handle(delivery(message, worker_queue(settings)))
+
+
+async def sweep_tasks(timer: func.TimerRequest) -> None:
+    await tasks.sweep()  # logs each task it sends again
 
 
 async def ingest_documents(message: func.ServiceBusMessage) -> None:
@@ -54,6 +66,17 @@ task_trigger = (
         )(run_task)
     )
     if settings.task_queue
+    else None
+)
+# No catch-up after downtime (use_monitor off): the next occurrence sweeps whatever a missed one would have,
+# without a schedule-status blob written every minute.
+sweep_trigger = (
+    app.function_name("sweep_tasks")(
+        app.timer_trigger(arg_name="timer", schedule=SWEEP_SCHEDULE, run_on_startup=False, use_monitor=False)(
+            sweep_tasks
+        )
+    )
+    if swept_queues(settings)
     else None
 )
 ingest_trigger = (

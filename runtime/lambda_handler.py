@@ -8,13 +8,17 @@ at cold start (:mod:`agent_runtime.settings_secret`).
   ``FunctionResponseTypes: ["ReportBatchItemFailures"]``. Each record is one task message; the handler
   returns the failed ones as ``batchItemFailures``, so only those are delivered again (and, after the
   queue's ``maxReceiveCount``, moved to its dead-letter queue) while the rest of the batch is deleted.
-  See :mod:`agent_runtime.hosting` for which failures those are.
+  See :mod:`agent_runtime.hosting` for which failures those are. Any other event is refused with
+  :class:`UnrecognisedEvent`.
 - ``lambda_handler.documents``: an SQS event source mapping on ``AGENTSTAGE_INGEST_QUEUE``, the S3 event
   notifications of the knowledge layer's documents bucket, reported the same way; each record refreshes
   the documents it names (:mod:`agent_runtime.knowledge.service`).
 - ``lambda_handler.main``: all of them in one function (the foundation's orchestrator serves the API and
   consumes its queues): an SQS batch of ``AGENTSTAGE_INGEST_QUEUE`` goes to ``documents``, one of any
-  other queue to ``tasks``, and every other event to the API.
+  other queue to ``tasks``, and every other event to the API; but the constant event
+  ``{"agentstage": "sweep"}``, which an EventBridge schedule sends every minute, sweeps the queues it
+  delegates to, as a worker loop would (tasks queued with no message get one), and returns the ids of the
+  tasks it sent again.
 
 All handlers run on the one event loop of the process, which the opened services are bound to.
 """
@@ -54,7 +58,7 @@ configured(load_settings_secret)  # before the settings are imported: they read 
 
 from agent_runtime.api import create_app
 from agent_runtime.bus.base import ReceivedMessage
-from agent_runtime.hosting import PushedTasks, handle_all
+from agent_runtime.hosting import SWEEP_EVENT, PushedTasks, handle_all
 from agent_runtime.knowledge.service import PushedDocuments
 from agent_runtime.settings import Settings
 
@@ -71,6 +75,10 @@ _http = Mangum(api, lifespan="off")
 _tasks = PushedTasks(api.state.lifecycle)
 _documents = PushedDocuments(api.state.lifecycle)
 _telemetry = api.state.lifecycle.assembly.telemetry
+
+
+class UnrecognisedEvent(Exception):
+    """``tasks`` was invoked with an event that is not an SQS batch."""
 
 
 def _flushed(entry: Callable[[dict[str, Any], Any], T]) -> Callable[[dict[str, Any], Any], T]:
@@ -97,6 +105,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def main(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Route one invocation of a function that serves the API and consumes queues by what invoked it: an
     event source mapping's batch comes from a single queue, named last in its records' ``eventSourceARN``."""
+    if event == SWEEP_EVENT:
+        return _sweep()
     records = event.get("Records")
     if records and records[0].get("eventSource") == "aws:sqs":
         queue = records[0]["eventSourceARN"].rsplit(":", 1)[-1]
@@ -108,8 +118,24 @@ def main(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @_flushed
 def tasks(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
-    """Run each SQS record's task; report the records whose delivery failed."""
+    """Run each SQS record's task; report the records whose delivery failed. Any other event raises
+    :class:`UnrecognisedEvent`."""
+    records = event.get("Records") if isinstance(event, dict) else None
+    if not isinstance(records, list) or not all(
+        isinstance(record, dict) and record.get("eventSource") == "aws:sqs" for record in records
+    ):
+        shown = sorted(event)[:10] if isinstance(event, dict) else type(event).__name__
+        raise UnrecognisedEvent(
+            f"lambda_handler.tasks takes SQS batches of its task queue; this event (keys: {shown}) is none: "
+            "check what invokes the function"
+        )
     return _batch(event, "task", _tasks.handle)
+
+
+def _sweep() -> dict[str, list[str]]:
+    """One sweep of the queues the function delegates to (:meth:`~agent_runtime.hosting.PushedTasks.sweep`):
+    the ids of the tasks whose message it sent again."""
+    return {"requeued": [record.id for record in loop.run_until_complete(_tasks.sweep())]}
 
 
 @_flushed

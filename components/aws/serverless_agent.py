@@ -10,6 +10,8 @@
 - no function URL: callers come through the API gateway, which authenticates them first.
 - network: outside any VPC unless placed in one (``vpc``, from ``Network.place``): then the function runs
   in the private subnets with the functions' security group, and reaches AWS through VPC endpoints only.
+- schedules (optional, :meth:`LambdaAgent.schedule`): an EventBridge rule invokes the function with a
+  constant event, allowed by a permission for ``events.amazonaws.com`` on that rule's ARN only.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
-from pulumi_aws import lambda_
+from pulumi_aws import cloudwatch, lambda_
 
 from agent_runtime.settings_contract import env_for
 from components.aws.context import AwsContext
@@ -136,6 +138,7 @@ class LambdaAgent(Component):
     ) -> None:
         super().__init__("aws", "ServerlessAgent", name, opts)
         check_deployable(name, args.package)
+        self._name, self._context = name, context
         function_name = context.name(name)
         logs = log_group(
             name, context, f"/aws/lambda/{function_name}", retention(args.log_retention_days), self
@@ -200,6 +203,37 @@ class LambdaAgent(Component):
                 "invoke_arn": self.invoke_arn,
             }
         )
+
+    def schedule(self, purpose: str, expression: str, event: Mapping[str, str]) -> cloudwatch.EventRule:
+        """Invoke the function (its warm alias, if any) with ``event`` on ``expression`` (``rate(1 minute)``):
+        an EventBridge rule ``<prefix>-<environment>-<function>-<purpose>`` on the default bus, its target,
+        and the permission that lets that rule, and no other, invoke the function. EventBridge invokes
+        asynchronously: a failed invocation is retried by Lambda (twice), then dropped."""
+        rule = cloudwatch.EventRule(
+            f"{self._name}-{purpose}",
+            name=self._context.name(self._name, purpose),
+            description=f"invokes {self._context.name(self._name)} with {json.dumps(event, sort_keys=True)}",
+            schedule_expression=expression,
+            tags=self._context.tags,
+            opts=self.child(),
+        )
+        permission = lambda_.Permission(
+            f"{self._name}-{purpose}-invoke",
+            action="lambda:InvokeFunction",
+            function=self.function_arn,
+            principal="events.amazonaws.com",
+            source_arn=rule.arn,
+            opts=self.child(),
+        )
+        cloudwatch.EventTarget(
+            f"{self._name}-{purpose}-target",
+            rule=rule.name,
+            target_id=purpose,
+            arn=self.function_arn,
+            input=json.dumps(dict(event), sort_keys=True),
+            opts=self.child(depends_on=[permission]),
+        )
+        return rule
 
 
 def _vpc_config(placement: VpcPlacement | None) -> dict[str, list[pulumi.Input[str]]] | None:

@@ -463,6 +463,14 @@ TYPES: dict[str, tuple[str | None, Outputs]] = {
         "name",
         lambda n: {"id": n.name, "arn": n.arn("cloudwatch", f"alarm:{n.name}")},
     ),
+    "aws:cloudwatch/eventRule:EventRule": (
+        "name",
+        lambda n: {"id": n.name, "arn": n.arn("events", f"rule/{n.name}")},
+    ),
+    "aws:cloudwatch/eventTarget:EventTarget": (
+        None,
+        lambda n: {"id": f"{n.text('rule')}-{n.text('targetId')}"},
+    ),
     "aws:cloudwatch/dashboard:Dashboard": (
         "dashboardName",
         lambda n: {"id": n.name, "dashboardArn": n.arn("cloudwatch", f"dashboard/{n.name}", regional=False)},

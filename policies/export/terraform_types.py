@@ -123,6 +123,8 @@ TERRAFORM_TYPES: Mapping[str, str] = MappingProxyType(
         "aws:cloudwatch/logResourcePolicy:LogResourcePolicy": "aws_cloudwatch_log_resource_policy",
         "aws:cloudwatch/metricAlarm:MetricAlarm": "aws_cloudwatch_metric_alarm",
         "aws:cloudwatch/dashboard:Dashboard": "aws_cloudwatch_dashboard",
+        "aws:cloudwatch/eventRule:EventRule": "aws_cloudwatch_event_rule",
+        "aws:cloudwatch/eventTarget:EventTarget": "aws_cloudwatch_event_target",
         "aws:budgets/budget:Budget": "aws_budgets_budget",
         "aws:cfg/rule:Rule": "aws_config_config_rule",
         # Network.

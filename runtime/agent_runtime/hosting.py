@@ -15,11 +15,18 @@ calls are mapped onto that contract by :class:`PlatformSettledBus`:
 
 A task whose run fails (model error, budget, ...) is not a failed delivery: the worker records the failure
 on the task and the message is completed.
+
+No worker loop runs on these hosts, so nothing there sweeps a queue every minute as each worker does
+(:mod:`agent_runtime.tasks.worker`): the platform calls :meth:`PushedTasks.sweep` on a timer instead (a
+Functions timer trigger, an EventBridge schedule of the Lambda function), on the runtime that delegates
+(:func:`swept_queues`) only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -31,8 +38,28 @@ from agent_runtime.bus.base import (
     ReceivedMessage,
 )
 from agent_runtime.services import Lifecycle
-from agent_runtime.tasks.service import TaskService
+from agent_runtime.settings import Settings
+from agent_runtime.tasks.model import TaskRecord
+from agent_runtime.tasks.service import TaskService, worker_queue
 from agent_runtime.tasks.worker import Worker
+
+log = logging.getLogger("agentstage.worker")
+SWEEP_EVENT = {"agentstage": "sweep"}
+"""The constant event an EventBridge schedule invokes a Lambda task consumer with, every minute, for one
+:meth:`PushedTasks.sweep` (blueprints/aws_foundation.py builds the schedule with the same event)."""
+
+
+def swept_queues(settings: Settings) -> list[str]:
+    """The task queues a serverless host of this runtime sweeps: its own and every queue it delegates to
+    (``agent_queues``), when it delegates; none otherwise.
+
+    Tasks are written, and their messages sent, where they are submitted: the API, which the orchestrator
+    serves, and the orchestrator's delegation, so its sweep covers every queue a lost message can leave a
+    task on. One timer per stage, not one per agent: a timer is a Flex Consumption scaling group of its own
+    (two always-ready instances on a zone-redundant plan), and a schedule that woke every agent's function
+    each minute would keep a function that holds a database connection warm, and its database awake."""
+    delegates = json.loads(settings.agent_queues or "{}")
+    return list(dict.fromkeys([worker_queue(settings), *delegates.values()])) if delegates else []
 
 
 class Redeliver(Exception):
@@ -97,6 +124,20 @@ class PushedTasks:
         """Run the message's task to an outcome, or raise so the platform delivers the message again."""
         worker = await self._get_worker()
         await worker.handle(message)
+
+    async def sweep(self) -> list[TaskRecord]:
+        """One sweep of the queues :func:`swept_queues` names, as each worker sweeps its own every
+        ``ORPHAN_SWEEP_SECONDS``: re-send the messages of their tasks queued with none (the API died between
+        writing a task and sending its message); returns those tasks. A failing store or bus raises: the
+        invocation fails, visibly, and the next tick sweeps again."""
+        services = await self._lifecycle.get()
+        tasks = await services.tasks.get()  # sends on the process's own bus, not the platform-settled one
+        requeued = []
+        for queue in swept_queues(services.settings):
+            requeued += await tasks.requeue_orphans(queue)
+        for record in requeued:
+            log.warning("task %s was queued with no message: sent it another", record.id)
+        return requeued
 
     async def _get_worker(self) -> Worker:
         if self._worker is None:

@@ -416,6 +416,21 @@ def test_the_nodes_fetch_image_layers_through_the_s3_endpoint(graph: ResourceGra
 # --- functions in the VPC, the authorizer outside ------------------------------------------------------
 
 
+def test_only_the_orchestrators_function_is_swept_on_schedule(graph: ResourceGraph) -> None:
+    """Pods run the worker loop, which sweeps its queue itself; the orchestrator's function is invoked every
+    minute to sweep its queue and every queue it delegates to (the pods' included: sweeping twice is
+    harmless, each task is re-sent once)."""
+    rules = {r.inputs["name"]: r.inputs for r in graph.of_type("aws:cloudwatch/eventRule:EventRule")}
+    targets = {
+        t.inputs["rule"]: t.inputs["arn"] for t in graph.of_type("aws:cloudwatch/eventTarget:EventTarget")
+    }
+    assert targets == {
+        f"{PREFIX}-orchestrator-sweep": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{PREFIX}-orchestrator"
+    }
+    assert {rule["scheduleExpression"] for rule in rules.values()} == {"rate(1 minute)"}
+    assert set(rules) == set(targets)
+
+
 def test_every_function_but_the_authorizer_runs_in_the_lambda_subnets(graph: ResourceGraph) -> None:
     functions = {f.name.removesuffix("-function"): f.inputs for f in graph.of_type(FUNCTION)}
     assert set(functions) == {*SERVERLESS, "ingest", "knowledge-bootstrap", "authorizer"}, "research is a pod"

@@ -13,6 +13,7 @@ import pytest
 from graph_queries import by_name, runtime_catalog
 
 from agent_runtime.governance.budget_rules import parse_rules
+from agent_runtime.hosting import SWEEP_EVENT
 from agent_runtime.settings import GatewayAuthorizerSettings
 from agentstage.diagram import architecture
 from core.graph import ResourceGraph
@@ -24,6 +25,9 @@ REGION = "eu-west-1"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 FUNCTION = "aws:lambda/function:Function"
 QUEUE = "aws:sqs/queue:Queue"
+EVENT_RULE = "aws:cloudwatch/eventRule:EventRule"
+EVENT_TARGET = "aws:cloudwatch/eventTarget:EventTarget"
+PERMISSION = "aws:lambda/permission:Permission"
 RUNTIMES = ("orchestrator", "research", "analyst")
 
 
@@ -248,6 +252,51 @@ def test_each_task_consumer_knows_how_many_deliveries_its_queue_allows(graph: Re
         redrive = json.loads(queues[f"ags-stg-tasks-{name}"].inputs["redrivePolicy"])
         told = environment(graph, name)["AGENTSTAGE_BUS_MAX_DELIVERY_COUNT"]
         assert told == str(redrive["maxReceiveCount"]), name
+
+
+def schedules(graph: ResourceGraph) -> dict[str, list[tuple[Any, Any, Any]]]:
+    """Function ARN -> (rule, target, the permission for that rule) of each EventBridge rule invoking it."""
+    rules = {r.inputs["name"]: r for r in graph.of_type(EVENT_RULE)}
+    found: dict[str, list[tuple[Any, Any, Any]]] = {}
+    for target in graph.of_type(EVENT_TARGET):
+        rule = rules[target.inputs["rule"]]
+        permissions = [
+            p
+            for p in graph.of_type(PERMISSION)
+            if p.inputs.get("sourceArn") == arn("events", f"rule/{rule.inputs['name']}")
+        ]
+        assert len(permissions) == 1, (
+            f"rule {rule.inputs['name']}: one permission to invoke, not {permissions}"
+        )
+        found.setdefault(target.inputs["arn"], []).append((rule, target, permissions[0]))
+    return found
+
+
+def test_the_orchestrator_is_invoked_every_minute_to_sweep_the_task_queues(graph: ResourceGraph) -> None:
+    """No worker loop runs on Lambda: a schedule invokes the orchestrator's function, which sends to every
+    task queue, with the event the runtime sweeps on; the permission lets that rule invoke that function,
+    nothing else. No agent's function is woken each minute (research's would keep its database awake)."""
+    found = schedules(graph)
+    functions = {"orchestrator": arn("lambda", "function:ags-stg-orchestrator")}
+    assert set(found) == set(functions.values()), "only the orchestrator sweeps"
+    queues = json.loads(environment(graph, "orchestrator")["AGENTSTAGE_AGENT_QUEUES"])
+    assert set(queues.values()) == {f"ags-stg-tasks-{name}" for name in RUNTIMES} - {
+        "ags-stg-tasks-orchestrator"
+    }
+    for name, function in functions.items():
+        [(rule, target, permission)] = found[function]
+        assert rule.inputs["name"] == f"ags-stg-{name}-sweep"
+        assert rule.inputs["scheduleExpression"] == "rate(1 minute)"
+        assert "eventPattern" not in rule.inputs and rule.inputs.get("state", "ENABLED") == "ENABLED"
+        assert json.loads(target.inputs["input"]) == SWEEP_EVENT
+        assert {k: permission.inputs[k] for k in ("action", "function", "principal", "sourceArn")} == {
+            "action": "lambda:InvokeFunction",
+            "function": function,
+            "principal": "events.amazonaws.com",
+            "sourceArn": arn("events", f"rule/ags-stg-{name}-sweep"),
+        }
+        assert set(permission.inputs) & {"sourceAccount", "qualifier"} == set()
+        assert (permission.parent, target.parent, rule.parent) == (rule.parent,) * 3, "the function's own"
 
 
 def test_every_route_needs_the_token_authorizer_and_a_usage_plan(graph: ResourceGraph) -> None:

@@ -17,7 +17,7 @@ import yaml
 
 from core.graph import Resource, ResourceGraph
 from cost import estimate
-from cost.aws import AWAKE_ACUS, CHARS_PER_TOKEN, FREE, PRICERS, REST_METHOD_METRICS
+from cost.aws import AWAKE_ACUS, CHARS_PER_TOKEN, FREE, PRICERS, REST_METHOD_METRICS, SCHEDULED_SECONDS
 from cost.model import CostLine, Estimate
 from cost.prices import PRICES_DIR
 from cost.usage import UsageProfile
@@ -70,6 +70,9 @@ FOUNDATION_TYPES = (
     "aws:sqs/redriveAllowPolicy:RedriveAllowPolicy",
     "aws:lambda/eventSourceMapping:EventSourceMapping",
     "aws:lambda/invocation:Invocation",
+    "aws:lambda/permission:Permission",
+    "aws:cloudwatch/eventRule:EventRule",
+    "aws:cloudwatch/eventTarget:EventTarget",
     "aws:s3/bucket:Bucket",
     "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
     "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
@@ -620,3 +623,69 @@ def test_the_foundation_stack_is_priced_from_its_own_plan(
     minimum = cluster.inputs["serverlessv2ScalingConfiguration"]["minCapacity"]
     instances = graph.of_type("aws:rds/clusterInstance:ClusterInstance")
     assert fixed[(cluster.name, "aurora.serverless-v2")].quantity == len(instances) * minimum * 730
+
+
+EVENT_RULE, EVENT_TARGET = "aws:cloudwatch/eventRule:EventRule", "aws:cloudwatch/eventTarget:EventTarget"
+
+
+def schedule(name: str, expression: str, target: str) -> list[Resource]:
+    rule = f"ags-{name}-stg"
+    arn = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{rule}"
+    return [
+        cloud(EVENT_RULE, name, rule, arn, name=rule, scheduleExpression=expression),
+        cloud(EVENT_TARGET, f"{name}-target", f"{rule}-sweep", rule=rule, arn=target, targetId="sweep"),
+    ]
+
+
+def test_a_schedule_bills_its_invocations_of_its_function_idle_or_not() -> None:
+    """Every 5 minutes: 730 h x 12 invocations a month, each busy SCHEDULED_SECONDS at the function's
+    memory; the rule's own events are free, and its target bills nothing of its own."""
+    analyst = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:ags-analyst-stg"
+    graph = added(foundation(), *schedule("analyst-sweep", "rate(5 minutes)", analyst))
+    result = estimate(graph)
+    fixed = lines_of(result, "fixed")
+    invocations = 730 * 12
+    requests = fixed[("analyst-sweep", "lambda.requests")]
+    assert requests.quantity == invocations / 1e6 and requests.basis.startswith(
+        "8,760 invocations of ags-analyst"
+    )
+    duration = fixed[("analyst-sweep", "lambda.duration")]
+    assert duration.quantity == pytest.approx(invocations * SCHEDULED_SECONDS * 128 / 1024)
+    assert duration.monthly == pytest.approx(duration.quantity * row("lambda.duration", "x86_64"))
+    assert ("analyst-sweep", "xray.traces-recorded") not in fixed, "the function does not trace"
+    assert "bill on the rule" in {f.resource: f.reason for f in result.free}["analyst-sweep-target"]
+
+
+def test_a_schedule_that_is_not_a_rate_or_not_of_a_function_is_named() -> None:
+    analyst = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:ags-analyst-stg"
+    queue = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue_name('analyst')}"
+    graph = added(
+        foundation(),
+        *schedule("nightly", "cron(0 3 * * ? *)", analyst),
+        *schedule("poke", "rate(1 hour)", queue),
+    )
+    unpriced = {u.resource: u.reason for u in estimate(graph).unpriced}
+    assert unpriced["nightly"] == "schedule cron(0 3 * * ? *): only rate() schedules are estimated"
+    assert unpriced["poke"].startswith(f"target '{queue}' is no function of the plan")
+
+
+def test_the_orchestrators_sweep_is_priced_from_the_foundations_plan(
+    stack_graph: Callable[[str], ResourceGraph],
+) -> None:
+    graph = stack_graph("foundation-aws-staging")
+    result = estimate(graph)
+    fixed = lines_of(result, "fixed")
+    functions = {f.inputs["name"]: f for f in graph.of_type("aws:lambda/function:Function")}
+    rules = graph.of_type(EVENT_RULE)
+    assert [r.name for r in rules] == ["orchestrator-sweep"]
+    invocations = 730 * 60
+    for rule in rules:
+        function = functions[rule.inputs["name"].removesuffix("-sweep")]
+        memory_gb = function.inputs["memorySize"] / 1024
+        assert fixed[(rule.name, "lambda.requests")].quantity == pytest.approx(invocations / 1e6)
+        duration = fixed[(rule.name, "lambda.duration")]
+        assert duration.price.sku == function.inputs["architectures"][0]
+        assert duration.quantity == pytest.approx(invocations * SCHEDULED_SECONDS * memory_gb)
+        assert fixed[(rule.name, "xray.traces-recorded")].quantity == pytest.approx(invocations / 1e6)
+    sweeps = sum(line.monthly for (resource, _), line in fixed.items() if resource.endswith("-sweep"))
+    assert sweeps == pytest.approx(0.35, abs=0.01), "about 0.35 USD a month, as the README says"

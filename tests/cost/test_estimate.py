@@ -65,13 +65,36 @@ def test_flex_always_ready_counts_every_group_and_the_zone_redundant_minimum(sta
     assert line.monthly == pytest.approx(
         2 * 4 * 730 * 3600 * price("functions.flex.always-ready-baseline", "FC1")
     )
-    # enterprise-prod's apps also run the task trigger: a second group, two more instances.
-    enterprise = {l.resource: l for l in estimate(stack_graph("enterprise-prod")).lines if l.kind == "fixed"}
+    # enterprise-prod's apps also run the task trigger, one more group, two more instances; the
+    # orchestrator's the sweep's timer too, another group.
+    baseline = "functions.flex.always-ready-baseline"
+    enterprise = {
+        l.resource: l for l in estimate(stack_graph("enterprise-prod")).lines if l.price.meter == baseline
+    }
     assert enterprise["analyst-app"].quantity == 4 * 2 * SECONDS_PER_MONTH
     assert "2 http + 2 function:run_task" in enterprise["analyst-app"].basis
+    assert enterprise["orchestrator-app"].quantity == 6 * 2 * SECONDS_PER_MONTH
+    assert "2 http + 2 function:run_task + 2 function:sweep_tasks" in enterprise["orchestrator-app"].basis
     # pilot-dev scales to zero: no fixed line, and it says what it bills instead.
     dev = estimate(stack_graph("pilot-dev"))
     assert dev.fixed == 0 and any(f.resource == "agent-app" and "per execution" in f.reason for f in dev.free)
+
+
+def test_the_orchestrators_app_pays_for_its_sweep_every_minute(stack_graph: Graphs) -> None:
+    """The timer runs whatever the traffic: its executions are fixed lines, priced at the on-demand rate.
+    Only the app that delegates sweeps (the agents' queues with its own)."""
+    lines = {
+        (l.resource, l.price.meter): l
+        for l in estimate(stack_graph("foundation-staging")).lines
+        if l.kind == "fixed"
+    }
+    assert ("research-app", "functions.flex.executions") not in lines
+    executions = lines[("orchestrator-app", "functions.flex.executions")]
+    assert executions.quantity == pytest.approx(730 * 60 / 1e6)
+    assert executions.monthly == pytest.approx(730 * 60 / 1e6 * price("functions.flex.executions", "FC1"))
+    time = lines[("orchestrator-app", "functions.flex.on-demand-execution-time")]
+    assert time.quantity == pytest.approx(730 * 60 * 0.1 * 2)
+    assert "sweeps" in time.basis and "x 2 GB" in time.basis
 
 
 def test_units_replicas_and_node_pools_are_read_from_the_plan(stack_graph: Graphs) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import importlib.util
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,11 +16,13 @@ from typing import Any
 
 import pytest
 
+from agent_runtime.bus.base import ReceivedMessage
+from agent_runtime.bus.factory import open_bus
 from agent_runtime.caller import Caller
 from agent_runtime.settings import Settings
 from agent_runtime.tasks.factory import open_task_service
 from agent_runtime.tasks.model import TaskRecord, TaskState
-from agent_runtime.tasks.service import task_message
+from agent_runtime.tasks.service import ORPHANED_AFTER_SECONDS, task_message, worker_queue
 from agent_runtime.testing import ScriptedModelServer
 
 RUNTIME = Path(__file__).resolve().parents[3] / "runtime"
@@ -126,6 +129,56 @@ def mark_running_elsewhere(settings: Settings, task_id: str) -> None:
             await tasks.close()
 
     asyncio.run(claim())
+
+
+DELEGATE, DELEGATE_QUEUE = "researcher", "research-tasks"
+DELEGATING = {
+    "AGENTSTAGE_AGENTS": json.dumps([*AGENTS, {"name": DELEGATE, "instructions": "Cite."}]),
+    "AGENTSTAGE_AGENT_QUEUES": json.dumps({DELEGATE: DELEGATE_QUEUE}),
+}
+"""An orchestrator's host: it sends ``researcher``'s tasks to another deployment's queue, and sweeps that
+queue and its own."""
+
+
+def orphan(settings: Settings, text: str, agent: str = "assistant", queue: str | None = None) -> TaskRecord:
+    """A queued task of ``agent`` on ``queue`` (the host's own by default) whose message was never sent (the
+    API died between writing the task and sending it), last written longer ago than the sweep waits before
+    it sends another."""
+
+    async def create() -> TaskRecord:
+        tasks = await open_task_service(settings, _catalog(settings))
+        try:
+            at = time.time() - ORPHANED_AFTER_SECONDS - 60
+            record = TaskRecord(
+                id=uuid.uuid4().hex,
+                agent=agent,
+                state=TaskState.QUEUED,
+                messages=[{"role": "user", "content": text}],
+                queue=queue or worker_queue(settings),
+                caller="alice",
+                created_at=at,
+                updated_at=at,
+            )
+            created, _ = await tasks.store.create(record)
+            return created
+        finally:
+            await tasks.close()
+
+    return asyncio.run(create())
+
+
+def waiting_messages(settings: Settings, queue: str | None = None) -> list[ReceivedMessage]:
+    """The messages waiting on ``queue`` (the host's task queue by default), received, so leased for a
+    while."""
+
+    async def receive() -> list[ReceivedMessage]:
+        bus = open_bus(settings)
+        try:
+            return await bus.receive(queue or worker_queue(settings), max_messages=10, wait_seconds=0)
+        finally:
+            await bus.close()
+
+    return asyncio.run(receive())
 
 
 def message_parts(record: TaskRecord) -> tuple[str, dict[str, Any], dict[str, str]]:

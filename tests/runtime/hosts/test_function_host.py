@@ -1,5 +1,6 @@
-"""The Azure Functions host: one anonymous ASGI function serving the runtime's API, and the Service Bus
-trigger running the task queue's messages, each called the way the Functions worker calls them."""
+"""The Azure Functions host: one anonymous ASGI function serving the runtime's API, the Service Bus
+trigger running the task queue's messages and the timer that sweeps that queue, each called the way the
+Functions worker calls them."""
 
 from __future__ import annotations
 
@@ -15,19 +16,25 @@ from typing import Any
 import azure.functions as func
 import pytest
 from azure.functions.servicebus import ServiceBusMessage
+from azure.functions.timer import TimerRequest
 from runtime_helpers import PLANTED
 from task_host_helpers import (
     API_KEY,
+    DELEGATE,
+    DELEGATE_QUEUE,
+    DELEGATING,
     TENANT_KEYS,
     chat_body,
     imported_host,
     invoke_body,
     mark_running_elsewhere,
     message_parts,
+    orphan,
     stored,
     streamed_text,
     submit,
     two_tenants_env,
+    waiting_messages,
 )
 
 from agent_runtime.hosting import PoisonMessage, Redeliver
@@ -208,6 +215,7 @@ def test_the_task_trigger_reads_the_task_queue_over_an_identity_connection(
 ) -> None:
     module, _, _ = task_host
     assert [f.get_function_name() for f in module.app.get_functions()] == ["http_app_func", "run_task"]
+    assert module.sweep_trigger is None, "an app that delegates to no other queue sweeps none"
     binding = module.task_trigger.build().get_trigger()
     assert binding.get_binding_name() == "serviceBusTrigger"
     assert binding.queue_name == "%AGENTSTAGE_TASK_QUEUE%", "resolved from the app setting"
@@ -270,3 +278,53 @@ def test_host_json_lets_the_host_complete_and_renew_task_messages() -> None:
     assert service_bus["autoCompleteMessages"] is True, "returning completes; raising abandons"
     assert service_bus["maxConcurrentCalls"] >= 1
     assert service_bus["maxAutoLockRenewalDuration"] == "00:05:00"
+
+
+# -- the task queue's sweep: a timer trigger ---------------------------------------------------------------
+
+
+def test_the_orchestrators_app_sweeps_every_minute_without_catching_up(
+    model: ScriptedModelServer, tmp_path: Path
+) -> None:
+    with imported_host("function_app.py", model, tmp_path, **DELEGATING) as (module, _):
+        names = [f.get_function_name() for f in module.app.get_functions()]
+        binding = module.sweep_trigger.build().get_trigger()
+    assert names == ["http_app_func", "run_task", "sweep_tasks"]
+    assert binding.get_binding_name() == "timerTrigger"
+    assert binding.schedule == "0 * * * * *", "NCRONTAB with seconds: at second 0 of every minute"
+    assert (binding.run_on_startup, binding.use_monitor) == (False, False)
+
+
+def test_a_tick_of_the_timer_sends_an_orphaned_task_its_message_and_the_trigger_runs_it(
+    model: ScriptedModelServer, tmp_path: Path
+) -> None:
+    """The API wrote the task and died before sending its message: no worker loop runs on Functions to
+    sweep the queue, the timer does; the message it sends runs the task through the queue's trigger."""
+    loop = asyncio.new_event_loop()
+    with imported_host("function_app.py", model, tmp_path, **DELEGATING) as (module, settings):
+        try:
+            lost = orphan(settings, "hello from the sweep")
+            delegated = orphan(settings, "for the research agent", DELEGATE, DELEGATE_QUEUE)
+            fresh = submit(settings, "sent as usual")  # queued a moment ago, with its message
+            waiting_messages(settings)  # the fresh task's message, taken off the queue
+
+            tick = TimerRequest(past_due=False)
+            loop.run_until_complete(module.sweep_trigger.build().get_user_function()(tick))
+
+            [message] = waiting_messages(settings)
+            assert message.body["task_id"] == lost.id, "only the orphans are sent again"
+            [elsewhere] = waiting_messages(settings, DELEGATE_QUEUE)
+            assert elsewhere.body["task_id"] == delegated.id, "the delegate's queue is swept too"
+            host = (module, settings, loop)
+            _deliver(host, dict(message.body), message_id=message.message_id, headers=dict(message.headers))
+            done = stored(settings, lost.id)
+            assert done.state is TaskState.SUCCEEDED and done.result is not None
+            assert done.result["answer"] == "hello from the sweep"
+            assert stored(settings, fresh.id).state is TaskState.QUEUED
+
+            loop.run_until_complete(module.sweep_trigger.build().get_user_function()(tick))
+            assert waiting_messages(settings) == [], "nothing left to sweep"
+            assert waiting_messages(settings, DELEGATE_QUEUE) == []
+        finally:
+            loop.run_until_complete(module.api.state.lifecycle.close())
+            loop.close()

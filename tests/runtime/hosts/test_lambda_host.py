@@ -1,5 +1,6 @@
 """The AWS Lambda hosts: Mangum over the same app, driven with an API Gateway HTTP API (v2) event, and the
-SQS consumer of the task queue, driven with hand-built SQS events in the documented shape."""
+SQS consumer of the task queue, driven with hand-built SQS events in the documented shape; and the
+orchestrator's function given the constant event of the EventBridge schedule that sweeps the task queues."""
 
 from __future__ import annotations
 
@@ -11,9 +12,14 @@ from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
+from dynamodb_support import DynamoDB
 from runtime_helpers import PLANTED
+from servers import MotoServer, moto_server
 from task_host_helpers import (
     API_KEY,
+    DELEGATE,
+    DELEGATE_QUEUE,
+    DELEGATING,
     TASK_QUEUE,
     TENANT_KEYS,
     chat_body,
@@ -21,12 +27,16 @@ from task_host_helpers import (
     invoke_body,
     mark_running_elsewhere,
     message_parts,
+    orphan,
     stored,
     streamed_text,
     submit,
     two_tenants_env,
+    waiting_messages,
 )
 
+from agent_runtime.bus.base import ReceivedMessage
+from agent_runtime.hosting import SWEEP_EVENT
 from agent_runtime.settings import Settings
 from agent_runtime.tasks.model import TaskRecord, TaskState
 from agent_runtime.testing import ScriptedModelServer
@@ -222,6 +232,77 @@ def test_a_body_nested_too_deeply_fails_its_record_only(
     response = module.tasks({"Records": records}, _context())
     assert response == {"batchItemFailures": [{"itemIdentifier": "sqs-2"}]}
     assert stored(settings, good.id).state is TaskState.SUCCEEDED
+
+
+def _received_record(sqs_id: str, message: ReceivedMessage) -> dict[str, Any]:
+    """The record the event source mapping delivers for a message the bus adapter sent."""
+    return _sqs_record(
+        sqs_id, dict(message.body), {**message.headers, "agentstage.message_id": message.message_id}
+    )
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    with moto_server() as server:
+        yield server
+
+
+@pytest.mark.slow
+def test_the_scheduled_event_sends_orphaned_tasks_their_messages_on_sqs(
+    model: ScriptedModelServer, tmp_path: Path, moto: MotoServer, dynamodb: DynamoDB
+) -> None:
+    """The API wrote tasks to DynamoDB and died before sending their messages to SQS: no worker loop runs
+    on Lambda, the EventBridge schedule's event makes the orchestrator's function sweep its queue and its
+    delegate's instead, and the message it sends runs the task through the queue's event source mapping."""
+    aws = DELEGATING | {
+        "AGENTSTAGE_STATE_BACKEND": "dynamodb",
+        "AGENTSTAGE_DYNAMODB_CONVERSATIONS_TABLE": dynamodb.create("conversations"),
+        "AGENTSTAGE_DYNAMODB_TASKS_TABLE": dynamodb.create("tasks"),
+        "AGENTSTAGE_BUS_BACKEND": "sqs",
+        "AGENTSTAGE_SQS_ENDPOINT_URL": moto.endpoint_url,
+        "AGENTSTAGE_AWS_REGION": moto.region,
+        "AGENTSTAGE_BUS_CREATE_QUEUES": "true",
+    }
+    with imported_host("lambda_handler.py", model, tmp_path, **aws) as (module, settings):
+        try:
+            lost = orphan(settings, "hello from the sweep")
+            delegated = orphan(settings, "for the research agent", DELEGATE, DELEGATE_QUEUE)
+            fresh = submit(settings, "sent as usual")  # queued a moment ago, with its message
+            assert [m.body["task_id"] for m in waiting_messages(settings)] == [fresh.id]
+
+            assert module.main(dict(SWEEP_EVENT), _context()) == {"requeued": [lost.id, delegated.id]}
+
+            [message] = waiting_messages(settings)
+            assert message.body["task_id"] == lost.id, "only the orphans are sent again"
+            [elsewhere] = waiting_messages(settings, DELEGATE_QUEUE)
+            assert elsewhere.body["task_id"] == delegated.id, "the delegate's queue is swept too"
+            response = module.tasks({"Records": [_received_record("sqs-1", message)]}, _context())
+            assert response == {"batchItemFailures": []}
+            done = stored(settings, lost.id)
+            assert done.state is TaskState.SUCCEEDED and done.result is not None
+            assert done.result["answer"] == "hello from the sweep"
+            assert stored(settings, fresh.id).state is TaskState.QUEUED
+            assert module.main(dict(SWEEP_EVENT), _context()) == {"requeued": []}
+        finally:
+            module.loop.run_until_complete(module.api.state.lifecycle.close())
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"Records": [{"eventSource": "aws:s3", "s3": {"object": {"key": "handbook.md"}}}]},
+        {"agentstage": "sweep"},
+        {"agentstage": "sweep", "detail": {}},
+        {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}},
+        {},
+    ],
+)
+def test_the_task_consumer_refuses_an_event_it_does_not_take_by_name(
+    task_host: tuple[ModuleType, Settings], event: dict[str, Any]
+) -> None:
+    module, _ = task_host
+    with pytest.raises(module.UnrecognisedEvent, match=r"takes SQS batches of its task queue; this event"):
+        module.tasks(event, _context())
 
 
 def test_a_lambda_runtime_too_old_for_bedrock_guardrails_is_refused_at_start(host: ModuleType) -> None:

@@ -1,5 +1,6 @@
 """``lambda_handler.main``: one function serving the API behind a REST API (v1 proxy events, payload format
-1.0, a stage in the path) and consuming its task and ingest queues, each invocation routed by its event."""
+1.0, a stage in the path), consuming its task and ingest queues and sweeping its task queue on schedule,
+each invocation routed by its event."""
 
 from __future__ import annotations
 
@@ -10,8 +11,19 @@ from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
-from task_host_helpers import API_KEY, TASK_QUEUE, imported_host, message_parts, stored, submit
+from task_host_helpers import (
+    API_KEY,
+    DELEGATING,
+    TASK_QUEUE,
+    imported_host,
+    message_parts,
+    orphan,
+    stored,
+    submit,
+    waiting_messages,
+)
 
+from agent_runtime.hosting import SWEEP_EVENT
 from agent_runtime.knowledge.sqlite import SqliteKnowledgeIndex
 from agent_runtime.settings import Settings
 from agent_runtime.tasks.model import TaskState
@@ -29,7 +41,7 @@ def host(model_server: ScriptedModelServer, tmp_path_factory: pytest.TempPathFac
     documents = tmp_path_factory.mktemp("documents")
     (documents / "readers.yaml").write_text('"*": ["*"]\n')
     (documents / "handbook.md").write_text("# Handbook\n\nThe leave allowance is twenty-five days.")
-    env = {
+    env = DELEGATING | {  # the orchestrator's function: it delegates, so it sweeps
         "AGENTSTAGE_INGEST_QUEUE": INGEST_QUEUE,
         "AGENTSTAGE_KNOWLEDGE_SOURCE": str(documents),
         "AGENTSTAGE_TELEMETRY_EXPORTER": "emf",
@@ -160,6 +172,14 @@ def test_a_batch_of_any_other_queue_runs_its_tasks(
     done = stored(host.settings, task.id)
     assert done.state is TaskState.SUCCEEDED and done.result is not None
     assert done.result["answer"] == f"hello from {queue}"
+
+
+def test_the_sweeps_scheduled_event_sweeps_the_task_queue(host: ModuleType) -> None:
+    """Handed to the API, the schedule's event would fail in Mangum as no HTTP event it knows."""
+    waiting_messages(host.settings)  # what earlier tests sent, taken off the queue
+    lost = orphan(host.settings, "hello from the sweep")
+    assert host.main(dict(SWEEP_EVENT), SimpleNamespace()) == {"requeued": [lost.id]}
+    assert [message.body["task_id"] for message in waiting_messages(host.settings)] == [lost.id]
 
 
 # -- the API behind a REST API ----------------------------------------------------------------------------
