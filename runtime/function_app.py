@@ -34,7 +34,7 @@ from agent_runtime.tasks.service import worker_queue
 
 SWEEP_SCHEDULE = "0 * * * * *"
 """NCRONTAB (with seconds): at second 0 of every minute, as often as a worker loop sweeps
-(``ORPHAN_SWEEP_SECONDS``)."""
+(``SWEEP_SECONDS`` of agent_runtime.tasks.worker)."""
 
 # A settings mistake stops the worker's indexing with one line naming it (agent_runtime.startup): the host
 # logs what escapes here, and pydantic's own message would quote the settings' values.

@@ -17,8 +17,8 @@ at cold start (:mod:`agent_runtime.settings_secret`).
   consumes its queues): an SQS batch of ``AGENTSTAGE_INGEST_QUEUE`` goes to ``documents``, one of any
   other queue to ``tasks``, and every other event to the API; but the constant event
   ``{"agentstage": "sweep"}``, which an EventBridge schedule sends every minute, sweeps the queues it
-  delegates to, as a worker loop would (tasks queued with no message get one), and returns the ids of the
-  tasks it sent again.
+  delegates to, as a worker loop would (tasks queued with no message get one; approvals no reviewer decided
+  in time expire), and returns the ids of the tasks it acted on.
 
 All handlers run on the one event loop of the process, which the opened services are bound to.
 """
@@ -61,6 +61,7 @@ from agent_runtime.bus.base import ReceivedMessage
 from agent_runtime.hosting import SWEEP_EVENT, PushedTasks, handle_all
 from agent_runtime.knowledge.service import PushedDocuments
 from agent_runtime.settings import Settings
+from agent_runtime.tasks.model import TaskState
 
 T = TypeVar("T")
 log = logging.getLogger("agentstage.lambda")
@@ -133,9 +134,13 @@ def tasks(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]
 
 
 def _sweep() -> dict[str, list[str]]:
-    """One sweep of the queues the function delegates to (:meth:`~agent_runtime.hosting.PushedTasks.sweep`):
-    the ids of the tasks whose message it sent again."""
-    return {"requeued": [record.id for record in loop.run_until_complete(_tasks.sweep())]}
+    """One sweep (:meth:`~agent_runtime.hosting.PushedTasks.sweep`): the ids of the tasks whose message it
+    sent again (``requeued``) and of those whose approval it expired (``expired``)."""
+    swept = loop.run_until_complete(_tasks.sweep())
+    return {
+        "requeued": [record.id for record in swept if record.state is TaskState.QUEUED],
+        "expired": [record.id for record in swept if record.state is not TaskState.QUEUED],
+    }
 
 
 @_flushed

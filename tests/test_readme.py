@@ -343,8 +343,21 @@ def test_the_lease_of_a_pending_tool_call_is_as_the_readme_says() -> None:
 
 def test_the_sweep_for_orphaned_tasks_is_as_the_readme_says() -> None:
     from agent_runtime.tasks.service import ORPHAN_SWEEP_LIMIT, ORPHANED_AFTER_SECONDS
-    from agent_runtime.tasks.worker import ORPHAN_SWEEP_SECONDS
+    from agent_runtime.tasks.worker import SWEEP_SECONDS
 
-    assert (ORPHAN_SWEEP_SECONDS, ORPHANED_AFTER_SECONDS) == (60, 300)
+    assert (SWEEP_SECONDS, ORPHANED_AFTER_SECONDS) == (60, 300)
     assert "sweeps its queue each minute for tasks still `queued` 5 minutes after their last write" in prose()
     assert f"{ORPHAN_SWEEP_LIMIT} at most per sweep" in prose()
+
+
+def test_the_expiry_of_an_undecided_approval_is_as_the_readme_says() -> None:
+    from agent_runtime.settings import Settings
+    from agent_runtime.tasks.service import APPROVAL_EXPIRED
+    from agent_runtime.tasks.worker import SWEEP_SECONDS
+
+    timeout = Settings.model_fields["approval_timeout_seconds"].default
+    assert (timeout, SWEEP_SECONDS) == (3 * 24 * 3600, 60)
+    said = f"`AGENTSTAGE_APPROVAL_TIMEOUT_SECONDS` (default {timeout:g}: 3 days) expires: the task fails"
+    assert f"{said} with `{APPROVAL_EXPIRED}`" in prose()
+    sweeps = "serverless stage's orchestrator, on its timer) sweeps for expired approvals each minute, so it"
+    assert f"{sweeps} happens within a minute" in prose()

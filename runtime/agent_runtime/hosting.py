@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -43,7 +42,6 @@ from agent_runtime.tasks.model import TaskRecord
 from agent_runtime.tasks.service import TaskService, worker_queue
 from agent_runtime.tasks.worker import Worker
 
-log = logging.getLogger("agentstage.worker")
 SWEEP_EVENT = {"agentstage": "sweep"}
 """The constant event an EventBridge schedule invokes a Lambda task consumer with, every minute, for one
 :meth:`PushedTasks.sweep` (blueprints/aws_foundation.py builds the schedule with the same event)."""
@@ -126,18 +124,13 @@ class PushedTasks:
         await worker.handle(message)
 
     async def sweep(self) -> list[TaskRecord]:
-        """One sweep of the queues :func:`swept_queues` names, as each worker sweeps its own every
-        ``ORPHAN_SWEEP_SECONDS``: re-send the messages of their tasks queued with none (the API died between
-        writing a task and sending its message); returns those tasks. A failing store or bus raises: the
-        invocation fails, visibly, and the next tick sweeps again."""
+        """One sweep (:meth:`TaskService.sweep`) of the queues :func:`swept_queues` names, as each worker
+        sweeps its own every ``SWEEP_SECONDS``: tasks queued with no message are sent one, lapsed approvals
+        expire; returns those tasks. A failing store or bus raises: the invocation fails, visibly, and the
+        next tick sweeps again."""
         services = await self._lifecycle.get()
         tasks = await services.tasks.get()  # sends on the process's own bus, not the platform-settled one
-        requeued = []
-        for queue in swept_queues(services.settings):
-            requeued += await tasks.requeue_orphans(queue)
-        for record in requeued:
-            log.warning("task %s was queued with no message: sent it another", record.id)
-        return requeued
+        return await tasks.sweep(swept_queues(services.settings))
 
     async def _get_worker(self) -> Worker:
         if self._worker is None:

@@ -435,6 +435,14 @@ class SettingsContract(BaseModel):
         default="reviewer",
         description="Caller role that may approve or reject tool calls parked for human review.",
     )
+    approval_timeout_seconds: float = Field(
+        default=259200.0,
+        ge=60,
+        description="How long a tool call parked for human review waits for a decision. Past it the task "
+        "fails with approval_expired, its callback is sent and it leaves the reviewers' queue, so no caller "
+        "waits for ever and the queue stays bounded. The default, 3 days, outlasts a weekend. At least 60: "
+        "workers sweep for expired approvals once a minute, so a shorter timeout could not be kept.",
+    )
     operator_role: str = Field(
         default="operator",
         description="Caller role that may delete every conversation of a tenant on request "

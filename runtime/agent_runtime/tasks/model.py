@@ -10,7 +10,7 @@ States::
 
     queued -> running -> succeeded | failed
     running -> queued (a stopping worker hands the task back)
-    running -> awaiting_approval -> queued (approved: resumes) | failed (rejected)
+    running -> awaiting_approval -> queued (approved: resumes) | failed (rejected, or expired undecided)
     queued | running | awaiting_approval -> cancelled
 """
 
@@ -60,9 +60,9 @@ class PendingApproval(BaseModel):
     """SHA-256 of the call's exact argument text, as the tool call's own audit record has it (``None`` on
     calls parked before it was recorded); an approval is bound to it."""
     requested_at: float
-    decision: str | None = None  # "approved" | "rejected"
-    reviewer: str | None = None
-    decided_at: float | None = None
+    decision: str | None = None  # "approved" | "rejected" | "expired" (no reviewer decided in time)
+    reviewer: str | None = None  # none when expired: the system decided
+    decided_at: float | None = None  # when expired: the moment it lapsed
     comment: str | None = None
 
 
@@ -121,6 +121,18 @@ def owner_gone(record: TaskRecord, now: float) -> bool:
     """Whether ``record`` is running with a lease that has passed: its worker stopped renewing it, so it is
     presumed dead (a delivery of its message takes the task over, a cancel ends it at once)."""
     return record.state is TaskState.RUNNING and (record.lease_until or 0.0) <= now
+
+
+def approval_lapsed(record: TaskRecord, timeout: float, now: float) -> bool:
+    """Whether ``record`` is parked on a call that no reviewer decided within ``timeout`` seconds of its
+    request (``approval_timeout_seconds``): it is due to expire."""
+    approval = record.approval
+    return (
+        record.state is TaskState.AWAITING_APPROVAL
+        and approval is not None
+        and approval.decision is None
+        and approval.requested_at + timeout <= now
+    )
 
 
 def tenant_of(record: TaskRecord) -> str:

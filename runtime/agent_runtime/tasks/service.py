@@ -16,16 +16,25 @@ single truth and a message can always be re-sent safely:
   checkpoint, running the approved call once) or reject (the task fails with ``approval_rejected``) a
   parked tool call; every decision is written to the audit log. A reviewer is shown the parked call's real
   arguments (every other reader its redacted copy), and an approval covers that call only: its id, tool
-  and exact arguments. A decision repeated by its reviewer re-sends the message the first may have lost.
+  and exact arguments. A decision repeated by its reviewer re-sends the message the first may have lost;
+- ``expire_approvals`` fails (``approval_expired``) the parked tasks that no reviewer decided within
+  ``approval_timeout_seconds``, audited as decided by the system and with their callbacks sent: workers
+  call it every minute, and ``decide`` expires such a task itself rather than decide it. Until then a read
+  shows the task still parked (a minute at most, unless a backlog exceeds a sweep's bound): readers see
+  what the record and the callback say, never an outcome computed on the side.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from pydantic import ValidationError
@@ -44,12 +53,15 @@ from agent_runtime.tasks.model import (
     TaskRecord,
     TaskState,
     TaskStore,
+    approval_lapsed,
     owner_gone,
     shown_arguments,
     tenant_of,
 )
 from agent_runtime.tools import audit
 from agent_runtime.tools.builtins.http_get import checked_url
+
+log = logging.getLogger("agentstage.worker")
 
 DEFAULT_QUEUE = "agentstage-tasks"
 """The task queue of a runtime whose ``task_queue`` is unset (``agentstage dev``, tests)."""
@@ -69,6 +81,23 @@ record, so a task gets at most one copy per period however many workers sweep.""
 ORPHAN_SWEEP_LIMIT = 20
 """Tasks one sweep re-sends at most: what a sweep reads (one indexed query) and sends stays bounded
 whatever the store holds; any left over are found by the next sweep."""
+APPROVAL_EXPIRED = "approval_expired"
+"""The error code of a task failed because no reviewer decided on its parked call in time."""
+EXPIRED = "expired"
+"""The ``decision`` of an approval that lapsed undecided: the system's, not a reviewer's."""
+APPROVAL_EXPIRY_LIMIT = 20
+"""Tasks one sweep expires at most: each is a write, an audit record and a callback message, so a sweep's
+work stays bounded when many approvals lapse at once (a backlog drains this many per sweep and worker)."""
+APPROVAL_EXPIRY_WINDOW = 8 * APPROVAL_EXPIRY_LIMIT
+"""How far into the reviewers' queue a sweep reads at most. The queue is in creation order, not in order of
+parking: a task created long ago that parked recently (a long run, its second reviewed call) sits in front
+without having lapsed, and may hide lapsed ones behind it. A sweep reads :data:`APPROVAL_EXPIRY_LIMIT`
+tasks; only if it found fewer lapsed ones than that and the last it read was created longer than the
+timeout ago (so tasks behind it may have lapsed: a task created since cannot have) does it read again
+twice as far, up to this many tasks (fewer than twice this many records read in all). A queue of tasks
+created within the timeout, the usual case, costs one read; and a lapsed approval hides only while this
+many tasks created before it, and over a timeout ago, wait on approvals that have not lapsed (each of
+them is decided or lapses within ``approval_timeout_seconds``)."""
 
 
 def worker_queue(settings: Settings) -> str:
@@ -218,13 +247,18 @@ class TaskService:
 
         The same reviewer's same decision again (a retry after a failed send: the record was written, its
         message may not have been) re-sends the message and changes nothing; adapters that deduplicate
-        drop the second copy, and a worker's claim runs the task once whatever arrives."""
+        drop the second copy, and a worker's claim runs the task once whatever arrives.
+
+        A decision arriving once the call has waited longer than ``approval_timeout_seconds`` is refused
+        (:class:`TaskStateConflict`, saying when it expired): the task is expired here and now, as a sweep
+        would (see :meth:`expire_approvals`), if no sweep did it first."""
         record = await self.get(task_id, caller)
         role = self._settings.reviewer_role
         if role not in caller.roles:
             raise Forbidden(f"deciding on a tool call needs the '{role}' role")
         if _created_by(record, caller):
             raise Forbidden("a task's creator may not review its own tool calls")
+        await self._expire(record)  # too late: the task fails instead, and the decision is refused below
         now = time.time()
         decision = "approved" if approve else "rejected"
         retried = False
@@ -235,9 +269,7 @@ class TaskService:
             if retried:
                 raise Unchanged
             if current.state is not TaskState.AWAITING_APPROVAL or current.approval is None:
-                raise TaskStateConflict(
-                    f"task '{task_id}' is {current.state.value}, not awaiting_approval", field="task_id"
-                )
+                raise _undecidable(current)
             if args_sha256 is not None and args_sha256 != current.approval.args_sha256:
                 raise TaskStateConflict(
                     f"task '{task_id}' now waits on another call than the one reviewed (args_sha256 "
@@ -318,6 +350,91 @@ class TaskService:
 
         record = await update(self.store, task_id, touch, now=time.time())
         return record if touched else None
+
+    async def sweep(self, queues: Sequence[str]) -> list[TaskRecord]:
+        """One sweep, what every worker runs each minute for its queue and a serverless stage's timer for
+        the queues its orchestrator sends to: re-send the messages of ``queues``' orphaned tasks
+        (:meth:`requeue_orphans`), then expire lapsed approvals of every queue (:meth:`expire_approvals`);
+        returns the tasks it re-sent or expired, each logged. Every job runs whatever another's fate; the
+        first failure is raised once all are done (a worker logs it, a timer's invocation fails visibly)."""
+        jobs: list[Callable[[], Awaitable[list[TaskRecord]]]] = [
+            *(partial(self.requeue_orphans, queue) for queue in queues),
+            self.expire_approvals,
+        ]
+        acted: list[TaskRecord] = []
+        failures: list[Exception] = []
+        for job in jobs:
+            try:
+                acted += await job()
+            except Exception as error:  # noqa: BLE001 -- raised below, once every job has run
+                failures.append(error)
+        for record in acted:
+            if record.state is TaskState.QUEUED:
+                log.warning("task %s was queued with no message: sent it another", record.id)
+            else:
+                log.warning("task %s: no reviewer decided on its tool call in time: expired", record.id)
+        if failures:
+            raise failures[0]
+        return acted
+
+    async def expire_approvals(self) -> list[TaskRecord]:
+        """Expire the parked tasks, of every tenant and queue, whose approval lapsed (up to
+        :data:`APPROVAL_EXPIRY_LIMIT`, read as :data:`APPROVAL_EXPIRY_WINDOW` says); returns those expired.
+
+        Each is failed by compare-and-set, so of a decision and the sweeps of several workers racing it one
+        wins, and a task expires once. Its callback message goes to the task's own queue, whichever queue the
+        sweeping worker consumes."""
+        timeout = self._settings.approval_timeout_seconds
+        now = time.time()
+        window = APPROVAL_EXPIRY_LIMIT
+        while True:
+            parked = await self.store.awaiting_approval(window)
+            lapsed = [record for record in parked if approval_lapsed(record, timeout, now)]
+            # What lies behind the read was created after its last task: if that was within the timeout,
+            # nothing behind it can have lapsed.
+            more = len(parked) == window and parked[-1].created_at <= now - timeout
+            if len(lapsed) >= APPROVAL_EXPIRY_LIMIT or not more or window >= APPROVAL_EXPIRY_WINDOW:
+                break
+            window = min(2 * window, APPROVAL_EXPIRY_WINDOW)
+        outcomes = [await self._expire(record) for record in lapsed[:APPROVAL_EXPIRY_LIMIT]]
+        return [record for record in outcomes if record is not None]
+
+    async def _expire(self, parked: TaskRecord) -> TaskRecord | None:
+        """Fail ``parked``'s task with ``approval_expired`` if its approval has lapsed, audited as the
+        system's decision; the record expired, or ``None`` (not lapsed, or a decision or another sweep got
+        there first).
+
+        The message that delivers its callback is sent before the write, due a lease later, when the write
+        has long landed: a sweep that dies, or a bus that fails, between the two leaves the task parked for
+        the next sweep, never failed with no message to post its callback (no reviewer retries a sweep). A
+        message finding the task still parked (the write lost or failed) is completed unused; one finding
+        it queued (a decision won) is one more message of a task a worker's claim runs once."""
+        timeout = self._settings.approval_timeout_seconds
+        if not approval_lapsed(parked, timeout, time.time()):
+            return None
+        if parked.callback_url is not None:
+            due = replace(
+                task_message(parked),
+                # Its own id: a bus that deduplicates keeps the next sweep's after this one's write failed.
+                message_id=f"{parked.id}.expiry-{uuid.uuid4().hex[:12]}",
+                delay_seconds=self._settings.task_lease_seconds,
+            )
+            await self.bus.send(parked.queue, due)
+        lapsed = False
+
+        def expire(record: TaskRecord) -> TaskRecord:
+            nonlocal lapsed
+            now = time.time()
+            lapsed = approval_lapsed(record, timeout, now)
+            if not lapsed:
+                raise Unchanged
+            return expired(record, timeout, now)
+
+        record = await update(self.store, parked.id, expire, now=time.time())
+        if not lapsed:
+            return None
+        audit_review(record)
+        return record
 
     async def awaiting_review(self, caller: Caller, limit: int = 50) -> list[TaskRecord]:
         """The tasks parked for a decision that ``caller`` may review, oldest first: the reviewers' queue
@@ -440,13 +557,34 @@ def failed(record: TaskRecord, code: str, message: str, now: float) -> TaskRecor
     )
 
 
+def expired(record: TaskRecord, timeout: float, now: float) -> TaskRecord:
+    """``record``, whose approval lapsed undecided after ``timeout`` seconds, failed with
+    ``approval_expired``: the approval reads as the system's decision (``expired``, no reviewer, decided
+    when it lapsed) and the parked run's checkpoint is dropped, as on a rejection."""
+    approval = record.approval
+    assert approval is not None
+    lapsed_at = approval.requested_at + timeout
+    reason = (
+        f"no reviewer decided on the call of tool '{approval.tool}' within {timeout:g} seconds "
+        f"({env_name('approval_timeout_seconds')}): its approval expired at {_utc(lapsed_at)}"
+    )
+    return failed(record, APPROVAL_EXPIRED, reason, now).model_copy(
+        update={
+            "approval": approval.model_copy(update={"decision": EXPIRED, "decided_at": lapsed_at}),
+            "checkpoint": None,
+        }
+    )
+
+
 def audit_review(record: TaskRecord, reviewer: Caller | None = None) -> None:
     """One audit record per review event of ``record``'s parked call: ``tool_approval_requested`` when
-    the run parks (operators alert reviewers on it), ``tool_approval`` with the decision and reviewer."""
+    the run parks (operators alert reviewers on it), ``tool_approval`` with the decision and reviewer.
+    An expiry is a decision the system made: ``tool_approval`` with decision ``expired``, no reviewer and
+    ``decided_by: "system"``, so no person's id is ever put on it."""
     approval = record.approval
     assert approval is not None
     entry: dict[str, Any] = {
-        "event": "tool_approval" if reviewer else "tool_approval_requested",
+        "event": "tool_approval" if approval.decision else "tool_approval_requested",
         "task": record.id,
         "agent": record.agent,
         "requester": record.caller,
@@ -458,7 +596,28 @@ def audit_review(record: TaskRecord, reviewer: Caller | None = None) -> None:
     }
     if reviewer is not None:
         entry |= {"reviewer": reviewer.id, "decision": approval.decision}
+    elif approval.decision:
+        entry |= {"reviewer": None, "decided_by": "system", "decision": approval.decision}
     audit.audit_log.info(json.dumps(entry))
+
+
+def _undecidable(record: TaskRecord) -> TaskStateConflict:
+    """The refusal of a decision on ``record``, which waits for none; one whose approval expired says when."""
+    approval = record.approval
+    if approval is not None and approval.decision == EXPIRED and approval.decided_at is not None:
+        message = (
+            f"task '{record.id}' can no longer be decided: its approval expired at "
+            f"{_utc(approval.decided_at)}, undecided for {env_name('approval_timeout_seconds')}, and the "
+            f"task has failed ({APPROVAL_EXPIRED})"
+        )
+    else:
+        message = f"task '{record.id}' is {record.state.value}, not awaiting_approval"
+    return TaskStateConflict(message, field="task_id")
+
+
+def _utc(at: float) -> str:
+    """Epoch seconds as an ISO 8601 UTC time, as error messages show it."""
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
 
 
 def _already_decided(record: TaskRecord, reviewer: Caller, decision: str) -> bool:

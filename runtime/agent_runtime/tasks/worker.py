@@ -22,8 +22,10 @@ worker acts on the last delivery it is allowed to see, and a task never outlives
 - a message that would be handed back (the owner is alive, a callback is being sent) is completed
   instead, the standby taking its place, since a released message would be dead-lettered.
 
-Every worker also re-sends, every :data:`ORPHAN_SWEEP_SECONDS`, the messages of its queue's tasks queued
-too long ago to still have one (:meth:`~agent_runtime.tasks.service.TaskService.requeue_orphans`).
+Every worker also sweeps, every :data:`SWEEP_SECONDS`: it re-sends the messages of its queue's tasks queued
+too long ago to still have one (:meth:`~agent_runtime.tasks.service.TaskService.requeue_orphans`), and
+expires the parked tasks, of any queue, that no reviewer decided within ``approval_timeout_seconds``
+(:meth:`~agent_runtime.tasks.service.TaskService.expire_approvals`).
 
 Poison messages (a body that is not a task message, an unknown task, an unknown agent) go to the dead-letter
 queue with the reason. A failing bus is retried with backoff; after ``worker_bus_retries`` the worker
@@ -73,11 +75,12 @@ log = logging.getLogger("agentstage.worker")
 T = TypeVar("T")
 _PROPAGATOR = TraceContextTextMapPropagator()
 RECEIVE_WAIT_SECONDS = 1.0
-ORPHAN_SWEEP_SECONDS = 60.0
-"""How often each worker re-sends the messages of its queue's tasks queued with none (the API died between
-writing a task and sending its message): such a task runs at most a minute after it is presumed orphaned
-(``ORPHANED_AFTER_SECONDS`` of the task service), for one indexed query of a few records a minute per
-worker process. The first sweep runs when the worker starts."""
+SWEEP_SECONDS = 60.0
+"""How often each worker sweeps. It re-sends the messages of its queue's tasks queued with none (the API
+died between writing a task and sending its message): such a task runs at most a minute after it is
+presumed orphaned (``ORPHANED_AFTER_SECONDS`` of the task service). And it expires parked tasks whose
+approval lapsed, at most a minute late (unless a backlog exceeds a sweep's bound). Each costs an indexed
+query of a few records a minute per worker process. The first sweep runs when the worker starts."""
 DELIVERY_COUNT_EXCEEDED = "delivery_count_exceeded"
 """The error code of a task failed because its worker kept dying and its message's deliveries ran out."""
 
@@ -119,7 +122,7 @@ class Worker:
     async def run(self) -> None:
         """Consume until :meth:`stop` (returns) or the bus fails for good (raises :class:`WorkerBusError`)."""
         consumers = [asyncio.create_task(self._consume()) for _ in range(self._settings.worker_concurrency)]
-        sweeper = asyncio.create_task(self._sweep_orphans())
+        sweeper = asyncio.create_task(self._sweep())
         stopping = asyncio.create_task(self._stopping.wait())
         await asyncio.wait([*consumers, stopping], return_when=asyncio.FIRST_COMPLETED)
         self._stopping.set()
@@ -151,16 +154,15 @@ class Worker:
             for message in messages:
                 await self.handle(message)
 
-    async def _sweep_orphans(self) -> None:
-        """Every :data:`ORPHAN_SWEEP_SECONDS`, starting now, re-send the messages of this queue's orphaned
-        tasks. A failing store or bus is logged and left to the next sweep: tasks must keep running."""
+    async def _sweep(self) -> None:
+        """Every :data:`SWEEP_SECONDS`, starting now, sweep this queue (:meth:`TaskService.sweep`). A failing
+        store or bus is logged and left to the next sweep: tasks must keep running."""
         while True:
             try:
-                for record in await self._tasks.requeue_orphans(self.queue):
-                    log.warning("task %s was queued with no message: sent it another", record.id)
+                await self._tasks.sweep([self.queue])
             except Exception as error:  # noqa: BLE001 -- the next sweep tries again
-                log.warning("the sweep for orphaned tasks of queue '%s' failed: %s", self.queue, error)
-            await asyncio.sleep(ORPHAN_SWEEP_SECONDS)
+                log.warning("the sweep of queue '%s' failed: %s", self.queue, error)
+            await asyncio.sleep(SWEEP_SECONDS)
 
     async def _bus_call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """``call`` retried with exponential backoff; :class:`WorkerBusError` once retries run out."""

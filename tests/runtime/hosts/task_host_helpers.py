@@ -21,7 +21,7 @@ from agent_runtime.bus.factory import open_bus
 from agent_runtime.caller import Caller
 from agent_runtime.settings import Settings
 from agent_runtime.tasks.factory import open_task_service
-from agent_runtime.tasks.model import TaskRecord, TaskState
+from agent_runtime.tasks.model import PendingApproval, TaskRecord, TaskState
 from agent_runtime.tasks.service import ORPHANED_AFTER_SECONDS, task_message, worker_queue
 from agent_runtime.testing import ScriptedModelServer
 
@@ -145,20 +145,44 @@ def orphan(settings: Settings, text: str, agent: str = "assistant", queue: str |
     API died between writing the task and sending it), last written longer ago than the sweep waits before
     it sends another."""
 
+    at = time.time() - ORPHANED_AFTER_SECONDS - 60
+    record = TaskRecord(
+        id=uuid.uuid4().hex,
+        agent=agent,
+        state=TaskState.QUEUED,
+        messages=[{"role": "user", "content": text}],
+        queue=queue or worker_queue(settings),
+        caller="alice",
+        created_at=at,
+        updated_at=at,
+    )
+    return _written(settings, record)
+
+
+def lapsed_approval(settings: Settings) -> TaskRecord:
+    """A task of ``assistant`` parked on a tool call requested longer ago than the approval timeout."""
+    at = time.time() - settings.approval_timeout_seconds - 60
+    approval = PendingApproval(tool="transfer", call_id="call-1", arguments={}, requested_at=at)
+    record = TaskRecord(
+        id=uuid.uuid4().hex,
+        agent="assistant",
+        state=TaskState.AWAITING_APPROVAL,
+        approval=approval,
+        messages=[{"role": "user", "content": "transfer 5"}],
+        queue=worker_queue(settings),
+        caller="alice",
+        created_at=at,
+        updated_at=at,
+    )
+    return _written(settings, record)
+
+
+def _written(settings: Settings, record: TaskRecord) -> TaskRecord:
+    """``record`` written to the host's task store as it is."""
+
     async def create() -> TaskRecord:
         tasks = await open_task_service(settings, _catalog(settings))
         try:
-            at = time.time() - ORPHANED_AFTER_SECONDS - 60
-            record = TaskRecord(
-                id=uuid.uuid4().hex,
-                agent=agent,
-                state=TaskState.QUEUED,
-                messages=[{"role": "user", "content": text}],
-                queue=queue or worker_queue(settings),
-                caller="alice",
-                created_at=at,
-                updated_at=at,
-            )
             created, _ = await tasks.store.create(record)
             return created
         finally:

@@ -137,7 +137,9 @@ def test_healthcheck_fails_when_nothing_answers() -> None:
 def test_cmd_is_uvicorn_serving_the_app_factory() -> None:
     command = _exec_form("CMD")
     assert command[0] == "uvicorn" and "--factory" in command and "agent_runtime.api:serve_app" in command
-    assert "--no-access-log" in command, "as the other hosts, and as benchmarks/runtime_latency.py measures it"
+    assert "--no-access-log" in command, (
+        "as the other hosts, and as benchmarks/runtime_latency.py measures it"
+    )
     assert command[command.index("--http") + 1] == SERVER_PROTOCOL, "the request head bounded"
     assert shlex.join(command)  # exec form: no shell between the container runtime and the server
 

@@ -270,7 +270,10 @@ def test_the_scheduled_event_sends_orphaned_tasks_their_messages_on_sqs(
             fresh = submit(settings, "sent as usual")  # queued a moment ago, with its message
             assert [m.body["task_id"] for m in waiting_messages(settings)] == [fresh.id]
 
-            assert module.main(dict(SWEEP_EVENT), _context()) == {"requeued": [lost.id, delegated.id]}
+            assert module.main(dict(SWEEP_EVENT), _context()) == {
+                "requeued": [lost.id, delegated.id],
+                "expired": [],
+            }
 
             [message] = waiting_messages(settings)
             assert message.body["task_id"] == lost.id, "only the orphans are sent again"
@@ -282,7 +285,7 @@ def test_the_scheduled_event_sends_orphaned_tasks_their_messages_on_sqs(
             assert done.state is TaskState.SUCCEEDED and done.result is not None
             assert done.result["answer"] == "hello from the sweep"
             assert stored(settings, fresh.id).state is TaskState.QUEUED
-            assert module.main(dict(SWEEP_EVENT), _context()) == {"requeued": []}
+            assert module.main(dict(SWEEP_EVENT), _context()) == {"requeued": [], "expired": []}
         finally:
             module.loop.run_until_complete(module.api.state.lifecycle.close())
 

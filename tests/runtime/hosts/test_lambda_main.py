@@ -16,6 +16,7 @@ from task_host_helpers import (
     DELEGATING,
     TASK_QUEUE,
     imported_host,
+    lapsed_approval,
     message_parts,
     orphan,
     stored,
@@ -175,11 +176,17 @@ def test_a_batch_of_any_other_queue_runs_its_tasks(
 
 
 def test_the_sweeps_scheduled_event_sweeps_the_task_queue(host: ModuleType) -> None:
-    """Handed to the API, the schedule's event would fail in Mangum as no HTTP event it knows."""
+    """Handed to the API, the schedule's event would fail in Mangum as no HTTP event it knows. The sweep
+    re-sends an orphaned task and expires a lapsed approval, as a worker loop's does."""
     waiting_messages(host.settings)  # what earlier tests sent, taken off the queue
     lost = orphan(host.settings, "hello from the sweep")
-    assert host.main(dict(SWEEP_EVENT), SimpleNamespace()) == {"requeued": [lost.id]}
+    forgotten = lapsed_approval(host.settings)
+    swept = host.main(dict(SWEEP_EVENT), SimpleNamespace())
+    assert swept == {"requeued": [lost.id], "expired": [forgotten.id]}
     assert [message.body["task_id"] for message in waiting_messages(host.settings)] == [lost.id]
+    expired = stored(host.settings, forgotten.id)
+    assert expired.state is TaskState.FAILED and expired.error is not None
+    assert expired.error["code"] == "approval_expired"
 
 
 # -- the API behind a REST API ----------------------------------------------------------------------------

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -27,6 +29,7 @@ from task_stack import (
     task_registry,
 )
 
+from agent_runtime.tasks.cas import update
 from agent_runtime.testing import ScriptedModelServer, ServerThread
 
 pytestmark = pytest.mark.anyio
@@ -260,6 +263,50 @@ async def test_a_rejected_call_fails_the_task_and_its_callback_says_so(
         "approval_rejected",
     )
     assert get(api, location).json()["callback"]["status"] == "delivered"
+
+
+async def test_a_decision_after_the_approval_expired_is_refused_and_the_task_has_failed(
+    api: Runtime,
+    worker_stack: Stack,
+    receiver: tuple[ServerThread, list[dict[str, Any]]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No sweep has expired the task yet: the late decision does (409), the system's decision is audited, a
+    second try is refused the same way, and the callback says ``approval_expired``, once."""
+    caplog.set_level(logging.INFO, logger="agentstage.audit")
+    server, received = receiver
+    location = submit(api, "transfer 9", callback_url=f"{server.url}/hook").headers["location"]
+    task_id = location.rsplit("/", 1)[1]
+    waiting = await run_worker_until(worker_stack, task_id, parked)
+    assert waiting.approval is not None
+    lapsed_at = time.time() - api.settings.approval_timeout_seconds - 5
+    late = waiting.approval.model_copy(update={"requested_at": lapsed_at})
+    await update(
+        worker_stack.tasks.store, task_id, lambda r: r.model_copy(update={"approval": late}), now=time.time()
+    )
+
+    for decision in ("approve", "reject"):
+        refused = post(api, f"{location}/approval", {"decision": decision}, "rita-key")
+        assert (refused.status_code, error_of(refused)["code"]) == (409, "task_state_conflict")
+        expired_at = datetime.fromtimestamp(lapsed_at + api.settings.approval_timeout_seconds, UTC)
+        assert (
+            f"its approval expired at {expired_at.isoformat(timespec='seconds')}"
+            in error_of(refused)["message"]
+        )
+        assert "the task has failed" in error_of(refused)["message"]
+    task = get(api, location).json()
+    assert (task["state"], task["error"]["code"], task["approval"]["decision"]) == (
+        "failed",
+        "approval_expired",
+        "expired",
+    )
+    await run_worker_until(worker_stack, task_id, called_back)
+    assert TRANSFERS == []
+    assert [(p["id"], p["state"], p["error"]["code"]) for p in received] == [
+        (task_id, "failed", "approval_expired")
+    ]
+    [decided] = [r for r in audit_records(caplog) if r["event"] == "tool_approval"]
+    assert (decided["decision"], decided["reviewer"], decided["decided_by"]) == ("expired", None, "system")
 
 
 async def test_a_finished_task_is_posted_to_its_callback(

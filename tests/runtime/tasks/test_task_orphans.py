@@ -29,7 +29,7 @@ async def test_a_task_whose_api_died_before_sending_its_message_runs_after_a_swe
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(service, "ORPHANED_AFTER_SECONDS", 0.5, raising=False)
-    monkeypatch.setattr(worker, "ORPHAN_SWEEP_SECONDS", 0.2, raising=False)
+    monkeypatch.setattr(worker, "SWEEP_SECONDS", 0.2, raising=False)
 
     async def die(queue: str, message: OutgoingMessage) -> str:
         raise ApiDied
@@ -88,3 +88,37 @@ async def create(stack: Stack, at: float, state: TaskState = TaskState.QUEUED) -
     )
     created, _ = await stack.tasks.store.create(record)
     return created
+
+
+async def test_a_sweep_runs_every_job_whatever_another_does_and_raises_the_first_failure(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One sweep, what a worker runs each minute and a serverless stage's timer: a store failing the first
+    queue's read must not skip the other queue nor the approvals' expiry; the failure is raised after."""
+    queue, other = worker_queue(stack.settings), "delegates-tasks"
+    old = time.time() - service.ORPHANED_AFTER_SECONDS - 10
+    elsewhere = await create(stack, old)
+    stuck = await stack.tasks.store.replace(
+        elsewhere.model_copy(update={"queue": other}), expected_version=elsewhere.version
+    )
+    swept: list[str] = []
+    requeue = stack.tasks.requeue_orphans
+
+    async def failing_first(name: str) -> list[TaskRecord]:
+        if name == queue:
+            raise OSError("the store is unreachable")
+        return await requeue(name)
+
+    async def expire() -> list[TaskRecord]:
+        swept.append("approvals")
+        return []
+
+    monkeypatch.setattr(stack.tasks, "requeue_orphans", failing_first)
+    monkeypatch.setattr(stack.tasks, "expire_approvals", expire)
+
+    with pytest.raises(OSError, match="the store is unreachable"):
+        await stack.tasks.sweep([queue, other])
+
+    assert swept == ["approvals"]
+    [message] = await stack.bus.receive(other, wait_seconds=0)
+    assert message.body["task_id"] == stuck.id
