@@ -183,8 +183,8 @@ class TaskStore(Protocol):
         """Up to ``limit`` tasks of ``queue`` still ``queued`` whose record was last written before
         ``before`` (epoch seconds): the candidates of the sweep for tasks whose message was lost (see
         ``TaskService.requeue_orphans``). An index of the queued tasks serves it, so it reads about
-        ``limit`` records however many tasks the store holds; when more qualify, which come first is the
-        store's (the least recently written or created)."""
+        ``limit`` records however many tasks the store holds; when more qualify, the least recently written
+        come first, so tasks re-sent a moment ago never hide an older one."""
         ...
 
     async def close(self) -> None: ...

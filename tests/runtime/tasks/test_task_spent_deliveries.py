@@ -18,8 +18,8 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
 import pytest
+from bus.bus_helpers import sqs_client
 from servers import AzuriteQueue, MotoServer, azurite_queue, moto_server
 from task_hooks import LOOPBACK_CALLBACKS, Hook, hook
 from task_stack import Stack, close_stack, open_stack, task_settings
@@ -137,14 +137,7 @@ def open_bus(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Me
         return StorageQueueBus.from_connection_string(azurite.connection_string, max_delivery_count=MAX)
     if backend == "sqs":
         moto: MotoServer = request.getfixturevalue("moto")
-        client = boto3.client(
-            "sqs",
-            endpoint_url=moto.endpoint_url,
-            region_name=moto.region,
-            aws_access_key_id=moto.access_key_id,
-            aws_secret_access_key=moto.secret_access_key,
-        )
-        return SqsBus(client, max_delivery_count=MAX, create_queues=True)
+        return SqsBus(sqs_client(moto.endpoint_url, moto.region), max_delivery_count=MAX, create_queues=True)
     return SqliteBus(tmp_path / "bus.db", max_delivery_count=MAX)
 
 
