@@ -22,7 +22,7 @@ import pytest
 from bus.bus_helpers import sqs_client
 from servers import AzuriteQueue, MotoServer, azurite_queue, moto_server
 from task_hooks import LOOPBACK_CALLBACKS, Hook, hook
-from task_stack import Stack, close_stack, open_stack, task_settings
+from task_stack import Stack, called_back, close_stack, open_stack, task_settings
 
 from agent_runtime.bus.base import MessageBus
 from agent_runtime.bus.sqlite import SqliteBus
@@ -113,10 +113,6 @@ class Deliveries:
             worker.stop()
             await running
         return record
-
-
-def called_back(record: TaskRecord) -> bool:
-    return record.callback is not None and record.callback["status"] != "sending"
 
 
 @pytest.fixture(scope="module")
