@@ -8,8 +8,7 @@ at cold start (:mod:`agent_runtime.settings_secret`).
   ``FunctionResponseTypes: ["ReportBatchItemFailures"]``. Each record is one task message; the handler
   returns the failed ones as ``batchItemFailures``, so only those are delivered again (and, after the
   queue's ``maxReceiveCount``, moved to its dead-letter queue) while the rest of the batch is deleted.
-  See :mod:`agent_runtime.hosting` for which failures those are. Any other event is refused with
-  :class:`UnrecognisedEvent`.
+  See :mod:`agent_runtime.hosting` for which failures those are.
 - ``lambda_handler.documents``: an SQS event source mapping on ``AGENTSTAGE_INGEST_QUEUE``, the S3 event
   notifications of the knowledge layer's documents bucket, reported the same way; each record refreshes
   the documents it names (:mod:`agent_runtime.knowledge.service`).
@@ -19,6 +18,11 @@ at cold start (:mod:`agent_runtime.settings_secret`).
   ``{"agentstage": "sweep"}``, which an EventBridge schedule sends every minute, sweeps the queues it
   delegates to, as a worker loop would (tasks queued with no message get one; approvals no reviewer decided
   in time expire), and returns the ids of the tasks it acted on.
+
+Each handler refuses an event it does not take with :class:`UnrecognisedEvent`, whose message names the
+handler, what it takes and the event's keys: a trigger wired to the wrong function fails its invocations
+visibly, instead of ``tasks`` or ``documents`` acknowledging a foreign batch as handled or Mangum's
+"unable to infer a handler" reaching the log.
 
 All handlers run on the one event loop of the process, which the opened services are bound to.
 """
@@ -79,7 +83,14 @@ _telemetry = api.state.lifecycle.assembly.telemetry
 
 
 class UnrecognisedEvent(Exception):
-    """``tasks`` was invoked with an event that is not an SQS batch."""
+    """A handler was invoked with an event it does not take (see the module's docstring)."""
+
+    def __init__(self, handler: str, takes: str, event: object) -> None:
+        shown = f"keys: {sorted(map(str, event))[:10]}" if isinstance(event, dict) else type(event).__name__
+        super().__init__(
+            f"lambda_handler.{handler} takes {takes}; this event ({shown}) is none: check what invokes the "
+            "function"
+        )
 
 
 def _flushed(entry: Callable[[dict[str, Any], Any], T]) -> Callable[[dict[str, Any], Any], T]:
@@ -99,7 +110,7 @@ def _flushed(entry: Callable[[dict[str, Any], Any], T]) -> Callable[[dict[str, A
 @_flushed
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The API (API Gateway REST or HTTP API, ALB, function URLs)."""
-    return _http(event, context)
+    return _api(event, context, "handler")
 
 
 @_flushed
@@ -108,29 +119,38 @@ def main(event: dict[str, Any], context: Any) -> dict[str, Any]:
     event source mapping's batch comes from a single queue, named last in its records' ``eventSourceARN``."""
     if event == SWEEP_EVENT:
         return _sweep()
-    records = event.get("Records")
-    if records and records[0].get("eventSource") == "aws:sqs":
-        queue = records[0]["eventSourceARN"].rsplit(":", 1)[-1]
-        if queue == settings.ingest_queue:
+    if _is_sqs_batch(event):
+        records = event["Records"]
+        if records and str(records[0].get("eventSourceARN", "")).rsplit(":", 1)[-1] == settings.ingest_queue:
             return _batch(event, "document event", _documents.handle)
         return _batch(event, "task", _tasks.handle)
-    return _http(event, context)
+    return _api(event, context, "main", also="SQS batches of its queues and the sweep's scheduled event")
 
 
 @_flushed
 def tasks(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
-    """Run each SQS record's task; report the records whose delivery failed. Any other event raises
-    :class:`UnrecognisedEvent`."""
-    records = event.get("Records") if isinstance(event, dict) else None
-    if not isinstance(records, list) or not all(
-        isinstance(record, dict) and record.get("eventSource") == "aws:sqs" for record in records
-    ):
-        shown = sorted(event)[:10] if isinstance(event, dict) else type(event).__name__
-        raise UnrecognisedEvent(
-            f"lambda_handler.tasks takes SQS batches of its task queue; this event (keys: {shown}) is none: "
-            "check what invokes the function"
-        )
+    """Run each SQS record's task; report the records whose delivery failed."""
+    if not _is_sqs_batch(event):
+        raise UnrecognisedEvent("tasks", "SQS batches of its task queue", event)
     return _batch(event, "task", _tasks.handle)
+
+
+def _is_sqs_batch(event: object) -> bool:
+    """An SQS event source mapping's batch: a list of SQS records under ``Records`` (never empty from SQS)."""
+    records = event.get("Records") if isinstance(event, dict) else None
+    return isinstance(records, list) and all(
+        isinstance(record, dict) and record.get("eventSource") == "aws:sqs" for record in records
+    )
+
+
+def _api(event: object, context: Any, handler: str, also: str = "") -> dict[str, Any]:
+    """The API's answer to an HTTP event of a kind Mangum serves; any other event is refused by name."""
+    try:
+        _http.infer(event, context)  # type: ignore[arg-type]
+    except (RuntimeError, AttributeError, KeyError, TypeError):
+        takes = "HTTP events (API Gateway REST or HTTP API, ALB, function URL)"
+        raise UnrecognisedEvent(handler, f"{also} and {takes}" if also else takes, event) from None
+    return _http(event, context)  # type: ignore[arg-type]
 
 
 def _sweep() -> dict[str, list[str]]:
@@ -146,6 +166,10 @@ def _sweep() -> dict[str, list[str]]:
 @_flushed
 def documents(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
     """Refresh the documents each SQS record names; report the records whose delivery failed."""
+    if not _is_sqs_batch(event):
+        raise UnrecognisedEvent(
+            "documents", "SQS batches of its queue of the documents bucket's events", event
+        )
     return _batch(event, "document event", _documents.handle)
 
 

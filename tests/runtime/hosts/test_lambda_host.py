@@ -290,22 +290,49 @@ def test_the_scheduled_event_sends_orphaned_tasks_their_messages_on_sqs(
             module.loop.run_until_complete(module.api.state.lifecycle.close())
 
 
+FOREIGN_EVENTS = [
+    {"Records": [{"eventSource": "aws:s3", "s3": {"object": {"key": "handbook.md"}}}]},
+    {"Records": [{"eventSource": "aws:sqs", "body": "{}"}, {"eventSource": "aws:s3"}]},
+    {"Records": "not a list"},
+    {"agentstage": "sweep", "detail": {}},
+    {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}},
+    {},
+    ["a", "list"],
+    "a string",
+]
+"""Events none of the functions takes: a bucket's own notification, malformed batches, a schedule's event
+that is not the sweep's, a direct invocation's payloads."""
+
+
+@pytest.mark.parametrize("event", [*FOREIGN_EVENTS, {"agentstage": "sweep"}], ids=repr)
 @pytest.mark.parametrize(
-    "event",
-    [
-        {"Records": [{"eventSource": "aws:s3", "s3": {"object": {"key": "handbook.md"}}}]},
-        {"agentstage": "sweep"},
-        {"agentstage": "sweep", "detail": {}},
-        {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}},
-        {},
-    ],
+    ("handler", "takes"),
+    [("tasks", "SQS batches of its task queue"), ("documents", "SQS batches of its queue of the documents")],
 )
-def test_the_task_consumer_refuses_an_event_it_does_not_take_by_name(
-    task_host: tuple[ModuleType, Settings], event: dict[str, Any]
+def test_a_queue_consumer_refuses_an_event_it_does_not_take_by_name(
+    task_host: tuple[ModuleType, Settings], handler: str, takes: str, event: Any
 ) -> None:
     module, _ = task_host
-    with pytest.raises(module.UnrecognisedEvent, match=r"takes SQS batches of its task queue; this event"):
-        module.tasks(event, _context())
+    with pytest.raises(
+        module.UnrecognisedEvent, match=rf"^lambda_handler\.{handler} takes {takes}.*; this event"
+    ):
+        getattr(module, handler)(event, _context())
+
+
+@pytest.mark.parametrize("event", FOREIGN_EVENTS, ids=repr)
+@pytest.mark.parametrize("handler", ["handler", "main"])
+def test_the_api_refuses_an_event_that_is_no_http_request_by_name(
+    task_host: tuple[ModuleType, Settings], handler: str, event: Any
+) -> None:
+    """Mangum's own error ("unable to infer a handler") named neither the function nor what it takes."""
+    module, _ = task_host
+    with pytest.raises(module.UnrecognisedEvent) as refused:
+        getattr(module, handler)(event, _context())
+    message = str(refused.value)
+    assert message.startswith(f"lambda_handler.{handler} takes ")
+    assert "HTTP events (API Gateway REST or HTTP API, ALB, function URL)" in message
+    assert ("SQS batches of its queues and the sweep's scheduled event" in message) == (handler == "main")
+    assert "check what invokes the function" in message
 
 
 def test_a_lambda_runtime_too_old_for_bedrock_guardrails_is_refused_at_start(host: ModuleType) -> None:
