@@ -91,6 +91,9 @@ _DISGUISED_WORD = re.compile(
 marks of Latin accents (a decomposed ``ё``). A Russian or Greek word has letters of its own that look like no
 Latin letter, so its text is left as written."""
 
+_UNICODE_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+"""A ``\\u`` escape as JSON, Python and JavaScript write a character (``\\u0067``: ``g``)."""
+
 _JUNCTION_CONTEXT = 64
 """Characters past the longest match that a search near a junction of texts reads, for lookaheads."""
 
@@ -279,7 +282,7 @@ def _readings(text: str) -> tuple[str, str, str]:
     as its strings, escapes decoded (the model reads ``\\t`` as a tab, ``\\u00a0`` as a space); then
 
     - as written, each run of separators (:func:`_words`) one space;
-    - spaced: character references (``&#110;``, ``&nbsp;``) and percent-escapes decoded, compatibility
+    - spaced: character references (``&#110;``, ``&nbsp;``), percent- and ``\\u`` escapes decoded, compatibility
       forms folded (NFKD: full-width and mathematical letters, ligatures, accents apart from their letters),
       invisible characters read as spaces, disguised words (:func:`_latin`) in Latin;
     - bare: the same, but combining marks and invisible characters dropped, so that a word they split or
@@ -311,10 +314,14 @@ def _words(text: str) -> str:
 
 
 def _decoded(text: str) -> str:
-    """``text`` with HTML character references and percent-escapes decoded, twice over for one nesting
-    (``%26%23110%3B``); each pass returns its input unchanged when it holds no ``&`` (``%``)."""
+    """``text`` with HTML character references, percent-escapes and ``\\u`` escapes decoded, twice over for one
+    nesting (``%26%23110%3B``); each pass returns its input unchanged when it holds no ``&`` (``%``, ``\\u``).
+    A ``\\u0067`` that no JSON parser decoded (plain text, or a document that does not parse) still reads as
+    ``g`` to a model."""
     for _ in range(2):
         text = unquote(html.unescape(text))
+        if "\\u" in text:
+            text = _UNICODE_ESCAPE.sub(lambda escape: chr(int(escape[1], 16)), text)
     return text
 
 
@@ -326,24 +333,40 @@ def _latin(text: str) -> str:
 
 
 def _json_strings(text: str) -> list[str]:
-    """The strings (keys and values) of ``text`` when it is a JSON array, object or string, else ``[text]``."""
-    if not text.lstrip().startswith(("{", "[", '"')):
-        return [text]
-    try:
-        pending = [json.loads(text)]
-    except (ValueError, RecursionError):  # not JSON after all, or nested deeper than the parser goes
+    """The strings (keys and values) of ``text`` when it is a JSON array, object or string, else ``[text]``.
+
+    A string that is itself such a document (an API's JSON in the body of an ``http_get`` result) is followed
+    by its own strings: the model reads through both encodings, so an escape of the inner one (``\\u200b``,
+    ``\\u0065``) must not hide a phrase. Each level is shorter than the one holding it, and a document is
+    parsed once, so the work stays within the text's length times its (logarithmic) depth of nesting."""
+    document = _json_document(text)
+    if document is None:
         return [text]
     strings: list[str] = []
+    pending = [document]
     while pending:  # a loop, not recursion: the document may be nested almost as deep as the parser goes
         value = pending.pop()
         if isinstance(value, str):
             strings.append(value)
+            if (inner := _json_document(value)) is not None:
+                pending.append(inner)
         elif isinstance(value, dict):
             for key, item in reversed(value.items()):
                 pending += (item, key)
         elif isinstance(value, list):
             pending += reversed(value)
     return strings
+
+
+def _json_document(text: str) -> Any:
+    """``text`` parsed when it is a JSON array, object or string (never ``None``, JSON's ``null``); else
+    ``None``."""
+    if not text.lstrip().startswith(("{", "[", '"')):
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # not JSON after all, or nested deeper than the parser goes
+        return None
 
 
 TokenProvider = Callable[[], Awaitable[str]]
