@@ -25,6 +25,7 @@ from dns_helpers import resolver  # noqa: F401  (names that answer with a test's
 from dynamodb_support import dynamodb, dynamodb_server  # noqa: F401  (DynamoDB on the session's moto server)
 from otel_helpers import Otel
 from runtime_helpers import AGENTS, API_KEYS, EXECUTED, SCRIPT, Runtime, RuntimeFactory, make_registry
+from servers import MotoServer, ServerError, moto_server
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -35,6 +36,18 @@ from agent_runtime.api.hot_routes import HotRoutes
 from agent_runtime.settings import Settings
 from agent_runtime.testing import ScriptedModelServer, ServerThread
 from agent_runtime.tools import ToolRegistry
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    """moto's AWS emulator (SQS, DynamoDB, S3, Secrets Manager ...) for one test module, so each module's
+    queues, tables and secrets start empty; one that cannot start fails the module's tests with the reason.
+    (The bus tests share one per session: each of their tests names its own queue.)"""
+    try:
+        with moto_server() as server:
+            yield server
+    except ServerError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(scope="session")

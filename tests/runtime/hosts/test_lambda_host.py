@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from dynamodb_support import DynamoDB
 from runtime_helpers import PLANTED
-from servers import MotoServer, moto_server
+from servers import MotoServer
 from task_host_helpers import (
     API_KEY,
     DELEGATE,
@@ -239,12 +239,6 @@ def _received_record(sqs_id: str, message: ReceivedMessage) -> dict[str, Any]:
     return _sqs_record(
         sqs_id, dict(message.body), {**message.headers, "agentstage.message_id": message.message_id}
     )
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
 
 
 @pytest.mark.slow

@@ -10,24 +10,17 @@ import stat
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from servers import MotoServer, moto_server
+from servers import MotoServer
 
 from agent_runtime.settings import Settings
 from agent_runtime.settings_secret import SECRET_ARN_VARIABLE, SettingsSecretError, load_settings_secret
 
 SECRET_VALUE = "sk-test-0123456789abcdef"
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient, ContentSettings
 from azure.storage.queue import QueueClient
 from bus.bus_helpers import sqs_client
-from servers import AZURITE_ACCOUNT, AZURITE_KEY, AzuriteStorage, MotoServer, azurite_storage, moto_server
+from servers import AZURITE_ACCOUNT, AZURITE_KEY, AzuriteStorage, MotoServer, azurite_storage
 
 from agent_runtime.bus.base import MessageBus
 from agent_runtime.bus.sqs import SqsBus
@@ -46,12 +46,6 @@ async def embed_batch(texts: Sequence[str]) -> list[list[float]]:
 @pytest.fixture(scope="module")
 def azurite() -> Iterator[AzuriteStorage]:
     with azurite_storage() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
         yield server
 
 

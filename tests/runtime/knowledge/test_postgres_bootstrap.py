@@ -18,7 +18,7 @@ from contract import DIMENSIONS, ask, document
 from iam_database import Cluster, as_user, cluster, password_signin
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
-from servers import MotoServer, moto_server
+from servers import MotoServer
 
 from agent_runtime.knowledge import postgres_bootstrap
 from agent_runtime.knowledge.postgres import KnowledgeTablesMissing, PostgresKnowledgeIndex
@@ -204,12 +204,6 @@ def host() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from bus.bus_helpers import sqs_client
-from servers import AzuriteQueue, MotoServer, azurite_queue, moto_server
+from servers import AzuriteQueue, MotoServer, azurite_queue
 from task_hooks import LOOPBACK_CALLBACKS, Hook, hook
 from task_stack import Stack, called_back, close_stack, open_stack, task_settings
 
@@ -118,12 +118,6 @@ class Deliveries:
 @pytest.fixture(scope="module")
 def azurite() -> Iterator[AzuriteQueue]:
     with azurite_queue() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
         yield server
 
 

@@ -6,12 +6,12 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import boto3
 import pytest
-from servers import MotoServer, moto_server
+from servers import MotoServer
 
 from agent_runtime.worker import EXIT_BUS_UNAVAILABLE, EXIT_CONFIGURATION
 
@@ -113,12 +113,6 @@ def test_a_settings_mistake_exits_2_naming_the_variable(
     assert done.returncode == EXIT_CONFIGURATION, done.stderr
     assert message in done.stderr
     assert "Traceback" not in done.stderr
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
 
 
 def settings_secret(moto: MotoServer, name: str, value: str) -> tuple[str, dict[str, str]]:
