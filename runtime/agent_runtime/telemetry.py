@@ -57,6 +57,19 @@ _PROVIDER_NAMES = {
 EXPORT_BATCH_SIZE = 64
 """Spans per OTLP/console export, unless ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` says otherwise."""
 
+AZURE_MONITOR_INSTRUMENTATIONS = {
+    "azure_sdk": True,
+    **dict.fromkeys(
+        ("django", "fastapi", "flask", "httpx", "httpx2", "psycopg2", "requests", "urllib", "urllib3"), False
+    ),
+}
+"""The Azure Monitor distro's automatic instrumentations, each on or off: the Azure SDK's calls (Cosmos DB,
+Service Bus, Storage, Key Vault) stay traced as dependencies; the web framework and HTTP clients do not. The
+runtime's own ``invoke_agent`` span is the request (a server span); a framework span beside it would be one
+more per request, unsampled by the run's decision and costing the hot routes; a client span records every
+URL the process fetches - a tool's ``http_get`` of any page, query string included - outside the redactor.
+A test holds this to the installed distro's list, so a new instrumentation is a decision, not a default."""
+
 
 BUDGET_RESERVED, BUDGET_SETTLED, BUDGET_REFUSED = (
     "agentstage.budget.reserved",
@@ -153,6 +166,10 @@ class Telemetry(Observer):
                 connection_string=settings.applicationinsights_connection_string,
                 credential=credential,
                 resource=_resource(settings),
+                instrumentation_options={
+                    library: {"enabled": enabled}
+                    for library, enabled in AZURE_MONITOR_INSTRUMENTATIONS.items()
+                },
                 **sampling,
             )
             return trace.get_tracer_provider(), metrics.get_meter_provider()

@@ -66,6 +66,11 @@ def create_app(
         description="Run configured agents over HTTP: a native API and an OpenAI-compatible one, "
         'where `model` names the agent. Errors are JSON `{"error": {"code", "message", "field"?}}`.',
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry (0.16x) traces requests whenever a global provider is set (an
+        # auto-instrumenting agent, a vendor distro): a second span per request beside the run's own, from
+        # providers the runtime's redaction and sampling never see; and with none set it still asks the
+        # three global providers on every request. The runtime's telemetry is its own (`Telemetry`).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.lifecycle = lifecycle
     # Added first, so innermost: it answers the bugs of FastAPI's path (the hot routes answer their own).

@@ -4,17 +4,20 @@ model endpoint; exporters are chosen by settings and imported only when chosen."
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry import metrics, trace
 from otel_helpers import Otel
 from runtime_helpers import RuntimeFactory
 
 from agent_runtime.governance.redaction import Redactor
 from agent_runtime.settings import Settings
-from agent_runtime.telemetry import Telemetry
+from agent_runtime.telemetry import AZURE_MONITOR_INSTRUMENTATIONS, Telemetry
 from agent_runtime.testing import ScriptedModelServer
 from agent_runtime.trace import TokenUsage
 
@@ -65,6 +68,25 @@ def test_a_run_is_one_trace_of_genai_spans_under_the_callers_traceparent(
     chat_ids = {f"{s.context.span_id:016x}" for s in spans if s.name.startswith("chat")}
     sent = [headers["traceparent"].split("-") for headers in model.headers]
     assert [(trace, span in chat_ids) for _, trace, span, _ in sent] == [(TRACE_ID, True)] * 2
+
+
+def test_global_providers_add_no_span_or_metric_beside_the_runs_own(
+    runtime_factory: RuntimeFactory, otel: Otel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An auto-instrumenting agent or a vendor's distro sets the global providers; FastAPI's own telemetry
+    would then trace every request - the hot routes included - past the runtime's sampling and redaction."""
+    global_telemetry = Otel()
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", global_telemetry.tracer_provider)
+    monkeypatch.setattr(metrics._internal, "_METER_PROVIDER", global_telemetry.meter_provider)
+    runtime = runtime_factory(app_options=otel.app_options)
+    assert runtime.invoke("restricted", "hello there").status_code == 200
+    assert runtime.http.get("/healthz").status_code == 200
+    assert {s.name for s in otel.spans.get_finished_spans()} == {
+        "invoke_agent restricted",
+        "chat gpt-4o-mini",
+    }
+    assert global_telemetry.spans.get_finished_spans() == ()
+    assert global_telemetry.collect() == {}
 
 
 def test_token_usage_and_duration_metrics(runtime_factory: RuntimeFactory, otel: Otel) -> None:
@@ -150,6 +172,55 @@ def test_azure_monitor_is_configured_with_the_managed_identity(monkeypatch: pyte
     assert calls["connection_string"].startswith("InstrumentationKey=")
     assert type(calls["credential"]).__name__ == "ManagedIdentityCredential"
     assert calls["resource"].attributes["service.name"] == "agentstage-runtime"
+
+
+AZURE_MONITOR_CHECK = """
+import os, sys
+from agent_runtime.governance.redaction import Redactor
+from agent_runtime.settings import Settings
+from agent_runtime.telemetry import Telemetry
+Telemetry(Settings(telemetry_exporter="azure_monitor", applicationinsights_connection_string=sys.argv[1]), Redactor())
+import fastapi
+from azure.core.settings import settings
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.instrumentation.requests import RequestsInstrumentor
+from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
+print(fastapi.FastAPI.__name__, settings.tracing_implementation() is not None, [
+    instrumentor().is_instrumented_by_opentelemetry
+    for instrumentor in (HTTPXClientInstrumentor, RequestsInstrumentor, URLLib3Instrumentor)
+], flush=True)
+os._exit(0)  # without the exporters' flush at exit
+"""
+
+
+def test_azure_monitor_traces_the_azure_sdk_but_neither_the_framework_nor_any_fetched_url(
+    tmp_path: Path,
+) -> None:
+    """The distro itself (no stub), in a process of its own: it instruments on import-time classes."""
+    ingestion = (
+        "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:9/"
+    )
+    env = {
+        **os.environ,
+        "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "otel",  # the distro's Azure VM detector asks the IMDS
+        "AGENTSTAGE_SQLITE_PATH": str(tmp_path / "state.db"),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", AZURE_MONITOR_CHECK, ingestion],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd="runtime",
+        env=env,
+        timeout=60,
+    )
+    assert out.stdout.split("\n")[0] == "FastAPI True [False, False, False]", out.stdout + out.stderr
+
+
+def test_every_instrumentation_of_the_azure_monitor_distro_is_decided() -> None:
+    from azure.monitor.opentelemetry import _constants
+
+    assert set(AZURE_MONITOR_INSTRUMENTATIONS) == set(_constants._ALL_SUPPORTED_INSTRUMENTED_LIBRARIES)
 
 
 def test_console_exporter_builds_sdk_providers() -> None:
