@@ -88,6 +88,37 @@ def test_reading_a_conversation_returns_its_newest_messages_and_says_whether_tha
         assert (refused.status_code, refused.json()["error"]["field"]) == (422, "query.limit")
 
 
+def test_a_conversation_longer_than_one_read_is_read_back_page_by_page(runtime: Runtime) -> None:
+    """One read holds at most MAX_HISTORY_MESSAGES; older messages are reached by position (``before`` = a
+    page's ``first``): turns appended between two reads shift nothing, and no other caller reaches a page."""
+    for turn in range(4):
+        assert (
+            runtime.invoke("assistant", f"turn {turn}", key=ALICE, conversation_id="paged").status_code == 200
+        )
+    every = runtime.http.get("/v1/conversations/paged", headers=_auth(ALICE)).json()
+    assert (every["first"], every["length"], every["complete"]) == (0, 8, True)
+
+    pages, before = [], ""
+    while True:
+        page = runtime.http.get(f"/v1/conversations/paged?limit=3{before}", headers=_auth(ALICE)).json()
+        pages.append(page)
+        if page["complete"]:
+            break
+        if len(pages) == 1:  # a turn lands between two reads
+            assert runtime.invoke("assistant", "late", key=ALICE, conversation_id="paged").status_code == 200
+        before = f"&before={page['first']}"
+    assert [(page["first"], len(page["messages"])) for page in pages] == [(5, 3), (2, 3), (0, 2)]
+    assert [message for page in reversed(pages) for message in page["messages"]] == every["messages"]
+    assert [page["length"] for page in pages] == [8, 10, 10]
+
+    beyond = runtime.http.get("/v1/conversations/paged?before=500", headers=_auth(ALICE)).json()
+    assert (beyond["first"], beyond["length"], beyond["complete"]) == (0, 10, True)
+    assert runtime.http.get("/v1/conversations/paged?before=0", headers=_auth(ALICE)).json()["messages"] == []
+    assert runtime.http.get("/v1/conversations/paged?before=2", headers=_auth(BOB)).status_code == 404
+    refused = runtime.http.get("/v1/conversations/paged?before=-1", headers=_auth(ALICE))
+    assert (refused.status_code, refused.json()["error"]["field"]) == (422, "query.before")
+
+
 def test_owners_list_read_and_delete_only_their_own_conversations(
     runtime: Runtime, caplog: pytest.LogCaptureFixture
 ) -> None:

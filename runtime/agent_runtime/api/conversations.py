@@ -5,7 +5,8 @@ says): the stores key it by that owner, so these routes — like every run that 
 ever reach the caller's own. Another caller's conversation id answers exactly like an unknown one.
 
 - ``GET /v1/conversations``: the caller's conversations, most recently changed first.
-- ``GET /v1/conversations/{id}``: one of them, its newest messages as stored (redacted); 404 otherwise.
+- ``GET /v1/conversations/{id}``: one of them, its newest messages as stored (redacted), and by position
+  (``before``) the older ones, page by page; 404 otherwise.
 - ``DELETE /v1/conversations/{id}``: forget one of them; 404 otherwise.
 - ``DELETE /v1/tenants/{tenant}/conversations``: forget every conversation of a tenant; callers with
   ``AGENTSTAGE_OPERATOR_ROLE`` only.
@@ -74,17 +75,31 @@ async def get_conversation(
     limit: Annotated[
         int, Query(ge=1, le=MAX_HISTORY_MESSAGES, description="At most this many of its newest messages.")
     ] = 100,
+    before: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            description="Only messages before this position (0 is its first message): a page's `first`, to "
+            "read the messages before that page.",
+        ),
+    ] = None,
 ) -> ConversationHistory:
-    """One of your conversations: its newest messages, oldest first, and whether that is all of them.
+    """One of your conversations: its newest messages (before ``before``), oldest first, where they stand in
+    it, and whether older ones precede them.
 
     Bounded because a conversation is not: every turn adds to it for good, and its whole history in one
     response (1,000 turns of 95,000 characters: 180 MB, 800 MB of the server's memory) stalled every other
-    request of the process."""
-    messages = await runtime.conversations.history(caller.owner, conversation_id, limit=limit + 1)
-    if not messages:
+    request of the process; so a long one is read back page by page, by position, which turns appended
+    meanwhile never shift."""
+    page = await runtime.conversations.page(caller.owner, conversation_id, limit=limit, before=before)
+    if not page.length:
         raise UnknownConversation(f"you have no conversation '{conversation_id}'", field="conversation_id")
     return ConversationHistory(
-        id=conversation_id, messages=messages[-limit:], complete=len(messages) <= limit
+        id=conversation_id,
+        messages=page.messages,
+        first=page.first,
+        length=page.length,
+        complete=page.first == 0,
     )
 
 

@@ -257,9 +257,13 @@ class ConversationList(BaseModel):
 class ConversationHistory(BaseModel):
     id: str
     messages: list[dict[str, Any]] = Field(
-        description="Its newest messages, oldest first, redacted as stored."
+        description="Its newest messages (before `before`, if given), oldest first, redacted as stored."
     )
-    complete: bool = Field(description="Whether these are all of its messages (else ask for a larger limit).")
+    first: int = Field(description="The position of the first of them in the conversation (0 is its first).")
+    length: int = Field(description="How many messages the conversation held when read.")
+    complete: bool = Field(
+        description="Whether no older message precedes these (else ask again with `before` = `first`)."
+    )
 
 
 class TenantErasure(BaseModel):

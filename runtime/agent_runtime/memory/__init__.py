@@ -4,7 +4,16 @@
 imported only when a backend is chosen.
 """
 
-from .base import Conversation, ConversationStore, Message, Owner, VectorHit, VectorItem, VectorStore
+from .base import (
+    Conversation,
+    ConversationStore,
+    HistoryPage,
+    Message,
+    Owner,
+    VectorHit,
+    VectorItem,
+    VectorStore,
+)
 from .common import DimensionMismatchError
 from .factory import MemoryConfigurationError, open_stores
 
@@ -12,6 +21,7 @@ __all__ = [
     "Conversation",
     "ConversationStore",
     "DimensionMismatchError",
+    "HistoryPage",
     "MemoryConfigurationError",
     "Message",
     "Owner",

@@ -85,6 +85,20 @@ class Conversation:
     messages: int
 
 
+@dataclass(frozen=True)
+class HistoryPage:
+    """A run of one conversation's messages, oldest first: ``messages`` are those at positions ``first`` to
+    ``first + len(messages) - 1`` (0 is the conversation's first message) of the ``length`` it had when read
+    (0: the owner has no conversation of that id).
+
+    Positions are for good: a conversation only grows at its end (or is deleted whole), so a page read
+    later by the same positions holds the same messages, however many were appended meanwhile."""
+
+    first: int
+    messages: list[Message]
+    length: int
+
+
 @runtime_checkable
 class ConversationStore(Protocol):
     """Ordered message history per (owner, conversation id).
@@ -99,6 +113,12 @@ class ConversationStore(Protocol):
     async def history(self, owner: Owner, conversation_id: str, limit: int | None = None) -> list[Message]:
         """The owner's conversation, oldest first; with ``limit``, only the newest ``limit``. ``[]`` when the
         owner has no conversation of that id, whoever else does."""
+
+    async def page(
+        self, owner: Owner, conversation_id: str, limit: int, before: int | None = None
+    ) -> HistoryPage:
+        """At most ``limit`` of the owner's messages, the newest of those before position ``before`` (``None``:
+        the conversation's end; past it, the same)."""
 
     async def conversations(self, owner: Owner, limit: int = 100) -> list[Conversation]:
         """The owner's conversations, most recently changed first, at most ``limit`` of them."""

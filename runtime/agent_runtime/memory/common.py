@@ -86,6 +86,17 @@ def check_count(value: int | None, what: str, *, optional: bool = False) -> int 
     return value
 
 
+def page_span(length: int, limit: int, before: int | None) -> range:
+    """The positions a :class:`~agent_runtime.memory.base.HistoryPage` holds, in a conversation of
+    ``length`` messages: the newest ``limit`` of those before ``before`` (``None``, or past the end: the end)."""
+    check_count(limit, "limit")
+    end = length
+    if before is not None:
+        check_count(before, "before")
+        end = min(before, length)
+    return range(max(0, end - limit), end)
+
+
 def check_embedding(embedding: Sequence[float], dimensions: int) -> list[float]:
     """The embedding as floats, refusing a wrong length, non-finite values and the zero vector.
 

@@ -32,7 +32,7 @@ from urllib.parse import quote
 
 from agent_runtime.cosmos_account import CosmosAccount
 
-from .base import Conversation, Message, Owner, VectorHit, VectorItem
+from .base import Conversation, HistoryPage, Message, Owner, VectorHit, VectorItem
 from .common import (
     DimensionMismatchError,
     check_count,
@@ -43,6 +43,7 @@ from .common import (
     check_owner,
     check_where,
     conversation_key,
+    page_span,
 )
 
 if TYPE_CHECKING:
@@ -112,6 +113,11 @@ def history_query(limit: int | None) -> tuple[str, list[dict[str, Any]]]:
     text = f"SELECT {top}c.message FROM c WHERE c.type = 'message' ORDER BY c.seq DESC"
     return text, [{"name": "@limit", "value": limit}] if limit is not None else []
 
+
+PAGE_QUERY = (
+    "SELECT c.message FROM c WHERE c.type = 'message' AND c.seq >= @start AND c.seq < @stop ORDER BY c.seq"
+)
+"""One conversation's messages at positions ``@start`` to ``@stop - 1``, oldest first (run in its partition)."""
 
 LIST_QUERY = (
     "SELECT TOP @limit c.conversationId, c.createdAt, c.updatedAt, c.next FROM c "
@@ -216,6 +222,24 @@ class CosmosConversationStore:
         rows = self._container.query_items(text, parameters=parameters, partition_key=list(key))
         newest_first = [row["message"] async for row in rows]
         return newest_first[::-1]
+
+    async def page(
+        self, owner: Owner, conversation_id: str, limit: int, before: int | None = None
+    ) -> HistoryPage:
+        from azure.cosmos.exceptions import CosmosResourceNotFoundError
+
+        key = conversation_key(owner, conversation_id)
+        # Two reads, one consistent page: the positions below the length read first never change.
+        try:
+            length = (await self._container.read_item(_HEAD_ID, partition_key=list(key)))["next"]
+        except CosmosResourceNotFoundError:
+            length = 0
+        span = page_span(length, limit, before)
+        if not span:
+            return HistoryPage(span.start, [], length)
+        parameters = [{"name": "@start", "value": span.start}, {"name": "@stop", "value": span.stop}]
+        rows = self._container.query_items(PAGE_QUERY, parameters=parameters, partition_key=list(key))
+        return HistoryPage(span.start, [row["message"] async for row in rows], length)
 
     async def conversations(self, owner: Owner, limit: int = 100) -> list[Conversation]:
         check_owner(owner)

@@ -93,7 +93,7 @@ from botocore.exceptions import (
 from agent_runtime.errors import ConfigurationError, Unavailable
 from agent_runtime.settings_contract import env_name
 
-from .base import Conversation, Message, Owner, VectorHit, VectorItem
+from .base import Conversation, HistoryPage, Message, Owner, VectorHit, VectorItem
 from .common import (
     CloseOnce,
     check_count,
@@ -105,6 +105,7 @@ from .common import (
     check_where,
     conversation_key,
     dump_json,
+    page_span,
 )
 from .scoring import Document, Snapshot, SnapshotCache, pack_embedding
 
@@ -453,6 +454,11 @@ def _message_sk(seq: int, part: int) -> str:
     return f"m#{seq:012d}#{part:03d}"
 
 
+_LAST_PART = 999
+"""The highest part number the sort key's three digits hold: every part of message ``seq`` sorts at or before
+``_message_sk(seq, _LAST_PART)``."""
+
+
 def _encode_message(index: int, message: Message) -> list[Item]:
     """A message's items without keys: one ``json`` item, or compressed parts of a large message."""
     text = dump_json(message)
@@ -623,6 +629,28 @@ class DynamoDBConversationStore:
             "get_item", TableName=self._table, Key=self._key(pk, sk), ConsistentRead=True
         )
         return reply.get("Item")
+
+    async def page(
+        self, owner: Owner, conversation_id: str, limit: int, before: int | None = None
+    ) -> HistoryPage:
+        conversation = "c#" + digest(*conversation_key(owner, conversation_id))
+        # Two reads, one consistent page: the positions below the length read first never change.
+        head = _Head.of(await self._get(conversation, _HEAD))
+        length = head.messages if head else 0
+        span = page_span(length, limit, before)
+        if not span:
+            return HistoryPage(span.start, [], length)
+        items = self._client.query_all(
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :first AND :last",
+            ExpressionAttributeValues={
+                ":pk": s(conversation),
+                ":first": s(_message_sk(span.start, 0)),
+                ":last": s(_message_sk(span.stop - 1, _LAST_PART)),
+            },
+            ConsistentRead=True,
+        )
+        return HistoryPage(span.start, _decode_messages([item async for item in items]), length)
 
     async def history(self, owner: Owner, conversation_id: str, limit: int | None = None) -> list[Message]:
         tenant, caller, conversation_id = conversation_key(owner, conversation_id)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .base import Conversation, Message, Owner, VectorHit, VectorItem
+from .base import Conversation, HistoryPage, Message, Owner, VectorHit, VectorItem
 from .common import (
     CloseOnce,
     DimensionMismatchError,
@@ -35,6 +35,7 @@ from .common import (
     check_where,
     conversation_key,
     dump_json,
+    page_span,
 )
 
 if TYPE_CHECKING:
@@ -133,6 +134,10 @@ class PostgresConversationStore:
         self._select = sql.SQL("SELECT message FROM {} WHERE {} ORDER BY seq DESC LIMIT %s").format(
             history, key
         )
+        self._length = sql.SQL("SELECT messages FROM {} WHERE {}").format(conversations, key)
+        self._span = sql.SQL("SELECT message FROM {} WHERE {} ORDER BY seq LIMIT %s OFFSET %s").format(
+            history, key
+        )
         self._list = sql.SQL(
             "SELECT conversation_id, extract(epoch FROM created_at), extract(epoch FROM updated_at), messages "
             "FROM {} WHERE tenant = %s AND caller = %s ORDER BY updated_at DESC, conversation_id LIMIT %s"
@@ -192,6 +197,19 @@ class PostgresConversationStore:
             cur = await conn.execute(self._select, (*key, limit))  # LIMIT NULL means no limit
             rows = await cur.fetchall()
         return [message for (message,) in reversed(rows)]
+
+    async def page(
+        self, owner: Owner, conversation_id: str, limit: int, before: int | None = None
+    ) -> HistoryPage:
+        key = conversation_key(owner, conversation_id)
+        async with self._pool.connection() as conn:
+            # Two statements, one consistent page: the positions below the length read first never change.
+            row = await (await conn.execute(self._length, key)).fetchone()
+            length = int(row[0]) if row else 0
+            span = page_span(length, limit, before)
+            cur = await conn.execute(self._span, (*key, len(span), span.start))
+            rows = await cur.fetchall()
+        return HistoryPage(span.start, [message for (message,) in rows], length)
 
     async def conversations(self, owner: Owner, limit: int = 100) -> list[Conversation]:
         check_owner(owner)

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .base import Conversation, Message, Owner, VectorHit, VectorItem
+from .base import Conversation, HistoryPage, Message, Owner, VectorHit, VectorItem
 from .common import (
     CloseOnce,
     check_count,
@@ -34,6 +34,7 @@ from .common import (
     check_owner,
     check_where,
     dump_json,
+    page_span,
 )
 from .scoring import Document, Snapshot, SnapshotCache, pack_embedding
 
@@ -120,6 +121,17 @@ class RedisConversationStore:
             return []
         raw = await self._redis.lrange(key, 0 if limit is None else -limit, -1)
         return [json.loads(item) for item in raw]
+
+    async def page(
+        self, owner: Owner, conversation_id: str, limit: int, before: int | None = None
+    ) -> HistoryPage:
+        lists, _, _ = self._owner_keys(owner)
+        key = lists + check_id(conversation_id, "conversation id")
+        # Two commands, one consistent page: the positions below the length read first never change.
+        length = await self._redis.llen(key)
+        span = page_span(length, limit, before)
+        raw = await self._redis.lrange(key, span.start, span.stop - 1) if span else []
+        return HistoryPage(span.start, [json.loads(item) for item in raw], length)
 
     async def conversations(self, owner: Owner, limit: int = 100) -> list[Conversation]:
         lists, index, started = self._owner_keys(owner)

@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 from agent_runtime.sqlite_group_commit import GroupCommit
 from agent_runtime.sqlite_transaction import commit_group, in_transaction
 
-from .base import Conversation, Message, Owner, VectorHit, VectorItem
+from .base import Conversation, HistoryPage, Message, Owner, VectorHit, VectorItem
 from .common import (
     check_count,
     check_embedding,
@@ -48,6 +48,7 @@ from .common import (
     check_where,
     conversation_key,
     dump_json,
+    page_span,
 )
 from .scoring import Document, Snapshot, SnapshotCache, pack_embedding
 
@@ -320,6 +321,24 @@ class SqliteConversationStore:
             ).fetchall()
         )
         return [json.loads(message) for (message,) in reversed(rows)]
+
+    async def page(
+        self, owner: Owner, conversation_id: str, limit: int, before: int | None = None
+    ) -> HistoryPage:
+        key = conversation_key(owner, conversation_id)
+        where = "WHERE tenant = ? AND caller = ? AND conversation_id = ?"
+
+        def read(c: sqlite3.Connection) -> HistoryPage:
+            # Two statements, one consistent page: the positions below the length read first never change.
+            (length,) = c.execute(f"SELECT messages FROM conversations {where}", key).fetchone() or (0,)
+            span = page_span(length, limit, before)
+            rows = c.execute(
+                f"SELECT message FROM conversation_history {where} ORDER BY seq LIMIT ? OFFSET ?",
+                (*key, len(span), span.start),
+            ).fetchall()
+            return HistoryPage(span.start, [json.loads(message) for (message,) in rows], length)
+
+        return await self._read(read)
 
     async def conversations(self, owner: Owner, limit: int = 100) -> list[Conversation]:
         check_owner(owner)

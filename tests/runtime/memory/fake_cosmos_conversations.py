@@ -18,7 +18,13 @@ from typing import Any
 
 from azure.cosmos.exceptions import CosmosBatchOperationError, CosmosResourceNotFoundError
 
-from agent_runtime.memory.cosmos import CONVERSATION_PARTITION_KEY, IDS_QUERY, LIST_QUERY, history_query
+from agent_runtime.memory.cosmos import (
+    CONVERSATION_PARTITION_KEY,
+    IDS_QUERY,
+    LIST_QUERY,
+    PAGE_QUERY,
+    history_query,
+)
 
 Key = tuple[str, ...]
 
@@ -85,6 +91,13 @@ class FakeConversationsContainer:
                 {name: doc[name] for name in ("conversationId", "createdAt", "updatedAt", "next")}
                 for doc in heads[: values["@limit"]]
             ]
+        elif query == PAGE_QUERY:
+            assert len(prefix) == len(CONVERSATION_PARTITION_KEY), "a page reads one conversation"
+            span = range(values["@start"], values["@stop"])
+            messages = sorted(
+                (d for d in scoped if d["type"] == "message" and d["seq"] in span), key=lambda d: d["seq"]
+            )
+            rows = [{"message": doc["message"]} for doc in messages]
         else:
             assert len(prefix) == len(CONVERSATION_PARTITION_KEY), "history reads one conversation"
             limit = values.get("@limit")

@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 
-from agent_runtime.memory import ConversationStore, Owner
+from agent_runtime.memory import ConversationStore, HistoryPage, Owner
 
 pytestmark = pytest.mark.anyio
 
@@ -36,6 +36,37 @@ async def test_history_is_oldest_first_and_limit_keeps_the_newest(conversation_b
     assert await store.history(ALICE, "c1", limit=10) == [user("one"), user("two"), user("three")]
     assert await store.history(ALICE, "c1", limit=0) == []
     assert await store.history(ALICE, "never-written") == []
+
+
+async def test_pages_walk_a_conversation_back_by_position(conversation_backend):
+    store = await conversation_backend.conversations()
+    # One message larger than a DynamoDB item (stored there in compressed parts), amid ordinary ones.
+    large = user("".join(f"{i:08x}" for i in range(60_000)))
+    messages = [user(f"m{i}") for i in range(7)]
+    messages[2] = large
+    await store.append(ALICE, "c", messages[:4])
+    await store.append(ALICE, "c", messages[4:])
+
+    newest = await store.page(ALICE, "c", limit=3)
+    assert newest == HistoryPage(4, messages[4:], 7)
+    older = await store.page(ALICE, "c", limit=3, before=newest.first)
+    assert older == HistoryPage(1, messages[1:4], 7)
+    assert await store.page(ALICE, "c", limit=3, before=older.first) == HistoryPage(0, messages[:1], 7)
+    assert await store.page(ALICE, "c", limit=3, before=0) == HistoryPage(0, [], 7)
+    assert await store.page(ALICE, "c", limit=3, before=100) == newest, "past the end reads the end"
+    assert await store.page(ALICE, "c", limit=0) == HistoryPage(7, [], 7)
+    assert await store.page(ALICE, "c", limit=100) == HistoryPage(0, messages, 7)
+
+    await store.append(ALICE, "c", [user("m7")])
+    assert await store.page(ALICE, "c", limit=3, before=4) == HistoryPage(1, messages[1:4], 8), (
+        "an append between two reads leaves the positions read before as they were"
+    )
+    for nobody in (BOB, BOB_IN_A, ALICE_IN_B):
+        assert await store.page(nobody, "c", limit=3) == HistoryPage(0, [], 0), f"{nobody} read Alice's page"
+    assert await store.page(ALICE, "never-written", limit=3, before=5) == HistoryPage(0, [], 0)
+    for limit, before in ((-1, None), (3, -1), (3, True)):
+        with pytest.raises(ValueError, match="must be a non-negative integer"):
+            await store.page(ALICE, "c", limit=limit, before=before)
 
 
 async def test_one_owners_conversations_are_isolated_and_delete_forgets_one(conversation_backend):
