@@ -105,6 +105,17 @@ BETWEEN_WORDS = {
 CYRILLIC = str.maketrans("aceopxyijsAEKMHOPCTBX", "асеорхуіјѕАЕКМНОРСТВХ")
 GREEK = str.maketrans("aoiuvkntxAEZHIKMNOPTYX", "αοιυνκητχΑΕΖΗΙΚΜΝΟΡΤΥΧ")
 ALL_LOOKALIKE = str.maketrans("abcdeghijklnoprstuvwxy", "аЬсԁеԍһіјκӏпоргѕτυνԝху")
+SMALL_CAPITALS = str.maketrans("abcdefghijklmnoprstuvwyz", "ᴀʙᴄᴅᴇꜰɢʜɪᴊᴋʟᴍɴᴏᴘʀꜱᴛᴜᴠᴡʏᴢ")
+"""What "fancy text" generators write for small letters (q and x have no small capital)."""
+
+
+def enclosed(first: int) -> Callable[[str], str]:
+    """Each letter as the capital of the block of 26 starting at ``first``, which NFKD does not fold."""
+    return lambda p: "".join(
+        chr(first + ord(c.upper()) - ord("A")) if c.isascii() and c.isalpha() else c for c in p
+    )
+
+
 """Latin letters spelled in Cyrillic (or Greek, where Cyrillic has no look-alike): every letter in a word."""
 
 
@@ -172,6 +183,10 @@ FOLDED = {
     "character reference in a Cyrillic word": lambda p: third_letter(
         p.translate(CYRILLIC), lambda c: f"&#{ord(c)};"
     ),
+    "small capitals": lambda p: p.translate(SMALL_CAPITALS),
+    "negative circled capitals": enclosed(0x1F150),
+    "negative squared capitals": enclosed(0x1F170),
+    "regional indicator letters": enclosed(0x1F1E6),
 }
 
 
@@ -364,6 +379,8 @@ ORDINARY = [
     "สวัสดีครับ ยินดีต้อนรับ",
     "\ufeffFirst line after a byte order mark; you are welcome to join.",
     "Run the new function tomorrow, show the results to your team and use the tools you like.",
+    "Say /ɪɡˈnɔːr/, /ˈpriːviəs/ and /ɪnˈstrʌkʃənz/ as the dictionary does; ʀ is a uvular trill, ʏ a vowel.",
+    "Flags: 🇩🇪 🇫🇷 🇺🇸 🇯🇵, blood types 🅰️ 🅱️ 🅾️ 🆎, a parking sign 🅿️ and the letters ᴀᴄᴛ ɴᴏᴡ on a badge.",
 ]
 """Ordinary text in many scripts, with the invisible characters, marks, look-alike letters and encodings that
 real writing holds."""

@@ -77,12 +77,23 @@ _LATIN_LOOKALIKES = (
     # Armenian
     "օo Օo սu Սu հh ոn զq ցg ԼL ՏS "
     # Latin, outside ASCII
-    "ıi ȷj ɡg ɑa ɩi"
+    "ıi ȷj ɡg ɑa ɩi "
+    # Latin small capitals, which "fancy text" generators write and no normalisation folds
+    "ᴀa ʙb ᴄc ᴅd ᴇe ꜰf ɢg ʜh ɪi ᴊj ᴋk ʟl ᴍm ɴn ᴏo ᴘp ʀr ꜱs ᴛt ᴜu ᴠv ᴡw ʏy ᴢz"
 )
-"""Letters of Cyrillic, Greek and Armenian (and a few Latin ones outside ASCII) that read as an ASCII letter,
-each followed by that letter: the common cases of Unicode TR39's confusables."""
-_TO_LATIN = str.maketrans({pair[0]: pair[1] for pair in _LATIN_LOOKALIKES.split()})
-_LOOKALIKE = "".join(pair[0] for pair in _LATIN_LOOKALIKES.split())
+"""Letters of Cyrillic, Greek and Armenian (and Latin ones outside ASCII) that read as an ASCII letter, each
+followed by that letter: the common cases of Unicode TR39's confusables, and the small capitals."""
+_ENCLOSED_CAPITALS = (0x1F150, 0x1F170, 0x1F1E6)
+"""The first of 26 capitals A-Z each, that NFKD leaves as they are (unlike circled and squared ones): negative
+circled, negative squared, regional indicators (🅘🅖🅝🅞🅡🅔 reads as a word)."""
+_TO_LATIN = str.maketrans(
+    {pair[0]: pair[1] for pair in _LATIN_LOOKALIKES.split()}
+    | {chr(first + letter): chr(ord("A") + letter) for first in _ENCLOSED_CAPITALS for letter in range(26)}
+)
+_LOOKALIKE = "".join(
+    [pair[0] for pair in _LATIN_LOOKALIKES.split()]
+    + [f"{chr(first)}-{chr(first + 25)}" for first in _ENCLOSED_CAPITALS]
+)
 _HAS_LOOKALIKE = re.compile(f"[{_LOOKALIKE}]")
 _DISGUISED_WORD = re.compile(
     rf"(?<!\w)[A-Za-z0-9_\u0300-\u036f]*[{_LOOKALIKE}][A-Za-z0-9_\u0300-\u036f{_LOOKALIKE}]*(?!\w)"
