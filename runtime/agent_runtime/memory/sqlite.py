@@ -329,16 +329,20 @@ class SqliteConversationStore:
         where = "WHERE tenant = ? AND caller = ? AND conversation_id = ?"
 
         def read(c: sqlite3.Connection) -> HistoryPage:
-            # Two statements, one consistent page: the positions below the length read first never change.
+            # One snapshot for both statements, so the page may be counted from whichever end is nearer: the
+            # index is stepped through up to the offset, and a long conversation is mostly read near its end.
             (length,) = c.execute(f"SELECT messages FROM conversations {where}", key).fetchone() or (0,)
             span = page_span(length, limit, before)
+            from_end = length - span.stop < span.start
             rows = c.execute(
-                f"SELECT message FROM conversation_history {where} ORDER BY seq LIMIT ? OFFSET ?",
-                (*key, len(span), span.start),
+                f"SELECT message FROM conversation_history {where} "
+                f"ORDER BY seq {'DESC' if from_end else 'ASC'} LIMIT ? OFFSET ?",
+                (*key, len(span), length - span.stop if from_end else span.start),
             ).fetchall()
-            return HistoryPage(span.start, [json.loads(message) for (message,) in rows], length)
+            messages = [json.loads(message) for (message,) in (reversed(rows) if from_end else rows)]
+            return HistoryPage(span.start, messages, length)
 
-        return await self._read(read)
+        return await self._read(lambda c: in_transaction(c, read, "BEGIN"))
 
     async def conversations(self, owner: Owner, limit: int = 100) -> list[Conversation]:
         check_owner(owner)
