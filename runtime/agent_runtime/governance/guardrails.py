@@ -348,18 +348,21 @@ def _json_strings(text: str) -> list[str]:
 
     A string that is itself such a document (an API's JSON in the body of an ``http_get`` result) is followed
     by its own strings: the model reads through both encodings, so an escape of the inner one (``\\u200b``,
-    ``\\u0065``) must not hide a phrase. Each level is shorter than the one holding it, and a document is
-    parsed once, so the work stays within the text's length times its (logarithmic) depth of nesting."""
+    ``\\u0065``) must not hide a phrase. At most :data:`_NESTED_DOCUMENTS` are read so per text: a document of
+    50,000 tiny JSON strings took seven times the screen's usual time on the event loop; past the bound a
+    string is read as written (its ``\\u`` escapes are still decoded, see :func:`_decoded`)."""
     document = _json_document(text)
     if document is None:
         return [text]
     strings: list[str] = []
     pending = [document]
+    nested = _NESTED_DOCUMENTS
     while pending:  # a loop, not recursion: the document may be nested almost as deep as the parser goes
         value = pending.pop()
         if isinstance(value, str):
             strings.append(value)
-            if (inner := _json_document(value)) is not None:
+            if nested and (inner := _json_document(value)) is not None:
+                nested -= 1
                 pending.append(inner)
         elif isinstance(value, dict):
             for key, item in reversed(value.items()):
@@ -367,6 +370,10 @@ def _json_strings(text: str) -> list[str]:
         elif isinstance(value, list):
             pending += reversed(value)
     return strings
+
+
+_NESTED_DOCUMENTS = 64
+"""How many JSON documents inside a text's strings :func:`_json_strings` reads (an API answer holds a few)."""
 
 
 def _json_document(text: str) -> Any:
