@@ -196,7 +196,8 @@ os._exit(0)  # without the exporters' flush at exit
 def test_azure_monitor_traces_the_azure_sdk_but_neither_the_framework_nor_any_fetched_url(
     tmp_path: Path,
 ) -> None:
-    """The distro itself (no stub), in a process of its own: it instruments on import-time classes."""
+    """The real distro, not a stub, in a process of its own: it patches FastAPI's class and the HTTP clients
+    for the whole process, which must not reach the other tests."""
     ingestion = (
         "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:9/"
     )
