@@ -12,6 +12,9 @@ Only the well-formed case is served here. A body that is not JSON, not of a JSON
 that fails validation is handed to FastAPI unchanged (replayed), so every refusal is FastAPI's own, worded and
 ordered as before; the routes stay registered with FastAPI, which is also what the OpenAPI document
 describes. The body limit (:class:`~agent_runtime.api.limits.BodyLimit`) sits outside this middleware.
+
+A served request answers first (:mod:`agent_runtime.answer_first`): its budget settlements are written once
+its answer is sent, and the request ends when they are.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agent_runtime.answer_first import answering_first
 from agent_runtime.api import agents, chat
 from agent_runtime.api.deps import authenticate
 from agent_runtime.api.errors import bug_response, runtime_error_response
@@ -72,8 +76,9 @@ class HotRoutes:
         if parsed is None:  # FastAPI words and orders every refusal, as for any other route
             await self.app(scope, _replayed(body, receive), send)
             return
-        response = await self._answer(route, parsed, params, scope, receive)
-        await response(scope, receive, send)
+        async with answering_first():  # budget settlements are written once the answer is sent
+            response = await self._answer(route, parsed, params, scope, receive)
+            await response(scope, receive, send)
 
     async def _answer(
         self, route: _Route, body: BaseModel, params: dict[str, str], scope: Scope, receive: Receive

@@ -21,7 +21,8 @@ the run's first call. After the call the hold is settled to the actual usage (a 
 the model answered spends no tokens and no cost; the request stays counted). A call whose usage is not
 known spends its whole hold: a stream cut after the model began answering, a caller who left before the
 end, an endpoint that reports no usage. All lines of all matching rules are held in one atomic ledger
-step, so concurrent requests never overspend.
+step, so concurrent requests never overspend. An HTTP request's settlements are written after its answer
+is sent (:mod:`agent_runtime.answer_first`): until then the hold stands in for the call.
 
 A call without room is refused (429) only when the budget is really spent: its settled usage plus what
 the call needs passes the limit (``"reason": "exhausted"``). When calls in flight merely hold the room, it
@@ -34,13 +35,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from agent_runtime.answer_first import AfterAnswer, do_kept_work
 from agent_runtime.caller import SYSTEM_TENANT, Caller
 from agent_runtime.errors import QuotaExceeded
 from agent_runtime.governance.budget_queue import HeldQueue
@@ -59,6 +63,7 @@ from agent_runtime.trace import TokenUsage
 if TYPE_CHECKING:
     from agent_runtime.settings import Settings
 
+log = logging.getLogger("agentstage.budgets")
 Reason = Literal["exhausted", "held"]
 FIRST_POLL_SECONDS, LONGEST_POLL_SECONDS = 0.005, 0.2
 """How often a waiting call looks again for settlements of other processes (doubling in between)."""
@@ -120,6 +125,10 @@ class Budgets:
         self._wait_seconds = wait_seconds
         self._lease_seconds = lease_seconds
         self._queue = HeldQueue()
+        self._settlements = AfterAnswer(
+            log,
+            "a budget settlement failed after its answer was sent; the hold counts as spent until its lease ends",
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings, ledger: Ledger, meter: BudgetMeter) -> Budgets:
@@ -157,6 +166,8 @@ class Budgets:
     ) -> Reservation:
         """Hold the worst case of one model call: at once when there is room, after waiting when calls in
         flight hold it; else :class:`QuotaExceeded` naming the budget and why."""
+        # The request's own settlements kept for after its answer land first: it must not wait for itself.
+        await do_kept_work()
         input_tokens = self.tokens_in(prompt_bytes)
         amounts: dict[Metric, int] = {
             "tokens": input_tokens + output_tokens,
@@ -179,7 +190,8 @@ class Budgets:
 
     async def settle(self, reservation: Reservation, usage: TokenUsage | None) -> None:
         """End the hold with what the call really spent (requests stay as held); with ``None`` (what it
-        spent is not known) the hold itself is spent: the worst case the call reserved."""
+        spent is not known) the hold itself is spent: the worst case the call reserved. In a request that
+        answers first, the ledger is written once the answer is sent (:mod:`agent_runtime.answer_first`)."""
         if not reservation.counters:
             return
         actual: dict[Metric, int] = (
@@ -194,6 +206,9 @@ class Budgets:
             (counter.line.key, actual.get(counter.metric, counter.line.amount))
             for counter in reservation.counters
         ]
+        await self._settlements.run(partial(self._settle, reservation, spent))
+
+    async def _settle(self, reservation: Reservation, spent: list[tuple[str, int]]) -> None:
         await self._ledger.settle(reservation.hold, spent)
         self._queue.settled(key for key, _ in spent)
         for counter, (_, amount) in zip(reservation.counters, spent, strict=True):

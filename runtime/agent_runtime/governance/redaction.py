@@ -269,6 +269,7 @@ class Redactor:
 REDACTED_LOGGERS = (
     "agentstage.api",
     "agentstage.audit",
+    "agentstage.budgets",
     "agentstage.genai",
     "agentstage.tools",
     "agentstage.usage",

@@ -4,6 +4,7 @@ orchestrator's function given the constant event of the EventBridge schedule tha
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 from collections.abc import Iterator
@@ -34,8 +35,10 @@ from task_host_helpers import (
     two_tenants_env,
     waiting_messages,
 )
+from token_ledger import TokenLedger
 
 from agent_runtime.bus.base import ReceivedMessage
+from agent_runtime.governance.budgets import Budgets
 from agent_runtime.hosting import SWEEP_EVENT
 from agent_runtime.settings import Settings
 from agent_runtime.tasks.model import TaskRecord, TaskState
@@ -156,6 +159,41 @@ def test_every_request_of_a_warm_function_reaches_the_model(
         assert response["statusCode"] == 200, response
         assert json.loads(response["body"])["answer"] == text
     assert not module.api.state.lifecycle.assembly.http.is_closed, "the tools' shared client is still open"
+
+
+@pytest.fixture
+def budgeted_host(model_server: ScriptedModelServer, tmp_path: Path) -> Iterator[tuple[ModuleType, Settings]]:
+    budgets = [{"name": "tokens", "scope": "tenant", "window_seconds": 3600, "tokens": 10**6}]
+    with imported_host(
+        "lambda_handler.py", model_server, tmp_path, AGENTSTAGE_BUDGETS=json.dumps(budgets)
+    ) as host:
+        yield host
+        module, _ = host
+        module.loop.run_until_complete(module.api.state.lifecycle.close())
+
+
+def test_an_invocation_returns_only_once_its_budget_settlement_is_written(
+    budgeted_host: tuple[ModuleType, Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The settlement is written after the answer (agent_runtime.answer_first), but Lambda freezes the
+    process when the handler returns: Mangum returns when the app does, which waits for it."""
+    module, settings = budgeted_host
+    written = Budgets._settle
+
+    async def slow(self: Budgets, *args: Any) -> None:
+        await asyncio.sleep(0.2)
+        await written(self, *args)
+
+    monkeypatch.setattr(Budgets, "_settle", slow)
+    for stream in (False, True):
+        event = _http_api_event("POST", "/v1/chat/completions")
+        event["headers"] |= {"authorization": f"Bearer {API_KEY}", "content-type": "application/json"}
+        event["body"] = chat_body("settle me", stream=stream)
+        response = module.handler(event, _context())
+        assert response["statusCode"] == 200, response
+        ledger = TokenLedger(settings.sqlite_path)
+        assert not ledger.held(), "the hold was settled before the handler returned"
+        assert ledger.spent() > 0
 
 
 def test_a_streamed_answer_leaves_the_function_redacted(

@@ -1,0 +1,249 @@
+"""Work an answer does not wait for (:mod:`agent_runtime.answer_first`): the budget settlement is written
+after the answer is sent, and the request still waits for it before its handler returns.
+
+Over HTTP the ledger's file is locked by the test while the model answers: the answer must reach the caller
+while the settlement cannot be written, and the ledger be exact once the lock is gone. Inline (before this
+existed) the answer waited for the lock, and failed once SQLite's wait for it ran out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any
+
+import httpx
+import pytest
+from raw_model import Answer, RawModel, chunk, completion, usage_chunk
+from runtime_helpers import USER_KEY, RuntimeFactory
+from token_ledger import TokenLedger
+
+from agent_runtime.answer_first import AfterAnswer, answering_first, do_kept_work
+
+USAGE = {"prompt_tokens": 30, "completion_tokens": 70, "total_tokens": 100}
+BUDGET = [{"name": "tokens", "scope": "caller", "match": "*", "window_seconds": 86400, "tokens": 10**6}]
+MODEL_SECONDS = 0.4
+"""How long the model takes to answer: the test locks the ledger meanwhile."""
+
+
+def _after_answer() -> tuple[AfterAnswer, logging.Logger]:
+    log = logging.getLogger("tests.answer_first")
+    return AfterAnswer(log, "the test's work failed"), log
+
+
+def test_outside_a_request_that_answers_first_the_work_is_done_in_line() -> None:
+    async def scenario() -> list[str]:
+        after, _ = _after_answer()
+        done: list[str] = []
+
+        async def work() -> None:
+            await asyncio.sleep(0)
+            done.append("work")
+
+        await after.run(work)
+        done.append("returned")
+        return done
+
+    assert asyncio.run(scenario()) == ["work", "returned"]
+
+
+def test_inside_one_the_work_runs_after_the_block_body_and_the_block_waits_for_it() -> None:
+    async def scenario() -> list[str]:
+        after, _ = _after_answer()
+        events: list[str] = []
+
+        async def work() -> None:
+            events.append("work began")
+            await asyncio.sleep(0.05)
+            events.append("work done")
+
+        async with answering_first():
+            await after.run(work)
+            events.append("answered")  # no await between: the work has not begun
+        events.append("block ended")
+        return events
+
+    assert asyncio.run(scenario()) == ["answered", "work began", "work done", "block ended"]
+
+
+def test_work_started_in_a_task_of_the_request_is_waited_for_too() -> None:
+    """A streamed response's body is produced in a task of its own (Starlette's), which copies the context."""
+
+    async def scenario() -> list[str]:
+        after, _ = _after_answer()
+        events: list[str] = []
+
+        async def work() -> None:
+            await asyncio.sleep(0.05)
+            events.append("work done")
+
+        async def stream() -> None:
+            await after.run(work)
+
+        async with answering_first():
+            await asyncio.create_task(stream())
+        events.append("block ended")
+        return events
+
+    assert asyncio.run(scenario()) == ["work done", "block ended"]
+
+
+def test_a_failure_is_logged_not_raised_into_the_request(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        after, _ = _after_answer()
+
+        async def work() -> None:
+            raise RuntimeError("the ledger is gone")
+
+        async with answering_first():
+            await after.run(work)
+
+    with caplog.at_level(logging.ERROR, logger="tests.answer_first"):
+        asyncio.run(scenario())
+    assert [record.getMessage() for record in caplog.records] == [
+        "the test's work failed: RuntimeError: the ledger is gone"
+    ]
+
+
+def test_a_request_cancelled_while_answering_still_does_its_kept_work() -> None:
+    async def scenario() -> list[str]:
+        after, _ = _after_answer()
+        events: list[str] = []
+
+        async def work() -> None:
+            await asyncio.sleep(0.01)
+            events.append("work done")
+
+        async def request() -> None:
+            async with answering_first():
+                await after.run(work)
+                await asyncio.sleep(10)  # the answer, interrupted
+
+        task = asyncio.create_task(request())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        events.append("request cancelled")
+        return events
+
+    assert asyncio.run(scenario()) == ["work done", "request cancelled"]
+
+
+def test_kept_work_interrupted_is_dropped_whole() -> None:
+    """Cancelled again while doing its kept work (a server stopping), a request drops what is left: its
+    holds lapse with their leases, as a crashed process's do."""
+
+    async def scenario() -> list[str]:
+        after, _ = _after_answer()
+        events: list[str] = []
+
+        async def work(name: str) -> None:
+            await asyncio.sleep(0.05)
+            events.append(name)
+
+        async def request() -> None:
+            async with answering_first():
+                await after.run(partial(work, "first"))
+                await after.run(partial(work, "second"))
+
+        task = asyncio.create_task(request())
+        await asyncio.sleep(0.01)  # the first kept work is under way
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return events
+
+    assert asyncio.run(scenario()) == []
+
+
+def test_the_requests_kept_work_is_done_before_it_reserves_again() -> None:
+    async def scenario() -> list[str]:
+        after, _ = _after_answer()
+        events: list[str] = []
+
+        async def work() -> None:
+            events.append("settled")
+
+        async with answering_first():
+            await after.run(work)
+            await do_kept_work()
+            events.append("reserving again")
+        return events
+
+    assert asyncio.run(scenario()) == ["settled", "reserving again"]
+
+
+def _slow_plain(body: dict[str, Any]) -> Answer:
+    time.sleep(MODEL_SECONDS)  # the model server's own loop: one request at a time is all this test sends
+    return completion("the answer", **USAGE)
+
+
+def _slow_stream(body: dict[str, Any]) -> Answer:
+    return [chunk("the "), chunk("answer"), chunk(finish="stop"), usage_chunk(**USAGE), "[DONE]"]
+
+
+@pytest.fixture(params=["plain", "streamed"])
+def streamed(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param == "streamed")
+
+
+@pytest.fixture
+def slow_model(streamed: bool) -> Iterator[RawModel]:
+    model = RawModel(_slow_stream if streamed else _slow_plain, pause=MODEL_SECONDS / 4)
+    yield model
+    model.close()
+
+
+def _ask(url: str, streamed: bool) -> httpx.Response:
+    body = {"model": "assistant", "messages": [{"role": "user", "content": "hi"}], "stream": streamed}
+    headers = {"Authorization": f"Bearer {USER_KEY}"}
+    return httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=10)
+
+
+def test_the_answer_reaches_the_caller_while_its_settlement_cannot_be_written(
+    runtime_factory: RuntimeFactory, slow_model: RawModel, streamed: bool
+) -> None:
+    runtime = runtime_factory(llm_endpoint=slow_model.url, budgets=json.dumps(BUDGET))
+    path = runtime.settings.sqlite_path
+    ledger = TokenLedger(path)
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(_ask, runtime.url, streamed)
+        deadline = time.monotonic() + 5
+        while not ledger.held() and time.monotonic() < deadline:  # reserved: the model is answering
+            time.sleep(0.01)
+        assert ledger.held(), "the call reserved its budget"
+        locked = sqlite3.connect(path, isolation_level=None)
+        try:
+            locked.execute("BEGIN IMMEDIATE")  # nobody else writes the ledger now
+            response = answer.result(timeout=3)
+            assert response.status_code == 200, response.text
+            assert "answer" in response.text
+            assert ledger.held(), "the settlement is still waiting for the lock"
+        finally:
+            locked.execute("ROLLBACK")
+            locked.close()
+    assert ledger.settled() == USAGE["total_tokens"]
+
+
+def test_a_run_does_not_wait_for_its_own_kept_settlement_when_it_calls_the_model_again(
+    runtime_factory: RuntimeFactory,
+) -> None:
+    """Two holds do not fit the budget, a hold and the first call's real usage do: the run's second model
+    call (after a tool) reserves only once the first call is settled, though its answer is not sent yet.
+    (A hold here is ~4,500 tokens: the agent's 2,000 output tokens and its prompt with seven tool schemas.)"""
+    budget = [{"name": "tokens", "scope": "caller", "match": "*", "window_seconds": 86400, "tokens": 8000}]
+    runtime = runtime_factory(budgets=json.dumps(budget), max_output_tokens=2000, budget_wait_seconds=5)
+    started = time.monotonic()
+    response = runtime.invoke("assistant", "calc 2+3")
+    assert response.status_code == 200, response.text
+    steps = response.json()["steps"]
+    assert [step["kind"] for step in steps] == ["model", "tool", "model"], steps
+    assert time.monotonic() - started < 2, "the second call did not wait for the first one's hold"
+    assert TokenLedger(runtime.settings.sqlite_path).settled() <= 8000  # never past the limit
