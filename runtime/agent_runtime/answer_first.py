@@ -23,10 +23,29 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 
 Work = Callable[[], Awaitable[None]]
-_Kept = tuple[Work, Callable[[Exception], None]]
-"""Work kept for after the answer, and what reports its failure."""
 
-_KEPT: ContextVar[list[_Kept] | None] = ContextVar("agentstage_answer_first", default=None)
+
+class _Kept:
+    """The work kept for after the answer of one request, each with what reports its failure; closed once
+    done, so work handed over later (an abandoned generator finalised in a copy of the request's context) is
+    done at once instead of kept for nobody."""
+
+    def __init__(self) -> None:
+        self.work: list[tuple[Work, Callable[[Exception], None]]] = []
+        self.open = True
+
+    async def do(self) -> None:
+        """Each in turn; if interrupted (the request cancelled again), what is left is never done, as after
+        a crash."""
+        while self.work:
+            work, report = self.work.pop(0)
+            try:
+                await work()
+            except Exception as error:  # noqa: BLE001 - the answer is sent: reported, not raised
+                report(error)
+
+
+_KEPT: ContextVar[_Kept | None] = ContextVar("agentstage_answer_first", default=None)
 """The work kept for after the answer of the request under way, when it answers first."""
 
 
@@ -35,31 +54,23 @@ async def answering_first() -> AsyncIterator[None]:
     """A request that answers first: work handed to :meth:`AfterAnswer.run` inside the block is done when
     the block's body has ended (the answer is sent by then), however it ended. Tasks copy the context they
     start in, so work handed over in the tasks of a streamed response is kept too."""
-    kept: list[_Kept] = []
+    kept = _Kept()
     token = _KEPT.set(kept)
     try:
         yield
     finally:
         _KEPT.reset(token)
-        await _do(kept)
+        try:
+            await kept.do()
+        finally:
+            kept.open = False
 
 
 async def do_kept_work() -> None:
     """Do the request's kept work now: before it reserves budget again, which must not wait for itself."""
     kept = _KEPT.get()
-    if kept:
-        await _do(kept)
-
-
-async def _do(kept: list[_Kept]) -> None:
-    """Each in turn; if interrupted (the request cancelled again), what is left is never done, as after a
-    crash."""
-    while kept:
-        work, report = kept.pop(0)
-        try:
-            await work()
-        except Exception as error:  # noqa: BLE001 - the answer is sent: reported, not raised
-            report(error)
+    if kept is not None:
+        await kept.do()
 
 
 class AfterAnswer:
@@ -74,10 +85,10 @@ class AfterAnswer:
     async def run(self, work: Work) -> None:
         """Keep ``work`` for after the answer inside :func:`answering_first`; else do it now."""
         kept = _KEPT.get()
-        if kept is None:
+        if kept is None or not kept.open:
             await work()
         else:
-            kept.append((work, self._report))
+            kept.work.append((work, self._report))
 
     def _report(self, error: Exception) -> None:
         self._log.error("%s: %s: %s", self._failure, type(error).__name__, error)

@@ -9,6 +9,7 @@ existed) the answer waited for the lock, and failed once SQLite's wait for it ra
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import sqlite3
@@ -161,6 +162,27 @@ def test_kept_work_interrupted_is_dropped_whole() -> None:
         return events
 
     assert asyncio.run(scenario()) == []
+
+
+def test_work_handed_over_after_the_request_ended_is_done_at_once() -> None:
+    """A generator abandoned by its request and finalised later, in a copy of the request's context, still
+    settles: nobody would do work kept for a request that is over."""
+
+    async def scenario() -> list[str]:
+        after, _ = _after_answer()
+        events: list[str] = []
+
+        async def work() -> None:
+            events.append("work done")
+
+        async with answering_first():
+            context = contextvars.copy_context()
+        events.append("request ended")
+        await asyncio.create_task(after.run(work), context=context)
+        events.append("handed over")
+        return events
+
+    assert asyncio.run(scenario()) == ["request ended", "work done", "handed over"]
 
 
 def test_the_requests_kept_work_is_done_before_it_reserves_again() -> None:
