@@ -14,9 +14,8 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import Any
 
 import httpx
@@ -25,7 +24,7 @@ from raw_model import Answer, RawModel, chunk, completion, usage_chunk
 from runtime_helpers import USER_KEY, RuntimeFactory
 from token_ledger import TokenLedger
 
-from agent_runtime.answer_first import AfterAnswer, answering_first, do_kept_work
+from agent_runtime.answer_first import AfterAnswer, Work, answering_first, do_kept_work
 
 USAGE = {"prompt_tokens": 30, "completion_tokens": 70, "total_tokens": 100}
 BUDGET = [{"name": "tokens", "scope": "caller", "match": "*", "window_seconds": 86400, "tokens": 10**6}]
@@ -33,62 +32,48 @@ MODEL_SECONDS = 0.4
 """How long the model takes to answer: the test locks the ledger meanwhile."""
 
 
-def _after_answer() -> tuple[AfterAnswer, logging.Logger]:
-    log = logging.getLogger("tests.answer_first")
-    return AfterAnswer(log, "the test's work failed"), log
+AFTER = AfterAnswer(logging.getLogger("tests.answer_first"), "the test's work failed")
+
+
+def _work(events: list[str], name: str = "work done", seconds: float = 0.0) -> Work:
+    """Work that takes ``seconds`` (awaiting the loop even at 0), then notes ``name`` in ``events``."""
+
+    async def work() -> None:
+        await asyncio.sleep(seconds)
+        events.append(name)
+
+    return work
 
 
 def test_outside_a_request_that_answers_first_the_work_is_done_in_line() -> None:
     async def scenario() -> list[str]:
-        after, _ = _after_answer()
-        done: list[str] = []
+        events: list[str] = []
+        await AFTER.run(_work(events))
+        events.append("returned")
+        return events
 
-        async def work() -> None:
-            await asyncio.sleep(0)
-            done.append("work")
-
-        await after.run(work)
-        done.append("returned")
-        return done
-
-    assert asyncio.run(scenario()) == ["work", "returned"]
+    assert asyncio.run(scenario()) == ["work done", "returned"]
 
 
 def test_inside_one_the_work_runs_after_the_block_body_and_the_block_waits_for_it() -> None:
     async def scenario() -> list[str]:
-        after, _ = _after_answer()
         events: list[str] = []
-
-        async def work() -> None:
-            events.append("work began")
-            await asyncio.sleep(0.05)
-            events.append("work done")
-
         async with answering_first():
-            await after.run(work)
-            events.append("answered")  # no await between: the work has not begun
+            await AFTER.run(_work(events, seconds=0.05))
+            events.append("answered")
         events.append("block ended")
         return events
 
-    assert asyncio.run(scenario()) == ["answered", "work began", "work done", "block ended"]
+    assert asyncio.run(scenario()) == ["answered", "work done", "block ended"]
 
 
 def test_work_started_in_a_task_of_the_request_is_waited_for_too() -> None:
     """A streamed response's body is produced in a task of its own (Starlette's), which copies the context."""
 
     async def scenario() -> list[str]:
-        after, _ = _after_answer()
         events: list[str] = []
-
-        async def work() -> None:
-            await asyncio.sleep(0.05)
-            events.append("work done")
-
-        async def stream() -> None:
-            await after.run(work)
-
         async with answering_first():
-            await asyncio.create_task(stream())
+            await asyncio.create_task(AFTER.run(_work(events, seconds=0.05)))
         events.append("block ended")
         return events
 
@@ -96,14 +81,12 @@ def test_work_started_in_a_task_of_the_request_is_waited_for_too() -> None:
 
 
 def test_a_failure_is_logged_not_raised_into_the_request(caplog: pytest.LogCaptureFixture) -> None:
+    async def failing() -> None:
+        raise RuntimeError("the ledger is gone")
+
     async def scenario() -> None:
-        after, _ = _after_answer()
-
-        async def work() -> None:
-            raise RuntimeError("the ledger is gone")
-
         async with answering_first():
-            await after.run(work)
+            await AFTER.run(failing)
 
     with caplog.at_level(logging.ERROR, logger="tests.answer_first"):
         asyncio.run(scenario())
@@ -112,25 +95,29 @@ def test_a_failure_is_logged_not_raised_into_the_request(caplog: pytest.LogCaptu
     ]
 
 
-def test_a_request_cancelled_while_answering_still_does_its_kept_work() -> None:
-    async def scenario() -> list[str]:
-        after, _ = _after_answer()
-        events: list[str] = []
+def _cancelled(request: Coroutine[Any, Any, None]) -> Coroutine[Any, Any, None]:
+    """``request`` run as a task and cancelled 10 ms in, its cancellation awaited."""
 
-        async def work() -> None:
-            await asyncio.sleep(0.01)
-            events.append("work done")
-
-        async def request() -> None:
-            async with answering_first():
-                await after.run(work)
-                await asyncio.sleep(10)  # the answer, interrupted
-
-        task = asyncio.create_task(request())
+    async def run() -> None:
+        task = asyncio.create_task(request)
         await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+    return run()
+
+
+def test_a_request_cancelled_while_answering_still_does_its_kept_work() -> None:
+    async def scenario() -> list[str]:
+        events: list[str] = []
+
+        async def request() -> None:
+            async with answering_first():
+                await AFTER.run(_work(events, seconds=0.01))
+                await asyncio.sleep(10)  # the answer, interrupted
+
+        await _cancelled(request())
         events.append("request cancelled")
         return events
 
@@ -142,23 +129,15 @@ def test_kept_work_interrupted_is_dropped_whole() -> None:
     holds lapse with their leases, as a crashed process's do."""
 
     async def scenario() -> list[str]:
-        after, _ = _after_answer()
         events: list[str] = []
-
-        async def work(name: str) -> None:
-            await asyncio.sleep(0.05)
-            events.append(name)
 
         async def request() -> None:
             async with answering_first():
-                await after.run(partial(work, "first"))
-                await after.run(partial(work, "second"))
+                await AFTER.run(_work(events, "first", seconds=0.05))
+                await AFTER.run(_work(events, "second", seconds=0.05))
 
-        task = asyncio.create_task(request())
-        await asyncio.sleep(0.01)  # the first kept work is under way
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await _cancelled(request())  # during the first kept work
+        await asyncio.sleep(0.1)
         return events
 
     assert asyncio.run(scenario()) == []
@@ -169,16 +148,11 @@ def test_work_handed_over_after_the_request_ended_is_done_at_once() -> None:
     settles: nobody would do work kept for a request that is over."""
 
     async def scenario() -> list[str]:
-        after, _ = _after_answer()
         events: list[str] = []
-
-        async def work() -> None:
-            events.append("work done")
-
         async with answering_first():
             context = contextvars.copy_context()
         events.append("request ended")
-        await asyncio.create_task(after.run(work), context=context)
+        await asyncio.create_task(AFTER.run(_work(events)), context=context)
         events.append("handed over")
         return events
 
@@ -187,14 +161,9 @@ def test_work_handed_over_after_the_request_ended_is_done_at_once() -> None:
 
 def test_the_requests_kept_work_is_done_before_it_reserves_again() -> None:
     async def scenario() -> list[str]:
-        after, _ = _after_answer()
         events: list[str] = []
-
-        async def work() -> None:
-            events.append("settled")
-
         async with answering_first():
-            await after.run(work)
+            await AFTER.run(_work(events, "settled"))
             await do_kept_work()
             events.append("reserving again")
         return events

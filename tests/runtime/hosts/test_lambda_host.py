@@ -87,6 +87,14 @@ def _http_api_event(method: str, path: str) -> dict[str, Any]:
     }
 
 
+def _chat_event(text: str, *, stream: bool) -> dict[str, Any]:
+    """A chat completion request with the API key, as API Gateway hands it over."""
+    event = _http_api_event("POST", "/v1/chat/completions")
+    event["headers"] |= {"authorization": f"Bearer {API_KEY}", "content-type": "application/json"}
+    event["body"] = chat_body(text, stream=stream)
+    return event
+
+
 def _context() -> SimpleNamespace:
     return SimpleNamespace(
         function_name="agent", aws_request_id="req-1", get_remaining_time_in_millis=lambda: 30_000
@@ -186,10 +194,7 @@ def test_an_invocation_returns_only_once_its_budget_settlement_is_written(
 
     monkeypatch.setattr(Budgets, "_settle", slow)
     for stream in (False, True):
-        event = _http_api_event("POST", "/v1/chat/completions")
-        event["headers"] |= {"authorization": f"Bearer {API_KEY}", "content-type": "application/json"}
-        event["body"] = chat_body("settle me", stream=stream)
-        response = module.handler(event, _context())
+        response = module.handler(_chat_event("settle me", stream=stream), _context())
         assert response["statusCode"] == 200, response
         ledger = TokenLedger(settings.sqlite_path)
         assert not ledger.held(), "the hold was settled before the handler returned"
@@ -204,10 +209,7 @@ def test_a_streamed_answer_leaves_the_function_redacted(
     module, _ = task_host
     bodies = {}
     for stream in (False, True):
-        event = _http_api_event("POST", "/v1/chat/completions")
-        event["headers"] |= {"authorization": f"Bearer {API_KEY}", "content-type": "application/json"}
-        event["body"] = chat_body("leak", stream=stream)
-        response = module.handler(event, _context())
+        response = module.handler(_chat_event("leak", stream=stream), _context())
         assert response["statusCode"] == 200, response
         bodies[stream] = response["body"]
     plain = json.loads(bodies[False])["choices"][0]["message"]["content"]
