@@ -25,6 +25,7 @@ from runtime_helpers import USER_KEY, RuntimeFactory
 from token_ledger import TokenLedger
 
 from agent_runtime.answer_first import AfterAnswer, Work, answering_first, do_kept_work
+from agent_runtime.governance.ledger_sqlite import SqliteLedger
 
 USAGE = {"prompt_tokens": 30, "completion_tokens": 70, "total_tokens": 100}
 BUDGET = [{"name": "tokens", "scope": "caller", "match": "*", "window_seconds": 86400, "tokens": 10**6}]
@@ -238,3 +239,25 @@ def test_a_run_does_not_wait_for_its_own_kept_settlement_when_it_calls_the_model
     assert [step["kind"] for step in steps] == ["model", "tool", "model"], steps
     assert time.monotonic() - started < 2, "the second call did not wait for the first one's hold"
     assert TokenLedger(runtime.settings.sqlite_path).settled() <= 8000  # never past the limit
+
+
+def test_a_settlement_failing_after_the_answer_is_logged_and_the_answer_stands(
+    runtime_factory: RuntimeFactory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """In line, the ledger's failure replaced the model's answer with a 500 the caller had already paid for."""
+
+    async def failing(self: SqliteLedger, hold: str, spent: Any) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(SqliteLedger, "settle", failing)
+    runtime = runtime_factory(budgets=json.dumps(BUDGET))
+    with caplog.at_level(logging.ERROR, logger="agentstage.budgets"):
+        response = runtime.invoke("assistant", "hello")
+    assert response.status_code == 200, response.text
+    assert response.json()["answer"] == "hello"
+    logged = [record.getMessage() for record in caplog.records if record.name == "agentstage.budgets"]
+    assert logged == [
+        "a budget settlement failed after its answer was sent; the hold counts as spent until its lease ends: "
+        + "OperationalError: disk I/O error"
+    ]
+    assert TokenLedger(runtime.settings.sqlite_path).held(), "the hold stands until its lease ends"
