@@ -11,12 +11,14 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from runtime_helpers import ADMIN_KEY, USER_KEY, Runtime, RuntimeFactory
+from settling import once_settled
 
 from agent_runtime.caller import SYSTEM_TENANT
 from agent_runtime.errors import ConfigurationError
@@ -216,19 +218,18 @@ def test_a_thousand_concurrent_requests_never_overspend_and_the_ledger_is_exact(
     assert {r.status_code for r in metered} == {200, 429} and metered_ok
     assert all(r.json()["error"]["code"] == "quota_exceeded" for r in metered if r.status_code == 429)
     assert all(r.json()["usage"]["total_tokens"] == 3 for r in metered_ok)
-    if backend == "dynamodb":
-        ledger = _dynamodb_ledger(dynamodb.client(), table)
-    else:
-        ledger = (
-            _sqlite_ledger(runtime.settings.sqlite_path)
-            if backend == "sqlite"
-            else _redis_ledger(overrides["redis_url"])
-        )
-    assert ledger == {
+    readers: dict[str, Callable[[], dict[str, int]]] = {
+        "sqlite": lambda: _sqlite_ledger(runtime.settings.sqlite_path),
+        "redis": lambda: _redis_ledger(overrides["redis_url"]),
+        "dynamodb": lambda: _dynamodb_ledger(dynamodb.client(), table),
+    }
+    expected = {
         "counted-requests|requests": 25,
         "metered-tokens|tokens": 3 * len(metered_ok),
         "metered-cost|cost": 4000 * len(metered_ok),
     }
+    ledger = once_settled(readers[backend], lambda ledger: ledger == expected)
+    assert ledger == expected
     assert ledger["metered-tokens|tokens"] <= 2000 and ledger["metered-cost|cost"] <= 500_000
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import pytest
 from runtime_helpers import calls
+from settling import once_settled
 
 from agent_runtime.governance.ledger import Usage
 from agent_runtime.governance.ledger_cosmos import CosmosLedger
@@ -208,7 +209,9 @@ def test_a_storm_across_two_processes_never_passes_a_budget_and_leaves_an_exact_
     assert {r.json()["error"]["budget"]["reason"] for r in responses if r.status_code == 429} == {"exhausted"}
     tokens = sum(r.json()["usage"]["total_tokens"] for r in responses if r.status_code == 200)
     counters = [_counter(shared.budget, "requests"), _counter(shared.budget, "tokens")]
-    requests, settled_tokens = asyncio.run(shared.usage(counters))
+    requests, settled_tokens = once_settled(
+        lambda: asyncio.run(shared.usage(counters)), lambda usages: not any(usage.held for usage in usages)
+    )
     assert requests == Usage(settled=REQUESTS, held=0)
     assert settled_tokens == Usage(settled=tokens, held=0), "every hold settled to what its call used"
 
