@@ -22,6 +22,7 @@ import httpx
 import pytest
 from raw_model import Answer, RawModel, chunk, completion, usage_chunk
 from runtime_helpers import USER_KEY, RuntimeFactory
+from settling import once_settled
 from token_ledger import TokenLedger
 
 from agent_runtime.answer_first import AfterAnswer, Work, answering_first, do_kept_work
@@ -247,15 +248,19 @@ def test_a_settlement_failing_after_the_answer_is_logged_and_the_answer_stands(
     """In line, the ledger's failure replaced the model's answer with a 500 the caller had already paid for."""
 
     async def failing(self: SqliteLedger, hold: str, spent: Any) -> None:
+        await asyncio.sleep(0.1)  # fails well after the answer is sent: the test must wait for the log
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(SqliteLedger, "settle", failing)
     runtime = runtime_factory(budgets=json.dumps(BUDGET))
     with caplog.at_level(logging.ERROR, logger="agentstage.budgets"):
         response = runtime.invoke("assistant", "hello")
-    assert response.status_code == 200, response.text
-    assert response.json()["answer"] == "hello"
-    logged = [record.getMessage() for record in caplog.records if record.name == "agentstage.budgets"]
+        assert response.status_code == 200, response.text
+        assert response.json()["answer"] == "hello"
+        logged = once_settled(  # the settlement runs once the answer is sent: the caller may read first
+            lambda: [record.getMessage() for record in caplog.records if record.name == "agentstage.budgets"],
+            bool,
+        )
     assert logged == [
         "a budget settlement failed after its answer was sent; the hold counts as spent until its lease ends: "
         + "OperationalError: disk I/O error"

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from otel_helpers import Otel
 from runtime_helpers import USER_KEY, Runtime, RuntimeFactory
+from settling import once_settled
 
 from agent_runtime.api import create_app
 from agent_runtime.errors import ConfigurationError
@@ -151,12 +152,15 @@ def test_a_spent_budget_refuses_as_exhausted_and_is_never_overspent(
         if p.attributes["agentstage.budget.reason"] == "exhausted"
     ]
     assert sum(p.value for p in refusals) == len(refused)
-    settled = [
-        p
-        for p in otel.metric_points("agentstage.budget.settled")
-        if p.attributes["agentstage.budget.metric"] == "tokens"
-    ]
-    assert sum(p.value for p in settled) == spent
+    settled_tokens = once_settled(
+        lambda: sum(
+            p.value
+            for p in otel.metric_points("agentstage.budget.settled")
+            if p.attributes["agentstage.budget.metric"] == "tokens"
+        ),
+        lambda tokens: tokens == spent,
+    )
+    assert settled_tokens == spent, "every settlement counted once it landed (after its answer)"
 
 
 def test_a_call_that_may_not_wait_is_refused_as_held_with_a_short_retry(
