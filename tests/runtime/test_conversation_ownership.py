@@ -189,23 +189,64 @@ def test_an_operator_erases_a_tenants_conversations_and_only_an_operator_may(
 def test_handoff_records_are_never_listed_as_conversations(runtime: Runtime) -> None:
     assert runtime.invoke("assistant", "hello", key=ALICE, conversation_id="c1").status_code == 200
 
-    async def record_a_handoff() -> None:  # as an orchestrator replica writes it, beside the conversation
-        settings = runtime.settings
-        store = (
-            await DynamoDBConversationStore.connect(settings.dynamodb_conversations_table)
-            if settings.state_backend == "dynamodb"
-            else await SqliteConversationStore.open(settings.sqlite_path)
-        )
-        try:
-            await store.append(Owner("t-a", "alice"), "c1#handoff", [{"role": "system", "agent": "writer"}])
-        finally:
-            await store.close()
-
-    asyncio.run(record_a_handoff())
+    asyncio.run(_append(runtime, Owner("t-a", "alice"), ["c1#handoff"], role="system"))
     listed = runtime.http.get("/v1/conversations", headers=_auth(ALICE)).json()["conversations"]
     assert [c["id"] for c in listed] == ["c1"]
     assert runtime.http.delete("/v1/conversations/c1", headers=_auth(ALICE)).status_code == 204
     assert runtime.http.get("/v1/conversations", headers=_auth(ALICE)).json()["conversations"] == []
+
+
+def test_a_caller_lists_every_conversation_page_by_page_and_only_its_own(runtime: Runtime) -> None:
+    """Handoff records lie beside some of them in the store: pages skip them, and the walk goes on past them."""
+    mine = [f"c{i}" for i in range(9)]
+    stored: list[str] = []
+    for number, conversation in enumerate(mine):
+        stored += [conversation, f"{conversation}#handoff"] if number % 2 else [conversation]
+    asyncio.run(_append(runtime, Owner("t-a", "alice"), stored))
+    asyncio.run(_append(runtime, Owner("t-a", "carol"), ["carols"]))
+
+    pages, after = [], None
+    while True:
+        response = runtime.http.get(
+            "/v1/conversations",
+            params={"limit": 2, **({"after": after} if after else {})},
+            headers=_auth(ALICE),
+        )
+        assert response.status_code == 200, response.text
+        pages.append([c["id"] for c in response.json()["conversations"]])
+        after = response.json()["next"]
+        if after is None:
+            break
+    assert [conversation for page in pages for conversation in page] == mine[::-1], "newest first, each once"
+    assert all(len(page) == 2 for page in pages[:-1])
+    whole = runtime.http.get("/v1/conversations", headers=_auth(ALICE)).json()
+    assert [c["id"] for c in whole["conversations"]] == mine[::-1] and whole["next"] is None
+
+
+@pytest.mark.parametrize(
+    "after",
+    ["not base64 at all!", "bm90IGpzb24", "WyJ5ZXN0ZXJkYXkiLCJjMSJd", "//79", "x" * 1025],
+    ids=["not-base64", "not-json", "not-a-time", "not-utf8", "too-long"],
+)
+def test_an_after_that_no_page_returned_is_refused_by_name(runtime: Runtime, after: str) -> None:
+    response = runtime.http.get("/v1/conversations", params={"after": after}, headers=_auth(ALICE))
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == "query.after"
+
+
+async def _append(runtime: Runtime, owner: Owner, conversations: list[str], role: str = "user") -> None:
+    """Conversations written as a replica writes them, in this order (the last is the newest)."""
+    settings = runtime.settings
+    store = (
+        await DynamoDBConversationStore.connect(settings.dynamodb_conversations_table)
+        if settings.state_backend == "dynamodb"
+        else await SqliteConversationStore.open(settings.sqlite_path)
+    )
+    try:
+        for conversation in conversations:
+            await store.append(owner, conversation, [{"role": role, "content": "hi"}])
+    finally:
+        await store.close()
 
 
 @pytest.mark.parametrize("path", ["/v1/conversations/bad%23id", "/v1/conversations/" + "x" * 129])

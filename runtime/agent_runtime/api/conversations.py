@@ -4,7 +4,8 @@ A conversation belongs to the caller that began it (tenant and caller id, as the
 says): the stores key it by that owner, so these routes — like every run that replays history — can only
 ever reach the caller's own. Another caller's conversation id answers exactly like an unknown one.
 
-- ``GET /v1/conversations``: the caller's conversations, most recently changed first.
+- ``GET /v1/conversations``: the caller's conversations, most recently changed first, page by page (a page's
+  ``next`` is the ``after`` of the one after it: a keyset cursor, so a deep page costs what the first does).
 - ``GET /v1/conversations/{id}``: one of them, its newest messages as stored (redacted), and by position
   (``before``) the older ones, page by page; 404 otherwise.
 - ``DELETE /v1/conversations/{id}``: forget one of them; 404 otherwise.
@@ -16,6 +17,7 @@ Deletions are written to the audit log (``agentstage.audit``): who, whose, which
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Annotated
 
@@ -30,7 +32,8 @@ from agent_runtime.api.schemas import (
     TenantErasure,
     error_responses,
 )
-from agent_runtime.errors import Forbidden, UnknownConversation
+from agent_runtime.errors import Forbidden, UnknownConversation, UnprocessableRequest
+from agent_runtime.memory import InvalidCursor
 from agent_runtime.orchestrator.handoff import Handoffs, is_bookkeeping
 from agent_runtime.tools.audit import audit_log
 
@@ -39,6 +42,9 @@ router = APIRouter(prefix="/v1", tags=["conversations"])
 MAX_HISTORY_MESSAGES = 200
 """The most messages one read of a conversation returns: with requests of up to 100,000 characters
 (``AGENTSTAGE_MAX_PROMPT_CHARS``), a response of a few tens of MB at most."""
+
+MAX_CURSOR_CHARS = 1024
+"""A page's ``next`` is far shorter (a time and a conversation id of at most 128 characters, in base64)."""
 
 ConversationId = Annotated[
     str, Path(pattern=CONVERSATION_ID_PATTERN, description="The id a run returned or was given.")
@@ -50,16 +56,64 @@ async def list_conversations(
     runtime: ServicesDep,
     caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 100,
+    after: Annotated[
+        str | None,
+        Query(
+            max_length=MAX_CURSOR_CHARS,
+            description="A page's `next`: the conversations after that page (leave it out for the first).",
+        ),
+    ] = None,
 ) -> ConversationList:
-    """Your conversations, most recently changed first."""
+    """Your conversations, most recently changed first, a page at a time: each page's `next`, passed as
+    `after`, reads the page after it. A walk lists each conversation once, but one changed meanwhile: it
+    moves to the front, where a listing from the start shows it."""
     # Each conversation has at most one handoff record beside it: twice the limit leaves enough after them.
-    stored = await runtime.conversations.conversations(caller.owner, limit=2 * limit)
-    mine = [c for c in stored if not is_bookkeeping(c.id)][:limit]
-    return ConversationList(
-        conversations=[
-            ConversationInfo(id=c.id, created_at=c.created_at, updated_at=c.updated_at, messages=c.messages)
-            for c in mine
-        ]
+    fetched = 2 * limit
+    try:
+        stored = await runtime.conversations.conversations(
+            caller.owner, limit=fetched, after=_store_cursor(after)
+        )
+    except InvalidCursor:
+        raise _not_a_cursor() from None
+    mine: list[ConversationInfo] = []
+    resume: str | None = None
+    more = len(stored) == fetched  # the store may hold more than it was asked for
+    for conversation in stored:
+        if len(mine) == limit:
+            more = True  # the page ends after the last one read
+            break
+        resume = conversation.cursor
+        if not is_bookkeeping(conversation.id):
+            mine.append(
+                ConversationInfo(
+                    id=conversation.id,
+                    created_at=conversation.created_at,
+                    updated_at=conversation.updated_at,
+                    messages=conversation.messages,
+                )
+            )
+    return ConversationList(conversations=mine, next=_wire_cursor(resume) if more and resume else None)
+
+
+def _wire_cursor(store_cursor: str) -> str:
+    """A store's cursor as callers see it: opaque, URL-safe."""
+    return base64.urlsafe_b64encode(store_cursor.encode()).decode().rstrip("=")
+
+
+def _store_cursor(after: str | None) -> str | None:
+    """The store's cursor a caller's ``after`` carries (the store checks that it is one of its own)."""
+    if after is None:
+        return None
+    try:
+        return base64.urlsafe_b64decode(after + "=" * (-len(after) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise _not_a_cursor() from None
+
+
+def _not_a_cursor() -> UnprocessableRequest:
+    return UnprocessableRequest(
+        "after must be the `next` of a page of this listing, as it was returned (leave it out for the first page)",
+        field="query.after",
     )
 
 

@@ -252,6 +252,10 @@ class ConversationInfo(BaseModel):
 
 class ConversationList(BaseModel):
     conversations: list[ConversationInfo] = Field(description="Most recently changed first.")
+    next: str | None = Field(
+        description="Pass as `after` for the conversations after these; null when none follow (a page may "
+        "be shorter than `limit`, even empty, and still have a `next`)."
+    )
 
 
 class ConversationHistory(BaseModel):

@@ -14,7 +14,7 @@ from .base import (
     VectorItem,
     VectorStore,
 )
-from .common import DimensionMismatchError
+from .common import DimensionMismatchError, InvalidCursor
 from .factory import MemoryConfigurationError, open_stores
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "ConversationStore",
     "DimensionMismatchError",
     "HistoryPage",
+    "InvalidCursor",
     "MemoryConfigurationError",
     "Message",
     "Owner",

@@ -77,12 +77,14 @@ def identity_problem(value: object) -> str | None:
 
 @dataclass(frozen=True)
 class Conversation:
-    """One of an owner's conversations, as listed: its id, when it began and last changed, its length."""
+    """One of an owner's conversations, as listed: its id, when it began and last changed, its length, and
+    ``cursor``: where a listing resumes after it (the store's own position, opaque to everyone else)."""
 
     id: str
     created_at: float
     updated_at: float
     messages: int
+    cursor: str
 
 
 @dataclass(frozen=True)
@@ -120,8 +122,13 @@ class ConversationStore(Protocol):
         """At most ``limit`` of the owner's messages, the newest of those before position ``before`` (``None``:
         the conversation's end; past it, the same)."""
 
-    async def conversations(self, owner: Owner, limit: int = 100) -> list[Conversation]:
-        """The owner's conversations, most recently changed first, at most ``limit`` of them."""
+    async def conversations(
+        self, owner: Owner, limit: int = 100, after: str | None = None
+    ) -> list[Conversation]:
+        """The owner's conversations, most recently changed first (ties in an order of the store's), at most
+        ``limit`` of them; with ``after`` (the ``cursor`` of a conversation listed before), only those after
+        it: a walk page by page lists each conversation once, save one changed meanwhile, which moves to the
+        front. An ``after`` this store did not make raises :class:`~agent_runtime.memory.common.InvalidCursor`."""
 
     async def delete(self, owner: Owner, conversation_id: str) -> bool:
         """Forget the owner's conversation; ``False`` when the owner had none of that id."""

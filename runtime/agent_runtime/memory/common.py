@@ -27,6 +27,10 @@ class DimensionMismatchError(ValueError):
     """An embedding's length differs from the store's configured dimensions."""
 
 
+class InvalidCursor(ValueError):
+    """A listing's ``after`` that no listing of this store returned (altered, truncated or another store's)."""
+
+
 class CloseOnce:
     """Wraps a store's release function so that ``close()`` may be called any number of times."""
 
@@ -66,6 +70,29 @@ def conversation_key(owner: Owner, conversation_id: str) -> tuple[str, str, str]
     """(tenant, caller, conversation id), checked: what every backend stores a conversation under."""
     check_owner(owner)
     return owner.tenant, owner.caller, check_id(conversation_id, "conversation id")
+
+
+def position_cursor(changed: float, conversation_id: str) -> str:
+    """The cursor of a listed conversation in a store that orders by (when it changed, its id): both, as
+    JSON (a float's repr reads back to the same float, so a position compares exactly)."""
+    return dump_json([changed, conversation_id])
+
+
+def read_position(cursor: str) -> tuple[float | int, str]:
+    """(when it changed, its id) from a :func:`position_cursor`; :class:`InvalidCursor` for anything else."""
+    try:
+        changed, conversation_id = json.loads(cursor)
+    except (TypeError, ValueError) as error:
+        raise InvalidCursor(f"not a cursor of this listing: {cursor[:80]!r}") from error
+    if not (
+        isinstance(changed, (int, float))
+        and not isinstance(changed, bool)
+        and math.isfinite(changed)
+        and isinstance(conversation_id, str)
+        and conversation_id
+    ):
+        raise InvalidCursor(f"not a cursor of this listing: {cursor[:80]!r}")
+    return changed, conversation_id
 
 
 def check_messages(messages: Sequence[Message]) -> list[Message]:

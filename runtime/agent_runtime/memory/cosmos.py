@@ -44,6 +44,8 @@ from .common import (
     check_where,
     conversation_key,
     page_span,
+    position_cursor,
+    read_position,
 )
 
 if TYPE_CHECKING:
@@ -119,11 +121,15 @@ PAGE_QUERY = (
 )
 """One conversation's messages at positions ``@start`` to ``@stop - 1``, oldest first (run in its partition)."""
 
-LIST_QUERY = (
-    "SELECT TOP @limit c.conversationId, c.createdAt, c.updatedAt, c.next FROM c "
-    "WHERE c.type = 'head' ORDER BY c.updatedAt DESC"
-)
-"""An owner's conversations, most recently changed first (run with the owner's partition key prefix)."""
+_HEAD_FIELDS = "c.conversationId, c.createdAt, c.updatedAt, c.next FROM c WHERE c.type = 'head'"
+LIST_QUERY = f"SELECT TOP @limit {_HEAD_FIELDS} ORDER BY c.updatedAt DESC"
+"""An owner's conversations, most recently changed first (run with the owner's partition key prefix). Cosmos
+DB orders ties in no particular order (a second ORDER BY property needs a composite index): see
+:meth:`CosmosConversationStore.conversations`."""
+OLDER_QUERY = f"SELECT TOP @limit {_HEAD_FIELDS} AND c.updatedAt < @updated ORDER BY c.updatedAt DESC"
+"""The same, of those changed before ``@updated``: a listing's page after a cursor."""
+TIED_QUERY = f"SELECT {_HEAD_FIELDS} AND c.updatedAt = @updated"
+"""An owner's conversations changed at the instant ``@updated`` (ties: usually one)."""
 IDS_QUERY = "SELECT c.id, c.caller, c.conversationId, c.type FROM c"
 """Every document's key (run in one conversation's partition, or with a tenant's prefix)."""
 
@@ -241,20 +247,60 @@ class CosmosConversationStore:
         rows = self._container.query_items(PAGE_QUERY, parameters=parameters, partition_key=list(key))
         return HistoryPage(span.start, [row["message"] async for row in rows], length)
 
-    async def conversations(self, owner: Owner, limit: int = 100) -> list[Conversation]:
+    async def conversations(
+        self, owner: Owner, limit: int = 100, after: str | None = None
+    ) -> list[Conversation]:
+        """Ordered by last change, ties by id, both descending. Cosmos DB returns ties in no particular order,
+        so a ``TOP`` can cut an instant's ties anywhere: the ties of a page's last instant are read whole, and
+        sorted here, before the page ends, so the next page, after (that instant, the last id), misses none."""
         check_owner(owner)
         limit = check_count(limit, "limit")
         if limit == 0:
             return []
+        heads: list[dict[str, Any]] = []
+        if after is not None:
+            changed, last = read_position(after)
+            heads = [
+                head
+                for head in await self._heads(owner, TIED_QUERY, changed)
+                if head["conversationId"] < last
+            ]
+        if len(heads) < limit:
+            wanted = limit - len(heads)
+            if after is None:
+                older = await self._heads(owner, LIST_QUERY, limit=wanted)
+            else:
+                older = await self._heads(owner, OLDER_QUERY, changed, limit=wanted)
+            if len(older) == wanted:  # the TOP may have cut the last instant's ties: read them whole
+                instant = older[-1]["updatedAt"]
+                older = [head for head in older if head["updatedAt"] != instant]
+                older += await self._heads(owner, TIED_QUERY, instant)
+            heads += older
+        heads.sort(key=lambda head: (head["updatedAt"], head["conversationId"]), reverse=True)
+        return [
+            Conversation(
+                head["conversationId"],
+                head["createdAt"],
+                head["updatedAt"],
+                head["next"],
+                position_cursor(head["updatedAt"], head["conversationId"]),
+            )
+            for head in heads[:limit]
+        ]
+
+    async def _heads(
+        self, owner: Owner, query: str, updated: float | None = None, *, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The head documents ``query`` finds among the owner's conversations."""
+        parameters = [{"name": "@updated", "value": updated}] if updated is not None else []
+        if limit is not None:
+            parameters.append({"name": "@limit", "value": limit})
         rows = self._container.query_items(
-            LIST_QUERY,
-            parameters=[{"name": "@limit", "value": limit}],
+            query,
+            parameters=parameters,
             partition_key=[owner.tenant, owner.caller],  # a prefix: every conversation of this owner
         )
-        return [
-            Conversation(row["conversationId"], row["createdAt"], row["updatedAt"], row["next"])
-            async for row in rows
-        ]
+        return [row async for row in rows]
 
     async def delete(self, owner: Owner, conversation_id: str) -> bool:
         key = conversation_key(owner, conversation_id)

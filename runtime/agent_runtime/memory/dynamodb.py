@@ -69,6 +69,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import time
 import uuid
 import zlib
@@ -96,6 +97,7 @@ from agent_runtime.settings_contract import env_name
 from .base import Conversation, HistoryPage, Message, Owner, VectorHit, VectorItem
 from .common import (
     CloseOnce,
+    InvalidCursor,
     check_count,
     check_embedding,
     check_id,
@@ -428,6 +430,8 @@ CONVERSATIONS_SCHEMA = TableSchema()
 MEMORIES_SCHEMA = TableSchema()
 """The memories table: ``pk`` (S) / ``sk`` (S), nothing else (see the module docstring)."""
 _HEAD = "head"
+_INDEX_SK = re.compile(r"[0-9]{10,}\.[0-9]{6}#[0-9a-f]{32}")
+"""An owner-index entry's sort key (``<updated_at as %017.6f>#<conversation digest>``): a listing's cursor."""
 _APPEND_ATTEMPTS = 50
 
 
@@ -679,16 +683,23 @@ class DynamoDBConversationStore:
                 complete += 1
         return _decode_messages(newest[::-1])
 
-    async def conversations(self, owner: Owner, limit: int = 100) -> list[Conversation]:
+    async def conversations(
+        self, owner: Owner, limit: int = 100, after: str | None = None
+    ) -> list[Conversation]:
         check_owner(owner)
         limit = check_count(limit, "limit")
         found: list[Conversation] = []
         if limit == 0:
             return found
+        condition, values = "pk = :pk", {":pk": s("o#" + digest(owner.tenant, owner.caller))}
+        if after is not None:  # the cursor is the owner-index entry's sort key: a walk is a range of it
+            if not _INDEX_SK.fullmatch(after):
+                raise InvalidCursor(f"not a cursor of this listing: {after[:80]!r}")
+            condition, values[":after"] = condition + " AND sk < :after", s(after)
         query = self._client.query_all(
             TableName=self._table,
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": s("o#" + digest(owner.tenant, owner.caller))},
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=values,
             ScanIndexForward=False,
             ConsistentRead=True,
             Limit=limit,
@@ -700,6 +711,7 @@ class DynamoDBConversationStore:
                     float(item["created_at"]["N"]),
                     float(item["updated_at"]["N"]),
                     int(item["messages"]["N"]),
+                    item["sk"]["S"],
                 )
             )
             if len(found) == limit:

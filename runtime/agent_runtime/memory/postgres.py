@@ -20,12 +20,14 @@ returns more rows than that.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .base import Conversation, HistoryPage, Message, Owner, VectorHit, VectorItem
 from .common import (
     CloseOnce,
     DimensionMismatchError,
+    InvalidCursor,
     check_count,
     check_embedding,
     check_id,
@@ -36,6 +38,8 @@ from .common import (
     conversation_key,
     dump_json,
     page_span,
+    position_cursor,
+    read_position,
 )
 
 if TYPE_CHECKING:
@@ -45,6 +49,7 @@ if TYPE_CHECKING:
 DEFAULT_SCHEMA = "agentstage"
 DEFAULT_EF_SEARCH = 40
 _SCHEMA_LOCK = 7_412_001  # advisory lock key serialising schema creation across replicas
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 ConnectionAuth = Callable[[], Awaitable[dict[str, str]]]
 """Extra libpq parameters (a fresh ``password``, an ``sslmode``) for one new connection."""
@@ -138,9 +143,21 @@ class PostgresConversationStore:
         self._span = sql.SQL("SELECT message FROM {} WHERE {} ORDER BY seq LIMIT %s OFFSET %s").format(
             history, key
         )
-        self._list = sql.SQL(
-            "SELECT conversation_id, extract(epoch FROM created_at), extract(epoch FROM updated_at), messages "
-            "FROM {} WHERE tenant = %s AND caller = %s ORDER BY updated_at DESC, conversation_id LIMIT %s"
+        # The last column, the cursor's time: microseconds, exactly (a float's seconds would not compare equal).
+        listed = (
+            "SELECT conversation_id, extract(epoch FROM created_at), extract(epoch FROM updated_at), messages, "
+            "(extract(epoch FROM updated_at) * 1000000)::bigint "
+        )
+        newest = "ORDER BY updated_at DESC, conversation_id DESC LIMIT %s"
+        self._list = sql.SQL(listed + "FROM {} WHERE tenant = %s AND caller = %s " + newest).format(
+            conversations
+        )
+        # The row comparison is a range of the (tenant, caller, updated_at) index (PostgreSQL derives
+        # ``updated_at <=`` from it): a page reads what the first does, however deep the walk.
+        self._list_after = sql.SQL(
+            listed
+            + "FROM {} WHERE tenant = %s AND caller = %s AND (updated_at, conversation_id) < (%s, %s) "
+            + newest
         ).format(conversations)
         self._delete = (
             sql.SQL("DELETE FROM {} WHERE {}").format(conversations, key),
@@ -211,15 +228,21 @@ class PostgresConversationStore:
             rows = await cur.fetchall()
         return HistoryPage(span.start, [message for (message,) in rows], length)
 
-    async def conversations(self, owner: Owner, limit: int = 100) -> list[Conversation]:
+    async def conversations(
+        self, owner: Owner, limit: int = 100, after: str | None = None
+    ) -> list[Conversation]:
         check_owner(owner)
         limit = check_count(limit, "limit")
+        query, parameters = self._list, [owner.tenant, owner.caller, limit]
+        if after is not None:
+            changed, last = _after(after)
+            query, parameters[2:2] = self._list_after, [changed, last]
         async with self._pool.connection() as conn:
-            cur = await conn.execute(self._list, (owner.tenant, owner.caller, limit))
+            cur = await conn.execute(query, parameters)
             rows = await cur.fetchall()
         return [
-            Conversation(id_, float(created), float(updated), int(count))
-            for id_, created, updated, count in rows
+            Conversation(id_, float(created), float(updated), int(count), position_cursor(microseconds, id_))
+            for id_, created, updated, count, microseconds in rows
         ]
 
     async def delete(self, owner: Owner, conversation_id: str) -> bool:
@@ -238,6 +261,17 @@ class PostgresConversationStore:
 
     async def close(self) -> None:
         await self._close()
+
+
+def _after(cursor: str) -> tuple[datetime, str]:
+    """The (updated_at, conversation id) a listing's cursor names: microseconds since the epoch, exactly."""
+    changed, conversation_id = read_position(cursor)
+    if not isinstance(changed, int):
+        raise InvalidCursor(f"not a cursor of this listing: {cursor[:80]!r}")
+    try:
+        return _EPOCH + timedelta(microseconds=changed), conversation_id
+    except OverflowError as error:
+        raise InvalidCursor(f"not a cursor of this listing: {cursor[:80]!r}") from error
 
 
 class PostgresVectorStore:

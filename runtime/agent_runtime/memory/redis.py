@@ -35,6 +35,8 @@ from .common import (
     check_where,
     dump_json,
     page_span,
+    position_cursor,
+    read_position,
 )
 from .scoring import Document, Snapshot, SnapshotCache, pack_embedding
 
@@ -133,30 +135,51 @@ class RedisConversationStore:
         raw = await self._redis.lrange(key, span.start, span.stop - 1) if span else []
         return HistoryPage(span.start, [json.loads(item) for item in raw], length)
 
-    async def conversations(self, owner: Owner, limit: int = 100) -> list[Conversation]:
+    async def conversations(
+        self, owner: Owner, limit: int = 100, after: str | None = None
+    ) -> list[Conversation]:
         lists, index, started = self._owner_keys(owner)
         limit = check_count(limit, "limit")
+        position = read_position(after) if after is not None else None
         found: list[Conversation] = []
-        offset = 0
         while len(found) < limit:
-            page = await self._redis.zrevrange(index, offset, offset + limit - 1, withscores=True)
-            if not page:
+            entries = await self._listed_after(index, position, limit - len(found))
+            if not entries:
                 return found
-            offset += len(page)
-            ids = [member.decode() for member, _ in page]
+            position = entries[-1]
             async with self._redis.pipeline(transaction=False) as pipe:
-                for conversation_id in ids:
+                for _, conversation_id in entries:
                     pipe.llen(lists + conversation_id)
                     pipe.hget(started, conversation_id)
                 replies = await pipe.execute()
-            for (conversation_id, (_, updated)), length, began in zip(
-                zip(ids, page, strict=True), replies[::2], replies[1::2], strict=True
+            for (updated, conversation_id), length, began in zip(
+                entries, replies[::2], replies[1::2], strict=True
             ):
                 if length:
-                    found.append(Conversation(conversation_id, float(began or updated), updated, length))
+                    cursor = position_cursor(updated, conversation_id)
+                    found.append(
+                        Conversation(conversation_id, float(began or updated), updated, length, cursor)
+                    )
                 else:  # the list expired on its own: drop it from the index too
                     await self._redis.zrem(index, conversation_id)
-        return found[:limit]
+        return found
+
+    async def _listed_after(
+        self, index: str, position: tuple[float, str] | None, count: int
+    ) -> list[tuple[float, str]]:
+        """The next ``count`` (last change, id) of an owner's index after ``position``, in the order a listing
+        walks it: by last change, ties by id (as bytes), both descending. A keyset walk, not offsets: an
+        entry dropped or moved meanwhile shifts nothing after it."""
+        if position is None:
+            entries = await self._redis.zrevrange(index, 0, count - 1, withscores=True)
+        else:
+            changed, last = position
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zrevrangebyscore(index, changed, changed, withscores=True)  # the position's ties
+                pipe.zrevrangebyscore(index, f"({changed!r}", "-inf", start=0, num=count, withscores=True)
+                tied, older = await pipe.execute()
+            entries = [entry for entry in tied if entry[0] < last.encode()] + older
+        return [(score, member.decode()) for member, score in entries[:count]]
 
     async def delete(self, owner: Owner, conversation_id: str) -> bool:
         lists, index, started = self._owner_keys(owner)

@@ -49,10 +49,21 @@ from .common import (
     conversation_key,
     dump_json,
     page_span,
+    position_cursor,
+    read_position,
 )
 from .scoring import Document, Snapshot, SnapshotCache, pack_embedding
 
 T = TypeVar("T")
+
+LISTING = (
+    "SELECT conversation_id, created_at, updated_at, messages FROM conversations "
+    "WHERE tenant = ? AND caller = ? AND (updated_at, conversation_id) < (?, ?) "
+    "ORDER BY updated_at DESC, conversation_id DESC LIMIT ?"
+)
+"""An owner's conversations after a position (the first page: after (+inf, '')). The index on (tenant,
+caller, updated_at) holds the key's conversation_id too (WITHOUT ROWID): a page is a range of it, in order,
+however deep the walk."""
 
 CHECKPOINT_EVERY = 250
 """Commits of the loop's connection between two checkpoints of the log on the store's thread (an append
@@ -344,17 +355,16 @@ class SqliteConversationStore:
 
         return await self._read(lambda c: in_transaction(c, read, "BEGIN"))
 
-    async def conversations(self, owner: Owner, limit: int = 100) -> list[Conversation]:
+    async def conversations(
+        self, owner: Owner, limit: int = 100, after: str | None = None
+    ) -> list[Conversation]:
         check_owner(owner)
         limit = check_count(limit, "limit")
+        changed, last = read_position(after) if after is not None else (float("inf"), "")
         rows = await self._read(
-            lambda c: c.execute(
-                "SELECT conversation_id, created_at, updated_at, messages FROM conversations "
-                "WHERE tenant = ? AND caller = ? ORDER BY updated_at DESC, conversation_id LIMIT ?",
-                (owner.tenant, owner.caller, limit),
-            ).fetchall()
+            lambda c: c.execute(LISTING, (owner.tenant, owner.caller, changed, last, limit)).fetchall()
         )
-        return [Conversation(*row) for row in rows]
+        return [Conversation(*row, position_cursor(row[2], row[0])) for row in rows]
 
     async def delete(self, owner: Owner, conversation_id: str) -> bool:
         key = conversation_key(owner, conversation_id)

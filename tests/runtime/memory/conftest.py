@@ -13,13 +13,14 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent_runtime.memory import ConversationStore, VectorStore
+from agent_runtime.memory import ConversationStore, Owner, VectorStore
 
 BACKENDS = ["sqlite", "redis", "postgres", "dynamodb"]
 CONVERSATION_BACKENDS = [*BACKENDS, "cosmos"]
@@ -133,6 +134,19 @@ class Backend:
         self.opened.append(store)
         return store
 
+    @asynccontextmanager
+    async def one_instant(self, owner: Owner, conversation_ids: list[str]) -> AsyncIterator[None]:
+        """The appends made inside change ``conversation_ids`` at one instant (ties), as appends on several
+        replicas can: the stores' clock (``time.time``) stands still meanwhile. PostgreSQL's clock is its
+        own, so there their times are made equal afterwards."""
+        with pytest.MonkeyPatch.context() as patch:
+            if self.name != "postgres":
+                instant = time.time()
+                patch.setattr(time, "time", lambda: instant)
+            yield
+        if self.name == "postgres":
+            await _tie_in_postgres(self.location, owner, conversation_ids)
+
     async def vectors(self, dimensions: int) -> VectorStore:
         store: VectorStore
         if self.name == "sqlite":
@@ -157,6 +171,18 @@ class Backend:
             )
         self.opened.append(store)
         return store
+
+
+async def _tie_in_postgres(location: dict[str, Any], owner: Owner, conversation_ids: list[str]) -> None:
+    import psycopg
+    from psycopg import sql
+
+    table = sql.Identifier(location["schema"], "conversations")
+    mine = sql.SQL("tenant = %s AND caller = %s AND conversation_id = ANY(%s)")
+    key = (owner.tenant, owner.caller, conversation_ids)
+    async with await psycopg.AsyncConnection.connect(location["dsn"], autocommit=True) as conn:
+        statement = sql.SQL("UPDATE {} SET updated_at = (SELECT max(updated_at) FROM {} WHERE {}) WHERE {}")
+        await conn.execute(statement.format(table, table, mine, mine), key + key)
 
 
 async def _opened(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:

@@ -5,13 +5,14 @@ missing item), and ``_etag`` changing on every write.
 
 No Cosmos DB emulator runs here (it is a container image and there is no Docker), so the conversation
 contract suite runs against this fake. It evaluates the store's own queries (``history_query``,
-``LIST_QUERY``, ``IDS_QUERY``) by their meaning; their text is pinned in test_memory_cosmos.py.
+``LIST_QUERY``, ``OLDER_QUERY``, ``TIED_QUERY``, ``IDS_QUERY``) by their meaning; their text is pinned in test_memory_cosmos.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import random
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,7 +23,9 @@ from agent_runtime.memory.cosmos import (
     CONVERSATION_PARTITION_KEY,
     IDS_QUERY,
     LIST_QUERY,
+    OLDER_QUERY,
     PAGE_QUERY,
+    TIED_QUERY,
     history_query,
 )
 
@@ -83,14 +86,8 @@ class FakeConversationsContainer:
             rows = [
                 {name: doc[name] for name in ("id", "caller", "conversationId", "type")} for doc in scoped
             ]
-        elif query == LIST_QUERY:
-            heads = sorted(
-                (doc for doc in scoped if doc["type"] == "head"), key=lambda d: d["updatedAt"], reverse=True
-            )
-            rows = [
-                {name: doc[name] for name in ("conversationId", "createdAt", "updatedAt", "next")}
-                for doc in heads[: values["@limit"]]
-            ]
+        elif query in (LIST_QUERY, OLDER_QUERY, TIED_QUERY):
+            rows = _heads(query, values, [doc for doc in scoped if doc["type"] == "head"])
         elif query == PAGE_QUERY:
             assert len(prefix) == len(CONVERSATION_PARTITION_KEY), "a page reads one conversation"
             span = range(values["@start"], values["@stop"])
@@ -118,6 +115,21 @@ class FakeConversationsContainer:
         assert (body["tenant"], body["caller"], body["conversationId"]) == key, (
             "a document outside its partition"
         )
+
+
+def _heads(query: str, values: dict[str, Any], heads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The listing queries' rows. Cosmos DB orders equal ``ORDER BY`` values in no particular order, so ties
+    are shuffled: a store that relied on an order among them would fail here."""
+    if query == OLDER_QUERY:
+        heads = [head for head in heads if head["updatedAt"] < values["@updated"]]
+    elif query == TIED_QUERY:
+        heads = [head for head in heads if head["updatedAt"] == values["@updated"]]
+    random.shuffle(heads)
+    if query != TIED_QUERY:
+        heads = sorted(heads, key=lambda head: head["updatedAt"], reverse=True)[: values["@limit"]]
+    return [
+        {name: head[name] for name in ("conversationId", "createdAt", "updatedAt", "next")} for head in heads
+    ]
 
 
 def _full(partition_key: list[str]) -> Key:

@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 
-from agent_runtime.memory import ConversationStore, HistoryPage, Owner
+from agent_runtime.memory import Conversation, ConversationStore, HistoryPage, InvalidCursor, Owner
 
 pytestmark = pytest.mark.anyio
 
@@ -138,6 +138,79 @@ async def test_an_owner_lists_only_their_own_conversations_newest_first(conversa
     assert await store.conversations(ALICE, limit=0) == []
     assert [c.id for c in await store.conversations(BOB_IN_A)] == ["bobs"]
     assert await store.conversations(BOB) == []
+
+
+async def _walk(
+    store: ConversationStore, owner: Owner, size: int, after: str | None = None
+) -> list[Conversation]:
+    """Every conversation a listing reaches, page after page of ``size``, from ``after``."""
+    walked: list[Conversation] = []
+    while page := await store.conversations(owner, limit=size, after=after):
+        assert len(page) <= size
+        walked += page
+        after = page[-1].cursor
+    return walked
+
+
+async def test_a_listing_walks_every_conversation_once_page_by_page_ties_included(conversation_backend):
+    """Seven of thirteen conversations change at one instant: however the pages cut them, none is listed twice
+    and none is missed (a store that orders ties differently on each read, or resumes by time alone, fails)."""
+    store = await conversation_backend.conversations()
+    ids = [f"c{i:02d}" for i in range(13)]
+    tied = ids[4:11]
+    for conversation_id in ids[:4]:
+        await store.append(ALICE, conversation_id, [user("x")])
+    async with conversation_backend.one_instant(ALICE, tied):
+        for conversation_id in tied:
+            await store.append(ALICE, conversation_id, [user("x")])
+    for conversation_id in ids[11:]:
+        await store.append(ALICE, conversation_id, [user("x")])
+    await store.append(BOB_IN_A, "bobs", [user("x")])
+
+    whole = await store.conversations(ALICE, limit=100)
+    assert sorted(c.id for c in whole) == ids
+    assert len({c.updated_at for c in whole if c.id in tied}) == 1, "the seven really tie"
+    assert [c.updated_at for c in whole] == sorted((c.updated_at for c in whole), reverse=True)
+    assert [c.id for c in whole[:2]] == ["c12", "c11"] and [c.id for c in whole[-4:]] == [
+        "c03",
+        "c02",
+        "c01",
+        "c00",
+    ]
+    for size in (1, 2, 3, 4, 5, 13):
+        assert [c.id for c in await _walk(store, ALICE, size)] == [c.id for c in whole], f"pages of {size}"
+
+
+async def test_a_walk_lists_a_conversation_changed_meanwhile_at_most_once(conversation_backend):
+    store = await conversation_backend.conversations()
+    for number in range(8):
+        await store.append(ALICE, f"c{number}", [user("x")])
+    first = await store.conversations(ALICE, limit=3)  # c7, c6, c5
+    await store.append(ALICE, "c6", [user("again")])  # listed already: moves to the front
+    await store.append(ALICE, "c1", [user("again")])  # not listed yet: moves to the front, out of this walk
+    rest = await _walk(store, ALICE, 2, after=first[-1].cursor)
+    assert [c.id for c in first + rest] == ["c7", "c6", "c5", "c4", "c3", "c2", "c0"]
+    assert [c.id for c in await store.conversations(ALICE, limit=2)] == ["c1", "c6"], "a new walk shows them"
+
+
+async def test_a_cursor_reaches_only_its_readers_own_conversations(conversation_backend):
+    store = await conversation_backend.conversations()
+    for owner in (ALICE, BOB_IN_A):
+        for number in range(3):
+            await store.append(owner, f"{owner.caller}-{number}", [user("x")])
+    [bobs_newest] = await store.conversations(BOB_IN_A, limit=1)
+    listed = await store.conversations(ALICE, after=bobs_newest.cursor)
+    assert {c.id for c in listed} <= {"alice-0", "alice-1", "alice-2"}, "a position, never another's data"
+
+
+@pytest.mark.parametrize(
+    "after", ["", "garbage", '["yesterday", "c1"]', '[1e999, "c1"]', '[1.5, ""]', "[1.5]"]
+)
+async def test_a_cursor_no_listing_returned_is_refused(conversation_backend, after: str):
+    store = await conversation_backend.conversations()
+    await store.append(ALICE, "c", [user("x")])
+    with pytest.raises(InvalidCursor):
+        await store.conversations(ALICE, after=after)
 
 
 async def test_deleting_a_tenant_forgets_every_caller_of_it_and_nobody_else(conversation_backend):

@@ -7,6 +7,7 @@ optimistic-concurrency protocol of appends. The contract suite's semantics are n
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -341,6 +342,45 @@ async def test_listing_queries_the_owners_prefix_of_the_partition_key(account):
         [{"name": "@limit", "value": 5}],
         ["t-a", "alice"],
     )
+
+
+async def test_a_page_after_a_cursor_reads_its_instants_ties_then_older_ones_and_completes_the_last_instant(
+    account,
+):
+    container, _, _ = account()
+    store = await CosmosConversationStore.connect("https://acct", "db", container="conversations")
+    fields = "c.conversationId, c.createdAt, c.updatedAt, c.next FROM c WHERE c.type = 'head'"
+    container.results += [
+        [_head("b", 5.0), _head("d", 5.0), _head("a", 5.0)],  # the cursor's instant, in no order
+        [_head("w", 4.0)],  # older: the TOP (1) was reached, so it may have cut instant 4.0's ties
+        [_head("w", 4.0), _head("x", 4.0)],  # instant 4.0, whole
+    ]
+
+    listed = await store.conversations(ALICE, limit=3, after=json.dumps([5.0, "c"]))
+
+    assert [c.id for c in listed] == ["b", "a", "x"], "ties by id, descending: w comes next"
+    assert json.loads(listed[-1].cursor) == [4.0, "x"]
+    assert [call[1:] for call in container.calls[-3:]] == [
+        (
+            f"SELECT {fields} AND c.updatedAt = @updated",
+            [{"name": "@updated", "value": 5.0}],
+            ["t-a", "alice"],
+        ),
+        (
+            f"SELECT TOP @limit {fields} AND c.updatedAt < @updated ORDER BY c.updatedAt DESC",
+            [{"name": "@updated", "value": 5.0}, {"name": "@limit", "value": 1}],
+            ["t-a", "alice"],
+        ),
+        (
+            f"SELECT {fields} AND c.updatedAt = @updated",
+            [{"name": "@updated", "value": 4.0}],
+            ["t-a", "alice"],
+        ),
+    ]
+
+
+def _head(conversation_id: str, updated: float) -> dict[str, object]:
+    return {"conversationId": conversation_id, "createdAt": 1.0, "updatedAt": updated, "next": 1}
 
 
 async def test_delete_removes_every_document_of_the_conversation_in_batches(account):
