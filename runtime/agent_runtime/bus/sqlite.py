@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from agent_runtime.sqlite_file import connect_wal
 from agent_runtime.sqlite_transaction import in_transaction
 
 from .base import (
@@ -260,15 +261,10 @@ class SqliteBus:
             raise BusError(f"the SQLite bus at {self._path} failed: {exc}") from exc
 
     def _connect(self) -> sqlite3.Connection:
-        if self._path != ":memory:":
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         # Autocommit: transactions are explicit. ``timeout`` is the busy timeout: a receiver in another
         # process holding the write lock makes us wait up to 5 s instead of failing.
-        conn = sqlite3.connect(self._path, isolation_level=None, timeout=5.0)
+        conn = connect_wal(self._path, timeout=5.0)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            # In WAL mode NORMAL cannot corrupt the file; a power cut may only lose the last commits.
-            conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
         except BaseException:
             conn.close()

@@ -32,6 +32,7 @@ from functools import partial
 from pathlib import Path
 
 from agent_runtime.governance.ledger import PENDING, Line, Refusal, Usage
+from agent_runtime.sqlite_file import connect_wal
 from agent_runtime.sqlite_group_commit import BUSY_TIMEOUT_SECONDS, GroupCommit
 
 _SCHEMA = """
@@ -69,10 +70,7 @@ is tried again a second later)."""
 def _connect(path: str) -> sqlite3.Connection:
     # Autocommit mode: transactions are explicit. check_same_thread=False: opened on a worker thread, used
     # on the event loop's.
-    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    # In WAL mode NORMAL cannot corrupt the file; a power cut may only lose the last commits.
-    conn.execute("PRAGMA synchronous=NORMAL")
+    conn = connect_wal(path, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False)
     conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
     return conn
 

@@ -31,12 +31,12 @@ import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
 from agent_runtime.memory.common import DimensionMismatchError, check_id
+from agent_runtime.sqlite_file import connect_wal
 from agent_runtime.sqlite_transaction import in_transaction
 
 from .base import Chunk, KnowledgeQuery, Passage
@@ -193,14 +193,9 @@ class SqliteKnowledgeIndex:
         return index
 
     def _connect(self) -> None:
-        if self._path != ":memory:":
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         # Autocommit: every transaction is explicit. The busy timeout makes a writer in another process
         # (the ingestion worker) delay us instead of failing us.
-        self._conn = sqlite3.connect(self._path, isolation_level=None, timeout=5.0)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        # In WAL mode NORMAL cannot corrupt the file; a power cut may only lose the last commits.
-        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn = connect_wal(self._path, timeout=5.0)
         # Reads through a memory map of the file: a keyword search touches pages of several tables for every
         # match, and the map spares it a system call per page (the pages stay in the OS cache, shared).
         self._conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")

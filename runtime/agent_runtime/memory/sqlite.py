@@ -31,9 +31,9 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
+from agent_runtime.sqlite_file import connect_wal
 from agent_runtime.sqlite_group_commit import GroupCommit
 from agent_runtime.sqlite_transaction import commit_group, in_transaction
 
@@ -130,14 +130,9 @@ class _Database:
             raise
 
     def _connect(self) -> None:
-        if self._path != ":memory:":
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         # Autocommit mode: transactions are explicit (read() and write()), never implicit. ``timeout`` is
         # SQLite's busy timeout: a writer in another process makes us wait up to 5 s instead of failing.
-        conn = sqlite3.connect(self._path, isolation_level=None, timeout=5.0)
-        conn.execute("PRAGMA journal_mode=WAL")
-        # In WAL mode NORMAL cannot corrupt the file; a power cut may only lose the last commits.
-        conn.execute("PRAGMA synchronous=NORMAL")
+        conn = connect_wal(self._path, timeout=5.0)
         conn.executescript(_SCHEMA)
         self._conn = conn
 

@@ -19,11 +19,11 @@ import asyncio
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import TypeVar
 
 from agent_runtime.caller import DEFAULT_TENANT
 from agent_runtime.errors import Unavailable
+from agent_runtime.sqlite_file import connect_wal
 from agent_runtime.sqlite_transaction import in_transaction
 from agent_runtime.tasks.model import TaskConflict, TaskRecord
 
@@ -69,11 +69,7 @@ class SqliteTaskStore:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentstage-tasks")
 
         def connect() -> sqlite3.Connection:
-            if path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, isolation_level=None, timeout=10.0, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn = connect_wal(path, timeout=10.0, check_same_thread=False)
             conn.executescript(_SCHEMA)
             return conn
 
