@@ -143,6 +143,9 @@ class PostgresConversationStore:
         self._span = sql.SQL("SELECT message FROM {} WHERE {} ORDER BY seq LIMIT %s OFFSET %s").format(
             history, key
         )
+        self._span_from_end = sql.SQL(
+            "SELECT message FROM {} WHERE {} ORDER BY seq DESC LIMIT %s OFFSET %s"
+        ).format(history, key)
         # The last column, the cursor's time: microseconds, exactly (a float's seconds would not compare equal).
         listed = (
             "SELECT conversation_id, extract(epoch FROM created_at), extract(epoch FROM updated_at), messages, "
@@ -219,14 +222,23 @@ class PostgresConversationStore:
         self, owner: Owner, conversation_id: str, limit: int, before: int | None = None
     ) -> HistoryPage:
         key = conversation_key(owner, conversation_id)
-        async with self._pool.connection() as conn:
-            # Two statements, one consistent page: the positions below the length read first never change.
+        async with self._pool.connection() as conn, conn.transaction():
+            # Both statements read one snapshot (an append writes the length and its messages in one
+            # transaction), so a page's rows are counted from the conversation's end as exactly as from its
+            # start: from the nearer end, and the newest page reads its own rows only, however long the
+            # conversation (counted from the start, it stepped through all of them).
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             row = await (await conn.execute(self._length, key)).fetchone()
             length = int(row[0]) if row else 0
             span = page_span(length, limit, before)
-            cur = await conn.execute(self._span, (*key, len(span), span.start))
-            rows = await cur.fetchall()
-        return HistoryPage(span.start, [message for (message,) in rows], length)
+            after_span = length - span.stop
+            if after_span < span.start:
+                cur = await conn.execute(self._span_from_end, (*key, len(span), after_span))
+                messages = [message for (message,) in reversed(await cur.fetchall())]
+            else:
+                cur = await conn.execute(self._span, (*key, len(span), span.start))
+                messages = [message for (message,) in await cur.fetchall()]
+        return HistoryPage(span.start, messages, length)
 
     async def conversations(
         self, owner: Owner, limit: int = 100, after: str | None = None
