@@ -30,6 +30,9 @@ class DimensionMismatchError(ValueError):
 class InvalidCursor(ValueError):
     """A listing's ``after`` that no listing of this store returned (altered, truncated or another store's)."""
 
+    def __init__(self, cursor: str) -> None:
+        super().__init__(f"not a cursor of this listing: {cursor[:80]!r}")
+
 
 class CloseOnce:
     """Wraps a store's release function so that ``close()`` may be called any number of times."""
@@ -83,7 +86,7 @@ def read_position(cursor: str) -> tuple[float | int, str]:
     try:
         changed, conversation_id = json.loads(cursor)
     except (TypeError, ValueError) as error:
-        raise InvalidCursor(f"not a cursor of this listing: {cursor[:80]!r}") from error
+        raise InvalidCursor(cursor) from error
     if not (
         isinstance(changed, (int, float))
         and not isinstance(changed, bool)
@@ -91,7 +94,7 @@ def read_position(cursor: str) -> tuple[float | int, str]:
         and isinstance(conversation_id, str)
         and conversation_id
     ):
-        raise InvalidCursor(f"not a cursor of this listing: {cursor[:80]!r}")
+        raise InvalidCursor(cursor)
     return changed, conversation_id
 
 

@@ -694,7 +694,7 @@ class DynamoDBConversationStore:
         condition, values = "pk = :pk", {":pk": s("o#" + digest(owner.tenant, owner.caller))}
         if after is not None:  # the cursor is the owner-index entry's sort key: a walk is a range of it
             if not _INDEX_SK.fullmatch(after):
-                raise InvalidCursor(f"not a cursor of this listing: {after[:80]!r}")
+                raise InvalidCursor(after)
             condition, values[":after"] = condition + " AND sk < :after", s(after)
         query = self._client.query_all(
             TableName=self._table,

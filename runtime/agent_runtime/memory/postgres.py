@@ -279,11 +279,11 @@ def _after(cursor: str) -> tuple[datetime, str]:
     """The (updated_at, conversation id) a listing's cursor names: microseconds since the epoch, exactly."""
     changed, conversation_id = read_position(cursor)
     if not isinstance(changed, int):
-        raise InvalidCursor(f"not a cursor of this listing: {cursor[:80]!r}")
+        raise InvalidCursor(cursor)
     try:
         return _EPOCH + timedelta(microseconds=changed), conversation_id
     except OverflowError as error:
-        raise InvalidCursor(f"not a cursor of this listing: {cursor[:80]!r}") from error
+        raise InvalidCursor(cursor) from error
 
 
 class PostgresVectorStore:
