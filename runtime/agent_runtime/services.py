@@ -136,7 +136,7 @@ class Services:
         settings = assembly.settings
         conversations, vectors = await assembly.open_stores(settings)
         try:
-            ledger = await open_ledger(settings)
+            ledger = await open_ledger(settings, conversations)
         except BaseException:
             await asyncio.gather(conversations.close(), vectors.close())
             raise

@@ -23,6 +23,7 @@ from agent_runtime.errors import ConfigurationError
 from agent_runtime.settings_contract import env_name
 
 if TYPE_CHECKING:
+    from agent_runtime.memory.base import ConversationStore
     from agent_runtime.settings import Settings
 
 
@@ -82,8 +83,10 @@ class Ledger(Protocol):
     async def close(self) -> None: ...
 
 
-async def open_ledger(settings: Settings) -> Ledger:
-    """The configured ledger; backend modules (and their clients) are imported only when chosen."""
+async def open_ledger(settings: Settings, conversations: ConversationStore | None = None) -> Ledger:
+    """The configured ledger; backend modules (and their clients) are imported only when chosen. A SQLite
+    ledger in the file of a SQLite ``conversations`` store shares that store's connection on the loop
+    (:mod:`agent_runtime.sqlite_loop`)."""
     if settings.budget_backend == "redis":
         if not settings.redis_url:
             raise ConfigurationError(f"{env_name('budget_backend')}=redis needs {env_name('redis_url')}")
@@ -109,4 +112,10 @@ async def open_ledger(settings: Settings) -> Ledger:
         return await DynamoDBLedger.connect(settings.dynamodb_ledger_table, region=settings.aws_region)
     from agent_runtime.governance.ledger_sqlite import SqliteLedger
 
-    return await SqliteLedger.open(settings.sqlite_path)
+    shared = None
+    if settings.state_backend == "sqlite":  # else the SQLite conversation store is not even imported
+        from agent_runtime.memory.sqlite import SqliteConversationStore
+
+        if isinstance(conversations, SqliteConversationStore) and conversations.path == settings.sqlite_path:
+            shared = conversations.loop_connection.share()
+    return await SqliteLedger.open(settings.sqlite_path, shared)

@@ -8,7 +8,8 @@ the reservations and settlements queued while the loop was busy share one transa
 of its own (a reservation is granted or refused as if it ran alone, in submission order), and each caller
 is answered once that transaction committed. Two transactions per request on the loop's thread, each
 writing its pages to the log, were the ledger's cost under load; one commit now serves every request in
-flight. Waiting for another process's write lock never blocks the loop.
+flight. Waiting for another process's write lock never blocks the loop. In the file the SQLite conversation
+store writes, the ledger shares that store's connection (:mod:`agent_runtime.sqlite_loop` says why).
 
 The write-ahead log must stay bounded. A passive checkpoint copies what it can but never restarts the log
 while other connections keep reading and writing, so under sustained traffic the WAL grew by ~8 KB per
@@ -33,7 +34,8 @@ from pathlib import Path
 
 from agent_runtime.governance.ledger import PENDING, Line, Refusal, Usage
 from agent_runtime.sqlite_file import connect_wal
-from agent_runtime.sqlite_group_commit import BUSY_TIMEOUT_SECONDS, GroupCommit
+from agent_runtime.sqlite_group_commit import BUSY_TIMEOUT_SECONDS
+from agent_runtime.sqlite_loop import LoopConnection
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS budget_ledger (key TEXT PRIMARY KEY, spent INTEGER NOT NULL, expires_at REAL NOT NULL);
@@ -170,14 +172,18 @@ class _WalKeeper:
 
 
 class SqliteLedger:
-    def __init__(self, connection: sqlite3.Connection, keeper: _WalKeeper | None = None) -> None:
-        """``connection`` in autocommit mode with a busy timeout of 0 (waiting for the lock is the writer's)."""
-        self._conn = connection
+    def __init__(self, connection: LoopConnection, keeper: _WalKeeper | None = None) -> None:
+        """``connection``: the loop's connection to the file (a share of it, given back on :meth:`close`)."""
+        self._connection = connection
         self._keeper = keeper
-        self._writer = GroupCommit(connection, keeper.committed if keeper is not None else None)
+        self._writer = connection.writer
+        self._unobserve = connection.observe(keeper.committed) if keeper is not None else None
 
     @classmethod
-    async def open(cls, path: str) -> SqliteLedger:
+    async def open(cls, path: str, shared: LoopConnection | None = None) -> SqliteLedger:
+        """The ledger in ``path``; on ``shared`` (a share of the loop's connection to that file, which the
+        conversation store opened) rather than a connection of its own."""
+
         def connect() -> sqlite3.Connection:
             if path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -185,13 +191,23 @@ class SqliteLedger:
             conn.executescript(_SCHEMA)
             while _drop_expired(conn, time.time()) == SWEEP_BATCH:
                 pass
+            if shared is not None:
+                conn.close()  # the schema is in place: the shared connection does the rest
+                return shared.conn
             conn.execute("PRAGMA wal_autocheckpoint = 0")
             conn.execute("PRAGMA busy_timeout = 0")
             return conn
 
-        conn = await asyncio.get_running_loop().run_in_executor(None, connect)
-        keeper = await _WalKeeper.open(path) if path != ":memory:" else None
-        return cls(conn, keeper)
+        try:
+            conn = await asyncio.get_running_loop().run_in_executor(None, connect)
+            keeper = await _WalKeeper.open(path) if path != ":memory:" else None
+        except BaseException:
+            if shared is not None:
+                await shared.close()
+            raise
+        if shared is not None:
+            conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")  # as on a connection of its own
+        return cls(shared or LoopConnection(conn), keeper)
 
     async def reserve(self, hold: str, lines: Sequence[Line], lease_seconds: float) -> Refusal | list[int]:
         def reserve(conn: sqlite3.Connection) -> Refusal | list[int]:
@@ -274,9 +290,11 @@ class SqliteLedger:
         await self._writer.run(delete)
 
     async def close(self) -> None:
-        """Let queued operations commit (waiting for another process's lock is bounded), then disconnect."""
-        await self._writer.close()
-        self._conn.close()
+        """Let queued operations commit (waiting for another process's lock is bounded), then disconnect (the
+        shared connection stays open for the other store until it closes too)."""
+        if self._unobserve is not None:
+            self._unobserve()
+        await self._connection.close()
         if self._keeper is not None:
             await self._keeper.close()
 

@@ -2,8 +2,9 @@
 
 Conversations are on the event loop's thread. A history read, an append, a listing or one conversation's
 delete touches a few indexed rows, which costs tens of microseconds: less than a hop to a thread and back,
-which was half the cost a conversation added to a request. So the conversation store has a connection of
-its own used only on the loop: its reads are single SELECTs (each one snapshot of the file, in autocommit
+which was half the cost a conversation added to a request. So the conversation store has a connection used
+only on the loop (:class:`~agent_runtime.sqlite_loop.LoopConnection`, which a SQLite budget ledger in the
+same file shares: see there why): its reads are single SELECTs (each one snapshot of the file, in autocommit
 mode); its writes are group-committed by :class:`~agent_runtime.sqlite_group_commit.GroupCommit` (the
 writes queued while the loop was busy share one transaction, each in a savepoint of its own, each caller
 answered once it committed, so its next read sees it). That connection never waits inside SQLite: its busy
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from agent_runtime.sqlite_file import connect_wal
-from agent_runtime.sqlite_group_commit import GroupCommit
+from agent_runtime.sqlite_loop import LoopConnection
 from agent_runtime.sqlite_transaction import commit_group, in_transaction
 
 from .base import Conversation, HistoryPage, Message, Owner, VectorHit, VectorItem
@@ -67,7 +68,8 @@ however deep the walk."""
 
 CHECKPOINT_EVERY = 250
 """Commits of the loop's connection between two checkpoints of the log on the store's thread (an append
-writes about four pages: SQLite's own automatic checkpoint comes after ~1,000)."""
+writes about four pages, a ledger operation one or two: SQLite's own automatic checkpoint comes after
+~1,000)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -269,11 +271,15 @@ class SqliteConversationStore:
     reads: it has no owner, so no caller may see it (drop the table once nobody needs it).
     """
 
-    def __init__(self, db: _Database, conn: sqlite3.Connection):
-        """``db`` is open on the file; ``conn`` comes from :func:`_connect_for_loop` on the same file."""
+    def __init__(self, path: str, db: _Database, conn: sqlite3.Connection):
+        """``db`` is open on the file at ``path``; ``conn`` comes from :func:`_connect_for_loop` on it."""
+        self.path = path
         self._db = db
+        self.loop_connection = LoopConnection(conn)
+        """The loop's connection and its writer: a SQLite ledger in the same file shares it."""
         self._conn = conn
-        self._writer = GroupCommit(conn, self._committed)
+        self._writer = self.loop_connection.writer
+        self._unobserve = self.loop_connection.observe(self._committed)
         self._commits = 0
         self._checkpoint: asyncio.Task[None] | None = None
         self._closed = False
@@ -291,7 +297,7 @@ class SqliteConversationStore:
         except BaseException:
             await db.close()
             raise
-        return cls(db, conn)
+        return cls(path, db, conn)
 
     async def append(self, owner: Owner, conversation_id: str, messages: Sequence[Message]) -> None:
         """Answered once committed; stored even if the caller stops waiting (a request cancelled after its
@@ -420,10 +426,10 @@ class SqliteConversationStore:
         if self._closed:
             return
         self._closed = True
-        await self._writer.close()
+        self._unobserve()
+        await self.loop_connection.close()
         if self._checkpoint is not None:
             await asyncio.wait([self._checkpoint])
-        await self._db.run(self._conn.close)
         await self._db.close()
 
 

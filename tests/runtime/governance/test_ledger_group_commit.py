@@ -15,6 +15,7 @@ from agent_runtime import sqlite_group_commit
 from agent_runtime.governance.ledger import Line, Refusal, Usage
 from agent_runtime.governance.ledger_sqlite import SqliteLedger
 from agent_runtime.sqlite_group_commit import GroupCommit
+from agent_runtime.sqlite_loop import LoopConnection
 
 FOREVER = 2**40
 
@@ -33,7 +34,7 @@ async def _traced_ledger(path: Path) -> AsyncIterator[tuple[SqliteLedger, list[s
     """A ledger on ``path`` whose connection records its statements (``open`` creates the schema first)."""
     await (await SqliteLedger.open(str(path))).close()
     statements: list[str] = []
-    ledger = SqliteLedger(_traced(path, statements))
+    ledger = SqliteLedger(LoopConnection(_traced(path, statements)))
     try:
         yield ledger, statements
     finally:
