@@ -309,7 +309,7 @@ class AgentRunner:
                     if tail := output.finish():
                         yield TextDelta(tail)
                     answer = self.guardrails.check_output(completion.content or "")
-                    await _within(step_deadline, self._remember(agent, messages, answer, options), span)
+                    await _within(step_deadline, self.remember(agent, messages, answer, options), span)
                     yield RunResult(agent.name, answer, options.conversation_id, usage, steps)
                     return
                 output.end_part()  # another call follows, after the tools
@@ -498,19 +498,21 @@ class AgentRunner:
         prompt.extend(messages)
         return prompt
 
-    async def _remember(
+    async def remember(
         self, agent: Agent, messages: Sequence[Message], answer: str, options: RunOptions
     ) -> None:
-        """Store the turn, redacted: the caller's messages and the answer, not the tool traffic between them.
+        """Store the turn, redacted: the caller's messages and the answer (as :meth:`Guardrails.check_output`
+        returned it), not the tool traffic between them.
 
         Tool messages are only valid right after the assistant message that asked for them; a history
         window could cut such a pair apart, so only self-contained messages are kept.
         """
         if options.conversation_id and agent.memory.persist:
-            turn: list[Message] = [*messages, {"role": "assistant", "content": answer}]
-            await self.conversations.append(
-                options.caller.owner, options.conversation_id, self.guardrails.redactor.redact_messages(turn)
-            )
+            turn: list[Message] = [
+                *self.guardrails.redactor.redact_messages(messages),
+                {"role": "assistant", "content": self.guardrails.stored_answer(answer)},
+            ]
+            await self.conversations.append(options.caller.owner, options.conversation_id, turn)
 
 
 def _model_step(completion: Any, route_reason: str) -> ModelStep:

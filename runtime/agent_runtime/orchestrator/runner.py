@@ -185,7 +185,7 @@ class OrchestratingRunner:
             raise DelegationFailed(delegations)
         answer = await self._aggregate(agent, plan, messages, delegations, scope, steps, deadline)
         answer = self.inner.guardrails.check_output(answer)
-        await self._remember(agent, messages, answer, options)
+        await self.inner.remember(agent, messages, answer, options)
         usage = _total([*(s.usage for s in steps), *(d.usage for d in delegations)])
         return OrchestrationResult(agent.name, answer, options.conversation_id, usage, [*steps], delegations)
 
@@ -327,16 +327,6 @@ class OrchestratingRunner:
         return await self.inner.conversations.history(
             options.caller.owner, options.conversation_id, limit=agent.memory.history_window
         )
-
-    async def _remember(
-        self, agent: Agent, messages: Sequence[Message], answer: str, options: RunOptions
-    ) -> None:
-        if options.conversation_id and agent.memory.persist:
-            turn: list[Message] = [*messages, {"role": "assistant", "content": answer}]
-            redactor = self.inner.guardrails.redactor
-            await self.inner.conversations.append(
-                options.caller.owner, options.conversation_id, redactor.redact_messages(turn)
-            )
 
 
 def _total(usages: Sequence[TokenUsage]) -> TokenUsage:

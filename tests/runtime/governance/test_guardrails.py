@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from agent_runtime.errors import PromptRejected
+from agent_runtime.errors import OutputBlocked, PromptRejected
 from agent_runtime.governance.guardrails import AzurePromptShields, Guardrails, HeuristicScreen
 from agent_runtime.governance.redaction import Redactor, iban_valid, luhn_valid
 from agent_runtime.memory.base import VectorItem
@@ -67,6 +67,28 @@ def test_stored_messages_are_redacted_in_every_field_but_their_role() -> None:
         {"role": "user", "content": "mail [REDACTED:email]", "name": "[REDACTED:email]"},
         {"role": "assistant", "content": [{"type": "text", "text": "key [REDACTED:api_key]"}]},
     ]
+
+
+@pytest.mark.parametrize("leakage", ["redact", "block", "off"])
+def test_history_keeps_an_answer_redacted_in_every_output_mode(leakage: str) -> None:
+    """What the output check let out is stored as is (the caller's own words back); unchecked, it is redacted
+    for storage all the same."""
+    guard = Guardrails(
+        mode="enforce",
+        heuristics=HeuristicScreen(),
+        shield=None,
+        leakage=leakage,
+        redactor=Redactor(),  # type: ignore[arg-type]
+    )
+    clean, leaky = "lunch is at noon", "mail ada@example.com, key sk-proj-abcdefghijklmnopqrstuv"
+    assert guard.stored_answer(guard.check_output(clean)) == clean
+    if leakage == "block":
+        with pytest.raises(OutputBlocked):
+            guard.check_output(leaky)
+        return
+    checked = guard.check_output(leaky)
+    assert checked == (leaky if leakage == "off" else Redactor().redact(leaky))
+    assert guard.stored_answer(checked) == "mail [REDACTED:email], key [REDACTED:api_key]"
 
 
 def test_injection_in_user_input_is_refused_before_the_model_sees_it(
