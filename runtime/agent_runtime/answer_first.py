@@ -19,8 +19,8 @@ handed over, as it always was.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
 
 Work = Callable[[], Awaitable[None]]
@@ -50,21 +50,29 @@ _KEPT: ContextVar[_Kept | None] = ContextVar("agentstage_answer_first", default=
 """The work kept for after the answer of the request under way, when it answers first."""
 
 
-@asynccontextmanager
-async def answering_first() -> AsyncIterator[None]:
+def answering_first() -> AbstractAsyncContextManager[None]:
     """A request that answers first: work handed to :meth:`AfterAnswer.run` inside the block is done when
     the block's body has ended (the answer is sent by then), however it ended. Tasks copy the context they
     start in, so work handed over in the tasks of a streamed response is kept too."""
-    kept = _Kept()
-    token = _KEPT.set(kept)
-    try:
-        yield
-    finally:
-        _KEPT.reset(token)
+    return _AnsweringFirst()
+
+
+class _AnsweringFirst(AbstractAsyncContextManager[None]):
+    """:func:`answering_first`'s block; a class, not a generator under ``asynccontextmanager``: every served
+    request enters one, and a generator costs one more object to make, drive and finalise."""
+
+    __slots__ = ("_kept", "_token")
+
+    async def __aenter__(self) -> None:
+        self._kept = _Kept()
+        self._token = _KEPT.set(self._kept)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        _KEPT.reset(self._token)
         try:
-            await kept.do()
+            await self._kept.do()
         finally:
-            kept.open = False
+            self._kept.open = False
 
 
 async def do_kept_work() -> None:

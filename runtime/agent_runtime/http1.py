@@ -151,8 +151,15 @@ class Response:
         self._released = False
 
     async def read(self) -> bytes:
-        """The whole body."""
-        return b"".join([chunk async for chunk in self.iter_any()])
+        """The whole body; taken at once when all of it has arrived (a model's answer mostly has, with its
+        head), without an iteration to set up and drive."""
+        if not (self._complete and self._error is None):
+            return b"".join([chunk async for chunk in self.iter_any()])
+        body = b"".join(self._chunks)
+        self._chunks.clear()
+        self._buffered = 0
+        self._connection.resume_reading()
+        return body
 
     async def iter_any(self) -> AsyncIterator[bytes]:
         """The body's bytes as they arrive, in pieces of whatever size the network gave."""
