@@ -144,3 +144,21 @@ async def test_only_commits_carrying_conversations_count_toward_the_store_s_chec
         assert checkpoints == [None], "the third commit carrying a conversation write checkpoints"
     finally:
         await asyncio.gather(ledger.close(), conversations.close())
+
+
+async def test_a_store_closed_twice_or_written_after_its_close_leaves_the_other_s_connection_alone(
+    tmp_path: Path,
+) -> None:
+    conversations, ledger = await _stores(tmp_path / "state.db")
+    await ledger.close()
+    await ledger.close()  # a second close gives back no share of the conversation store's
+    await conversations.append(OWNER, "c1", [{"role": "user", "content": "still open"}])
+    assert await conversations.history(OWNER, "c1") == [{"role": "user", "content": "still open"}]
+    await conversations.close()
+
+    conversations, ledger = await _stores(tmp_path / "state.db")
+    await conversations.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await conversations.append(OWNER, "c2", [{"role": "user", "content": "after its close"}])
+    assert await ledger.reserve("h1", [LINE], 60) == [10], "the ledger's connection is still open"
+    await ledger.close()

@@ -178,6 +178,7 @@ class SqliteLedger:
         self._keeper = keeper
         self._writer = connection.writer
         self._unobserve = connection.observe(keeper.committed) if keeper is not None else None
+        self._closed = False
 
     @classmethod
     async def open(cls, path: str, shared: LoopConnection | None = None) -> SqliteLedger:
@@ -291,7 +292,11 @@ class SqliteLedger:
 
     async def close(self) -> None:
         """Let queued operations commit (waiting for another process's lock is bounded), then disconnect (the
-        shared connection stays open for the other store until it closes too)."""
+        shared connection stays open for the other store until it closes too). Once: a second close must
+        not give back a share that is the other store's."""
+        if self._closed:
+            return
+        self._closed = True
         if self._unobserve is not None:
             self._unobserve()
         await self._connection.close()

@@ -409,6 +409,9 @@ class SqliteConversationStore:
         return await self._db.read(fn)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` group-committed on the loop's connection (which a ledger may keep open past this store)."""
+        if self._closed:
+            raise RuntimeError("the SQLite store is closed")
         self._wrote = True
         return await self._writer.run(fn)
 
