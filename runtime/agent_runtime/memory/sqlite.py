@@ -67,9 +67,8 @@ caller, updated_at) holds the key's conversation_id too (WITHOUT ROWID): a page 
 however deep the walk."""
 
 CHECKPOINT_EVERY = 250
-"""Commits of the loop's connection between two checkpoints of the log on the store's thread (an append
-writes about four pages, a ledger operation one or two: SQLite's own automatic checkpoint comes after
-~1,000)."""
+"""Commits carrying the store's writes between two checkpoints of the log on the store's thread (an append
+writes about four pages: SQLite's own automatic checkpoint comes after ~1,000)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
